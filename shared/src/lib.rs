@@ -1,0 +1,10 @@
+//! The small contract the gateway and the worker agree on.
+//!
+//! * [`envelope`]: the JSON error body every error answer uses, on both sides.
+//! * [`headers`]: the names of the headers the gateway sets for the worker
+//!   (identity, scopes, request id). The worker trusts them only because the
+//!   gateway is the only process that can reach its Unix socket; the gateway
+//!   removes any client-sent copy before it forwards a request.
+
+pub mod envelope;
+pub mod headers;
