@@ -1,0 +1,1 @@
+//! The analysis engine: CSV bytes in, typed results out. No I/O.
