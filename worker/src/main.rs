@@ -1,16 +1,28 @@
 //! `tradehabit-worker`: parse flags, set up logging, serve on the Unix
 //! socket until SIGTERM or Ctrl-C. See the crate docs for the stages.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tradehabit_worker::config::{Args, LogFormat};
 use tradehabit_worker::serve::{self, Stopped, Worker};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tradehabit-worker: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.into_config()?;
     let listening = Worker::new(config)
         .bind()

@@ -175,6 +175,14 @@ impl SessionMetrics {
             "Sessions ended, by reason",
             metrics.ended.clone(),
         );
+        for reason in [
+            EndReason::idle,
+            EndReason::max_sessions,
+            EndReason::max_bytes,
+            EndReason::deleted,
+        ] {
+            let _ = metrics.ended.get_or_create(&EndLabels { reason });
+        }
         metrics
     }
 
