@@ -140,7 +140,9 @@ impl AdmissionMetrics {
     }
 
     fn reject(&self, reason: Overload) {
-        self.rejected.get_or_create(&OverloadLabels { reason }).inc();
+        self.rejected
+            .get_or_create(&OverloadLabels { reason })
+            .inc();
     }
 
     fn waiting(&self, stage: Stage) -> Gauge {
@@ -304,10 +306,7 @@ mod tests {
     async fn with_no_queue_a_second_call_is_refused_until_the_first_ends() {
         let gates = admission(1, 0, 1);
         let running = gates.engine_slot().await.unwrap();
-        assert!(matches!(
-            gates.engine_slot().await,
-            Err(Refusal::QueueFull)
-        ));
+        assert!(matches!(gates.engine_slot().await, Err(Refusal::QueueFull)));
         drop(running);
         assert!(gates.engine_slot().await.is_ok());
     }
@@ -323,10 +322,7 @@ mod tests {
         while gates.queued.load(Ordering::Acquire) == 0 {
             tokio::task::yield_now().await;
         }
-        assert!(matches!(
-            gates.engine_slot().await,
-            Err(Refusal::QueueFull)
-        ));
+        assert!(matches!(gates.engine_slot().await, Err(Refusal::QueueFull)));
         drop(running);
         assert!(queued.await.unwrap().is_ok());
         assert_eq!(gates.queued.load(Ordering::Acquire), 0);

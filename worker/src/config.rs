@@ -112,7 +112,11 @@ pub struct Args {
     pub max_session_bytes: u64,
 
     /// Engine calls running at once [default: number of CPUs].
-    #[arg(long, env = "TRADEHABIT_WORKER_MAX_CONCURRENT_ANALYSES", value_name = "N")]
+    #[arg(
+        long,
+        env = "TRADEHABIT_WORKER_MAX_CONCURRENT_ANALYSES",
+        value_name = "N"
+    )]
     pub max_concurrent_analyses: Option<usize>,
 
     /// Requests waiting for an engine slot before 503 + Retry-After.
@@ -178,7 +182,10 @@ impl Args {
             Some(value) => positive("max-concurrent-analyses", value),
             None => Some(admission::default_max_concurrent()),
         };
-        let max_per_principal = positive("max-requests-per-principal", self.max_requests_per_principal);
+        let max_per_principal = positive(
+            "max-requests-per-principal",
+            self.max_requests_per_principal,
+        );
         let max_connections = positive("max-connections", self.max_connections);
         let max_body_bytes = positive("max-body-bytes", self.max_body_bytes);
         for (flag, secs) in [

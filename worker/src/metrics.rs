@@ -103,7 +103,8 @@ mod tests {
         assert!(text.contains(
             "tradehabit_worker_requests_total{route=\"/api/summary\",status_class=\"2xx\"} 2"
         ));
-        assert!(text.contains("tradehabit_worker_requests_total{route=\"other\",status_class=\"4xx\"} 1"));
+        assert!(text
+            .contains("tradehabit_worker_requests_total{route=\"other\",status_class=\"4xx\"} 1"));
         assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -114,10 +114,8 @@ impl Refusal {
             Self::MethodNotAllowed { .. } => {
                 ErrorEnvelope::new("The method is not allowed for the requested URL.")
             }
-            Self::BodyTooLarge { limit } => {
-                ErrorEnvelope::new("The request body is too large.")
-                    .with_detail(format!("limit: {limit} bytes"))
-            }
+            Self::BodyTooLarge { limit } => ErrorEnvelope::new("The request body is too large.")
+                .with_detail(format!("limit: {limit} bytes")),
             Self::BodyTimedOut { secs } => {
                 ErrorEnvelope::new("The request body was not received in time.")
                     .with_detail(format!("timeout: {secs} s"))
@@ -133,15 +131,13 @@ impl Refusal {
                 ErrorEnvelope::new("The multipart/form-data body is malformed.")
                     .with_detail(*reason)
             }
-            Self::PrincipalBusy => ErrorEnvelope::new(
-                "Too many of your requests are in progress; retry in a moment.",
-            ),
-            Self::QueueFull => {
-                ErrorEnvelope::new("The service is busy; retry in a moment.")
+            Self::PrincipalBusy => {
+                ErrorEnvelope::new("Too many of your requests are in progress; retry in a moment.")
             }
-            Self::EnginePanicked | Self::EngineLost => ErrorEnvelope::new(
-                "Internal error; your previous data is unchanged.",
-            ),
+            Self::QueueFull => ErrorEnvelope::new("The service is busy; retry in a moment."),
+            Self::EnginePanicked | Self::EngineLost => {
+                ErrorEnvelope::new("Internal error; your previous data is unchanged.")
+            }
             Self::Draining => ErrorEnvelope::new("The worker is shutting down."),
         }
     }

@@ -197,7 +197,8 @@ impl Listening {
             connections: limits,
             shutdown_grace,
         } = self;
-        let sweeper = tokio::spawn(sweep(Arc::clone(&state)).instrument(tracing::info_span!("sweep")));
+        let sweeper =
+            tokio::spawn(sweep(Arc::clone(&state)).instrument(tracing::info_span!("sweep")));
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
@@ -279,7 +280,8 @@ impl Listening {
 
 /// Ends idle sessions periodically, so that memory is freed without traffic.
 async fn sweep(state: Arc<State>) {
-    let every = (state.sessions.limits().idle_timeout / 4).clamp(MIN_SWEEP_INTERVAL, MAX_SWEEP_INTERVAL);
+    let every =
+        (state.sessions.limits().idle_timeout / 4).clamp(MIN_SWEEP_INTERVAL, MAX_SWEEP_INTERVAL);
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

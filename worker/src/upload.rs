@@ -224,7 +224,9 @@ mod tests {
     #[tokio::test]
     async fn no_file_part_and_no_content_type_both_mean_missing() {
         assert_eq!(
-            upload(&[part("upload", Some("a.csv"), b"1")]).await.unwrap(),
+            upload(&[part("upload", Some("a.csv"), b"1")])
+                .await
+                .unwrap(),
             FilePart::Missing
         );
         let no_type = read_upload(&HeaderMap::new(), Full::new(Bytes::from_static(b"x"))).await;
@@ -234,8 +236,9 @@ mod tests {
     #[tokio::test]
     async fn content_is_cut_one_byte_past_the_limit() {
         let exact = vec![b'a'; MAX_UPLOAD_BYTES];
-        let FilePart::File { content, .. } =
-            upload(&[part("file", Some("a.csv"), &exact)]).await.unwrap()
+        let FilePart::File { content, .. } = upload(&[part("file", Some("a.csv"), &exact)])
+            .await
+            .unwrap()
         else {
             panic!("expected a file");
         };
@@ -258,7 +261,10 @@ mod tests {
             read_upload(&headers, body()).await,
             Err(Refusal::NotMultipart)
         ));
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("multipart/form-data"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data"),
+        );
         assert!(matches!(
             read_upload(&headers, body()).await,
             Err(Refusal::NoBoundary)
@@ -276,7 +282,11 @@ mod tests {
     async fn junk_before_the_file_part_is_capped() {
         let junk = vec![b'j'; MAX_UPLOAD_BYTES + UPLOAD_STREAM_SLACK_BYTES as usize];
         assert!(matches!(
-            upload(&[part("comment", None, &junk), part("file", Some("a.csv"), b"1")]).await,
+            upload(&[
+                part("comment", None, &junk),
+                part("file", Some("a.csv"), b"1")
+            ])
+            .await,
             Err(Refusal::BodyTooLarge { .. })
         ));
     }

@@ -108,8 +108,14 @@ async fn uploads_move_the_analysis_metrics() {
     worker.get("/api/summary", None).await;
     let text = worker.get("/internal/metrics", None).await.text();
     let value = |sample: &str| harness::metric_value(&text, sample);
-    assert_eq!(value("tradehabit_worker_analyses_total{result=\"ok\"}"), 2.0);
-    assert_eq!(value("tradehabit_worker_analysis_duration_seconds_count"), 2.0);
+    assert_eq!(
+        value("tradehabit_worker_analyses_total{result=\"ok\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("tradehabit_worker_analysis_duration_seconds_count"),
+        2.0
+    );
     assert_eq!(value("tradehabit_worker_rows_parsed_total"), 5.0);
 }
 

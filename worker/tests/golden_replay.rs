@@ -21,7 +21,12 @@ async fn every_csv_golden_sequence_matches_over_the_socket() {
         failures.extend(mismatches.into_iter().map(|m| format!("{name}: {m}")));
         worker.stop().await;
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -29,7 +34,12 @@ async fn every_csv_golden_sequence_matches_over_the_socket() {
 async fn the_errors_sequence_matches_against_a_fresh_worker() {
     let worker = TestWorker::start().await;
     let mismatches = golden::replay(worker.socket(), None, &golden::load("errors")).await;
-    assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
     worker.stop().await;
 }
 
@@ -57,7 +67,12 @@ async fn sequences_of_different_principals_interleaved_do_not_see_each_other() {
     while let Some(result) = replays.join_next().await {
         failures.extend(result.expect("replay task"));
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 // The comparison helper itself.
@@ -83,11 +98,19 @@ fn ids_under_trades_and_losses_are_ignored_but_goal_ids_are_not() {
     )
     .is_empty());
     assert_eq!(
-        mismatches(json!({"goals": [{"id": "g1"}]}), json!({"goals": [{"id": "g2"}]})).len(),
+        mismatches(
+            json!({"goals": [{"id": "g1"}]}),
+            json!({"goals": [{"id": "g2"}]})
+        )
+        .len(),
         1
     );
     assert_eq!(
-        mismatches(json!({"trades": [{"id": "a"}]}), json!({"trades": [{"id": 7}]})).len(),
+        mismatches(
+            json!({"trades": [{"id": "a"}]}),
+            json!({"trades": [{"id": 7}]})
+        )
+        .len(),
         1,
         "an ignored id must still be a string"
     );
@@ -95,9 +118,15 @@ fn ids_under_trades_and_losses_are_ignored_but_goal_ids_are_not() {
 
 #[test]
 fn numbers_are_compared_type_exactly() {
-    assert_eq!(mismatches(json!({"pnl": 15.0}), json!({"pnl": 15})).len(), 1);
+    assert_eq!(
+        mismatches(json!({"pnl": 15.0}), json!({"pnl": 15})).len(),
+        1
+    );
     assert_eq!(mismatches(json!({"n": 3}), json!({"n": 3.0})).len(), 1);
-    assert_eq!(mismatches(json!({"x": 0.35}), json!({"x": 0.350_000_000_000_1})).len(), 1);
+    assert_eq!(
+        mismatches(json!({"x": 0.35}), json!({"x": 0.350_000_000_000_1})).len(),
+        1
+    );
     assert!(mismatches(json!({"n": 3, "x": 0.35}), json!({"n": 3, "x": 0.35})).is_empty());
     let negative_zero: Value = serde_json::from_str(r#"{"pnl": -0.0}"#).unwrap();
     assert_eq!(mismatches(negative_zero, json!({"pnl": 0.0})).len(), 1);
@@ -106,13 +135,22 @@ fn numbers_are_compared_type_exactly() {
 #[test]
 fn free_text_must_be_a_non_empty_string_of_any_wording() {
     assert!(mismatches(json!({"message": "a"}), json!({"message": "b"})).is_empty());
-    assert_eq!(mismatches(json!({"message": "a"}), json!({"message": ""})).len(), 1);
-    assert_eq!(mismatches(json!({"diagnostic": "a"}), json!({"diagnostic": null})).len(), 1);
+    assert_eq!(
+        mismatches(json!({"message": "a"}), json!({"message": ""})).len(),
+        1
+    );
+    assert_eq!(
+        mismatches(json!({"diagnostic": "a"}), json!({"diagnostic": null})).len(),
+        1
+    );
 }
 
 #[test]
 fn keys_nulls_booleans_and_array_order_matter() {
-    assert_eq!(mismatches(json!({"a": 1}), json!({"a": 1, "b": 2})).len(), 1);
+    assert_eq!(
+        mismatches(json!({"a": 1}), json!({"a": 1, "b": 2})).len(),
+        1
+    );
     assert_eq!(mismatches(json!({"a": null}), json!({"a": false})).len(), 1);
     assert_eq!(mismatches(json!([1, 2]), json!([2, 1])).len(), 2);
     assert_eq!(mismatches(json!([1, 2]), json!([1])).len(), 1);

@@ -130,8 +130,14 @@ async fn an_engine_panic_is_a_500_envelope_and_the_worker_keeps_serving() {
     let worker = TestWorker::start_with(|_| {}, Some(observer(None))).await;
     let answer = worker.get(PANIC_PATH, ALICE).await;
     answer.assert_envelope(500);
-    assert!(!answer.text().contains("test panic"), "the panic text is not echoed");
-    assert_eq!(worker.metric("tradehabit_worker_engine_panics_total").await, 1.0);
+    assert!(
+        !answer.text().contains("test panic"),
+        "the panic text is not echoed"
+    );
+    assert_eq!(
+        worker.metric("tradehabit_worker_engine_panics_total").await,
+        1.0
+    );
     // The same principal's session is usable (no poisoned lock), and so is
     // everyone else's.
     assert_eq!(worker.get("/api/summary", ALICE).await.status, 200);
@@ -150,7 +156,9 @@ async fn fifty_concurrent_uploads_from_different_principals_are_all_answered() {
         content.extend_from_slice(format!("# upload {n}\n").as_bytes());
         uploads.spawn(async move {
             let principal = format!("key:user-{n}");
-            let answer = worker.upload(Some(&principal), "orders.csv", &content).await;
+            let answer = worker
+                .upload(Some(&principal), "orders.csv", &content)
+                .await;
             (n, answer, hex::encode(Sha256::digest(&content)))
         });
     }
@@ -158,11 +166,18 @@ async fn fifty_concurrent_uploads_from_different_principals_are_all_answered() {
     while let Some(result) = uploads.join_next().await {
         let (n, answer, sha) = result.unwrap();
         assert_eq!(answer.status, 200, "upload {n}: {}", answer.text());
-        assert_eq!(answer.json()["upload"]["sha256"], sha, "upload {n} got another's file");
+        assert_eq!(
+            answer.json()["upload"]["sha256"],
+            sha,
+            "upload {n} got another's file"
+        );
         answered += 1;
     }
     assert_eq!(answered, 50);
-    assert_eq!(worker.metric("tradehabit_worker_sessions_active").await, 50.0);
+    assert_eq!(
+        worker.metric("tradehabit_worker_sessions_active").await,
+        50.0
+    );
 }
 
 // With the real engine behind the layer.

@@ -55,8 +55,16 @@ fn secret_csv() -> Vec<u8> {
     .into_bytes()
 }
 
-async fn with_id(worker: &TestWorker, id: &str, builder: http::request::Builder, body: Bytes) -> u16 {
-    let request = builder.header("x-request-id", id).body(Full::new(body)).unwrap();
+async fn with_id(
+    worker: &TestWorker,
+    id: &str,
+    builder: http::request::Builder,
+    body: Bytes,
+) -> u16 {
+    let request = builder
+        .header("x-request-id", id)
+        .body(Full::new(body))
+        .unwrap();
     send(worker.socket(), request).await.status.as_u16()
 }
 
@@ -65,18 +73,63 @@ async fn log_lines_carry_ids_and_counts_but_never_data_or_principals() {
     let capture = install();
     let real = TestWorker::start().await;
     let seen = TestWorker::start_with(|_| {}, Some(observer(None))).await;
-    let (content_type, form) = Form::new().file("file", "secret.csv", &secret_csv()).finish();
+    let (content_type, form) = Form::new()
+        .file("file", "secret.csv", &secret_csv())
+        .finish();
     let too_long = "x".repeat(600);
 
     let mut sent = Vec::new();
     for (worker, id, builder, body) in [
-        (&real, "req-upload", request(Method::POST, "/api/analyze", Some(PRINCIPAL)).header("content-type", &content_type), form.clone()),
-        (&real, "req-summary", request(Method::GET, "/api/summary?symbol=ZQSECRETZ4", Some(PRINCIPAL)), Bytes::new()),
-        (&real, "req-settings", request(Method::POST, "/api/settings", Some(PRINCIPAL)).header("content-type", "application/json"), Bytes::from(format!("{{\"vr\": \"{PRICE}\"}}"))),
-        (&real, "req-bad-principal", request(Method::GET, "/api/trades", Some(&too_long)), Bytes::new()),
-        (&real, "req-bad-type", request(Method::POST, "/api/analyze", Some(PRINCIPAL)).header("content-type", "text/csv"), Bytes::from(secret_csv())),
-        (&real, "req-delete", request(Method::DELETE, "/api/session", Some(PRINCIPAL)), Bytes::new()),
-        (&seen, "req-observed", request(Method::POST, "/api/analyze", Some(PRINCIPAL)).header("content-type", &content_type), form.clone()),
+        (
+            &real,
+            "req-upload",
+            request(Method::POST, "/api/analyze", Some(PRINCIPAL))
+                .header("content-type", &content_type),
+            form.clone(),
+        ),
+        (
+            &real,
+            "req-summary",
+            request(
+                Method::GET,
+                "/api/summary?symbol=ZQSECRETZ4",
+                Some(PRINCIPAL),
+            ),
+            Bytes::new(),
+        ),
+        (
+            &real,
+            "req-settings",
+            request(Method::POST, "/api/settings", Some(PRINCIPAL))
+                .header("content-type", "application/json"),
+            Bytes::from(format!("{{\"vr\": \"{PRICE}\"}}")),
+        ),
+        (
+            &real,
+            "req-bad-principal",
+            request(Method::GET, "/api/trades", Some(&too_long)),
+            Bytes::new(),
+        ),
+        (
+            &real,
+            "req-bad-type",
+            request(Method::POST, "/api/analyze", Some(PRINCIPAL))
+                .header("content-type", "text/csv"),
+            Bytes::from(secret_csv()),
+        ),
+        (
+            &real,
+            "req-delete",
+            request(Method::DELETE, "/api/session", Some(PRINCIPAL)),
+            Bytes::new(),
+        ),
+        (
+            &seen,
+            "req-observed",
+            request(Method::POST, "/api/analyze", Some(PRINCIPAL))
+                .header("content-type", &content_type),
+            form.clone(),
+        ),
     ] {
         let status = with_id(worker, id, builder, body).await;
         sent.push((id, status));
@@ -85,8 +138,17 @@ async fn log_lines_carry_ids_and_counts_but_never_data_or_principals() {
     seen.stop().await;
 
     let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    for secret in [SYMBOL, PRICE, "alice.secret", "issuer.example", &too_long[..64]] {
-        assert!(!text.contains(secret), "the log contains {secret:?}:\n{text}");
+    for secret in [
+        SYMBOL,
+        PRICE,
+        "alice.secret",
+        "issuer.example",
+        &too_long[..64],
+    ] {
+        assert!(
+            !text.contains(secret),
+            "the log contains {secret:?}:\n{text}"
+        );
     }
 
     let lines: Vec<Value> = text
@@ -116,11 +178,28 @@ async fn log_lines_carry_ids_and_counts_but_never_data_or_principals() {
         .filter(|(id, _)| *id != "req-observed")
         .map(|(_, tag)| tag.clone())
         .collect();
-    assert!(real_tags.windows(2).all(|pair| pair[0] == pair[1]), "{alice_tags:?}");
-    let bad = lines.iter().find(|l| l["request.id"] == "req-bad-principal").unwrap();
-    assert!(bad["principal.tag"].is_null(), "an invalid principal is not tagged");
-    assert!(bad["refusal"].as_str().is_some_and(|r| r.contains("principal")));
-    let observed = lines.iter().find(|l| l["request.id"] == "req-observed").unwrap();
-    assert_eq!(observed["upload.rows"], 3, "row counts from the engine's facts");
+    assert!(
+        real_tags.windows(2).all(|pair| pair[0] == pair[1]),
+        "{alice_tags:?}"
+    );
+    let bad = lines
+        .iter()
+        .find(|l| l["request.id"] == "req-bad-principal")
+        .unwrap();
+    assert!(
+        bad["principal.tag"].is_null(),
+        "an invalid principal is not tagged"
+    );
+    assert!(bad["refusal"]
+        .as_str()
+        .is_some_and(|r| r.contains("principal")));
+    let observed = lines
+        .iter()
+        .find(|l| l["request.id"] == "req-observed")
+        .unwrap();
+    assert_eq!(
+        observed["upload.rows"], 3,
+        "row counts from the engine's facts"
+    );
     assert_eq!(observed["http.route"], "/api/analyze");
 }

@@ -112,7 +112,11 @@ async fn delete_erases_only_the_callers_session_at_once() {
     assert_eq!(worker.metric(DELETED).await, 1.0);
 
     assert_eq!(worker.delete_session(None).await.status, 200);
-    assert_eq!(worker.metric(ACTIVE).await, 1.0, "only bob's session is left");
+    assert_eq!(
+        worker.metric(ACTIVE).await,
+        1.0,
+        "only bob's session is left"
+    );
 }
 
 #[tokio::test]
@@ -132,13 +136,19 @@ async fn the_session_route_answers_only_delete() {
 async fn an_over_long_principal_is_refused_and_gets_no_session() {
     let worker = observed().await;
     let longest = "p".repeat(MAX_PRINCIPAL_BYTES);
-    assert_eq!(worker.get("/api/settings", Some(&longest)).await.status, 200);
+    assert_eq!(
+        worker.get("/api/settings", Some(&longest)).await.status,
+        200
+    );
     let too_long = "p".repeat(MAX_PRINCIPAL_BYTES + 1);
     worker
         .get("/api/settings", Some(&too_long))
         .await
         .assert_envelope(400);
-    worker.delete_session(Some(&too_long)).await.assert_envelope(400);
+    worker
+        .delete_session(Some(&too_long))
+        .await
+        .assert_envelope(400);
     worker
         .upload(Some(&too_long), "a.csv", b"x\n")
         .await
@@ -153,7 +163,9 @@ async fn requests_refused_before_the_engine_create_no_session() {
     let worker = observed().await;
     let request = harness::request(http::Method::POST, "/api/analyze", ALICE)
         .header("content-type", "text/csv")
-        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"a,b\n")))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"a,b\n",
+        )))
         .unwrap();
     harness::send(worker.socket(), request)
         .await
@@ -200,17 +212,27 @@ async fn two_principals_interleaving_uploads_and_settings_do_not_see_each_other(
     let bob = worker.get("/api/summary", BOB).await.json();
     assert_eq!(alice["total_trades"], 8);
     assert_eq!(bob["total_trades"], 7);
-    let set = worker.post_json("/api/settings", BOB, r#"{"vr": 0.1}"#).await;
+    let set = worker
+        .post_json("/api/settings", BOB, r#"{"vr": 0.1}"#)
+        .await;
     assert_eq!(set.status, 200);
     assert_eq!(thresholds(&worker, ALICE).await["vr"], 0.5);
-    assert_eq!(worker.get("/api/trades", ALICE).await.json()["trades"].as_array().unwrap().len(), 8);
+    assert_eq!(
+        worker.get("/api/trades", ALICE).await.json()["trades"]
+            .as_array()
+            .unwrap()
+            .len(),
+        8
+    );
 }
 
 #[tokio::test]
 #[ignore = "needs the analysis engine (api::handle)"]
 async fn an_expired_session_comes_back_with_defaults_and_no_trades() {
     let worker = TestWorker::start().await;
-    worker.post_json("/api/settings", ALICE, r#"{"vr": 0.5}"#).await;
+    worker
+        .post_json("/api/settings", ALICE, r#"{"vr": 0.5}"#)
+        .await;
     worker
         .upload(ALICE, "a.csv", &csv("legacy-8-trades-1-no-stop.csv"))
         .await;
@@ -227,10 +249,16 @@ async fn eviction_drops_the_least_recently_used_principals_data() {
         None,
     )
     .await;
-    worker.post_json("/api/settings", ALICE, r#"{"vr": 0.5}"#).await;
-    worker.post_json("/api/settings", BOB, r#"{"vr": 0.6}"#).await;
+    worker
+        .post_json("/api/settings", ALICE, r#"{"vr": 0.5}"#)
+        .await;
+    worker
+        .post_json("/api/settings", BOB, r#"{"vr": 0.6}"#)
+        .await;
     assert_eq!(thresholds(&worker, ALICE).await["vr"], 0.5);
-    worker.post_json("/api/settings", CAROL, r#"{"vr": 0.7}"#).await;
+    worker
+        .post_json("/api/settings", CAROL, r#"{"vr": 0.7}"#)
+        .await;
     assert_eq!(thresholds(&worker, ALICE).await["vr"], 0.5);
     assert_eq!(thresholds(&worker, BOB).await, defaults());
 }
@@ -244,7 +272,8 @@ async fn over_the_byte_cap_the_least_recently_used_upload_is_evicted() {
     assert_eq!(probe.upload(ALICE, "a.csv", &file).await.status, 200);
     let one = probe.metric("tradehabit_worker_session_bytes").await as u64;
     assert!(one > 0, "held_bytes must estimate the session's size");
-    let worker = TestWorker::start_with(|config| config.sessions.max_bytes = one * 3 / 2, None).await;
+    let worker =
+        TestWorker::start_with(|config| config.sessions.max_bytes = one * 3 / 2, None).await;
     assert_eq!(worker.upload(ALICE, "a.csv", &file).await.status, 200);
     assert_eq!(worker.upload(BOB, "b.csv", &file).await.status, 200);
     worker.get("/api/summary", ALICE).await.assert_envelope(400);
@@ -261,7 +290,9 @@ async fn over_the_byte_cap_the_least_recently_used_upload_is_evicted() {
 #[ignore = "needs the analysis engine (api::handle)"]
 async fn delete_erases_the_callers_upload_and_thresholds_at_once() {
     let worker = TestWorker::start().await;
-    worker.post_json("/api/settings", ALICE, r#"{"vr": 0.5}"#).await;
+    worker
+        .post_json("/api/settings", ALICE, r#"{"vr": 0.5}"#)
+        .await;
     worker
         .upload(ALICE, "a.csv", &csv("legacy-8-trades-1-no-stop.csv"))
         .await;
@@ -271,5 +302,8 @@ async fn delete_erases_the_callers_upload_and_thresholds_at_once() {
     assert_eq!(worker.delete_session(ALICE).await.status, 200);
     worker.get("/api/summary", ALICE).await.assert_envelope(400);
     assert_eq!(thresholds(&worker, ALICE).await, defaults());
-    assert_eq!(worker.get("/api/summary", BOB).await.json()["total_trades"], 7);
+    assert_eq!(
+        worker.get("/api/summary", BOB).await.json()["total_trades"],
+        7
+    );
 }

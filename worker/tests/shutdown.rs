@@ -41,7 +41,10 @@ async fn a_request_in_flight_when_shutdown_starts_still_completes() {
     );
 
     gate.open();
-    let answer = in_flight.await.unwrap().expect("the in-flight request is answered");
+    let answer = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
     assert_eq!(answer.status, 200);
     assert_eq!(answer.json()["path"], HOLD_PATH);
     assert_eq!(worker.stop().await, Stopped::Drained);
@@ -65,8 +68,14 @@ async fn the_grace_period_bounds_the_drain() {
         }
     });
     gate.wait_for_arrivals(1).await;
-    assert_eq!(worker.stop().await, Stopped::DeadlineReached { abandoned: 1 });
-    assert!(stuck.await.unwrap().is_err(), "the cut connection gets no answer");
+    assert_eq!(
+        worker.stop().await,
+        Stopped::DeadlineReached { abandoned: 1 }
+    );
+    assert!(
+        stuck.await.unwrap().is_err(),
+        "the cut connection gets no answer"
+    );
 }
 
 #[tokio::test]

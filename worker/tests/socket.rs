@@ -75,7 +75,13 @@ async fn a_regular_file_a_directory_or_a_symlink_at_the_path_is_refused_and_kept
     fs::write(&file, b"precious").unwrap();
     let error = BoundSocket::bind(&file).unwrap_err();
     assert!(
-        matches!(error, SocketError::NotASocket { kind: "regular file", .. }),
+        matches!(
+            error,
+            SocketError::NotASocket {
+                kind: "regular file",
+                ..
+            }
+        ),
         "{error}"
     );
     assert!(error.to_string().contains("regular file"));
@@ -85,14 +91,20 @@ async fn a_regular_file_a_directory_or_a_symlink_at_the_path_is_refused_and_kept
     fs::create_dir(&sub).unwrap();
     assert!(matches!(
         BoundSocket::bind(&sub).unwrap_err(),
-        SocketError::NotASocket { kind: "directory", .. }
+        SocketError::NotASocket {
+            kind: "directory",
+            ..
+        }
     ));
 
     let link = dir.path().join("link.sock");
     std::os::unix::fs::symlink(&file, &link).unwrap();
     assert!(matches!(
         BoundSocket::bind(&link).unwrap_err(),
-        SocketError::NotASocket { kind: "symbolic link", .. }
+        SocketError::NotASocket {
+            kind: "symbolic link",
+            ..
+        }
     ));
 }
 

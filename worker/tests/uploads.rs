@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use harness::{counted_body, csv, observer, request, send, Form, TestWorker};
 use http::Method;
 use http_body_util::Full;
-use harness::{counted_body, csv, observer, request, send, Form, TestWorker};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tradehabit_worker::api::MAX_UPLOAD_BYTES;
@@ -35,12 +35,20 @@ fn file_seen(name: &str, content: &[u8]) -> Value {
     })
 }
 
-async fn post_raw(worker: &TestWorker, content_type: Option<&str>, body: Vec<u8>) -> harness::Answer {
+async fn post_raw(
+    worker: &TestWorker,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> harness::Answer {
     let mut builder = request(Method::POST, "/api/analyze", ALICE);
     if let Some(content_type) = content_type {
         builder = builder.header("content-type", content_type);
     }
-    send(worker.socket(), builder.body(Full::new(Bytes::from(body))).unwrap()).await
+    send(
+        worker.socket(),
+        builder.body(Full::new(Bytes::from(body))).unwrap(),
+    )
+    .await
 }
 
 /// After a refusal, the worker still answers a good upload.
@@ -85,7 +93,10 @@ async fn the_first_file_part_with_a_filename_is_the_upload() {
         .file("file", "first.csv", b"a,b\n1,2\n")
         .file("file", "second.csv", b"nor this one");
     let answer = worker.post_form("/api/analyze", ALICE, form).await;
-    assert_eq!(answer.json()["upload"], file_seen("first.csv", b"a,b\n1,2\n"));
+    assert_eq!(
+        answer.json()["upload"],
+        file_seen("first.csv", b"a,b\n1,2\n")
+    );
 }
 
 #[tokio::test]
@@ -129,7 +140,10 @@ async fn a_body_that_is_not_multipart_is_a_specific_400() {
             .await
             .assert_envelope(400);
         assert!(
-            body["message"].as_str().unwrap().contains("multipart/form-data"),
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("multipart/form-data"),
             "{content_type}: {body}"
         );
         still_serving(&worker).await;
@@ -143,7 +157,10 @@ async fn multipart_without_a_boundary_is_a_specific_400() {
         let body = post_raw(&worker, Some(content_type), b"--x\r\n".to_vec())
             .await
             .assert_envelope(400);
-        assert!(body["message"].as_str().unwrap().contains("boundary"), "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("boundary"),
+            "{body}"
+        );
         still_serving(&worker).await;
     }
 }
@@ -163,8 +180,8 @@ async fn a_malformed_multipart_body_is_a_specific_400_never_a_500() {
     // Part headers that end abruptly.
     let cut_headers = format!("--{boundary}\r\nContent-Disposition: form-data; na").into_bytes();
     // A header line that is not a header.
-    let bad_header = format!("--{boundary}\r\n\u{1}\u{2}garbage\r\n\r\ndata\r\n--{boundary}--\r\n")
-        .into_bytes();
+    let bad_header =
+        format!("--{boundary}\r\n\u{1}\u{2}garbage\r\n\r\ndata\r\n--{boundary}--\r\n").into_bytes();
     // Bytes that never mention the boundary.
     let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
     let cases: Vec<(&str, Vec<u8>)> = vec![
@@ -182,7 +199,6 @@ async fn a_malformed_multipart_body_is_a_specific_400_never_a_500() {
         );
         still_serving(&worker).await;
     }
-
 }
 
 #[tokio::test]
@@ -275,9 +291,7 @@ async fn json_bodies_over_the_limit_are_413_declared_or_streamed() {
 /// fails if it does not close it within the harness's patience.
 fn raw_exchange(socket: &std::path::Path, request: &[u8]) -> String {
     let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
-    stream
-        .set_read_timeout(Some(harness::PATIENCE))
-        .unwrap();
+    stream.set_read_timeout(Some(harness::PATIENCE)).unwrap();
     stream.write_all(request).unwrap();
     let mut answer = Vec::new();
     stream
@@ -304,7 +318,10 @@ async fn a_body_that_does_not_arrive_in_time_is_408() {
     .await
     .unwrap();
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("content-type: application/json"), "{answer}");
+    assert!(
+        answer.contains("content-type: application/json"),
+        "{answer}"
+    );
     assert!(answer.contains("\"status\":\"ERROR\""), "{answer}");
     still_serving(&worker).await;
 }
@@ -318,7 +335,10 @@ async fn headers_that_do_not_arrive_in_time_close_the_connection() {
     .await;
     let socket = worker.socket().to_owned();
     let answer = tokio::task::spawn_blocking(move || {
-        raw_exchange(&socket, b"GET /api/settings HTTP/1.1\r\nhost: w\r\nx-slow: ")
+        raw_exchange(
+            &socket,
+            b"GET /api/settings HTTP/1.1\r\nhost: w\r\nx-slow: ",
+        )
     })
     .await
     .unwrap();
@@ -361,8 +381,14 @@ async fn every_upload_error_is_a_400_and_keeps_the_previous_upload() {
         ("not .csv", Form::new().file("file", "orders.txt", &good)),
         ("too big", Form::new().file("file", "big.csv", &too_big)),
         ("empty", Form::new().file("file", "empty.csv", b"")),
-        ("header only", Form::new().file("file", "h.csv", header_only)),
-        ("binary", Form::new().file("file", "bin.csv", &[0xa5, 0x00, 0xff, 0x10])),
+        (
+            "header only",
+            Form::new().file("file", "h.csv", header_only),
+        ),
+        (
+            "binary",
+            Form::new().file("file", "bin.csv", &[0xa5, 0x00, 0xff, 0x10]),
+        ),
     ];
     for (case, form) in cases {
         worker

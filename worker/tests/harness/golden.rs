@@ -59,7 +59,11 @@ pub fn load(name: &str) -> Value {
 }
 
 /// Replays a golden file as `principal` and returns every mismatch.
-pub async fn replay(socket: &std::path::Path, principal: Option<&str>, golden: &Value) -> Vec<String> {
+pub async fn replay(
+    socket: &std::path::Path,
+    principal: Option<&str>,
+    golden: &Value,
+) -> Vec<String> {
     let rules = Rules::of(golden);
     let is_errors = golden["kind"] == "errors";
     let kept_probes = if is_errors {
@@ -111,7 +115,10 @@ pub async fn replay(socket: &std::path::Path, principal: Option<&str>, golden: &
             ));
             continue;
         }
-        if answer.headers.get("content-type").and_then(|v| v.to_str().ok())
+        if answer
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
             != Some("application/json")
         {
             mismatches.push(format!("{label}: content type is not application/json"));
@@ -125,7 +132,11 @@ pub async fn replay(socket: &std::path::Path, principal: Option<&str>, golden: &
 }
 
 /// Builds the HTTP request for one step.
-fn build_request(golden: &Value, step: &Value, principal: Option<&str>) -> http::Request<Full<Bytes>> {
+fn build_request(
+    golden: &Value,
+    step: &Value,
+    principal: Option<&str>,
+) -> http::Request<Full<Bytes>> {
     let method = Method::from_bytes(step["method"].as_str().expect("method").as_bytes()).unwrap();
     let url = step["url"].as_str().expect("url");
     let builder = request(method, url, principal);
@@ -138,7 +149,11 @@ fn build_request(golden: &Value, step: &Value, principal: Option<&str>) -> http:
             }
         }
         if let Some(field) = upload["field"].as_str() {
-            form = form.file(field, upload["filename"].as_str().unwrap_or_default(), &content);
+            form = form.file(
+                field,
+                upload["filename"].as_str().unwrap_or_default(),
+                &content,
+            );
         }
         let (content_type, body) = form.finish();
         return builder
@@ -149,7 +164,10 @@ fn build_request(golden: &Value, step: &Value, principal: Option<&str>) -> http:
     let (text, content_type) = if let Some(raw) = step.get("raw_body").filter(|r| r.is_object()) {
         (raw["text"].as_str(), raw["content_type"].as_str())
     } else {
-        (step["body_text"].as_str(), step["body_content_type"].as_str())
+        (
+            step["body_text"].as_str(),
+            step["body_content_type"].as_str(),
+        )
     };
     let builder = match content_type {
         Some(content_type) => builder.header("content-type", content_type),
@@ -230,7 +248,10 @@ fn has_non_finite_param(step: &Value) -> bool {
     query.iter().any(|(name, value)| {
         NUMERIC_PARAMS.contains(&name.as_str())
             && value.as_str().is_some_and(|text| {
-                let word = text.trim().trim_start_matches(['+', '-']).to_ascii_lowercase();
+                let word = text
+                    .trim()
+                    .trim_start_matches(['+', '-'])
+                    .to_ascii_lowercase();
                 matches!(word.as_str(), "nan" | "inf" | "infinity")
             })
     })
@@ -307,11 +328,7 @@ impl Rules {
     }
 
     fn is_ignored(&self, array_key: Option<&str>, field: &str) -> bool {
-        array_key.is_some_and(|array| {
-            self.ignored
-                .iter()
-                .any(|(a, f)| a == array && f == field)
-        })
+        array_key.is_some_and(|array| self.ignored.iter().any(|(a, f)| a == array && f == field))
     }
 
     /// Compares `actual` with `expected` at `path`; `array_key` is the key
@@ -327,24 +344,32 @@ impl Rules {
         match (expected, actual) {
             (Value::Object(exp), Value::Object(act)) => {
                 if exp.contains_key("$nonfinite") {
-                    out.push(format!("{path}: golden is non-finite; we must never emit it"));
+                    out.push(format!(
+                        "{path}: golden is non-finite; we must never emit it"
+                    ));
                     return;
                 }
                 let missing: Vec<_> = exp.keys().filter(|k| !act.contains_key(*k)).collect();
                 let extra: Vec<_> = act.keys().filter(|k| !exp.contains_key(*k)).collect();
                 if !missing.is_empty() || !extra.is_empty() {
-                    out.push(format!("{path}: keys differ: missing {missing:?}, extra {extra:?}"));
+                    out.push(format!(
+                        "{path}: keys differ: missing {missing:?}, extra {extra:?}"
+                    ));
                 }
                 for (key, exp_value) in exp {
-                    let Some(act_value) = act.get(key) else { continue };
+                    let Some(act_value) = act.get(key) else {
+                        continue;
+                    };
                     let here = format!("{path}.{key}");
                     if self.is_ignored(array_key, key) {
                         if !(exp_value.is_string() && act_value.is_string()) {
                             out.push(format!("{here}: id must be a string, got {act_value}"));
                         }
                     } else if self.free_text.iter().any(|k| k == key) && exp_value.is_string() {
-                        if !act_value.as_str().is_some_and(|s| !s.is_empty()) {
-                            out.push(format!("{here}: must be a non-empty string, got {act_value}"));
+                        if act_value.as_str().is_none_or(str::is_empty) {
+                            out.push(format!(
+                                "{here}: must be a non-empty string, got {act_value}"
+                            ));
                         }
                     } else {
                         self.compare(exp_value, act_value, &here, Some(key), out);
@@ -353,7 +378,11 @@ impl Rules {
             }
             (Value::Array(exp), Value::Array(act)) => {
                 if exp.len() != act.len() {
-                    out.push(format!("{path}: {} elements instead of {}", act.len(), exp.len()));
+                    out.push(format!(
+                        "{path}: {} elements instead of {}",
+                        act.len(),
+                        exp.len()
+                    ));
                     return;
                 }
                 for (index, (e, a)) in exp.iter().zip(act).enumerate() {
@@ -362,7 +391,9 @@ impl Rules {
             }
             (Value::Number(exp), Value::Number(act)) => {
                 let same = match (exp.as_f64(), exp.is_f64(), act.is_f64()) {
-                    (Some(e), true, true) => act.as_f64().is_some_and(|a| a.to_bits() == e.to_bits()),
+                    (Some(e), true, true) => {
+                        act.as_f64().is_some_and(|a| a.to_bits() == e.to_bits())
+                    }
                     (_, false, false) => exp == act,
                     _ => false,
                 };

@@ -112,7 +112,13 @@ impl TestWorker {
 
     /// `GET path` as `principal` (`None`: anonymous).
     pub async fn get(&self, path: &str, principal: Option<&str>) -> Answer {
-        send(&self.socket, request(Method::GET, path, principal).body(Full::<Bytes>::default()).unwrap()).await
+        send(
+            &self.socket,
+            request(Method::GET, path, principal)
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        )
+        .await
     }
 
     /// `POST path` with a JSON body as `principal`.
@@ -223,7 +229,9 @@ impl Answer {
     pub fn assert_envelope(&self, status: u16) -> Value {
         assert_eq!(self.status, status, "body: {}", self.text());
         assert_eq!(
-            self.headers.get("content-type").map(|v| v.to_str().unwrap()),
+            self.headers
+                .get("content-type")
+                .map(|v| v.to_str().unwrap()),
             Some("application/json"),
             "content type of a {status}"
         );
