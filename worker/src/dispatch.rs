@@ -201,7 +201,7 @@ fn exposition(state: &State, method: &Method) -> Result<Response<Full<Bytes>>, R
     // Idle sessions end on a timer too; sweeping here keeps the gauges
     // exact at the moment they are read.
     state.sessions.expire_idle();
-    let text = metrics::encode(&state.registry).map_err(|_| Refusal::EngineLost)?;
+    let text = metrics::encode(&state.registry).map_err(|_| Refusal::MetricsUnavailable)?;
     let mut response = Response::new(Full::new(Bytes::from(text)));
     response.headers_mut().insert(
         CONTENT_TYPE,

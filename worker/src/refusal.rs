@@ -78,6 +78,9 @@ pub enum Refusal {
     /// The engine task was cancelled (runtime shutting down).
     #[error("the engine task did not complete")]
     EngineLost,
+    /// The metrics registry could not be written out.
+    #[error("the metrics could not be encoded")]
+    MetricsUnavailable,
     /// The worker is shutting down (readiness answer).
     #[error("the worker is shutting down")]
     Draining,
@@ -99,7 +102,9 @@ impl Refusal {
             Self::BodyTimedOut { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::PrincipalBusy => StatusCode::TOO_MANY_REQUESTS,
             Self::QueueFull | Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
-            Self::EnginePanicked | Self::EngineLost => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::EnginePanicked | Self::EngineLost | Self::MetricsUnavailable => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -138,6 +143,7 @@ impl Refusal {
             Self::EnginePanicked | Self::EngineLost => {
                 ErrorEnvelope::new("Internal error; your previous data is unchanged.")
             }
+            Self::MetricsUnavailable => ErrorEnvelope::new("Internal error."),
             Self::Draining => ErrorEnvelope::new("The worker is shutting down."),
         }
     }
