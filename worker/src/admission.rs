@@ -100,7 +100,7 @@ struct OverloadLabels {
 
 /// Admission metrics.
 #[derive(Debug, Clone)]
-pub struct AdmissionMetrics {
+pub(crate) struct AdmissionMetrics {
     running: Gauge,
     waiting: Family<StageLabels, Gauge>,
     rejected: Family<OverloadLabels, Counter>,
@@ -109,7 +109,7 @@ pub struct AdmissionMetrics {
 impl AdmissionMetrics {
     /// Registers `engine_calls_running`, `engine_calls_waiting{stage}` and
     /// `overload_rejections_total{reason}` under the registry's prefix.
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             running: Gauge::default(),
             waiting: Family::default(),
@@ -152,7 +152,7 @@ impl AdmissionMetrics {
 
 /// The gates; one per worker.
 #[derive(Debug)]
-pub struct Admission {
+pub(crate) struct Admission {
     limits: Limits,
     slots: Arc<Semaphore>,
     queued: AtomicUsize,
@@ -161,7 +161,7 @@ pub struct Admission {
 
 /// A principal's place among its requests in progress; released on drop.
 #[derive(Debug)]
-pub struct Ticket {
+pub(crate) struct Ticket {
     slot: Arc<Slot>,
 }
 
@@ -173,7 +173,7 @@ impl Drop for Ticket {
 
 /// The right to run one engine call; released on drop.
 #[derive(Debug)]
-pub struct EngineSlot {
+pub(crate) struct EngineSlot {
     _permit: OwnedSemaphorePermit,
     running: Gauge,
 }
@@ -202,7 +202,7 @@ impl Drop for Waiting<'_> {
 
 impl Admission {
     /// Gates with these limits.
-    pub fn new(limits: Limits, metrics: AdmissionMetrics) -> Self {
+    pub(crate) fn new(limits: Limits, metrics: AdmissionMetrics) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(limits.max_concurrent.get())),
             queued: AtomicUsize::new(0),
@@ -213,7 +213,7 @@ impl Admission {
 
     /// Gate 1: counts the request against its principal; 429 when the
     /// principal already has [`Limits::max_per_principal`] in progress.
-    pub fn enter(&self, slot: &Arc<Slot>) -> Result<Ticket, Refusal> {
+    pub(crate) fn enter(&self, slot: &Arc<Slot>) -> Result<Ticket, Refusal> {
         let before = slot.pending.fetch_add(1, Ordering::AcqRel);
         let ticket = Ticket {
             slot: Arc::clone(slot),
@@ -226,7 +226,7 @@ impl Admission {
     }
 
     /// Waits for the principal's turn on its session.
-    pub async fn session(&self, slot: &Slot) -> OwnedMutexGuard<Session> {
+    pub(crate) async fn session(&self, slot: &Slot) -> OwnedMutexGuard<Session> {
         let gauge = self.metrics.waiting(Stage::session);
         gauge.inc();
         let _waiting = Waiting { count: None, gauge };
@@ -235,7 +235,7 @@ impl Admission {
 
     /// Gate 2: an engine slot now, or a place in the bounded queue; 503 when
     /// the queue is full.
-    pub async fn engine_slot(&self) -> Result<EngineSlot, Refusal> {
+    pub(crate) async fn engine_slot(&self) -> Result<EngineSlot, Refusal> {
         let permit = match Arc::clone(&self.slots).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => self.wait_for_slot().await?,

@@ -85,7 +85,7 @@ pub struct BodyLimits {
 
 /// Everything a request may touch; one per worker.
 #[derive(Debug)]
-pub struct State {
+pub(crate) struct State {
     pub(crate) body: BodyLimits,
     pub(crate) sessions: Arc<Store>,
     pub(crate) admission: Admission,
@@ -114,7 +114,7 @@ impl From<Refusal> for Answer {
 }
 
 /// Answers one request and logs it.
-pub async fn respond<B>(state: Arc<State>, request: Request<B>) -> Response<Full<Bytes>>
+pub(crate) async fn respond<B>(state: Arc<State>, request: Request<B>) -> Response<Full<Bytes>>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

@@ -44,19 +44,19 @@ pub fn legacy_api() -> Handler {
 /// An owned request for the blocking task; [`Job::request`] lends it to the
 /// engine as an [`api::Request`].
 #[derive(Debug)]
-pub struct Job {
+pub(crate) struct Job {
     /// The method.
-    pub method: Method,
+    pub(crate) method: Method,
     /// The path without query string.
-    pub path: String,
+    pub(crate) path: String,
     /// The raw query string, or empty.
-    pub query: String,
+    pub(crate) query: String,
     /// The `Content-Type`, if readable as text.
-    pub content_type: Option<String>,
+    pub(crate) content_type: Option<String>,
     /// The body (empty for uploads).
-    pub body: Bytes,
+    pub(crate) body: Bytes,
     /// For `POST /api/analyze`: the file part.
-    pub upload: Option<FilePart>,
+    pub(crate) upload: Option<FilePart>,
 }
 
 impl Job {
@@ -109,7 +109,7 @@ struct OutcomeLabels {
 
 /// The engine's metrics.
 #[derive(Debug, Clone)]
-pub struct EngineMetrics {
+pub(crate) struct EngineMetrics {
     analyses: Family<OutcomeLabels, Counter>,
     duration: Histogram,
     rows: Counter,
@@ -120,7 +120,7 @@ impl EngineMetrics {
     /// Registers `analyses_total{result}`, `analysis_duration_seconds`,
     /// `rows_parsed_total` and `engine_panics_total` under the registry's
     /// prefix.
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             analyses: Family::default(),
             // 0.25 ms … about 4 s.
@@ -157,7 +157,7 @@ impl EngineMetrics {
 
 /// Runs engine calls.
 #[derive(Debug)]
-pub struct Engine {
+pub(crate) struct Engine {
     handler: HandlerBox,
     sessions: Arc<Store>,
     metrics: EngineMetrics,
@@ -176,20 +176,20 @@ impl std::fmt::Debug for HandlerBox {
 /// What the session lock and the engine slot guard, bundled for the move
 /// into the blocking task.
 #[derive(Debug)]
-pub struct Turn {
+pub(crate) struct Turn {
     /// Whose session.
-    pub principal: Principal,
+    pub(crate) principal: Principal,
     /// The session's slot in the store.
-    pub slot: Arc<Slot>,
+    pub(crate) slot: Arc<Slot>,
     /// The session, locked for this call.
-    pub session: OwnedMutexGuard<Session>,
+    pub(crate) session: OwnedMutexGuard<Session>,
     /// The engine slot.
-    pub engine_slot: EngineSlot,
+    pub(crate) engine_slot: EngineSlot,
 }
 
 impl Engine {
     /// An engine calling `handler` and recording sizes in `sessions`.
-    pub fn new(handler: Handler, sessions: Arc<Store>, metrics: EngineMetrics) -> Self {
+    pub(crate) fn new(handler: Handler, sessions: Arc<Store>, metrics: EngineMetrics) -> Self {
         Self {
             handler: HandlerBox(handler),
             sessions,
@@ -198,7 +198,7 @@ impl Engine {
     }
 
     /// Runs one call on a blocking thread.
-    pub async fn run(&self, job: Job, turn: Turn) -> Result<Reply, Refusal> {
+    pub(crate) async fn run(&self, job: Job, turn: Turn) -> Result<Reply, Refusal> {
         let handler = self.handler.clone();
         let sessions = Arc::clone(&self.sessions);
         let metrics = self.metrics.clone();

@@ -5,7 +5,7 @@
 //! shared anonymous space (the existing backend's behaviour). The worker
 //! trusts the header only because the gateway is the only process that can
 //! reach its socket. A principal never appears in clear in the logs: they
-//! carry [`Principal::tag`], a keyed hash prefix that is stable for the
+//! carry `Principal::tag`, a keyed hash prefix that is stable for the
 //! lifetime of the process only.
 
 use std::fmt;
@@ -27,7 +27,7 @@ const TAG_HEX_CHARS: usize = 12;
 
 /// Whose data a request may see and change.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub enum Principal {
+pub(crate) enum Principal {
     /// No principal header: the one space shared by every anonymous caller.
     Anonymous,
     /// The gateway's opaque principal string, as raw header bytes.
@@ -41,7 +41,7 @@ impl Principal {
     /// [`headers::MAX_PRINCIPAL_BYTES`]: the gateway never sends such values,
     /// so they are a misconfiguration or an attempt to make the worker hold
     /// large keys.
-    pub fn from_headers(map: &HeaderMap) -> Result<Self, Refusal> {
+    pub(crate) fn from_headers(map: &HeaderMap) -> Result<Self, Refusal> {
         let mut values = map.get_all(headers::PRINCIPAL).iter();
         let Some(value) = values.next() else {
             return Ok(Self::Anonymous);
@@ -63,7 +63,7 @@ impl Principal {
 
     /// The pseudonym for log lines: `anonymous`, or the first hex characters
     /// of SHA-256(`key` ‖ principal).
-    pub fn tag(&self, key: &TagKey) -> String {
+    pub(crate) fn tag(&self, key: &TagKey) -> String {
         match self {
             Self::Anonymous => "anonymous".to_owned(),
             Self::Named(bytes) => {
@@ -92,11 +92,11 @@ impl fmt::Debug for Principal {
 /// The per-process secret that keys [`Principal::tag`], so that a tag cannot
 /// be reversed by hashing guessed principal ids.
 #[derive(Clone)]
-pub struct TagKey([u8; 32]);
+pub(crate) struct TagKey([u8; 32]);
 
 impl TagKey {
     /// A fresh random key (two UUIDv4s: 244 random bits).
-    pub fn random() -> Self {
+    pub(crate) fn random() -> Self {
         let mut key = [0u8; 32];
         key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
         key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
@@ -113,7 +113,7 @@ impl fmt::Debug for TagKey {
 /// The request id for the log line: the gateway's `x-request-id` when it is
 /// 1 to [`MAX_REQUEST_ID_BYTES`] visible ASCII characters, otherwise a fresh
 /// UUIDv7.
-pub fn request_id(map: &HeaderMap) -> String {
+pub(crate) fn request_id(map: &HeaderMap) -> String {
     map.get(headers::REQUEST_ID)
         .map(|value| value.as_bytes())
         .filter(|bytes| {

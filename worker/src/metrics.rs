@@ -27,7 +27,7 @@ struct RequestLabels {
 
 /// Per-request and per-connection metrics.
 #[derive(Debug, Clone)]
-pub struct RequestMetrics {
+pub(crate) struct RequestMetrics {
     requests: Family<RequestLabels, Counter>,
     connections: Gauge,
 }
@@ -35,7 +35,7 @@ pub struct RequestMetrics {
 impl RequestMetrics {
     /// Registers `requests_total{route,status_class}` and
     /// `connections_active`.
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             requests: Family::default(),
             connections: Gauge::default(),
@@ -54,7 +54,7 @@ impl RequestMetrics {
     }
 
     /// Counts one answered request.
-    pub fn count(&self, route: &'static str, status: u16) {
+    pub(crate) fn count(&self, route: &'static str, status: u16) {
         let status_class = match status {
             100..=199 => "1xx",
             200..=299 => "2xx",
@@ -71,18 +71,18 @@ impl RequestMetrics {
     }
 
     /// The open-connections gauge.
-    pub fn connections(&self) -> &Gauge {
+    pub(crate) fn connections(&self) -> &Gauge {
         &self.connections
     }
 }
 
 /// A fresh registry with the worker's prefix.
-pub fn registry() -> Registry {
+pub(crate) fn registry() -> Registry {
     Registry::with_prefix(PREFIX)
 }
 
 /// The registry in the OpenMetrics text format.
-pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
+pub(crate) fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, registry)?;
     Ok(text)

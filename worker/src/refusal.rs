@@ -18,7 +18,7 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 
 /// A request the HTTP layer answers itself, without the engine.
 #[derive(Debug, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The principal header appears more than once.
     #[error("the principal header is repeated")]
     PrincipalRepeated,
@@ -88,7 +88,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// The HTTP status: whose fault it is.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::PrincipalRepeated
             | Self::PrincipalEmpty
@@ -156,7 +156,7 @@ impl Refusal {
 
     /// The response: status, envelope body, `Content-Type`, and `Allow` or
     /// `Retry-After` where they apply.
-    pub fn response(&self) -> Response<Full<Bytes>> {
+    pub(crate) fn response(&self) -> Response<Full<Bytes>> {
         let mut response = json_response(self.status(), self.envelope().to_bytes());
         let headers = response.headers_mut();
         if let Self::MethodNotAllowed { allow } = *self {
@@ -170,7 +170,7 @@ impl Refusal {
 }
 
 /// A response with a JSON body and `Content-Type: application/json`.
-pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+pub(crate) fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response

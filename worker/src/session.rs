@@ -1,7 +1,7 @@
 //! Session stage: each principal's [`Session`], in memory only, with idle
 //! expiry and caps on count and bytes.
 //!
-//! A request checks out its principal's [`Slot`] (creating it on first use),
+//! A request checks out its principal's `Slot` (creating it on first use),
 //! runs the engine while holding the slot's session lock, then records the
 //! session's new size. Sessions end when idle for [`Limits::idle_timeout`],
 //! when `DELETE /api/session` asks, or — least recently used first — when
@@ -119,7 +119,7 @@ impl Clock for ManualClock {
 
 /// One principal's session and the bookkeeping of the requests using it.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     /// Tells this slot apart from a later one for the same principal.
     id: u64,
     /// The data. A tokio mutex: a request waits for its turn without holding
@@ -133,7 +133,7 @@ pub struct Slot {
 /// `tradehabit_worker_sessions_ended_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
 #[allow(non_camel_case_types)] // label values are written as exposed
-pub enum EndReason {
+enum EndReason {
     /// Unused for the idle timeout.
     idle,
     /// Evicted (least recently used) to stay within the session count.
@@ -151,7 +151,7 @@ struct EndLabels {
 
 /// The store's metrics.
 #[derive(Debug, Clone)]
-pub struct SessionMetrics {
+pub(crate) struct SessionMetrics {
     active: Gauge,
     bytes: Gauge,
     ended: Family<EndLabels, Counter>,
@@ -160,7 +160,7 @@ pub struct SessionMetrics {
 impl SessionMetrics {
     /// Registers `sessions_active`, `session_bytes` and
     /// `sessions_ended_total{reason}` under the registry's prefix.
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             active: Gauge::default(),
             bytes: Gauge::default(),
@@ -199,7 +199,7 @@ impl SessionMetrics {
 
 /// The sessions of all principals.
 #[derive(Debug)]
-pub struct Store {
+pub(crate) struct Store {
     limits: Limits,
     clock: Arc<dyn Clock>,
     metrics: SessionMetrics,
@@ -226,7 +226,7 @@ struct Entry {
 
 impl Store {
     /// An empty store.
-    pub fn new(limits: Limits, clock: Arc<dyn Clock>, metrics: SessionMetrics) -> Self {
+    pub(crate) fn new(limits: Limits, clock: Arc<dyn Clock>, metrics: SessionMetrics) -> Self {
         Self {
             limits,
             clock,
@@ -238,7 +238,7 @@ impl Store {
     /// The principal's slot, created (with a fresh [`Session`]) if there is
     /// none, and marked as just used. Ends idle sessions first, and evicts
     /// the least recently used one if a new slot would exceed the count cap.
-    pub fn checkout(&self, principal: &Principal) -> Arc<Slot> {
+    pub(crate) fn checkout(&self, principal: &Principal) -> Arc<Slot> {
         let now = self.clock.now();
         let mut inner = self.lock();
         self.expire(&mut inner, now);
@@ -276,7 +276,7 @@ impl Store {
     /// Records the session's size after a request, marks it as just used,
     /// and evicts least recently used sessions while the total is over the
     /// byte cap (never this one). Ignored if the slot has ended meanwhile.
-    pub fn record(&self, principal: &Principal, slot: &Slot, held_bytes: u64) {
+    pub(crate) fn record(&self, principal: &Principal, slot: &Slot, held_bytes: u64) {
         let now = self.clock.now();
         let mut inner = self.lock();
         let Some(entry) = inner.entries.get_mut(principal) else {
@@ -297,7 +297,7 @@ impl Store {
     }
 
     /// Erases the principal's session at once. Returns whether there was one.
-    pub fn remove(&self, principal: &Principal) -> bool {
+    pub(crate) fn remove(&self, principal: &Principal) -> bool {
         let mut inner = self.lock();
         let removed = Self::drop_entry(&mut inner, principal).is_some();
         if removed {
@@ -309,7 +309,7 @@ impl Store {
 
     /// Ends every session idle for the timeout; returns how many. Called by
     /// the periodic sweep and before metrics are read.
-    pub fn expire_idle(&self) -> usize {
+    pub(crate) fn expire_idle(&self) -> usize {
         let now = self.clock.now();
         let mut inner = self.lock();
         let ended = self.expire(&mut inner, now);
@@ -320,13 +320,14 @@ impl Store {
     }
 
     /// The number of sessions and the bytes they hold.
-    pub fn usage(&self) -> (usize, u64) {
+    #[cfg(test)]
+    fn usage(&self) -> (usize, u64) {
         let inner = self.lock();
         (inner.entries.len(), inner.total_bytes)
     }
 
     /// The limits this store enforces.
-    pub fn limits(&self) -> &Limits {
+    pub(crate) fn limits(&self) -> &Limits {
         &self.limits
     }
 

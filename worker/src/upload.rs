@@ -2,7 +2,7 @@
 //! limits, read as a stream so that nothing over the limits is buffered.
 //!
 //! * `POST /api/analyze`: the first multipart part named `file` that has a
-//!   filename becomes a [`FilePart`] (legacy-api 4.1). Its bytes are read up
+//!   filename becomes a `FilePart` (legacy-api 4.1). Its bytes are read up
 //!   to [`MAX_UPLOAD_BYTES`] + 1 and no further — one byte over is enough
 //!   for the engine to refuse the file as too large, and reading stops
 //!   there. Other parts are skipped; the whole multipart stream may be at
@@ -41,7 +41,7 @@ const FILE_FIELD: &str = "file";
 /// The owned form of [`api::Upload`]: what the HTTP layer found in an
 /// upload request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FilePart {
+pub(crate) enum FilePart {
     /// No part named `file` with a filename.
     Missing,
     /// The first such part; `content` is cut at `MAX_UPLOAD_BYTES + 1`.
@@ -55,7 +55,7 @@ pub enum FilePart {
 
 impl FilePart {
     /// The borrowed view the engine takes.
-    pub fn as_api(&self) -> api::Upload<'_> {
+    pub(crate) fn as_api(&self) -> api::Upload<'_> {
         match self {
             Self::Missing => api::Upload::Missing,
             Self::File { filename, content } => api::Upload::File { filename, content },
@@ -64,7 +64,7 @@ impl FilePart {
 }
 
 /// Reads an upload request's body into its [`FilePart`].
-pub async fn read_upload<B>(headers: &HeaderMap, body: B) -> Result<FilePart, Refusal>
+pub(crate) async fn read_upload<B>(headers: &HeaderMap, body: B) -> Result<FilePart, Refusal>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -109,7 +109,11 @@ where
 }
 
 /// Reads a non-upload body whole, up to `limit` bytes.
-pub async fn read_body<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<Bytes, Refusal>
+pub(crate) async fn read_body<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+) -> Result<Bytes, Refusal>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
