@@ -64,6 +64,8 @@ pub struct ConnectionLimits {
     /// Connections open at once.
     pub max_connections: NonZeroUsize,
     /// Time to receive a request's headers before the connection is closed.
+    /// It also runs while a keep-alive connection waits for its next
+    /// request, so it doubles as the idle-connection timeout.
     pub header_read_timeout: Duration,
 }
 
