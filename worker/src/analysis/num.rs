@@ -16,7 +16,7 @@ pub fn py_round(x: f64, n: u32) -> f64 {
         let fl = y.floor();
         let frac = y - fl;
         let margin = (y.abs() * 4.0 * f64::EPSILON).max(1e-300);
-        if (frac - 0.5).abs() > margin && frac > margin && (1.0 - frac) > margin {
+        if (frac - 0.5).abs() > margin {
             let k = y.round();
             let r = k / scale;
             return if r == 0.0 { 0.0f64.copysign(x) } else { r };

@@ -437,10 +437,10 @@ pub fn parse_orders(bytes: &[u8]) -> Result<OrderTable, ParseError> {
             }
         };
 
-        let status = get(c_status).map(|s| s.trim_matches(py_isspace));
+        let status = get(c_status).map(py_strip);
         let filled = status == Some("Filled");
-        let canceled = status.map(|s| s.to_lowercase() == "canceled").unwrap_or(false);
-        let side_trim = get(c_side).map(|s| s.trim_matches(py_isspace));
+        let canceled = status.map(|s| lower_eq(s, "canceled")).unwrap_or(false);
+        let side_trim = get(c_side).map(py_strip);
         let side = match side_trim {
             None => Side::Missing,
             Some("Buy") => Side::Buy,
@@ -470,10 +470,7 @@ pub fn parse_orders(bytes: &[u8]) -> Result<OrderTable, ParseError> {
         table.any_ts |= ts.is_some();
         table.any_fill_ts |= fill_ts.is_some();
         let (is_stop, risk_type) = match get(c_type) {
-            Some(t) => {
-                let l = t.trim_matches(py_isspace).to_lowercase();
-                (l.contains("stop"), l == "stop" || l == "stop limit")
-            }
+            Some(t) => stop_kind(py_strip(t)),
             None => (false, false),
         };
         let (stop_present, stop_price) = match get(c_stop) {
@@ -666,6 +663,36 @@ fn line_of(e: &ParseError) -> usize {
     match e {
         ParseError::Cell { line, .. } => *line,
         _ => 0,
+    }
+}
+
+/// Python's `str.strip()`, with an ASCII fast path.
+fn py_strip(s: &str) -> &str {
+    if s.is_ascii() {
+        s.trim_matches(|c: char| c.is_ascii_whitespace() || matches!(c, '\u{0b}' | '\u{1c}'..='\u{1f}'))
+    } else {
+        s.trim_matches(py_isspace)
+    }
+}
+
+/// `s.lower() == word` for an ASCII `word`.
+fn lower_eq(s: &str, word: &str) -> bool {
+    if s.is_ascii() {
+        s.eq_ignore_ascii_case(word)
+    } else {
+        s.to_lowercase() == word
+    }
+}
+
+/// `(contains "stop", is "stop" or "stop limit")` on the lower-cased type.
+fn stop_kind(t: &str) -> (bool, bool) {
+    if t.is_ascii() {
+        let b = t.as_bytes();
+        let contains = b.windows(4).any(|w| w.eq_ignore_ascii_case(b"stop"));
+        (contains, contains && (t.eq_ignore_ascii_case("stop") || t.eq_ignore_ascii_case("stop limit")))
+    } else {
+        let l = t.to_lowercase();
+        (l.contains("stop"), l == "stop" || l == "stop limit")
     }
 }
 

@@ -152,7 +152,7 @@ pub fn build_trades(table: &OrderTable) -> Result<Dataset, ParseError> {
             }
             Some(pos) => {
                 trades.push(Trade {
-                    id: uuid::Uuid::new_v4(),
+                    id: uuid::Uuid::nil(),
                     symbol: sym as u32,
                     side: pos.side,
                     entry_time: pos.entry_time,
@@ -184,6 +184,8 @@ pub fn build_trades(table: &OrderTable) -> Result<Dataset, ParseError> {
         return Err(ParseError::NoTrades { rows: table.rows, fills: table.fills.len() });
     }
 
+    assign_ids(&mut trades);
+
     // §5: P&L.
     for t in &mut trades {
         let is_buy = table.side_text(t.side).to_lowercase() == "buy";
@@ -202,6 +204,22 @@ pub fn build_trades(table: &OrderTable) -> Result<Dataset, ParseError> {
         side_texts: table.side_texts.clone(),
         trades,
     })
+}
+
+/// Random UUIDv4 ids, drawn from the OS in one call for the whole upload.
+fn assign_ids(trades: &mut [Trade]) {
+    let mut bytes = vec![0u8; trades.len() * 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        for t in trades.iter_mut() {
+            t.id = uuid::Uuid::new_v4();
+        }
+        return;
+    }
+    for (t, chunk) in trades.iter_mut().zip(bytes.chunks_exact(16)) {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(chunk);
+        t.id = uuid::Builder::from_random_bytes(b).into_uuid();
+    }
 }
 
 fn side_slot(side: Side) -> Option<usize> {
