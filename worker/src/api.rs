@@ -192,7 +192,9 @@ pub fn handle(session: &mut Session, request: Request<'_>) -> Reply {
             ),
         );
     };
-    let method = request.method;
+    // Werkzeug upper-cases the method before routing.
+    let method_upper = request.method.to_ascii_uppercase();
+    let method = method_upper.as_str();
     if method == "OPTIONS" {
         return Reply {
             status: 200,

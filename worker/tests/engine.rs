@@ -7,6 +7,7 @@ use tradehabit_worker::api::{handle, Request, Session, Upload};
 
 const HDR: &str = "Order ID,Timestamp,Fill Time,B/S,Contract,filledQty,Avg Fill Price,Type,Stop Price,Status\n";
 
+#[allow(clippy::too_many_arguments)]
 fn row(id: u32, ts: &str, fill: &str, side: &str, sym: &str, qty: &str, price: &str, ty: &str, stop: &str, status: &str) -> String {
     format!("{id},01/02/2024 {ts},{},{side},{sym},{qty},{price},{ty},{stop},{status}\n", if fill.is_empty() { String::new() } else { format!("01/02/2024 {fill}") })
 }
@@ -76,6 +77,7 @@ fn stop_detection_verified_cases() {
 }
 
 #[test]
+#[allow(clippy::type_complexity)]
 fn reconstruction_worked_example() {
     // analysis.md §4: two symbols, scale-in, partial exit, reversal.
     let csv = format!(

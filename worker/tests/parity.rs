@@ -76,7 +76,7 @@ fn compare(path: &str, ours: &Value, want: &Value, diffs: &mut Vec<String>, ids:
                         _ => diffs.push(format!("{p}: not a lower-case UUIDv4: {va}")),
                     }
                 } else if FREE_TEXT.contains(&k.as_str()) && vb.is_string() {
-                    if !va.as_str().is_some_and(|s| !s.trim().is_empty()) {
+                    if va.as_str().is_none_or(|s| s.trim().is_empty()) {
                         diffs.push(format!("{p}: free text must be a non-empty string, got {va}"));
                     }
                 } else {

@@ -246,7 +246,7 @@ mod tests {
     fn spec_example_mean() {
         let m = mean(&[11.73, 19.05, 15.73, 98.91]);
         assert_eq!(crate::analysis::num::py_round(m, 2), 36.35);
-        assert_eq!(m, 36.354999999999997);
+        assert_eq!(m, 36.355); // the double nearest 36.35499999999999687…
     }
 
     #[test]

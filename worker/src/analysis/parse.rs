@@ -539,7 +539,7 @@ pub fn parse_orders(bytes: &[u8]) -> Result<OrderTable, ParseError> {
                 problem = Some((COL_SYMBOL, CellProblem::Missing));
             } else if sym_raw.map(|s| formula_like(s.trim_start_matches(' '))).unwrap_or(false) {
                 problem = Some((COL_SYMBOL, CellProblem::FormulaLike));
-            } else if qty.map(|q| !(q < 1e15)).unwrap_or(false) {
+            } else if qty.is_some_and(|q| q.is_nan() || q >= 1e15) {
                 problem = Some((COL_QTY, CellProblem::OutOfRange));
             }
             if let Some((column, problem)) = problem {
