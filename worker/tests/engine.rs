@@ -311,3 +311,62 @@ fn goals_h16_errors_instead_of_500() {
     assert_eq!(goals[4]["goal"], true);
     assert_eq!(goals[4]["current_streak"], 8);
 }
+
+#[test]
+fn fill_time_fallback_e18() {
+    // No parseable Timestamp anywhere: stop detection uses Fill Time, risk
+    // points never do (so they stay null).
+    let csv = format!(
+        "{HDR}1,x,01/02/2024 10:00:00,Buy,ES,1,100,Market,,Filled\n\
+         2,x,01/02/2024 10:01:00,Sell,ES,1,,Stop,95,Working\n\
+         3,x,01/02/2024 10:05:00,Sell,ES,1,99,Limit,,Filled\n"
+    );
+    assert_eq!(verdict(&csv), (false, None));
+}
+
+#[test]
+fn inconsistent_normalisation_e19() {
+    // `buy` (lower case) is a sell for reconstruction but long for P&L.
+    let csv = format!(
+        "{HDR}{}{}",
+        row(1, "10:00:00", "10:00:00", "buy", "ES", "1", "100", "Market", "", "Filled"),
+        row(2, "10:05:00", "10:05:00", "Buy", "ES", "1", "90", "Market", "", "Filled"),
+    );
+    let d = analysis::load(csv.as_bytes()).unwrap();
+    assert_eq!(d.side_text(d.trades[0].side), "buy");
+    assert_eq!(d.trades[0].pnl, -10.0);
+}
+
+#[test]
+fn implicit_index_column_e26() {
+    // The first data row has one field more than the header: pandas makes
+    // the first column an index and every value moves one column left.
+    let csv = "Status,B/S,Timestamp,Fill Time,Contract,filledQty,Avg Fill Price,Type,Stop Price\n\
+               0,Filled,Buy,01/02/2024 10:00:00,01/02/2024 10:00:00,ES,1,100,Market,\n\
+               1,Filled,Sell,01/02/2024 10:01:00,01/02/2024 10:01:00,ES,1,101,Market,\n";
+    let d = analysis::load(csv.as_bytes()).unwrap();
+    assert_eq!(d.rows, 2);
+    assert_eq!(d.trades[0].pnl, 1.0);
+    // Any later row wider than that is a structural error.
+    let wide = format!("{csv}2,Filled,Sell,01/02/2024 10:01:00,01/02/2024 10:01:00,ES,1,101,Market,,extra\n");
+    assert!(matches!(analysis::load(wide.as_bytes()).unwrap_err(), ParseError::TooManyFields { line: 4, .. }));
+}
+
+#[test]
+fn missing_value_tokens_e27() {
+    // A contract literally named NA is missing: on a fill that is a 400.
+    let e = analysis::load(format!("{HDR}{}", row(1, "10:00:00", "10:00:00", "Buy", "NA", "1", "1", "Market", "", "Filled")).as_bytes())
+        .unwrap_err();
+    assert!(matches!(e, ParseError::Cell { column: "Contract", .. }), "{e:?}");
+}
+
+#[test]
+fn goal_progress_uncapped_and_signed_e25() {
+    let mut s = Session::new();
+    upload(&mut s, "a.csv", SAMPLE, "");
+    let body = r#"{"goals": [{"target": 4, "mistake_types": ["revenge trade"]}, {"target": -2, "mistake_types": ["revenge trade"]}, {"target": 0, "goal": 0}]}"#;
+    let (_, v, _) = call(&mut s, "POST", "/api/goals/calculate", "", Some("application/json"), body);
+    assert_eq!(v["goals"][0]["progress"], 2.0);
+    assert_eq!(v["goals"][1]["progress"], -4.0);
+    assert_eq!(v["goals"][2]["goal"], 1);
+}
