@@ -10,17 +10,25 @@ pub fn py_round(x: f64, n: u32) -> f64 {
     }
     let scale = 10f64.powi(n as i32);
     let y = x * scale;
-    // Fast path: far enough from a rounding midpoint that the rounding of the
-    // f64 product and of the exact product agree.
+    // Exact fast path: `y + r` is exactly `x × 10^n` (the error of a product
+    // is representable and `mul_add` computes it exactly), so the decimal
+    // rounding of the exact value can be decided from `y` and the sign of
+    // `r`; then `k / 10^n` is the double nearest to the decimal `k / 10^n`.
     if y.abs() < 4.0e15 {
+        let r = x.mul_add(scale, -y);
         let fl = y.floor();
         let frac = y - fl;
-        let margin = (y.abs() * 4.0 * f64::EPSILON).max(1e-300);
-        if (frac - 0.5).abs() > margin {
-            let k = y.round();
-            let r = k / scale;
-            return if r == 0.0 { 0.0f64.copysign(x) } else { r };
-        }
+        let k = if frac != 0.5 {
+            y.round()
+        } else if r > 0.0 {
+            fl + 1.0
+        } else if r < 0.0 {
+            fl
+        } else {
+            y.round_ties_even()
+        };
+        let out = k / scale;
+        return if out == 0.0 { 0.0f64.copysign(x) } else { out };
     }
     let text = format!("{:.*}", n as usize, x);
     text.parse::<f64>().unwrap_or(x)
@@ -141,9 +149,18 @@ pub fn py_isspace(c: char) -> bool {
 /// sign, decimal/exponent forms, single underscores between digits,
 /// `nan`/`inf`/`infinity` in any case. `None` when Python raises.
 pub fn py_float(text: &str) -> Option<f64> {
-    let t = text.trim_matches(py_isspace);
+    let t = if text.is_ascii() {
+        text.trim_matches(|c: char| c.is_ascii_whitespace() || matches!(c, '\u{0b}' | '\u{1c}'..='\u{1f}'))
+    } else {
+        text.trim_matches(py_isspace)
+    };
     if t.is_empty() {
         return None;
+    }
+    // Common case: plain decimal text, which Rust's parser reads exactly as
+    // Python does (both correctly rounded, same grammar without `_`).
+    if t.bytes().all(|c| matches!(c, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')) {
+        return t.parse::<f64>().ok();
     }
     let (neg, body) = match t.as_bytes()[0] {
         b'+' => (false, &t[1..]),
@@ -159,8 +176,8 @@ pub fn py_float(text: &str) -> Option<f64> {
     if let Some(v) = special {
         return Some(if neg { -v } else { v });
     }
-    // Validate the decimal grammar with underscores only between digits.
     let b = body.as_bytes();
+    // Validate the decimal grammar with underscores only between digits.
     let mut clean = String::with_capacity(b.len() + 1);
     if neg {
         clean.push('-');
@@ -289,6 +306,10 @@ pub fn pandas_int(cell: &str) -> Option<i128> {
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
+    if digits.len() <= 18 {
+        let v = digits.iter().fold(0i128, |a, d| a * 10 + (d - b'0') as i128);
+        return Some(if b[0] == b'-' { -v } else { v });
+    }
     t.parse::<i128>().ok()
 }
 
@@ -341,6 +362,31 @@ mod tests {
                 assert_eq!(py_round(v, n).to_bits(), slow.to_bits(), "{v} {n}");
             }
             x += 0.00137;
+        }
+    }
+
+    #[test]
+    fn py_round_exact_ties_and_random_bits() {
+        let slow = |v: f64, n: u32| -> f64 { format!("{:.*}", n as usize, v).parse().unwrap() };
+        for den in [2.0, 8.0, 16.0, 32.0, 64.0, 1024.0] {
+            for i in -20_000..20_000 {
+                let v = i as f64 / den;
+                for n in [0u32, 1, 2, 4] {
+                    assert_eq!(py_round(v, n).to_bits(), slow(v, n).to_bits(), "{v} {n}");
+                }
+            }
+        }
+        let mut s: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..300_000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            // exponents from about 2^-30 to 2^40
+            let exp = 993 + (s >> 58) as u64 % 70;
+            let v = f64::from_bits((s & 0x800f_ffff_ffff_ffff) | (exp << 52));
+            for n in [1u32, 2, 4] {
+                assert_eq!(py_round(v, n).to_bits(), slow(v, n).to_bits(), "{v} {n}");
+            }
         }
     }
 

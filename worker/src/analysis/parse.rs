@@ -292,6 +292,7 @@ struct IdColumn {
     all_float: bool,
     any_cell: bool,
     int_overflow_i64: bool,
+    int_outside_u64: bool,
 }
 
 /// Parses CSV bytes into an order table.
@@ -314,19 +315,16 @@ pub fn parse_orders(bytes: &[u8]) -> Result<OrderTable, ParseError> {
         .has_headers(false)
         .flexible(true)
         .from_reader(src);
-    let mut rec = csv::ByteRecord::new();
+    let mut rec = csv::StringRecord::new();
 
     // Header: the first non-blank line.
     let header: Vec<String> = loop {
-        match rdr.read_byte_record(&mut rec) {
+        match rdr.read_record(&mut rec) {
             Ok(true) => {
                 if is_whitespace_line(&rec, src) {
                     continue;
                 }
-                break rec
-                    .iter()
-                    .map(|f| String::from_utf8_lossy(f).into_owned())
-                    .collect();
+                break rec.iter().map(str::to_string).collect();
             }
             Ok(false) => return Err(ParseError::Empty),
             Err(_) => return Err(ParseError::Empty),
@@ -380,6 +378,7 @@ pub fn parse_orders(bytes: &[u8]) -> Result<OrderTable, ParseError> {
     let mut table = OrderTable::default();
     let mut sym_ids: HashMap<String, u32> = HashMap::new();
     let mut side_ids: HashMap<String, u32> = HashMap::new();
+    let mut last_sym: Option<u32> = None;
     let mut first_cell_error: Option<ParseError> = None;
     let mut qty_bad_line: Option<usize> = None;
     let mut idcol = IdColumn { all_int: true, all_float: true, ..Default::default() };
@@ -393,7 +392,7 @@ pub fn parse_orders(bytes: &[u8]) -> Result<OrderTable, ParseError> {
     let mut pending: Vec<PendingFill> = Vec::new();
 
     loop {
-        match rdr.read_byte_record(&mut rec) {
+        match rdr.read_record(&mut rec) {
             Ok(true) => {}
             Ok(false) => break,
             Err(_) => {
@@ -422,12 +421,7 @@ pub fn parse_orders(bytes: &[u8]) -> Result<OrderTable, ParseError> {
         if !cols_ok {
             continue;
         }
-        let cell = |c: usize| -> &str {
-            match rec.get(lead + c) {
-                Some(b) => std::str::from_utf8(b).unwrap_or(""),
-                None => "",
-            }
-        };
+        let cell = |c: usize| -> &str { rec.get(lead + c).unwrap_or("") };
         let get = |c: usize| -> Option<&str> {
             let v = cell(c);
             if is_na(v) {
@@ -456,7 +450,9 @@ pub fn parse_orders(bytes: &[u8]) -> Result<OrderTable, ParseError> {
         };
         let sym_raw = get(c_sym);
         let symbol = sym_raw.map(|s| {
-            if let Some(id) = sym_ids.get(s) {
+            if let Some(id) = last_sym.filter(|&id| table.symbols[id as usize] == s) {
+                id
+            } else if let Some(id) = sym_ids.get(s) {
                 *id
             } else {
                 let id = table.symbols.len() as u32;
@@ -465,6 +461,9 @@ pub fn parse_orders(bytes: &[u8]) -> Result<OrderTable, ParseError> {
                 id
             }
         });
+        if symbol.is_some() {
+            last_sym = symbol;
+        }
         let ts = get(c_ts).and_then(parse_timestamp);
         let fill_ts = get(c_fill).and_then(parse_timestamp);
         table.any_ts |= ts.is_some();
@@ -510,6 +509,9 @@ pub fn parse_orders(bytes: &[u8]) -> Result<OrderTable, ParseError> {
                         Some(i) => {
                             if i > i64::MAX as i128 || i < i64::MIN as i128 {
                                 idcol.int_overflow_i64 = true;
+                            }
+                            if i < 0 || i > u64::MAX as i128 {
+                                idcol.int_outside_u64 = true;
                             }
                         }
                         None => {
@@ -620,7 +622,8 @@ pub fn parse_orders(bytes: &[u8]) -> Result<OrderTable, ParseError> {
         IdKind::Absent
     } else if !idcol.any_cell {
         IdKind::Float
-    } else if idcol.all_int && !idcol.any_na && !idcol.int_overflow_i64 {
+    } else if idcol.all_int && !idcol.any_na && (!idcol.int_overflow_i64 || !idcol.int_outside_u64) {
+        // int64, or uint64 when a value needs it and none is negative
         IdKind::Int
     } else if idcol.all_int || idcol.all_float {
         IdKind::Float
@@ -705,11 +708,11 @@ pub fn formula_like(s: &str) -> bool {
 }
 
 /// pandas skips lines made only of spaces and tabs.
-fn is_whitespace_line(rec: &csv::ByteRecord, src: &[u8]) -> bool {
+fn is_whitespace_line(rec: &csv::StringRecord, src: &[u8]) -> bool {
     if rec.len() != 1 {
         return false;
     }
-    let f = &rec[0];
+    let f = rec[0].as_bytes();
     if f.is_empty() || !f.iter().all(|b| *b == b' ' || *b == b'\t') {
         return false;
     }
