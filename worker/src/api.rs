@@ -290,23 +290,47 @@ fn order_id_json(id: &OrderId) -> J {
     }
 }
 
+/// A trade object (analysis.md §10), written directly: keys in sorted
+/// order, finite numbers only (prices and P&L are validated at upload).
 fn trade_json(d: &Dataset, t: &Trade) -> J {
-    J::obj([
-        ("entryPrice", J::f(t.entry_price)),
-        ("entryQty", J::i(t.entry_qty)),
-        ("entryTime", J::s(iso(t.entry_time))),
-        ("exitOrderId", order_id_json(&t.exit_order_id)),
-        ("exitPrice", J::f(t.exit_price)),
-        ("exitQty", J::i(t.exit_qty)),
-        ("exitTime", J::s(iso(t.exit_time))),
-        ("id", J::s(t.id.to_string())),
-        ("mistakes", J::Arr(t.tag_names().map(J::s).collect())),
-        ("pnl", J::f(t.pnl)),
-        ("pointsLost", J::f(t.points_lost)),
-        ("riskPoints", J::of(t.risk_points)),
-        ("side", J::s(d.side_text(t.side))),
-        ("symbol", J::s(d.symbol(t))),
-    ])
+    use std::fmt::Write;
+    let mut o = String::with_capacity(360);
+    let f = |x: f64| crate::analysis::num::py_repr(x);
+    let _ = write!(o, "{{\"entryPrice\":{},\"entryQty\":{},\"entryTime\":\"{}\",\"exitOrderId\":", f(t.entry_price), t.entry_qty, iso(t.entry_time));
+    match &t.exit_order_id {
+        OrderId::Null => o.push_str("null"),
+        OrderId::Int(i) => {
+            let _ = write!(o, "{i}");
+        }
+        OrderId::Float(x) if x.is_finite() => o.push_str(&f(*x)),
+        OrderId::Float(_) => o.push_str("null"),
+        OrderId::Str(s) => json::write_str(s, &mut o),
+    }
+    let _ = write!(
+        o,
+        ",\"exitPrice\":{},\"exitQty\":{},\"exitTime\":\"{}\",\"id\":\"{}\",\"mistakes\":[",
+        f(t.exit_price),
+        t.exit_qty,
+        iso(t.exit_time),
+        t.id
+    );
+    for (i, name) in t.tag_names().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        json::write_str(name, &mut o);
+    }
+    let _ = write!(o, "],\"pnl\":{},\"pointsLost\":{},\"riskPoints\":", f(t.pnl), f(t.points_lost));
+    match t.risk_points {
+        Some(r) => o.push_str(&f(r)),
+        None => o.push_str("null"),
+    }
+    o.push_str(",\"side\":");
+    json::write_str(d.side_text(t.side), &mut o);
+    o.push_str(",\"symbol\":");
+    json::write_str(d.symbol(t), &mut o);
+    o.push('}');
+    J::Raw(o)
 }
 
 fn mistake_counts(t: &Tally) -> J {
@@ -807,4 +831,44 @@ fn goal_item(trades: &[Trade], g: &J) -> J {
         ("start_date", start_raw.unwrap_or(J::Null)),
         ("title", title),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written trade serialisation equals the generic sorted writer.
+    #[test]
+    fn trade_json_matches_generic_writer() {
+        let csv = b"Order ID,Timestamp,Fill Time,B/S,Contract,filledQty,Avg Fill Price,Type,Stop Price,Status\n\
+A1,01/02/2024 10:00:00,01/02/2024 10:00:00,Sell,\" E\"\"S\",2,100.5,Market,,Filled\n\
+B\xc3\xa9,01/02/2024 10:00:05,,Buy,\" E\"\"S\",1,,Stop,101.25,Working\n\
+C2,01/02/2024 10:05:00,01/02/2024 10:05:00,Buy,\" E\"\"S\",2,100.5,Limit,,Filled\n";
+        let mut d = crate::analysis::load(csv).unwrap();
+        tag_trades(&mut d.trades, 1.0, 1.0, 1.5);
+        let t = &d.trades[0];
+        let generic = J::obj([
+            ("symbol", J::s(d.symbol(t))),
+            ("side", J::s(d.side_text(t.side))),
+            ("riskPoints", J::of(t.risk_points)),
+            ("pointsLost", J::f(t.points_lost)),
+            ("pnl", J::f(t.pnl)),
+            ("mistakes", J::Arr(t.tag_names().map(J::s).collect())),
+            ("id", J::s(t.id.to_string())),
+            ("exitTime", J::s(iso(t.exit_time))),
+            ("exitQty", J::i(t.exit_qty)),
+            ("exitPrice", J::f(t.exit_price)),
+            ("exitOrderId", order_id_json(&t.exit_order_id)),
+            ("entryTime", J::s(iso(t.entry_time))),
+            ("entryQty", J::i(t.entry_qty)),
+            ("entryPrice", J::f(t.entry_price)),
+        ]);
+        let mut a = String::new();
+        trade_json(&d, t).write(&mut a).unwrap();
+        let mut b = String::new();
+        generic.write(&mut b).unwrap();
+        assert_eq!(a, b);
+        assert!(a.contains("\"pnl\":-0.0"), "{a}");
+        assert!(a.contains("\"riskPoints\":0.75"), "{a}");
+    }
 }

@@ -382,7 +382,7 @@ mod tests {
             s ^= s >> 7;
             s ^= s << 17;
             // exponents from about 2^-30 to 2^40
-            let exp = 993 + (s >> 58) as u64 % 70;
+            let exp = 993 + (s >> 58) % 70;
             let v = f64::from_bits((s & 0x800f_ffff_ffff_ffff) | (exp << 52));
             for n in [1u32, 2, 4] {
                 assert_eq!(py_round(v, n).to_bits(), slow(v, n).to_bits(), "{v} {n}");

@@ -25,6 +25,8 @@ pub enum J {
     Arr(Vec<J>),
     /// An object, in insertion order (written sorted).
     Obj(Vec<(String, J)>),
+    /// Already-serialised JSON (compact, sorted, finite), written verbatim.
+    Raw(String),
 }
 
 /// A non-finite float met while writing.
@@ -65,7 +67,7 @@ impl J {
             J::Null => false,
             J::Bool(b) => *b,
             J::Int(i) => *i != 0,
-            J::BigInt(_) => true,
+            J::BigInt(_) | J::Raw(_) => true,
             J::Float(f) => *f != 0.0,
             J::Str(s) => !s.is_empty(),
             J::Arr(a) => !a.is_empty(),
@@ -90,7 +92,7 @@ impl J {
                 use std::fmt::Write;
                 let _ = write!(out, "{i}");
             }
-            J::BigInt(s) => out.push_str(s),
+            J::BigInt(s) | J::Raw(s) => out.push_str(s),
             J::Float(f) => {
                 if !f.is_finite() {
                     return Err(NonFinite);
@@ -133,7 +135,7 @@ impl J {
             J::Bool(true) => "True".into(),
             J::Bool(false) => "False".into(),
             J::Int(i) => i.to_string(),
-            J::BigInt(s) => s.clone(),
+            J::BigInt(s) | J::Raw(s) => s.clone(),
             J::Float(f) => py_repr(*f),
             J::Str(s) => py_str_repr(s),
             J::Arr(a) => format!("[{}]", a.iter().map(J::py_repr).collect::<Vec<_>>().join(", ")),
@@ -173,7 +175,8 @@ pub fn py_str_repr(s: &str) -> String {
     out
 }
 
-fn write_str(s: &str, out: &mut String) {
+/// Writes a JSON string literal (ASCII-only, like Python's encoder).
+pub fn write_str(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {
