@@ -23,7 +23,7 @@ use crate::analysis::num::{py_float, py_round};
 use crate::analysis::parse::{iso, OrderId};
 use crate::analysis::pipeline::{revenge_flags, tag_trades, Thresholds};
 use crate::analysis::stats::{
-    risk_variation_flag, streaks, Breakeven, Excessive, Metric, Number, Outsized, Revenge, RiskSizing,
+    risk_variation_flag, streaks, Breakeven, Clean, Excessive, Metric, Number, Outsized, Revenge, RiskSizing,
     StopLoss, Tally,
 };
 use crate::analysis::text::{self, SummaryVariant};
@@ -415,7 +415,7 @@ fn analytics(r: Route, d: &Dataset, th: &Thresholds, q: &Query) -> Result<J, Err
         Route::Summary => {
             let tally = Tally::of(trades);
             let be = Breakeven::of(trades);
-            let (cur, best) = streaks(trades, &[], Metric::Trades, None);
+            let (cur, best) = streaks(trades, Clean::NoTag, Metric::Trades, None);
             let win_rate2 = py_round(be.win_rate, 2);
             let shortfall = be.required_wr_adj.is_some_and(|adj| win_rate2 < adj);
             let risk_flag = risk_variation_flag(trades, th.vr);
@@ -569,7 +569,7 @@ fn analytics(r: Route, d: &Dataset, th: &Thresholds, q: &Query) -> Result<J, Err
                     .iter()
                     .map(|(title, goal, types)| {
                         let types: Vec<String> = types.iter().map(|s| s.to_string()).collect();
-                        let (cur, best) = streaks(trades, &types, Metric::Trades, None);
+                        let (cur, best) = streaks(trades, Clean::from_types(&types), Metric::Trades, None);
                         J::obj([
                             ("best_streak", J::i(best as i64)),
                             ("current_streak", J::i(cur as i64)),
@@ -745,7 +745,9 @@ fn goals_calculate(session: &mut Session, req: &Request<'_>) -> Reply {
         },
         _ => return shape_err(),
     };
-    let items: Vec<J> = list.iter().filter(|g| matches!(g, J::Obj(_))).map(|g| goal_item(&data.trades, g)).collect();
+    let mut memo = StreakMemo::new();
+    let items: Vec<J> =
+        list.iter().filter(|g| matches!(g, J::Obj(_))).map(|g| goal_item(&data.trades, g, &mut memo)).collect();
     let out = J::obj([("goals", J::Arr(items))]);
     let trades = Some(data.trades.len());
     match out.to_body() {
@@ -758,9 +760,13 @@ fn goal_error(id: &J, title: &J, message: String) -> J {
     J::obj([("error", J::s(message)), ("id", id.clone()), ("title", title.clone())])
 }
 
+/// Streak results already computed for this request: a goal list can be
+/// long, but only a few distinct (predicate, metric, start day) occur.
+type StreakMemo = std::collections::HashMap<(Clean, Metric, Option<i64>), (usize, usize)>;
+
 /// One user-defined goal (legacy-api 4.12), with H-16: values that crashed
 /// the legacy give this goal an `error` member instead.
-fn goal_item(trades: &[Trade], g: &J) -> J {
+fn goal_item(trades: &[Trade], g: &J, memo: &mut StreakMemo) -> J {
     let id = g.get("id").cloned().unwrap_or(J::Null);
     let title = g.get("title").cloned().unwrap_or_else(|| J::s(""));
     // mistake_types: falsy → []; list → its strings; string → characters;
@@ -820,7 +826,8 @@ fn goal_item(trades: &[Trade], g: &J) -> J {
             )
         }
     };
-    let (cur, best) = streaks(trades, &types, metric_kind, start_day);
+    let key = (Clean::from_types(&types), metric_kind, start_day);
+    let (cur, best) = *memo.entry(key).or_insert_with(|| streaks(trades, key.0, key.1, key.2));
     J::obj([
         ("best_streak", J::i(best as i64)),
         ("current_streak", J::i(cur as i64)),

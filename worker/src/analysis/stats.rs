@@ -499,7 +499,7 @@ pub fn risk_variation_flag(trades: &[Trade], vr: f64) -> bool {
 }
 
 /// §8 streak metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {
     /// By trade.
     Trades,
@@ -507,26 +507,46 @@ pub enum Metric {
     Days,
 }
 
-/// §8 clean predicate: `types` empty → no tag at all; otherwise none of the
-/// listed names among the tags.
-pub fn is_clean(t: &Trade, types: &[String]) -> bool {
-    if types.is_empty() {
-        return t.tags == 0;
+/// §8 clean predicate, reduced to tag bits: an empty `mistake_types` list
+/// means "no tag at all"; a non-empty one means "none of the listed tags"
+/// (names that are not tags never match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Clean {
+    /// Empty list: any tag breaks the streak.
+    NoTag,
+    /// Non-empty list: these tag bits break the streak.
+    Without(u8),
+}
+
+impl Clean {
+    /// The predicate for a `mistake_types` list.
+    pub fn from_types(types: &[String]) -> Clean {
+        if types.is_empty() {
+            return Clean::NoTag;
+        }
+        let mask = TAGS.iter().filter(|(_, name)| types.iter().any(|m| m == name)).fold(0, |a, (b, _)| a | b);
+        Clean::Without(mask)
     }
-    !t.tag_names().any(|name| types.iter().any(|m| m == name))
+    /// Whether a trade is clean.
+    pub fn is_clean(self, t: &Trade) -> bool {
+        match self {
+            Clean::NoTag => t.tags == 0,
+            Clean::Without(mask) => t.tags & mask == 0,
+        }
+    }
 }
 
 /// §8 streaks: `(current, best)`, with an optional start day filter
 /// (days since 1970-01-01, compared with the entry date).
-pub fn streaks(trades: &[Trade], types: &[String], metric: Metric, start_day: Option<i64>) -> (usize, usize) {
+pub fn streaks(trades: &[Trade], clean: Clean, metric: Metric, start_day: Option<i64>) -> (usize, usize) {
     let day = |t: &Trade| t.entry_time.div_euclid(86_400);
     let kept = trades.iter().filter(|t| start_day.is_none_or(|d| day(t) >= d));
     let seq: Vec<bool> = match metric {
-        Metric::Trades => kept.map(|t| is_clean(t, types)).collect(),
+        Metric::Trades => kept.map(|t| clean.is_clean(t)).collect(),
         Metric::Days => {
             let mut days: std::collections::BTreeMap<i64, bool> = std::collections::BTreeMap::new();
             for t in kept {
-                let c = is_clean(t, types);
+                let c = clean.is_clean(t);
                 let e = days.entry(day(t)).or_insert(true);
                 *e = *e && c;
             }
