@@ -18,7 +18,9 @@ const LEGACY_314: &[u8] = include_bytes!("../../tests/fixtures/csv/legacy-314-tr
 pub fn generate(target: usize) -> Vec<u8> {
     let mut seed: u64 = 0x5eed_1234_abcd_0001;
     let mut rnd = move |n: u64| {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (seed >> 33) % n
     };
     let mut out = String::with_capacity(target + 256);
@@ -29,12 +31,22 @@ pub fn generate(target: usize) -> Vec<u8> {
     let fmt = |t: i64| {
         let day = 2 + t / 86_400;
         let s = t % 86_400 + 7 * 3600;
-        format!("01/{:02}/2024 {}:{:02}:{:02}", day.min(31), s / 3600, s % 3600 / 60, s % 60)
+        format!(
+            "01/{:02}/2024 {}:{:02}:{:02}",
+            day.min(31),
+            s / 3600,
+            s % 3600 / 60,
+            s % 60
+        )
     };
     while out.len() < target {
         let sym = contracts[rnd(4) as usize];
         let long = rnd(2) == 0;
-        let (side, opp) = if long { ("Buy", "Sell") } else { ("Sell", "Buy") };
+        let (side, opp) = if long {
+            ("Buy", "Sell")
+        } else {
+            ("Sell", "Buy")
+        };
         let qty = 1 + rnd(3) as i64;
         let entry = 17_000.0 + rnd(4000) as f64 * 0.25;
         let risk = (8 + rnd(60)) as f64 * 0.25;
@@ -47,16 +59,33 @@ pub fn generate(target: usize) -> Vec<u8> {
         out += &format!("{id},{entry_ts},{entry_ts},{side},{sym},{qty},{entry},Market,{entry},,Filled,0:05:00,,,,,\n");
         if rnd(5) == 0 {
             // scale-in
-            out += &format!("{},{entry_ts},{entry_ts},{side},{sym},1,{},Market,,,Filled,,,,,,\n", id + 100, entry + 0.25);
+            out += &format!(
+                "{},{entry_ts},{entry_ts},{side},{sym},1,{},Market,,,Filled,,,,,,\n",
+                id + 100,
+                entry + 0.25
+            );
         }
         let win = rnd(2) == 0;
-        let target_px = if long { entry + risk * 1.5 } else { entry - risk * 1.5 };
+        let target_px = if long {
+            entry + risk * 1.5
+        } else {
+            entry - risk * 1.5
+        };
         if win {
-            out += &format!("{},{entry_ts},,{opp},{sym},{qty},,Stop,,{stop},Cancelled,,,,,,\n", id + 1);
+            out += &format!(
+                "{},{entry_ts},,{opp},{sym},{qty},,Stop,,{stop},Cancelled,,,,,,\n",
+                id + 1
+            );
             out += &format!("{},{entry_ts},{exit_ts},{opp},{sym},{qty},{target_px},Limit,{target_px},,Filled,,0:10:00,,,,\n", id + 2);
         } else {
-            out += &format!("{},{entry_ts},{exit_ts},{opp},{sym},{qty},{stop},Stop,,{stop},Filled,,,,,,\n", id + 1);
-            out += &format!("{},{entry_ts},,{opp},{sym},{qty},,Limit,{target_px},,Canceled,,0:10:00,,,,\n", id + 2);
+            out += &format!(
+                "{},{entry_ts},{exit_ts},{opp},{sym},{qty},{stop},Stop,,{stop},Filled,,,,,,\n",
+                id + 1
+            );
+            out += &format!(
+                "{},{entry_ts},,{opp},{sym},{qty},,Limit,{target_px},,Canceled,,0:10:00,,,,\n",
+                id + 2
+            );
         }
         t += hold;
     }
@@ -79,7 +108,10 @@ fn analyze_request(bytes: &[u8]) -> usize {
             query: "",
             content_type: None,
             body: b"",
-            upload: Some(Upload::File { filename: "bench.csv", content: bytes }),
+            upload: Some(Upload::File {
+                filename: "bench.csv",
+                content: bytes,
+            }),
         },
     );
     assert_eq!(r.status, 200);
@@ -132,9 +164,14 @@ fn memory_child(case: &str) {
 }
 
 fn memory_report() {
-    let Ok(exe) = std::env::current_exe() else { return };
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
     for case in ["legacy-314-trades", "generated"] {
-        if let Ok(out) = std::process::Command::new(&exe).env("TRADEHABIT_MEMORY_CASE", case).output() {
+        if let Ok(out) = std::process::Command::new(&exe)
+            .env("TRADEHABIT_MEMORY_CASE", case)
+            .output()
+        {
             print!("{}", String::from_utf8_lossy(&out.stdout));
         }
     }
@@ -148,16 +185,27 @@ fn main() {
     let big = generate(2 * 1024 * 1024 - 4096);
     let trades = analyse(&big);
     let rows = big.iter().filter(|b| **b == b'\n').count() - 1;
-    println!("generated: {} bytes, {rows} orders, {trades} trades", big.len());
+    println!(
+        "generated: {} bytes, {rows} orders, {trades} trades",
+        big.len()
+    );
     memory_report();
 
     let mut c = Criterion::default().configure_from_args();
     let mut g = c.benchmark_group("analysis");
     g.sample_size(30);
-    g.bench_function("parse+analyse 2MiB generated", |b| b.iter(|| analyse(black_box(&big))));
-    g.bench_function("parse+analyse legacy-314-trades (92KB)", |b| b.iter(|| analyse(black_box(LEGACY_314))));
-    g.bench_function("POST /api/analyze 2MiB generated", |b| b.iter(|| analyze_request(black_box(&big))));
-    g.bench_function("POST /api/analyze legacy-314-trades", |b| b.iter(|| analyze_request(black_box(LEGACY_314))));
+    g.bench_function("parse+analyse 2MiB generated", |b| {
+        b.iter(|| analyse(black_box(&big)))
+    });
+    g.bench_function("parse+analyse legacy-314-trades (92KB)", |b| {
+        b.iter(|| analyse(black_box(LEGACY_314)))
+    });
+    g.bench_function("POST /api/analyze 2MiB generated", |b| {
+        b.iter(|| analyze_request(black_box(&big)))
+    });
+    g.bench_function("POST /api/analyze legacy-314-trades", |b| {
+        b.iter(|| analyze_request(black_box(LEGACY_314)))
+    });
     g.finish();
     c.final_summary();
 }

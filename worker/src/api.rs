@@ -23,8 +23,8 @@ use crate::analysis::num::{py_float, py_round};
 use crate::analysis::parse::{iso, OrderId};
 use crate::analysis::pipeline::{revenge_flags, tag_trades, Thresholds};
 use crate::analysis::stats::{
-    risk_variation_flag, streaks, Breakeven, Clean, Excessive, Metric, Number, Outsized, Revenge, RiskSizing,
-    StopLoss, Tally,
+    risk_variation_flag, streaks, Breakeven, Clean, Excessive, Metric, Number, Outsized, Revenge,
+    RiskSizing, StopLoss, Tally,
 };
 use crate::analysis::text::{self, SummaryVariant};
 use crate::analysis::trades::{Dataset, Trade, TAGS};
@@ -203,9 +203,16 @@ pub fn handle(session: &mut Session, request: Request<'_>) -> Reply {
             facts: Facts::default(),
         };
     }
-    let effective = if method == "HEAD" && methods.contains(&"GET") { "GET" } else { method };
+    let effective = if method == "HEAD" && methods.contains(&"GET") {
+        "GET"
+    } else {
+        method
+    };
     if !methods.contains(&effective) {
-        let mut reply = error(405, ErrorEnvelope::new("The method is not allowed for the requested URL."));
+        let mut reply = error(
+            405,
+            ErrorEnvelope::new("The method is not allowed for the requested URL."),
+        );
         reply.headers.push(("Allow", allow_header(methods)));
         return reply;
     }
@@ -235,20 +242,32 @@ pub fn handle(session: &mut Session, request: Request<'_>) -> Reply {
 }
 
 fn error(status: u16, env: ErrorEnvelope) -> Reply {
-    Reply { status, body: env.to_bytes(), headers: Vec::new(), facts: Facts::default() }
+    Reply {
+        status,
+        body: env.to_bytes(),
+        headers: Vec::new(),
+        facts: Facts::default(),
+    }
 }
 
 fn reply(status: u16, j: &J, facts: Facts, q: &Query) -> Reply {
     match j.to_body() {
-        Ok(body) => Reply { status, body, headers: Vec::new(), facts },
+        Ok(body) => Reply {
+            status,
+            body,
+            headers: Vec::new(),
+            facts,
+        },
         Err(_) => {
             // Finite inputs can still overflow (e.g. sigma=1e308): never
             // write NaN/Infinity, say which parameters were given instead.
             let details = q.names().map(|n| format!("parameter {n}")).collect();
             error(
                 400,
-                ErrorEnvelope::new("These parameters produce numbers too large to represent; use smaller values.")
-                    .with_details(details),
+                ErrorEnvelope::new(
+                    "These parameters produce numbers too large to represent; use smaller values.",
+                )
+                .with_details(details),
             )
         }
     }
@@ -266,8 +285,10 @@ fn param(q: &Query, name: &str, default: f64) -> Result<f64, ErrorEnvelope> {
                 "Query parameter '{name}' must be a finite number."
             ))
             .with_detail(format!("parameter {name}"))),
-            None => Err(ErrorEnvelope::new(format!("Query parameter '{name}' must be a number."))
-                .with_detail(format!("parameter {name}"))),
+            None => Err(
+                ErrorEnvelope::new(format!("Query parameter '{name}' must be a number."))
+                    .with_detail(format!("parameter {name}")),
+            ),
         },
     }
 }
@@ -296,7 +317,13 @@ fn trade_json(d: &Dataset, t: &Trade) -> J {
     use std::fmt::Write;
     let mut o = String::with_capacity(360);
     let f = |x: f64| crate::analysis::num::py_repr(x);
-    let _ = write!(o, "{{\"entryPrice\":{},\"entryQty\":{},\"entryTime\":\"{}\",\"exitOrderId\":", f(t.entry_price), t.entry_qty, iso(t.entry_time));
+    let _ = write!(
+        o,
+        "{{\"entryPrice\":{},\"entryQty\":{},\"entryTime\":\"{}\",\"exitOrderId\":",
+        f(t.entry_price),
+        t.entry_qty,
+        iso(t.entry_time)
+    );
     match &t.exit_order_id {
         OrderId::Null => o.push_str("null"),
         OrderId::Int(i) => {
@@ -320,7 +347,12 @@ fn trade_json(d: &Dataset, t: &Trade) -> J {
         }
         json::write_str(name, &mut o);
     }
-    let _ = write!(o, "],\"pnl\":{},\"pointsLost\":{},\"riskPoints\":", f(t.pnl), f(t.points_lost));
+    let _ = write!(
+        o,
+        "],\"pnl\":{},\"pointsLost\":{},\"riskPoints\":",
+        f(t.pnl),
+        f(t.points_lost)
+    );
     match t.risk_points {
         Some(r) => o.push_str(&f(r)),
         None => o.push_str("null"),
@@ -346,12 +378,18 @@ fn mistake_counts(t: &Tally) -> J {
 fn analyze(session: &mut Session, req: &Request<'_>, q: &Query) -> Reply {
     let (filename, content) = match req.upload {
         Some(Upload::File { filename, content }) => (filename, content),
-        _ => return error(400, ErrorEnvelope::new("No file part").with_detail("form field file")),
+        _ => {
+            return error(
+                400,
+                ErrorEnvelope::new("No file part").with_detail("form field file"),
+            )
+        }
     };
     if !filename.to_lowercase().ends_with(".csv") {
         return error(
             400,
-            ErrorEnvelope::new("TradeHabit only works with the CSV file format.").with_detail("extension: .csv required"),
+            ErrorEnvelope::new("TradeHabit only works with the CSV file format.")
+                .with_detail("extension: .csv required"),
         );
     }
     if content.len() > MAX_UPLOAD_BYTES {
@@ -364,7 +402,10 @@ fn analyze(session: &mut Session, req: &Request<'_>, q: &Query) -> Reply {
     let mut data = match crate::analysis::load(content) {
         Ok(d) => d,
         Err(e) => {
-            let mut r = error(400, ErrorEnvelope::new(e.message()).with_details(e.details()));
+            let mut r = error(
+                400,
+                ErrorEnvelope::new(e.message()).with_details(e.details()),
+            );
             if let crate::analysis::ParseError::NoTrades { rows, .. } = e {
                 r.facts.rows = Some(rows);
                 r.facts.trades = Some(0);
@@ -399,9 +440,15 @@ fn analyze(session: &mut Session, req: &Request<'_>, q: &Query) -> Reply {
                 ("tradesDetected", J::i(data.trades.len() as i64)),
             ]),
         ),
-        ("trades", J::Arr(data.trades.iter().map(|t| trade_json(&data, t)).collect())),
+        (
+            "trades",
+            J::Arr(data.trades.iter().map(|t| trade_json(&data, t)).collect()),
+        ),
     ]);
-    let facts = Facts { rows: Some(data.rows), trades: Some(data.trades.len()) };
+    let facts = Facts {
+        rows: Some(data.rows),
+        trades: Some(data.trades.len()),
+    };
     let out = reply(200, &body, facts, q);
     if out.status == 200 {
         session.data = Some(data);
@@ -423,7 +470,16 @@ fn analytics(r: Route, d: &Dataset, th: &Thresholds, q: &Query) -> Result<J, Err
                 ("average_loss", J::f(be.avg_loss)),
                 ("average_win", J::f(be.avg_win)),
                 ("clean_trade_rate", J::f(tally.clean_rate())),
-                ("diagnostic_text", J::s(text::summary(&tally, SummaryVariant::Summary { shortfall, risk_flag }))),
+                (
+                    "diagnostic_text",
+                    J::s(text::summary(
+                        &tally,
+                        SummaryVariant::Summary {
+                            shortfall,
+                            risk_flag,
+                        },
+                    )),
+                ),
                 ("expectancy", J::f(be.expectancy)),
                 ("flagged_trades", J::i(tally.flagged as i64)),
                 ("loss_count", J::i(be.losses as i64)),
@@ -442,8 +498,14 @@ fn analytics(r: Route, d: &Dataset, th: &Thresholds, q: &Query) -> Result<J, Err
             let start = trades.iter().map(|t| t.entry_time).min().unwrap_or(0);
             let end = trades.iter().map(|t| t.exit_time).max().unwrap_or(0);
             J::obj([
-                ("date_range", J::obj([("end", J::s(iso(end))), ("start", J::s(iso(start)))])),
-                ("trades", J::Arr(trades.iter().map(|t| trade_json(d, t)).collect())),
+                (
+                    "date_range",
+                    J::obj([("end", J::s(iso(end))), ("start", J::s(iso(start)))]),
+                ),
+                (
+                    "trades",
+                    J::Arr(trades.iter().map(|t| trade_json(d, t)).collect()),
+                ),
             ])
         }
         Route::Losses => {
@@ -561,7 +623,11 @@ fn analytics(r: Route, d: &Dataset, th: &Thresholds, q: &Query) -> Result<J, Err
         Route::Goals => {
             let builtin: [(&str, i64, &[&str]); 3] = [
                 ("Clean Trades", 50, &[]),
-                ("Risk Management", 100, &["no stop-loss order", "excessive risk", "outsized loss"]),
+                (
+                    "Risk Management",
+                    100,
+                    &["no stop-loss order", "excessive risk", "outsized loss"],
+                ),
                 ("Revenge Trades", 100, &["revenge trade"]),
             ];
             J::Arr(
@@ -569,7 +635,8 @@ fn analytics(r: Route, d: &Dataset, th: &Thresholds, q: &Query) -> Result<J, Err
                     .iter()
                     .map(|(title, goal, types)| {
                         let types: Vec<String> = types.iter().map(|s| s.to_string()).collect();
-                        let (cur, best) = streaks(trades, Clean::from_types(&types), Metric::Trades, None);
+                        let (cur, best) =
+                            streaks(trades, Clean::from_types(&types), Metric::Trades, None);
                         J::obj([
                             ("best_streak", J::i(best as i64)),
                             ("current_streak", J::i(cur as i64)),
@@ -609,19 +676,44 @@ fn insights(d: &Dataset, th: &Thresholds, q: &Query) -> Result<J, ErrorEnvelope>
     let be = Breakeven::of(trades);
     // (title, count, tie-break rank, zero-group rank, text)
     let sections = [
-        ("Stop-Loss Discipline", tally.counts[0], 0, 0, text::stop_loss(&stop)),
+        (
+            "Stop-Loss Discipline",
+            tally.counts[0],
+            0,
+            0,
+            text::stop_loss(&stop),
+        ),
         ("Outsized Losses", out.count, 1, 2, text::outsized(&out)),
-        ("Excessive Risk Sizing", exc.count, 2, 1, text::excessive(&exc)),
-        ("Revenge Trading", tally.counts[2], 3, 3, text::revenge(&rev)),
+        (
+            "Excessive Risk Sizing",
+            exc.count,
+            2,
+            1,
+            text::excessive(&exc),
+        ),
+        (
+            "Revenge Trading",
+            tally.counts[2],
+            3,
+            3,
+            text::revenge(&rev),
+        ),
     ];
-    let mut nonzero: Vec<&(&str, usize, i32, i32, String)> = sections.iter().filter(|s| s.1 > 0).collect();
+    let mut nonzero: Vec<&(&str, usize, i32, i32, String)> =
+        sections.iter().filter(|s| s.1 > 0).collect();
     nonzero.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)));
-    let mut zero: Vec<&(&str, usize, i32, i32, String)> = sections.iter().filter(|s| s.1 == 0).collect();
+    let mut zero: Vec<&(&str, usize, i32, i32, String)> =
+        sections.iter().filter(|s| s.1 == 0).collect();
     zero.sort_by_key(|s| s.3);
-    let mut items: Vec<(String, String)> =
-        vec![("Trading Summary".into(), text::summary(&tally, SummaryVariant::Insights))];
+    let mut items: Vec<(String, String)> = vec![(
+        "Trading Summary".into(),
+        text::summary(&tally, SummaryVariant::Insights),
+    )];
     items.extend(nonzero.iter().map(|s| (s.0.to_string(), s.4.clone())));
-    items.push(("Risk Sizing Consistency".into(), text::risk_sizing(&rs, vr, trades.len())));
+    items.push((
+        "Risk Sizing Consistency".into(),
+        text::risk_sizing(&rs, vr, trades.len()),
+    ));
     items.push(("Breakeven Analysis".into(), text::breakeven(&be)));
     items.extend(zero.iter().map(|s| (s.0.to_string(), s.4.clone())));
     Ok(J::Arr(
@@ -629,7 +721,11 @@ fn insights(d: &Dataset, th: &Thresholds, q: &Query) -> Result<J, ErrorEnvelope>
             .into_iter()
             .enumerate()
             .map(|(i, (title, diag))| {
-                J::obj([("diagnostic", J::s(diag)), ("priority", J::i(i as i64)), ("title", J::s(title))])
+                J::obj([
+                    ("diagnostic", J::s(diag)),
+                    ("priority", J::i(i as i64)),
+                    ("title", J::s(title)),
+                ])
             })
             .collect(),
     ))
@@ -639,12 +735,19 @@ fn insights(d: &Dataset, th: &Thresholds, q: &Query) -> Result<J, ErrorEnvelope>
 /// `application/*+json`).
 fn is_json_type(ct: Option<&str>) -> bool {
     let Some(ct) = ct else { return false };
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
 fn read_json_body(req: &Request<'_>) -> Result<J, ErrorEnvelope> {
-    let bad = || ErrorEnvelope::new("Request body must be valid JSON.").with_detail("body: JSON expected");
+    let bad = || {
+        ErrorEnvelope::new("Request body must be valid JSON.").with_detail("body: JSON expected")
+    };
     if !is_json_type(req.content_type) {
         return Err(bad());
     }
@@ -675,7 +778,8 @@ fn post_settings(session: &mut Session, req: &Request<'_>) -> Reply {
     let J::Obj(members) = body else {
         return error(
             400,
-            ErrorEnvelope::new("Settings must be a JSON object of thresholds.").with_detail("body: object expected"),
+            ErrorEnvelope::new("Settings must be a JSON object of thresholds.")
+                .with_detail("body: object expected"),
         );
     };
     let mut updated: Vec<(&'static str, f64)> = Vec::new();
@@ -696,8 +800,10 @@ fn post_settings(session: &mut Session, req: &Request<'_>) -> Reply {
     if let Some(first) = bad.first() {
         return error(
             400,
-            ErrorEnvelope::new(format!("Value for '{first}' must be a finite number. Nothing was changed."))
-                .with_details(bad.iter().map(|k| format!("key {k}")).collect()),
+            ErrorEnvelope::new(format!(
+                "Value for '{first}' must be a finite number. Nothing was changed."
+            ))
+            .with_details(bad.iter().map(|k| format!("key {k}")).collect()),
         );
     }
     for (name, f) in &updated {
@@ -716,7 +822,15 @@ fn post_settings(session: &mut Session, req: &Request<'_>) -> Reply {
     let body = J::obj([
         ("status", J::s("OK")),
         ("thresholds", thresholds_json(&th)),
-        ("updated", J::Obj(updated.iter().map(|(k, v)| (k.to_string(), J::f(*v))).collect())),
+        (
+            "updated",
+            J::Obj(
+                updated
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), J::f(*v)))
+                    .collect(),
+            ),
+        ),
     ]);
     let trades = session.data.as_ref().map(|d| d.trades.len());
     reply(200, &body, Facts { rows: None, trades }, &Query::default())
@@ -746,18 +860,33 @@ fn goals_calculate(session: &mut Session, req: &Request<'_>) -> Reply {
         _ => return shape_err(),
     };
     let mut memo = StreakMemo::new();
-    let items: Vec<J> =
-        list.iter().filter(|g| matches!(g, J::Obj(_))).map(|g| goal_item(&data.trades, g, &mut memo)).collect();
+    let items: Vec<J> = list
+        .iter()
+        .filter(|g| matches!(g, J::Obj(_)))
+        .map(|g| goal_item(&data.trades, g, &mut memo))
+        .collect();
     let out = J::obj([("goals", J::Arr(items))]);
     let trades = Some(data.trades.len());
     match out.to_body() {
-        Ok(body) => Reply { status: 200, body, headers: Vec::new(), facts: Facts { rows: None, trades } },
-        Err(_) => error(400, ErrorEnvelope::new("Goal values must be finite numbers.")),
+        Ok(body) => Reply {
+            status: 200,
+            body,
+            headers: Vec::new(),
+            facts: Facts { rows: None, trades },
+        },
+        Err(_) => error(
+            400,
+            ErrorEnvelope::new("Goal values must be finite numbers."),
+        ),
     }
 }
 
 fn goal_error(id: &J, title: &J, message: String) -> J {
-    J::obj([("error", J::s(message)), ("id", id.clone()), ("title", title.clone())])
+    J::obj([
+        ("error", J::s(message)),
+        ("id", id.clone()),
+        ("title", title.clone()),
+    ])
 }
 
 /// Streak results already computed for this request: a goal list can be
@@ -774,14 +903,26 @@ fn goal_item(trades: &[Trade], g: &J, memo: &mut StreakMemo) -> J {
     let types: Vec<String> = match g.get("mistake_types") {
         None => Vec::new(),
         Some(v) if !v.truthy() => Vec::new(),
-        Some(J::Arr(a)) => a.iter().map(|x| if let J::Str(s) = x { s.clone() } else { "\u{0}".into() }).collect(),
+        Some(J::Arr(a)) => a
+            .iter()
+            .map(|x| {
+                if let J::Str(s) = x {
+                    s.clone()
+                } else {
+                    "\u{0}".into()
+                }
+            })
+            .collect(),
         Some(J::Str(s)) => s.chars().map(String::from).collect(),
         Some(J::Obj(m)) => m.iter().map(|(k, _)| k.clone()).collect(),
         Some(other) => {
             return goal_error(
                 &id,
                 &title,
-                format!("Invalid mistake_types {}: expected a list of mistake names.", other.py_repr()),
+                format!(
+                    "Invalid mistake_types {}: expected a list of mistake names.",
+                    other.py_repr()
+                ),
             )
         }
     };
@@ -800,7 +941,11 @@ fn goal_item(trades: &[Trade], g: &J, memo: &mut StreakMemo) -> J {
         _ => None,
     };
     let Some(target_f) = target_f else {
-        return goal_error(&id, &title, format!("Invalid target {}: expected a number.", target.py_repr()));
+        return goal_error(
+            &id,
+            &title,
+            format!("Invalid target {}: expected a number.", target.py_repr()),
+        );
     };
     let metric = g.get("metric").cloned().unwrap_or_else(|| J::s("trades"));
     let metric_kind = match &metric {
@@ -810,11 +955,18 @@ fn goal_item(trades: &[Trade], g: &J, memo: &mut StreakMemo) -> J {
             return goal_error(
                 &id,
                 &title,
-                format!("Unsupported metric {}. Expected 'trades' or 'days'.", other.py_repr()),
+                format!(
+                    "Unsupported metric {}. Expected 'trades' or 'days'.",
+                    other.py_repr()
+                ),
             )
         }
     };
-    let start_raw = [g.get("start_date"), g.get("startDate")].into_iter().flatten().find(|v| v.truthy()).cloned();
+    let start_raw = [g.get("start_date"), g.get("startDate")]
+        .into_iter()
+        .flatten()
+        .find(|v| v.truthy())
+        .cloned();
     let start_day = match &start_raw {
         None => None,
         Some(J::Str(s)) => query::fromisoformat_day(s),
@@ -822,12 +974,17 @@ fn goal_item(trades: &[Trade], g: &J, memo: &mut StreakMemo) -> J {
             return goal_error(
                 &id,
                 &title,
-                format!("Invalid start_date {}: expected an ISO date string.", other.py_repr()),
+                format!(
+                    "Invalid start_date {}: expected an ISO date string.",
+                    other.py_repr()
+                ),
             )
         }
     };
     let key = (Clean::from_types(&types), metric_kind, start_day);
-    let (cur, best) = *memo.entry(key).or_insert_with(|| streaks(trades, key.0, key.1, key.2));
+    let (cur, best) = *memo
+        .entry(key)
+        .or_insert_with(|| streaks(trades, key.0, key.1, key.2));
     J::obj([
         ("best_streak", J::i(best as i64)),
         ("current_streak", J::i(cur as i64)),

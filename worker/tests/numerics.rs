@@ -11,7 +11,12 @@ use tradehabit_worker::analysis::num::py_round;
 fn exact_statistics_match_cpython() {
     let data: Value = serde_json::from_slice(include_bytes!("data/python-stats.json")).unwrap();
     for case in data["stats"].as_array().unwrap() {
-        let xs: Vec<f64> = case["xs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let xs: Vec<f64> = case["xs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         let want_mean = case["mean"].as_f64().unwrap();
         let want_sd = case["pstdev"].as_f64().unwrap();
         assert_eq!(mean(&xs).to_bits(), want_mean.to_bits(), "mean {xs:?}");

@@ -45,23 +45,40 @@ struct Ids {
 }
 
 /// Compares `ours` with `want` at `path`; returns a list of differences.
-fn compare(path: &str, ours: &Value, want: &Value, diffs: &mut Vec<String>, ids: &mut Vec<String>, trade_ids: &mut Vec<String>) {
+fn compare(
+    path: &str,
+    ours: &Value,
+    want: &Value,
+    diffs: &mut Vec<String>,
+    ids: &mut Vec<String>,
+    trade_ids: &mut Vec<String>,
+) {
     match (ours, want) {
         (Value::Object(a), Value::Object(b)) => {
             let ka: HashSet<&String> = a.keys().collect();
             let kb: HashSet<&String> = b.keys().collect();
             if ka != kb {
-                diffs.push(format!("{path}: keys differ: ours {:?} want {:?}", sorted(&ka), sorted(&kb)));
+                diffs.push(format!(
+                    "{path}: keys differ: ours {:?} want {:?}",
+                    sorted(&ka),
+                    sorted(&kb)
+                ));
                 return;
             }
             for (k, vb) in b {
                 let va = &a[k];
                 let p = format!("{path}.{k}");
-                let in_trade = path.rsplit('.').next().is_some_and(|last| last.starts_with("trades[") || last.starts_with("losses["));
+                let in_trade = path
+                    .rsplit('.')
+                    .next()
+                    .is_some_and(|last| last.starts_with("trades[") || last.starts_with("losses["));
                 if k == "details" && b.get("status").and_then(Value::as_str) == Some("ERROR") {
                     // Our envelopes carry facts (row, column, parameter) in
                     // `details`; the legacy's were always empty.
-                    if !va.as_array().is_some_and(|d| d.iter().all(Value::is_string)) {
+                    if !va
+                        .as_array()
+                        .is_some_and(|d| d.iter().all(Value::is_string))
+                    {
                         diffs.push(format!("{p}: details must be an array of strings"));
                     }
                 } else if (k == "id" && in_trade) || k == "tradeId" {
@@ -77,7 +94,9 @@ fn compare(path: &str, ours: &Value, want: &Value, diffs: &mut Vec<String>, ids:
                     }
                 } else if FREE_TEXT.contains(&k.as_str()) && vb.is_string() {
                     if va.as_str().is_none_or(|s| s.trim().is_empty()) {
-                        diffs.push(format!("{p}: free text must be a non-empty string, got {va}"));
+                        diffs.push(format!(
+                            "{p}: free text must be a non-empty string, got {va}"
+                        ));
                     }
                 } else {
                     compare(&p, va, vb, diffs, ids, trade_ids);
@@ -86,7 +105,11 @@ fn compare(path: &str, ours: &Value, want: &Value, diffs: &mut Vec<String>, ids:
         }
         (Value::Array(a), Value::Array(b)) => {
             if a.len() != b.len() {
-                diffs.push(format!("{path}: array length ours {} want {}", a.len(), b.len()));
+                diffs.push(format!(
+                    "{path}: array length ours {} want {}",
+                    a.len(),
+                    b.len()
+                ));
                 return;
             }
             for (i, (va, vb)) in a.iter().zip(b).enumerate() {
@@ -122,7 +145,9 @@ fn upload_bytes(step: &Value, csv_name: &str) -> Vec<u8> {
     let up = &step["upload"];
     let base = read("csv/legacy-8-trades-1-no-stop.csv");
     let bytes = if let Some(b64) = up["content_b64"].as_str() {
-        base64::engine::general_purpose::STANDARD.decode(b64).expect("base64")
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("base64")
     } else if let Some(recipe) = up.get("recipe") {
         let total = recipe["total_bytes"].as_u64().unwrap() as usize;
         match recipe["kind"].as_str().unwrap() {
@@ -143,7 +168,12 @@ fn upload_bytes(step: &Value, csv_name: &str) -> Vec<u8> {
         }
     };
     if let Some(want) = up["sha256"].as_str() {
-        assert_eq!(hex::encode(Sha256::digest(&bytes)), want, "payload sha256 of {}", step["name"]);
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            want,
+            "payload sha256 of {}",
+            step["name"]
+        );
     }
     bytes
 }
@@ -158,9 +188,15 @@ fn run_step(session: &mut Session, step: &Value, csv_name: &str) -> Outcome {
     let url = step["url"].as_str().unwrap();
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let (body, content_type): (Vec<u8>, Option<String>) = if let Some(raw) = step.get("raw_body") {
-        (raw["text"].as_str().unwrap().as_bytes().to_vec(), raw["content_type"].as_str().map(String::from))
+        (
+            raw["text"].as_str().unwrap().as_bytes().to_vec(),
+            raw["content_type"].as_str().map(String::from),
+        )
     } else if let Some(t) = step.get("body_text") {
-        (t.as_str().unwrap().as_bytes().to_vec(), step["body_content_type"].as_str().map(String::from))
+        (
+            t.as_str().unwrap().as_bytes().to_vec(),
+            step["body_content_type"].as_str().map(String::from),
+        )
     } else {
         (Vec::new(), None)
     };
@@ -171,7 +207,10 @@ fn run_step(session: &mut Session, step: &Value, csv_name: &str) -> Outcome {
             Some(up) if up["field"].as_str() == Some("file") => {
                 payload = upload_bytes(step, csv_name);
                 filename = up["filename"].as_str().unwrap().to_string();
-                Some(Upload::File { filename: &filename, content: &payload })
+                Some(Upload::File {
+                    filename: &filename,
+                    content: &payload,
+                })
             }
             _ => Some(Upload::Missing),
         }
@@ -180,30 +219,68 @@ fn run_step(session: &mut Session, step: &Value, csv_name: &str) -> Outcome {
     };
     let reply = handle(
         session,
-        Request { method, path, query, content_type: content_type.as_deref(), body: &body, upload },
+        Request {
+            method,
+            path,
+            query,
+            content_type: content_type.as_deref(),
+            body: &body,
+            upload,
+        },
     );
-    assert!(reply.body.ends_with(b"\n"), "{url}: body must end with a newline");
+    assert!(
+        reply.body.ends_with(b"\n"),
+        "{url}: body must end with a newline"
+    );
     let text = std::str::from_utf8(&reply.body).expect("utf-8 body");
-    assert!(!text.contains("NaN") && !text.contains("Infinity"), "{url}: non-finite number in {text}");
-    let body: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{url}: invalid JSON {e}: {text}"));
+    assert!(
+        !text.contains("NaN") && !text.contains("Infinity"),
+        "{url}: non-finite number in {text}"
+    );
+    let body: Value =
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{url}: invalid JSON {e}: {text}"));
     if reply.status >= 400 {
         assert_eq!(body["status"], "ERROR", "{url}: envelope");
         assert!(body["details"].is_array(), "{url}: envelope details");
-        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{url}: envelope message");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{url}: envelope message"
+        );
     }
-    Outcome { status: reply.status, body }
+    Outcome {
+        status: reply.status,
+        body,
+    }
 }
 
 /// Checks one step against an expected status and body; records ids.
-fn check(label: &str, out: &Outcome, status: u16, want: &Value, ids: &mut Ids, diffs: &mut Vec<String>, is_upload: bool) {
+fn check(
+    label: &str,
+    out: &Outcome,
+    status: u16,
+    want: &Value,
+    ids: &mut Ids,
+    diffs: &mut Vec<String>,
+    is_upload: bool,
+) {
     if out.status != status {
-        diffs.push(format!("{label}: status ours {} want {status}: {}", out.status, out.body));
+        diffs.push(format!(
+            "{label}: status ours {} want {status}: {}",
+            out.status, out.body
+        ));
         return;
     }
     let mut seen_ids = Vec::new();
     let mut trade_ids = Vec::new();
     let mut local = Vec::new();
-    compare(label, &out.body, want, &mut local, &mut seen_ids, &mut trade_ids);
+    compare(
+        label,
+        &out.body,
+        want,
+        &mut local,
+        &mut seen_ids,
+        &mut trade_ids,
+    );
     diffs.extend(local);
     if is_upload && status == 200 {
         ids.current = seen_ids.clone();
@@ -216,7 +293,9 @@ fn check(label: &str, out: &Outcome, status: u16, want: &Value, ids: &mut Ids, d
     }
     for t in trade_ids {
         if !ids.current.contains(&t) {
-            diffs.push(format!("{label}: tradeId {t} is not an id of the current upload"));
+            diffs.push(format!(
+                "{label}: tradeId {t} is not an id of the current upload"
+            ));
         }
     }
 }
@@ -225,7 +304,11 @@ fn replay_fixture(name: &str) {
     let g = golden(&format!("{name}.json"));
     let csv_name = g["csv"].as_str().unwrap().to_string();
     let csv = read(&format!("csv/{csv_name}"));
-    assert_eq!(hex::encode(Sha256::digest(&csv)), g["csv_sha256"].as_str().unwrap(), "fixture CSV changed");
+    assert_eq!(
+        hex::encode(Sha256::digest(&csv)),
+        g["csv_sha256"].as_str().unwrap(),
+        "fixture CSV changed"
+    );
     let mut session = Session::new();
     let mut ids = Ids::default();
     let mut diffs = Vec::new();
@@ -233,11 +316,27 @@ fn replay_fixture(name: &str) {
         let label = format!("{name}#{} {}", step["step"], step["name"].as_str().unwrap());
         let out = run_step(&mut session, step, &csv_name);
         let is_upload = step["path"] == "/api/analyze";
-        check(&label, &out, step["status"].as_u64().unwrap() as u16, &step["response"], &mut ids, &mut diffs, is_upload);
+        check(
+            &label,
+            &out,
+            step["status"].as_u64().unwrap() as u16,
+            &step["response"],
+            &mut ids,
+            &mut diffs,
+            is_upload,
+        );
     }
     if !diffs.is_empty() {
         let shown: Vec<&String> = diffs.iter().take(40).collect();
-        panic!("{name}: {} differences:\n{}", diffs.len(), shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"));
+        panic!(
+            "{name}: {} differences:\n{}",
+            diffs.len(),
+            shown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
 }
 
@@ -296,27 +395,47 @@ fn deviation(group: &str, name: &str, url: &str) -> Option<Deviation> {
     use Deviation::*;
     Some(match (group, name, url) {
         // Failed uploads: a specific 400, previous data intact (H-5, H-6).
-        ("empty-file", "analyze-empty", _) => Status(400, "H-5/H-6: empty file is a 400, not a 500"),
-        ("header-only", "analyze-header-only", _) => Status(400, "H-5: zero trades is a 400"),
-        ("header-only", "summary-probe" | "trades-probe", _) => KeepsPrevious("H-6: failed upload keeps data"),
-        ("no-filled-rows", "analyze-no-fills", _) => Status(400, "H-5: zero trades is a 400"),
-        ("no-filled-rows", "summary-probe" | "trades-probe", _) => KeepsPrevious("H-6: failed upload keeps data"),
-        ("binary-garbage", "analyze-garbage", _) => Status(400, "H-5/H-6: non-UTF-8 is a 400"),
-        ("ragged-rows", "analyze-ragged", _) => Status(400, "H-5: the shifted row yields zero trades: 400"),
-        ("ragged-rows", "summary-probe" | "trades-probe", _) => KeepsPrevious("H-6: failed upload keeps data"),
-        ("bad-query-param", "analyze-bad-sigma", _) => Status(400, "H-7/H-6: bad sigma is a 400 before anything is stored"),
-        ("bad-query-param", "summary-probe" | "trades-probe", _) => {
-            KeepsPrevious("H-6: the legacy kept untagged new trades; we keep the tagged previous ones")
+        ("empty-file", "analyze-empty", _) => {
+            Status(400, "H-5/H-6: empty file is a 400, not a 500")
         }
+        ("header-only", "analyze-header-only", _) => Status(400, "H-5: zero trades is a 400"),
+        ("header-only", "summary-probe" | "trades-probe", _) => {
+            KeepsPrevious("H-6: failed upload keeps data")
+        }
+        ("no-filled-rows", "analyze-no-fills", _) => Status(400, "H-5: zero trades is a 400"),
+        ("no-filled-rows", "summary-probe" | "trades-probe", _) => {
+            KeepsPrevious("H-6: failed upload keeps data")
+        }
+        ("binary-garbage", "analyze-garbage", _) => Status(400, "H-5/H-6: non-UTF-8 is a 400"),
+        ("ragged-rows", "analyze-ragged", _) => {
+            Status(400, "H-5: the shifted row yields zero trades: 400")
+        }
+        ("ragged-rows", "summary-probe" | "trades-probe", _) => {
+            KeepsPrevious("H-6: failed upload keeps data")
+        }
+        ("bad-query-param", "analyze-bad-sigma", _) => {
+            Status(400, "H-7/H-6: bad sigma is a 400 before anything is stored")
+        }
+        ("bad-query-param", "summary-probe" | "trades-probe", _) => KeepsPrevious(
+            "H-6: the legacy kept untagged new trades; we keep the tagged previous ones",
+        ),
         // Query parameters (H-7).
-        ("bad-params", "losses-bad-param", "/api/losses?sigma=abc") => Status(400, "H-7: non-numeric parameter"),
+        ("bad-params", "losses-bad-param", "/api/losses?sigma=abc") => {
+            Status(400, "H-7: non-numeric parameter")
+        }
         ("bad-params", "revenge-bad-param", _) => Status(400, "H-7: non-numeric parameter"),
         ("bad-params", "risk-sizing-bad-param", _) => Status(400, "H-7: empty parameter"),
-        ("bad-params", "excessive-risk-bad-param", _) => Status(400, "H-7: nan is refused, no NaN in JSON"),
+        ("bad-params", "excessive-risk-bad-param", _) => {
+            Status(400, "H-7: nan is refused, no NaN in JSON")
+        }
         ("bad-params", "insights-bad-param", _) => Status(400, "H-7: inf is refused"),
         // Settings (H-4): validated as a whole, nothing applied on error.
-        ("bad-params", "settings-after-non-numeric", _) => VrUnchanged("H-4: rejected update changes nothing"),
-        ("bad-params", "settings-numeric-string", _) => VrUnchanged("H-4: earlier rejected vr was never applied"),
+        ("bad-params", "settings-after-non-numeric", _) => {
+            VrUnchanged("H-4: rejected update changes nothing")
+        }
+        ("bad-params", "settings-numeric-string", _) => {
+            VrUnchanged("H-4: earlier rejected vr was never applied")
+        }
         ("bad-params", "settings-list-body", _) => Status(400, "H-4: non-object body is a 400"),
         ("bad-params", "settings-final", _) => VrUnchanged("H-4: rejected update changes nothing"),
         _ => return None,
@@ -360,30 +479,70 @@ fn parity_errors_json() {
         let want_status = step["status"].as_u64().unwrap() as u16;
         let is_upload = step["path"] == "/api/analyze";
         match deviation(group, name, url) {
-            None => check(&label, &out, want_status, &step["response"], &mut ids, &mut diffs, is_upload),
+            None => check(
+                &label,
+                &out,
+                want_status,
+                &step["response"],
+                &mut ids,
+                &mut diffs,
+                is_upload,
+            ),
             Some(Deviation::Status(status, why)) => {
                 used += 1;
-                assert!(want_status == 500 || want_status == 200 || want_status == status, "{label}: stale deviation");
+                assert!(
+                    want_status == 500 || want_status == 200 || want_status == status,
+                    "{label}: stale deviation"
+                );
                 if out.status != status {
-                    diffs.push(format!("{label} [{why}]: status ours {} want {status}", out.status));
+                    diffs.push(format!(
+                        "{label} [{why}]: status ours {} want {status}",
+                        out.status
+                    ));
                 }
                 if session.held_bytes() != before {
-                    diffs.push(format!("{label} [{why}]: a failed request changed the session"));
+                    diffs.push(format!(
+                        "{label} [{why}]: a failed request changed the session"
+                    ));
                 }
             }
             Some(Deviation::KeepsPrevious(why)) => {
                 used += 1;
-                let reference = if name == "summary-probe" { &ref_summary } else { &ref_trades };
-                check(&format!("{label} [{why}]"), &out, 200, reference, &mut ids, &mut diffs, false);
+                let reference = if name == "summary-probe" {
+                    &ref_summary
+                } else {
+                    &ref_trades
+                };
+                check(
+                    &format!("{label} [{why}]"),
+                    &out,
+                    200,
+                    reference,
+                    &mut ids,
+                    &mut diffs,
+                    false,
+                );
             }
             Some(Deviation::VrUnchanged(why)) => {
                 used += 1;
-                check(&format!("{label} [{why}]"), &out, want_status, &set_vr(&step["response"]), &mut ids, &mut diffs, false);
+                check(
+                    &format!("{label} [{why}]"),
+                    &out,
+                    want_status,
+                    &set_vr(&step["response"]),
+                    &mut ids,
+                    &mut diffs,
+                    false,
+                );
             }
         }
     }
     assert_eq!(used, 23, "every deviation in the table must be exercised");
     if !diffs.is_empty() {
-        panic!("errors.json: {} differences:\n{}", diffs.len(), diffs.join("\n"));
+        panic!(
+            "errors.json: {} differences:\n{}",
+            diffs.len(),
+            diffs.join("\n")
+        );
     }
 }

@@ -7,7 +7,8 @@ use proptest::prelude::*;
 use tradehabit_worker::analysis;
 use tradehabit_worker::api::{handle, Request, Session, Upload};
 
-const HEADER: &str = "Order ID,Timestamp,Fill Time,B/S,Contract,filledQty,Avg Fill Price,Type,Stop Price,Status";
+const HEADER: &str =
+    "Order ID,Timestamp,Fill Time,B/S,Contract,filledQty,Avg Fill Price,Type,Stop Price,Status";
 
 fn cell() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -43,12 +44,21 @@ fn cell() -> impl Strategy<Value = String> {
 
 fn csvish() -> impl Strategy<Value = String> {
     let row = prop::collection::vec(cell(), 0..12).prop_map(|cells| cells.join(","));
-    (prop::collection::vec(row, 0..40), prop::bool::ANY, prop::bool::ANY).prop_map(|(rows, crlf, header)| {
-        let nl = if crlf { "\r\n" } else { "\n" };
-        let mut s = if header { format!("{HEADER}{nl}") } else { String::new() };
-        s.push_str(&rows.join(nl));
-        s
-    })
+    (
+        prop::collection::vec(row, 0..40),
+        prop::bool::ANY,
+        prop::bool::ANY,
+    )
+        .prop_map(|(rows, crlf, header)| {
+            let nl = if crlf { "\r\n" } else { "\n" };
+            let mut s = if header {
+                format!("{HEADER}{nl}")
+            } else {
+                String::new()
+            };
+            s.push_str(&rows.join(nl));
+            s
+        })
 }
 
 fn exercise(content: &[u8]) {
@@ -62,7 +72,10 @@ fn exercise(content: &[u8]) {
             query: "",
             content_type: None,
             body: b"",
-            upload: Some(Upload::File { filename: "x.csv", content }),
+            upload: Some(Upload::File {
+                filename: "x.csv",
+                content,
+            }),
         },
     );
     assert!(r.status == 200 || r.status == 400, "status {}", r.status);
@@ -78,11 +91,27 @@ fn exercise(content: &[u8]) {
         "/api/insights",
         "/api/goals",
     ] {
-        let r = handle(&mut s, Request { method: "GET", path, query: "", content_type: None, body: b"", upload: None });
+        let r = handle(
+            &mut s,
+            Request {
+                method: "GET",
+                path,
+                query: "",
+                content_type: None,
+                body: b"",
+                upload: None,
+            },
+        );
         assert!(r.status == 200 || r.status == 400, "{path}: {}", r.status);
         let text = std::str::from_utf8(&r.body).unwrap();
-        assert!(serde_json::from_str::<serde_json::Value>(text).is_ok(), "{path}: {text}");
-        assert!(!text.contains("NaN") && !text.contains("Infinity"), "{path}: {text}");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(text).is_ok(),
+            "{path}: {text}"
+        );
+        assert!(
+            !text.contains("NaN") && !text.contains("Infinity"),
+            "{path}: {text}"
+        );
     }
 }
 
@@ -90,26 +119,51 @@ fn exercise(content: &[u8]) {
 /// pipeline, statistics and texts run on odd numbers.
 fn structured() -> impl Strategy<Value = String> {
     let row = (
-        prop_oneof![Just("Filled"), Just("Filled"), Just("Canceled"), Just("Cancelled"), Just("Working"), Just("")],
+        prop_oneof![
+            Just("Filled"),
+            Just("Filled"),
+            Just("Canceled"),
+            Just("Cancelled"),
+            Just("Working"),
+            Just("")
+        ],
         prop_oneof![Just("Buy"), Just("Sell"), Just("buy"), Just("Short")],
         prop_oneof![Just("ES"), Just("NQ"), Just(" ES ")],
-        prop_oneof![Just("1"), Just("2"), Just("0.5"), Just("1e3"), Just("0"), Just("")],
+        prop_oneof![
+            Just("1"),
+            Just("2"),
+            Just("0.5"),
+            Just("1e3"),
+            Just("0"),
+            Just("")
+        ],
         prop_oneof![
             (-400i64..400).prop_map(|p| format!("{}", 100.0 + p as f64 / 4.0)),
             Just("1e14".to_string()),
             Just("0.001".to_string()),
             Just("-5".to_string()),
         ],
-        prop_oneof![Just("Market"), Just("Stop"), Just("Stop Limit"), Just("StopMarket"), Just("")],
-        prop_oneof![Just(String::new()), (0i64..800).prop_map(|p| format!("{}", p as f64 / 4.0))],
+        prop_oneof![
+            Just("Market"),
+            Just("Stop"),
+            Just("Stop Limit"),
+            Just("StopMarket"),
+            Just("")
+        ],
+        prop_oneof![
+            Just(String::new()),
+            (0i64..800).prop_map(|p| format!("{}", p as f64 / 4.0))
+        ],
         (0u32..3, 0u32..60, 0u32..60),
         prop::bool::ANY,
     )
-        .prop_map(|(st, side, sym, qty, price, ty, stop, (h, m, s), has_fill)| {
-            let t = format!("01/0{}/2024 {}:{m:02}:{s:02}", 2 + h % 2, 9 + h);
-            let fill = if has_fill { t.clone() } else { String::new() };
-            format!("1,{t},{fill},{side},{sym},{qty},{price},{ty},{stop},{st}")
-        });
+        .prop_map(
+            |(st, side, sym, qty, price, ty, stop, (h, m, s), has_fill)| {
+                let t = format!("01/0{}/2024 {}:{m:02}:{s:02}", 2 + h % 2, 9 + h);
+                let fill = if has_fill { t.clone() } else { String::new() };
+                format!("1,{t},{fill},{side},{sym},{qty},{price},{ty},{stop},{st}")
+            },
+        );
     prop::collection::vec(row, 0..60).prop_map(|rows| format!("{HEADER}\n{}\n", rows.join("\n")))
 }
 
@@ -157,7 +211,13 @@ fn fixture_mutations_never_panic() {
     for cut in (0..base.len()).step_by(7) {
         exercise(&base[..cut]);
     }
-    for (i, b) in [(0usize, b'"'), (40, b','), (100, b'\n'), (300, 0xff), (500, b'"')] {
+    for (i, b) in [
+        (0usize, b'"'),
+        (40, b','),
+        (100, b'\n'),
+        (300, 0xff),
+        (500, b'"'),
+    ] {
         let mut v = base.to_vec();
         v[i] = b;
         exercise(&v);

@@ -38,7 +38,11 @@ impl Acc {
         let (lo, mid, hi) = if bit == 0 {
             (v0, v1, 0u64)
         } else {
-            (v0 << bit, (v1 << bit) | (v0 >> (64 - bit)), v1 >> (64 - bit))
+            (
+                v0 << bit,
+                (v1 << bit) | (v0 >> (64 - bit)),
+                v1 >> (64 - bit),
+            )
         };
         let need = word + 4;
         if self.limbs.len() < need {
@@ -108,7 +112,12 @@ fn sums(xs: &[f64], want_squares: bool) -> Option<Sums> {
         }
     }
     let a = BigInt::from(pos.into_big()) - BigInt::from(neg.into_big());
-    Some(Sums { a, b: sq.into_big(), e: e_min, n: xs.len() as u64 })
+    Some(Sums {
+        a,
+        b: sq.into_big(),
+        e: e_min,
+        n: xs.len() as u64,
+    })
 }
 
 /// The double nearest to `q × 2^exp`, where `q` is an integer and `sticky`
@@ -123,11 +132,15 @@ fn round_to_f64(q: &BigUint, sticky: bool, exp: i64, neg: bool) -> f64 {
     }
     // The value is in [2^(bits-1+exp), 2^(bits+exp)).
     let top = bits - 1 + exp; // binary exponent of the leading bit
-    // Number of significant bits available for this exponent.
+                              // Number of significant bits available for this exponent.
     let prec: i64 = if top >= -1022 { 53 } else { 53 - (-1022 - top) };
     if prec <= 0 {
         // Far below the smallest subnormal: round to zero or the smallest.
-        let v = if prec == 0 && (bits > 1 || sticky) { f64::from_bits(1) } else { 0.0 };
+        let v = if prec == 0 && (bits > 1 || sticky) {
+            f64::from_bits(1)
+        } else {
+            0.0
+        };
         return if neg { -v } else { v };
     }
     let drop = bits - prec;
@@ -183,7 +196,11 @@ fn pow2(e: i64) -> f64 {
 /// `statistics.mean(xs)`: exact, rounded once. `NaN` for an empty list.
 pub fn mean(xs: &[f64]) -> f64 {
     let Some(s) = sums(xs, false) else {
-        return if xs.is_empty() { f64::NAN } else { naive_mean(xs) };
+        return if xs.is_empty() {
+            f64::NAN
+        } else {
+            naive_mean(xs)
+        };
     };
     let neg = s.a.sign() == Sign::Minus;
     let a = s.a.magnitude().clone();

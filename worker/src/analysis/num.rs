@@ -118,7 +118,11 @@ pub fn py_repr(x: f64) -> String {
             Some(d) => ('-', d),
             None => ('+', exp),
         };
-        let digits = if digits.len() < 2 { format!("0{digits}") } else { digits.to_string() };
+        let digits = if digits.len() < 2 {
+            format!("0{digits}")
+        } else {
+            digits.to_string()
+        };
         format!("{mant}e{sign}{digits}")
     }
 }
@@ -150,7 +154,9 @@ pub fn py_isspace(c: char) -> bool {
 /// `nan`/`inf`/`infinity` in any case. `None` when Python raises.
 pub fn py_float(text: &str) -> Option<f64> {
     let t = if text.is_ascii() {
-        text.trim_matches(|c: char| c.is_ascii_whitespace() || matches!(c, '\u{0b}' | '\u{1c}'..='\u{1f}'))
+        text.trim_matches(|c: char| {
+            c.is_ascii_whitespace() || matches!(c, '\u{0b}' | '\u{1c}'..='\u{1f}')
+        })
     } else {
         text.trim_matches(py_isspace)
     };
@@ -159,7 +165,9 @@ pub fn py_float(text: &str) -> Option<f64> {
     }
     // Common case: plain decimal text, which Rust's parser reads exactly as
     // Python does (both correctly rounded, same grammar without `_`).
-    if t.bytes().all(|c| matches!(c, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')) {
+    if t.bytes()
+        .all(|c| matches!(c, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
+    {
         return t.parse::<f64>().ok();
     }
     let (neg, body) = match t.as_bytes()[0] {
@@ -307,7 +315,9 @@ pub fn pandas_int(cell: &str) -> Option<i128> {
         return None;
     }
     if digits.len() <= 18 {
-        let v = digits.iter().fold(0i128, |a, d| a * 10 + (d - b'0') as i128);
+        let v = digits
+            .iter()
+            .fold(0i128, |a, d| a * 10 + (d - b'0') as i128);
         return Some(if b[0] == b'-' { -v } else { v });
     }
     t.parse::<i128>().ok()
@@ -412,7 +422,10 @@ mod tests {
         assert_eq!(py_float("5."), Some(5.0));
         assert_eq!(py_float("-Infinity"), Some(f64::NEG_INFINITY));
         assert!(py_float("nan").unwrap().is_nan());
-        for bad in ["", " ", "_1", "1_", "1__0", "1_.5", "1._5", "0x10", "abc", ".", "e5", "1e", "+-1", "1e_5"] {
+        for bad in [
+            "", " ", "_1", "1_", "1__0", "1_.5", "1._5", "0x10", "abc", ".", "e5", "1e", "+-1",
+            "1e_5",
+        ] {
             assert_eq!(py_float(bad), None, "{bad:?}");
         }
     }

@@ -160,8 +160,14 @@ impl ParseError {
     pub fn details(&self) -> Vec<String> {
         match self {
             ParseError::Empty => vec!["empty file".into()],
-            ParseError::NotUtf8 { line } => vec![format!("row {line}"), "encoding: not UTF-8".into()],
-            ParseError::TooManyFields { line, expected, saw } => vec![
+            ParseError::NotUtf8 { line } => {
+                vec![format!("row {line}"), "encoding: not UTF-8".into()]
+            }
+            ParseError::TooManyFields {
+                line,
+                expected,
+                saw,
+            } => vec![
                 format!("row {line}"),
                 format!("expected {expected} fields, saw {saw}"),
             ],
@@ -176,7 +182,11 @@ impl ParseError {
                 vec![format!("row {line}"), format!("column {COL_STOP}")]
             }
             ParseError::NoTrades { rows, fills } => {
-                vec![format!("rows {rows}"), format!("fills {fills}"), "trades 0".into()]
+                vec![
+                    format!("rows {rows}"),
+                    format!("fills {fills}"),
+                    "trades 0".into(),
+                ]
             }
         }
     }
@@ -381,7 +391,11 @@ pub fn parse_orders(bytes: &[u8]) -> Result<OrderTable, ParseError> {
     let mut last_sym: Option<u32> = None;
     let mut first_cell_error: Option<ParseError> = None;
     let mut qty_bad_line: Option<usize> = None;
-    let mut idcol = IdColumn { all_int: true, all_float: true, ..Default::default() };
+    let mut idcol = IdColumn {
+        all_int: true,
+        all_float: true,
+        ..Default::default()
+    };
     // Fill candidates (before knowing whether the qty column is numeric).
     struct PendingFill {
         order: u32,
@@ -405,7 +419,10 @@ pub fn parse_orders(bytes: &[u8]) -> Result<OrderTable, ParseError> {
         }
         let pos = rec.position().cloned();
         let line = pos.as_ref().map(|p| p.line() as usize).unwrap_or(0);
-        last_start = pos.as_ref().map(|p| p.byte() as usize).unwrap_or(last_start);
+        last_start = pos
+            .as_ref()
+            .map(|p| p.byte() as usize)
+            .unwrap_or(last_start);
         last_line = line;
         let n = rec.len();
         if first {
@@ -415,7 +432,11 @@ pub fn parse_orders(bytes: &[u8]) -> Result<OrderTable, ParseError> {
                 expected = n;
             }
         } else if n > expected {
-            return Err(ParseError::TooManyFields { line, expected, saw: n });
+            return Err(ParseError::TooManyFields {
+                line,
+                expected,
+                saw: n,
+            });
         }
         table.rows += 1;
         if !cols_ok {
@@ -539,14 +560,21 @@ pub fn parse_orders(bytes: &[u8]) -> Result<OrderTable, ParseError> {
                 problem = Some((COL_SIDE, CellProblem::FormulaLike));
             } else if sym_raw.is_none() {
                 problem = Some((COL_SYMBOL, CellProblem::Missing));
-            } else if sym_raw.map(|s| formula_like(s.trim_start_matches(' '))).unwrap_or(false) {
+            } else if sym_raw
+                .map(|s| formula_like(s.trim_start_matches(' ')))
+                .unwrap_or(false)
+            {
                 problem = Some((COL_SYMBOL, CellProblem::FormulaLike));
             } else if qty.is_some_and(|q| q.is_nan() || q >= 1e15) {
                 problem = Some((COL_QTY, CellProblem::OutOfRange));
             }
             if let Some((column, problem)) = problem {
                 if first_cell_error.is_none() {
-                    first_cell_error = Some(ParseError::Cell { line, column, problem });
+                    first_cell_error = Some(ParseError::Cell {
+                        line,
+                        column,
+                        problem,
+                    });
                 }
             }
             let price = match get(c_price) {
@@ -591,15 +619,22 @@ pub fn parse_orders(bytes: &[u8]) -> Result<OrderTable, ParseError> {
         return Err(ParseError::MissingAnalysisColumns(missing_analysis));
     }
     if let Some(line) = qty_bad_line {
-        return Err(ParseError::Cell { line, column: COL_QTY, problem: CellProblem::NotANumber });
+        return Err(ParseError::Cell {
+            line,
+            column: COL_QTY,
+            problem: CellProblem::NotANumber,
+        });
     }
     // Cell problems, in file order: price problems are found per fill.
     let mut first_price_error: Option<ParseError> = None;
     for p in &pending {
         if let Err(problem) = &p.price {
             let line = table.orders[p.order as usize].line as usize;
-            first_price_error =
-                Some(ParseError::Cell { line, column: COL_PRICE, problem: problem.clone() });
+            first_price_error = Some(ParseError::Cell {
+                line,
+                column: COL_PRICE,
+                problem: problem.clone(),
+            });
             break;
         }
     }
@@ -622,7 +657,8 @@ pub fn parse_orders(bytes: &[u8]) -> Result<OrderTable, ParseError> {
         IdKind::Absent
     } else if !idcol.any_cell {
         IdKind::Float
-    } else if idcol.all_int && !idcol.any_na && (!idcol.int_overflow_i64 || !idcol.int_outside_u64) {
+    } else if idcol.all_int && !idcol.any_na && (!idcol.int_overflow_i64 || !idcol.int_outside_u64)
+    {
         // int64, or uint64 when a value needs it and none is negative
         IdKind::Int
     } else if idcol.all_int || idcol.all_float {
@@ -672,7 +708,9 @@ fn line_of(e: &ParseError) -> usize {
 /// Python's `str.strip()`, with an ASCII fast path.
 fn py_strip(s: &str) -> &str {
     if s.is_ascii() {
-        s.trim_matches(|c: char| c.is_ascii_whitespace() || matches!(c, '\u{0b}' | '\u{1c}'..='\u{1f}'))
+        s.trim_matches(|c: char| {
+            c.is_ascii_whitespace() || matches!(c, '\u{0b}' | '\u{1c}'..='\u{1f}')
+        })
     } else {
         s.trim_matches(py_isspace)
     }
@@ -692,7 +730,10 @@ fn stop_kind(t: &str) -> (bool, bool) {
     if t.is_ascii() {
         let b = t.as_bytes();
         let contains = b.windows(4).any(|w| w.eq_ignore_ascii_case(b"stop"));
-        (contains, contains && (t.eq_ignore_ascii_case("stop") || t.eq_ignore_ascii_case("stop limit")))
+        (
+            contains,
+            contains && (t.eq_ignore_ascii_case("stop") || t.eq_ignore_ascii_case("stop limit")),
+        )
     } else {
         let l = t.to_lowercase();
         (l.contains("stop"), l == "stop" || l == "stop limit")
@@ -704,7 +745,10 @@ fn stop_kind(t: &str) -> (bool, bool) {
 /// removed (`Contract`, `Order ID`), because spreadsheet imports skip
 /// leading spaces before deciding that a cell is a formula.
 pub fn formula_like(s: &str) -> bool {
-    matches!(s.as_bytes().first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'))
+    matches!(
+        s.as_bytes().first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    )
 }
 
 /// pandas skips lines made only of spaces and tabs.
@@ -910,16 +954,46 @@ mod tests {
 
     #[test]
     fn timestamp_grammar() {
-        assert_eq!(ts("01/02/2024 7:11:00").as_deref(), Some("2024-01-02T07:11:00"));
-        assert_eq!(ts("1/2/2024 7:11:00").as_deref(), Some("2024-01-02T07:11:00"));
-        assert_eq!(ts("12/03/2024 10:52:02").as_deref(), Some("2024-12-03T10:52:02"));
-        assert_eq!(ts("01/ 2/2024 7:11:00").as_deref(), Some("2024-01-02T07:11:00"));
-        assert_eq!(ts("01/02/2024  7:11:00").as_deref(), Some("2024-01-02T07:11:00"));
-        assert_eq!(ts("01/02/2024\t7:11:00").as_deref(), Some("2024-01-02T07:11:00"));
-        assert_eq!(ts("01/02/2024 7:11:60").as_deref(), Some("2024-01-02T07:12:00"));
-        assert_eq!(ts("12/31/2024 23:59:61").as_deref(), Some("2025-01-01T00:00:01"));
-        assert_eq!(ts("02/29/2024 0:00:00").as_deref(), Some("2024-02-29T00:00:00"));
-        assert_eq!(ts("01/02/0001 1:00:00").as_deref(), Some("0001-01-02T01:00:00"));
+        assert_eq!(
+            ts("01/02/2024 7:11:00").as_deref(),
+            Some("2024-01-02T07:11:00")
+        );
+        assert_eq!(
+            ts("1/2/2024 7:11:00").as_deref(),
+            Some("2024-01-02T07:11:00")
+        );
+        assert_eq!(
+            ts("12/03/2024 10:52:02").as_deref(),
+            Some("2024-12-03T10:52:02")
+        );
+        assert_eq!(
+            ts("01/ 2/2024 7:11:00").as_deref(),
+            Some("2024-01-02T07:11:00")
+        );
+        assert_eq!(
+            ts("01/02/2024  7:11:00").as_deref(),
+            Some("2024-01-02T07:11:00")
+        );
+        assert_eq!(
+            ts("01/02/2024\t7:11:00").as_deref(),
+            Some("2024-01-02T07:11:00")
+        );
+        assert_eq!(
+            ts("01/02/2024 7:11:60").as_deref(),
+            Some("2024-01-02T07:12:00")
+        );
+        assert_eq!(
+            ts("12/31/2024 23:59:61").as_deref(),
+            Some("2025-01-01T00:00:01")
+        );
+        assert_eq!(
+            ts("02/29/2024 0:00:00").as_deref(),
+            Some("2024-02-29T00:00:00")
+        );
+        assert_eq!(
+            ts("01/02/0001 1:00:00").as_deref(),
+            Some("0001-01-02T01:00:00")
+        );
         for bad in [
             " 01/02/2024 7:11:00",
             "01/02/2024 7:11:00 ",
@@ -952,25 +1026,38 @@ mod tests {
         let e = parse_orders(b"Timestamp,Contract\n1,2\n").unwrap_err();
         assert_eq!(e, ParseError::MissingColumns(vec!["Status"]));
         let e = parse_orders(b"Status,B/S,Timestamp,Fill Time,Contract\n").unwrap_err();
-        assert_eq!(e, ParseError::MissingColumns(vec!["Avg Fill Price", "filledQty"]));
+        assert_eq!(
+            e,
+            ParseError::MissingColumns(vec!["Avg Fill Price", "filledQty"])
+        );
         let e = parse_orders(b"Status,B/S,Timestamp,Fill Time,Contract,filledQty,Avg Fill Price\n")
             .unwrap_err();
-        assert_eq!(e, ParseError::MissingAnalysisColumns(vec!["Type", "Stop Price"]));
+        assert_eq!(
+            e,
+            ParseError::MissingAnalysisColumns(vec!["Type", "Stop Price"])
+        );
     }
 
     #[test]
     fn structure() {
         assert_eq!(parse_orders(b"").unwrap_err(), ParseError::Empty);
         assert_eq!(parse_orders(b"\n\n  \n").unwrap_err(), ParseError::Empty);
-        assert!(matches!(parse_orders(b"\xff\xfe").unwrap_err(), ParseError::NotUtf8 { .. }));
-        let hdr = "Status,B/S,Timestamp,Fill Time,Contract,filledQty,Avg Fill Price,Type,Stop Price\n";
+        assert!(matches!(
+            parse_orders(b"\xff\xfe").unwrap_err(),
+            ParseError::NotUtf8 { .. }
+        ));
+        let hdr =
+            "Status,B/S,Timestamp,Fill Time,Contract,filledQty,Avg Fill Price,Type,Stop Price\n";
         let wide = format!("{hdr}Filled,Buy,,,ES,1,1,Market,\nFilled,Buy,,,ES,1,1,Market,,x\n");
         assert!(matches!(
             parse_orders(wide.as_bytes()).unwrap_err(),
             ParseError::TooManyFields { line: 3, .. }
         ));
         let open = format!("{hdr}Filled,Buy,,,\"ES,1,1,Market,\n");
-        assert!(matches!(parse_orders(open.as_bytes()).unwrap_err(), ParseError::UnterminatedQuote { .. }));
+        assert!(matches!(
+            parse_orders(open.as_bytes()).unwrap_err(),
+            ParseError::UnterminatedQuote { .. }
+        ));
         let blank = format!("{hdr}\n   \nFilled,Buy,,,ES,1,1,Market,\r\n\r\n");
         assert_eq!(parse_orders(blank.as_bytes()).unwrap().rows, 1);
     }

@@ -21,7 +21,12 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { k: 1.0, sigma_loss: 1.0, sigma_risk: 1.5, vr: 0.35 }
+        Thresholds {
+            k: 1.0,
+            sigma_loss: 1.0,
+            sigma_risk: 1.5,
+            vr: 0.35,
+        }
     }
 }
 
@@ -31,7 +36,11 @@ pub fn tag_trades(trades: &mut [Trade], sigma_loss: f64, k: f64, sigma_risk: f64
         t.tags = if t.no_stop { TAG_NO_STOP } else { 0 };
     }
     // §6.2 outsized loss.
-    let losses: Vec<f64> = trades.iter().filter(|t| t.is_loss()).map(|t| t.points_lost).collect();
+    let losses: Vec<f64> = trades
+        .iter()
+        .filter(|t| t.is_loss())
+        .map(|t| t.points_lost)
+        .collect();
     if !losses.is_empty() {
         let thr = mean(&losses) + sigma_loss * pstdev(&losses);
         for t in trades.iter_mut() {

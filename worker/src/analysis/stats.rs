@@ -31,7 +31,10 @@ pub struct Tally {
 impl Tally {
     /// Counts the stored tags.
     pub fn of(trades: &[Trade]) -> Tally {
-        let mut t = Tally { n: trades.len(), ..Default::default() };
+        let mut t = Tally {
+            n: trades.len(),
+            ..Default::default()
+        };
         for tr in trades {
             if tr.tags != 0 {
                 t.flagged += 1;
@@ -116,8 +119,15 @@ impl Breakeven {
         let losses = trades.iter().filter(|t| t.is_loss()).count();
         let win_rate = wins as f64 / n as f64;
         let avg_win = avg_plain(trades.iter().filter(|t| t.is_win()).map(|t| t.pnl), wins);
-        let avg_loss = avg_plain(trades.iter().filter(|t| t.is_loss()).map(|t| t.pnl.abs()), losses);
-        let payoff = if avg_loss > 0.0 { avg_win / avg_loss } else { 0.0 };
+        let avg_loss = avg_plain(
+            trades.iter().filter(|t| t.is_loss()).map(|t| t.pnl.abs()),
+            losses,
+        );
+        let payoff = if avg_loss > 0.0 {
+            avg_win / avg_loss
+        } else {
+            0.0
+        };
         let expectancy = win_rate * avg_win - (1.0 - win_rate) * avg_loss;
         let (be, raw, adj, delta, category) = if avg_loss == 0.0 {
             (0.0, None, None, 0.0, Category::InsufficientData)
@@ -216,7 +226,11 @@ impl Outsized {
         let count = out.len();
         let percent = py_round(100.0 * count as f64 / l.len() as f64, 1);
         let abs_pnl: Vec<f64> = out.iter().map(|t| t.pnl.abs()).collect();
-        let avg_outsized = if abs_pnl.is_empty() { 0.0 } else { mean(&abs_pnl) };
+        let avg_outsized = if abs_pnl.is_empty() {
+            0.0
+        } else {
+            mean(&abs_pnl)
+        };
         let excess = match plain_sum(abs_pnl.iter().map(|p| p - m)) {
             None => Number::Int(0),
             Some(s) => Number::Float(py_round(s, 2)),
@@ -381,14 +395,27 @@ impl StopLoss {
     pub fn of(trades: &[Trade]) -> StopLoss {
         let tagged = |t: &&Trade| t.tags & TAG_NO_STOP != 0;
         let without = trades.iter().filter(tagged).count();
-        let lw: Vec<f64> =
-            trades.iter().filter(|t| !tagged(t) && t.is_loss()).map(|t| t.pnl.abs()).collect();
-        let lo: Vec<f64> =
-            trades.iter().filter(|t| tagged(t) && t.is_loss()).map(|t| t.pnl.abs()).collect();
+        let lw: Vec<f64> = trades
+            .iter()
+            .filter(|t| !tagged(t) && t.is_loss())
+            .map(|t| t.pnl.abs())
+            .collect();
+        let lo: Vec<f64> = trades
+            .iter()
+            .filter(|t| tagged(t) && t.is_loss())
+            .map(|t| t.pnl.abs())
+            .collect();
         let avg_with = if lw.is_empty() { 0.0 } else { mean(&lw) };
         let avg_without = if lo.is_empty() { 0.0 } else { mean(&lo) };
-        let max_without = lo.iter().copied().fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
-        let perf = if avg_with > 0.0 { (avg_without - avg_with) / avg_with * 100.0 } else { 0.0 };
+        let max_without = lo
+            .iter()
+            .copied()
+            .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
+        let perf = if avg_with > 0.0 {
+            (avg_without - avg_with) / avg_with * 100.0
+        } else {
+            0.0
+        };
         StopLoss {
             n: trades.len(),
             without,
@@ -442,7 +469,12 @@ impl Revenge {
         let aw_o = avg_plain(w.iter().map(|t| t.pnl), w.len());
         let al_o = avg_plain(l.iter().map(|t| t.pnl.abs()), l.len());
         let po_o = if al_o > 0.0 { aw_o / al_o } else { 0.0 };
-        let r: Vec<&Trade> = trades.iter().zip(flags).filter(|(_, f)| **f).map(|(t, _)| t).collect();
+        let r: Vec<&Trade> = trades
+            .iter()
+            .zip(flags)
+            .filter(|(_, f)| **f)
+            .map(|(t, _)| t)
+            .collect();
         let mut out = Revenge {
             n,
             count: r.len(),
@@ -524,7 +556,10 @@ impl Clean {
         if types.is_empty() {
             return Clean::NoTag;
         }
-        let mask = TAGS.iter().filter(|(_, name)| types.iter().any(|m| m == name)).fold(0, |a, (b, _)| a | b);
+        let mask = TAGS
+            .iter()
+            .filter(|(_, name)| types.iter().any(|m| m == name))
+            .fold(0, |a, (b, _)| a | b);
         Clean::Without(mask)
     }
     /// Whether a trade is clean.
@@ -538,9 +573,16 @@ impl Clean {
 
 /// §8 streaks: `(current, best)`, with an optional start day filter
 /// (days since 1970-01-01, compared with the entry date).
-pub fn streaks(trades: &[Trade], clean: Clean, metric: Metric, start_day: Option<i64>) -> (usize, usize) {
+pub fn streaks(
+    trades: &[Trade],
+    clean: Clean,
+    metric: Metric,
+    start_day: Option<i64>,
+) -> (usize, usize) {
     let day = |t: &Trade| t.entry_time.div_euclid(86_400);
-    let kept = trades.iter().filter(|t| start_day.is_none_or(|d| day(t) >= d));
+    let kept = trades
+        .iter()
+        .filter(|t| start_day.is_none_or(|d| day(t) >= d));
     let seq: Vec<bool> = match metric {
         Metric::Trades => kept.map(|t| clean.is_clean(t)).collect(),
         Metric::Days => {

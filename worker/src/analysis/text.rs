@@ -2,7 +2,9 @@
 //! numbers and branch conditions.
 
 use super::num::{fixed, pct1, py_repr, py_round, py_round_int};
-use super::stats::{Breakeven, Category, Excessive, Outsized, Revenge, RiskSizing, StopLoss, Tally};
+use super::stats::{
+    Breakeven, Category, Excessive, Outsized, Revenge, RiskSizing, StopLoss, Tally,
+};
 
 /// Which Trading Summary (§9.2).
 #[derive(Debug, Clone, Copy)]
@@ -42,9 +44,14 @@ pub fn summary(t: &Tally, variant: SummaryVariant) -> String {
     let top = *t.counts.iter().max().unwrap_or(&0);
     // Priority for the biggest problem: no stop, outsized, excessive, revenge.
     let order = [(no_stop, 0), (outsized, 1), (excessive, 3), (revenge, 2)];
-    let biggest = order.iter().find(|(c, _)| *c == top).map(|(_, i)| *i).unwrap_or(0);
+    let biggest = order
+        .iter()
+        .find(|(c, _)| *c == top)
+        .map(|(_, i)| *i)
+        .unwrap_or(0);
     let clean_pct = py_round_int(t.clean() as f64 / t.n as f64 * 100.0);
-    let mut s = format!("{clean_pct}% of your trades in this period were free of tracked mistakes. ");
+    let mut s =
+        format!("{clean_pct}% of your trades in this period were free of tracked mistakes. ");
     s.push_str(match biggest {
         0 => "Your most frequent problem is trading without a stop-loss order. Without a stop a single trade can lose far more than planned, and the open risk makes decisions more emotional. See the Stop-Loss Discipline section.",
         1 => "Your most frequent problem is letting losses run beyond your usual size. A handful of oversized losses can wipe out many good trades; keep losses close to your typical loss. See the Outsized Losses section.",
@@ -65,7 +72,10 @@ pub fn stop_loss(s: &StopLoss) -> String {
         if s.n == 0 {
             return "There are no trades to analyse.".into();
         }
-        return format!("All {} of your trades had a stop-loss order. Excellent discipline.", s.n);
+        return format!(
+            "All {} of your trades had a stop-loss order. Excellent discipline.",
+            s.n
+        );
     }
     let head = format!(
         "{} of your {} trades ({}%) had no stop-loss order.",
@@ -80,14 +90,20 @@ pub fn stop_loss(s: &StopLoss) -> String {
     }
     let p = s.performance_diff;
     let cmp = if p >= 3.0 {
-        format!("Losses without a stop were {}% larger, which shows what stops are worth.", fixed(p, 0))
+        format!(
+            "Losses without a stop were {}% larger, which shows what stops are worth.",
+            fixed(p, 0)
+        )
     } else if p <= -3.0 {
         format!(
             "Losses without a stop were {}% smaller here, but that does not make the open risk acceptable.",
             fixed(p.abs(), 0)
         )
     } else if (1.0..3.0).contains(&p) {
-        format!("Losses without a stop were {}% larger: a small gap, but a large blow-up risk.", fixed(p, 0))
+        format!(
+            "Losses without a stop were {}% larger: a small gap, but a large blow-up risk.",
+            fixed(p, 0)
+        )
     } else if p > -3.0 && p <= -1.0 {
         format!(
             "Losses without a stop were {}% smaller: a small edge that does not justify the risk.",
@@ -127,7 +143,11 @@ pub fn excessive(e: &Excessive) -> String {
             pct1(e.mad_cv)
         )
     } else {
-        let mult = if e.mean != 0.0 { (e.avg_excessive / e.mean - 1.0) * 100.0 } else { 0.0 };
+        let mult = if e.mean != 0.0 {
+            (e.avg_excessive / e.mean - 1.0) * 100.0
+        } else {
+            0.0
+        };
         format!(
             "{} of your {} trades with a stop ({}%) risked more than the excessive-risk threshold, {} points on average, {}% more than your typical {} points. Risk that large on single trades is out of proportion to the rest of your trading.",
             e.count,
@@ -192,7 +212,8 @@ pub fn revenge(r: &Revenge) -> String {
         py_repr(r.percent)
     );
     let e_r = r.win_rate * r.avg_win - (1.0 - r.win_rate) * r.avg_loss;
-    let e_o = r.win_rate_overall * r.avg_win_overall - (1.0 - r.win_rate_overall) * r.avg_loss_overall;
+    let e_o =
+        r.win_rate_overall * r.avg_win_overall - (1.0 - r.win_rate_overall) * r.avg_loss_overall;
     let pr = (r.win_rate * 100.0) as i64;
     let po = (r.win_rate_overall * 100.0) as i64;
     let body = if r.win_rate > r.win_rate_overall && e_r < e_o {

@@ -73,7 +73,9 @@ impl Trade {
     }
     /// Tag names in pipeline order.
     pub fn tag_names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        TAGS.iter().filter(move |(b, _)| self.tags & b != 0).map(|(_, n)| *n)
+        TAGS.iter()
+            .filter(move |(b, _)| self.tags & b != 0)
+            .map(|(_, n)| *n)
     }
 }
 
@@ -108,7 +110,12 @@ impl Dataset {
     }
     /// An estimate of the heap bytes held.
     pub fn held_bytes(&self) -> usize {
-        let strings: usize = self.symbols.iter().chain(&self.side_texts).map(|s| s.len() + 24).sum();
+        let strings: usize = self
+            .symbols
+            .iter()
+            .chain(&self.side_texts)
+            .map(|s| s.len() + 24)
+            .sum();
         let ids: usize = self
             .trades
             .iter()
@@ -117,7 +124,10 @@ impl Dataset {
                 _ => 0,
             })
             .sum();
-        std::mem::size_of::<Self>() + strings + ids + self.trades.capacity() * std::mem::size_of::<Trade>()
+        std::mem::size_of::<Self>()
+            + strings
+            + ids
+            + self.trades.capacity() * std::mem::size_of::<Trade>()
     }
 }
 
@@ -145,7 +155,12 @@ pub fn build_trades(table: &OrderTable) -> Result<Dataset, ParseError> {
         let slot = &mut positions[sym];
         match slot {
             None => {
-                *slot = Some(Position { side: o.side, net: signed, entry_time: f.time, entry_price: f.price });
+                *slot = Some(Position {
+                    side: o.side,
+                    net: signed,
+                    entry_time: f.time,
+                    entry_price: f.price,
+                });
             }
             Some(pos) if signed * pos.net > 0 => {
                 pos.net += signed;
@@ -181,7 +196,10 @@ pub fn build_trades(table: &OrderTable) -> Result<Dataset, ParseError> {
         }
     }
     if trades.is_empty() {
-        return Err(ParseError::NoTrades { rows: table.rows, fills: table.fills.len() });
+        return Err(ParseError::NoTrades {
+            rows: table.rows,
+            fills: table.fills.len(),
+        });
     }
 
     assign_ids(&mut trades);
@@ -252,7 +270,13 @@ fn detect_stops(table: &OrderTable, trades: &mut [Trade]) -> Result<(), ParseErr
     for (i, o) in table.orders.iter().enumerate() {
         let Some(s) = o.symbol else { continue };
         let s = s as usize;
-        let e = if use_ts { o.ts } else if use_fill { o.fill_ts } else { None };
+        let e = if use_ts {
+            o.ts
+        } else if use_fill {
+            o.fill_ts
+        } else {
+            None
+        };
         if let Some(e) = e {
             max_e[s] = Some(max_e[s].map_or(e, |m| m.max(e)));
             if o.is_stop {

@@ -138,7 +138,10 @@ impl J {
             J::BigInt(s) | J::Raw(s) => s.clone(),
             J::Float(f) => py_repr(*f),
             J::Str(s) => py_str_repr(s),
-            J::Arr(a) => format!("[{}]", a.iter().map(J::py_repr).collect::<Vec<_>>().join(", ")),
+            J::Arr(a) => format!(
+                "[{}]",
+                a.iter().map(J::py_repr).collect::<Vec<_>>().join(", ")
+            ),
             J::Obj(m) => format!(
                 "{{{}}}",
                 m.iter()
@@ -152,7 +155,11 @@ impl J {
 
 /// Python's `repr(str)`.
 pub fn py_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -203,7 +210,11 @@ pub fn write_str(s: &str, out: &mut String) {
 pub fn parse(bytes: &[u8]) -> Option<J> {
     let text = std::str::from_utf8(bytes).ok()?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut p = Parser { b: text.as_bytes(), i: 0, depth: 0 };
+    let mut p = Parser {
+        b: text.as_bytes(),
+        i: 0,
+        depth: 0,
+    };
     p.ws();
     let v = p.value()?;
     p.ws();
@@ -363,7 +374,11 @@ impl Parser<'_> {
                 Ok(v) => Some(J::Int(v)),
                 Err(_) => {
                     let t = text.trim_start_matches('-');
-                    Some(J::BigInt(if text.starts_with('-') { format!("-{t}") } else { t.to_string() }))
+                    Some(J::BigInt(if text.starts_with('-') {
+                        format!("-{t}")
+                    } else {
+                        t.to_string()
+                    }))
                 }
             }
         }

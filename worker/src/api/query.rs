@@ -25,7 +25,10 @@ impl Query {
     }
     /// The first value given for `name`.
     pub(crate) fn first(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
     /// The parameter names given (for error details).
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
@@ -53,18 +56,16 @@ fn decode(s: &str, plus_is_space: bool) -> String {
                 out.push(b' ');
                 i += 1;
             }
-            b'%' if i + 2 < b.len() => {
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h * 16 + l);
-                        i += 3;
-                    }
-                    _ => {
-                        out.push(b'%');
-                        i += 1;
-                    }
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 3;
                 }
-            }
+                _ => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
             c => {
                 out.push(c);
                 i += 1;
@@ -180,7 +181,9 @@ fn valid_time(t: &[u8]) -> bool {
         None => (t, None),
     };
     let mut i = 0;
-    let Some(h) = digits(time, &mut i, 2) else { return false };
+    let Some(h) = digits(time, &mut i, 2) else {
+        return false;
+    };
     if h > 23 {
         return false;
     }
@@ -189,7 +192,9 @@ fn valid_time(t: &[u8]) -> bool {
         if ext {
             i += 1;
         }
-        let Some(m) = digits(time, &mut i, 2) else { return false };
+        let Some(m) = digits(time, &mut i, 2) else {
+            return false;
+        };
         if m > 59 {
             return false;
         }
@@ -200,7 +205,9 @@ fn valid_time(t: &[u8]) -> bool {
                 }
                 i += 1;
             }
-            let Some(sec) = digits(time, &mut i, 2) else { return false };
+            let Some(sec) = digits(time, &mut i, 2) else {
+                return false;
+            };
             if sec > 59 {
                 return false;
             }
@@ -229,7 +236,9 @@ fn valid_time(t: &[u8]) -> bool {
         Some(z) => {
             let z = &z[1..];
             let mut j = 0;
-            let Some(zh) = digits(z, &mut j, 2) else { return false };
+            let Some(zh) = digits(z, &mut j, 2) else {
+                return false;
+            };
             if zh > 23 {
                 return false;
             }
@@ -239,7 +248,9 @@ fn valid_time(t: &[u8]) -> bool {
             if z[j] == b':' {
                 j += 1;
             }
-            let Some(zm) = digits(z, &mut j, 2) else { return false };
+            let Some(zm) = digits(z, &mut j, 2) else {
+                return false;
+            };
             zm <= 59 && j == z.len()
         }
     }
