@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use crate::config::Config;
-use crate::lifecycle::Gateway;
+use crate::lifecycle::{Gateway, Handle};
 
 /// Where the dev stack listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -84,16 +84,22 @@ pub struct DevOptions {
     pub listen: SocketAddr,
 }
 
-/// Runs the dev stack until `shutdown` resolves.
+/// Runs the dev stack until `shutdown` resolves; `SIGHUP` re-reads
+/// `gateway.toml` in the directory.
 pub async fn run(options: DevOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let config = prepare(&options)?;
+    let handle = start(&options).await?;
+    crate::lifecycle::serve_until(handle, shutdown).await
+}
+
+/// Prepares the directory, starts the gateway and its worker, and prints
+/// the URL and a ready-to-paste `curl`.
+pub async fn start(options: &DevOptions) -> anyhow::Result<Handle> {
+    let config = prepare(options)?;
     let handle = Gateway::start(config)
         .await
         .context("starting the gateway")?;
     print_banner(&options.dir, handle.https_addr());
-    shutdown.await;
-    handle.shutdown().await;
-    Ok(())
+    Ok(handle)
 }
 
 /// Writes the certificate, key and policy into `options.dir` and returns

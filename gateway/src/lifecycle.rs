@@ -221,12 +221,21 @@ impl Handle {
 /// Runs the gateway until `shutdown` resolves, reloading on `SIGHUP`.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    use tokio::signal::unix::{signal, SignalKind};
-
-    let mut hangups = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let handle = Gateway::start(config)
         .await
         .context("starting the gateway")?;
+    serve_until(handle, shutdown).await
+}
+
+/// Reloads on `SIGHUP` until `shutdown` resolves, then shuts down.
+pub(crate) async fn serve_until(
+    handle: Handle,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let mut hangups = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -260,3 +260,31 @@ async fn start_fails_when_the_spawned_upstream_never_gets_ready() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn the_dev_stack_serves_through_its_supervised_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = tradehabit_gateway::dev::DevOptions {
+        dir: dir.path().join(".dev"),
+        worker_command: vec![child_command(dir.path()).into_os_string()],
+        listen: "127.0.0.1:0".parse().unwrap(),
+    };
+    let handle = tradehabit_gateway::dev::start(&options)
+        .await
+        .expect("dev stack starts");
+    let cert_pem = std::fs::read(options.dir.join("cert.pem")).unwrap();
+    let der = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .next()
+        .unwrap()
+        .unwrap();
+    let client = Client::new(handle.https_addr(), &der);
+    let reply = client.get("/api/health").await;
+    assert_eq!(reply.status, 200);
+    assert_security_headers(&reply);
+    assert_eq!(
+        client.get("/internal/ready").await.status,
+        404,
+        "internal paths are not routed"
+    );
+    handle.shutdown().await;
+}
