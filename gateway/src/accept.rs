@@ -130,7 +130,9 @@ pub(crate) async fn serve(
                 Ok((stream, peer)) => {
                     let config = state.config();
                     let Some(admitted) = state.connections.admit(peer.ip(), &config.limits) else {
-                        tracing::info!(client.addr = %peer, "connection cap reached; closing");
+                        // debug, not info: a connection flood must not become a log flood
+                        // (issue 6 counts these in a metric).
+                        tracing::debug!(client.addr = %peer, "connection cap reached; closing");
                         continue;
                     };
                     let task = serve_connection(stream, peer, kind.clone(), Arc::clone(&state), stop.clone());

@@ -63,6 +63,7 @@ pub(crate) async fn handle(
         http.method = %request.method(),
         http.path = %request.uri().path(),
         request.id = ?identity.request_id,
+        route = tracing::field::Empty,
     );
     let watch = OnceLock::new();
     let checked = check_and_forward(request, &identity, &config, &state.upstream, &watch);
@@ -104,6 +105,7 @@ async fn check_and_forward(
     let host = shape::check(&parts, &config.limits)?;
     path::check(parts.uri.path()).map_err(Rejection::PathRefused)?;
     let route = route::find(&config.routes, parts.uri.path(), &parts.method)?;
+    tracing::Span::current().record("route", route.name.as_str());
     body::check(&parts, &route)?;
 
     let body_watch = Arc::clone(watch.get_or_init(|| Arc::new(BodyWatch::new(route.body_limit))));
