@@ -140,7 +140,10 @@ fn alert_rules_pass_their_promtool_unit_tests() {
 fn promtool_check_config_accepts_the_compose_prometheus_config() {
     // Also re-checks the rule files the config loads, by their relative path.
     let output = run_in_repo(&promtool(), ["check", "config", PROMETHEUS_CONFIG]);
-    assert_success(&format!("promtool check config {PROMETHEUS_CONFIG}"), &output);
+    assert_success(
+        &format!("promtool check config {PROMETHEUS_CONFIG}"),
+        &output,
+    );
 }
 
 /// The control for the two tests above: a unit test that expects an alert
@@ -171,7 +174,10 @@ tests:
     );
     let test_file = dir.path().join("wrong.test.yml");
     std::fs::write(&test_file, wrong).expect("write the wrong unit test");
-    let output = run_in_repo(&promtool(), ["test".as_ref(), "rules".as_ref(), test_file.as_os_str()]);
+    let output = run_in_repo(
+        &promtool(),
+        ["test".as_ref(), "rules".as_ref(), test_file.as_os_str()],
+    );
     assert_failure("promtool test rules on a wrong expectation", &output);
 }
 
@@ -263,11 +269,18 @@ fn rules_and_their_tests_use_only_series_the_gateway_exposes() {
     }
     let tests = load_yaml(RULE_TESTS);
     for group in tests["tests"].as_vec().expect("checked above") {
-        for series in group["input_series"].as_vec().map(Vec::as_slice).unwrap_or_default() {
+        for series in group["input_series"]
+            .as_vec()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
             used.extend(tradehabit_names(series["series"].as_str().unwrap_or("")));
         }
     }
-    assert!(!used.is_empty(), "no tradehabit_* series found: the parser is broken");
+    assert!(
+        !used.is_empty(),
+        "no tradehabit_* series found: the parser is broken"
+    );
     let unknown: Vec<&String> = used.iter().filter(|name| !is_exposed(name)).collect();
     assert!(
         unknown.is_empty(),

@@ -153,7 +153,10 @@ fn environment(service: &Yaml, name: &str) -> BTreeMap<String, String> {
         Yaml::Hash(map) => map
             .iter()
             .map(|(key, value)| {
-                let key = key.as_str().expect("environment names are strings").to_string();
+                let key = key
+                    .as_str()
+                    .expect("environment names are strings")
+                    .to_string();
                 let value = match value {
                     Yaml::String(text) => text.clone(),
                     Yaml::Integer(number) => number.to_string(),
@@ -276,7 +279,11 @@ fn docker_compose_config_refuses_a_misspelt_key() {
     let broken = original.replacen("read_only: true", "read_onyl: true", 1);
     let dir = tempfile::tempdir().expect("temporary folder");
     std::fs::write(dir.path().join(COMPOSE), broken).expect("write the broken copy");
-    let output = run_in(&docker_compose(), ["-f", COMPOSE, "config", "-q"], dir.path());
+    let output = run_in(
+        &docker_compose(),
+        ["-f", COMPOSE, "config", "-q"],
+        dir.path(),
+    );
     assert_failure("docker-compose config on a misspelt key", &output);
 }
 
@@ -288,7 +295,10 @@ fn the_default_stack_is_gateway_and_worker_and_profiles_add_the_rest() {
         let service = service(&compose, &name);
         let profiles = profiles(service, &name);
         if profiles.is_empty() {
-            by_profile.entry("(default)".into()).or_default().insert(name);
+            by_profile
+                .entry("(default)".into())
+                .or_default()
+                .insert(name);
         } else {
             for profile in profiles {
                 by_profile.entry(profile).or_default().insert(name.clone());
@@ -301,7 +311,12 @@ fn the_default_stack_is_gateway_and_worker_and_profiles_add_the_rest() {
         ("monitoring", &["prometheus"][..]),
     ]
     .into_iter()
-    .map(|(profile, names)| (profile.to_string(), names.iter().map(|n| n.to_string()).collect()))
+    .map(|(profile, names)| {
+        (
+            profile.to_string(),
+            names.iter().map(|n| n.to_string()).collect(),
+        )
+    })
     .collect();
     assert_eq!(by_profile, expected, "services by profile");
 
@@ -315,7 +330,9 @@ fn the_default_stack_is_gateway_and_worker_and_profiles_add_the_rest() {
             let dependency_profiles = profiles(self::service(&compose, &dependency), &dependency);
             assert!(
                 default.contains(&dependency)
-                    || dependency_profiles.iter().any(|profile| own.contains(profile)),
+                    || dependency_profiles
+                        .iter()
+                        .any(|profile| own.contains(profile)),
                 "{name} depends on {dependency}, which does not always run with it"
             );
         }
@@ -326,12 +343,23 @@ fn the_default_stack_is_gateway_and_worker_and_profiles_add_the_rest() {
 fn the_worker_has_no_network_no_secrets_and_only_its_socket() {
     let compose = compose();
     let worker = service(&compose, "worker");
-    assert_eq!(worker["network_mode"].as_str(), Some("none"), "worker network_mode");
+    assert_eq!(
+        worker["network_mode"].as_str(),
+        Some("none"),
+        "worker network_mode"
+    );
     for key in ["ports", "expose", "networks", "secrets", "tmpfs"] {
-        assert!(worker[key].is_badvalue(), "the worker should have no `{key}`");
+        assert!(
+            worker[key].is_badvalue(),
+            "the worker should have no `{key}`"
+        );
     }
     let mounts = mounts(worker, "worker");
-    assert_eq!(mounts.len(), 1, "the worker mounts only its socket volume: {mounts:?}");
+    assert_eq!(
+        mounts.len(),
+        1,
+        "the worker mounts only its socket volume: {mounts:?}"
+    );
     assert_eq!(mounts[0].source, "worker-socket");
     assert_eq!(mounts[0].target, SOCKET_DIR);
     let socket = command_flag(worker, "worker", "--socket");
@@ -342,9 +370,16 @@ fn the_worker_has_no_network_no_secrets_and_only_its_socket() {
 fn the_legacy_backend_is_cut_off_the_same_way() {
     let compose = compose();
     let legacy = service(&compose, "legacy");
-    assert_eq!(legacy["network_mode"].as_str(), Some("none"), "legacy network_mode");
+    assert_eq!(
+        legacy["network_mode"].as_str(),
+        Some("none"),
+        "legacy network_mode"
+    );
     for key in ["ports", "expose", "networks", "secrets", "build"] {
-        assert!(legacy[key].is_badvalue(), "the legacy service should have no `{key}`");
+        assert!(
+            legacy[key].is_badvalue(),
+            "the legacy service should have no `{key}`"
+        );
     }
     assert_eq!(
         legacy["pull_policy"].as_str(),
@@ -352,7 +387,11 @@ fn the_legacy_backend_is_cut_off_the_same_way() {
         "the legacy image is built locally (deploy/legacy/build.sh), never pulled"
     );
     let mounts = mounts(legacy, "legacy");
-    assert_eq!(mounts.len(), 1, "the legacy service mounts only its socket volume");
+    assert_eq!(
+        mounts.len(),
+        1,
+        "the legacy service mounts only its socket volume"
+    );
     assert_eq!(mounts[0].source, "legacy-socket");
     assert_eq!(mounts[0].target, SOCKET_DIR);
     let env = environment(legacy, "legacy");
@@ -362,7 +401,10 @@ fn the_legacy_backend_is_cut_off_the_same_way() {
         "legacy environment"
     );
     for (key, value) in &env {
-        assert_eq!(value, LEGACY_PLACEHOLDER, "legacy {key} must stay a placeholder");
+        assert_eq!(
+            value, LEGACY_PLACEHOLDER,
+            "legacy {key} must stay a placeholder"
+        );
     }
 }
 
@@ -371,8 +413,16 @@ fn every_service_is_read_only_unprivileged_non_root_and_capped() {
     let compose = compose();
     for name in service_names(&compose) {
         let service = service(&compose, &name);
-        assert_eq!(service["read_only"].as_bool(), Some(true), "{name}: read_only");
-        assert_eq!(strings_at(service, "cap_drop", &name), ["ALL"], "{name}: cap_drop");
+        assert_eq!(
+            service["read_only"].as_bool(),
+            Some(true),
+            "{name}: read_only"
+        );
+        assert_eq!(
+            strings_at(service, "cap_drop", &name),
+            ["ALL"],
+            "{name}: cap_drop"
+        );
         assert!(service["cap_add"].is_badvalue(), "{name}: no cap_add");
         assert!(
             strings_at(service, "security_opt", &name).contains(&"no-new-privileges:true".into()),
@@ -385,7 +435,11 @@ fn every_service_is_read_only_unprivileged_non_root_and_capped() {
         for key in ["pid", "ipc", "userns_mode"] {
             assert_ne!(service[key].as_str(), Some("host"), "{name}: {key}: host");
         }
-        assert_ne!(service["network_mode"].as_str(), Some("host"), "{name}: host network");
+        assert_ne!(
+            service["network_mode"].as_str(),
+            Some("host"),
+            "{name}: host network"
+        );
 
         let memory = str_at(service, "mem_limit", &name);
         assert_eq!(
@@ -394,7 +448,10 @@ fn every_service_is_read_only_unprivileged_non_root_and_capped() {
             "{name}: memswap_limit equal to mem_limit (no swap)"
         );
         let pids = service["pids_limit"].as_i64();
-        assert!(matches!(pids, Some(1..=4096)), "{name}: pids_limit {pids:?}");
+        assert!(
+            matches!(pids, Some(1..=4096)),
+            "{name}: pids_limit {pids:?}"
+        );
         assert!(
             service["cpus"].as_f64().is_some_and(|cpus| cpus > 0.0),
             "{name}: cpus"
@@ -427,7 +484,11 @@ fn gateways_publish_https_and_http_but_never_the_admin_port() {
         .iter()
         .map(|port| port.container_port)
         .collect();
-    assert_eq!(gateway, BTreeSet::from([https_port, http_port]), "gateway ports");
+    assert_eq!(
+        gateway,
+        BTreeSet::from([https_port, http_port]),
+        "gateway ports"
+    );
     let legacy: BTreeSet<u16> = published(service(&compose, "legacy-gateway"), "legacy-gateway")
         .iter()
         .map(|port| port.container_port)
@@ -437,7 +498,10 @@ fn gateways_publish_https_and_http_but_never_the_admin_port() {
     for name in service_names(&compose) {
         let service = service(&compose, &name);
         for port in published(service, &name) {
-            assert_ne!(port.container_port, admin_port, "{name} publishes the admin port");
+            assert_ne!(
+                port.container_port, admin_port,
+                "{name} publishes the admin port"
+            );
         }
         assert!(service["expose"].is_badvalue(), "{name}: no `expose`");
     }
@@ -464,8 +528,14 @@ fn each_socket_volume_is_in_memory_and_shared_by_one_gateway_and_one_server() {
     assert_eq!(
         users,
         BTreeMap::from([
-            ("legacy-socket".to_string(), vec!["legacy".to_string(), "legacy-gateway".to_string()]),
-            ("worker-socket".to_string(), vec!["gateway".to_string(), "worker".to_string()]),
+            (
+                "legacy-socket".to_string(),
+                vec!["legacy".to_string(), "legacy-gateway".to_string()]
+            ),
+            (
+                "worker-socket".to_string(),
+                vec!["gateway".to_string(), "worker".to_string()]
+            ),
         ]),
         "services mounting each socket volume"
     );
@@ -501,8 +571,14 @@ fn the_policy_is_mounted_read_only_and_secrets_are_compose_secrets_from_ignored_
             .filter(|mount| mount.target == POLICY_DIR)
             .collect();
         assert_eq!(policy_mounts.len(), 1, "{name}: one mount at {POLICY_DIR}");
-        assert_eq!(policy_mounts[0].source, "./deploy/policy", "{name}: policy folder");
-        assert!(policy_mounts[0].read_only, "{name}: the policy must be mounted :ro");
+        assert_eq!(
+            policy_mounts[0].source, "./deploy/policy",
+            "{name}: policy folder"
+        );
+        assert!(
+            policy_mounts[0].read_only,
+            "{name}: the policy must be mounted :ro"
+        );
         assert_eq!(
             strings_at(service, "secrets", name),
             GATEWAY_SECRETS,
@@ -512,15 +588,27 @@ fn the_policy_is_mounted_read_only_and_secrets_are_compose_secrets_from_ignored_
     let declared = keys_of(&compose["secrets"], "secrets");
     assert_eq!(
         declared.iter().collect::<BTreeSet<_>>(),
-        GATEWAY_SECRETS.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>().iter().collect(),
+        GATEWAY_SECRETS
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<_>>()
+            .iter()
+            .collect(),
         "top-level secrets"
     );
     for secret in GATEWAY_SECRETS {
         let file = str_at(&compose["secrets"][*secret], "file", secret);
-        assert_eq!(file, format!("./deploy/secrets/{secret}"), "secret {secret}");
+        assert_eq!(
+            file,
+            format!("./deploy/secrets/{secret}"),
+            "secret {secret}"
+        );
         let relative = file.trim_start_matches("./");
         let output = run_in_repo(&git, ["check-ignore", "-q", relative]);
-        assert_success(&format!("git check-ignore {relative} (must never be committed)"), &output);
+        assert_success(
+            &format!("git check-ignore {relative} (must never be committed)"),
+            &output,
+        );
     }
 }
 
@@ -565,7 +653,11 @@ fn the_policy_agrees_with_the_paths_and_secrets_compose_provides() {
         "{config} is not in deploy/policy/"
     );
     assert_eq!(
-        command_flag(service(&compose, "legacy-gateway"), "legacy-gateway", "--config"),
+        command_flag(
+            service(&compose, "legacy-gateway"),
+            "legacy-gateway",
+            "--config"
+        ),
         config
     );
 
@@ -580,10 +672,21 @@ fn the_policy_agrees_with_the_paths_and_secrets_compose_provides() {
     let tls = table(&policy, "tls");
     for key in ["cert", "key"] {
         let path = string(tls, key, "tls");
-        assert_eq!(Path::new(path).parent(), Some(Path::new(TLS_DIR)), "tls.{key}");
+        assert_eq!(
+            Path::new(path).parent(),
+            Some(Path::new(TLS_DIR)),
+            "tls.{key}"
+        );
     }
-    assert_eq!(tls.get("self_signed_if_missing").and_then(toml::Value::as_bool), Some(true));
-    for (name, volume) in [("gateway", "gateway-tls"), ("legacy-gateway", "legacy-gateway-tls")] {
+    assert_eq!(
+        tls.get("self_signed_if_missing")
+            .and_then(toml::Value::as_bool),
+        Some(true)
+    );
+    for (name, volume) in [
+        ("gateway", "gateway-tls"),
+        ("legacy-gateway", "legacy-gateway-tls"),
+    ] {
         let service = service(&compose, name);
         assert!(
             mounts(service, name)
@@ -602,17 +705,27 @@ fn the_policy_agrees_with_the_paths_and_secrets_compose_provides() {
         let name = file
             .strip_prefix("/run/secrets/")
             .unwrap_or_else(|| panic!("{key}: `{file}` is not under /run/secrets/"));
-        assert!(GATEWAY_SECRETS.contains(&name), "{key}: `{name}` is not a compose secret");
+        assert!(
+            GATEWAY_SECRETS.contains(&name),
+            "{key}: `{name}` is not a compose secret"
+        );
         used.insert(name);
     }
-    assert_eq!(used, GATEWAY_SECRETS.iter().copied().collect(), "secrets used by the policy");
+    assert_eq!(
+        used,
+        GATEWAY_SECRETS.iter().copied().collect(),
+        "secrets used by the policy"
+    );
 
     // The audit log goes where docs/containers.md reads it.
     assert_eq!(string(table(&policy, "audit"), "output", "audit"), "stdout");
 
     // Prometheus scrapes the admin port the policy opens.
     let admin = string(table(&policy, "admin"), "listen", "admin");
-    assert!(admin.starts_with("0.0.0.0:"), "in a container the admin listener must not be loopback-only");
+    assert!(
+        admin.starts_with("0.0.0.0:"),
+        "in a container the admin listener must not be loopback-only"
+    );
     let prometheus = read_repo_file(PROMETHEUS_CONFIG);
     assert!(
         prometheus.contains(&format!("\"gateway:{}\"", port_of(admin))),
@@ -640,8 +753,15 @@ fn the_policy_routes_every_legacy_endpoint_and_nothing_of_the_mentor() {
         let route = route.as_table().expect("each [[routes]] is a table");
         let name = string(route, "name", "routes[]");
         let path = string(route, "path", name);
-        assert_eq!(string(route, "match", name), "exact", "{name}: exact paths only");
-        assert!(!path.starts_with("/api/mentor"), "{name}: mentor routes are out of scope");
+        assert_eq!(
+            string(route, "match", name),
+            "exact",
+            "{name}: exact paths only"
+        );
+        assert!(
+            !path.starts_with("/api/mentor"),
+            "{name}: mentor routes are out of scope"
+        );
         let methods: Vec<&str> = route
             .get("methods")
             .and_then(toml::Value::as_array)
@@ -650,7 +770,10 @@ fn the_policy_routes_every_legacy_endpoint_and_nothing_of_the_mentor() {
             .map(|method| method.as_str().expect("methods are strings"))
             .collect();
         if methods.contains(&"GET") {
-            assert!(methods.contains(&"HEAD"), "{name}: every GET route also answers HEAD");
+            assert!(
+                methods.contains(&"HEAD"),
+                "{name}: every GET route also answers HEAD"
+            );
         }
         for method in methods {
             assert!(

@@ -62,10 +62,18 @@ fn cargo_deny_fails_when_the_policy_forbids_what_the_tree_holds() {
     )
     .expect("write the strict policy");
 
-    let bans = cargo_deny(["--config".as_ref(), strict.as_os_str(), "check".as_ref(), "bans".as_ref()]);
+    let bans = cargo_deny([
+        "--config".as_ref(),
+        strict.as_os_str(),
+        "check".as_ref(),
+        "bans".as_ref(),
+    ]);
     assert_failure("cargo deny check bans with serde banned", &bans);
     let stderr = String::from_utf8_lossy(&bans.stderr);
-    assert!(stderr.contains("banned"), "expected a ban finding, got:\n{stderr}");
+    assert!(
+        stderr.contains("banned"),
+        "expected a ban finding, got:\n{stderr}"
+    );
 
     let licenses = cargo_deny([
         "--config".as_ref(),
@@ -75,5 +83,8 @@ fn cargo_deny_fails_when_the_policy_forbids_what_the_tree_holds() {
     ]);
     assert_failure("cargo deny check licenses allowing MIT only", &licenses);
     let stderr = String::from_utf8_lossy(&licenses.stderr);
-    assert!(stderr.contains("rejected"), "expected a license finding, got:\n{stderr}");
+    assert!(
+        stderr.contains("rejected"),
+        "expected a license finding, got:\n{stderr}"
+    );
 }

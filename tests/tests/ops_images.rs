@@ -71,7 +71,10 @@ fn stages(instructions: &[Instruction]) -> BTreeMap<String, (String, Vec<Instruc
             let words: Vec<&str> = instruction.arguments.split_whitespace().collect();
             let (base, name) = match words.as_slice() {
                 [base, as_, name] if as_.eq_ignore_ascii_case("as") => (*base, *name),
-                _ => panic!("every stage should be named: FROM {}", instruction.arguments),
+                _ => panic!(
+                    "every stage should be named: FROM {}",
+                    instruction.arguments
+                ),
             };
             let mut base = base.to_string();
             for (arg, value) in &args {
@@ -90,7 +93,11 @@ fn stages(instructions: &[Instruction]) -> BTreeMap<String, (String, Vec<Instruc
 
 fn only<'a>(body: &'a [Instruction], keyword: &str, stage: &str) -> &'a Instruction {
     let found: Vec<&Instruction> = body.iter().filter(|i| i.keyword == keyword).collect();
-    assert_eq!(found.len(), 1, "stage {stage}: exactly one {keyword}, got {found:?}");
+    assert_eq!(
+        found.len(),
+        1,
+        "stage {stage}: exactly one {keyword}, got {found:?}"
+    );
     found[0]
 }
 
@@ -99,8 +106,14 @@ fn the_build_stage_compiles_both_binaries_locked_on_the_official_rust_image() {
     let instructions = parse_dockerfile(&read_repo_file("Dockerfile"));
     let stages = stages(&instructions);
     let (base, body) = stages.get("build").expect("a `build` stage");
-    assert!(base.starts_with("rust:"), "build stage base `{base}` is not the official Rust image");
-    assert!(base.ends_with("-bookworm"), "build on Debian 12 like distroless cc-debian12: `{base}`");
+    assert!(
+        base.starts_with("rust:"),
+        "build stage base `{base}` is not the official Rust image"
+    );
+    assert!(
+        base.ends_with("-bookworm"),
+        "build on Debian 12 like distroless cc-debian12: `{base}`"
+    );
     let run = body
         .iter()
         .filter(|instruction| instruction.keyword == "RUN")
@@ -112,7 +125,10 @@ fn the_build_stage_compiles_both_binaries_locked_on_the_official_rust_image() {
         "-p tradehabit-gateway",
         "-p tradehabit-worker",
     ] {
-        assert!(run.contains(required), "the build step lacks `{required}`: {run}");
+        assert!(
+            run.contains(required),
+            "the build step lacks `{required}`: {run}"
+        );
     }
 }
 
@@ -126,9 +142,17 @@ fn runtime_stages_are_distroless_non_root_and_hold_only_their_binary() {
         (
             "gateway",
             "tradehabit-gateway",
-            &["/run/tradehabit", "/var/lib/tradehabit", "/tradehabit-gateway"],
+            &[
+                "/run/tradehabit",
+                "/var/lib/tradehabit",
+                "/tradehabit-gateway",
+            ],
         ),
-        ("worker", "tradehabit-worker", &["/run/tradehabit", "/tradehabit-worker"]),
+        (
+            "worker",
+            "tradehabit-worker",
+            &["/run/tradehabit", "/tradehabit-worker"],
+        ),
     ];
     for (stage, binary, destinations) in expected_destinations {
         let (base, body) = stages
@@ -138,7 +162,11 @@ fn runtime_stages_are_distroless_non_root_and_hold_only_their_binary() {
             base.starts_with("gcr.io/distroless/") && base.ends_with(":nonroot"),
             "stage {stage}: base `{base}` should be a distroless :nonroot image"
         );
-        assert_eq!(only(body, "USER", stage).arguments, "65532:65532", "stage {stage}: USER");
+        assert_eq!(
+            only(body, "USER", stage).arguments,
+            "65532:65532",
+            "stage {stage}: USER"
+        );
         assert!(
             body.iter().all(|instruction| instruction.keyword != "RUN"),
             "stage {stage}: no RUN (distroless has no shell)"
@@ -149,15 +177,23 @@ fn runtime_stages_are_distroless_non_root_and_hold_only_their_binary() {
             .map(|instruction| instruction.arguments.as_str())
             .collect();
         for copy in &copies {
-            assert!(copy.starts_with("--from=build"), "stage {stage}: copies only from build: {copy}");
+            assert!(
+                copy.starts_with("--from=build"),
+                "stage {stage}: copies only from build: {copy}"
+            );
         }
         let copied_to: Vec<&str> = copies
             .iter()
             .map(|copy| copy.split_whitespace().last().unwrap_or_default())
             .collect();
-        assert_eq!(copied_to, destinations, "stage {stage}: what the image holds of ours");
+        assert_eq!(
+            copied_to, destinations,
+            "stage {stage}: what the image holds of ours"
+        );
         assert!(
-            copies.iter().any(|copy| copy.ends_with(&format!("/out/{binary} /{binary}"))),
+            copies
+                .iter()
+                .any(|copy| copy.ends_with(&format!("/out/{binary} /{binary}"))),
             "stage {stage}: copies the {binary} binary"
         );
         assert_eq!(
@@ -194,9 +230,16 @@ fn compose_builds_stages_that_exist_with_matching_commands() {
     let compose = load_yaml("compose.yaml");
     for service in ["gateway", "worker", "legacy-gateway"] {
         let build = &compose["services"][service]["build"];
-        assert_eq!(str_at(build, "dockerfile", service), "Dockerfile", "{service}");
+        assert_eq!(
+            str_at(build, "dockerfile", service),
+            "Dockerfile",
+            "{service}"
+        );
         let target = str_at(build, "target", service);
-        assert!(stages.contains_key(target), "{service}: no stage `{target}`");
+        assert!(
+            stages.contains_key(target),
+            "{service}: no stage `{target}`"
+        );
     }
 }
 
@@ -207,7 +250,10 @@ fn the_legacy_image_serves_the_socket_the_policy_forwards_to() {
         .iter()
         .rfind(|instruction| instruction.keyword == "USER")
         .expect("a USER");
-    assert_eq!(user.arguments, "65532:65532", "legacy runs as the gateway's uid");
+    assert_eq!(
+        user.arguments, "65532:65532",
+        "legacy runs as the gateway's uid"
+    );
     let cmd = instructions
         .iter()
         .rfind(|instruction| instruction.keyword == "CMD")
@@ -215,13 +261,19 @@ fn the_legacy_image_serves_the_socket_the_policy_forwards_to() {
     let policy: toml::Table = read_repo_file("deploy/policy/gateway.toml")
         .parse()
         .expect("the policy parses");
-    let upstream = policy["upstream"]["address"].as_str().expect("upstream.address");
+    let upstream = policy["upstream"]["address"]
+        .as_str()
+        .expect("upstream.address");
     assert!(
-        cmd.arguments.contains(&format!("\"--bind\", \"{upstream}\"")),
+        cmd.arguments
+            .contains(&format!("\"--bind\", \"{upstream}\"")),
         "gunicorn should bind {upstream}: {}",
         cmd.arguments
     );
-    assert!(cmd.arguments.contains("\"--workers\", \"1\""), "one gunicorn worker (H-2)");
+    assert!(
+        cmd.arguments.contains("\"--workers\", \"1\""),
+        "one gunicorn worker (H-2)"
+    );
 }
 
 #[test]
@@ -233,7 +285,10 @@ fn secrets_and_build_output_stay_out_of_the_build_context() {
         .map(String::from)
         .collect();
     for required in ["deploy/secrets/", "target/", ".git/"] {
-        assert!(ignored.iter().any(|line| line == required), ".dockerignore lacks {required}");
+        assert!(
+            ignored.iter().any(|line| line == required),
+            ".dockerignore lacks {required}"
+        );
     }
 }
 

@@ -35,7 +35,11 @@ pub(crate) fn load_yaml(relative: &str) -> Yaml {
     let text = read_repo_file(relative);
     let mut documents = YamlLoader::load_from_str(&text)
         .unwrap_or_else(|error| panic!("{relative} is not valid YAML: {error}"));
-    assert_eq!(documents.len(), 1, "{relative} should hold one YAML document");
+    assert_eq!(
+        documents.len(),
+        1,
+        "{relative} should hold one YAML document"
+    );
     documents.remove(0)
 }
 
