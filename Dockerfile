@@ -29,14 +29,17 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 target/release/tradehabit-gateway /out/tradehabit-gateway \
  && install -D -m 0755 target/release/tradehabit-worker /out/tradehabit-worker \
  && install -d -m 0750 /out/run/tradehabit \
+ && install -d -m 0750 /out/var/lib/tradehabit \
  && install -d -m 0700 /out/var/lib/tradehabit/tls
 
 # --- worker -----------------------------------------------------------------
 # No network, no disk: it only needs the directory that will hold its socket
-# (a volume shared with the gateway is mounted over it; Docker initialises an
-# empty named volume from this directory, owner and mode included).
+# (compose mounts the socket volume, shared with the gateway, over it).
+# Copying the parent folder's contents makes /run/tradehabit itself a copied
+# entry, so --chown applies to it (a folder COPY only creates as its
+# destination may stay root's).
 FROM ${RUNTIME_IMAGE} AS worker
-COPY --from=build --chown=65532:65532 /out/run/tradehabit /run/tradehabit
+COPY --from=build --chown=65532:65532 /out/run/ /run/
 COPY --from=build /out/tradehabit-worker /tradehabit-worker
 USER 65532:65532
 ENTRYPOINT ["/tradehabit-worker"]
@@ -45,10 +48,11 @@ CMD ["--socket", "/run/tradehabit/worker.sock"]
 # --- gateway ----------------------------------------------------------------
 # /var/lib/tradehabit/tls is where a development certificate is generated on
 # first start when none is mounted (mount a volume there: the root
-# filesystem is read-only in compose).
+# filesystem is read-only in compose; Docker initialises an empty named
+# volume from this folder, owner 65532 and mode 0700 included).
 FROM ${RUNTIME_IMAGE} AS gateway
-COPY --from=build --chown=65532:65532 /out/run/tradehabit /run/tradehabit
-COPY --from=build --chown=65532:65532 /out/var/lib/tradehabit /var/lib/tradehabit
+COPY --from=build --chown=65532:65532 /out/run/ /run/
+COPY --from=build --chown=65532:65532 /out/var/lib/ /var/lib/
 COPY --from=build /out/tradehabit-gateway /tradehabit-gateway
 USER 65532:65532
 # 8443 HTTPS, 8080 plain HTTP (redirects/refusals only). The admin listener
