@@ -1,6 +1,7 @@
 //! The dependency policy in `deny.toml`: cargo-deny finds only allowed
 //! licenses, no banned crates and only crates.io sources in the workspace's
-//! dependency tree (`Cargo.lock`, offline).
+//! dependency tree (`Cargo.lock`; cargo may fetch missing crate manifests
+//! from crates.io, nothing else).
 //!
 //! Advisories are not checked here: that needs the RustSec database from
 //! GitHub, which CI cannot reach (see the comment in `deny.toml`).
@@ -33,7 +34,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut all: Vec<std::ffi::OsString> = ["deny", "--locked", "--offline", "--color", "never"]
+    let mut all: Vec<std::ffi::OsString> = ["deny", "--locked", "--color", "never"]
         .iter()
         .map(Into::into)
         .collect();
