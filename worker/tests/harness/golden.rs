@@ -365,6 +365,16 @@ impl Rules {
                         if !(exp_value.is_string() && act_value.is_string()) {
                             out.push(format!("{here}: id must be a string, got {act_value}"));
                         }
+                    } else if key == "details" && exp.get("status") == Some(&Value::from("ERROR")) {
+                        // The legacy always sent `[]`; ours carry the
+                        // specific facts (row, column, parameter): any list
+                        // of non-empty strings is acceptable.
+                        let facts = act_value.as_array();
+                        if facts.is_none_or(|facts| {
+                            facts.iter().any(|f| f.as_str().is_none_or(str::is_empty))
+                        }) {
+                            out.push(format!("{here}: must be a list of strings, got {act_value}"));
+                        }
                     } else if self.free_text.iter().any(|k| k == key) && exp_value.is_string() {
                         if act_value.as_str().is_none_or(str::is_empty) {
                             out.push(format!(
