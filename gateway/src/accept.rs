@@ -46,6 +46,8 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 pub(crate) struct ConnInfo {
     /// The TCP peer.
     pub(crate) peer: SocketAddr,
+    /// TLS version and ALPN, for the audit log.
+    pub(crate) tls: crate::audit::TlsInfo,
 }
 
 /// Which kind of listener.
@@ -133,12 +135,14 @@ pub(crate) async fn serve(
                         // debug, not info: a connection flood must not become a log flood
                         // (issue 6 counts these in a metric).
                         tracing::debug!(client.addr = %peer, "connection cap reached; closing");
+                        state.audit.connection(crate::audit::ConnectionEvent::ConnectionRefused, peer);
                         continue;
                     };
                     let task = serve_connection(stream, peer, kind.clone(), Arc::clone(&state), stop.clone());
+                    let active = state.metrics.connection_opened();
                     connections.spawn(
                         async move {
-                            let _admitted = admitted;
+                            let _admitted = (admitted, active);
                             task.await;
                         }
                         .instrument(tracing::info_span!("accept", client.addr = %peer)),
@@ -176,7 +180,6 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let limits = state.config().limits.clone();
-    let conn = Arc::new(ConnInfo { peer });
     let (activity, in_flight) = watch::channel(0usize);
     let activity = Arc::new(activity);
     match kind {
@@ -188,9 +191,17 @@ async fn serve_connection(
                 Ok(stream) => stream,
                 Err(error) => {
                     tracing::debug!(%error, "closing");
+                    state.metrics.tls_handshake_failed();
+                    let is_timeout = matches!(error, tls::HandshakeError::TimedOut(_));
+                    let event = crate::audit::ConnectionEvent::TlsHandshakeFailed { is_timeout };
+                    state.audit.connection(event, peer);
                     return;
                 }
             };
+            let conn = Arc::new(ConnInfo {
+                peer,
+                tls: crate::audit::TlsInfo::of(stream.get_ref().1),
+            });
             let is_h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
             let service = service_fn(move |request| {
                 let (state, conn) = (Arc::clone(&state), Arc::clone(&conn));

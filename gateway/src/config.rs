@@ -15,6 +15,8 @@
 //! The file holds no secrets. Later issues that need one (JWT keys, the API
 //! key pepper) read it from an environment variable or a file named here.
 
+mod admin;
+mod audit;
 mod duration;
 mod raw;
 
@@ -29,6 +31,9 @@ use http::{HeaderValue, Method};
 
 use crate::policy::identify::Cidr;
 use crate::policy::path;
+pub use admin::{DEFAULT_ADMIN_LISTEN, DEFAULT_READY_PROBE_INTERVAL, DEFAULT_READY_PROBE_TIMEOUT};
+pub(crate) use admin::Admin;
+pub(crate) use audit::{Audit, AuditOutput, PseudonymKey};
 use raw::{
     RawConfig, RawHeaders, RawLimits, RawPlainHttp, RawRoute, RawServer, RawSpawn, RawTls,
     RawUpstream,
@@ -93,6 +98,9 @@ pub const DEFAULT_RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
 pub const DEFAULT_ROUTE_BODY_LIMIT: u64 = 16 * 1024;
 /// The largest body limit a route may set (1 GiB): a typo guard.
 pub const MAX_ROUTE_BODY_LIMIT: u64 = 1 << 30;
+/// What `/readyz` and the readiness probe ask the upstream: the worker's
+/// readiness endpoint.
+pub const DEFAULT_READY_PATH: &str = "/internal/ready";
 /// HSTS preload list requirement (hstspreload.org): at least one year.
 const HSTS_PRELOAD_MIN_AGE_SECS: u64 = 31_536_000;
 
@@ -107,6 +115,8 @@ pub struct Config {
     pub(crate) headers: SecurityHeaders,
     pub(crate) upstream: Upstream,
     pub(crate) routes: Vec<Arc<Route>>,
+    pub(crate) admin: Admin,
+    pub(crate) audit: Audit,
 }
 
 /// `[server]`: the HTTPS listener and process-wide settings.
@@ -187,6 +197,8 @@ pub(crate) struct Upstream {
     /// Replace the bodies of upstream 5xx answers with a generic envelope
     /// (the legacy backend puts Python exception texts in its 500s).
     pub(crate) replace_error_bodies: bool,
+    /// The path the readiness probe GETs, default [`DEFAULT_READY_PATH`].
+    pub(crate) ready_path: String,
     pub(crate) spawn: Option<Spawn>,
 }
 
@@ -309,6 +321,12 @@ impl Config {
         {
             changed.push("upstream.pool_idle_timeout/pool_max_idle/connect_timeout");
         }
+        if self.admin.listen != next.admin.listen {
+            changed.push("admin.listen");
+        }
+        if self.audit != next.audit {
+            changed.push("audit");
+        }
         if self.limits.h2_max_concurrent_streams != next.limits.h2_max_concurrent_streams {
             changed.push("limits.h2_max_concurrent_streams");
         }
@@ -333,6 +351,8 @@ fn validate(raw: RawConfig, problems: &mut Problems) -> Option<Config> {
     let headers = validate_headers(raw.headers.unwrap_or_default(), problems);
     let upstream = validate_upstream(raw.upstream, problems);
     let routes = validate_routes(raw.routes.unwrap_or_default(), problems);
+    let admin = admin::validate_admin(raw.admin.unwrap_or_default(), problems);
+    let audit = audit::validate_audit(raw.audit.unwrap_or_default(), problems);
     let plain_http = raw
         .plain_http
         .map(|p| validate_plain_http(p, server.as_ref().map(|s| s.listen.port()), problems));
@@ -345,6 +365,8 @@ fn validate(raw: RawConfig, problems: &mut Problems) -> Option<Config> {
         headers: headers?,
         upstream: upstream?,
         routes,
+        admin: admin?,
+        audit,
     })
 }
 
@@ -631,6 +653,7 @@ fn validate_upstream(raw: Option<RawUpstream>, problems: &mut Problems) -> Optio
         pool_max_idle,
         retry_after,
         replace_error_bodies: raw.replace_error_bodies.unwrap_or(true),
+        ready_path: ready_path(raw.ready_path, problems),
         spawn: spawn.flatten(),
     })
 }
@@ -828,6 +851,14 @@ fn count(
             default
         }
     }
+}
+
+fn ready_path(value: Option<String>, problems: &mut Problems) -> String {
+    let path = value.unwrap_or_else(|| DEFAULT_READY_PATH.to_string());
+    if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+        problems.push("upstream.ready_path", "must be an absolute path with no query");
+    }
+    path
 }
 
 fn upstream_address(text: &str, problems: &mut Problems) -> Option<UpstreamAddress> {

@@ -23,14 +23,23 @@
 //! 6. `reject` — the one place a refusal becomes a JSON envelope response;
 //!    `respond` adds the security headers to every answer.
 //!
+//! Alongside: `audit` writes one JSON line per request and per connection
+//! event; `metrics` holds the Prometheus registry; `admin` serves
+//! `/metrics`, `/healthz` and `/readyz` on its own listener; [`healthcheck`]
+//! is the client side of `/readyz` for container health checks.
+//!
 //! [`dev`] is the one-command local stack (self-signed certificate, worker
 //! as a supervised child).
 
 mod accept;
+mod admin;
+pub mod audit;
 mod body;
 pub mod config;
 pub mod dev;
+pub mod healthcheck;
 mod lifecycle;
+mod metrics;
 mod plain_http;
 mod policy;
 mod proxy;

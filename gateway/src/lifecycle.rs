@@ -17,6 +17,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::accept::{self, Connections, Listener};
+use crate::admin::{self, Probe};
+use crate::audit;
+use crate::metrics::Metrics;
 use crate::config::{Config, ConfigError, UpstreamAddress};
 use crate::proxy::Upstream;
 use crate::supervise::{self, Supervisor};
@@ -28,6 +31,10 @@ pub(crate) struct State {
     certs: Arc<CertStore>,
     pub(crate) upstream: Upstream,
     pub(crate) connections: Arc<Connections>,
+    /// The audit log (issue 6).
+    pub(crate) audit: audit::Log,
+    /// The Prometheus registry (issue 6).
+    pub(crate) metrics: Metrics,
 }
 
 impl State {
@@ -54,6 +61,9 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The audit log file could not be opened.
+    #[error(transparent)]
+    Audit(#[from] audit::OpenError),
     /// The supervised upstream did not accept connections in time.
     #[error("the upstream did not accept connections on {socket} within {timeout:?}")]
     UpstreamNotReady {
@@ -91,13 +101,23 @@ impl Gateway {
             Some(plain) => Some(bind(plain.listen).await?),
             None => None,
         };
+        let admin_listener = bind(config.admin.listen).await?;
+        let audit = audit::Log::open(&config.audit)?;
         let supervisor = start_upstream(&config).await?;
+        let metrics = Metrics::new();
+        if let Some(supervisor) = &supervisor {
+            metrics.watch_restarts(supervisor.restart_counter());
+        }
+        let probe = Arc::new(Probe::new(&config.upstream, config.admin.ready_probe_timeout));
+        let probe_interval = config.admin.ready_probe_interval;
 
         let state = Arc::new(State {
             upstream: Upstream::new(&config.upstream),
             config: RwLock::new(Arc::new(config)),
             certs: Arc::clone(&certs),
             connections: Arc::new(Connections::default()),
+            audit,
+            metrics,
         });
         let (stop, stopping) = watch::channel(false);
         let https_addr = local_addr(&https);
@@ -107,6 +127,19 @@ impl Gateway {
             Arc::clone(&state),
             stopping.clone(),
         ))];
+        let admin_addr = local_addr(&admin_listener);
+        listeners.push(tokio::spawn(admin::serve(
+            admin_listener,
+            Arc::clone(&state),
+            Arc::clone(&probe),
+            stopping.clone(),
+        )));
+        listeners.push(tokio::spawn(admin::probe_periodically(
+            Arc::clone(&state),
+            probe,
+            probe_interval,
+            stopping.clone(),
+        )));
         let plain_http_addr = plain.as_ref().map(local_addr);
         if let Some(plain) = plain {
             listeners.push(tokio::spawn(accept::serve(
@@ -116,10 +149,11 @@ impl Gateway {
                 stopping,
             )));
         }
-        tracing::info!(https = %https_addr, plain_http = ?plain_http_addr, "gateway listening");
+        tracing::info!(https = %https_addr, plain_http = ?plain_http_addr, admin = %admin_addr, "gateway listening");
         Ok(Handle {
             state,
             https_addr,
+            admin_addr,
             plain_http_addr,
             stop,
             listeners,
@@ -161,6 +195,7 @@ async fn start_upstream(config: &Config) -> Result<Option<Supervisor>, StartErro
 pub struct Handle {
     state: Arc<State>,
     https_addr: SocketAddr,
+    admin_addr: SocketAddr,
     plain_http_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
@@ -178,6 +213,19 @@ impl Handle {
         self.plain_http_addr
     }
 
+    /// The bound admin address (`/metrics`, `/healthz`, `/readyz`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Reopens the audit log file (logrotate moved it); a failure is
+    /// logged and the old file stays in use.
+    pub fn reopen_audit_log(&self) {
+        if let Err(error) = self.state.audit.reopen() {
+            tracing::error!(%error, "reopening the audit log failed; still writing the old file");
+        }
+    }
+
     /// How often the supervised upstream has been restarted.
     pub fn upstream_restarts(&self) -> u64 {
         self.supervisor.as_ref().map_or(0, Supervisor::restarts)
@@ -187,6 +235,12 @@ impl Handle {
     /// nothing: on any error the running policy and certificate stay, and
     /// the error says why.
     pub fn reload(&self) -> Result<(), ReloadError> {
+        let result = self.try_reload();
+        self.state.metrics.config_reload(result.is_ok());
+        result
+    }
+
+    fn try_reload(&self) -> Result<(), ReloadError> {
         let current = self.state.config();
         let source = current.source().ok_or(ReloadError::NoSource)?;
         let next = Config::from_file(source)?;
@@ -240,10 +294,13 @@ pub(crate) async fn serve_until(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            Some(()) = hangups.recv() => match handle.reload() {
-                Ok(()) => tracing::info!("reloaded the policy and certificate"),
-                Err(error) => tracing::error!(%error, "reload refused; the running policy stays"),
-            },
+            Some(()) = hangups.recv() => {
+                handle.reopen_audit_log();
+                match handle.reload() {
+                    Ok(()) => tracing::info!("reloaded the policy and certificate"),
+                    Err(error) => tracing::error!(%error, "reload refused; the running policy stays"),
+                }
+            }
         }
     }
     tracing::info!("shutting down: no new connections, finishing in-flight requests");

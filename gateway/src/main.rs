@@ -30,6 +30,18 @@ enum Command {
         /// The policy file (TOML).
         file: PathBuf,
     },
+    /// Probe the admin listener (exit 0 on 200, else 1): the container
+    /// health check for images with no shell or curl.
+    Healthcheck {
+        /// What to GET.
+        #[arg(long, default_value = tradehabit_gateway::healthcheck::DEFAULT_URL)]
+        url: String,
+    },
+    /// Check a hash-chained audit log; reports the first broken line.
+    VerifyAudit {
+        /// The audit log file.
+        file: PathBuf,
+    },
     /// The local development stack: self-signed certificate, worker as a
     /// supervised child, gateway on https://127.0.0.1:8443.
     Dev {
@@ -68,6 +80,20 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::CheckConfig { file } => {
             Config::from_file(&file)?;
             println!("{}: OK", file.display());
+            Ok(())
+        }
+        Command::Healthcheck { url } => {
+            let check = tradehabit_gateway::healthcheck::check(&url);
+            runtime()?.block_on(check)?;
+            println!("{url}: OK");
+            Ok(())
+        }
+        Command::VerifyAudit { file } => {
+            let opened = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            let lines = tradehabit_gateway::audit::verify(std::io::BufReader::new(opened))
+                .with_context(|| format!("{}: the hash chain is broken", file.display()))?;
+            println!("{}: {lines} line(s), chain intact", file.display());
             Ok(())
         }
         Command::Run { config } => {

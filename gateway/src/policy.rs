@@ -36,6 +36,7 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::accept::ConnInfo;
+use crate::audit::{self, Decision, Started, Trail};
 use crate::body::Body;
 use crate::config::Config;
 use crate::lifecycle::State;
@@ -65,14 +66,26 @@ pub(crate) async fn handle(
         request.id = ?identity.request_id,
         route = tracing::field::Empty,
     );
+    let started = Started::now(&request);
+    let trail = Trail::default();
     let watch = OnceLock::new();
-    let checked = check_and_forward(request, &identity, &config, &state.upstream, &watch);
+    let checked = check_and_forward(
+        request,
+        &identity,
+        &config,
+        &state.upstream,
+        &watch,
+        &trail,
+    );
     let outcome = tokio::time::timeout(config.limits.request_timeout, checked)
         .instrument(span.clone())
         .await;
-    let mut response = match outcome {
-        Ok(Ok(response)) => response,
-        Ok(Err(rejection)) => span.in_scope(|| reject::respond(&rejection)),
+    let (mut response, decision) = match outcome {
+        Ok(Ok(response)) => (response, Decision::ALLOWED),
+        Ok(Err(rejection)) => (
+            span.in_scope(|| reject::respond(&rejection)),
+            audit::decision(&rejection),
+        ),
         Err(_elapsed) => {
             let is_body_pending = watch
                 .get()
@@ -82,13 +95,20 @@ pub(crate) async fn handle(
             } else {
                 Rejection::UpstreamTimeout
             };
-            span.in_scope(|| reject::respond(&rejection))
+            (
+                span.in_scope(|| reject::respond(&rejection)),
+                audit::decision(&rejection),
+            )
         }
     };
     respond::secure(
         response.headers_mut(),
         &config.headers,
         &identity.request_id,
+    );
+    let bytes_in = watch.get().map_or(0, |w| w.received());
+    audit::record_request(
+        state, conn, &identity, &started, &trail, decision, &response, bytes_in,
     );
     response
 }
@@ -100,16 +120,19 @@ async fn check_and_forward(
     config: &Config,
     upstream: &Upstream,
     watch: &OnceLock<Arc<BodyWatch>>,
+    trail: &Trail,
 ) -> Result<Response<Body>, Rejection> {
     let (parts, body) = request.into_parts();
     let host = shape::check(&parts, &config.limits)?;
     path::check(parts.uri.path()).map_err(Rejection::PathRefused)?;
     let route = route::find(&config.routes, parts.uri.path(), &parts.method)?;
     tracing::Span::current().record("route", route.name.as_str());
+    trail.routed(&route.name);
     body::check(&parts, &route)?;
 
     let body_watch = Arc::clone(watch.get_or_init(|| Arc::new(BodyWatch::new(route.body_limit))));
     let request = Request::from_parts(parts, Limited::new(body, Arc::clone(&body_watch)));
+    trail.forwarding();
     upstream
         .forward(request, identity, &host, &config.upstream, &body_watch)
         .await

@@ -37,7 +37,7 @@ use crate::policy::body::{BodyWatch, Limited};
 use crate::policy::identify::Identity;
 use crate::reject::Rejection;
 
-pub(crate) use connector::is_accepting;
+pub(crate) use connector::{is_accepting, Connector};
 pub(crate) use headers::strip_hop_by_hop;
 
 /// The pooled client for the one upstream, and its concurrency slots.

@@ -65,6 +65,11 @@ impl Supervisor {
         self.restarts.load(Ordering::Relaxed)
     }
 
+    /// The live restart count, for the `worker_restarts_total` metric.
+    pub(crate) fn restart_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.restarts)
+    }
+
     /// Kills the child and waits for it to be gone.
     pub(crate) async fn stop(self) {
         let _ = self.stop.send(true);

@@ -5,6 +5,9 @@
 
 use serde::Deserialize;
 
+pub(crate) use super::admin::RawAdmin;
+pub(crate) use super::audit::RawAudit;
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +19,8 @@ pub(crate) struct RawConfig {
     pub(crate) headers: Option<RawHeaders>,
     pub(crate) upstream: Option<RawUpstream>,
     pub(crate) routes: Option<Vec<RawRoute>>,
+    pub(crate) admin: Option<RawAdmin>,
+    pub(crate) audit: Option<RawAudit>,
 }
 
 /// `[server]`
@@ -85,6 +90,7 @@ pub(crate) struct RawUpstream {
     pub(crate) pool_max_idle: Option<i64>,
     pub(crate) retry_after: Option<String>,
     pub(crate) replace_error_bodies: Option<bool>,
+    pub(crate) ready_path: Option<String>,
     pub(crate) spawn: Option<RawSpawn>,
 }
 

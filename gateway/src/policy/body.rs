@@ -10,7 +10,7 @@
 //! accepts them yet.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -53,6 +53,8 @@ pub(crate) fn check(parts: &Parts, route: &Route) -> Result<(), Rejection> {
 #[derive(Debug)]
 pub(crate) struct BodyWatch {
     limit: u64,
+    /// Body bytes read so far (audit `bytes_in`, `upload_bytes`).
+    received: AtomicU64,
     exceeded: AtomicBool,
     finished: AtomicBool,
     finished_notify: Notify,
@@ -63,6 +65,7 @@ impl BodyWatch {
     pub(crate) fn new(limit: u64) -> Self {
         Self {
             limit,
+            received: AtomicU64::new(0),
             exceeded: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             finished_notify: Notify::new(),
@@ -72,6 +75,11 @@ impl BodyWatch {
     /// The body's limit in bytes.
     pub(crate) fn limit(&self) -> u64 {
         self.limit
+    }
+
+    /// Body bytes read so far.
+    pub(crate) fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 
     /// Whether the body went over its limit.
@@ -140,6 +148,7 @@ impl HttpBody for Limited {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 let length = frame.data_ref().map_or(0, |data| data.len() as u64);
+                this.watch.received.fetch_add(length, Ordering::Relaxed);
                 match this.remaining.checked_sub(length) {
                     Some(remaining) => {
                         this.remaining = remaining;

@@ -1,0 +1,549 @@
+//! Audit: one JSON line per request and per connection-level security
+//! event, written after the answer is decided.
+//!
+//! In: what the pipeline learnt about a request ([`Started`], [`Trail`],
+//! the [`Decision`]) or a connection event. Out: one line to stdout or an
+//! append-only file (`[audit] output`), optionally hash-chained
+//! (`audit/chain.rs`).
+//!
+//! Privacy by construction: a line is the fixed [`Record`] struct, so only
+//! its fields can ever appear — never query strings, bodies,
+//! `Authorization`, cookies, API keys, tokens or CSV content. Principals
+//! appear only as HMAC-SHA256 pseudonyms under `[audit] pseudonym_key`.
+//! serde_json escapes every string, so a hostile user agent or path cannot
+//! forge a line.
+
+pub(crate) mod chain;
+mod decision;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use http::{Method, Request, StatusCode};
+use serde::Serialize;
+use sha2::Sha256;
+use time::OffsetDateTime;
+
+use crate::config::{self, AuditOutput, PseudonymKey};
+
+pub(crate) use decision::{decision, Decision};
+pub use chain::{verify, Broken};
+
+/// User agents are cut to this many characters.
+const MAX_USER_AGENT_CHARS: usize = 128;
+/// Pseudonyms are this many hex characters of the HMAC (128 bits).
+const PSEUDONYM_HEX_CHARS: usize = 32;
+
+/// One audit line. The field set is the allowlist; names are stable
+/// (`docs/runbook.md` and `docs/audit-and-metrics.md` use them).
+#[derive(Debug, Serialize)]
+struct Record<'a> {
+    ts: String,
+    event: &'static str,
+    request_id: Option<&'a str>,
+    client_ip: IpAddr,
+    method: Option<&'a str>,
+    route: Option<&'a str>,
+    path: Option<&'a str>,
+    status: Option<u16>,
+    decision: &'static str,
+    reason: Option<&'static str>,
+    auth_method: Option<&'static str>,
+    principal: Option<String>,
+    bytes_in: Option<u64>,
+    bytes_out: Option<u64>,
+    duration_ms: Option<u64>,
+    upstream_ms: Option<u64>,
+    tls_version: Option<&'a str>,
+    alpn: Option<&'a str>,
+    user_agent: Option<String>,
+    /// Only with `hash_chain`; `hash` is appended after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prev_hash: Option<String>,
+}
+
+/// A connection-level security event.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ConnectionEvent {
+    /// The TLS handshake failed or timed out.
+    TlsHandshakeFailed { is_timeout: bool },
+    /// A connection cap was reached; the connection was closed at once.
+    ConnectionRefused,
+}
+
+/// What is known about a request when it arrives.
+pub(crate) struct Started {
+    at: Instant,
+    ts: OffsetDateTime,
+    method: Method,
+    path: String,
+    user_agent: Option<String>,
+    declared_length: Option<u64>,
+}
+
+impl Started {
+    /// Notes the arrival of `request`: its path without the query, its
+    /// method and a truncated user agent. Nothing else is kept.
+    pub(crate) fn now<B>(request: &Request<B>) -> Started {
+        let user_agent = request
+            .headers()
+            .get(http::header::USER_AGENT)
+            .map(|value| {
+                String::from_utf8_lossy(value.as_bytes())
+                    .chars()
+                    .take(MAX_USER_AGENT_CHARS)
+                    .collect()
+            });
+        Started {
+            at: Instant::now(),
+            ts: OffsetDateTime::now_utc(),
+            method: request.method().clone(),
+            path: request.uri().path().to_string(),
+            user_agent,
+            declared_length: request
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok()),
+        }
+    }
+
+    /// The request's method.
+    pub(crate) fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The `Content-Length` the client declared, if any.
+    pub(crate) fn declared_length(&self) -> Option<u64> {
+        self.declared_length
+    }
+
+    /// Time since arrival.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.at.elapsed()
+    }
+}
+
+/// What the checks learn along the way, filled in as they pass.
+#[derive(Default)]
+pub(crate) struct Trail {
+    route: OnceLock<String>,
+    forwarded_at: OnceLock<Instant>,
+    /// Issue 5 hook: the authentication method and raw principal id; the
+    /// principal is only ever logged as a pseudonym.
+    authenticated: OnceLock<(&'static str, String)>,
+}
+
+impl Trail {
+    /// The route the request matched.
+    pub(crate) fn routed(&self, name: &str) {
+        let _ = self.route.set(name.to_string());
+    }
+
+    /// The moment the request goes to the upstream.
+    pub(crate) fn forwarding(&self) {
+        let _ = self.forwarded_at.set(Instant::now());
+    }
+
+    /// The matched route's name, if any.
+    pub(crate) fn route(&self) -> Option<&str> {
+        self.route.get().map(String::as_str)
+    }
+
+    /// How long the upstream has had the request, if it was forwarded.
+    pub(crate) fn upstream_elapsed(&self) -> Option<Duration> {
+        self.forwarded_at.get().map(Instant::elapsed)
+    }
+}
+
+/// The TLS facts of a connection.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct TlsInfo {
+    /// `TLSv1.3`, `TLSv1.2`.
+    pub(crate) version: Option<&'static str>,
+    /// The negotiated ALPN protocol (`h2`, `http/1.1`).
+    pub(crate) alpn: Option<String>,
+}
+
+impl TlsInfo {
+    /// The facts of an established server connection.
+    pub(crate) fn of(connection: &rustls::ServerConnection) -> TlsInfo {
+        let version = connection.protocol_version().map(|v| match v {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+            _ => "other",
+        });
+        let alpn = connection
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned());
+        TlsInfo { version, alpn }
+    }
+}
+
+/// How a request ended, for its audit line.
+pub(crate) struct Outcome<'a> {
+    pub(crate) request_id: &'a str,
+    pub(crate) client_ip: IpAddr,
+    pub(crate) status: StatusCode,
+    pub(crate) decision: Decision,
+    pub(crate) bytes_in: Option<u64>,
+    pub(crate) bytes_out: Option<u64>,
+    pub(crate) tls: &'a TlsInfo,
+}
+
+/// The audit log: its destination, chain state and pseudonym key.
+pub(crate) struct Log {
+    sink: Mutex<Sink>,
+    hash_chain: bool,
+    key: Option<PseudonymKey>,
+}
+
+struct Sink {
+    writer: Writer,
+    /// The last line's hash (chain only).
+    prev_hash: String,
+}
+
+enum Writer {
+    Stdout,
+    File { path: PathBuf, file: File },
+}
+
+/// Why the audit file could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the audit log {path}: {source}")]
+pub struct OpenError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+impl Log {
+    /// Opens the destination (a file is created if missing, appended to).
+    /// Warns once when no pseudonym key is configured.
+    pub(crate) fn open(config: &config::Audit) -> Result<Log, OpenError> {
+        let writer = match &config.output {
+            AuditOutput::Stdout => Writer::Stdout,
+            AuditOutput::File(path) => Writer::File {
+                file: append(path)?,
+                path: path.clone(),
+            },
+        };
+        if config.pseudonym_key.is_none() {
+            tracing::warn!(
+                "audit.pseudonym_key is not set: principals are logged as null; \
+                 set it to attribute requests without logging identities"
+            );
+        }
+        Ok(Log {
+            sink: Mutex::new(Sink {
+                writer,
+                prev_hash: chain::GENESIS.to_string(),
+            }),
+            hash_chain: config.hash_chain,
+            key: config.pseudonym_key.clone(),
+        })
+    }
+
+    /// Reopens the file (after logrotate moved it); stdout is left alone.
+    /// The hash chain carries on across files.
+    pub(crate) fn reopen(&self) -> Result<(), OpenError> {
+        let mut sink = self.lock();
+        if let Writer::File { path, file } = &mut sink.writer {
+            *file = append(path)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the line for one answered request.
+    pub(crate) fn request(&self, started: &Started, trail: &Trail, outcome: &Outcome<'_>) {
+        let authenticated = trail.authenticated.get();
+        self.write(Record {
+            ts: rfc3339_ms(started.ts),
+            event: "request",
+            request_id: Some(outcome.request_id),
+            client_ip: outcome.client_ip,
+            method: Some(started.method.as_str()),
+            route: trail.route(),
+            path: Some(&started.path),
+            status: Some(outcome.status.as_u16()),
+            decision: outcome.decision.outcome,
+            reason: outcome.decision.reason,
+            auth_method: authenticated.map(|(method, _)| *method),
+            principal: authenticated.and_then(|(_, id)| self.pseudonym(id)),
+            bytes_in: outcome.bytes_in,
+            bytes_out: outcome.bytes_out,
+            duration_ms: Some(millis(started.elapsed())),
+            upstream_ms: trail.upstream_elapsed().map(millis),
+            tls_version: outcome.tls.version,
+            alpn: outcome.tls.alpn.as_deref(),
+            user_agent: started.user_agent.clone(),
+            prev_hash: None,
+        });
+    }
+
+    /// Writes the line for a connection-level event from `peer`.
+    pub(crate) fn connection(&self, event: ConnectionEvent, peer: SocketAddr) {
+        let (event, decision, reason) = match event {
+            ConnectionEvent::TlsHandshakeFailed { is_timeout: false } => {
+                ("tls_handshake_failed", "tls", "tls.handshake_failed")
+            }
+            ConnectionEvent::TlsHandshakeFailed { is_timeout: true } => {
+                ("tls_handshake_failed", "tls", "tls.handshake_timeout")
+            }
+            ConnectionEvent::ConnectionRefused => {
+                ("connection_refused", "accept", "accept.connection_cap")
+            }
+        };
+        self.write(Record {
+            ts: rfc3339_ms(OffsetDateTime::now_utc()),
+            event,
+            request_id: None,
+            client_ip: peer.ip(),
+            method: None,
+            route: None,
+            path: None,
+            status: None,
+            decision,
+            reason: Some(reason),
+            auth_method: None,
+            principal: None,
+            bytes_in: None,
+            bytes_out: None,
+            duration_ms: None,
+            upstream_ms: None,
+            tls_version: None,
+            alpn: None,
+            user_agent: None,
+            prev_hash: None,
+        });
+    }
+
+    /// The keyed-hash pseudonym of a principal id.
+    fn pseudonym(&self, principal: &str) -> Option<String> {
+        let key = self.key.as_ref()?;
+        Some(pseudonym(key, principal))
+    }
+
+    fn write(&self, mut record: Record<'_>) {
+        let mut sink = self.lock();
+        // The chain is extended under the lock so lines and hashes stay in
+        // the same order.
+        let line = if self.hash_chain {
+            record.prev_hash = Some(sink.prev_hash.clone());
+            let line = serde_json::to_string(&record).expect("a Record always serialises");
+            let hash = chain::hash(&sink.prev_hash, &line);
+            let sealed = chain::seal(&line, &hash);
+            sink.prev_hash = hash;
+            sealed
+        } else {
+            serde_json::to_string(&record).expect("a Record always serialises")
+        };
+        // Lines are small; a blocking write under a short std lock is
+        // cheaper than a channel and keeps one line per write.
+        let result = match &mut sink.writer {
+            Writer::Stdout => {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{line}").and_then(|()| out.flush())
+            }
+            Writer::File { file, .. } => writeln!(file, "{line}"),
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "writing the audit log failed");
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sink> {
+        self.sink
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Records one answered request: its audit line and its metrics. Called
+/// once per request when the response head is ready, so `bytes_out` is the
+/// declared length (null when streamed) and `bytes_in` what was read so far.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+pub(crate) fn record_request<B: http_body::Body>(
+    state: &crate::lifecycle::State,
+    conn: &crate::accept::ConnInfo,
+    identity: &crate::policy::identify::Identity,
+    started: &Started,
+    trail: &Trail,
+    decision: Decision,
+    response: &http::Response<B>,
+    bytes_in: u64,
+) {
+    let status = response.status();
+    let metrics = &state.metrics;
+    let route = trail.route();
+    metrics.request(
+        route,
+        started.method(),
+        status,
+        started.elapsed(),
+        trail.upstream_elapsed(),
+    );
+    if decision.is_refused() {
+        metrics.rejection(decision.outcome);
+    }
+    if let Some((method, reason)) = decision.auth_failure {
+        metrics.auth_failure(method, reason);
+    }
+    if decision.is_rate_limited {
+        metrics.rate_limited(route.unwrap_or("unmatched"));
+    }
+    if route == Some(crate::metrics::UPLOAD_ROUTE) {
+        // A refused oversized upload counts at its declared size: the
+        // "near the limit" alert includes uploads over it.
+        metrics.upload(bytes_in.max(started.declared_length().unwrap_or(0)));
+    }
+    state.audit.request(
+        started,
+        trail,
+        &Outcome {
+            request_id: identity.request_id.to_str().unwrap_or("invalid"),
+            client_ip: identity.client_ip,
+            status,
+            decision,
+            bytes_in: Some(bytes_in),
+            bytes_out: response.body().size_hint().exact(),
+            tls: &conn.tls,
+        },
+    );
+}
+
+fn append(path: &PathBuf) -> Result<File, OpenError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| OpenError {
+            path: path.clone(),
+            source,
+        })
+}
+
+/// HMAC-SHA256 of `principal` under `key`, the first
+/// [`PSEUDONYM_HEX_CHARS`] hex characters.
+fn pseudonym(key: &PseudonymKey, principal: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key.0).expect("HMAC takes any key length");
+    mac.update(principal.as_bytes());
+    let mut hex = hex::encode(mac.finalize().into_bytes());
+    hex.truncate(PSEUDONYM_HEX_CHARS);
+    hex
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `2026-11-28T03:04:05.678Z`
+fn rfc3339_ms(at: OffsetDateTime) -> String {
+    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    at.format(FORMAT).expect("a UTC time formats")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_log(dir: &std::path::Path, hash_chain: bool) -> (Log, PathBuf) {
+        let path = dir.join("audit.log");
+        let log = Log::open(&config::Audit {
+            output: AuditOutput::File(path.clone()),
+            hash_chain,
+            pseudonym_key: Some(PseudonymKey(b"0123456789abcdef0123".to_vec())),
+        })
+        .unwrap();
+        (log, path)
+    }
+
+    fn request_line(log: &Log, user_agent: &str, principal: Option<&str>) {
+        let request = Request::builder()
+            .uri("/api/analyze?token=SECRET")
+            .header("user-agent", user_agent)
+            .body(())
+            .unwrap();
+        let trail = Trail::default();
+        trail.routed("analyze");
+        if let Some(principal) = principal {
+            let _ = trail.authenticated.set(("jwt", principal.to_string()));
+        }
+        log.request(
+            &Started::now(&request),
+            &trail,
+            &Outcome {
+                request_id: "req-1",
+                client_ip: "192.0.2.7".parse().unwrap(),
+                status: StatusCode::OK,
+                decision: Decision::ALLOWED,
+                bytes_in: Some(10),
+                bytes_out: Some(20),
+                tls: &TlsInfo::default(),
+            },
+        );
+    }
+
+    #[test]
+    fn a_line_is_the_allowlist_and_hides_the_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, path) = file_log(dir.path(), false);
+        request_line(&log, "curl\n{\"forged\":1}", None);
+        let text = std::fs::read_to_string(path).unwrap();
+        assert_eq!(text.lines().count(), 1, "a newline in the user agent is escaped");
+        assert!(!text.contains("SECRET"));
+        let json: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(json["path"], "/api/analyze");
+        assert_eq!(json["route"], "analyze");
+        assert_eq!(json["decision"], "allowed");
+        assert!(json["ts"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(json.as_object().unwrap().len(), 19);
+    }
+
+    #[test]
+    fn pseudonyms_are_stable_keyed_and_never_the_id() {
+        let key = PseudonymKey(b"0123456789abcdef".to_vec());
+        let other = PseudonymKey(b"fedcba9876543210".to_vec());
+        let a = pseudonym(&key, "trader-42");
+        assert_eq!(a, pseudonym(&key, "trader-42"));
+        assert_ne!(a, pseudonym(&key, "trader-43"));
+        assert_ne!(a, pseudonym(&other, "trader-42"));
+        assert_eq!(a.len(), PSEUDONYM_HEX_CHARS);
+        assert!(!a.contains("trader"));
+    }
+
+    #[test]
+    fn principal_is_logged_as_its_pseudonym() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, path) = file_log(dir.path(), false);
+        request_line(&log, "ua", Some("trader-42"));
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(!text.contains("trader-42"));
+        let json: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(json["auth_method"], "jwt");
+        assert_eq!(json["principal"].as_str().unwrap().len(), PSEUDONYM_HEX_CHARS);
+    }
+
+    #[test]
+    fn chained_lines_verify_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, path) = file_log(dir.path(), true);
+        request_line(&log, "ua", None);
+        log.connection(
+            ConnectionEvent::TlsHandshakeFailed { is_timeout: false },
+            "192.0.2.7:5000".parse().unwrap(),
+        );
+        log.reopen().unwrap();
+        request_line(&log, "ua", None);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(verify(text.as_bytes()), Ok(3));
+        let edited = text.replacen("192.0.2.7", "192.0.2.8", 1);
+        assert_eq!(verify(edited.as_bytes()).unwrap_err().line, 1);
+    }
+}

@@ -1,0 +1,99 @@
+//! Which check refused a request and why, in the audit log's words.
+//!
+//! [`decision`] is the one mapping from a [`Rejection`] to the audit
+//! `decision` (the check) and `reason` (precise, dotted, stable). A new
+//! rejection variant needs exactly one line here; the compiler insists.
+
+use crate::reject::Rejection;
+
+/// What the pipeline decided about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Decision {
+    /// `allowed`, or the name of the check that refused (`route`, `body`, …).
+    pub(crate) outcome: &'static str,
+    /// The precise reason (`route.not_found`, `body.too_large`); `null` in
+    /// the log when allowed.
+    pub(crate) reason: Option<&'static str>,
+    /// For authentication failures: the method that failed (`jwt`, …), fed
+    /// to `auth_failures_total`.
+    pub(crate) auth_failure: Option<(&'static str, &'static str)>,
+    /// Whether a rate limit refused it (`rate_limited_total`).
+    pub(crate) is_rate_limited: bool,
+}
+
+impl Decision {
+    /// The request was forwarded.
+    pub(crate) const ALLOWED: Decision = Decision {
+        outcome: "allowed",
+        reason: None,
+        auth_failure: None,
+        is_rate_limited: false,
+    };
+
+    const fn refused(check: &'static str, reason: &'static str) -> Decision {
+        Decision {
+            outcome: check,
+            reason: Some(reason),
+            auth_failure: None,
+            is_rate_limited: false,
+        }
+    }
+
+    /// Whether the gateway (not the upstream) answered.
+    pub(crate) fn is_refused(&self) -> bool {
+        self.reason.is_some()
+    }
+}
+
+/// The check and precise reason for a rejection.
+///
+/// Issue 5 hook: an authentication failure maps to
+/// `Decision { auth_failure: Some((method, reason)), .. }` and a rate limit
+/// to `Decision { is_rate_limited: true, .. }`; the metrics follow.
+pub(crate) fn decision(rejection: &Rejection) -> Decision {
+    match rejection {
+        Rejection::PathRefused(_) => Decision::refused("path", "path.refused"),
+        Rejection::RequestLineTooLong { .. } => {
+            Decision::refused("shape", "shape.request_line_too_long")
+        }
+        Rejection::HeadersTooLarge(_) => Decision::refused("shape", "shape.headers_too_large"),
+        Rejection::AmbiguousLength(_) => Decision::refused("shape", "shape.ambiguous_length"),
+        Rejection::HostInvalid => Decision::refused("shape", "shape.host_invalid"),
+        Rejection::NoRoute => Decision::refused("route", "route.not_found"),
+        Rejection::MethodNotAllowed { .. } => Decision::refused("route", "route.method_not_allowed"),
+        Rejection::BodyTooLarge { .. } => Decision::refused("body", "body.too_large"),
+        Rejection::CompressedBody => Decision::refused("body", "body.compressed"),
+        Rejection::BodyTimeout => Decision::refused("body", "body.timeout"),
+        Rejection::HttpsRequired => Decision::refused("plain_http", "plain_http.https_required"),
+        Rejection::UpstreamUnreachable(_) => Decision::refused("upstream", "upstream.unreachable"),
+        Rejection::UpstreamBroken(_) => Decision::refused("upstream", "upstream.broken"),
+        Rejection::UpstreamBusy { .. } => Decision::refused("upstream", "upstream.busy"),
+        Rejection::UpstreamTimeout => Decision::refused("upstream", "upstream.timeout"),
+        Rejection::UpstreamFailed { .. } => Decision::refused("upstream", "upstream.failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_start_with_their_check() {
+        let cases = [
+            Rejection::NoRoute,
+            Rejection::BodyTooLarge { limit: 1 },
+            Rejection::PathRefused("x"),
+            Rejection::UpstreamTimeout,
+        ];
+        for rejection in &cases {
+            let d = decision(rejection);
+            assert!(d.is_refused());
+            assert!(d.reason.unwrap().starts_with(&format!("{}.", d.outcome)));
+        }
+        assert_eq!(decision(&Rejection::NoRoute).reason, Some("route.not_found"));
+        assert_eq!(
+            decision(&Rejection::BodyTooLarge { limit: 1 }).reason,
+            Some("body.too_large")
+        );
+    }
+}

@@ -1,0 +1,392 @@
+//! Metrics: the gateway's Prometheus registry. Every stage reports here;
+//! the admin listener (`admin.rs`) serves it on `/metrics`.
+//!
+//! The names are a contract: `deploy/prometheus/alerts.yml` and its
+//! promtool tests depend on them, and `docs/audit-and-metrics.md` lists
+//! them. Labels are bounded: route *names* (or `unmatched`), known methods
+//! (or `OTHER`), status classes, check names — never user ids, IPs or raw
+//! paths.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The route whose request bodies feed `upload_bytes`.
+// TODO(issue 5): take this from the route that carries an `upload` rule.
+pub(crate) const UPLOAD_ROUTE: &str = "analyze";
+/// The configured upload file limit reported by `upload_limit_bytes`.
+// TODO(issue 5): take this from that route's `upload.max_bytes`.
+pub(crate) const UPLOAD_LIMIT_BYTES: i64 = 2 * 1024 * 1024;
+/// Request and upstream duration buckets, in seconds.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+/// Upload size buckets, in bytes. 1887436.8 is exactly 90% of 2 MiB: the
+/// "uploads near the limit" alert relies on a boundary there.
+const UPLOAD_BUCKETS: [f64; 7] = [
+    16384.0, 65536.0, 262144.0, 1048576.0, 1887436.8, 2097152.0, 4194304.0,
+];
+/// The methods that get their own label value; anything else is `OTHER`.
+const KNOWN_METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: &'static str,
+    status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthLabels {
+    method: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabel {
+    check: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// The registry and a handle on every metric in it.
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    upstream_duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    auth_failures: Family<AuthLabels, Counter>,
+    rate_limited: Family<RouteLabel, Counter>,
+    rejections: Family<CheckLabel, Counter>,
+    upload_bytes: Histogram,
+    active_connections: Gauge,
+    tls_handshake_failures: Counter,
+    config_reloads: Family<ResultLabel, Counter>,
+    worker_restarts: Counter,
+    upstream_up: Gauge,
+    /// The supervisor's restart count, mirrored into `worker_restarts`
+    /// at each scrape.
+    restarts_source: OnceLock<Arc<AtomicU64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric, with `config_reloads` pre-initialised for
+    /// both results and the upload limit set.
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("tradehabit_gateway");
+        let metrics = Metrics {
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(duration_histogram),
+            upstream_duration: Family::new_with_constructor(duration_histogram),
+            auth_failures: Family::default(),
+            rate_limited: Family::default(),
+            rejections: Family::default(),
+            upload_bytes: Histogram::new(UPLOAD_BUCKETS),
+            active_connections: Gauge::default(),
+            tls_handshake_failures: Counter::default(),
+            config_reloads: Family::default(),
+            worker_restarts: Counter::default(),
+            upstream_up: Gauge::default(),
+            restarts_source: OnceLock::new(),
+            registry: Registry::default(),
+        };
+        let m = &metrics;
+        registry.register(
+            "requests",
+            "Requests answered, by route name, method and status class",
+            m.requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from the request head to the response head",
+            m.request_duration.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time the upstream took to answer a forwarded request",
+            m.upstream_duration.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Failed authentications, by method and reason",
+            m.auth_failures.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit, by route",
+            m.rate_limited.clone(),
+        );
+        registry.register(
+            "rejections",
+            "Requests refused by the gateway, by the check that refused",
+            m.rejections.clone(),
+        );
+        registry.register(
+            "upload_bytes",
+            "Request body sizes on the upload route",
+            m.upload_bytes.clone(),
+        );
+        registry.register(
+            "upload_limit_bytes",
+            "The configured upload file limit",
+            {
+                let limit = Gauge::<i64>::default();
+                limit.set(UPLOAD_LIMIT_BYTES);
+                limit
+            },
+        );
+        registry.register(
+            "active_connections",
+            "Open client connections",
+            m.active_connections.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            m.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Policy reloads, by result",
+            m.config_reloads.clone(),
+        );
+        registry.register(
+            "worker_restarts",
+            "Restarts of the supervised upstream",
+            m.worker_restarts.clone(),
+        );
+        registry.register(
+            "upstream_up",
+            "1 when the last readiness probe of the upstream succeeded",
+            m.upstream_up.clone(),
+        );
+        for result in ["success", "failure"] {
+            let _ = m.config_reloads.get_or_create(&ResultLabel { result });
+        }
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Counts one answered request and its durations.
+    pub(crate) fn request(
+        &self,
+        route: Option<&str>,
+        method: &Method,
+        status: StatusCode,
+        duration: Duration,
+        upstream: Option<Duration>,
+    ) {
+        let route = route.unwrap_or("unmatched").to_string();
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.clone(),
+                method: method_label(method),
+                status_class: status_class(status),
+            })
+            .inc();
+        let label = RouteLabel { route };
+        self.request_duration
+            .get_or_create(&label)
+            .observe(duration.as_secs_f64());
+        if let Some(upstream) = upstream {
+            self.upstream_duration
+                .get_or_create(&label)
+                .observe(upstream.as_secs_f64());
+        }
+    }
+
+    /// Counts a refusal by the check that refused.
+    pub(crate) fn rejection(&self, check: &'static str) {
+        self.rejections.get_or_create(&CheckLabel { check }).inc();
+    }
+
+    /// Counts a failed authentication. Issue 5's auth checks feed this
+    /// through `audit::decision` (`method` = `api_key` | `jwt` | `session`,
+    /// `reason` = the precise reason without the method prefix).
+    pub(crate) fn auth_failure(&self, method: &'static str, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&AuthLabels { method, reason })
+            .inc();
+    }
+
+    /// Counts a request refused by a rate limit on `route`.
+    pub(crate) fn rate_limited(&self, route: &str) {
+        self.rate_limited
+            .get_or_create(&RouteLabel {
+                route: route.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records the body size of one request on the upload route.
+    pub(crate) fn upload(&self, bytes: u64) {
+        self.upload_bytes.observe(bytes as f64);
+    }
+
+    /// Counts an open connection until the guard is dropped.
+    pub(crate) fn connection_opened(&self) -> ConnectionGuard {
+        self.active_connections.inc();
+        ConnectionGuard(self.active_connections.clone())
+    }
+
+    /// Counts a failed or timed-out TLS handshake.
+    pub(crate) fn tls_handshake_failed(&self) {
+        self.tls_handshake_failures.inc();
+    }
+
+    /// Counts a reload attempt.
+    pub(crate) fn config_reload(&self, is_success: bool) {
+        let result = if is_success { "success" } else { "failure" };
+        self.config_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Mirrors the supervisor's restart count from now on.
+    pub(crate) fn watch_restarts(&self, restarts: Arc<AtomicU64>) {
+        let _ = self.restarts_source.set(restarts);
+    }
+
+    /// Sets `upstream_up` from the last readiness probe.
+    pub(crate) fn upstream_up(&self, is_up: bool) {
+        self.upstream_up.set(i64::from(is_up));
+    }
+
+    /// The registry as OpenMetrics text, ending with `# EOF`.
+    pub(crate) fn encode(&self) -> String {
+        if let Some(source) = self.restarts_source.get() {
+            let seen = source.load(Ordering::Relaxed);
+            let counted = self.worker_restarts.get();
+            self.worker_restarts.inc_by(seen.saturating_sub(counted));
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String does not fail");
+        text
+    }
+}
+
+/// One open connection in `active_connections`.
+pub(crate) struct ConnectionGuard(Gauge);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// `2xx` … `5xx` (anything else is `1xx`).
+pub(crate) fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "1xx",
+    }
+}
+
+/// A bounded method label.
+pub(crate) fn method_label(method: &Method) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|known| *known == method)
+        .map_or("OTHER", Method::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_alerting_contract() {
+        let metrics = Metrics::new();
+        metrics.request(
+            Some("analyze"),
+            &Method::POST,
+            StatusCode::OK,
+            Duration::from_millis(3),
+            Some(Duration::from_millis(2)),
+        );
+        metrics.upload(2_000_000);
+        metrics.auth_failure("jwt", "expired");
+        metrics.rate_limited("analyze");
+        metrics.rejection("route");
+        metrics.tls_handshake_failed();
+        let text = metrics.encode();
+        for name in [
+            "tradehabit_gateway_requests_total{route=\"analyze\",method=\"POST\",status_class=\"2xx\"} 1",
+            "tradehabit_gateway_request_duration_seconds_bucket{le=\"0.005\",route=\"analyze\"} 1",
+            "tradehabit_gateway_upstream_duration_seconds_count{route=\"analyze\"} 1",
+            "tradehabit_gateway_auth_failures_total{method=\"jwt\",reason=\"expired\"} 1",
+            "tradehabit_gateway_rate_limited_total{route=\"analyze\"} 1",
+            "tradehabit_gateway_rejections_total{check=\"route\"} 1",
+            "tradehabit_gateway_upload_bytes_bucket{le=\"1887436.8\"} 0",
+            "tradehabit_gateway_upload_bytes_bucket{le=\"2097152.0\"} 1",
+            "tradehabit_gateway_upload_limit_bytes 2097152",
+            "tradehabit_gateway_active_connections 0",
+            "tradehabit_gateway_tls_handshake_failures_total 1",
+            "tradehabit_gateway_config_reloads_total{result=\"success\"} 0",
+            "tradehabit_gateway_config_reloads_total{result=\"failure\"} 0",
+            "tradehabit_gateway_worker_restarts_total 0",
+            "tradehabit_gateway_upstream_up 0",
+        ] {
+            assert!(text.contains(name), "missing `{name}` in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn labels_are_bounded() {
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "OTHER");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        assert_eq!(status_class(StatusCode::PAYLOAD_TOO_LARGE), "4xx");
+    }
+
+    #[test]
+    fn worker_restarts_follow_the_supervisor() {
+        let metrics = Metrics::new();
+        let restarts = Arc::new(AtomicU64::new(0));
+        metrics.watch_restarts(Arc::clone(&restarts));
+        restarts.store(2, Ordering::Relaxed);
+        assert!(metrics
+            .encode()
+            .contains("tradehabit_gateway_worker_restarts_total 2"));
+    }
+}
