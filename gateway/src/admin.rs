@@ -81,14 +81,23 @@ impl Probe {
     /// The worker's metrics text, if the upstream has that endpoint.
     async fn worker_metrics(&self) -> Option<String> {
         let response = self.get(WORKER_METRICS_PATH).await?;
-        if !response.status().is_success() {
+        // Only a real OpenMetrics document is appended (the legacy backend
+        // answers this path with something else, or not at all).
+        let is_openmetrics = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/openmetrics-text"));
+        if !response.status().is_success() || !is_openmetrics {
             return None;
         }
         let body = tokio::time::timeout(self.timeout, response.into_body().collect())
             .await
             .ok()?
             .ok()?;
-        String::from_utf8(body.to_bytes().to_vec()).ok()
+        String::from_utf8(body.to_bytes().to_vec())
+            .ok()
+            .filter(|text| text.ends_with("# EOF\n"))
     }
 
     async fn get(&self, path: &str) -> Option<Response<Incoming>> {

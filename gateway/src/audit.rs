@@ -31,8 +31,8 @@ use time::OffsetDateTime;
 
 use crate::config::{self, AuditOutput, PseudonymKey};
 
-pub(crate) use decision::{decision, Decision};
 pub use chain::{verify, Broken};
+pub(crate) use decision::{decision, Decision};
 
 /// User agents are cut to this many characters.
 const MAX_USER_AGENT_CHARS: usize = 128;
@@ -494,12 +494,16 @@ mod tests {
     fn a_line_is_the_allowlist_and_hides_the_query() {
         let dir = tempfile::tempdir().unwrap();
         let (log, path) = file_log(dir.path(), false);
-        request_line(&log, "curl\n{\"forged\":1}", None);
+        request_line(&log, "curl\"},\"forged\":{\"", None);
         let text = std::fs::read_to_string(path).unwrap();
-        assert_eq!(text.lines().count(), 1, "a newline in the user agent is escaped");
+        assert_eq!(text.lines().count(), 1);
         assert!(!text.contains("SECRET"));
         let json: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(json["path"], "/api/analyze");
+        assert!(
+            json.get("forged").is_none(),
+            "quotes in the user agent are escaped"
+        );
         assert_eq!(json["route"], "analyze");
         assert_eq!(json["decision"], "allowed");
         assert!(json["ts"].as_str().unwrap().ends_with('Z'));
@@ -527,7 +531,10 @@ mod tests {
         assert!(!text.contains("trader-42"));
         let json: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(json["auth_method"], "jwt");
-        assert_eq!(json["principal"].as_str().unwrap().len(), PSEUDONYM_HEX_CHARS);
+        assert_eq!(
+            json["principal"].as_str().unwrap().len(),
+            PSEUDONYM_HEX_CHARS
+        );
     }
 
     #[test]

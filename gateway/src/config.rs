@@ -31,8 +31,8 @@ use http::{HeaderValue, Method};
 
 use crate::policy::identify::Cidr;
 use crate::policy::path;
-pub use admin::{DEFAULT_ADMIN_LISTEN, DEFAULT_READY_PROBE_INTERVAL, DEFAULT_READY_PROBE_TIMEOUT};
 pub(crate) use admin::Admin;
+pub use admin::{DEFAULT_ADMIN_LISTEN, DEFAULT_READY_PROBE_INTERVAL, DEFAULT_READY_PROBE_TIMEOUT};
 pub(crate) use audit::{Audit, AuditOutput, PseudonymKey};
 use raw::{
     RawConfig, RawHeaders, RawLimits, RawPlainHttp, RawRoute, RawServer, RawSpawn, RawTls,
@@ -856,7 +856,10 @@ fn count(
 fn ready_path(value: Option<String>, problems: &mut Problems) -> String {
     let path = value.unwrap_or_else(|| DEFAULT_READY_PATH.to_string());
     if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
-        problems.push("upstream.ready_path", "must be an absolute path with no query");
+        problems.push(
+            "upstream.ready_path",
+            "must be an absolute path with no query",
+        );
     }
     path
 }

@@ -31,12 +31,18 @@ pub enum Unhealthy {
 
 /// GETs `url` over plain HTTP/1.1; `Ok` only for a 200.
 pub async fn check(url: &str) -> Result<(), Unhealthy> {
-    let uri: Uri = url.parse().map_err(|_| Unhealthy::BadUrl(url.to_string()))?;
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| Unhealthy::BadUrl(url.to_string()))?;
     let authority = match (uri.scheme_str(), uri.authority()) {
         (Some("http"), Some(authority)) => authority.clone(),
         _ => return Err(Unhealthy::BadUrl(url.to_string())),
     };
-    let address = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
+    let address = format!(
+        "{}:{}",
+        authority.host(),
+        authority.port_u16().unwrap_or(80)
+    );
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     let no_answer = |error: String| Unhealthy::NoAnswer(address.clone(), error);
     let exchange = async {

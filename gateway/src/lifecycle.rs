@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 use crate::accept::{self, Connections, Listener};
 use crate::admin::{self, Probe};
 use crate::audit;
-use crate::metrics::Metrics;
 use crate::config::{Config, ConfigError, UpstreamAddress};
+use crate::metrics::Metrics;
 use crate::proxy::Upstream;
 use crate::supervise::{self, Supervisor};
 use crate::tls::{self, CertError, CertStore};
@@ -108,7 +108,10 @@ impl Gateway {
         if let Some(supervisor) = &supervisor {
             metrics.watch_restarts(supervisor.restart_counter());
         }
-        let probe = Arc::new(Probe::new(&config.upstream, config.admin.ready_probe_timeout));
+        let probe = Arc::new(Probe::new(
+            &config.upstream,
+            config.admin.ready_probe_timeout,
+        ));
         let probe_interval = config.admin.ready_probe_interval;
 
         let state = Arc::new(State {

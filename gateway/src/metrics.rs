@@ -160,15 +160,11 @@ impl Metrics {
             "Request body sizes on the upload route",
             m.upload_bytes.clone(),
         );
-        registry.register(
-            "upload_limit_bytes",
-            "The configured upload file limit",
-            {
-                let limit = Gauge::<i64>::default();
-                limit.set(UPLOAD_LIMIT_BYTES);
-                limit
-            },
-        );
+        registry.register("upload_limit_bytes", "The configured upload file limit", {
+            let limit = Gauge::<i64>::default();
+            limit.set(UPLOAD_LIMIT_BYTES);
+            limit
+        });
         registry.register(
             "active_connections",
             "Open client connections",

@@ -69,14 +69,7 @@ pub(crate) async fn handle(
     let started = Started::now(&request);
     let trail = Trail::default();
     let watch = OnceLock::new();
-    let checked = check_and_forward(
-        request,
-        &identity,
-        &config,
-        &state.upstream,
-        &watch,
-        &trail,
-    );
+    let checked = check_and_forward(request, &identity, &config, &state.upstream, &watch, &trail);
     let outcome = tokio::time::timeout(config.limits.request_timeout, checked)
         .instrument(span.clone())
         .await;

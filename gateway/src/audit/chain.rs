@@ -48,15 +48,21 @@ pub fn verify(reader: impl BufRead) -> Result<usize, Broken> {
         let number = index + 1;
         let broken = |why| Broken { line: number, why };
         let line = line.map_err(|_| broken("unreadable (not UTF-8?)"))?;
-        let (body, hash_hex) = split_hash(&line).ok_or_else(|| broken("no trailing `hash` field"))?;
+        let (body, hash_hex) =
+            split_hash(&line).ok_or_else(|| broken("no trailing `hash` field"))?;
         let value: serde_json::Value =
             serde_json::from_str(&line).map_err(|_| broken("not a JSON object"))?;
         let prev_hash = value
             .get("prev_hash")
             .and_then(serde_json::Value::as_str)
             .ok_or_else(|| broken("no `prev_hash` field"))?;
-        if prev.as_deref().is_some_and(|expected| expected != prev_hash) {
-            return Err(broken("`prev_hash` does not match the previous line (deleted or reordered lines)"));
+        if prev
+            .as_deref()
+            .is_some_and(|expected| expected != prev_hash)
+        {
+            return Err(broken(
+                "`prev_hash` does not match the previous line (deleted or reordered lines)",
+            ));
         }
         if hash(prev_hash, &body) != hash_hex {
             return Err(broken("`hash` does not match the line (edited)"));

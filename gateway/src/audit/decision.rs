@@ -60,7 +60,9 @@ pub(crate) fn decision(rejection: &Rejection) -> Decision {
         Rejection::AmbiguousLength(_) => Decision::refused("shape", "shape.ambiguous_length"),
         Rejection::HostInvalid => Decision::refused("shape", "shape.host_invalid"),
         Rejection::NoRoute => Decision::refused("route", "route.not_found"),
-        Rejection::MethodNotAllowed { .. } => Decision::refused("route", "route.method_not_allowed"),
+        Rejection::MethodNotAllowed { .. } => {
+            Decision::refused("route", "route.method_not_allowed")
+        }
         Rejection::BodyTooLarge { .. } => Decision::refused("body", "body.too_large"),
         Rejection::CompressedBody => Decision::refused("body", "body.compressed"),
         Rejection::BodyTimeout => Decision::refused("body", "body.timeout"),
@@ -90,7 +92,10 @@ mod tests {
             assert!(d.is_refused());
             assert!(d.reason.unwrap().starts_with(&format!("{}.", d.outcome)));
         }
-        assert_eq!(decision(&Rejection::NoRoute).reason, Some("route.not_found"));
+        assert_eq!(
+            decision(&Rejection::NoRoute).reason,
+            Some("route.not_found")
+        );
         assert_eq!(
             decision(&Rejection::BodyTooLarge { limit: 1 }).reason,
             Some("body.too_large")

@@ -94,7 +94,10 @@ fn read_key(secret: RawSecret, problems: &mut Problems) -> Option<PseudonymKey> 
         RawSecret::Env(name) => match std::env::var(&name) {
             Ok(value) => value,
             Err(_) => {
-                problems.push(KEY, format_args!("environment variable `{name}` is not set"));
+                problems.push(
+                    KEY,
+                    format_args!("environment variable `{name}` is not set"),
+                );
                 return None;
             }
         },

@@ -57,7 +57,7 @@ async fn an_invalid_reload_is_refused_and_the_running_policy_stays() {
     }
     std::fs::write(&path, format!("{good}\n[limits]\nno_such_key = 1\n")).unwrap();
     assert!(matches!(gw.handle().reload(), Err(ReloadError::Config(_))));
-    std::fs::write(&path, good.replace("127.0.0.1:0", "127.0.0.1:1")).unwrap();
+    std::fs::write(&path, good.replacen("127.0.0.1:0", "127.0.0.1:1", 1)).unwrap();
     match gw.handle().reload() {
         Err(ReloadError::NeedsRestart(keys)) => assert_eq!(keys, ["server.listen"]),
         other => panic!("expected needs-restart, got {other:?}"),

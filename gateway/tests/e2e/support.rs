@@ -137,6 +137,11 @@ async fn upstream_answer(
         });
         arrived.notify_one();
     };
+    // The gateway's readiness probe (admin listener): answered, not
+    // recorded, so tests of what is forwarded see only client requests.
+    if path.starts_with("/internal/") {
+        return Ok(json(StatusCode::OK, "{\"status\":\"ready\"}"));
+    }
     match path.as_str() {
         "/api/gated" => {
             record(Bytes::new());
@@ -207,6 +212,10 @@ pub(crate) struct Policy {
     pub(crate) upstream: String,
     pub(crate) plain_http: bool,
     pub(crate) routes: String,
+    /// Extra `[admin]` keys (the listener is always on 127.0.0.1:0).
+    pub(crate) admin: String,
+    /// `[audit]` keys (default: stdout).
+    pub(crate) audit: String,
 }
 
 /// The routes most tests use: one exact, one prefix.
@@ -233,6 +242,8 @@ impl Default for Policy {
             upstream: String::new(),
             plain_http: false,
             routes: ROUTES.to_string(),
+            admin: String::new(),
+            audit: String::new(),
         }
     }
 }
@@ -316,6 +327,8 @@ impl TestGateway {
              {plain}\n\
              [limits]\n{limits}\n\
              [upstream]\naddress = \"unix:{socket}\"\n{upstream}\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n{admin}\n\
+             [audit]\n{audit}\n\
              {routes}",
             server = policy.server,
             dir = dir.display(),
@@ -323,6 +336,8 @@ impl TestGateway {
             socket = socket.display(),
             upstream = policy.upstream,
             routes = policy.routes,
+            admin = policy.admin,
+            audit = policy.audit,
         );
         let path = dir.join("gateway.toml");
         std::fs::write(&path, text).unwrap();

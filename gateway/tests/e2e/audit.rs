@@ -1,0 +1,416 @@
+//! Issue 6: the audit log holds one allowlisted line per request and none
+//! of the credentials or CSV content; metrics move; `/readyz` follows the
+//! upstream; `healthcheck` and `verify-audit` exit as documented.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::support::{Policy, Proto, TestGateway, Upstream, SAFETY};
+
+const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0cmFkZXItNDIifQ.c2VjcmV0LXNpZw";
+const API_KEY: &str = "thk_live_Q7wZp3kV9mXr2LbT";
+const SYMBOL: &str = "ZQXWVSYM";
+const PRICE: &str = "98765.4321";
+
+/// The allowlist: every line has exactly these fields (plus the chain's).
+const FIELDS: &[&str] = &[
+    "ts",
+    "event",
+    "request_id",
+    "client_ip",
+    "method",
+    "route",
+    "path",
+    "status",
+    "decision",
+    "reason",
+    "auth_method",
+    "principal",
+    "bytes_in",
+    "bytes_out",
+    "duration_ms",
+    "upstream_ms",
+    "tls_version",
+    "alpn",
+    "user_agent",
+    "prev_hash",
+    "hash",
+];
+
+const ROUTES: &str = r#"
+[[routes]]
+name = "analyze"
+path = "/api/analyze"
+methods = ["POST"]
+body_limit = 4096
+"#;
+
+fn audited_policy(dir: &Path) -> Policy {
+    let key = dir.join("pseudonym.key");
+    std::fs::write(&key, "a-test-pseudonym-key-0123456789").unwrap();
+    Policy {
+        routes: ROUTES.to_string(),
+        admin: "ready_probe_interval = \"50ms\"\n".to_string(),
+        audit: format!(
+            "output = \"{}\"\nhash_chain = true\npseudonym_key = {{ file = \"{}\" }}\n",
+            dir.join("audit.log").display(),
+            key.display()
+        ),
+        ..Policy::default()
+    }
+}
+
+/// Starts a gateway whose audit log is a file in a directory it shares.
+async fn start() -> (TestGateway, Upstream, tempfile::TempDir) {
+    let files = tempfile::tempdir().unwrap();
+    let (gateway, upstream) = TestGateway::with_upstream(audited_policy(files.path())).await;
+    (gateway, upstream, files)
+}
+
+fn upload_request(body: String) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method("POST")
+        .uri("/api/analyze?sigma=2&api_key=QUERYSECRET")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("x-api-key", API_KEY)
+        .header("cookie", "session=COOKIESECRET")
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .header("user-agent", "audit-test\"},\"forged\":{\"")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+fn csv_upload() -> String {
+    format!(
+        "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.csv\"\r\n\
+         Content-Type: text/csv\r\n\r\nsymbol,price,qty\n{SYMBOL},{PRICE},3\n\r\n--XyZ--\r\n"
+    )
+}
+
+/// GET on the admin listener: status and body.
+async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = Request::get(path)
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = tokio::time::timeout(SAFETY, sender.send_request(request))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// The value of one exact series line in a metrics text, 0 if absent.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+/// Polls `/readyz` until it answers `status` (bounded by the safety net).
+async fn wait_ready(admin: SocketAddr, status: u16) {
+    let waiting = async {
+        while admin_get(admin, "/readyz").await.0 != status {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(SAFETY, waiting)
+        .await
+        .unwrap_or_else(|_| panic!("/readyz never answered {status}"));
+}
+
+#[tokio::test]
+async fn the_audit_log_holds_one_allowlisted_line_per_request_and_no_secrets() {
+    let (gateway, _upstream, files) = start().await;
+    let client = gateway.client();
+
+    let allowed = client.send(Proto::H2, upload_request(csv_upload())).await;
+    assert_eq!(allowed.status, 200);
+    let not_found = client.get("/api/nowhere?token=QUERYSECRET").await;
+    assert_eq!(not_found.status, 404);
+    let too_large = client
+        .send(Proto::H1, upload_request("x".repeat(5000)))
+        .await;
+    assert_eq!(too_large.status, 413);
+
+    let log = std::fs::read(files.path().join("audit.log")).unwrap();
+    let text = String::from_utf8(log.clone()).unwrap();
+    for secret in [
+        TOKEN,
+        "Bearer",
+        API_KEY,
+        SYMBOL,
+        PRICE,
+        "QUERYSECRET",
+        "COOKIESECRET",
+        "trader-42",
+    ] {
+        assert!(
+            !log.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "`{secret}` leaked into the audit log:\n{text}"
+        );
+    }
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 3, "one line per request:\n{text}");
+    for line in &lines {
+        let mut keys: Vec<&str> = line
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        let mut expected = FIELDS.to_vec();
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+        assert_eq!(line["event"], "request");
+        assert_eq!(line["client_ip"], "127.0.0.1");
+        assert_eq!(line["tls_version"], "TLSv1.3");
+    }
+    let decisions: Vec<(&str, &str, &str, u64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["decision"].as_str().unwrap(),
+                l["reason"].as_str().unwrap_or("null"),
+                l["path"].as_str().unwrap(),
+                l["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("allowed", "null", "/api/analyze", 200),
+            ("route", "route.not_found", "/api/nowhere", 404),
+            ("body", "body.too_large", "/api/analyze", 413),
+        ]
+    );
+    assert_eq!(lines[0]["route"], "analyze");
+    assert_eq!(lines[0]["alpn"], "h2");
+    assert_eq!(lines[1]["route"], serde_json::Value::Null);
+    assert_eq!(lines[0]["user_agent"], "audit-test\"},\"forged\":{\"");
+    assert_eq!(
+        tradehabit_gateway::audit::verify(text.as_bytes()),
+        Ok(3),
+        "the chain written by the gateway verifies"
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_move_for_an_allowed_request_a_404_and_a_413() {
+    let (gateway, _upstream, _files) = start().await;
+    let admin = gateway.handle().admin_addr();
+    let client = gateway.client();
+    let (status, before) = admin_get(admin, "/metrics").await;
+    assert_eq!(status, 200);
+    for (metric, value) in [
+        (
+            "tradehabit_gateway_config_reloads_total{result=\"failure\"}",
+            0.0,
+        ),
+        ("tradehabit_gateway_upload_limit_bytes", 2_097_152.0),
+    ] {
+        assert!(before.contains(metric), "{metric} missing");
+        assert_eq!(sample(&before, metric), value);
+    }
+
+    assert_eq!(
+        client
+            .send(Proto::H1, upload_request(csv_upload()))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(client.get("/api/nowhere").await.status, 404);
+    assert_eq!(
+        client
+            .send(Proto::H1, upload_request("x".repeat(5000)))
+            .await
+            .status,
+        413
+    );
+
+    let (_, after) = admin_get(admin, "/metrics").await;
+    for (series, delta) in [
+        (
+            "tradehabit_gateway_requests_total{route=\"analyze\",method=\"POST\",status_class=\"2xx\"}",
+            1.0,
+        ),
+        (
+            "tradehabit_gateway_requests_total{route=\"unmatched\",method=\"GET\",status_class=\"4xx\"}",
+            1.0,
+        ),
+        (
+            "tradehabit_gateway_requests_total{route=\"analyze\",method=\"POST\",status_class=\"4xx\"}",
+            1.0,
+        ),
+        ("tradehabit_gateway_rejections_total{check=\"route\"}", 1.0),
+        ("tradehabit_gateway_rejections_total{check=\"body\"}", 1.0),
+        ("tradehabit_gateway_upload_bytes_count", 2.0),
+        ("tradehabit_gateway_request_duration_seconds_count{route=\"analyze\"}", 2.0),
+        ("tradehabit_gateway_upstream_duration_seconds_count{route=\"analyze\"}", 1.0),
+    ] {
+        assert_eq!(
+            sample(&after, series) - sample(&before, series),
+            delta,
+            "{series} in\n{after}"
+        );
+    }
+    assert!(after.ends_with("# EOF\n"));
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn readyz_follows_the_upstream_and_healthcheck_reports_it() {
+    let (gateway, upstream, _files) = start().await;
+    let admin = gateway.handle().admin_addr();
+    assert_eq!(admin_get(admin, "/healthz").await.0, 200);
+    wait_ready(admin, 200).await;
+    let url = format!("http://{admin}/readyz");
+    tradehabit_gateway::healthcheck::check(&url).await.unwrap();
+
+    drop(upstream);
+    wait_ready(admin, 503).await;
+    assert!(tradehabit_gateway::healthcheck::check(&url).await.is_err());
+    let (_, metrics) = admin_get(admin, "/metrics").await;
+    assert_eq!(sample(&metrics, "tradehabit_gateway_upstream_up"), 0.0);
+    assert_eq!(
+        admin_get(admin, "/healthz").await.0,
+        200,
+        "alive while unready"
+    );
+
+    let _upstream = Upstream::start(&TestGateway::socket_in(gateway.dir.path())).await;
+    wait_ready(admin, 200).await;
+    let (_, metrics) = admin_get(admin, "/metrics").await;
+    assert_eq!(sample(&metrics, "tradehabit_gateway_upstream_up"), 1.0);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_tls_handshake_is_one_audit_line_and_a_metric() {
+    let (gateway, _upstream, files) = start().await;
+    let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET / HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(
+        SAFETY,
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut sink),
+    )
+    .await;
+    let admin = gateway.handle().admin_addr();
+    let (_, metrics) = admin_get(admin, "/metrics").await;
+    assert_eq!(
+        sample(&metrics, "tradehabit_gateway_tls_handshake_failures_total"),
+        1.0
+    );
+    let text = std::fs::read_to_string(files.path().join("audit.log")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(line["event"], "tls_handshake_failed");
+    assert_eq!(line["reason"], "tls.handshake_failed");
+    gateway.shutdown().await;
+}
+
+fn gateway_binary(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tradehabit-gateway"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn verify_audit_accepts_the_written_chain_and_finds_edits_deletions_and_reordering() {
+    let (gateway, _upstream, files) = start().await;
+    let client = gateway.client();
+    for path in ["/api/a", "/api/b", "/api/c", "/api/d"] {
+        assert_eq!(client.get(path).await.status, 404);
+    }
+    gateway.shutdown().await;
+    let log = files.path().join("audit.log");
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 4);
+    let check = |lines: &[String]| {
+        let path = files.path().join("check.log");
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        gateway_binary(&["verify-audit", path.to_str().unwrap()])
+    };
+    let intact = check(&lines);
+    assert!(
+        intact.status.success(),
+        "{}",
+        String::from_utf8_lossy(&intact.stderr)
+    );
+
+    let mut edited = lines.clone();
+    edited[2] = edited[2].replace("/api/c", "/api/x");
+    let mut deleted = lines.clone();
+    deleted.remove(1);
+    let mut reordered = lines.clone();
+    reordered.swap(2, 3);
+    for (case, tampered, line) in [
+        ("edited", edited, 3),
+        ("deleted", deleted, 2),
+        ("reordered", reordered, 3),
+    ] {
+        let out = check(&tampered);
+        assert_eq!(out.status.code(), Some(1), "{case}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("line {line}:")),
+            "{case}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn healthcheck_exits_0_when_ready_and_1_against_a_dead_port() {
+    let (gateway, _upstream, _files) = start().await;
+    let admin = gateway.handle().admin_addr();
+    wait_ready(admin, 200).await;
+    let url = format!("http://{admin}/readyz");
+    let ok = tokio::task::spawn_blocking(move || gateway_binary(&["healthcheck", "--url", &url]))
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    gateway.shutdown().await;
+
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{dead}/readyz");
+    let failed = gateway_binary(&["healthcheck", "--url", &url]);
+    assert_eq!(failed.status.code(), Some(1));
+}
