@@ -183,3 +183,52 @@ fn restart_only_settings_are_named() {
     let c = Config::from_toml(&MINIMAL.replace("/api/health", "/api/other")).unwrap();
     assert!(a.restart_only_changes(&c).is_empty());
 }
+
+#[test]
+fn admin_and_audit_default_to_loopback_stdout_and_no_key() {
+    let config = minimal();
+    assert_eq!(config.admin.listen.to_string(), DEFAULT_ADMIN_LISTEN);
+    assert_eq!(
+        config.admin.ready_probe_interval,
+        DEFAULT_READY_PROBE_INTERVAL
+    );
+    assert_eq!(config.upstream.ready_path, DEFAULT_READY_PATH);
+    assert_eq!(config.audit.output, AuditOutput::Stdout);
+    assert!(!config.audit.hash_chain);
+    assert!(config.audit.pseudonym_key.is_none());
+}
+
+#[test]
+fn audit_problems_are_reported_without_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, "tooshort").unwrap();
+    let text = format!(
+        "{MINIMAL}\n[admin]\nlisten = \"nowhere\"\n\n[audit]\noutput = \"relative.log\"\n\
+         pseudonym_key = {{ file = \"{}\" }}\n",
+        short.display()
+    );
+    let problems = Config::from_toml(&text).unwrap_err().problems();
+    for key in ["admin.listen:", "audit.output:", "audit.pseudonym_key:"] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(key)),
+            "{key}: {problems:?}"
+        );
+    }
+    assert!(!problems.iter().any(|p| p.contains("tooshort")));
+}
+
+#[test]
+fn a_pseudonym_key_file_is_read_and_never_debug_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.key");
+    std::fs::write(&path, "0123456789abcdef-secret\n").unwrap();
+    let text = format!(
+        "{MINIMAL}\n[audit]\npseudonym_key = {{ file = \"{}\" }}\nhash_chain = true\n",
+        path.display()
+    );
+    let config = Config::from_toml(&text).unwrap();
+    let key = config.audit.pseudonym_key.as_ref().unwrap();
+    assert_eq!(key.0, b"0123456789abcdef-secret");
+    assert!(!format!("{config:?}").contains("secret"));
+}

@@ -139,6 +139,16 @@ async fn upstream_answer(
     };
     // The gateway's readiness probe (admin listener): answered, not
     // recorded, so tests of what is forwarded see only client requests.
+    if path == "/internal/metrics" {
+        let mut response = Response::new(Full::new(Bytes::from_static(WORKER_METRICS.as_bytes())));
+        response.headers_mut().insert(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                .parse()
+                .unwrap(),
+        );
+        return Ok(response);
+    }
     if path.starts_with("/internal/") {
         return Ok(json(StatusCode::OK, "{\"status\":\"ready\"}"));
     }
@@ -217,6 +227,10 @@ pub(crate) struct Policy {
     /// `[audit]` keys (default: stdout).
     pub(crate) audit: String,
 }
+
+/// What the test upstream serves on `/internal/metrics`, like the worker.
+pub(crate) const WORKER_METRICS: &str =
+    "# TYPE tradehabit_worker_sessions_active gauge\ntradehabit_worker_sessions_active 3\n# EOF\n";
 
 /// The routes most tests use: one exact, one prefix.
 pub(crate) const ROUTES: &str = r#"
