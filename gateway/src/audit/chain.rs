@@ -40,7 +40,9 @@ pub struct Broken {
 
 /// Checks every line of an audit log; returns how many lines were checked.
 /// The first line's `prev_hash` is taken as given (a rotated file starts
-/// mid-chain), every later one must equal its predecessor's `hash`.
+/// mid-chain); every later one must equal its predecessor's `hash`, or be
+/// [`GENESIS`]: a gateway restart starts a new chain in the same stream
+/// (`docker logs` spans restarts).
 pub fn verify(reader: impl BufRead) -> Result<usize, Broken> {
     let mut prev: Option<String> = None;
     let mut count = 0;
@@ -56,9 +58,11 @@ pub fn verify(reader: impl BufRead) -> Result<usize, Broken> {
             .get("prev_hash")
             .and_then(serde_json::Value::as_str)
             .ok_or_else(|| broken("no `prev_hash` field"))?;
-        if prev
-            .as_deref()
-            .is_some_and(|expected| expected != prev_hash)
+        let is_restart = prev_hash == GENESIS;
+        if !is_restart
+            && prev
+                .as_deref()
+                .is_some_and(|expected| expected != prev_hash)
         {
             return Err(broken(
                 "`prev_hash` does not match the previous line (deleted or reordered lines)",
@@ -130,6 +134,13 @@ mod tests {
         let mut lines = chain(&["1", "2", "3"]);
         lines.swap(1, 2);
         assert_eq!(check(&lines).unwrap_err().line, 2);
+    }
+
+    #[test]
+    fn a_restarted_chain_continues_the_stream() {
+        let mut lines = chain(&["1", "2"]);
+        lines.extend(chain(&["3"]));
+        assert_eq!(check(&lines), Ok(3));
     }
 
     #[test]
