@@ -22,6 +22,9 @@
 //!
 //! Every answer, forwarded or refused, then gets the security headers
 //! (`respond.rs`). The whole exchange runs under `limits.request_timeout`.
+//! Finally each request gets exactly one audit line and its metrics
+//! (`audit::record_request`); checks report what they learn (route,
+//! authenticated principal) through the `audit::Trail`.
 
 pub(crate) mod body;
 pub(crate) mod identify;
