@@ -1,3 +1,45 @@
-//! gateway
+//! TradeHabit gateway: the TLS front door. It is the only process that
+//! touches the network; it checks every request against the operator's
+//! policy file and forwards what passes to the upstream (our worker, or the
+//! existing Flask backend) over a Unix socket or TCP.
+//!
+//! A request's path through this crate, in order:
+//!
+//! 1. [`config`] — the policy file → a validated `Config` (loaded at start
+//!    and on `SIGHUP`; every problem reported at once).
+//! 2. `lifecycle` — [`Gateway::start`] binds the listeners and starts the
+//!    supervised upstream (`supervise`); the [`Handle`] reloads and shuts
+//!    down gracefully.
+//! 3. `accept` — one task per connection under the connection caps; the TLS
+//!    handshake (`tls`) under its deadline; HTTP/2 or HTTP/1.1 by ALPN, with
+//!    header-read and idle deadlines. The plain-HTTP listener (`plain_http`)
+//!    only redirects navigations and refuses API calls.
+//! 4. `policy` — the ordered checks: identify (client IP, request id) →
+//!    shape (head limits, framing, host) → path normalisation → route (404 /
+//!    405) → body (413 / 415) → forward. Issue 5's checks slot in between
+//!    route and body.
+//! 5. `proxy` — the pooled upstream client: header rewriting, timeouts,
+//!    streaming both ways, upstream failures as 502/503/504.
+//! 6. `reject` — the one place a refusal becomes a JSON envelope response;
+//!    `respond` adds the security headers to every answer.
+//!
+//! [`dev`] is the one-command local stack (self-signed certificate, worker
+//! as a supervised child).
 
+mod accept;
+mod body;
 pub mod checks;
+pub mod config;
+pub mod dev;
+mod lifecycle;
+mod plain_http;
+mod policy;
+mod proxy;
+mod reject;
+mod respond;
+mod supervise;
+mod tls;
+
+pub use config::{Config, ConfigError};
+pub use lifecycle::{run, Gateway, Handle, ReloadError, StartError};
+pub use tls::CertError;

@@ -1,1 +1,123 @@
-fn main() {}
+//! `tradehabit-gateway`: start-up only. Parse the command line, set up
+//! logging, load the policy, run until SIGTERM or Ctrl-C.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tradehabit_gateway::{config::Config, dev};
+
+#[derive(Parser)]
+#[command(version, about = "TradeHabit gateway: the TLS front door")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve with the given policy file (SIGHUP reloads it).
+    Run {
+        /// The policy file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a policy file without starting; lists every problem.
+    CheckConfig {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
+    /// The local development stack: self-signed certificate, worker as a
+    /// supervised child, gateway on https://127.0.0.1:8443.
+    Dev {
+        /// The worker binary [default: tradehabit-worker next to this one].
+        #[arg(long)]
+        worker_bin: Option<PathBuf>,
+        /// Directory for the certificate, key, policy and socket.
+        #[arg(long, default_value = ".dev")]
+        dir: PathBuf,
+        /// The HTTPS address.
+        #[arg(long, default_value = dev::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::CheckConfig { file } => {
+            Config::from_file(&file)?;
+            println!("{}: OK", file.display());
+            Ok(())
+        }
+        Command::Run { config } => {
+            let config = Config::from_file(&config)?;
+            runtime()?.block_on(tradehabit_gateway::run(config, shutdown_signal()))
+        }
+        Command::Dev {
+            worker_bin,
+            dir,
+            listen,
+        } => {
+            let worker = match worker_bin {
+                Some(path) => path,
+                None => default_worker()?,
+            };
+            let options = dev::DevOptions {
+                dir,
+                worker_command: vec![OsString::from(worker)],
+                listen,
+            };
+            runtime()?.block_on(dev::run(options, shutdown_signal()))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// `tradehabit-worker` in the directory of this executable.
+fn default_worker() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let worker = exe.with_file_name("tradehabit-worker");
+    anyhow::ensure!(
+        worker.exists(),
+        "{} not found; build it (cargo build -p tradehabit-worker) or pass --worker-bin",
+        worker.display()
+    );
+    Ok(worker)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -3,11 +3,43 @@
 //!
 //! A request's path through this crate:
 //!
-//! 1. [`api`] — the legacy HTTP contract as pure functions: route, validate
-//!    parameters and bodies, run the engine over one principal's session,
-//!    render the JSON reply. No sockets, no clocks.
-//! 2. [`analysis`] — the engine: CSV bytes → orders → trades → mistake tags →
-//!    statistics and diagnostics. Pure and I/O-free.
+//! 1. [`config`] — start-up: flags and environment → a validated `Config`.
+//! 2. [`socket`] — the Unix socket, created with owner/group-only
+//!    permissions in a directory nobody else can write to. No TCP.
+//! 3. [`serve`] — accept loop, one HTTP/1.1 connection task each, header
+//!    timeout, connection cap, graceful drain on shutdown.
+//! 4. [`dispatch`] — one request: our own routes (readiness, metrics,
+//!    `DELETE /api/session`) or the legacy API; one log line each.
+//! 5. [`identity`] — the principal the gateway forwards (or the shared
+//!    anonymous space) and the request id; principals are logged only as
+//!    keyed-hash tags.
+//! 6. [`upload`] — body → bytes or the multipart `file` part, streamed with
+//!    size caps; shape errors become specific 400s.
+//! 7. [`session`] — each principal's session in memory: idle expiry, count
+//!    and byte caps with least-recently-used eviction, explicit delete.
+//! 8. [`admission`] — per-principal turn taking, a bounded number of engine
+//!    calls at once and a bounded queue (503 + `Retry-After` beyond it).
+//! 9. [`engine`] — one [`api`] call on a blocking thread; panics contained,
+//!    the session restored.
+//! 10. [`api`] — the legacy HTTP contract as pure functions: route, validate
+//!     parameters and bodies, run the engine over one principal's session,
+//!     render the JSON reply. No sockets, no clocks.
+//! 11. [`analysis`] — the engine: CSV bytes → orders → trades → mistake tags →
+//!     statistics and diagnostics. Pure and I/O-free.
+//!
+//! Cross-cutting: [`refusal`] (the HTTP layer's own errors → envelope
+//! responses) and [`metrics`] (the registry served on `/internal/metrics`).
 
+pub mod admission;
 pub mod analysis;
 pub mod api;
+pub mod config;
+pub mod dispatch;
+pub mod engine;
+pub mod identity;
+pub mod metrics;
+pub mod refusal;
+pub mod serve;
+pub mod session;
+pub mod socket;
+pub mod upload;

@@ -1,0 +1,332 @@
+//! Accept: the listeners, the connection caps, one task per connection, and
+//! the drain on shutdown.
+//!
+//! For each accepted TCP connection: admit it under `limits.max_connections`
+//! and `limits.max_connections_per_ip` (else close it at once), run the TLS
+//! handshake under its deadline (`tls.rs`), then serve HTTP/2 if ALPN chose
+//! `h2` and HTTP/1.1 otherwise, every request going to `policy::handle`.
+//! The plain-HTTP listener serves HTTP/1.1 and answers with
+//! `plain_http::answer` only.
+//!
+//! Deadlines on a connection: the handshake; the request head
+//! (`header_read_timeout`, hyper's timer — for HTTP/1.1 it also bounds how
+//! long a kept-alive connection waits for its next request); and
+//! `idle_timeout` for a connection with no request in flight (the only
+//! idle bound HTTP/2 has). On shutdown every connection is asked to finish
+//! gracefully (HTTP/1.1 closes after the current response, HTTP/2 sends
+//! GOAWAY); whatever is still open at `server.shutdown_timeout` is dropped.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
+
+use crate::body::Guarded;
+use crate::config::Limits;
+use crate::lifecycle::State;
+use crate::{plain_http, policy, tls};
+
+/// After a failed `accept` (e.g. out of file descriptors), pause this long.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// What a request knows about its connection.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    /// The TCP peer.
+    pub(crate) peer: SocketAddr,
+}
+
+/// Which kind of listener.
+#[derive(Clone)]
+pub(crate) enum Listener {
+    /// TLS, forwarding through the policy.
+    Https(TlsAcceptor),
+    /// Plain HTTP: redirect or refuse, never forward.
+    PlainHttp,
+}
+
+/// Open connections, in total and per client IP.
+#[derive(Debug, Default)]
+pub(crate) struct Connections {
+    open: Mutex<Open>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// One admitted connection; dropping it frees its place.
+pub(crate) struct Admitted {
+    connections: Arc<Connections>,
+    ip: IpAddr,
+}
+
+impl Connections {
+    /// Admits a connection from `ip` unless a cap is reached.
+    fn admit(self: &Arc<Self>, ip: IpAddr, limits: &Limits) -> Option<Admitted> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let from_ip = open.per_ip.get(&ip).copied().unwrap_or(0);
+        if open.total >= limits.max_connections || from_ip >= limits.max_connections_per_ip {
+            return None;
+        }
+        open.total += 1;
+        open.per_ip.insert(ip, from_ip + 1);
+        Some(Admitted {
+            connections: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut open = self
+            .connections
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        open.total -= 1;
+        if let Some(count) = open.per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Accepts until `stop` turns true, then drains the connections within
+/// `server.shutdown_timeout`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    kind: Listener,
+    state: Arc<State>,
+    stop: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    let mut accepting = stop.clone();
+    loop {
+        tokio::select! {
+            () = stopped(&mut accepting) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let config = state.config();
+                    let Some(admitted) = state.connections.admit(peer.ip(), &config.limits) else {
+                        // debug, not info: a connection flood must not become a log flood
+                        // (issue 6 counts these in a metric).
+                        tracing::debug!(client.addr = %peer, "connection cap reached; closing");
+                        continue;
+                    };
+                    let task = serve_connection(stream, peer, kind.clone(), Arc::clone(&state), stop.clone());
+                    connections.spawn(
+                        async move {
+                            let _admitted = admitted;
+                            task.await;
+                        }
+                        .instrument(tracing::info_span!("accept", client.addr = %peer)),
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    drain(connections, state.config().server.shutdown_timeout).await;
+}
+
+async fn drain(mut connections: JoinSet<()>, deadline: Duration) {
+    let all_closed = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(deadline, all_closed).await.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            ?deadline,
+            "shutdown deadline reached; closing the remaining connections"
+        );
+        connections.shutdown().await;
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: Listener,
+    state: Arc<State>,
+    stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let limits = state.config().limits.clone();
+    let conn = Arc::new(ConnInfo { peer });
+    let (activity, in_flight) = watch::channel(0usize);
+    let activity = Arc::new(activity);
+    match kind {
+        Listener::Https(acceptor) => {
+            let stream = match tls::handshake(&acceptor, stream, limits.tls_handshake_timeout)
+                .instrument(tracing::debug_span!("tls"))
+                .await
+            {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::debug!(%error, "closing");
+                    return;
+                }
+            };
+            let is_h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
+            let service = service_fn(move |request| {
+                let (state, conn) = (Arc::clone(&state), Arc::clone(&conn));
+                let guard = InFlight::start(&activity);
+                async move {
+                    let response = policy::handle(request, &conn, &state).await;
+                    Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard)))
+                }
+            });
+            let io = TokioIo::new(stream);
+            if is_h2 {
+                let connection = h2_builder(&limits).serve_connection(io, service);
+                drive(connection, in_flight, limits.idle_timeout, stop).await;
+            } else {
+                let connection = h1_builder(&limits).serve_connection(io, service);
+                drive(connection, in_flight, limits.idle_timeout, stop).await;
+            }
+        }
+        Listener::PlainHttp => {
+            let service = service_fn(move |request| {
+                let guard = InFlight::start(&activity);
+                let response = plain_http::answer(&request, &state.config());
+                let response = response.map(|body| Guarded::new(body.boxed_unsync(), guard));
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let connection = h1_builder(&limits).serve_connection(TokioIo::new(stream), service);
+            drive(connection, in_flight, limits.idle_timeout, stop).await;
+        }
+    }
+}
+
+fn h1_builder(limits: &Limits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_header_count)
+        .max_header_size(limits.max_header_bytes);
+    builder
+}
+
+fn h2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Runs a connection until it ends, asking it to finish gracefully on
+/// shutdown or when it has been idle too long.
+async fn drive<C>(
+    connection: C,
+    mut in_flight: watch::Receiver<usize>,
+    idle_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended");
+            }
+            return;
+        }
+        () = stopped(&mut stop) => tracing::debug!("shutting down"),
+        () = idle(&mut in_flight, idle_timeout) => tracing::debug!("idle timeout"),
+    }
+    connection.as_mut().graceful_shutdown();
+    if let Err(error) = connection.await {
+        tracing::debug!(%error, "connection ended");
+    }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, never held across an
+    // await by the caller.
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// Resolves once no request has been in flight for `timeout`.
+async fn idle(in_flight: &mut watch::Receiver<usize>, timeout: Duration) {
+    loop {
+        if in_flight.wait_for(|count| *count == 0).await.is_err() {
+            return std::future::pending().await;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(timeout) => return,
+            changed = in_flight.changed() => {
+                if changed.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
+}
+
+/// Counts one request as in flight until its response body is done.
+struct InFlight(Arc<watch::Sender<usize>>);
+
+impl InFlight {
+    fn start(activity: &Arc<watch::Sender<usize>>) -> Self {
+        activity.send_modify(|count| *count += 1);
+        InFlight(Arc::clone(activity))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|count| *count -= 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_count_totals_and_per_ip_and_free_on_drop() {
+        let mut limits = crate::config::tests::minimal().limits;
+        limits.max_connections = 3;
+        limits.max_connections_per_ip = 2;
+        let connections = Arc::new(Connections::default());
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = connections.admit(a, &limits).unwrap();
+        let _second = connections.admit(a, &limits).unwrap();
+        assert!(connections.admit(a, &limits).is_none(), "per-IP cap");
+        let _third = connections.admit(b, &limits).unwrap();
+        assert!(connections.admit(b, &limits).is_none(), "total cap");
+        drop(first);
+        assert!(connections.admit(a, &limits).is_some());
+    }
+}

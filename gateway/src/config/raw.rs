@@ -1,0 +1,110 @@
+//! The policy file exactly as the operator wrote it: serde mirrors of every
+//! TOML table, with unknown keys refused. Every field is optional here so
+//! that `config.rs` can report every missing or bad value at once, each with
+//! its key path, instead of stopping at the first.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub(crate) server: Option<RawServer>,
+    pub(crate) tls: Option<RawTls>,
+    pub(crate) plain_http: Option<RawPlainHttp>,
+    pub(crate) limits: Option<RawLimits>,
+    pub(crate) headers: Option<RawHeaders>,
+    pub(crate) upstream: Option<RawUpstream>,
+    pub(crate) routes: Option<Vec<RawRoute>>,
+}
+
+/// `[server]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub(crate) listen: Option<String>,
+    pub(crate) shutdown_timeout: Option<String>,
+    pub(crate) trusted_proxies: Option<Vec<String>>,
+}
+
+/// `[tls]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub(crate) cert: Option<String>,
+    pub(crate) key: Option<String>,
+}
+
+/// `[plain_http]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPlainHttp {
+    pub(crate) listen: Option<String>,
+    pub(crate) https_port: Option<i64>,
+    pub(crate) redirect_host: Option<String>,
+    pub(crate) api_prefixes: Option<Vec<String>>,
+}
+
+/// `[limits]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub(crate) tls_handshake_timeout: Option<String>,
+    pub(crate) header_read_timeout: Option<String>,
+    pub(crate) idle_timeout: Option<String>,
+    pub(crate) request_timeout: Option<String>,
+    pub(crate) max_header_bytes: Option<i64>,
+    pub(crate) max_header_count: Option<i64>,
+    pub(crate) max_header_field_bytes: Option<i64>,
+    pub(crate) max_request_line_bytes: Option<i64>,
+    pub(crate) h2_max_concurrent_streams: Option<i64>,
+    pub(crate) max_connections: Option<i64>,
+    pub(crate) max_connections_per_ip: Option<i64>,
+}
+
+/// `[headers]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeaders {
+    pub(crate) hsts_max_age: Option<i64>,
+    pub(crate) hsts_include_subdomains: Option<bool>,
+    pub(crate) hsts_preload: Option<bool>,
+    pub(crate) content_security_policy: Option<String>,
+}
+
+/// `[upstream]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub(crate) address: Option<String>,
+    pub(crate) connect_timeout: Option<String>,
+    pub(crate) response_timeout: Option<String>,
+    pub(crate) max_in_flight: Option<i64>,
+    pub(crate) queue_timeout: Option<String>,
+    pub(crate) pool_idle_timeout: Option<String>,
+    pub(crate) pool_max_idle: Option<i64>,
+    pub(crate) retry_after: Option<String>,
+    pub(crate) replace_error_bodies: Option<bool>,
+    pub(crate) spawn: Option<RawSpawn>,
+}
+
+/// `[upstream.spawn]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSpawn {
+    pub(crate) command: Option<Vec<String>>,
+    pub(crate) ready_timeout: Option<String>,
+    pub(crate) restart_backoff_max: Option<String>,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub(crate) name: Option<String>,
+    pub(crate) path: Option<String>,
+    #[serde(rename = "match")]
+    pub(crate) match_: Option<String>,
+    pub(crate) methods: Option<Vec<String>>,
+    pub(crate) body_limit: Option<i64>,
+}

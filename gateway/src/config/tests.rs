@@ -1,0 +1,185 @@
+use super::*;
+
+/// The smallest valid policy.
+pub(crate) const MINIMAL: &str = r#"
+[server]
+listen = "127.0.0.1:8443"
+
+[tls]
+cert = "cert.pem"
+key = "key.pem"
+
+[upstream]
+address = "unix:/run/tradehabit/worker.sock"
+
+[[routes]]
+name = "health"
+path = "/api/health"
+methods = ["GET"]
+"#;
+
+/// [`MINIMAL`], validated: every unset value at its default.
+pub(crate) fn minimal() -> Config {
+    Config::from_toml(MINIMAL).unwrap()
+}
+
+#[test]
+fn defaults_are_the_documented_constants() {
+    let config = minimal();
+    assert_eq!(config.server.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+    assert!(config.server.trusted_proxies.is_empty());
+    assert!(config.plain_http.is_none());
+    assert_eq!(
+        config.limits.header_read_timeout,
+        DEFAULT_HEADER_READ_TIMEOUT
+    );
+    assert_eq!(config.limits.max_header_count, 100);
+    assert_eq!(config.limits.max_header_field_bytes, 8190);
+    assert_eq!(config.limits.max_request_line_bytes, 4094);
+    assert_eq!(config.headers.hsts, "max-age=63072000; includeSubDomains");
+    assert_eq!(
+        config.upstream.address,
+        UpstreamAddress::Unix("/run/tradehabit/worker.sock".into())
+    );
+    assert!(config.upstream.replace_error_bodies);
+    let route = &config.routes[0];
+    assert_eq!(route.path_match, PathMatch::Exact);
+    assert_eq!(route.body_limit, DEFAULT_ROUTE_BODY_LIMIT);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_key_path() {
+    let text = r#"
+[server]
+listen = "localhost"
+shutdown_timeout = "soon"
+trusted_proxies = ["10.0.0.0/99"]
+
+[limits]
+max_header_count = 0
+idle_timeout = "0s"
+
+[headers]
+hsts_max_age = 600
+hsts_preload = true
+
+[upstream]
+address = "ftp://x"
+
+[[routes]]
+name = "a"
+path = "/api/../x"
+match = "glob"
+methods = ["get", "TRACE"]
+body_limit = 0
+
+[[routes]]
+name = "a"
+path = "/b"
+methods = []
+"#;
+    let problems = Config::from_toml(text).unwrap_err().problems();
+    let expected = [
+        "server.listen:",
+        "server.shutdown_timeout:",
+        "server.trusted_proxies[0]:",
+        "tls: missing table",
+        "limits.max_header_count:",
+        "limits.idle_timeout: must be longer than 0",
+        "headers.hsts_preload:",
+        "upstream.address:",
+        "routes[0].path:",
+        "routes[0].match:",
+        "routes[0].methods[0]:",
+        "routes[0].methods[1]: `TRACE` is never forwarded",
+        "routes[0].body_limit: must be > 0",
+        "routes[1].methods: must list at least one method",
+        "routes[1].name: `a` is used by an earlier route",
+    ];
+    for prefix in expected {
+        assert!(
+            problems.iter().any(|p| p.starts_with(prefix)),
+            "missing {prefix:?} in {problems:#?}"
+        );
+    }
+    assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_name() {
+    let text = format!("{MINIMAL}\n[limits]\nheader_timeout = \"5s\"\n");
+    let error = Config::from_toml(&text).unwrap_err().to_string();
+    assert!(error.contains("header_timeout"), "{error}");
+    let text = MINIMAL.replace(
+        "methods = [\"GET\"]",
+        "methods = [\"GET\"]\nauth = \"none\"",
+    );
+    let error = Config::from_toml(&text).unwrap_err().to_string();
+    assert!(error.contains("auth"), "{error}");
+}
+
+#[test]
+fn upstream_addresses() {
+    let parse = |address: &str| {
+        let text = MINIMAL.replace("unix:/run/tradehabit/worker.sock", address);
+        Config::from_toml(&text).map(|c| c.upstream.address)
+    };
+    assert_eq!(
+        parse("http://127.0.0.1:8000").unwrap(),
+        UpstreamAddress::Tcp {
+            host: "127.0.0.1".into(),
+            port: 8000
+        }
+    );
+    assert_eq!(
+        parse("http://[::1]:8000/").unwrap(),
+        UpstreamAddress::Tcp {
+            host: "::1".into(),
+            port: 8000
+        }
+    );
+    assert_eq!(
+        parse("http://backend").unwrap(),
+        UpstreamAddress::Tcp {
+            host: "backend".into(),
+            port: 80
+        }
+    );
+    for bad in [
+        "unix:relative.sock",
+        "http://user@host:1",
+        "http://host:1/path",
+        "https://host:1",
+        "host:1",
+    ] {
+        assert!(parse(bad).is_err(), "{bad} should be refused");
+    }
+}
+
+#[test]
+fn spawn_needs_a_unix_upstream_and_a_command() {
+    let text = format!("{MINIMAL}\n[upstream.spawn]\ncommand = []\n")
+        .replace("unix:/run/tradehabit/worker.sock", "http://127.0.0.1:1");
+    let problems = Config::from_toml(&text).unwrap_err().problems();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("upstream.spawn: needs a `unix:`")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("upstream.spawn.command")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn restart_only_settings_are_named() {
+    let a = minimal();
+    let b = Config::from_toml(&MINIMAL.replace("8443", "9443")).unwrap();
+    assert_eq!(a.restart_only_changes(&b), ["server.listen"]);
+    let c = Config::from_toml(&MINIMAL.replace("/api/health", "/api/other")).unwrap();
+    assert!(a.restart_only_changes(&c).is_empty());
+}

@@ -1,0 +1,252 @@
+//! Lifecycle: start, reload, stop.
+//!
+//! [`Gateway::start`] loads the certificate, binds the listeners (failing
+//! before anything else runs if a port is taken), starts and waits for the
+//! supervised upstream if there is one, then accepts. The [`Handle`] it
+//! returns reloads (certificate and policy together, all or nothing) and
+//! shuts down gracefully. [`run`] is what the binary does: start, reload on
+//! `SIGHUP`, stop when the given shutdown future resolves.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::accept::{self, Connections, Listener};
+use crate::config::{Config, ConfigError, UpstreamAddress};
+use crate::proxy::Upstream;
+use crate::supervise::{self, Supervisor};
+use crate::tls::{self, CertError, CertStore};
+
+/// What every connection task shares.
+pub(crate) struct State {
+    config: RwLock<Arc<Config>>,
+    certs: Arc<CertStore>,
+    pub(crate) upstream: Upstream,
+    pub(crate) connections: Arc<Connections>,
+}
+
+impl State {
+    /// The policy in force now. Each request takes one snapshot.
+    pub(crate) fn config(&self) -> Arc<Config> {
+        Arc::clone(
+            &self
+                .config
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+}
+
+/// Why the gateway did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The certificate or key could not be loaded.
+    #[error(transparent)]
+    Certificate(#[from] CertError),
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// The supervised upstream did not accept connections in time.
+    #[error("the upstream did not accept connections on {socket} within {timeout:?}")]
+    UpstreamNotReady {
+        socket: std::path::PathBuf,
+        timeout: Duration,
+    },
+}
+
+/// Why a reload was refused; the running policy and certificate stay.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The gateway was started from a configuration with no file behind it.
+    #[error("the configuration was not read from a file")]
+    NoSource,
+    /// The new file is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The new file changes settings that need a restart.
+    #[error("these settings only change on restart: {}", .0.join(", "))]
+    NeedsRestart(Vec<&'static str>),
+    /// The certificate or key named by the file could not be loaded.
+    #[error(transparent)]
+    Certificate(#[from] CertError),
+}
+
+/// The gateway's entry point for the binary, tests and the dev stack.
+pub struct Gateway;
+
+impl Gateway {
+    /// Starts serving `config`; see the module doc for the order of steps.
+    pub async fn start(config: Config) -> Result<Handle, StartError> {
+        let certs = Arc::new(CertStore::new(tls::load(&config.tls)?));
+        let https = bind(config.server.listen).await?;
+        let plain = match &config.plain_http {
+            Some(plain) => Some(bind(plain.listen).await?),
+            None => None,
+        };
+        let supervisor = start_upstream(&config).await?;
+
+        let state = Arc::new(State {
+            upstream: Upstream::new(&config.upstream),
+            config: RwLock::new(Arc::new(config)),
+            certs: Arc::clone(&certs),
+            connections: Arc::new(Connections::default()),
+        });
+        let (stop, stopping) = watch::channel(false);
+        let https_addr = local_addr(&https);
+        let mut listeners = vec![tokio::spawn(accept::serve(
+            https,
+            Listener::Https(tls::acceptor(certs)),
+            Arc::clone(&state),
+            stopping.clone(),
+        ))];
+        let plain_http_addr = plain.as_ref().map(local_addr);
+        if let Some(plain) = plain {
+            listeners.push(tokio::spawn(accept::serve(
+                plain,
+                Listener::PlainHttp,
+                Arc::clone(&state),
+                stopping,
+            )));
+        }
+        tracing::info!(https = %https_addr, plain_http = ?plain_http_addr, "gateway listening");
+        Ok(Handle {
+            state,
+            https_addr,
+            plain_http_addr,
+            stop,
+            listeners,
+            supervisor,
+        })
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .expect("a bound listener has an address")
+}
+
+async fn start_upstream(config: &Config) -> Result<Option<Supervisor>, StartError> {
+    let (Some(spawn), UpstreamAddress::Unix(socket)) =
+        (&config.upstream.spawn, &config.upstream.address)
+    else {
+        return Ok(None);
+    };
+    let supervisor = Supervisor::start(spawn, socket);
+    if !supervise::wait_ready(socket, spawn.ready_timeout).await {
+        supervisor.stop().await;
+        return Err(StartError::UpstreamNotReady {
+            socket: socket.clone(),
+            timeout: spawn.ready_timeout,
+        });
+    }
+    Ok(Some(supervisor))
+}
+
+/// A running gateway.
+pub struct Handle {
+    state: Arc<State>,
+    https_addr: SocketAddr,
+    plain_http_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    listeners: Vec<JoinHandle<()>>,
+    supervisor: Option<Supervisor>,
+}
+
+impl Handle {
+    /// The bound HTTPS address (the real port when 0 was configured).
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_addr
+    }
+
+    /// The bound plain-HTTP address, if that listener is configured.
+    pub fn plain_http_addr(&self) -> Option<SocketAddr> {
+        self.plain_http_addr
+    }
+
+    /// How often the supervised upstream has been restarted.
+    pub fn upstream_restarts(&self) -> u64 {
+        self.supervisor.as_ref().map_or(0, Supervisor::restarts)
+    }
+
+    /// Re-reads the policy file and the certificate it names. All or
+    /// nothing: on any error the running policy and certificate stay, and
+    /// the error says why.
+    pub fn reload(&self) -> Result<(), ReloadError> {
+        let current = self.state.config();
+        let source = current.source().ok_or(ReloadError::NoSource)?;
+        let next = Config::from_file(source)?;
+        let needs_restart = current.restart_only_changes(&next);
+        if !needs_restart.is_empty() {
+            return Err(ReloadError::NeedsRestart(needs_restart));
+        }
+        let certificate = tls::load(&next.tls)?;
+        self.state.certs.replace(certificate);
+        *self
+            .state
+            .config
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(next);
+        Ok(())
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to
+    /// `server.shutdown_timeout`), then stops the supervised upstream.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for listener in self.listeners {
+            let _ = listener.await;
+        }
+        if let Some(supervisor) = self.supervisor {
+            supervisor.stop().await;
+        }
+        tracing::info!("gateway stopped");
+    }
+}
+
+/// Runs the gateway until `shutdown` resolves, reloading on `SIGHUP`.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let handle = Gateway::start(config)
+        .await
+        .context("starting the gateway")?;
+    serve_until(handle, shutdown).await
+}
+
+/// Reloads on `SIGHUP` until `shutdown` resolves, then shuts down.
+pub(crate) async fn serve_until(
+    handle: Handle,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let mut hangups = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(()) = hangups.recv() => match handle.reload() {
+                Ok(()) => tracing::info!("reloaded the policy and certificate"),
+                Err(error) => tracing::error!(%error, "reload refused; the running policy stays"),
+            },
+        }
+    }
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    handle.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Body: the request body must fit the route's limit and arrive
+//! uncompressed.
+//!
+//! A declared `Content-Length` over the limit is refused (413) before a
+//! byte of the body is read. A body without a declared length (chunked, or
+//! HTTP/2 DATA frames) is counted while it streams to the upstream by
+//! [`Limited`]; past the limit the stream fails, the upstream exchange is
+//! abandoned and the client gets 413. Compressed bodies are refused with
+//! 415: the gateway cannot cap their decoded size (ASVS 5.2.3), and no route
+//! accepts them yet.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
+use http::request::Parts;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::sync::Notify;
+
+use crate::body::BoxError;
+use crate::config::Route;
+use crate::reject::Rejection;
+
+/// Checks what the head says about the body.
+pub(crate) fn check(parts: &Parts, route: &Route) -> Result<(), Rejection> {
+    let is_compressed = parts
+        .headers
+        .get_all(CONTENT_ENCODING)
+        .iter()
+        .any(|value| !value.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if is_compressed {
+        return Err(Rejection::CompressedBody);
+    }
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > route.body_limit => Err(Rejection::BodyTooLarge {
+            limit: route.body_limit,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// What happened to a streamed request body, for the forwarder to tell a
+/// client fault (413, 408) from an upstream one.
+#[derive(Debug)]
+pub(crate) struct BodyWatch {
+    limit: u64,
+    exceeded: AtomicBool,
+    finished: AtomicBool,
+    finished_notify: Notify,
+}
+
+impl BodyWatch {
+    /// A watch for a body allowed `limit` bytes.
+    pub(crate) fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            exceeded: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            finished_notify: Notify::new(),
+        }
+    }
+
+    /// The body's limit in bytes.
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Whether the body went over its limit.
+    pub(crate) fn is_exceeded(&self) -> bool {
+        self.exceeded.load(Ordering::Acquire)
+    }
+
+    /// Whether the whole body has been read.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the whole body has been read.
+    pub(crate) async fn finished(&self) {
+        loop {
+            let notified = self.finished_notify.notified();
+            if self.is_finished() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn mark_finished(&self) {
+        self.finished.store(true, Ordering::Release);
+        self.finished_notify.notify_waiters();
+    }
+}
+
+/// The body over the limit, as a stream error.
+#[derive(Debug, thiserror::Error)]
+#[error("request body over the route limit of {0} bytes")]
+pub(crate) struct BodyTooLarge(u64);
+
+/// A request body counted against a limit as it streams.
+pub(crate) struct Limited {
+    inner: Incoming,
+    remaining: u64,
+    watch: Arc<BodyWatch>,
+}
+
+impl Limited {
+    /// Wraps a client's body; `watch` holds the limit and reports the
+    /// outcome.
+    pub(crate) fn new(inner: Incoming, watch: Arc<BodyWatch>) -> Self {
+        if inner.is_end_stream() {
+            watch.mark_finished();
+        }
+        Self {
+            inner,
+            remaining: watch.limit,
+            watch,
+        }
+    }
+}
+
+impl HttpBody for Limited {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let length = frame.data_ref().map_or(0, |data| data.len() as u64);
+                match this.remaining.checked_sub(length) {
+                    Some(remaining) => {
+                        this.remaining = remaining;
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    None => {
+                        this.watch.exceeded.store(true, Ordering::Release);
+                        Poll::Ready(Some(Err(BodyTooLarge(this.watch.limit).into())))
+                    }
+                }
+            }
+            Poll::Ready(None) => {
+                this.watch.mark_finished();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PathMatch;
+
+    fn route(limit: u64) -> Route {
+        Route {
+            name: "r".into(),
+            path: "/".into(),
+            path_match: PathMatch::Exact,
+            methods: vec![http::Method::POST],
+            body_limit: limit,
+        }
+    }
+
+    fn parts(headers: &[(&str, &str)]) -> Parts {
+        let mut builder = http::Request::builder().method("POST").uri("/");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn declared_length_over_the_limit_is_413() {
+        assert!(check(&parts(&[("content-length", "10")]), &route(10)).is_ok());
+        assert!(matches!(
+            check(&parts(&[("content-length", "11")]), &route(10)),
+            Err(Rejection::BodyTooLarge { limit: 10 })
+        ));
+    }
+
+    #[test]
+    fn compressed_bodies_are_415_identity_is_fine() {
+        assert!(check(&parts(&[("content-encoding", "identity")]), &route(10)).is_ok());
+        for coding in ["gzip", "br", "deflate", "GZIP"] {
+            assert!(matches!(
+                check(&parts(&[("content-encoding", coding)]), &route(10)),
+                Err(Rejection::CompressedBody)
+            ));
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Request shape: the head must fit the limits the upstream can take
+//! (gunicorn: request line 4094 bytes, 100 fields, 8190 bytes per field),
+//! its framing must be unambiguous, and it must name a host.
+//!
+//! hyper already refuses, on HTTP/1.1, differing duplicate
+//! `Content-Length`s and a `Transfer-Encoding` whose last coding is not
+//! chunked, and it drops `Content-Length` when `Transfer-Encoding` is
+//! present (RFC 9112 §6.3); the request is re-framed toward the upstream
+//! either way, so the two hops can never disagree on where it ends. The
+//! checks here repeat that for HTTP/2, where the h2 crate is the only other
+//! guard.
+
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::Version;
+
+use crate::config::Limits;
+use crate::reject::Rejection;
+
+/// `" HTTP/1.1"` plus the space after the method.
+const REQUEST_LINE_OVERHEAD: usize = 10;
+
+/// Checks the head and returns the request's host (`host[:port]`).
+pub(crate) fn check(parts: &Parts, limits: &Limits) -> Result<String, Rejection> {
+    let target_len = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().len())
+        .unwrap_or(1);
+    let line = parts.method.as_str().len() + target_len + REQUEST_LINE_OVERHEAD;
+    if line > limits.max_request_line_bytes {
+        return Err(Rejection::RequestLineTooLong { length: line });
+    }
+    if parts.headers.len() > limits.max_header_count {
+        return Err(Rejection::HeadersTooLarge("too many header fields"));
+    }
+    // name + ": " + value, as the field appears on an HTTP/1.1 wire.
+    let is_field_too_long = parts
+        .headers
+        .iter()
+        .any(|(name, value)| name.as_str().len() + 2 + value.len() > limits.max_header_field_bytes);
+    if is_field_too_long {
+        return Err(Rejection::HeadersTooLarge("a header field is too long"));
+    }
+    check_framing(parts)?;
+    host(parts)
+}
+
+fn check_framing(parts: &Parts) -> Result<(), Rejection> {
+    let lengths: Vec<_> = parts.headers.get_all(CONTENT_LENGTH).iter().collect();
+    if lengths.len() > 1
+        || lengths
+            .first()
+            .is_some_and(|v| v.as_bytes().contains(&b','))
+    {
+        return Err(Rejection::AmbiguousLength("several Content-Length values"));
+    }
+    if parts.headers.contains_key(TRANSFER_ENCODING) {
+        if parts.version >= Version::HTTP_2 {
+            return Err(Rejection::AmbiguousLength("Transfer-Encoding over HTTP/2"));
+        }
+        if !lengths.is_empty() {
+            return Err(Rejection::AmbiguousLength(
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The host from the URI authority (HTTP/2, absolute-form) or `Host`; when
+/// both are present they must agree.
+fn host(parts: &Parts) -> Result<String, Rejection> {
+    let from_uri = parts.uri.authority().map(|a| a.as_str());
+    let mut from_header = parts.headers.get_all(HOST).iter();
+    let header = from_header.next();
+    if from_header.next().is_some() {
+        return Err(Rejection::HostInvalid);
+    }
+    let header = match header {
+        Some(value) => Some(value.to_str().map_err(|_| Rejection::HostInvalid)?),
+        None => None,
+    };
+    let host = match (from_uri, header) {
+        (Some(uri), Some(header)) if !uri.eq_ignore_ascii_case(header) => {
+            return Err(Rejection::HostInvalid)
+        }
+        (Some(host), _) | (None, Some(host)) => host,
+        (None, None) => return Err(Rejection::HostInvalid),
+    };
+    let authority: http::uri::Authority = host.parse().map_err(|_| Rejection::HostInvalid)?;
+    if authority.as_str().contains('@') || authority.host().is_empty() {
+        return Err(Rejection::HostInvalid);
+    }
+    Ok(authority.as_str().to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        crate::config::tests::minimal().limits
+    }
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut builder = http::Request::builder().uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn an_ordinary_request_passes_and_yields_its_host() {
+        let p = parts("/api/summary", &[("host", "Example.COM:8443")]);
+        assert_eq!(check(&p, &limits()).unwrap(), "example.com:8443");
+    }
+
+    #[test]
+    fn gunicorn_limits_are_enforced() {
+        let long = format!("/api/{}", "a".repeat(4094));
+        assert!(matches!(
+            check(&parts(&long, &[("host", "x")]), &limits()),
+            Err(Rejection::RequestLineTooLong { .. })
+        ));
+        let big = "v".repeat(8190);
+        assert!(matches!(
+            check(&parts("/", &[("host", "x"), ("x-big", &big)]), &limits()),
+            Err(Rejection::HeadersTooLarge(_))
+        ));
+        let mut p = parts("/", &[("host", "x")]);
+        for i in 0..100 {
+            p.headers.insert(
+                http::HeaderName::from_bytes(format!("x-h{i}").as_bytes()).unwrap(),
+                http::HeaderValue::from_static("1"),
+            );
+        }
+        assert!(matches!(
+            check(&p, &limits()),
+            Err(Rejection::HeadersTooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        let both = parts(
+            "/",
+            &[
+                ("host", "x"),
+                ("content-length", "3"),
+                ("transfer-encoding", "chunked"),
+            ],
+        );
+        assert!(matches!(
+            check(&both, &limits()),
+            Err(Rejection::AmbiguousLength(_))
+        ));
+        let twice = parts(
+            "/",
+            &[
+                ("host", "x"),
+                ("content-length", "3"),
+                ("content-length", "4"),
+            ],
+        );
+        assert!(matches!(
+            check(&twice, &limits()),
+            Err(Rejection::AmbiguousLength(_))
+        ));
+        let listed = parts("/", &[("host", "x"), ("content-length", "3, 3")]);
+        assert!(matches!(
+            check(&listed, &limits()),
+            Err(Rejection::AmbiguousLength(_))
+        ));
+    }
+
+    #[test]
+    fn host_must_be_present_single_and_consistent() {
+        assert!(check(&parts("/", &[]), &limits()).is_err());
+        assert!(check(&parts("/", &[("host", "a"), ("host", "b")]), &limits()).is_err());
+        assert!(check(
+            &parts("https://a.example/", &[("host", "b.example")]),
+            &limits()
+        )
+        .is_err());
+        assert!(check(&parts("/", &[("host", "user@evil")]), &limits()).is_err());
+        assert_eq!(
+            check(&parts("https://a.example/", &[]), &limits()).unwrap(),
+            "a.example"
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! Header rewriting on the upstream hop, both directions.
+//!
+//! Toward the upstream: hop-by-hop headers go (RFC 9110 §7.6.1: `Connection`
+//! and every header it names, `Keep-Alive`, `TE`, `Trailer`,
+//! `Transfer-Encoding`, `Upgrade`, `Proxy-*`), as does `Expect` (answered
+//! here) and every client copy of a header the gateway owns
+//! (`tradehabit_shared::headers::GATEWAY_OWNED`: identity, `X-Forwarded-*`,
+//! `Forwarded`, `X-Real-IP`, the request id). Then the gateway's own values
+//! are set, and `Accept-Encoding: identity` so the upstream never
+//! compresses (compression side channels leak secrets).
+//!
+//! From the upstream: hop-by-hop headers go; `respond.rs` then sets the
+//! security headers.
+
+use http::header::{ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, COOKIE, EXPECT, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tradehabit_shared::headers::{GATEWAY_OWNED, REQUEST_ID};
+
+use crate::policy::identify::Identity;
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
+];
+
+/// Removes hop-by-hop headers, including those `Connection` names.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        // The framing and target headers are re-derived, never dropped on
+        // a client's say-so.
+        .filter(|name| *name != CONTENT_LENGTH && *name != HOST)
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+    let proxy_headers: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy_headers {
+        headers.remove(name);
+    }
+}
+
+/// Rewrites a client's request headers for the upstream.
+pub(crate) fn to_upstream(headers: &mut HeaderMap, identity: &Identity, host: &str) {
+    strip_hop_by_hop(headers);
+    for name in GATEWAY_OWNED {
+        headers.remove(*name);
+    }
+    headers.remove(EXPECT);
+    join_cookies(headers);
+    let host = HeaderValue::from_str(host).expect("the host was parsed as a URI authority");
+    headers.insert(HOST, host.clone());
+    headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    headers.insert(
+        "x-forwarded-for",
+        HeaderValue::from_str(&identity.client_ip.to_string())
+            .expect("an IP address is header text"),
+    );
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    headers.insert("x-forwarded-host", host);
+    headers.insert(REQUEST_ID, identity.request_id.clone());
+}
+
+/// HTTP/2 may split `Cookie` into several fields; an HTTP/1.1 hop needs
+/// one (RFC 9113 §8.2.3).
+fn join_cookies(headers: &mut HeaderMap) {
+    if headers.get_all(COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined = headers
+        .get_all(COOKIE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> Identity {
+        Identity {
+            client_ip: "198.51.100.7".parse().unwrap(),
+            request_id: HeaderValue::from_static("rid-1"),
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn hop_by_hop_and_spoofed_headers_are_replaced() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, x-secret, content-length"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("trailer", "x-t"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic abc"),
+            ("proxy-foo", "1"),
+            ("expect", "100-continue"),
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "http"),
+            ("x-real-ip", "1.1.1.1"),
+            ("forwarded", "for=1.1.1.1"),
+            ("x-tradehabit-principal", "admin"),
+            ("x-tradehabit-scopes", "all"),
+            ("x-tradehabit-auth-method", "jwt"),
+            ("x-request-id", "spoofed"),
+            ("accept-encoding", "gzip, br"),
+            ("content-length", "3"),
+            ("authorization", "Bearer t"),
+        ]);
+        to_upstream(&mut h, &identity(), "api.example:8443");
+        for gone in [
+            "connection",
+            "x-secret",
+            "keep-alive",
+            "te",
+            "trailer",
+            "upgrade",
+            "proxy-authorization",
+            "proxy-foo",
+            "expect",
+            "x-real-ip",
+            "forwarded",
+            "x-tradehabit-principal",
+            "x-tradehabit-scopes",
+            "x-tradehabit-auth-method",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} should be stripped");
+        }
+        assert_eq!(h["x-forwarded-for"], "198.51.100.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "api.example:8443");
+        assert_eq!(h["host"], "api.example:8443");
+        assert_eq!(h["x-request-id"], "rid-1");
+        assert_eq!(h.get_all("x-request-id").iter().count(), 1);
+        assert_eq!(h["accept-encoding"], "identity");
+        assert_eq!(h["content-length"], "3");
+        // End-to-end credentials are the upstream's business (issue 5
+        // decides what to drop after authenticating).
+        assert_eq!(h["authorization"], "Bearer t");
+    }
+
+    #[test]
+    fn split_cookies_are_joined() {
+        let mut h = headers(&[("cookie", "a=1"), ("cookie", "b=2")]);
+        to_upstream(&mut h, &identity(), "x");
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h["cookie"], "a=1; b=2");
+    }
+}

@@ -1,0 +1,259 @@
+//! The one place a refusal becomes an HTTP response.
+//!
+//! Every stage reports failure as a [`Rejection`] value; [`respond`] picks the
+//! status from whose fault it is (the client's: 4xx; the upstream's:
+//! 502/503/504), writes the JSON error envelope shared with the worker, adds
+//! the headers the status needs (`Allow`, `Retry-After`) and logs the
+//! precise reason once. The client only ever sees a generic message.
+
+use std::time::Duration;
+
+use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Response, StatusCode};
+use tradehabit_shared::envelope::{self, ErrorEnvelope};
+
+use crate::body::{self, Body};
+
+/// Why the gateway answered instead of the upstream.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Rejection {
+    /// The path failed normalisation (dot segments, encoded slashes, …).
+    #[error("path refused: {0}")]
+    PathRefused(&'static str),
+    /// The request line is longer than `limits.max_request_line_bytes`.
+    #[error("request line of {length} bytes over the limit")]
+    RequestLineTooLong { length: usize },
+    /// A header line or the header count is over its limit.
+    #[error("request headers over the limit: {0}")]
+    HeadersTooLarge(&'static str),
+    /// The message length is ambiguous (smuggling attempt or broken client).
+    #[error("ambiguous message length: {0}")]
+    AmbiguousLength(&'static str),
+    /// No usable `Host`.
+    #[error("host missing or invalid")]
+    HostInvalid,
+    /// No route matches the path.
+    #[error("no route matches")]
+    NoRoute,
+    /// A route matches the path but not the method.
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: HeaderValue },
+    /// The body is larger than the route's limit (declared or counted).
+    #[error("body over the route limit of {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    /// A `Content-Encoding` other than identity on the request body.
+    #[error("compressed request body refused")]
+    CompressedBody,
+    /// The client did not send its body within the request timeout.
+    #[error("request body not received in time")]
+    BodyTimeout,
+    /// A plain-HTTP request for an API path.
+    #[error("API call over plain HTTP")]
+    HttpsRequired,
+    /// The upstream could not be reached (down, refused, connect timeout).
+    #[error("upstream unreachable: {0}")]
+    UpstreamUnreachable(String),
+    /// The upstream broke the exchange (closed early, invalid answer).
+    #[error("upstream answer unusable: {0}")]
+    UpstreamBroken(String),
+    /// No free upstream slot within `upstream.queue_timeout`.
+    #[error("upstream concurrency limit reached")]
+    UpstreamBusy { retry_after: Duration },
+    /// The upstream answered no response head within its timeout.
+    #[error("upstream did not answer in time")]
+    UpstreamTimeout,
+    /// The upstream answered a 5xx whose body is replaced.
+    #[error("upstream answered {status}")]
+    UpstreamFailed {
+        status: StatusCode,
+        retry_after: Option<HeaderValue>,
+    },
+}
+
+impl Rejection {
+    /// The status this rejection is answered with.
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Rejection::PathRefused(_) | Rejection::AmbiguousLength(_) | Rejection::HostInvalid => {
+                StatusCode::BAD_REQUEST
+            }
+            Rejection::RequestLineTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Rejection::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Rejection::NoRoute => StatusCode::NOT_FOUND,
+            Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::CompressedBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            // ASVS 5.0 4.1.2: an API must not redirect to HTTPS, because the
+            // credentials have already crossed the network in clear. 403
+            // says "not over this channel"; 421 would suggest a routing
+            // mistake and a retry on another connection, which clients do
+            // automatically.
+            Rejection::HttpsRequired => StatusCode::FORBIDDEN,
+            Rejection::UpstreamUnreachable(_) | Rejection::UpstreamBroken(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            Rejection::UpstreamBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Rejection::UpstreamFailed { status, .. } => *status,
+        }
+    }
+
+    /// The generic, client-safe message.
+    fn message(&self) -> &'static str {
+        match self {
+            Rejection::PathRefused(_) => "The request path is not acceptable",
+            Rejection::RequestLineTooLong { .. } => "The request URI is too long",
+            Rejection::HeadersTooLarge(_) => "The request headers are too large",
+            Rejection::AmbiguousLength(_) => "The request framing is ambiguous",
+            Rejection::HostInvalid => "The request host is missing or invalid",
+            Rejection::NoRoute => "The requested URL was not found on the server",
+            Rejection::MethodNotAllowed { .. } => "The method is not allowed for the requested URL",
+            Rejection::BodyTooLarge { .. } => "The request body is too large",
+            Rejection::CompressedBody => "Compressed request bodies are not accepted",
+            Rejection::BodyTimeout => "The request body was not received in time",
+            Rejection::HttpsRequired => {
+                "This API is only served over HTTPS; resend the request with https://"
+            }
+            Rejection::UpstreamUnreachable(_) | Rejection::UpstreamBroken(_) => {
+                "The service is unavailable"
+            }
+            Rejection::UpstreamBusy { .. } => "The service is busy; retry later",
+            Rejection::UpstreamTimeout => "The service did not answer in time",
+            Rejection::UpstreamFailed { status, .. }
+                if *status == StatusCode::SERVICE_UNAVAILABLE =>
+            {
+                "The service is busy; retry later"
+            }
+            Rejection::UpstreamFailed { .. } => "The service failed to handle the request",
+        }
+    }
+
+    /// Whose fault: the upstream's failures are worth an operator's look.
+    fn is_upstream_fault(&self) -> bool {
+        matches!(
+            self,
+            Rejection::UpstreamUnreachable(_)
+                | Rejection::UpstreamBroken(_)
+                | Rejection::UpstreamBusy { .. }
+                | Rejection::UpstreamTimeout
+                | Rejection::UpstreamFailed { .. }
+        )
+    }
+}
+
+/// Turns a rejection into its response and logs why, once.
+pub(crate) fn respond(rejection: &Rejection) -> Response<Body> {
+    let status = rejection.status();
+    if rejection.is_upstream_fault() {
+        tracing::warn!(http.status = status.as_u16(), reason = %rejection, "refused");
+    } else {
+        tracing::debug!(http.status = status.as_u16(), reason = %rejection, "refused");
+    }
+    let mut response = Response::new(body::full(
+        ErrorEnvelope::new(rejection.message()).to_bytes(),
+    ));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(envelope::CONTENT_TYPE),
+    );
+    match rejection {
+        Rejection::MethodNotAllowed { allow } => {
+            headers.insert(ALLOW, allow.clone());
+        }
+        Rejection::UpstreamBusy { retry_after } => {
+            headers.insert(RETRY_AFTER, seconds(*retry_after));
+        }
+        Rejection::UpstreamFailed {
+            retry_after,
+            status,
+        } => {
+            if let Some(value) = retry_after {
+                headers.insert(RETRY_AFTER, value.clone());
+            } else if *status == StatusCode::SERVICE_UNAVAILABLE {
+                headers.insert(RETRY_AFTER, seconds(crate::config::DEFAULT_RETRY_AFTER));
+            }
+        }
+        _ => {}
+    }
+    response
+}
+
+/// A `Retry-After` value in whole seconds, at least 1.
+fn seconds(duration: Duration) -> HeaderValue {
+    HeaderValue::from(duration.as_secs().max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_text(response: Response<Body>) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_rejection_is_an_envelope() {
+        let response = respond(&Rejection::NoRoute);
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+        let text = body_text(response).await;
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["status"], "ERROR");
+        assert_eq!(json["details"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn status_follows_whose_fault_it_is() {
+        let cases = [
+            (Rejection::PathRefused("x"), 400),
+            (Rejection::RequestLineTooLong { length: 5000 }, 414),
+            (Rejection::HeadersTooLarge("x"), 431),
+            (Rejection::BodyTooLarge { limit: 1 }, 413),
+            (Rejection::CompressedBody, 415),
+            (Rejection::BodyTimeout, 408),
+            (Rejection::HttpsRequired, 403),
+            (Rejection::UpstreamUnreachable("refused".into()), 502),
+            (Rejection::UpstreamBroken("closed".into()), 502),
+            (
+                Rejection::UpstreamBusy {
+                    retry_after: Duration::from_secs(3),
+                },
+                503,
+            ),
+            (Rejection::UpstreamTimeout, 504),
+        ];
+        for (rejection, status) in cases {
+            assert_eq!(rejection.status().as_u16(), status, "{rejection:?}");
+        }
+    }
+
+    #[test]
+    fn busy_and_405_carry_their_headers() {
+        let busy = respond(&Rejection::UpstreamBusy {
+            retry_after: Duration::from_millis(1500),
+        });
+        assert_eq!(busy.headers()[RETRY_AFTER], "1");
+        let failed = respond(&Rejection::UpstreamFailed {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            retry_after: None,
+        });
+        assert_eq!(failed.headers()[RETRY_AFTER], "5");
+        let not_allowed = respond(&Rejection::MethodNotAllowed {
+            allow: HeaderValue::from_static("GET, HEAD"),
+        });
+        assert_eq!(not_allowed.headers()[ALLOW], "GET, HEAD");
+    }
+
+    #[tokio::test]
+    async fn upstream_details_never_reach_the_client() {
+        let response = respond(&Rejection::UpstreamUnreachable(
+            "connect /run/secret/worker.sock: refused".into(),
+        ));
+        assert!(!body_text(response).await.contains("secret"));
+    }
+}

@@ -1,0 +1,105 @@
+//! Respond: the headers every answer leaves with, whoever wrote it (the
+//! upstream, a check, `reject.rs`).
+//!
+//! Over HTTPS: exactly one `Strict-Transport-Security` (any upstream copy is
+//! replaced, RFC 6797 §7.1), `X-Content-Type-Options: nosniff`,
+//! `X-Frame-Options: DENY`, `Referrer-Policy: no-referrer`, the configured
+//! `Content-Security-Policy` and `Cache-Control: no-store` (trading data
+//! must not sit in caches). Upstream `Server` and `X-Powered-By` are
+//! removed. Over plain HTTP the same, minus HSTS, which RFC 6797 §7.2 forbids
+//! on insecure transport.
+
+use http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, SERVER, STRICT_TRANSPORT_SECURITY,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use http::{HeaderMap, HeaderValue};
+use tradehabit_shared::headers::REQUEST_ID;
+
+use crate::config::SecurityHeaders;
+
+/// Sets the HTTPS security headers and the request id.
+pub(crate) fn secure(headers: &mut HeaderMap, config: &SecurityHeaders, request_id: &HeaderValue) {
+    common(headers);
+    headers.insert(STRICT_TRANSPORT_SECURITY, config.hsts.clone());
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        config.content_security_policy.clone(),
+    );
+    headers.insert(REQUEST_ID, request_id.clone());
+}
+
+/// Sets the headers of a plain-HTTP answer: everything but HSTS.
+pub(crate) fn plain(headers: &mut HeaderMap, config: &SecurityHeaders) {
+    common(headers);
+    headers.remove(STRICT_TRANSPORT_SECURITY);
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        config.content_security_policy.clone(),
+    );
+}
+
+fn common(headers: &mut HeaderMap) {
+    headers.remove(SERVER);
+    headers.remove("x-powered-by");
+    // `insert` replaces every earlier value, so upstream copies go too.
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> SecurityHeaders {
+        crate::config::tests::minimal().headers
+    }
+
+    #[test]
+    fn upstream_copies_are_replaced_by_exactly_one_of_ours() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=0"),
+        );
+        headers.append(
+            STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=5"),
+        );
+        headers.append(
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=600"),
+        );
+        headers.append(SERVER, HeaderValue::from_static("gunicorn"));
+        headers.append("x-powered-by", HeaderValue::from_static("Flask"));
+        secure(&mut headers, &config(), &HeaderValue::from_static("id-1"));
+        assert_eq!(headers.get_all(STRICT_TRANSPORT_SECURITY).iter().count(), 1);
+        assert_eq!(
+            headers[STRICT_TRANSPORT_SECURITY],
+            "max-age=63072000; includeSubDomains"
+        );
+        assert_eq!(headers.get_all(CACHE_CONTROL).iter().count(), 1);
+        assert_eq!(headers[CACHE_CONTROL], "no-store");
+        assert!(!headers.contains_key(SERVER));
+        assert!(!headers.contains_key("x-powered-by"));
+        assert_eq!(headers[REQUEST_ID], "id-1");
+        assert_eq!(
+            headers[CONTENT_SECURITY_POLICY],
+            "default-src 'none'; frame-ancestors 'none'"
+        );
+    }
+
+    #[test]
+    fn plain_http_never_carries_hsts() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=1"),
+        );
+        plain(&mut headers, &config());
+        assert!(!headers.contains_key(STRICT_TRANSPORT_SECURITY));
+        assert_eq!(headers[X_CONTENT_TYPE_OPTIONS], "nosniff");
+    }
+}

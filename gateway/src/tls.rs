@@ -1,0 +1,217 @@
+//! TLS: the rustls server configuration, the certificate it serves, and the
+//! handshake with its own deadline.
+//!
+//! Protocols: TLS 1.3 and TLS 1.2 only (ASVS 12.1.1), with rustls' ring
+//! provider and its default cipher suites — AEAD only, forward secret only,
+//! the Mozilla "intermediate" set. The server follows the client's suite
+//! order, as Mozilla recommends. ALPN offers `h2` then `http/1.1`.
+//!
+//! The certificate lives in a [`CertStore`] that rustls asks on every
+//! handshake; a reload swaps the `Arc<CertifiedKey>` inside it, so new
+//! handshakes use the new certificate while open connections keep going. A
+//! reload that fails leaves the old certificate in place.
+
+use std::fmt;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Tls;
+
+/// ALPN protocol ids, in server preference order.
+pub(crate) const ALPN_H2: &[u8] = b"h2";
+const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// Why a certificate or key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// A PEM file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("{0}: no PEM certificate found")]
+    NoCertificate(PathBuf),
+    /// The key file holds no private key.
+    #[error("{0}: no PEM private key found")]
+    NoKey(PathBuf),
+    /// rustls refused the key, or it does not match the certificate.
+    #[error("{path}: {source}")]
+    Unusable {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+}
+
+/// The provider every TLS object of the gateway uses.
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Loads the chain and key named in `[tls]` and checks they belong together.
+pub(crate) fn load(tls: &Tls) -> Result<CertifiedKey, CertError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| CertError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let cert_pem = read(&tls.cert)?;
+    let chain = rustls_pemfile::certs(&mut BufReader::new(cert_pem.as_slice()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| CertError::Read {
+            path: tls.cert.clone(),
+            source,
+        })?;
+    if chain.is_empty() {
+        return Err(CertError::NoCertificate(tls.cert.clone()));
+    }
+    let key_pem = read(&tls.key)?;
+    let key = rustls_pemfile::private_key(&mut BufReader::new(key_pem.as_slice()))
+        .map_err(|source| CertError::Read {
+            path: tls.key.clone(),
+            source,
+        })?
+        .ok_or_else(|| CertError::NoKey(tls.key.clone()))?;
+    let certified =
+        CertifiedKey::from_der(chain, key, &provider()).map_err(|source| CertError::Unusable {
+            path: tls.key.clone(),
+            source,
+        })?;
+    Ok(certified)
+}
+
+/// The certificate currently served; swapped atomically on reload.
+pub(crate) struct CertStore {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertStore {
+    pub(crate) fn new(initial: CertifiedKey) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(initial)),
+        }
+    }
+
+    /// Serves `next` on every handshake from now on.
+    pub(crate) fn replace(&self, next: CertifiedKey) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(next);
+    }
+}
+
+impl fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CertStore")
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(
+            &self
+                .current
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        ))
+    }
+}
+
+/// The acceptor for the HTTPS listener.
+pub(crate) fn acceptor(certs: Arc<CertStore>) -> TlsAcceptor {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("the ring provider supports TLS 1.2 and 1.3")
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+    TlsAcceptor::from(Arc::new(config))
+}
+
+/// Why a handshake did not complete.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HandshakeError {
+    #[error("TLS handshake not finished within {0:?}")]
+    TimedOut(Duration),
+    #[error("TLS handshake failed: {0}")]
+    Failed(std::io::Error),
+}
+
+/// Runs the server handshake, giving up after `timeout`.
+pub(crate) async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, HandshakeError> {
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(error)) => Err(HandshakeError::Failed(error)),
+        Err(_) => Err(HandshakeError::TimedOut(timeout)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_tls12_and_tls13_suites_are_offered() {
+        let store = Arc::new(CertStore::new(self_signed()));
+        let acceptor = acceptor(store);
+        let config = acceptor.config();
+        let versions: Vec<_> = config
+            .crypto_provider()
+            .cipher_suites
+            .iter()
+            .map(|suite| suite.version().version)
+            .collect();
+        assert!(versions.iter().all(|v| matches!(
+            v,
+            rustls::ProtocolVersion::TLSv1_2 | rustls::ProtocolVersion::TLSv1_3
+        )));
+        assert!(versions.contains(&rustls::ProtocolVersion::TLSv1_2));
+        assert!(versions.contains(&rustls::ProtocolVersion::TLSv1_3));
+        assert_eq!(
+            config.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_the_certificate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let b = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let tls = Tls {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+        };
+        std::fs::write(&tls.cert, a.cert.pem()).unwrap();
+        std::fs::write(&tls.key, b.key_pair.serialize_pem()).unwrap();
+        assert!(matches!(load(&tls), Err(CertError::Unusable { .. })));
+        std::fs::write(&tls.key, a.key_pair.serialize_pem()).unwrap();
+        assert!(load(&tls).is_ok());
+        std::fs::write(&tls.key, "not a key").unwrap();
+        assert!(matches!(load(&tls), Err(CertError::NoKey(_))));
+    }
+
+    fn self_signed() -> CertifiedKey {
+        let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(generated.key_pair.serialize_der().into());
+        CertifiedKey::from_der(vec![generated.cert.der().clone()], key, &provider()).unwrap()
+    }
+}

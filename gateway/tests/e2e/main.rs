@@ -1,0 +1,13 @@
+//! End-to-end scenarios: the gateway started in-process on port 0, real
+//! TLS clients (rustls + hyper, HTTP/1.1 and HTTP/2), raw sockets for the
+//! malformed cases, and a small recording upstream on a Unix socket.
+
+mod support;
+
+mod cli;
+mod failures;
+mod forward;
+mod lifecycle;
+mod plain_http;
+mod timeouts;
+mod tls;

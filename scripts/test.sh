@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: unit, parity, end-to-end and operations
+# checks. A few tests drive real external tools (promtool from Debian's
+# `prometheus` package, `docker-compose` for compose-file validation,
+# `openssl` for TLS-version probes); this script installs the missing ones
+# when it can (root or passwordless sudo with apt-get) and otherwise says
+# what to install. Those tests fail, not skip, when their tool is absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
+    echo "installing test tools: ${need[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # The Debian packages start daemons on install; the tests need none of them.
+    for svc in prometheus prometheus-node-exporter; do
+      $sudo service "$svc" stop >/dev/null 2>&1 || true
+    done
+  else
+    echo "missing test tools: ${need[*]} (install them with your package manager)" >&2
+  fi
+fi
+
+exec cargo test --workspace --locked "$@"

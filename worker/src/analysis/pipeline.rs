@@ -1,0 +1,87 @@
+//! The mistake pipeline (analysis.md §6): no stop-loss, outsized loss,
+//! revenge, (risk points), excessive risk — always in this order, on
+//! cleared tags.
+
+use super::exact::{mean, pstdev};
+use super::num::median;
+use super::trades::{Trade, TAG_EXCESSIVE, TAG_NO_STOP, TAG_OUTSIZED, TAG_REVENGE};
+
+/// The four thresholds (legacy-api §1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// Revenge window multiplier.
+    pub k: f64,
+    /// Outsized-loss sigma.
+    pub sigma_loss: f64,
+    /// Excessive-risk sigma.
+    pub sigma_risk: f64,
+    /// Risk variation ratio limit.
+    pub vr: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            k: 1.0,
+            sigma_loss: 1.0,
+            sigma_risk: 1.5,
+            vr: 0.35,
+        }
+    }
+}
+
+/// Clears every tag and runs the whole pipeline.
+pub fn tag_trades(trades: &mut [Trade], sigma_loss: f64, k: f64, sigma_risk: f64) {
+    for t in trades.iter_mut() {
+        t.tags = if t.no_stop { TAG_NO_STOP } else { 0 };
+    }
+    // §6.2 outsized loss.
+    let losses: Vec<f64> = trades
+        .iter()
+        .filter(|t| t.is_loss())
+        .map(|t| t.points_lost)
+        .collect();
+    if !losses.is_empty() {
+        let thr = mean(&losses) + sigma_loss * pstdev(&losses);
+        for t in trades.iter_mut() {
+            if t.is_loss() && t.points_lost > thr {
+                t.tags |= TAG_OUTSIZED;
+            }
+        }
+    }
+    // §6.3 revenge.
+    let flags = revenge_flags(trades, k);
+    for (t, f) in trades.iter_mut().zip(flags) {
+        if f {
+            t.tags |= TAG_REVENGE;
+        }
+    }
+    // §6.5 excessive risk.
+    let risks: Vec<f64> = trades.iter().filter_map(|t| t.risk_points).collect();
+    if !risks.is_empty() {
+        let sd = if risks.len() > 1 { pstdev(&risks) } else { 0.0 };
+        let thr = mean(&risks) + sigma_risk * sd;
+        for t in trades.iter_mut() {
+            if t.risk_points.is_some_and(|r| r > thr) {
+                t.tags |= TAG_EXCESSIVE;
+            }
+        }
+    }
+}
+
+/// §6.3: which trades the revenge rule flags with multiplier `k`.
+pub fn revenge_flags(trades: &[Trade], k: f64) -> Vec<bool> {
+    let mut out = vec![false; trades.len()];
+    if trades.is_empty() {
+        return out;
+    }
+    let holds: Vec<f64> = trades.iter().map(Trade::hold).collect();
+    let window = median(&holds) * k;
+    for i in 1..trades.len() {
+        let prev = &trades[i - 1];
+        if prev.pnl < 0.0 && ((trades[i].entry_time - prev.exit_time) as f64) <= window {
+            out[i] = true;
+        }
+    }
+    out
+}

@@ -1,0 +1,343 @@
+//! Fills → trades (analysis.md §3–§5), and the two order-table facts each
+//! trade needs that do not depend on thresholds: stop-loss protection
+//! (§6.1) and risk points (§6.4). Both use per-symbol, per-side indexes of
+//! stop orders sorted by time and binary search, so the whole build is
+//! O(n log n) in the number of orders.
+
+use super::num::{np_round, py_round};
+use super::parse::{OrderId, OrderTable, ParseError, Side};
+
+/// Tag bits, in pipeline order.
+pub const TAG_NO_STOP: u8 = 1;
+/// `outsized loss`.
+pub const TAG_OUTSIZED: u8 = 2;
+/// `revenge trade`.
+pub const TAG_REVENGE: u8 = 4;
+/// `excessive risk`.
+pub const TAG_EXCESSIVE: u8 = 8;
+/// Tag names, in pipeline order, with their bits.
+pub const TAGS: [(u8, &str); 4] = [
+    (TAG_NO_STOP, "no stop-loss order"),
+    (TAG_OUTSIZED, "outsized loss"),
+    (TAG_REVENGE, "revenge trade"),
+    (TAG_EXCESSIVE, "excessive risk"),
+];
+
+/// One reconstructed trade.
+#[derive(Debug, Clone)]
+pub struct Trade {
+    /// Random UUIDv4, fixed for the life of the upload.
+    pub id: uuid::Uuid,
+    /// Interned contract.
+    pub symbol: u32,
+    /// The position's side.
+    pub side: Side,
+    /// Entry fill time (seconds).
+    pub entry_time: i64,
+    /// Entry price.
+    pub entry_price: f64,
+    /// `min(q, |net|)`.
+    pub entry_qty: i64,
+    /// Exit fill time.
+    pub exit_time: i64,
+    /// Exit price.
+    pub exit_price: f64,
+    /// The whole exit fill quantity (E-8).
+    pub exit_qty: i64,
+    /// The exit row's order id.
+    pub exit_order_id: OrderId,
+    /// P&L in points × contracts, 2 dp.
+    pub pnl: f64,
+    /// |points| per contract, 2 dp (also for winners, E-10).
+    pub points_lost: f64,
+    /// §6.1 verdict: no protective stop found.
+    pub no_stop: bool,
+    /// §6.4 stop distance (null when `no_stop`).
+    pub risk_points: Option<f64>,
+    /// Tag bits ([`TAGS`]).
+    pub tags: u8,
+}
+
+impl Trade {
+    /// A win has `pnl > 0`.
+    pub fn is_win(&self) -> bool {
+        self.pnl > 0.0
+    }
+    /// A loss has `pnl < 0`.
+    pub fn is_loss(&self) -> bool {
+        self.pnl < 0.0
+    }
+    /// Holding time in seconds.
+    pub fn hold(&self) -> f64 {
+        (self.exit_time - self.entry_time) as f64
+    }
+    /// Tag names in pipeline order.
+    pub fn tag_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        TAGS.iter()
+            .filter(move |(b, _)| self.tags & b != 0)
+            .map(|(_, n)| *n)
+    }
+}
+
+/// One upload, analysed up to the threshold-dependent tags.
+#[derive(Debug, Clone, Default)]
+pub struct Dataset {
+    /// Data rows (csvRows).
+    pub rows: usize,
+    /// Fills used.
+    pub fills: usize,
+    /// Interned contracts.
+    pub symbols: Vec<String>,
+    /// Interned side texts other than `Buy`/`Sell`.
+    pub side_texts: Vec<String>,
+    /// Trades in exit-fill order.
+    pub trades: Vec<Trade>,
+}
+
+impl Dataset {
+    /// The text of a side.
+    pub fn side_text(&self, side: Side) -> &str {
+        match side {
+            Side::Buy => "Buy",
+            Side::Sell => "Sell",
+            Side::Other(i) => &self.side_texts[i as usize],
+            Side::Missing => "",
+        }
+    }
+    /// A trade's contract.
+    pub fn symbol(&self, t: &Trade) -> &str {
+        &self.symbols[t.symbol as usize]
+    }
+    /// An estimate of the heap bytes held.
+    pub fn held_bytes(&self) -> usize {
+        let strings: usize = self
+            .symbols
+            .iter()
+            .chain(&self.side_texts)
+            .map(|s| s.len() + 24)
+            .sum();
+        let ids: usize = self
+            .trades
+            .iter()
+            .map(|t| match &t.exit_order_id {
+                OrderId::Str(s) => s.len(),
+                _ => 0,
+            })
+            .sum();
+        std::mem::size_of::<Self>()
+            + strings
+            + ids
+            + self.trades.capacity() * std::mem::size_of::<Trade>()
+    }
+}
+
+struct Position {
+    side: Side,
+    net: i128,
+    entry_time: i64,
+    entry_price: f64,
+}
+
+/// Reconstructs trades (§3–§5) and attaches stop detection and risk points.
+pub fn build_trades(table: &OrderTable) -> Result<Dataset, ParseError> {
+    // §3: fills sorted by fill time, ties in file order (E-14 fixed).
+    let mut order: Vec<usize> = (0..table.fills.len()).collect();
+    order.sort_by_key(|&i| table.fills[i].time);
+
+    let mut positions: Vec<Option<Position>> = (0..table.symbols.len()).map(|_| None).collect();
+    let mut trades: Vec<Trade> = Vec::new();
+    for &fi in &order {
+        let f = &table.fills[fi];
+        let o = &table.orders[f.order as usize];
+        let sym = o.symbol.expect("fills have a contract") as usize;
+        let q = f.qty as i128;
+        let signed = if o.side == Side::Buy { q } else { -q };
+        let slot = &mut positions[sym];
+        match slot {
+            None => {
+                *slot = Some(Position {
+                    side: o.side,
+                    net: signed,
+                    entry_time: f.time,
+                    entry_price: f.price,
+                });
+            }
+            Some(pos) if signed * pos.net > 0 => {
+                pos.net += signed;
+            }
+            Some(pos) => {
+                trades.push(Trade {
+                    id: uuid::Uuid::nil(),
+                    symbol: sym as u32,
+                    side: pos.side,
+                    entry_time: pos.entry_time,
+                    entry_price: pos.entry_price,
+                    entry_qty: q.min(pos.net.abs()) as i64,
+                    exit_time: f.time,
+                    exit_price: f.price,
+                    exit_qty: f.qty,
+                    exit_order_id: f.order_id.clone(),
+                    pnl: 0.0,
+                    points_lost: 0.0,
+                    no_stop: false,
+                    risk_points: None,
+                    tags: 0,
+                });
+                let new = pos.net + signed;
+                if new == 0 {
+                    *slot = None;
+                } else {
+                    pos.net = new;
+                    pos.entry_time = f.time;
+                    pos.entry_price = f.price;
+                    pos.side = if new > 0 { Side::Buy } else { Side::Sell };
+                }
+            }
+        }
+    }
+    if trades.is_empty() {
+        return Err(ParseError::NoTrades {
+            rows: table.rows,
+            fills: table.fills.len(),
+        });
+    }
+
+    assign_ids(&mut trades);
+
+    // §5: P&L.
+    for t in &mut trades {
+        let is_buy = table.side_text(t.side).to_lowercase() == "buy";
+        let dir = if is_buy { 1.0 } else { -1.0 };
+        let raw = t.exit_price - t.entry_price;
+        t.pnl = py_round((raw * dir) * t.exit_qty as f64, 2);
+        t.points_lost = py_round(raw * dir, 2).abs();
+    }
+
+    detect_stops(table, &mut trades)?;
+
+    Ok(Dataset {
+        rows: table.rows,
+        fills: table.fills.len(),
+        symbols: table.symbols.clone(),
+        side_texts: table.side_texts.clone(),
+        trades,
+    })
+}
+
+/// Random UUIDv4 ids, drawn from the OS in one call for the whole upload.
+fn assign_ids(trades: &mut [Trade]) {
+    let mut bytes = vec![0u8; trades.len() * 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        for t in trades.iter_mut() {
+            t.id = uuid::Uuid::new_v4();
+        }
+        return;
+    }
+    for (t, chunk) in trades.iter_mut().zip(bytes.chunks_exact(16)) {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(chunk);
+        t.id = uuid::Builder::from_random_bytes(b).into_uuid();
+    }
+}
+
+fn side_slot(side: Side) -> Option<usize> {
+    match side {
+        Side::Buy => Some(0),
+        Side::Sell => Some(1),
+        _ => None,
+    }
+}
+
+/// Whether a sorted slice has an element in `[lo, hi]`.
+fn any_in(v: &[i64], lo: i64, hi: i64) -> bool {
+    if lo > hi {
+        return false;
+    }
+    let i = v.partition_point(|&x| x < lo);
+    i < v.len() && v[i] <= hi
+}
+
+/// §6.1 (no stop-loss) and §6.4 (risk points).
+fn detect_stops(table: &OrderTable, trades: &mut [Trade]) -> Result<(), ParseError> {
+    let ns = table.symbols.len();
+    // Event-time column E.
+    let use_ts = table.any_ts;
+    let use_fill = !use_ts && table.any_fill_ts;
+    let mut max_e: Vec<Option<i64>> = vec![None; ns];
+    let mut live: Vec<[Vec<i64>; 2]> = (0..ns).map(|_| [Vec::new(), Vec::new()]).collect();
+    let mut canceled: Vec<[Vec<i64>; 2]> = (0..ns).map(|_| [Vec::new(), Vec::new()]).collect();
+    let mut risk: Vec<[Vec<(i64, u32)>; 2]> = (0..ns).map(|_| [Vec::new(), Vec::new()]).collect();
+    for (i, o) in table.orders.iter().enumerate() {
+        let Some(s) = o.symbol else { continue };
+        let s = s as usize;
+        let e = if use_ts {
+            o.ts
+        } else if use_fill {
+            o.fill_ts
+        } else {
+            None
+        };
+        if let Some(e) = e {
+            max_e[s] = Some(max_e[s].map_or(e, |m| m.max(e)));
+            if o.is_stop {
+                if let Some(k) = side_slot(o.side) {
+                    if o.canceled {
+                        canceled[s][k].push(e);
+                    } else {
+                        live[s][k].push(e);
+                    }
+                }
+            }
+        }
+        if o.risk_type && o.stop_present {
+            if let (Some(ts), Some(k)) = (o.ts, side_slot(o.side)) {
+                risk[s][k].push((ts, i as u32));
+            }
+        }
+    }
+    for s in 0..ns {
+        for k in 0..2 {
+            live[s][k].sort_unstable();
+            canceled[s][k].sort_unstable();
+            risk[s][k].sort_unstable();
+        }
+    }
+    let any_e = use_ts || use_fill;
+    for t in trades.iter_mut() {
+        let s = t.symbol as usize;
+        let opp = if t.side == Side::Buy { 1 } else { 0 };
+        let (t0, t1) = (t.entry_time, t.exit_time);
+        let protected = any_e
+            && max_e[s].is_some_and(|m| m >= t0)
+            && (any_in(&live[s][opp], t0, t1 + 2)
+                || any_in(&canceled[s][opp], t0 + 2, t1 + 2)
+                || (t1 >= t0
+                    && (any_in(&live[s][opp], t1, t1) || any_in(&canceled[s][opp], t1, t1)))
+                || any_in(&live[s][opp], t0 - 60, t0 - 1));
+        t.no_stop = !protected;
+        t.risk_points = None;
+        if t.no_stop {
+            continue;
+        }
+        let cands = &risk[s][opp];
+        let i = cands.partition_point(|&(ts, _)| ts < t0);
+        if i < cands.len() && cands[i].0 <= t1 {
+            if let Some(line) = table.stop_price_bad_line {
+                return Err(ParseError::StopPriceNotNumeric { line });
+            }
+            let row = &table.orders[cands[i].1 as usize];
+            let stop = row.stop_price;
+            let dir = if t.side == Side::Buy { 1.0 } else { -1.0 };
+            let r = np_round(((t.entry_price - stop) * dir).abs(), 2);
+            if !r.is_finite() {
+                return Err(ParseError::Cell {
+                    line: row.line as usize,
+                    column: super::parse::COL_STOP,
+                    problem: super::parse::CellProblem::OutOfRange,
+                });
+            }
+            t.risk_points = Some(r);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! Query strings as Werkzeug reads them (`&`-separated, `+` is a space,
+//! percent-decoding, first occurrence wins), path decoding, and Python
+//! 3.11's `datetime.fromisoformat` for goal start dates.
+
+use crate::analysis::parse::days_from_civil;
+
+/// A parsed query string.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    /// Parses a raw query string (without `?`).
+    pub(crate) fn parse(raw: &str) -> Query {
+        let pairs = raw
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (decode(k, true), decode(v, true))
+            })
+            .collect();
+        Query { pairs }
+    }
+    /// The first value given for `name`.
+    pub(crate) fn first(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    /// The parameter names given (for error details).
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        let mut seen: Vec<&str> = Vec::new();
+        for (k, _) in &self.pairs {
+            if !seen.contains(&k.as_str()) {
+                seen.push(k);
+            }
+        }
+        seen.into_iter()
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+fn decode(s: &str, plus_is_space: bool) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 3;
+                }
+                _ => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Decodes a request path the way Werkzeug does before routing.
+pub(crate) fn percent_decode_path(path: &str) -> String {
+    decode(path, false)
+}
+
+fn digits(b: &[u8], i: &mut usize, n: usize) -> Option<u32> {
+    let s = b.get(*i..*i + n)?;
+    if !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    *i += n;
+    Some(s.iter().fold(0u32, |a, d| a * 10 + (d - b'0') as u32))
+}
+
+/// Python 3.11 `datetime.fromisoformat(s).date()` as days since
+/// 1970-01-01; `None` when Python would raise (the legacy then ignores the
+/// start date). Dates: `YYYY-MM-DD`, `YYYYMMDD`, `YYYY-Www[-D]`,
+/// `YYYYWww[D]`; an optional single separator character and a time
+/// `HH[:MM[:SS[.f…]]]` / `HHMM[SS]` with an optional `Z` or `±HH[:MM]` offset.
+pub(crate) fn fromisoformat_day(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let year = digits(b, &mut i, 4)?;
+    if year == 0 {
+        return None;
+    }
+    let extended = b.get(i) == Some(&b'-');
+    if extended {
+        i += 1;
+    }
+    let day = if b.get(i) == Some(&b'W') {
+        i += 1;
+        let week = digits(b, &mut i, 2)?;
+        let mut weekday = 1;
+        let has_day = if extended {
+            b.get(i) == Some(&b'-') && b.get(i + 1).is_some_and(u8::is_ascii_digit)
+        } else {
+            b.get(i).is_some_and(u8::is_ascii_digit)
+        };
+        if has_day {
+            if extended {
+                i += 1;
+            }
+            weekday = digits(b, &mut i, 1)?;
+        }
+        if !(1..=7).contains(&weekday) || week == 0 || week > 53 {
+            return None;
+        }
+        // ISO week 1 contains Jan 4.
+        let jan4 = days_from_civil(year as i64, 1, 4);
+        let jan4_wd = (jan4 + 3).rem_euclid(7) + 1; // 1970-01-01 was a Thursday (4)
+        let week1_monday = jan4 - (jan4_wd - 1);
+        if week == 53 {
+            let dec28 = days_from_civil(year as i64, 12, 28);
+            let dec28_wd = (dec28 + 3).rem_euclid(7) + 1;
+            let last_week_monday = dec28 - (dec28_wd - 1);
+            if (last_week_monday - week1_monday) / 7 + 1 < 53 {
+                return None;
+            }
+        }
+        week1_monday + (week as i64 - 1) * 7 + (weekday as i64 - 1)
+    } else {
+        let month = digits(b, &mut i, 2)?;
+        if extended {
+            if b.get(i) != Some(&b'-') {
+                return None;
+            }
+            i += 1;
+        }
+        let d = digits(b, &mut i, 2)?;
+        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        let dim = match month {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return None,
+        };
+        if d == 0 || d > dim {
+            return None;
+        }
+        days_from_civil(year as i64, month, d)
+    };
+    if i == b.len() {
+        return Some(day);
+    }
+    // One separator character (any), then a time.
+    let rest = &s[i..];
+    let mut chars = rest.chars();
+    chars.next()?;
+    let t = chars.as_str().as_bytes();
+    if valid_time(t) {
+        Some(day)
+    } else {
+        None
+    }
+}
+
+fn valid_time(t: &[u8]) -> bool {
+    // Split off a timezone suffix.
+    let tz_pos = t.iter().position(|c| matches!(c, b'Z' | b'+' | b'-'));
+    let (time, tz) = match tz_pos {
+        Some(p) => (&t[..p], Some(&t[p..])),
+        None => (t, None),
+    };
+    let mut i = 0;
+    let Some(h) = digits(time, &mut i, 2) else {
+        return false;
+    };
+    if h > 23 {
+        return false;
+    }
+    if i < time.len() {
+        let ext = time[i] == b':';
+        if ext {
+            i += 1;
+        }
+        let Some(m) = digits(time, &mut i, 2) else {
+            return false;
+        };
+        if m > 59 {
+            return false;
+        }
+        if i < time.len() {
+            if ext {
+                if time[i] != b':' {
+                    return false;
+                }
+                i += 1;
+            }
+            let Some(sec) = digits(time, &mut i, 2) else {
+                return false;
+            };
+            if sec > 59 {
+                return false;
+            }
+            if i < time.len() {
+                if !matches!(time[i], b'.' | b',') {
+                    return false;
+                }
+                i += 1;
+                let start = i;
+                while i < time.len() && time[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if i == start {
+                    return false;
+                }
+            }
+        }
+    }
+    if i != time.len() {
+        return false;
+    }
+    match tz {
+        None => true,
+        Some([b'Z']) => true,
+        Some(z) if z[0] == b'Z' => false,
+        Some(z) => {
+            let z = &z[1..];
+            let mut j = 0;
+            let Some(zh) = digits(z, &mut j, 2) else {
+                return false;
+            };
+            if zh > 23 {
+                return false;
+            }
+            if j == z.len() {
+                return true;
+            }
+            if z[j] == b':' {
+                j += 1;
+            }
+            let Some(zm) = digits(z, &mut j, 2) else {
+                return false;
+            };
+            zm <= 59 && j == z.len()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries() {
+        let q = Query::parse("sigma=%202%20&sigma=3&symbol=ES+Z4&empty=&flag");
+        assert_eq!(q.first("sigma"), Some(" 2 "));
+        assert_eq!(q.first("symbol"), Some("ES Z4"));
+        assert_eq!(q.first("empty"), Some(""));
+        assert_eq!(q.first("flag"), Some(""));
+        assert_eq!(q.first("SIGMA"), None);
+        assert_eq!(Query::parse("a=%zz%4").first("a"), Some("%zz%4"));
+    }
+
+    #[test]
+    fn iso_dates() {
+        let d = days_from_civil(2024, 3, 1);
+        assert_eq!(fromisoformat_day("2024-03-01"), Some(d));
+        assert_eq!(fromisoformat_day("20240301"), Some(d));
+        assert_eq!(fromisoformat_day("2024-03-01T12:00:00"), Some(d));
+        assert_eq!(fromisoformat_day("2024-03-01 12:00"), Some(d));
+        assert_eq!(fromisoformat_day("2024-03-01T12:00:00.5+01:00"), Some(d));
+        assert_eq!(fromisoformat_day("2024-W09-5"), Some(d));
+        assert_eq!(fromisoformat_day("2024-13-45"), None);
+        assert_eq!(fromisoformat_day("March 1"), None);
+        assert_eq!(fromisoformat_day("2024-03"), None);
+        assert_eq!(fromisoformat_day("2024-02-30"), None);
+    }
+}

@@ -1,0 +1,313 @@
+//! Start-up stage: command-line flags (each with an environment fallback)
+//! → a validated [`Config`].
+//!
+//! Every problem is reported at once, before the socket is created.
+//!
+//! | flag | environment | default |
+//! |---|---|---|
+//! | `--socket PATH` | `TRADEHABIT_WORKER_SOCKET` | required |
+//! | `--session-idle-secs` | `TRADEHABIT_WORKER_SESSION_IDLE_SECS` | 1800 |
+//! | `--max-sessions` | `TRADEHABIT_WORKER_MAX_SESSIONS` | 10000 |
+//! | `--max-session-bytes` | `TRADEHABIT_WORKER_MAX_SESSION_BYTES` | 536870912 (512 MiB) |
+//! | `--max-concurrent-analyses` | `TRADEHABIT_WORKER_MAX_CONCURRENT_ANALYSES` | number of CPUs |
+//! | `--max-queued-analyses` | `TRADEHABIT_WORKER_MAX_QUEUED_ANALYSES` | 64 |
+//! | `--max-requests-per-principal` | `TRADEHABIT_WORKER_MAX_REQUESTS_PER_PRINCIPAL` | 16 |
+//! | `--max-connections` | `TRADEHABIT_WORKER_MAX_CONNECTIONS` | 256 |
+//! | `--max-body-bytes` | `TRADEHABIT_WORKER_MAX_BODY_BYTES` | 65536 |
+//! | `--header-read-timeout-secs` | `TRADEHABIT_WORKER_HEADER_READ_TIMEOUT_SECS` | 10 |
+//! | `--body-read-timeout-secs` | `TRADEHABIT_WORKER_BODY_READ_TIMEOUT_SECS` | 30 |
+//! | `--shutdown-grace-secs` | `TRADEHABIT_WORKER_SHUTDOWN_GRACE_SECS` | 30 |
+//! | `--log-format` | `TRADEHABIT_WORKER_LOG_FORMAT` | `json` |
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::dispatch::BodyLimits;
+use crate::serve::{self, ConnectionLimits};
+use crate::upload::DEFAULT_MAX_BODY_BYTES;
+use crate::{admission, session};
+
+/// Default time for a request's body to arrive: 30 s.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The worker's validated configuration.
+///
+/// # Defaults
+/// See [`session::Limits`], [`admission::Limits`], [`ConnectionLimits`],
+/// [`BodyLimits`] (max body [`DEFAULT_MAX_BODY_BYTES`], read timeout
+/// [`DEFAULT_BODY_READ_TIMEOUT`]) and [`serve::DEFAULT_SHUTDOWN_GRACE`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the Unix socket is created.
+    pub socket: PathBuf,
+    /// Session expiry and caps.
+    pub sessions: session::Limits,
+    /// Engine concurrency and queueing.
+    pub admission: admission::Limits,
+    /// Connection count and header timeout.
+    pub connections: ConnectionLimits,
+    /// Body size and time limits.
+    pub body: BodyLimits,
+    /// Time requests in flight get to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// The defaults, listening on `socket`.
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        Self {
+            socket: socket.into(),
+            sessions: session::Limits::default(),
+            admission: admission::Limits::default(),
+            connections: ConnectionLimits::default(),
+            body: BodyLimits {
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            },
+            shutdown_grace: serve::DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// The command line, as typed (see the module doc for the table).
+#[derive(Debug, Parser)]
+#[command(
+    name = "tradehabit-worker",
+    version,
+    about = "TradeHabit worker: the legacy JSON API on a private Unix socket, with per-principal \
+             in-memory sessions."
+)]
+pub struct Args {
+    /// Path of the Unix socket to create (its directory must not be
+    /// world-writable).
+    #[arg(long, env = "TRADEHABIT_WORKER_SOCKET", value_name = "PATH")]
+    pub socket: PathBuf,
+
+    /// A session unused for this many seconds ends.
+    #[arg(long, env = "TRADEHABIT_WORKER_SESSION_IDLE_SECS", value_name = "SECS",
+          default_value_t = session::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    pub session_idle_secs: u64,
+
+    /// At most this many sessions; the least recently used goes first.
+    #[arg(long, env = "TRADEHABIT_WORKER_MAX_SESSIONS", value_name = "N",
+          default_value_t = session::DEFAULT_MAX_SESSIONS)]
+    pub max_sessions: usize,
+
+    /// Sessions hold at most about this many bytes together; the least
+    /// recently used go first.
+    #[arg(long, env = "TRADEHABIT_WORKER_MAX_SESSION_BYTES", value_name = "BYTES",
+          default_value_t = session::DEFAULT_MAX_BYTES)]
+    pub max_session_bytes: u64,
+
+    /// Engine calls running at once [default: number of CPUs].
+    #[arg(
+        long,
+        env = "TRADEHABIT_WORKER_MAX_CONCURRENT_ANALYSES",
+        value_name = "N"
+    )]
+    pub max_concurrent_analyses: Option<usize>,
+
+    /// Requests waiting for an engine slot before 503 + Retry-After.
+    #[arg(long, env = "TRADEHABIT_WORKER_MAX_QUEUED_ANALYSES", value_name = "N",
+          default_value_t = admission::DEFAULT_MAX_QUEUED)]
+    pub max_queued_analyses: usize,
+
+    /// Requests of one principal in progress before 429 + Retry-After.
+    #[arg(long, env = "TRADEHABIT_WORKER_MAX_REQUESTS_PER_PRINCIPAL", value_name = "N",
+          default_value_t = admission::DEFAULT_MAX_PER_PRINCIPAL)]
+    pub max_requests_per_principal: usize,
+
+    /// Connections open at once.
+    #[arg(long, env = "TRADEHABIT_WORKER_MAX_CONNECTIONS", value_name = "N",
+          default_value_t = serve::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Largest non-upload request body (JSON), in bytes; larger gets 413.
+    #[arg(long, env = "TRADEHABIT_WORKER_MAX_BODY_BYTES", value_name = "BYTES",
+          default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+
+    /// Seconds to receive a request's headers.
+    #[arg(long, env = "TRADEHABIT_WORKER_HEADER_READ_TIMEOUT_SECS", value_name = "SECS",
+          default_value_t = serve::DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds to receive a request's body; longer gets 408.
+    #[arg(long, env = "TRADEHABIT_WORKER_BODY_READ_TIMEOUT_SECS", value_name = "SECS",
+          default_value_t = DEFAULT_BODY_READ_TIMEOUT.as_secs())]
+    pub body_read_timeout_secs: u64,
+
+    /// Seconds requests in flight get to finish on SIGTERM / Ctrl-C.
+    #[arg(long, env = "TRADEHABIT_WORKER_SHUTDOWN_GRACE_SECS", value_name = "SECS",
+          default_value_t = serve::DEFAULT_SHUTDOWN_GRACE.as_secs())]
+    pub shutdown_grace_secs: u64,
+
+    /// Log line format (level from RUST_LOG, default info).
+    #[arg(long, env = "TRADEHABIT_WORKER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+/// The configuration is invalid; every problem is listed.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .problems.join("\n  - "))]
+pub struct ConfigError {
+    /// One line per problem, naming the flag.
+    pub problems: Vec<String>,
+}
+
+impl Args {
+    /// Validates the flags into a [`Config`].
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut positive = |flag: &str, value: usize| {
+            NonZeroUsize::new(value).or_else(|| {
+                problems.push(format!("--{flag} must be at least 1"));
+                None
+            })
+        };
+        let max_sessions = positive("max-sessions", self.max_sessions);
+        let max_concurrent = match self.max_concurrent_analyses {
+            Some(value) => positive("max-concurrent-analyses", value),
+            None => Some(admission::default_max_concurrent()),
+        };
+        let max_per_principal = positive(
+            "max-requests-per-principal",
+            self.max_requests_per_principal,
+        );
+        let max_connections = positive("max-connections", self.max_connections);
+        let max_body_bytes = positive("max-body-bytes", self.max_body_bytes);
+        for (flag, secs) in [
+            ("session-idle-secs", self.session_idle_secs),
+            ("header-read-timeout-secs", self.header_read_timeout_secs),
+            ("body-read-timeout-secs", self.body_read_timeout_secs),
+        ] {
+            if secs == 0 {
+                problems.push(format!("--{flag} must be at least 1"));
+            }
+        }
+        if self.socket.as_os_str().is_empty() {
+            problems.push("--socket must not be empty".to_owned());
+        }
+        let (
+            Some(max_sessions),
+            Some(max_concurrent),
+            Some(max_per_principal),
+            Some(max_connections),
+            Some(max_body_bytes),
+            true,
+        ) = (
+            max_sessions,
+            max_concurrent,
+            max_per_principal,
+            max_connections,
+            max_body_bytes,
+            problems.is_empty(),
+        )
+        else {
+            return Err(ConfigError { problems });
+        };
+        Ok(Config {
+            socket: self.socket,
+            sessions: session::Limits {
+                idle_timeout: Duration::from_secs(self.session_idle_secs),
+                max_sessions,
+                max_bytes: self.max_session_bytes,
+            },
+            admission: admission::Limits {
+                max_concurrent,
+                max_queued: self.max_queued_analyses,
+                max_per_principal,
+            },
+            connections: ConnectionLimits {
+                max_connections,
+                header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            },
+            body: BodyLimits {
+                max_body_bytes: max_body_bytes.get(),
+                read_timeout: Duration::from_secs(self.body_read_timeout_secs),
+            },
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("tradehabit-worker").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let config = parse(&["--socket", "/run/w.sock"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(config.socket, PathBuf::from("/run/w.sock"));
+        assert_eq!(config.sessions.idle_timeout, Duration::from_secs(1800));
+        assert_eq!(config.sessions.max_sessions.get(), 10_000);
+        assert_eq!(config.sessions.max_bytes, 512 * 1024 * 1024);
+        assert_eq!(config.admission.max_queued, 64);
+        assert_eq!(config.admission.max_per_principal.get(), 16);
+        assert_eq!(
+            config.admission.max_concurrent,
+            admission::default_max_concurrent()
+        );
+        assert_eq!(config.connections.max_connections.get(), 256);
+        assert_eq!(config.body.max_body_bytes, 64 * 1024);
+        assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_socket_is_required() {
+        // The environment fallback must not leak in from the test runner.
+        if std::env::var_os("TRADEHABIT_WORKER_SOCKET").is_none() {
+            assert!(parse(&[]).is_err());
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_naming_the_flag() {
+        let error = parse(&[
+            "--socket",
+            "/run/w.sock",
+            "--max-sessions",
+            "0",
+            "--max-concurrent-analyses",
+            "0",
+            "--session-idle-secs",
+            "0",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap_err();
+        assert_eq!(error.problems.len(), 3, "{error}");
+        let text = error.to_string();
+        assert!(text.contains("--max-sessions"));
+        assert!(text.contains("--max-concurrent-analyses"));
+        assert!(text.contains("--session-idle-secs"));
+    }
+
+    #[test]
+    fn a_zero_queue_is_allowed() {
+        let config = parse(&["--socket", "/run/w.sock", "--max-queued-analyses", "0"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(config.admission.max_queued, 0);
+    }
+}
