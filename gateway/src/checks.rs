@@ -6,10 +6,13 @@
 //! either what the next stage needs or a typed failure that converts into a
 //! [`Rejection`]. The pipeline that calls them lives in `policy.rs`.
 //!
-//! 1. [`client_ip`]: who is calling — the socket peer, or the
-//!    `X-Forwarded-For` entry left by the last trusted proxy.
-//! 2. [`cors`]: preflights are answered here, before authentication; every
+//! The client address they use comes from `policy::identify` (the socket
+//! peer, or `X-Forwarded-For` through trusted proxies).
+//!
+//! 1. [`cors`]: preflights are answered here, before authentication; every
 //!    other response gets its CORS headers from here.
+//! 2. [`request_rules`] (credentials in the URL only): refused before
+//!    anything looks at credentials, so the refusal says why.
 //! 3. [`rate_limit`] (per client IP): throttles credential guessing too.
 //! 4. [`auth`]: API key ([`api_key`]) or bearer JWT ([`jwt`], including the
 //!    gateway's own browser-session tokens from [`session_token`]) → a
@@ -27,7 +30,6 @@
 
 pub mod api_key;
 pub mod auth;
-pub mod client_ip;
 pub mod cors;
 pub mod jwt;
 pub mod problems;

@@ -164,7 +164,10 @@ pub fn validate(
     problems: &mut Problems,
 ) -> Option<ApiKeys> {
     let before = problems.len();
+    // The pepper is only read when there are keys to check; `keygen` reads
+    // it on its own.
     let pepper = match &raw.pepper {
+        Some(_) if raw.keys.is_empty() => None,
         Some(source) => secret::load(
             source,
             &join(path, "pepper"),
@@ -202,6 +205,27 @@ pub fn validate(
         }
     }
     (problems.len() == before).then_some(ApiKeys { pepper, keys })
+}
+
+/// Loads the pepper of an `[api_keys]` section (for `keygen`), reporting a
+/// missing or unusable one at `path.pepper`.
+pub fn load_pepper(
+    raw: &ApiKeysRaw,
+    path: &str,
+    ctx: &LoadContext<'_>,
+    problems: &mut Problems,
+) -> Option<Secret> {
+    let pepper_path = join(path, "pepper");
+    match &raw.pepper {
+        Some(source) => secret::load(source, &pepper_path, ctx, MIN_SECRET_BYTES, problems),
+        None => {
+            problems.push(
+                pepper_path,
+                "no pepper is configured (pepper = { env = \"…\" })",
+            );
+            None
+        }
+    }
 }
 
 fn validate_key(raw: &ApiKeyRaw, path: &str, problems: &mut Problems) -> Option<StoredKey> {

@@ -47,7 +47,6 @@ use http::header::RETRY_AFTER;
 use http::{HeaderName, HeaderValue, StatusCode};
 use serde::Deserialize;
 
-use super::client_ip::mask;
 use super::problems::{index, join, Problems};
 use super::Rejection;
 
@@ -600,6 +599,32 @@ pub fn rate_key_for_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Keeps the first `prefix` bits of `ip`.
+fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let shift = 32 - u32::from(prefix.min(32));
+            let masked = bits
+                .checked_shr(shift)
+                .unwrap_or(0)
+                .checked_shl(shift)
+                .unwrap_or(0);
+            IpAddr::V4(masked.into())
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let shift = 128 - u32::from(prefix.min(128));
+            let masked = bits
+                .checked_shr(shift)
+                .unwrap_or(0)
+                .checked_shl(shift)
+                .unwrap_or(0);
+            IpAddr::V6(masked.into())
+        }
+    }
+}
+
 /// The per-principal key of an anonymous caller.
 pub fn anonymous_key(ip: IpAddr) -> String {
     format!("ip:{}", rate_key_for_ip(ip))
@@ -811,6 +836,14 @@ mod tests {
         assert!(limits
             .check_principal(&anonymous_key(ip("198.51.100.1")))
             .is_ok());
+    }
+
+    #[test]
+    fn mask_keeps_the_prefix() {
+        assert_eq!(mask(ip("2001:db8:1:2:3:4:5:6"), 64), ip("2001:db8:1:2::"));
+        assert_eq!(mask(ip("192.168.7.9"), 24), ip("192.168.7.0"));
+        assert_eq!(mask(ip("192.168.7.9"), 0), ip("0.0.0.0"));
+        assert_eq!(mask(ip("192.168.7.9"), 32), ip("192.168.7.9"));
     }
 
     #[test]

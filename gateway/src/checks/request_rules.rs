@@ -357,6 +357,29 @@ impl From<RuleError> for Rejection {
     }
 }
 
+/// Refuses a query string that carries a credential, whatever the route
+/// accepts. Segments that do not decode are left for [`QueryRules::check`].
+pub fn refuse_credentials_in_url(query: Option<&str>) -> Result<(), RuleError> {
+    let Some(query) = query else {
+        return Ok(());
+    };
+    for segment in query.split('&') {
+        let name = segment.split_once('=').map_or(segment, |(name, _)| name);
+        if let Ok(name) = decode(name) {
+            if is_credential_name(&name) {
+                return Err(RuleError::CredentialsInUrl(name));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_credential_name(name: &str) -> bool {
+    CREDENTIAL_PARAMS
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name))
+}
+
 impl QueryRules {
     /// Checks a raw query string (without the `?`).
     pub fn check(&self, query: Option<&str>) -> Result<(), RuleError> {

@@ -112,10 +112,10 @@ fn unknown_keys_are_refused_with_their_name() {
     assert!(error.contains("header_timeout"), "{error}");
     let text = MINIMAL.replace(
         "methods = [\"GET\"]",
-        "methods = [\"GET\"]\nauth = \"none\"",
+        "methods = [\"GET\"]\nauthentication = \"none\"",
     );
     let error = Config::from_toml(&text).unwrap_err().to_string();
-    assert!(error.contains("auth"), "{error}");
+    assert!(error.contains("authentication"), "{error}");
 }
 
 #[test]
@@ -182,4 +182,49 @@ fn restart_only_settings_are_named() {
     assert_eq!(a.restart_only_changes(&b), ["server.listen"]);
     let c = Config::from_toml(&MINIMAL.replace("/api/health", "/api/other")).unwrap();
     assert!(a.restart_only_changes(&c).is_empty());
+}
+
+/// The shipped example: the strict policy, and the legacy-compatible variant
+/// that its comments describe (uncommented in place of the strict part).
+#[test]
+fn the_example_policy_and_its_legacy_variant_are_valid() {
+    let text = include_str!("../../../config/gateway.example.toml");
+    let strict = Config::from_toml(text).expect("the strict example is valid");
+    assert!(strict
+        .routes
+        .iter()
+        .all(|r| r.name == "health" || r.checks.auth == crate::checks::auth::AuthMode::Required));
+    assert_eq!(strict.routes.len(), 16);
+
+    let common = &text[..text.find("# ===").expect("the strict-policy marker")];
+    let variant_start = text
+        .find("# [cors]\n# allowed_origins = [")
+        .expect("the commented legacy variant");
+    let variant: String = text[variant_start..]
+        .lines()
+        .map(|line| {
+            line.strip_prefix("# ")
+                .or(line.strip_prefix('#'))
+                .unwrap_or(line)
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let legacy = Config::from_toml(&format!("{common}\n{variant}\n"))
+        .unwrap_or_else(|e| panic!("the legacy variant is invalid: {e}"));
+    assert_eq!(legacy.routes.len(), strict.routes.len());
+    assert!(legacy
+        .routes
+        .iter()
+        .all(|r| r.checks.auth == crate::checks::auth::AuthMode::None));
+    // The same endpoints, nothing more (the mentor routes stay unrouted).
+    let endpoints = |config: &Config| {
+        let mut list: Vec<_> = config
+            .routes
+            .iter()
+            .map(|r| (r.path.clone(), r.methods.clone()))
+            .collect();
+        list.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        list
+    };
+    assert_eq!(endpoints(&legacy), endpoints(&strict));
 }

@@ -209,13 +209,16 @@ pub(crate) struct Policy {
     pub(crate) routes: String,
 }
 
-/// The routes most tests use: one exact, one prefix.
+/// The routes most tests use: one exact, one prefix; open (no
+/// authentication), so that the core tests exercise forwarding alone.
 pub(crate) const ROUTES: &str = r#"
 [[routes]]
 name = "echo"
 path = "/api/echo"
 methods = ["GET", "POST"]
 body_limit = 1024
+auth = "none"
+query = { x = { type = "string", max_length = 16 } }
 
 [[routes]]
 name = "api"
@@ -223,6 +226,7 @@ path = "/api"
 match = "prefix"
 methods = ["GET", "POST"]
 body_limit = 1024
+auth = "none"
 "#;
 
 impl Default for Policy {
