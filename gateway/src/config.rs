@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use http::{HeaderValue, Method};
 
-use crate::checks::secret::{Environment, LoadContext, ProcessEnv};
+use crate::checks::secret::{Environment, LoadContext, ProcessEnv, Secret};
 use crate::policy::identify::Cidr;
 use crate::policy::path;
 pub(crate) use policy::{PolicyChecks, RouteChecks};
@@ -298,6 +298,29 @@ impl Config {
         }
     }
 
+    /// Reads the API-key pepper a policy file names (for `keygen`): the
+    /// file must be valid TOML of this schema; the rest is not validated.
+    pub fn api_key_pepper(path: &Path) -> Result<Secret, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let raw: RawConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let ctx = LoadContext {
+            env: &ProcessEnv,
+            base_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        };
+        let mut found = crate::checks::Problems::new();
+        let pepper = crate::checks::api_key::load_pepper(
+            &raw.api_keys.unwrap_or_default(),
+            "api_keys",
+            &ctx,
+            &mut found,
+        );
+        pepper.ok_or_else(|| ConfigError::Invalid(found.iter().map(ToString::to_string).collect()))
+    }
+
     /// Keeps the rate-limit state of routes whose quotas did not change, so
     /// a reload does not hand every client a fresh budget.
     pub(crate) fn keep_rate_limit_state(&mut self, previous: &Config) {
@@ -330,6 +353,16 @@ impl Config {
         for limiters in endpoints.into_iter().flatten() {
             limiters.retain_recent();
         }
+    }
+
+    /// Keys tracked by every rate limiter of this policy.
+    pub(crate) fn rate_limit_tracked_keys(&self) -> usize {
+        let endpoints = [&self.checks.session_endpoint, &self.checks.token_endpoint];
+        self.routes
+            .iter()
+            .map(|route| route.checks.limiters.tracked_keys())
+            .chain(endpoints.into_iter().flatten().map(|l| l.tracked_keys()))
+            .sum()
     }
 
     /// How often [`Config::purge_rate_limits`] should run.

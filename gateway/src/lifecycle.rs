@@ -198,6 +198,12 @@ impl Handle {
         self.plain_http_addr
     }
 
+    /// Keys tracked by all rate limiters of the policy in force (bounded by
+    /// `rate_limit.max_tracked_keys` per route and quota).
+    pub fn rate_limit_tracked_keys(&self) -> usize {
+        self.state.config().rate_limit_tracked_keys()
+    }
+
     /// How often the supervised upstream has been restarted.
     pub fn upstream_restarts(&self) -> u64 {
         self.supervisor.as_ref().map_or(0, Supervisor::restarts)

@@ -183,7 +183,8 @@ async fn check_and_forward(
         return endpoint.serve(&parts, has_body, identity, &host, config, policy_headers);
     }
     if cors::is_preflight(&parts.method, &parts.headers) {
-        return preflight(&parts, config);
+        policy_headers.extend(preflight(&parts, config)?);
+        return Ok(no_content());
     }
     let route = route::find(&config.routes, parts.uri.path(), &parts.method)?;
     tracing::Span::current().record("route", route.name.as_str());
@@ -247,9 +248,9 @@ async fn check_and_forward(
         .await
 }
 
-/// Answers a CORS preflight for the route serving the method it asks
-/// about: 204 with the CORS headers, or 403 without them.
-fn preflight(parts: &Parts, config: &Config) -> Result<Response<Body>, Rejection> {
+/// Checks a CORS preflight against the route serving the method it asks
+/// about: the CORS headers of the 204 answer, or 403 without them.
+fn preflight(parts: &Parts, config: &Config) -> Result<HeaderMap, Rejection> {
     let requested = parts
         .headers
         .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
@@ -268,12 +269,11 @@ fn preflight(parts: &Parts, config: &Config) -> Result<Response<Body>, Rejection
         Err(other) => return Err(other),
     };
     tracing::Span::current().record("route", route.name.as_str());
-    let headers = route
+    route
         .checks
         .cors
         .preflight(&parts.headers, &served_methods(&route))
-        .map_err(check)?;
-    Ok(no_content(headers))
+        .map_err(check)
 }
 
 /// The methods a route serves, `HEAD` included with `GET`.
@@ -285,11 +285,11 @@ fn served_methods(route: &Route) -> Vec<http::Method> {
     methods
 }
 
-/// A 204 answer with these headers.
-fn no_content(headers: HeaderMap) -> Response<Body> {
+/// An empty 204 answer (a preflight's; its CORS headers are added with
+/// the other policy headers).
+pub(crate) fn no_content() -> Response<Body> {
     let mut response = Response::new(crate::body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
-    *response.headers_mut() = headers;
     response
 }
 

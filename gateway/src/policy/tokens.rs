@@ -64,10 +64,8 @@ impl Endpoint {
             let headers = cors
                 .preflight(&parts.headers, &[Method::POST])
                 .map_err(check)?;
-            let mut response = Response::new(body::empty());
-            *response.status_mut() = http::StatusCode::NO_CONTENT;
-            *response.headers_mut() = headers;
-            return Ok(response);
+            policy_headers.extend(headers);
+            return Ok(super::no_content());
         }
         if parts.method != Method::POST {
             return Err(Rejection::MethodNotAllowed {
