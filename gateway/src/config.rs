@@ -258,8 +258,9 @@ impl ConfigError {
 
 impl Config {
     /// Reads and validates a policy file; the path is kept for reloads.
-    /// Secrets named in it come from the process environment or files
-    /// relative to its directory.
+    /// Relative paths in it (certificate, key, secret and key files) are
+    /// resolved against its directory; environment variables come from
+    /// the process.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -267,6 +268,12 @@ impl Config {
         })?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
         let mut config = Config::from_toml_with(&text, base_dir, &ProcessEnv)?;
+        // Every file the policy names is found relative to the policy.
+        for file in [&mut config.tls.cert, &mut config.tls.key] {
+            if file.is_relative() {
+                *file = base_dir.join(&*file);
+            }
+        }
         config.source = Some(path.to_path_buf());
         Ok(config)
     }
