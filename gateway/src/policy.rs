@@ -251,22 +251,17 @@ async fn check_and_forward(
 /// Checks a CORS preflight against the route serving the method it asks
 /// about: the CORS headers of the 204 answer, or 403 without them.
 fn preflight(parts: &Parts, config: &Config) -> Result<HeaderMap, Rejection> {
+    let method_refused = || check(cors::CorsError::MethodNotAllowed);
     let requested = parts
         .headers
         .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
-        .and_then(|v| http::Method::from_bytes(v.as_bytes()).ok());
-    let route = match requested {
-        Some(method) => route::find(&config.routes, parts.uri.path(), &method),
-        None => Err(Rejection::MethodNotAllowed {
-            allow: HeaderValue::from_static(""),
-        }),
-    };
-    let route = match route {
-        Ok(route) => route,
-        Err(Rejection::MethodNotAllowed { .. }) => {
-            return Err(check(cors::CorsError::MethodNotAllowed));
-        }
-        Err(other) => return Err(other),
+        .and_then(|v| http::Method::from_bytes(v.as_bytes()).ok())
+        .ok_or_else(method_refused)?;
+    // A path served with other methods: the preflight is refused (403);
+    // an unrouted path stays a 404.
+    let route = match route::find(&config.routes, parts.uri.path(), &requested) {
+        Err(Rejection::MethodNotAllowed { .. }) => return Err(method_refused()),
+        other => other?,
     };
     tracing::Span::current().record("route", route.name.as_str());
     route

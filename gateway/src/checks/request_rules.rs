@@ -673,6 +673,19 @@ mod tests {
     }
 
     #[test]
+    fn credentials_in_the_url_are_found_on_any_route() {
+        for query in ["api_key=x", "a=1&ACCESS_TOKEN=y", "id%5Ftoken=z", "jwt"] {
+            assert_eq!(
+                refuse_credentials_in_url(Some(query)).unwrap_err().reason(),
+                "query.credentials_in_url",
+                "{query}"
+            );
+        }
+        assert!(refuse_credentials_in_url(Some("sigma=1&symbol=%zz")).is_ok());
+        assert!(refuse_credentials_in_url(None).is_ok());
+    }
+
+    #[test]
     fn hostile_parameter_names_are_truncated_when_echoed() {
         let name = "x".repeat(5000);
         let rejection = Rejection::from(

@@ -265,6 +265,18 @@ mod tests {
         ));
     }
 
+    #[tokio::test]
+    async fn a_buffered_body_is_sent_once_with_its_exact_size() {
+        let body = ForwardBody::Buffered(Some(Bytes::from_static(b"abc")));
+        assert_eq!(body.size_hint().exact(), Some(3));
+        assert!(!body.is_end_stream());
+        let collected = body.collect().await.unwrap().to_bytes();
+        assert_eq!(collected, Bytes::from_static(b"abc"));
+        let empty = ForwardBody::Buffered(Some(Bytes::new()));
+        assert!(empty.is_end_stream());
+        assert!(empty.collect().await.unwrap().to_bytes().is_empty());
+    }
+
     #[test]
     fn compressed_bodies_are_415_identity_is_fine() {
         assert!(check(&parts(&[("content-encoding", "identity")]), &route(10)).is_ok());

@@ -94,9 +94,9 @@ impl Endpoint {
                 tokens.issue_for_key(&key, unix_now)
             }
         };
-        // `find` only returns enabled endpoints, and a reload swaps the whole
-        // policy, so the feature is on for this snapshot.
-        let issued = issued.expect("an enabled endpoint issues tokens");
+        // `find` only returns endpoints enabled in this policy snapshot, so
+        // this is always `Some`; were it not, the path is simply not served.
+        let issued = issued.ok_or(Rejection::NoRoute)?;
         tracing::info!(policy.issued = issued_kind(self), "issued a gateway token");
         Ok(token_response(&issued))
     }
