@@ -15,7 +15,7 @@
 //! The file holds no secrets: the API-key pepper and HMAC keys are read from
 //! an environment variable or a file the file names (`{ env = "…" }`,
 //! `{ file = "…" }`; relative paths are resolved against the policy file's
-//! directory). The policy checks' own tables are validated in [`policy`].
+//! directory). The policy checks' own tables are validated in `config/policy.rs`.
 
 mod duration;
 mod policy;
