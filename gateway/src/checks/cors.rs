@@ -273,12 +273,11 @@ impl CorsError {
 
 impl From<CorsError> for Rejection {
     fn from(err: CorsError) -> Self {
-        let message = match err {
-            CorsError::CrossOriginWrite => "cross-origin request refused",
-            _ => "CORS preflight refused",
+        let (message, vary) = match err {
+            CorsError::CrossOriginWrite => ("cross-origin request refused", vary_value(false)),
+            _ => ("CORS preflight refused", vary_value(true)),
         };
-        Rejection::new(StatusCode::FORBIDDEN, message, err.reason())
-            .with_header(VARY, vary_value(true))
+        Rejection::new(StatusCode::FORBIDDEN, message, err.reason()).with_header(VARY, vary)
     }
 }
 
