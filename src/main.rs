@@ -37,8 +37,8 @@ fn main() -> ExitCode {
     let program = args.next().unwrap_or_else(|| OsString::from("tradehabit"));
     let rest: Vec<OsString> = args.collect();
     if rest.first().is_some_and(|first| first == WORKER_MODE) {
-        let worker_args = std::iter::once(OsString::from("tradehabit-worker"))
-            .chain(rest.into_iter().skip(1));
+        let worker_args =
+            std::iter::once(OsString::from("tradehabit-worker")).chain(rest.into_iter().skip(1));
         return tradehabit_worker::cli::main_from(worker_args);
     }
     let cli = Cli::parse_from(std::iter::once(program).chain(rest));
