@@ -12,7 +12,6 @@ use harness::TestWorker;
 use serde_json::{json, Value};
 
 #[tokio::test]
-#[ignore = "needs the analysis engine (api::handle)"]
 async fn every_csv_golden_sequence_matches_over_the_socket() {
     let mut failures = Vec::new();
     for name in CSV_GOLDENS {
@@ -30,7 +29,6 @@ async fn every_csv_golden_sequence_matches_over_the_socket() {
 }
 
 #[tokio::test]
-#[ignore = "needs the analysis engine (api::handle)"]
 async fn the_errors_sequence_matches_against_a_fresh_worker() {
     let worker = TestWorker::start().await;
     let mismatches = golden::replay(worker.socket(), None, &golden::load("errors")).await;
@@ -47,7 +45,6 @@ async fn the_errors_sequence_matches_against_a_fresh_worker() {
 /// if any of them saw another's upload or thresholds, its numbers would
 /// differ from its golden file.
 #[tokio::test]
-#[ignore = "needs the analysis engine (api::handle)"]
 async fn sequences_of_different_principals_interleaved_do_not_see_each_other() {
     let worker = std::sync::Arc::new(TestWorker::start().await);
     let mut replays = tokio::task::JoinSet::new();

@@ -183,7 +183,6 @@ async fn fifty_concurrent_uploads_from_different_principals_are_all_answered() {
 // With the real engine behind the layer.
 
 #[tokio::test]
-#[ignore = "needs the analysis engine (api::handle)"]
 async fn fifty_concurrent_real_uploads_all_get_the_golden_analysis() {
     let worker = Arc::new(TestWorker::start().await);
     let reference = golden::load("legacy-314-trades");
@@ -217,7 +216,6 @@ async fn fifty_concurrent_real_uploads_all_get_the_golden_analysis() {
 }
 
 #[tokio::test]
-#[ignore = "needs the analysis engine (api::handle)"]
 async fn a_panic_after_the_engine_changed_the_session_restores_it() {
     let worker = TestWorker::start_with(|_| {}, Some(real_engine_with(None))).await;
     let first = csv("legacy-8-trades-1-no-stop.csv");

@@ -186,7 +186,6 @@ fn defaults() -> serde_json::Value {
 }
 
 #[tokio::test]
-#[ignore = "needs the analysis engine (api::handle)"]
 async fn two_principals_interleaving_uploads_and_settings_do_not_see_each_other() {
     let worker = TestWorker::start().await;
     let set = worker
@@ -227,7 +226,6 @@ async fn two_principals_interleaving_uploads_and_settings_do_not_see_each_other(
 }
 
 #[tokio::test]
-#[ignore = "needs the analysis engine (api::handle)"]
 async fn an_expired_session_comes_back_with_defaults_and_no_trades() {
     let worker = TestWorker::start().await;
     worker
@@ -242,7 +240,6 @@ async fn an_expired_session_comes_back_with_defaults_and_no_trades() {
 }
 
 #[tokio::test]
-#[ignore = "needs the analysis engine (api::handle)"]
 async fn eviction_drops_the_least_recently_used_principals_data() {
     let worker = TestWorker::start_with(
         |config| config.sessions.max_sessions = 2.try_into().unwrap(),
@@ -264,7 +261,6 @@ async fn eviction_drops_the_least_recently_used_principals_data() {
 }
 
 #[tokio::test]
-#[ignore = "needs the analysis engine (api::handle)"]
 async fn over_the_byte_cap_the_least_recently_used_upload_is_evicted() {
     let file = csv("legacy-314-trades.csv");
     // Measure one session's size, then allow a little more than one.
@@ -287,7 +283,6 @@ async fn over_the_byte_cap_the_least_recently_used_upload_is_evicted() {
 }
 
 #[tokio::test]
-#[ignore = "needs the analysis engine (api::handle)"]
 async fn delete_erases_the_callers_upload_and_thresholds_at_once() {
     let worker = TestWorker::start().await;
     worker

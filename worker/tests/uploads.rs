@@ -368,7 +368,6 @@ async fn the_worker_keeps_serving_after_a_client_vanishes_mid_upload() {
 // With the real engine behind the layer.
 
 #[tokio::test]
-#[ignore = "needs the analysis engine (api::handle)"]
 async fn every_upload_error_is_a_400_and_keeps_the_previous_upload() {
     let worker = TestWorker::start().await;
     let good = csv("legacy-8-trades-1-no-stop.csv");

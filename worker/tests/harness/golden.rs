@@ -32,7 +32,7 @@ use http_body_util::Full;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{fixtures, request, send, Answer, Form};
+use super::{fixtures, request, Answer, Form, Transport};
 
 /// Names of the golden files (without `.json`).
 pub const CSV_GOLDENS: &[&str] = &[
@@ -59,8 +59,8 @@ pub fn load(name: &str) -> Value {
 }
 
 /// Replays a golden file as `principal` and returns every mismatch.
-pub async fn replay(
-    socket: &std::path::Path,
+pub async fn replay<T: Transport + ?Sized>(
+    transport: &T,
     principal: Option<&str>,
     golden: &Value,
 ) -> Vec<String> {
@@ -83,7 +83,7 @@ pub async fn replay(
             upload_kept_in_group = None;
         }
 
-        let answer = send(socket, build_request(golden, step, principal)).await;
+        let answer = transport.send(build_request(golden, step, principal)).await;
 
         let golden_status = step["status"].as_u64().unwrap_or(0);
         let diverges = is_errors && (golden_status == 500 || has_non_finite_param(step));
@@ -364,6 +364,18 @@ impl Rules {
                     if self.is_ignored(array_key, key) {
                         if !(exp_value.is_string() && act_value.is_string()) {
                             out.push(format!("{here}: id must be a string, got {act_value}"));
+                        }
+                    } else if key == "details" && exp.get("status") == Some(&Value::from("ERROR")) {
+                        // The legacy always sent `[]`; ours carry the
+                        // specific facts (row, column, parameter): any list
+                        // of non-empty strings is acceptable.
+                        let facts = act_value.as_array();
+                        if facts.is_none_or(|facts| {
+                            facts.iter().any(|f| f.as_str().is_none_or(str::is_empty))
+                        }) {
+                            out.push(format!(
+                                "{here}: must be a list of strings, got {act_value}"
+                            ));
                         }
                     } else if self.free_text.iter().any(|k| k == key) && exp_value.is_string() {
                         if act_value.as_str().is_none_or(str::is_empty) {
