@@ -1,5 +1,9 @@
 //! The whole request path, for real: a TLS client → the gateway (started
 //! from the shipped example policy) → the worker's Unix socket → the engine.
+//! The golden sequences are one anonymous caller making hundreds of requests
+//! within a second, so the example's routes are opened for them (no
+//! credentials, no scopes, no quotas); every other check of the example
+//! (CORS, query parameters, content types, upload and JSON rules) stays on.
 //! Every golden sequence of the existing backend is replayed through it
 //! over HTTP/2 and HTTP/1.1, with the same comparison rules as the worker's
 //! own replay (ids and free text exempt, everything else type-exact).
@@ -49,7 +53,7 @@ impl Stack {
             &workspace_root().join("config/gateway.example.toml"),
             dir.path(),
             &upstream,
-            |_| {},
+            open_routes,
         );
         let gateway = start_gateway(config).await;
         Stack {
@@ -74,16 +78,59 @@ impl Stack {
     }
 }
 
+/// Every route without authentication, scopes or rate limits.
+fn open_routes(policy: &mut toml::Table) {
+    let routes = policy
+        .get_mut("routes")
+        .and_then(toml::Value::as_array_mut)
+        .expect("the example policy has routes");
+    for route in routes.iter_mut().filter_map(toml::Value::as_table_mut) {
+        route.insert("auth".into(), "none".into());
+        route.remove("scopes");
+        route.remove("rate_limit");
+    }
+}
+
+/// Where the example policy is deliberately stricter than the legacy
+/// contract, so the gateway answers before the worker sees the request:
+/// (step name, what the gateway answers).
+const STRICTER_AT_THE_GATEWAY: &[(&str, &str)] = &[
+    // `sigma=-1` is outside the policy's 0.1–5.0 (the worker, like the
+    // legacy backend, computes with it).
+    ("losses-bad-param", "status 400 Bad Request instead of 200"),
+    // A non-JSON body on a JSON route: 415 here, 400 from the worker.
+    (
+        "settings-not-json",
+        "status 415 Unsupported Media Type instead of 400",
+    ),
+];
+
 async fn replay_through_gateway(name: &str, version: Version) {
-    let stack = Stack::start().await;
-    let mismatches = golden::replay(&stack.client(version), None, &golden::load(name)).await;
-    stack.stop().await;
+    let mut mismatches = replay(name, version).await;
+    if name == "errors" {
+        for (step, answer) in STRICTER_AT_THE_GATEWAY {
+            let position = mismatches
+                .iter()
+                .position(|m| m.contains(&format!("({step}): {answer}")));
+            let position = position.unwrap_or_else(|| {
+                panic!("the gateway no longer refuses {step} itself: {mismatches:#?}")
+            });
+            mismatches.remove(position);
+        }
+    }
     assert!(
         mismatches.is_empty(),
         "{name} over {version:?}: {} mismatches:\n{}",
         mismatches.len(),
         mismatches.join("\n")
     );
+}
+
+async fn replay(name: &str, version: Version) -> Vec<String> {
+    let stack = Stack::start().await;
+    let mismatches = golden::replay(&stack.client(version), None, &golden::load(name)).await;
+    stack.stop().await;
+    mismatches
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
