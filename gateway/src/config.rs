@@ -133,6 +133,9 @@ pub(crate) struct Server {
 pub(crate) struct Tls {
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
+    /// Generate a self-signed development certificate at `cert`/`key` when
+    /// neither file exists (default false; logged loudly when it happens).
+    pub(crate) self_signed_if_missing: bool,
 }
 
 /// `[plain_http]`: the optional listener that only redirects or refuses.
@@ -497,6 +500,7 @@ fn validate_tls(raw: Option<RawTls>, problems: &mut Problems) -> Option<Tls> {
     Some(Tls {
         cert: cert?,
         key: key?,
+        self_signed_if_missing: raw.self_signed_if_missing.unwrap_or(false),
     })
 }
 

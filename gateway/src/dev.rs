@@ -152,17 +152,10 @@ pub fn prepare(options: &DevOptions) -> anyhow::Result<Prepared> {
         .with_context(|| format!("creating {}", run_dir.display()))?;
     fs::set_permissions(&run_dir, Permissions::from_mode(0o700))?;
 
-    let generated = rcgen::generate_simple_self_signed(vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ])
-    .context("generating the development certificate")?;
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
-    fs::write(&cert_path, generated.cert.pem())
-        .with_context(|| format!("writing {}", cert_path.display()))?;
-    write_private(&key_path, generated.key_pair.serialize_pem().as_bytes())?;
+    crate::tls::write_self_signed(&cert_path, &key_path)
+        .context("generating the development certificate")?;
 
     let pepper = random_secret();
     write_private(&dir.join("api_key_pepper"), pepper.as_bytes())?;

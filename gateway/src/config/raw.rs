@@ -54,6 +54,7 @@ pub(crate) struct RawServer {
 pub(crate) struct RawTls {
     pub(crate) cert: Option<String>,
     pub(crate) key: Option<String>,
+    pub(crate) self_signed_if_missing: Option<bool>,
 }
 
 /// `[plain_http]`
