@@ -144,6 +144,11 @@ impl Trail {
         let _ = self.route.set(name.to_string());
     }
 
+    /// Who the caller is; logged only as `auth_method` and a pseudonym.
+    pub(crate) fn authenticated(&self, method: &'static str, principal: &str) {
+        let _ = self.authenticated.set((method, principal.to_string()));
+    }
+
     /// The moment the request goes to the upstream.
     pub(crate) fn forwarding(&self) {
         let _ = self.forwarded_at.set(Instant::now());

@@ -42,6 +42,19 @@ enum Command {
         /// The audit log file.
         file: PathBuf,
     },
+    /// Make a new API key: prints the key once and the entry to paste into
+    /// `[api_keys] keys` (hashed with the pepper the policy file names).
+    Keygen {
+        /// The policy file whose `[api_keys] pepper` hashes the key.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The key's id (A-Z a-z 0-9 . _ -); the principal is `key:<id>`.
+        #[arg(long)]
+        id: String,
+        /// Scopes, separated by commas or spaces.
+        #[arg(long, default_value = "")]
+        scopes: String,
+    },
     /// The local development stack: self-signed certificate, worker as a
     /// supervised child, gateway on https://127.0.0.1:8443.
     Dev {
@@ -94,6 +107,25 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let lines = tradehabit_gateway::audit::verify(std::io::BufReader::new(opened))
                 .with_context(|| format!("{}: the hash chain is broken", file.display()))?;
             println!("{}: {lines} line(s), chain intact", file.display());
+            Ok(())
+        }
+        Command::Keygen { config, id, scopes } => {
+            let pepper = Config::api_key_pepper(&config)?;
+            let scopes: Vec<String> = scopes
+                .split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let key = tradehabit_gateway::checks::api_key::keygen(
+                &pepper,
+                &id,
+                &scopes,
+                &mut rand::rngs::OsRng,
+            )?;
+            eprintln!("New API key {id:?}: give it to its holder now, it is not stored anywhere.");
+            println!("{}", key.key);
+            eprintln!("Add this entry to [api_keys] keys in the policy, then reload (SIGHUP):");
+            println!("{},", key.policy_entry);
             Ok(())
         }
         Command::Run { config } => {

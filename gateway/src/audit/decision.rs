@@ -66,6 +66,8 @@ pub(crate) fn decision(rejection: &Rejection) -> Decision {
         Rejection::BodyTooLarge { .. } => Decision::refused("body", "body.too_large"),
         Rejection::CompressedBody => Decision::refused("body", "body.compressed"),
         Rejection::BodyTimeout => Decision::refused("body", "body.timeout"),
+        Rejection::BodyIncomplete => Decision::refused("body", "body.incomplete"),
+        Rejection::Check(check) => from_check(check),
         Rejection::HttpsRequired => Decision::refused("plain_http", "plain_http.https_required"),
         Rejection::UpstreamUnreachable(_) => Decision::refused("upstream", "upstream.unreachable"),
         Rejection::UpstreamBroken(_) => Decision::refused("upstream", "upstream.broken"),
@@ -75,9 +77,42 @@ pub(crate) fn decision(rejection: &Rejection) -> Decision {
     }
 }
 
+/// Issue 5's checks carry their own dotted reason (`jwt.expired`,
+/// `rate_limit.ip`): the check is the part before the first dot. A 401 is
+/// an authentication failure (`auth_failures_total{method, reason}`), a
+/// 429 a rate limit (`rate_limited_total`).
+fn from_check(check: &crate::checks::Rejection) -> Decision {
+    let reason = check.reason;
+    let (name, why) = reason.split_once('.').unwrap_or((reason, reason));
+    Decision {
+        outcome: name,
+        reason: Some(reason),
+        auth_failure: (check.status == http::StatusCode::UNAUTHORIZED).then_some((name, why)),
+        is_rate_limited: check.status == http::StatusCode::TOO_MANY_REQUESTS,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checks_of_issue_5_feed_auth_failures_and_rate_limits() {
+        let expired = crate::checks::Rejection::new(
+            http::StatusCode::UNAUTHORIZED,
+            "Authentication required",
+            "jwt.expired",
+        );
+        let d = decision(&Rejection::Check(Box::new(expired)));
+        assert_eq!((d.outcome, d.reason), ("jwt", Some("jwt.expired")));
+        assert_eq!(d.auth_failure, Some(("jwt", "expired")));
+        let limited = crate::checks::Rejection::new(
+            http::StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            "rate_limit.ip",
+        );
+        assert!(decision(&Rejection::Check(Box::new(limited))).is_rate_limited);
+    }
 
     #[test]
     fn reasons_start_with_their_check() {

@@ -13,10 +13,12 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::support::{Policy, Proto, TestGateway, Upstream, SAFETY};
+use tradehabit_gateway::checks::api_key::keygen;
+use tradehabit_gateway::checks::secret::Secret;
+
+use crate::support::{request, Policy, Proto, TestGateway, Upstream, SAFETY};
 
 const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0cmFkZXItNDIifQ.c2VjcmV0LXNpZw";
-const API_KEY: &str = "thk_live_Q7wZp3kV9mXr2LbT";
 const SYMBOL: &str = "ZQXWVSYM";
 const PRICE: &str = "98765.4321";
 
@@ -50,13 +52,38 @@ const ROUTES: &str = r#"
 name = "analyze"
 path = "/api/analyze"
 methods = ["POST"]
-body_limit = 4096
-"#;
+body_limit = 20480
+scopes = ["analyze"]
+upload = { max_file_bytes = 1024 }
 
-fn audited_policy(dir: &Path) -> Policy {
+[[routes]]
+name = "notes"
+path = "/api/notes"
+methods = ["POST"]
+auth = "none"
+body_limit = 1024
+"#;
+const PEPPER: &str = "audit-pepper-audit-pepper-audit-pepper-0123";
+
+/// A policy with one real API key, returned with it.
+fn audited_policy(dir: &Path) -> (Policy, String) {
+    let pepper = dir.join("pepper");
+    std::fs::write(&pepper, PEPPER).unwrap();
+    let issued = keygen(
+        &Secret::new(PEPPER.as_bytes().to_vec()),
+        "ci",
+        &["analyze".to_string()],
+        &mut rand::rngs::OsRng,
+    )
+    .unwrap();
+    let checks = format!(
+        "[api_keys]\npepper = {{ file = \"{}\" }}\nkeys = [{}]\n",
+        pepper.display(),
+        issued.policy_entry
+    );
     let key = dir.join("pseudonym.key");
     std::fs::write(&key, "a-test-pseudonym-key-0123456789").unwrap();
-    Policy {
+    let policy = Policy {
         routes: ROUTES.to_string(),
         admin: "ready_probe_interval = \"50ms\"\n".to_string(),
         audit: format!(
@@ -64,23 +91,30 @@ fn audited_policy(dir: &Path) -> Policy {
             dir.join("audit.log").display(),
             key.display()
         ),
+        checks,
         ..Policy::default()
-    }
+    };
+    (policy, issued.key)
 }
 
 /// Starts a gateway whose audit log is a file in a directory it shares.
-async fn start() -> (TestGateway, Upstream, tempfile::TempDir) {
+async fn start() -> (TestGateway, Upstream, tempfile::TempDir, String) {
     let files = tempfile::tempdir().unwrap();
-    let (gateway, upstream) = TestGateway::with_upstream(audited_policy(files.path())).await;
-    (gateway, upstream, files)
+    let (policy, key) = audited_policy(files.path());
+    let (gateway, upstream) = TestGateway::with_upstream(policy).await;
+    (gateway, upstream, files, key)
 }
 
-fn upload_request(body: String) -> Request<Full<Bytes>> {
-    Request::builder()
+/// An upload with the real API key, or (`key` = None) with a bearer token
+/// no issuer signed.
+fn upload_request(key: Option<&str>, body: String) -> Request<Full<Bytes>> {
+    let builder = match key {
+        Some(key) => Request::builder().header("x-api-key", key),
+        None => Request::builder().header("authorization", format!("Bearer {TOKEN}")),
+    };
+    builder
         .method("POST")
-        .uri("/api/analyze?sigma=2&api_key=QUERYSECRET")
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .header("x-api-key", API_KEY)
+        .uri("/api/analyze")
         .header("cookie", "session=COOKIESECRET")
         .header("content-type", "multipart/form-data; boundary=XyZ")
         .header("user-agent", "audit-test\"},\"forged\":{\"")
@@ -137,24 +171,40 @@ async fn wait_ready(admin: SocketAddr, status: u16) {
 
 #[tokio::test]
 async fn the_audit_log_holds_one_allowlisted_line_per_request_and_no_secrets() {
-    let (gateway, _upstream, files) = start().await;
+    let (gateway, _upstream, files, key) = start().await;
     let client = gateway.client();
 
-    let allowed = client.send(Proto::H2, upload_request(csv_upload())).await;
-    assert_eq!(allowed.status, 200);
+    let allowed = client
+        .send(Proto::H2, upload_request(Some(&key), csv_upload()))
+        .await;
+    assert_eq!(
+        allowed.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&allowed.body)
+    );
     let not_found = client.get("/api/nowhere?token=QUERYSECRET").await;
     assert_eq!(not_found.status, 404);
     let too_large = client
-        .send(Proto::H1, upload_request("x".repeat(5000)))
+        .send(Proto::H1, request("POST", "/api/notes", &"x".repeat(5000)))
         .await;
-    assert_eq!(too_large.status, 413);
+    assert_eq!(
+        too_large.status,
+        413,
+        "{}",
+        String::from_utf8_lossy(&too_large.body)
+    );
+    let unauthenticated = client
+        .send(Proto::H1, upload_request(None, csv_upload()))
+        .await;
+    assert_eq!(unauthenticated.status, 401);
 
     let log = std::fs::read(files.path().join("audit.log")).unwrap();
     let text = String::from_utf8(log.clone()).unwrap();
     for secret in [
         TOKEN,
         "Bearer",
-        API_KEY,
+        key.as_str(),
         SYMBOL,
         PRICE,
         "QUERYSECRET",
@@ -170,7 +220,7 @@ async fn the_audit_log_holds_one_allowlisted_line_per_request_and_no_secrets() {
         .lines()
         .map(|line| serde_json::from_str(line).expect("every line is JSON"))
         .collect();
-    assert_eq!(lines.len(), 3, "one line per request:\n{text}");
+    assert_eq!(lines.len(), 4, "one line per request:\n{text}");
     for line in &lines {
         let mut keys: Vec<&str> = line
             .as_object()
@@ -198,28 +248,40 @@ async fn the_audit_log_holds_one_allowlisted_line_per_request_and_no_secrets() {
         })
         .collect();
     assert_eq!(
-        decisions,
+        decisions[..3],
         [
             ("allowed", "null", "/api/analyze", 200),
             ("route", "route.not_found", "/api/nowhere", 404),
-            ("body", "body.too_large", "/api/analyze", 413),
+            ("body", "body.too_large", "/api/notes", 413),
         ]
     );
+    let refused = &lines[3];
+    assert_eq!(refused["status"], 401);
+    let check = refused["decision"].as_str().unwrap();
+    assert_ne!(check, "allowed");
+    assert!(refused["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{check}.")));
+    assert_eq!(lines[0]["auth_method"], "api-key");
+    let pseudonym = lines[0]["principal"].as_str().unwrap();
+    assert_eq!(pseudonym.len(), 32);
+    assert_eq!(lines[2]["principal"], serde_json::Value::Null, "open route");
     assert_eq!(lines[0]["route"], "analyze");
     assert_eq!(lines[0]["alpn"], "h2");
     assert_eq!(lines[1]["route"], serde_json::Value::Null);
     assert_eq!(lines[0]["user_agent"], "audit-test\"},\"forged\":{\"");
     assert_eq!(
         tradehabit_gateway::audit::verify(text.as_bytes()),
-        Ok(3),
+        Ok(4),
         "the chain written by the gateway verifies"
     );
     gateway.shutdown().await;
 }
 
 #[tokio::test]
-async fn metrics_move_for_an_allowed_request_a_404_and_a_413() {
-    let (gateway, _upstream, _files) = start().await;
+async fn metrics_move_for_an_allowed_request_a_401_a_404_and_a_413() {
+    let (gateway, _upstream, _files, key) = start().await;
     let admin = gateway.handle().admin_addr();
     let client = gateway.client();
     let (status, before) = admin_get(admin, "/metrics").await;
@@ -237,7 +299,7 @@ async fn metrics_move_for_an_allowed_request_a_404_and_a_413() {
 
     assert_eq!(
         client
-            .send(Proto::H1, upload_request(csv_upload()))
+            .send(Proto::H1, upload_request(Some(&key), csv_upload()))
             .await
             .status,
         200
@@ -245,13 +307,31 @@ async fn metrics_move_for_an_allowed_request_a_404_and_a_413() {
     assert_eq!(client.get("/api/nowhere").await.status, 404);
     assert_eq!(
         client
-            .send(Proto::H1, upload_request("x".repeat(5000)))
+            .send(Proto::H1, request("POST", "/api/notes", &"x".repeat(5000)))
             .await
             .status,
         413
     );
+    assert_eq!(
+        client
+            .send(Proto::H1, upload_request(None, csv_upload()))
+            .await
+            .status,
+        401
+    );
 
     let (_, after) = admin_get(admin, "/metrics").await;
+    let auth_failures = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("tradehabit_gateway_auth_failures_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        auth_failures(&after) - auth_failures(&before),
+        1.0,
+        "{after}"
+    );
     for (series, delta) in [
         (
             "tradehabit_gateway_requests_total{route=\"analyze\",method=\"POST\",status_class=\"2xx\"}",
@@ -263,6 +343,10 @@ async fn metrics_move_for_an_allowed_request_a_404_and_a_413() {
         ),
         (
             "tradehabit_gateway_requests_total{route=\"analyze\",method=\"POST\",status_class=\"4xx\"}",
+            1.0,
+        ),
+        (
+            "tradehabit_gateway_requests_total{route=\"notes\",method=\"POST\",status_class=\"4xx\"}",
             1.0,
         ),
         ("tradehabit_gateway_rejections_total{check=\"route\"}", 1.0),
@@ -287,7 +371,7 @@ async fn metrics_move_for_an_allowed_request_a_404_and_a_413() {
 
 #[tokio::test]
 async fn readyz_follows_the_upstream_and_healthcheck_reports_it() {
-    let (gateway, upstream, _files) = start().await;
+    let (gateway, upstream, _files, _) = start().await;
     let admin = gateway.handle().admin_addr();
     assert_eq!(admin_get(admin, "/healthz").await.0, 200);
     wait_ready(admin, 200).await;
@@ -314,7 +398,7 @@ async fn readyz_follows_the_upstream_and_healthcheck_reports_it() {
 
 #[tokio::test]
 async fn a_failed_tls_handshake_is_one_audit_line_and_a_metric() {
-    let (gateway, _upstream, files) = start().await;
+    let (gateway, _upstream, files, _) = start().await;
     let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET / HTTP/1.1\r\n\r\n")
         .await
@@ -347,7 +431,7 @@ fn gateway_binary(args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn verify_audit_accepts_the_written_chain_and_finds_edits_deletions_and_reordering() {
-    let (gateway, _upstream, files) = start().await;
+    let (gateway, _upstream, files, _) = start().await;
     let client = gateway.client();
     for path in ["/api/a", "/api/b", "/api/c", "/api/d"] {
         assert_eq!(client.get(path).await.status, 404);
@@ -395,7 +479,7 @@ async fn verify_audit_accepts_the_written_chain_and_finds_edits_deletions_and_re
 
 #[tokio::test]
 async fn healthcheck_exits_0_when_ready_and_1_against_a_dead_port() {
-    let (gateway, _upstream, _files) = start().await;
+    let (gateway, _upstream, _files, _) = start().await;
     let admin = gateway.handle().admin_addr();
     wait_ready(admin, 200).await;
     let url = format!("http://{admin}/readyz");

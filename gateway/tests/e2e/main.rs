@@ -5,6 +5,7 @@
 mod support;
 
 mod audit;
+mod checks;
 mod cli;
 mod failures;
 mod forward;
