@@ -47,6 +47,10 @@ pub(crate) enum Rejection {
     /// The client did not send its body within the request timeout.
     #[error("request body not received in time")]
     BodyTimeout,
+    /// The client's body framing broke while streaming (a bad chunk size,
+    /// a connection cut mid-body): the client's fault, not the upstream's.
+    #[error("request body framing broken: {0}")]
+    BodyMalformed(String),
     /// A plain-HTTP request for an API path.
     #[error("API call over plain HTTP")]
     HttpsRequired,
@@ -84,6 +88,7 @@ impl Rejection {
             Rejection::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::CompressedBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Rejection::BodyMalformed(_) => StatusCode::BAD_REQUEST,
             // ASVS 5.0 4.1.2: an API must not redirect to HTTPS, because the
             // credentials have already crossed the network in clear. 403
             // says "not over this channel"; 421 would suggest a routing
@@ -112,6 +117,7 @@ impl Rejection {
             Rejection::BodyTooLarge { .. } => "The request body is too large",
             Rejection::CompressedBody => "Compressed request bodies are not accepted",
             Rejection::BodyTimeout => "The request body was not received in time",
+            Rejection::BodyMalformed(_) => "The request body is malformed",
             Rejection::HttpsRequired => {
                 "This API is only served over HTTPS; resend the request with https://"
             }
