@@ -373,7 +373,9 @@ impl Rules {
                         if facts.is_none_or(|facts| {
                             facts.iter().any(|f| f.as_str().is_none_or(str::is_empty))
                         }) {
-                            out.push(format!("{here}: must be a list of strings, got {act_value}"));
+                            out.push(format!(
+                                "{here}: must be a list of strings, got {act_value}"
+                            ));
                         }
                     } else if self.free_text.iter().any(|k| k == key) && exp_value.is_string() {
                         if act_value.as_str().is_none_or(str::is_empty) {
