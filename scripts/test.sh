@@ -2,7 +2,8 @@
 # Runs every test of the workspace: unit, parity, end-to-end and operations
 # checks. A few tests drive real external tools (promtool from Debian's
 # `prometheus` package, `docker-compose` for compose-file validation,
-# `openssl` for TLS-version probes); this script installs the missing ones
+# `openssl` for TLS-version probes, `cargo-deny` for the dependency
+# policy); this script installs the missing ones
 # when it can (root or passwordless sudo with apt-get) and otherwise says
 # what to install. Those tests fail, not skip, when their tool is absent.
 set -euo pipefail
@@ -27,6 +28,12 @@ if [ ${#need[@]} -gt 0 ]; then
   else
     echo "missing test tools: ${need[*]} (install them with your package manager)" >&2
   fi
+fi
+
+# The dependency policy test runs cargo-deny (deny.toml).
+if ! cargo deny --version >/dev/null 2>&1; then
+  echo "installing cargo-deny (a few minutes, once)"
+  cargo install --locked --quiet cargo-deny@0.20.2
 fi
 
 exec cargo test --workspace --locked "$@"

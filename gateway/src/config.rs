@@ -12,10 +12,13 @@
 //! Every default is a named constant below, next to the field that uses it;
 //! `docs/configuration.md` lists them in one table.
 //!
-//! The file holds no secrets. Later issues that need one (JWT keys, the API
-//! key pepper) read it from an environment variable or a file named here.
+//! The file holds no secrets: the API-key pepper and HMAC keys are read from
+//! an environment variable or a file the file names (`{ env = "…" }`,
+//! `{ file = "…" }`; relative paths are resolved against the policy file's
+//! directory). The policy checks' own tables are validated in `config/policy.rs`.
 
 mod duration;
+mod policy;
 mod raw;
 
 use std::fmt;
@@ -27,8 +30,10 @@ use std::time::Duration;
 
 use http::{HeaderValue, Method};
 
+use crate::checks::secret::{Environment, LoadContext, ProcessEnv, Secret};
 use crate::policy::identify::Cidr;
 use crate::policy::path;
+pub(crate) use policy::{PolicyChecks, RouteChecks};
 use raw::{
     RawConfig, RawHeaders, RawLimits, RawPlainHttp, RawRoute, RawServer, RawSpawn, RawTls,
     RawUpstream,
@@ -106,6 +111,8 @@ pub struct Config {
     pub(crate) limits: Limits,
     pub(crate) headers: SecurityHeaders,
     pub(crate) upstream: Upstream,
+    /// Authentication, default CORS and rate-limit settings.
+    pub(crate) checks: PolicyChecks,
     pub(crate) routes: Vec<Arc<Route>>,
 }
 
@@ -126,6 +133,9 @@ pub(crate) struct Server {
 pub(crate) struct Tls {
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
+    /// Generate a self-signed development certificate at `cert`/`key` when
+    /// neither file exists (default false; logged loudly when it happens).
+    pub(crate) self_signed_if_missing: bool,
 }
 
 /// `[plain_http]`: the optional listener that only redirects or refuses.
@@ -208,8 +218,7 @@ pub(crate) enum PathMatch {
     Prefix,
 }
 
-/// One `[[routes]]` entry. Issue 5 adds authentication, scopes, rate
-/// limits, CORS and upload rules here.
+/// One `[[routes]]` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Route {
     pub(crate) name: String,
@@ -219,6 +228,8 @@ pub(crate) struct Route {
     pub(crate) methods: Vec<Method>,
     /// Largest request body in bytes, default [`DEFAULT_ROUTE_BODY_LIMIT`].
     pub(crate) body_limit: u64,
+    /// Authentication, scopes, rate limits, CORS, query and body rules.
+    pub(crate) checks: RouteChecks,
 }
 
 /// Why a policy file was not accepted.
@@ -250,27 +261,123 @@ impl ConfigError {
 
 impl Config {
     /// Reads and validates a policy file; the path is kept for reloads.
+    /// Relative paths in it (certificate, key, secret and key files) are
+    /// resolved against its directory; environment variables come from
+    /// the process.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config = Config::from_toml(&text)?;
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        let mut config = Config::from_toml_with(&text, base_dir, &ProcessEnv)?;
+        // Every file the policy names is found relative to the policy.
+        for file in [&mut config.tls.cert, &mut config.tls.key] {
+            if file.is_relative() {
+                *file = base_dir.join(&*file);
+            }
+        }
         config.source = Some(path.to_path_buf());
         Ok(config)
     }
 
     /// Validates policy text. Relative file paths stay relative to the
-    /// working directory.
+    /// working directory; secrets come from the process environment.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_with(text, Path::new("."), &ProcessEnv)
+    }
+
+    /// Validates policy text, reading secret files relative to `base_dir`
+    /// and environment variables from `env`.
+    pub fn from_toml_with(
+        text: &str,
+        base_dir: &Path,
+        env: &dyn Environment,
+    ) -> Result<Config, ConfigError> {
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let ctx = LoadContext {
+            env,
+            base_dir: base_dir.to_path_buf(),
+        };
         let mut problems = Problems::default();
-        let config = validate(raw, &mut problems);
+        let config = validate(raw, &ctx, &mut problems);
         match config {
             Some(config) if problems.0.is_empty() => Ok(config),
             _ => Err(ConfigError::Invalid(problems.0)),
         }
+    }
+
+    /// Reads the API-key pepper a policy file names (for `keygen`): the
+    /// file must be valid TOML of this schema; the rest is not validated.
+    pub fn api_key_pepper(path: &Path) -> Result<Secret, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let raw: RawConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let ctx = LoadContext {
+            env: &ProcessEnv,
+            base_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        };
+        let mut found = crate::checks::Problems::new();
+        let pepper = crate::checks::api_key::load_pepper(
+            &raw.api_keys.unwrap_or_default(),
+            "api_keys",
+            &ctx,
+            &mut found,
+        );
+        pepper.ok_or_else(|| ConfigError::Invalid(found.iter().map(ToString::to_string).collect()))
+    }
+
+    /// Keeps the rate-limit state of routes whose quotas did not change, so
+    /// a reload does not hand every client a fresh budget.
+    pub(crate) fn keep_rate_limit_state(&mut self, previous: &Config) {
+        for route in &mut self.routes {
+            let kept = previous
+                .routes
+                .iter()
+                .find(|old| old.name == route.name && old.checks.quotas == route.checks.quotas);
+            if let (Some(old), Some(route)) = (kept, Arc::get_mut(route)) {
+                route.checks.limiters = Arc::clone(&old.checks.limiters);
+            }
+        }
+        let (next, old) = (&mut self.checks, &previous.checks);
+        let same_session = next.auth.tokens().session() == old.auth.tokens().session();
+        if same_session {
+            next.session_endpoint.clone_from(&old.session_endpoint);
+        }
+        if next.auth.tokens().exchange() == old.auth.tokens().exchange() {
+            next.token_endpoint.clone_from(&old.token_endpoint);
+        }
+    }
+
+    /// Drops idle rate-limit keys everywhere (called every
+    /// `rate_limit.purge_interval_seconds`).
+    pub(crate) fn purge_rate_limits(&self) {
+        for route in &self.routes {
+            route.checks.limiters.retain_recent();
+        }
+        let endpoints = [&self.checks.session_endpoint, &self.checks.token_endpoint];
+        for limiters in endpoints.into_iter().flatten() {
+            limiters.retain_recent();
+        }
+    }
+
+    /// Keys tracked by every rate limiter of this policy.
+    pub(crate) fn rate_limit_tracked_keys(&self) -> usize {
+        let endpoints = [&self.checks.session_endpoint, &self.checks.token_endpoint];
+        self.routes
+            .iter()
+            .map(|route| route.checks.limiters.tracked_keys())
+            .chain(endpoints.into_iter().flatten().map(|l| l.tracked_keys()))
+            .sum()
+    }
+
+    /// How often [`Config::purge_rate_limits`] should run.
+    pub(crate) fn purge_interval(&self) -> Duration {
+        self.checks.rate_limit.purge_interval
     }
 
     /// The file this configuration was read from, if any.
@@ -326,13 +433,14 @@ impl Problems {
     }
 }
 
-fn validate(raw: RawConfig, problems: &mut Problems) -> Option<Config> {
+fn validate(mut raw: RawConfig, ctx: &LoadContext<'_>, problems: &mut Problems) -> Option<Config> {
+    let checks = policy::validate_global(&mut raw, ctx, problems);
     let server = validate_server(raw.server, problems);
     let tls = validate_tls(raw.tls, problems);
     let limits = validate_limits(raw.limits.unwrap_or_default(), problems);
     let headers = validate_headers(raw.headers.unwrap_or_default(), problems);
     let upstream = validate_upstream(raw.upstream, problems);
-    let routes = validate_routes(raw.routes.unwrap_or_default(), problems);
+    let routes = validate_routes(raw.routes.unwrap_or_default(), checks.as_ref(), problems);
     let plain_http = raw
         .plain_http
         .map(|p| validate_plain_http(p, server.as_ref().map(|s| s.listen.port()), problems));
@@ -344,6 +452,7 @@ fn validate(raw: RawConfig, problems: &mut Problems) -> Option<Config> {
         limits,
         headers: headers?,
         upstream: upstream?,
+        checks: checks?,
         routes,
     })
 }
@@ -364,6 +473,12 @@ fn validate_server(raw: Option<RawServer>, problems: &mut Problems) -> Option<Se
     let mut trusted_proxies = Vec::new();
     for (i, text) in raw.trusted_proxies.unwrap_or_default().iter().enumerate() {
         match Cidr::parse(text) {
+            Ok(cidr) if cidr.is_everything() => problems.push(
+                format_args!("server.trusted_proxies[{i}]"),
+                format_args!(
+                    "`{text}` would trust every address, so any client could forge its own"
+                ),
+            ),
             Ok(cidr) => trusted_proxies.push(cidr),
             Err(message) => problems.push(format_args!("server.trusted_proxies[{i}]"), message),
         }
@@ -385,6 +500,7 @@ fn validate_tls(raw: Option<RawTls>, problems: &mut Problems) -> Option<Tls> {
     Some(Tls {
         cert: cert?,
         key: key?,
+        self_signed_if_missing: raw.self_signed_if_missing.unwrap_or(false),
     })
 }
 
@@ -669,7 +785,11 @@ fn validate_spawn(
     })
 }
 
-fn validate_routes(raw: Vec<RawRoute>, problems: &mut Problems) -> Vec<Arc<Route>> {
+fn validate_routes(
+    raw: Vec<RawRoute>,
+    checks: Option<&PolicyChecks>,
+    problems: &mut Problems,
+) -> Vec<Arc<Route>> {
     if raw.is_empty() {
         problems.push(
             "routes",
@@ -688,15 +808,24 @@ fn validate_routes(raw: Vec<RawRoute>, problems: &mut Problems) -> Vec<Arc<Route
             }
             names.push(name.clone());
         }
-        if let Some(route) = validate_route(i, raw, problems) {
+        if let Some(route) = validate_route(i, raw, checks, problems) {
             routes.push(Arc::new(route));
         }
     }
     routes
 }
 
-fn validate_route(i: usize, raw: RawRoute, problems: &mut Problems) -> Option<Route> {
+fn validate_route(
+    i: usize,
+    raw: RawRoute,
+    checks: Option<&PolicyChecks>,
+    problems: &mut Problems,
+) -> Option<Route> {
     let key = |field: &str| format!("routes[{i}].{field}");
+    let limit_for_checks = raw
+        .body_limit
+        .map_or(Some(DEFAULT_ROUTE_BODY_LIMIT), |l| u64::try_from(l).ok());
+    let route_checks = policy::validate_route(i, &raw, limit_for_checks, checks, problems);
     let name = required(raw.name, &key("name"), problems);
     if name.as_ref().is_some_and(|n| n.trim().is_empty()) {
         problems.push(key("name"), "must not be empty");
@@ -750,6 +879,7 @@ fn validate_route(i: usize, raw: RawRoute, problems: &mut Problems) -> Option<Ro
         path_match: path_match?,
         methods: methods?,
         body_limit: body_limit?,
+        checks: route_checks?,
     })
 }
 

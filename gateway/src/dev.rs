@@ -4,8 +4,12 @@
 //! `https://127.0.0.1:8443`.
 //!
 //! Everything lives in one directory (default `.dev`, git-ignored):
-//! `cert.pem`, `key.pem` (mode 0600), `gateway.toml`, and `run/` (mode
-//! 0700) holding the worker's socket. All of it is rewritten on each start.
+//! `cert.pem`, `key.pem`, `api_key_pepper` and `token_secret` (mode 0600),
+//! `gateway.toml`, and `run/` (mode 0700) holding the worker's socket. All
+//! of it is rewritten on each start, including a fresh development API key
+//! (all scopes) that the banner prints once. The policy applies the same
+//! checks as the shipped example, minus rate limits; browser sessions
+//! (`POST /auth/session`) are on for a front end on `localhost:5173`.
 
 use std::ffi::OsString;
 use std::fs::{self, DirBuilder, OpenOptions, Permissions};
@@ -16,7 +20,10 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use rand::RngCore;
 
+use crate::checks::api_key;
+use crate::checks::secret::Secret;
 use crate::config::Config;
 use crate::lifecycle::{Gateway, Handle};
 
@@ -30,6 +37,32 @@ const UPLOAD_BODY_LIMIT: u64 = 2 * 1024 * 1024 + 64 * 1024;
 const JSON_BODY_LIMIT: u64 = 64 * 1024;
 /// Routes that take no body.
 const NO_BODY_LIMIT: u64 = 1024;
+
+/// The development key's scopes: everything the routes ask for.
+const DEV_SCOPES: &[&str] = &["analyze", "read", "settings"];
+
+/// Checks per legacy route, beyond name, path, methods and body limit (the
+/// shipped example policy uses the same rules).
+const ROUTE_CHECKS: &[(&str, &str)] = &[
+    (
+        "analyze",
+        "scopes = [\"analyze\"]\nupload = {}\nquery = { sigma = { type = \"float\", min = 0.1, max = 5.0 }, sigma_risk = { type = \"float\", min = 0.1, max = 5.0 }, k = { type = \"float\", min = 0.1, max = 10.0 } }",
+    ),
+    (
+        "losses",
+        "query = { sigma = { type = \"float\", min = 0.1, max = 5.0 }, symbol = { type = \"string\", max_length = 32 } }",
+    ),
+    ("revenge", "query = { k = { type = \"float\", min = 0.1, max = 10.0 } }"),
+    ("risk-sizing", "query = { vr = { type = \"float\", min = 0.01, max = 5.0 } }"),
+    ("excessive-risk", "query = { sigma = { type = \"float\", min = 0.1, max = 5.0 } }"),
+    (
+        "insights",
+        "query = { vr = { type = \"float\", min = 0.01, max = 5.0 }, sigma_loss = { type = \"float\", min = 0.1, max = 5.0 }, sigma_risk = { type = \"float\", min = 0.1, max = 5.0 }, k = { type = \"float\", min = 0.1, max = 10.0 } }",
+    ),
+    ("goals-calculate", "json = { max_depth = 8 }"),
+    ("settings-write", "scopes = [\"settings\"]\njson = { max_depth = 2 }"),
+    ("health", "auth = \"none\""),
+];
 
 /// Every endpoint of `spec/legacy-api.md` (mentor routes are out of scope)
 /// plus the worker's `DELETE /api/session`: name, path, methods, body limit.
@@ -62,10 +95,11 @@ pub(crate) const LEGACY_ROUTES: &[(&str, &str, &[&str], u64)] = &[
         &["POST"],
         JSON_BODY_LIMIT,
     ),
+    ("settings-read", "/api/settings", &["GET"], NO_BODY_LIMIT),
     (
-        "settings",
+        "settings-write",
         "/api/settings",
-        &["GET", "POST"],
+        &["POST"],
         JSON_BODY_LIMIT,
     ),
     ("health", "/api/health", &["GET"], NO_BODY_LIMIT),
@@ -94,17 +128,17 @@ pub async fn run(options: DevOptions, shutdown: impl Future<Output = ()>) -> any
 /// Prepares the directory, starts the gateway and its worker, and prints
 /// the URL and a ready-to-paste `curl`.
 pub async fn start(options: &DevOptions) -> anyhow::Result<Handle> {
-    let config = prepare(options)?;
-    let handle = Gateway::start(config)
+    let prepared = prepare(options)?;
+    let handle = Gateway::start(prepared.config)
         .await
         .context("starting the gateway")?;
-    print_banner(&options.dir, handle.https_addr());
+    print_banner(&options.dir, handle.https_addr(), &prepared.api_key);
     Ok(handle)
 }
 
-/// Writes the certificate, key and policy into `options.dir` and returns
-/// the validated policy.
-pub fn prepare(options: &DevOptions) -> anyhow::Result<Config> {
+/// Writes the certificate, key, secrets and policy into `options.dir` and
+/// returns the validated policy with the development API key.
+pub fn prepare(options: &DevOptions) -> anyhow::Result<Prepared> {
     let dir = &options.dir;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir
@@ -118,23 +152,55 @@ pub fn prepare(options: &DevOptions) -> anyhow::Result<Config> {
         .with_context(|| format!("creating {}", run_dir.display()))?;
     fs::set_permissions(&run_dir, Permissions::from_mode(0o700))?;
 
-    let generated = rcgen::generate_simple_self_signed(vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ])
-    .context("generating the development certificate")?;
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
-    fs::write(&cert_path, generated.cert.pem())
-        .with_context(|| format!("writing {}", cert_path.display()))?;
-    write_private(&key_path, generated.key_pair.serialize_pem().as_bytes())?;
+    crate::tls::write_self_signed(&cert_path, &key_path)
+        .context("generating the development certificate")?;
 
-    let policy = policy_text(options, &cert_path, &key_path, &run_dir.join("worker.sock"))?;
+    let pepper = random_secret();
+    write_private(&dir.join("api_key_pepper"), pepper.as_bytes())?;
+    write_private(&dir.join("token_secret"), random_secret().as_bytes())?;
+    let scopes: Vec<String> = DEV_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    let key = api_key::keygen(
+        &Secret::new(pepper.into_bytes()),
+        "dev",
+        &scopes,
+        &mut rand::rngs::OsRng,
+    )
+    .context("generating the development API key")?;
+
+    let policy = policy_text(
+        options,
+        &cert_path,
+        &key_path,
+        &run_dir.join("worker.sock"),
+        &key.policy_entry,
+    )?;
     let policy_path = dir.join("gateway.toml");
     fs::write(&policy_path, policy)
         .with_context(|| format!("writing {}", policy_path.display()))?;
-    Config::from_file(&policy_path).context("the generated development policy is invalid")
+    let config =
+        Config::from_file(&policy_path).context("the generated development policy is invalid")?;
+    Ok(Prepared {
+        config,
+        api_key: key.key,
+    })
+}
+
+/// What [`prepare`] made: the policy, and the development API key (shown
+/// once, never written to disk).
+pub struct Prepared {
+    /// The validated development policy.
+    pub config: Config,
+    /// The development API key, with every scope.
+    pub api_key: String,
+}
+
+/// 32 random bytes as hex: a pepper or an HMAC key.
+fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
 }
 
 /// Writes a file only its owner can read, whatever was there before.
@@ -156,6 +222,7 @@ fn policy_text(
     cert: &Path,
     key: &Path,
     socket: &Path,
+    api_key_entry: &str,
 ) -> anyhow::Result<String> {
     let quote = |text: &str| toml::Value::String(text.to_string()).to_string();
     let path_text = |path: &Path| {
@@ -178,7 +245,12 @@ fn policy_text(
          [server]\nlisten = {listen}\nshutdown_timeout = \"5s\"\n\n\
          [tls]\ncert = {cert}\nkey = {key}\n\n\
          [upstream]\naddress = {address}\n\n\
-         [upstream.spawn]\ncommand = [{command}]\n",
+         [upstream.spawn]\ncommand = [{command}]\n\n\
+         [cors]\nallowed_origins = [\"http://localhost:5173\", \"http://127.0.0.1:5173\"]\n\n\
+         [api_keys]\npepper = {{ file = \"api_key_pepper\" }}\nkeys = [{api_key_entry}]\n\n\
+         [tokens]\nsecret = {{ file = \"token_secret\" }}\n\
+         session = {{ enabled = true, scopes = [{scopes}] }}\n\
+         exchange = {{ enabled = true }}\n",
         listen = quote(&options.listen.to_string()),
         cert = path_text(cert)?,
         key = path_text(key)?,
@@ -187,6 +259,11 @@ fn policy_text(
             socket.to_str().context("socket path is not UTF-8")?
         )),
         command = command.join(", "),
+        scopes = DEV_SCOPES
+            .iter()
+            .map(|s| quote(s))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     for (name, path, methods, body_limit) in LEGACY_ROUTES {
         let methods: Vec<String> = methods.iter().map(|m| quote(m)).collect();
@@ -196,11 +273,17 @@ fn policy_text(
             quote(path),
             methods.join(", "),
         ));
+        let checks = ROUTE_CHECKS
+            .iter()
+            .find(|(route, _)| route == name)
+            .map_or("scopes = [\"read\"]", |(_, checks)| checks);
+        text.push_str(checks);
+        text.push('\n');
     }
     Ok(text)
 }
 
-fn print_banner(dir: &Path, https: SocketAddr) {
+fn print_banner(dir: &Path, https: SocketAddr, api_key: &str) {
     let cert = dir.join("cert.pem");
     let cert = cert.display();
     let url = format!("https://{https}");
@@ -209,11 +292,14 @@ fn print_banner(dir: &Path, https: SocketAddr) {
     println!("  gateway:     {url}");
     println!("  certificate: {cert} (self-signed, localhost and 127.0.0.1)");
     println!("  policy:      {}", dir.join("gateway.toml").display());
-    println!("  credential:  none needed yet: the development routes are unauthenticated");
+    println!("  credential:  X-API-Key: {api_key}");
+    println!("               (development only, every scope; a new one on each start)");
     println!();
     println!("Upload the sample CSV and read the summary:");
-    println!("  curl --cacert {cert} -F file=@examples/sample-orders.csv {url}/api/analyze");
-    println!("  curl --cacert {cert} {url}/api/summary");
+    println!(
+        "  curl --cacert {cert} -H 'X-API-Key: {api_key}' -F file=@examples/sample-orders.csv {url}/api/analyze"
+    );
+    println!("  curl --cacert {cert} -H 'X-API-Key: {api_key}' {url}/api/summary");
     println!();
     println!("Stop with Ctrl-C.");
 }
@@ -231,8 +317,17 @@ mod tests {
             worker_command: vec!["/opt/worker bin".into(), "--flag".into()],
             listen: DEFAULT_LISTEN.parse().unwrap(),
         };
-        let config = prepare(&options).unwrap();
+        let prepared = prepare(&options).unwrap();
+        let config = prepared.config;
         assert_eq!(config.routes.len(), LEGACY_ROUTES.len());
+        // The printed key works against the written policy.
+        let key = config
+            .checks
+            .auth
+            .api_keys()
+            .check(prepared.api_key.as_bytes(), time::OffsetDateTime::now_utc())
+            .unwrap();
+        assert_eq!(key.scopes.len(), DEV_SCOPES.len());
         let spawn = config.upstream.spawn.as_ref().unwrap();
         assert_eq!(
             spawn.command,
@@ -246,6 +341,8 @@ mod tests {
                 & 0o777
         };
         assert_eq!(mode("key.pem"), 0o600);
+        assert_eq!(mode("api_key_pepper"), 0o600);
+        assert_eq!(mode("token_secret"), 0o600);
         assert_eq!(mode("run"), 0o700);
         // A second start rewrites everything and still validates.
         prepare(&options).unwrap();

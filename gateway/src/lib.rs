@@ -16,8 +16,10 @@
 //!    only redirects navigations and refuses API calls.
 //! 4. `policy` — the ordered checks: identify (client IP, request id) →
 //!    shape (head limits, framing, host) → path normalisation → route (404 /
-//!    405) → body (413 / 415) → forward. Issue 5's checks slot in between
-//!    route and body.
+//!    405) → CORS (preflights answered) → per-IP rate limit → authenticate
+//!    (401) → scopes (403) → per-principal rate limit (429) → query (400) →
+//!    body (413 / 415 / upload 400) → forward. The checks themselves are the
+//!    pure modules of [`checks`], one per check, each with its config section.
 //! 5. `proxy` — the pooled upstream client: header rewriting, timeouts,
 //!    streaming both ways, upstream failures as 502/503/504.
 //! 6. `reject` — the one place a refusal becomes a JSON envelope response;
@@ -28,6 +30,7 @@
 
 mod accept;
 mod body;
+pub mod checks;
 pub mod config;
 pub mod dev;
 mod lifecycle;

@@ -5,7 +5,8 @@
 //! supervised upstream if there is one, then accepts. The [`Handle`] it
 //! returns reloads (certificate and policy together, all or nothing) and
 //! shuts down gracefully. [`run`] is what the binary does: start, reload on
-//! `SIGHUP`, stop when the given shutdown future resolves.
+//! `SIGHUP`, stop when the given shutdown future resolves. One housekeeping
+//! task purges idle rate-limit keys every `rate_limit.purge_interval_seconds`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::accept::{self, Connections, Listener};
 use crate::config::{Config, ConfigError, UpstreamAddress};
@@ -100,6 +102,10 @@ impl Gateway {
             connections: Arc::new(Connections::default()),
         });
         let (stop, stopping) = watch::channel(false);
+        let housekeeping = tokio::spawn(
+            purge_rate_limits(Arc::clone(&state), stopping.clone())
+                .instrument(tracing::info_span!("rate_limit_purge")),
+        );
         let https_addr = local_addr(&https);
         let mut listeners = vec![tokio::spawn(accept::serve(
             https,
@@ -123,8 +129,21 @@ impl Gateway {
             plain_http_addr,
             stop,
             listeners,
+            housekeeping,
             supervisor,
         })
+    }
+}
+
+/// Drops idle rate-limit keys at the interval of the policy in force, until
+/// shutdown.
+async fn purge_rate_limits(state: Arc<State>, mut stopping: watch::Receiver<bool>) {
+    loop {
+        let interval = state.config().purge_interval();
+        tokio::select! {
+            () = tokio::time::sleep(interval) => state.config().purge_rate_limits(),
+            _ = stopping.changed() => return,
+        }
     }
 }
 
@@ -164,6 +183,7 @@ pub struct Handle {
     plain_http_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
+    housekeeping: JoinHandle<()>,
     supervisor: Option<Supervisor>,
 }
 
@@ -178,6 +198,12 @@ impl Handle {
         self.plain_http_addr
     }
 
+    /// Keys tracked by all rate limiters of the policy in force (bounded by
+    /// `rate_limit.max_tracked_keys` per route and quota).
+    pub fn rate_limit_tracked_keys(&self) -> usize {
+        self.state.config().rate_limit_tracked_keys()
+    }
+
     /// How often the supervised upstream has been restarted.
     pub fn upstream_restarts(&self) -> u64 {
         self.supervisor.as_ref().map_or(0, Supervisor::restarts)
@@ -189,12 +215,13 @@ impl Handle {
     pub fn reload(&self) -> Result<(), ReloadError> {
         let current = self.state.config();
         let source = current.source().ok_or(ReloadError::NoSource)?;
-        let next = Config::from_file(source)?;
+        let mut next = Config::from_file(source)?;
         let needs_restart = current.restart_only_changes(&next);
         if !needs_restart.is_empty() {
             return Err(ReloadError::NeedsRestart(needs_restart));
         }
         let certificate = tls::load(&next.tls)?;
+        next.keep_rate_limit_state(&current);
         self.state.certs.replace(certificate);
         *self
             .state
@@ -211,6 +238,7 @@ impl Handle {
         for listener in self.listeners {
             let _ = listener.await;
         }
+        let _ = self.housekeeping.await;
         if let Some(supervisor) = self.supervisor {
             supervisor.stop().await;
         }

@@ -30,6 +30,19 @@ enum Command {
         /// The policy file (TOML).
         file: PathBuf,
     },
+    /// Make a new API key: prints the key once and the entry to paste into
+    /// `[api_keys] keys` (hashed with the pepper the policy file names).
+    Keygen {
+        /// The policy file whose `[api_keys] pepper` hashes the key.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The key's id (A-Z a-z 0-9 . _ -); the principal is `key:<id>`.
+        #[arg(long)]
+        id: String,
+        /// Scopes, separated by commas or spaces.
+        #[arg(long, default_value = "")]
+        scopes: String,
+    },
     /// The local development stack: self-signed certificate, worker as a
     /// supervised child, gateway on https://127.0.0.1:8443.
     Dev {
@@ -68,6 +81,25 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::CheckConfig { file } => {
             Config::from_file(&file)?;
             println!("{}: OK", file.display());
+            Ok(())
+        }
+        Command::Keygen { config, id, scopes } => {
+            let pepper = Config::api_key_pepper(&config)?;
+            let scopes: Vec<String> = scopes
+                .split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let key = tradehabit_gateway::checks::api_key::keygen(
+                &pepper,
+                &id,
+                &scopes,
+                &mut rand::rngs::OsRng,
+            )?;
+            eprintln!("New API key {id:?}: give it to its holder now, it is not stored anywhere.");
+            println!("{}", key.key);
+            eprintln!("Add this entry to [api_keys] keys in the policy, then reload (SIGHUP):");
+            println!("{},", key.policy_entry);
             Ok(())
         }
         Command::Run { config } => {

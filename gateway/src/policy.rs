@@ -9,18 +9,38 @@
 //!    host: cheap, and everything after relies on a sane head.
 //! 3. **path** ([`path`]) — normalise once (refuse, never rewrite), so
 //!    routing and the upstream see the same bytes.
-//! 4. **route** ([`route`]) — which `[[routes]]` entry applies: 404 / 405.
-//!    Nothing unrouted is ever forwarded.
-//! 5. *(issue 5)* CORS (preflight answered here, before authentication),
-//!    authenticate, authorize, rate limits, query validation — each a
-//!    `policy/<check>.rs` returning `Result<_, Rejection>`, inserted below in
-//!    that order.
-//! 6. **body** ([`body`]) — declared length over the route limit (413) and
-//!    compressed bodies (415) before a byte is read; the streamed body is
-//!    counted on its way to the upstream. *(issue 5: upload rules here.)*
-//! 7. **forward** (`proxy.rs`) — the only stage that talks to the upstream.
+//! 4. **gateway endpoints** ([`tokens`]) — `POST /auth/session` and
+//!    `POST /auth/token`, when enabled, are answered here.
+//! 5. **route** ([`route`]) — which `[[routes]]` entry applies: 404 / 405.
+//!    Nothing unrouted is ever forwarded. A CORS preflight is routed by the
+//!    method it asks about and answered at once, before authentication
+//!    (browsers send no credentials on a preflight).
+//! 6. **CORS** (`checks::cors`) — the CORS headers of the answer, whatever
+//!    it turns out to be; a cross-origin write from an origin that is not
+//!    allowed is refused (403).
+//! 7. **credentials in the URL** (`checks::request_rules`) — refused (400)
+//!    before anything reads credentials, so the answer says why.
+//! 8. **rate limit per client IP** (`checks::rate_limit`) — before
+//!    authentication, so guessing credentials is throttled too (429).
+//! 9. **authenticate** (`checks::auth`) — API key or bearer token → the
+//!    principal (401 + `WWW-Authenticate`).
+//! 10. **authorize** (`checks::scopes`) — every scope of the route (403).
+//! 11. **rate limit per principal** — each principal its own budget; an
+//!     anonymous caller is counted by IP (429).
+//! 12. **query** (`checks::request_rules`) — the route's parameters only,
+//!     typed and in range (400).
+//! 13. **body** ([`body`], `checks::upload`) — content type (415); declared
+//!     length over the route limit (413; 400 on the upload route, as the
+//!     legacy backend answers) and compressed bodies (415) before a byte is
+//!     read. The upload form and JSON bodies are read in full under the
+//!     limit and checked (400); other bodies are counted as they stream.
+//! 14. **forward** (`proxy.rs`) — the only stage that talks to the
+//!     upstream; it sets the identity headers and drops the credentials the
+//!     gateway consumed.
 //!
-//! Every answer, forwarded or refused, then gets the security headers
+//! Every answer, forwarded or refused, then gets the CORS and rate-limit
+//! headers gathered on the way (upstream copies of CORS headers are
+//! replaced: CORS is the gateway's job) and the security headers
 //! (`respond.rs`). The whole exchange runs under `limits.request_timeout`.
 
 pub(crate) mod body;
@@ -28,21 +48,27 @@ pub(crate) mod identify;
 pub(crate) mod path;
 mod route;
 mod shape;
+mod tokens;
 
 use std::sync::{Arc, OnceLock};
 
-use http::{Request, Response};
-use hyper::body::Incoming;
+use http::header::VARY;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use hyper::body::{Body as _, Incoming};
+use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::accept::ConnInfo;
 use crate::body::Body;
-use crate::config::Config;
+use crate::checks::auth::AuthMode;
+use crate::checks::{cors, rate_limit, request_rules, scopes, upload};
+use crate::config::{Config, Route};
 use crate::lifecycle::State;
-use crate::proxy::Upstream;
-use crate::reject::{self, Rejection};
+use crate::proxy::{Caller, Upstream};
+use crate::reject::{self, check, Rejection};
 use crate::respond;
-use body::{BodyWatch, Limited};
+use body::{BodyWatch, ForwardBody, Limited};
 use identify::Identity;
 
 /// Answers one HTTPS request: checks, forwards, secures the response.
@@ -66,7 +92,16 @@ pub(crate) async fn handle(
         route = tracing::field::Empty,
     );
     let watch = OnceLock::new();
-    let checked = check_and_forward(request, &identity, &config, &state.upstream, &watch);
+    // CORS and rate-limit headers gathered by the checks, for every answer.
+    let mut policy_headers = HeaderMap::new();
+    let checked = check_and_forward(
+        request,
+        &identity,
+        &config,
+        &state.upstream,
+        &watch,
+        &mut policy_headers,
+    );
     let outcome = tokio::time::timeout(config.limits.request_timeout, checked)
         .instrument(span.clone())
         .await;
@@ -85,12 +120,50 @@ pub(crate) async fn handle(
             span.in_scope(|| reject::respond(&rejection))
         }
     };
+    add_policy_headers(response.headers_mut(), policy_headers);
     respond::secure(
         response.headers_mut(),
         &config.headers,
         &identity.request_id,
     );
     response
+}
+
+/// Puts the gathered CORS and rate-limit headers on an answer. Upstream
+/// CORS headers go first: the legacy backend reflects any origin on some
+/// routes, and only the gateway's allowlist may decide. `Vary: Origin` is
+/// on every answer, so no cache serves one origin's answer to another.
+fn add_policy_headers(headers: &mut HeaderMap, policy_headers: HeaderMap) {
+    let upstream_cors: Vec<_> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in upstream_cors {
+        headers.remove(name);
+    }
+    let varies_by_origin = headers
+        .get_all(VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case("origin"));
+    let mut name = None;
+    for (key, value) in policy_headers {
+        // `HeaderMap`'s iterator names only the first of several values.
+        name = key.or(name);
+        let name = name.clone().expect("the first entry has a name");
+        if name == VARY {
+            if !varies_by_origin {
+                headers.append(VARY, value);
+            }
+        } else {
+            headers.insert(name, value);
+        }
+    }
+    if !headers.contains_key(VARY) {
+        headers.insert(VARY, HeaderValue::from_static("Origin"));
+    }
 }
 
 /// The checks in order (see the module doc), then the forward.
@@ -100,17 +173,187 @@ async fn check_and_forward(
     config: &Config,
     upstream: &Upstream,
     watch: &OnceLock<Arc<BodyWatch>>,
+    policy_headers: &mut HeaderMap,
 ) -> Result<Response<Body>, Rejection> {
     let (parts, body) = request.into_parts();
     let host = shape::check(&parts, &config.limits)?;
     path::check(parts.uri.path()).map_err(Rejection::PathRefused)?;
+    if let Some(endpoint) = tokens::Endpoint::find(parts.uri.path(), &config.checks) {
+        let has_body = !body.is_end_stream();
+        return endpoint.serve(&parts, has_body, identity, &host, config, policy_headers);
+    }
+    if cors::is_preflight(&parts.method, &parts.headers) {
+        policy_headers.extend(preflight(&parts, config)?);
+        return Ok(no_content());
+    }
     let route = route::find(&config.routes, parts.uri.path(), &parts.method)?;
     tracing::Span::current().record("route", route.name.as_str());
-    body::check(&parts, &route)?;
+    let checks = &route.checks;
 
+    let cors_headers = checks
+        .cors
+        .actual(&parts.method, &parts.headers, Some(&host))
+        .map_err(check)?;
+    policy_headers.extend(cors_headers);
+    request_rules::refuse_credentials_in_url(parts.uri.query()).map_err(check)?;
+    let mut usage = checks
+        .limiters
+        .check_ip(identity.client_ip)
+        .map_err(check)?;
+    let now = OffsetDateTime::now_utc();
+    let principal = config
+        .checks
+        .auth
+        .authenticate(&parts.headers, checks.auth, now)
+        .map_err(check)?;
+    scopes::check(&checks.scopes, principal.as_ref().map(|p| &p.scopes)).map_err(check)?;
+    let rate_key = match &principal {
+        Some(principal) => principal.id.clone(),
+        None => rate_limit::anonymous_key(identity.client_ip),
+    };
+    usage.extend(checks.limiters.check_principal(&rate_key).map_err(check)?);
+    policy_headers.extend(rate_limit::headers(&usage));
+    checks.query.check(parts.uri.query()).map_err(check)?;
+
+    let has_body = !body.is_end_stream();
+    if let Some(types) = &checks.content_types {
+        upload::check_content_type(types, &parts.headers, has_body).map_err(check)?;
+    }
+    body::check(&parts, &route).map_err(|r| upload_too_large(r, &route))?;
     let body_watch = Arc::clone(watch.get_or_init(|| Arc::new(BodyWatch::new(route.body_limit))));
-    let request = Request::from_parts(parts, Limited::new(body, Arc::clone(&body_watch)));
+    let body = if checks.buffers_body() {
+        let bytes = body::collect(body, Arc::clone(&body_watch))
+            .await
+            .map_err(|r| upload_too_large(r, &route))?;
+        check_buffered(&route, &parts, &bytes).await?;
+        ForwardBody::Buffered(Some(bytes))
+    } else {
+        ForwardBody::Streamed(Limited::new(body, Arc::clone(&body_watch)))
+    };
+
+    let caller = Caller {
+        principal: principal.as_ref(),
+        consumed_credentials: checks.auth != AuthMode::None,
+    };
+    let request = Request::from_parts(parts, body);
     upstream
-        .forward(request, identity, &host, &config.upstream, &body_watch)
+        .forward(
+            request,
+            identity,
+            &caller,
+            &host,
+            &config.upstream,
+            &body_watch,
+        )
         .await
+}
+
+/// Checks a CORS preflight against the route serving the method it asks
+/// about: the CORS headers of the 204 answer, or 403 without them.
+fn preflight(parts: &Parts, config: &Config) -> Result<HeaderMap, Rejection> {
+    let method_refused = || check(cors::CorsError::MethodNotAllowed);
+    let requested = parts
+        .headers
+        .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        .and_then(|v| http::Method::from_bytes(v.as_bytes()).ok())
+        .ok_or_else(method_refused)?;
+    // A path served with other methods: the preflight is refused (403);
+    // an unrouted path stays a 404.
+    let route = match route::find(&config.routes, parts.uri.path(), &requested) {
+        Err(Rejection::MethodNotAllowed { .. }) => return Err(method_refused()),
+        other => other?,
+    };
+    tracing::Span::current().record("route", route.name.as_str());
+    route
+        .checks
+        .cors
+        .preflight(&parts.headers, &served_methods(&route))
+        .map_err(check)
+}
+
+/// The methods a route serves, `HEAD` included with `GET`.
+fn served_methods(route: &Route) -> Vec<http::Method> {
+    let mut methods = route.methods.clone();
+    if methods.contains(&http::Method::GET) && !methods.contains(&http::Method::HEAD) {
+        methods.push(http::Method::HEAD);
+    }
+    methods
+}
+
+/// An empty 204 answer (a preflight's; its CORS headers are added with
+/// the other policy headers).
+pub(crate) fn no_content() -> Response<Body> {
+    let mut response = Response::new(crate::body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+/// On the upload route an oversize body is a bad upload (400, the legacy
+/// backend's answer and its security tests' expectation), not a 413.
+fn upload_too_large(rejection: Rejection, route: &Route) -> Rejection {
+    match (&rejection, &route.checks.upload) {
+        (Rejection::BodyTooLarge { .. }, Some(rules)) => check(rules.too_large()),
+        _ => rejection,
+    }
+}
+
+/// The checks that need the whole body: the upload form, JSON depth.
+async fn check_buffered(
+    route: &Route,
+    parts: &Parts,
+    bytes: &bytes::Bytes,
+) -> Result<(), Rejection> {
+    if let Some(rules) = &route.checks.upload {
+        rules
+            .check(&parts.headers, bytes.clone())
+            .await
+            .map_err(check)?;
+    }
+    if let Some(rules) = &route.checks.json {
+        rules.check(bytes).map_err(check)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_headers_replace_upstream_cors_and_keep_vary() {
+        let mut upstream = HeaderMap::new();
+        upstream.insert(
+            "access-control-allow-origin",
+            HeaderValue::from_static("https://evil.example"),
+        );
+        upstream.insert(
+            "access-control-allow-credentials",
+            HeaderValue::from_static("true"),
+        );
+        upstream.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+        let mut ours = HeaderMap::new();
+        ours.insert(VARY, HeaderValue::from_static("Origin"));
+        ours.insert(
+            "ratelimit",
+            HeaderValue::from_static("\"ip-minute\";r=1;t=1"),
+        );
+        add_policy_headers(&mut upstream, ours);
+        assert!(!upstream.contains_key("access-control-allow-origin"));
+        assert!(!upstream.contains_key("access-control-allow-credentials"));
+        let vary: Vec<_> = upstream.get_all(VARY).iter().collect();
+        assert_eq!(vary, ["Accept-Encoding", "Origin"]);
+        assert_eq!(upstream["ratelimit"], "\"ip-minute\";r=1;t=1");
+
+        // An answer that never reached the CORS stage still varies by origin.
+        let mut early = HeaderMap::new();
+        add_policy_headers(&mut early, HeaderMap::new());
+        assert_eq!(early[VARY], "Origin");
+        // No duplicate when the upstream already varies by origin.
+        let mut varied = HeaderMap::new();
+        varied.insert(VARY, HeaderValue::from_static("origin"));
+        let mut ours = HeaderMap::new();
+        ours.insert(VARY, HeaderValue::from_static("Origin"));
+        add_policy_headers(&mut varied, ours);
+        assert_eq!(varied.get_all(VARY).iter().count(), 1);
+    }
 }

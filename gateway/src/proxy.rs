@@ -33,16 +33,16 @@ use tokio::sync::Semaphore;
 
 use crate::body::{Body, BodyError, Guarded};
 use crate::config::{self, UpstreamAddress};
-use crate::policy::body::{BodyWatch, Limited};
+use crate::policy::body::{BodyWatch, ForwardBody};
 use crate::policy::identify::Identity;
 use crate::reject::Rejection;
 
 pub(crate) use connector::is_accepting;
-pub(crate) use headers::strip_hop_by_hop;
+pub(crate) use headers::{strip_hop_by_hop, Caller};
 
 /// The pooled client for the one upstream, and its concurrency slots.
 pub(crate) struct Upstream {
-    client: Client<connector::Connector, Limited>,
+    client: Client<connector::Connector, ForwardBody>,
     slots: Arc<Semaphore>,
     authority: Authority,
 }
@@ -80,8 +80,9 @@ impl Upstream {
     /// Forwards one request; see the module table for the failures.
     pub(crate) async fn forward(
         &self,
-        request: Request<Limited>,
+        request: Request<ForwardBody>,
         identity: &Identity,
+        caller: &Caller<'_>,
         host: &str,
         config: &config::Upstream,
         watch: &BodyWatch,
@@ -96,7 +97,7 @@ impl Upstream {
         })?
         .expect("the semaphore is never closed");
 
-        let request = self.to_upstream(request, identity, host);
+        let request = self.to_upstream(request, identity, caller, host);
         let exchange = self.client.request(request);
         // The response clock starts once the client's body has been sent,
         // so a slow upload is not blamed on the upstream (the total
@@ -114,10 +115,11 @@ impl Upstream {
 
     fn to_upstream(
         &self,
-        request: Request<Limited>,
+        request: Request<ForwardBody>,
         identity: &Identity,
+        caller: &Caller<'_>,
         host: &str,
-    ) -> Request<Limited> {
+    ) -> Request<ForwardBody> {
         let (mut parts, body) = request.into_parts();
         let path_and_query = parts
             .uri
@@ -131,7 +133,7 @@ impl Upstream {
             .build()
             .expect("scheme, authority and a checked path form a URI");
         parts.version = Version::HTTP_11;
-        headers::to_upstream(&mut parts.headers, identity, host);
+        headers::to_upstream(&mut parts.headers, identity, caller, host);
         Request::from_parts(parts, body)
     }
 }
@@ -142,11 +144,6 @@ fn classify(error: &hyper_util::client::legacy::Error, watch: &BodyWatch) -> Rej
         return Rejection::BodyTooLarge {
             limit: watch.limit(),
         };
-    }
-    // A client body that broke mid-stream (e.g. a bad chunk size) fails the
-    // exchange too; it is the client's fault, so 400 rather than 502.
-    if watch.is_malformed() {
-        return Rejection::BodyMalformed(error_chain(error));
     }
     let is_timeout = std::error::Error::source(error)
         .and_then(|source| source.downcast_ref::<std::io::Error>())

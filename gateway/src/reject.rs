@@ -13,6 +13,7 @@ use http::{HeaderValue, Response, StatusCode};
 use tradehabit_shared::envelope::{self, ErrorEnvelope};
 
 use crate::body::{self, Body};
+use crate::checks;
 
 /// Why the gateway answered instead of the upstream.
 #[derive(Debug, thiserror::Error)]
@@ -47,10 +48,14 @@ pub(crate) enum Rejection {
     /// The client did not send its body within the request timeout.
     #[error("request body not received in time")]
     BodyTimeout,
-    /// The client's body framing broke while streaming (a bad chunk size,
-    /// a connection cut mid-body): the client's fault, not the upstream's.
-    #[error("request body framing broken: {0}")]
-    BodyMalformed(String),
+    /// The client's body ended in an error (reset stream, broken framing).
+    #[error("request body incomplete")]
+    BodyIncomplete,
+    /// A policy check refused the request (CORS, authentication, scopes,
+    /// rate limits, query, body and upload rules); it carries its own
+    /// status, generic message, details, headers and audit reason.
+    #[error("{}", .0.reason)]
+    Check(Box<checks::Rejection>),
     /// A plain-HTTP request for an API path.
     #[error("API call over plain HTTP")]
     HttpsRequired,
@@ -78,9 +83,11 @@ impl Rejection {
     /// The status this rejection is answered with.
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            Rejection::PathRefused(_) | Rejection::AmbiguousLength(_) | Rejection::HostInvalid => {
-                StatusCode::BAD_REQUEST
-            }
+            Rejection::PathRefused(_)
+            | Rejection::AmbiguousLength(_)
+            | Rejection::HostInvalid
+            | Rejection::BodyIncomplete => StatusCode::BAD_REQUEST,
+            Rejection::Check(check) => check.status,
             Rejection::RequestLineTooLong { .. } => StatusCode::URI_TOO_LONG,
             Rejection::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Rejection::NoRoute => StatusCode::NOT_FOUND,
@@ -88,7 +95,6 @@ impl Rejection {
             Rejection::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::CompressedBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Rejection::BodyMalformed(_) => StatusCode::BAD_REQUEST,
             // ASVS 5.0 4.1.2: an API must not redirect to HTTPS, because the
             // credentials have already crossed the network in clear. 403
             // says "not over this channel"; 421 would suggest a routing
@@ -117,7 +123,9 @@ impl Rejection {
             Rejection::BodyTooLarge { .. } => "The request body is too large",
             Rejection::CompressedBody => "Compressed request bodies are not accepted",
             Rejection::BodyTimeout => "The request body was not received in time",
-            Rejection::BodyMalformed(_) => "The request body is malformed",
+            Rejection::BodyIncomplete => "The request body was incomplete",
+            // Answered from the check's own envelope in `respond`.
+            Rejection::Check(_) => "The request was refused",
             Rejection::HttpsRequired => {
                 "This API is only served over HTTPS; resend the request with https://"
             }
@@ -151,14 +159,28 @@ impl Rejection {
 /// Turns a rejection into its response and logs why, once.
 pub(crate) fn respond(rejection: &Rejection) -> Response<Body> {
     let status = rejection.status();
-    if rejection.is_upstream_fault() {
-        tracing::warn!(http.status = status.as_u16(), reason = %rejection, "refused");
-    } else {
-        tracing::debug!(http.status = status.as_u16(), reason = %rejection, "refused");
-    }
-    let mut response = Response::new(body::full(
-        ErrorEnvelope::new(rejection.message()).to_bytes(),
-    ));
+    let envelope = match rejection {
+        Rejection::Check(check) => {
+            // Expected client failures: the precise reason (never a
+            // credential) for the audit trail, at info.
+            tracing::info!(
+                http.status = status.as_u16(),
+                policy.reason = check.reason,
+                policy.detail = check.audit_detail.as_deref(),
+                "refused"
+            );
+            check.envelope()
+        }
+        _ if rejection.is_upstream_fault() => {
+            tracing::warn!(http.status = status.as_u16(), reason = %rejection, "refused");
+            ErrorEnvelope::new(rejection.message())
+        }
+        _ => {
+            tracing::debug!(http.status = status.as_u16(), reason = %rejection, "refused");
+            ErrorEnvelope::new(rejection.message())
+        }
+    };
+    let mut response = Response::new(body::full(envelope.to_bytes()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -166,6 +188,11 @@ pub(crate) fn respond(rejection: &Rejection) -> Response<Body> {
         HeaderValue::from_static(envelope::CONTENT_TYPE),
     );
     match rejection {
+        Rejection::Check(check) => {
+            for (name, value) in &check.headers {
+                headers.append(name.clone(), value.clone());
+            }
+        }
         Rejection::MethodNotAllowed { allow } => {
             headers.insert(ALLOW, allow.clone());
         }
@@ -185,6 +212,18 @@ pub(crate) fn respond(rejection: &Rejection) -> Response<Body> {
         _ => {}
     }
     response
+}
+
+impl From<checks::Rejection> for Rejection {
+    fn from(check: checks::Rejection) -> Self {
+        Rejection::Check(Box::new(check))
+    }
+}
+
+/// Converts any check failure (`AuthFailure`, `RateLimited`, …) into a
+/// rejection, for `.map_err(check)`.
+pub(crate) fn check(failure: impl Into<checks::Rejection>) -> Rejection {
+    Rejection::Check(Box::new(failure.into()))
 }
 
 /// A `Retry-After` value in whole seconds, at least 1.
@@ -253,6 +292,27 @@ mod tests {
             allow: HeaderValue::from_static("GET, HEAD"),
         });
         assert_eq!(not_allowed.headers()[ALLOW], "GET, HEAD");
+    }
+
+    #[tokio::test]
+    async fn check_rejections_keep_their_status_headers_and_details() {
+        let refusal = checks::Rejection::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests",
+            "rate_limit.exceeded",
+        )
+        .with_detail("retry after 12 seconds")
+        .with_audit_detail("ip-minute")
+        .with_header(RETRY_AFTER, HeaderValue::from_static("12"));
+        let response = respond(&Rejection::from(refusal));
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[RETRY_AFTER], "12");
+        let text = body_text(response).await;
+        assert_eq!(
+            text,
+            "{\"details\":[\"retry after 12 seconds\"],\"message\":\"too many requests\",\"status\":\"ERROR\"}\n"
+        );
+        assert!(!text.contains("ip-minute"));
     }
 
     #[tokio::test]

@@ -46,6 +46,12 @@ pub enum CertError {
     /// The key file holds no private key.
     #[error("{0}: no PEM private key found")]
     NoKey(PathBuf),
+    /// A self-signed development certificate could not be made or written.
+    #[error("cannot create a self-signed certificate at {path}: {reason}")]
+    SelfSigned { path: PathBuf, reason: String },
+    /// Only one of the two files exists, so nothing is generated.
+    #[error("{present} exists but {missing} does not; refusing to generate a certificate over half a pair")]
+    HalfPair { present: PathBuf, missing: PathBuf },
     /// rustls refused the key, or it does not match the certificate.
     #[error("{path}: {source}")]
     Unusable {
@@ -60,7 +66,11 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Loads the chain and key named in `[tls]` and checks they belong together.
+/// With `self_signed_if_missing`, a missing pair is first generated.
 pub(crate) fn load(tls: &Tls) -> Result<CertifiedKey, CertError> {
+    if tls.self_signed_if_missing {
+        generate_if_missing(&tls.cert, &tls.key)?;
+    }
     let read = |path: &Path| {
         std::fs::read(path).map_err(|source| CertError::Read {
             path: path.to_path_buf(),
@@ -90,6 +100,62 @@ pub(crate) fn load(tls: &Tls) -> Result<CertifiedKey, CertError> {
             source,
         })?;
     Ok(certified)
+}
+
+/// Writes a fresh self-signed certificate for `localhost`, `127.0.0.1` and
+/// `::1` when neither file exists (a container's first start); the key file
+/// is created with mode 0600. Does nothing when both exist.
+fn generate_if_missing(cert: &Path, key: &Path) -> Result<(), CertError> {
+    match (cert.exists(), key.exists()) {
+        (true, true) => Ok(()),
+        (false, false) => {
+            tracing::warn!(
+                tls.cert = %cert.display(),
+                "no certificate found: generating a SELF-SIGNED development certificate \
+                 (tls.self_signed_if_missing); clients will not trust it"
+            );
+            write_self_signed(cert, key)
+        }
+        (true, false) => Err(CertError::HalfPair {
+            present: cert.to_path_buf(),
+            missing: key.to_path_buf(),
+        }),
+        (false, true) => Err(CertError::HalfPair {
+            present: key.to_path_buf(),
+            missing: cert.to_path_buf(),
+        }),
+    }
+}
+
+/// Writes a new self-signed certificate (an end-entity certificate for
+/// `localhost`, `127.0.0.1` and `::1`) and its key, the key readable by its
+/// owner only. Used by the development stack and `self_signed_if_missing`.
+pub(crate) fn write_self_signed(cert: &Path, key: &Path) -> Result<(), CertError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+
+    let failed = |path: &Path, reason: String| CertError::SelfSigned {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let generated = rcgen::generate_simple_self_signed(vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ])
+    .map_err(|error| failed(cert, error.to_string()))?;
+    let mut key_file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(key)
+        .map_err(|error| failed(key, error.to_string()))?;
+    key_file
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| key_file.write_all(generated.key_pair.serialize_pem().as_bytes()))
+        .map_err(|error| failed(key, error.to_string()))?;
+    std::fs::write(cert, generated.cert.pem()).map_err(|error| failed(cert, error.to_string()))
 }
 
 /// The certificate currently served; swapped atomically on reload.
@@ -167,6 +233,50 @@ pub(crate) async fn handshake(
 mod tests {
     use super::*;
 
+    fn tls_in(dir: &Path, self_signed_if_missing: bool) -> Tls {
+        Tls {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            self_signed_if_missing,
+        }
+    }
+
+    #[test]
+    fn a_missing_pair_is_generated_once_when_allowed() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let tls = tls_in(dir.path(), true);
+        load(&tls).expect("generated and loaded");
+        let mode = std::fs::metadata(&tls.key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let first = std::fs::read(&tls.cert).unwrap();
+        load(&tls).expect("loaded again");
+        assert_eq!(
+            std::fs::read(&tls.cert).unwrap(),
+            first,
+            "an existing pair is kept"
+        );
+    }
+
+    #[test]
+    fn a_missing_pair_is_an_error_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            load(&tls_in(dir.path(), false)),
+            Err(CertError::Read { .. })
+        ));
+        assert!(!dir.path().join("key.pem").exists());
+    }
+
+    #[test]
+    fn half_a_pair_is_never_completed() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = tls_in(dir.path(), true);
+        std::fs::write(&tls.cert, "not a certificate").unwrap();
+        assert!(matches!(load(&tls), Err(CertError::HalfPair { .. })));
+        assert!(!tls.key.exists());
+    }
+
     #[test]
     fn only_tls12_and_tls13_suites_are_offered() {
         let store = Arc::new(CertStore::new(self_signed()));
@@ -195,10 +305,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         let b = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        let tls = Tls {
-            cert: dir.path().join("cert.pem"),
-            key: dir.path().join("key.pem"),
-        };
+        let tls = tls_in(dir.path(), false);
         std::fs::write(&tls.cert, a.cert.pem()).unwrap();
         std::fs::write(&tls.key, b.key_pair.serialize_pem()).unwrap();
         assert!(matches!(load(&tls), Err(CertError::Unusable { .. })));

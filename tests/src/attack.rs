@@ -25,37 +25,44 @@ use tradehabit_gateway::{Config, Gateway, Handle};
 /// instead of hanging it. Never asserted on.
 pub const SAFETY: Duration = Duration::from_secs(20);
 
-/// The routes of the shipped example policy that the attack tests use:
-/// every route exact, as in `config/gateway.example.toml`.
+/// The routes of the shipped example policy that the attack tests use,
+/// every route exact as in `config/gateway.example.toml`, without
+/// authentication (the legacy-compatible variant): these tests attack the
+/// core, not the credential checks.
 pub const ROUTES: &str = r#"
 [[routes]]
 name = "analyze"
 path = "/api/analyze"
 methods = ["POST"]
+auth = "none"
 body_limit = 2162688
 
 [[routes]]
 name = "summary"
 path = "/api/summary"
 methods = ["GET"]
+auth = "none"
 body_limit = 1024
 
 [[routes]]
 name = "trades"
 path = "/api/trades"
 methods = ["GET"]
+auth = "none"
 body_limit = 1024
 
 [[routes]]
 name = "settings"
 path = "/api/settings"
 methods = ["GET", "POST"]
+auth = "none"
 body_limit = 65536
 
 [[routes]]
 name = "health"
 path = "/api/health"
 methods = ["GET"]
+auth = "none"
 body_limit = 1024
 "#;
 

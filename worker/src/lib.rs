@@ -3,6 +3,7 @@
 //!
 //! A request's path through this crate:
 //!
+//! 0. [`cli`] — the command line (also run by the local-stack launcher).
 //! 1. [`config`] — start-up: flags and environment → a validated `Config`.
 //! 2. [`socket`] — the Unix socket, created with owner/group-only
 //!    permissions in a directory nobody else can write to. No TCP.
@@ -33,6 +34,7 @@
 pub mod admission;
 pub mod analysis;
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod engine;

@@ -1,56 +1,5 @@
-//! `tradehabit-worker`: parse flags, set up logging, serve on the Unix
-//! socket until SIGTERM or Ctrl-C. See the crate docs for the stages.
+//! `tradehabit-worker`: the command line lives in [`tradehabit_worker::cli`].
 
-use std::process::ExitCode;
-
-use anyhow::Context;
-use clap::Parser;
-use tracing_subscriber::EnvFilter;
-use tradehabit_worker::config::{Args, LogFormat};
-use tradehabit_worker::serve::{self, Stopped, Worker};
-
-fn main() -> ExitCode {
-    let args = Args::parse();
-    init_logging(args.log_format);
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("tradehabit-worker: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-#[tokio::main]
-async fn run(args: Args) -> anyhow::Result<()> {
-    let config = args.into_config()?;
-    let listening = Worker::new(config)
-        .bind()
-        .context("cannot create the worker's socket")?;
-    match listening.run(serve::shutdown_signal()).await {
-        Stopped::Drained => tracing::info!("stopped"),
-        Stopped::DeadlineReached { abandoned } => {
-            tracing::warn!(abandoned, "stopped with requests still in flight");
-        }
-    }
-    Ok(())
-}
-
-/// Log lines go to stderr, level from `RUST_LOG` (default `info`). A panic
-/// is logged with its location only: its message could quote uploaded data.
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
-    std::panic::set_hook(Box::new(|info| {
-        let location = info
-            .location()
-            .map(|location| format!("{}:{}", location.file(), location.line()));
-        tracing::error!(panic.location = location, "panic");
-    }));
+fn main() -> std::process::ExitCode {
+    tradehabit_worker::cli::main_from(std::env::args_os())
 }

@@ -3,7 +3,18 @@
 //! that `config.rs` can report every missing or bad value at once, each with
 //! its key path, instead of stopping at the first.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+
+use crate::checks::api_key::ApiKeysRaw;
+use crate::checks::auth::AuthMode;
+use crate::checks::cors::CorsRaw;
+use crate::checks::jwt::JwtRaw;
+use crate::checks::rate_limit::{RateLimitSettingsRaw, RouteRateLimitsRaw};
+use crate::checks::request_rules::{JsonRaw, ParamRaw};
+use crate::checks::session_token::TokensRaw;
+use crate::checks::upload::UploadRaw;
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -15,6 +26,16 @@ pub(crate) struct RawConfig {
     pub(crate) limits: Option<RawLimits>,
     pub(crate) headers: Option<RawHeaders>,
     pub(crate) upstream: Option<RawUpstream>,
+    /// The default CORS policy of every route (`checks::cors`).
+    pub(crate) cors: Option<CorsRaw>,
+    /// API keys (`checks::api_key`).
+    pub(crate) api_keys: Option<ApiKeysRaw>,
+    /// JWT issuers (`checks::jwt`).
+    pub(crate) jwt: Option<JwtRaw>,
+    /// The gateway's own tokens (`checks::session_token`).
+    pub(crate) tokens: Option<TokensRaw>,
+    /// Rate-limit memory bounds (`checks::rate_limit`).
+    pub(crate) rate_limit: Option<RateLimitSettingsRaw>,
     pub(crate) routes: Option<Vec<RawRoute>>,
 }
 
@@ -33,6 +54,7 @@ pub(crate) struct RawServer {
 pub(crate) struct RawTls {
     pub(crate) cert: Option<String>,
     pub(crate) key: Option<String>,
+    pub(crate) self_signed_if_missing: Option<bool>,
 }
 
 /// `[plain_http]`
@@ -107,4 +129,20 @@ pub(crate) struct RawRoute {
     pub(crate) match_: Option<String>,
     pub(crate) methods: Option<Vec<String>>,
     pub(crate) body_limit: Option<i64>,
+    /// `required` (default), `optional` or `none`.
+    pub(crate) auth: Option<AuthMode>,
+    /// Scopes the principal must all hold.
+    pub(crate) scopes: Option<Vec<String>>,
+    /// Quotas per client IP and per principal.
+    pub(crate) rate_limit: Option<RouteRateLimitsRaw>,
+    /// Replaces the top-level `[cors]` for this route.
+    pub(crate) cors: Option<CorsRaw>,
+    /// Accepted query parameters; none when absent.
+    pub(crate) query: Option<BTreeMap<String, ParamRaw>>,
+    /// JSON body nesting cap.
+    pub(crate) json: Option<JsonRaw>,
+    /// Accepted request body media types; bodies refused when absent.
+    pub(crate) content_types: Option<Vec<String>>,
+    /// Multipart upload rules.
+    pub(crate) upload: Option<UploadRaw>,
 }

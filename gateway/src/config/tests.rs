@@ -112,10 +112,10 @@ fn unknown_keys_are_refused_with_their_name() {
     assert!(error.contains("header_timeout"), "{error}");
     let text = MINIMAL.replace(
         "methods = [\"GET\"]",
-        "methods = [\"GET\"]\nauth = \"none\"",
+        "methods = [\"GET\"]\nauthentication = \"none\"",
     );
     let error = Config::from_toml(&text).unwrap_err().to_string();
-    assert!(error.contains("auth"), "{error}");
+    assert!(error.contains("authentication"), "{error}");
 }
 
 #[test]
@@ -182,4 +182,202 @@ fn restart_only_settings_are_named() {
     assert_eq!(a.restart_only_changes(&b), ["server.listen"]);
     let c = Config::from_toml(&MINIMAL.replace("/api/health", "/api/other")).unwrap();
     assert!(a.restart_only_changes(&c).is_empty());
+}
+
+/// The shipped example: the strict policy, and the legacy-compatible variant
+/// that its comments describe (uncommented in place of the strict part).
+#[test]
+fn the_example_policy_and_its_legacy_variant_are_valid() {
+    let text = include_str!("../../../config/gateway.example.toml");
+    let strict = Config::from_toml(text).expect("the strict example is valid");
+    assert!(strict
+        .routes
+        .iter()
+        .all(|r| r.name == "health" || r.checks.auth == crate::checks::auth::AuthMode::Required));
+    assert_eq!(strict.routes.len(), 16);
+
+    let common = &text[..text.find("# ===").expect("the strict-policy marker")];
+    let variant_start = text
+        .find("# [cors]\n# allowed_origins = [")
+        .expect("the commented legacy variant");
+    let variant: String = text[variant_start..]
+        .lines()
+        .map(|line| {
+            line.strip_prefix("# ")
+                .or(line.strip_prefix('#'))
+                .unwrap_or(line)
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let legacy = Config::from_toml(&format!("{common}\n{variant}\n"))
+        .unwrap_or_else(|e| panic!("the legacy variant is invalid: {e}"));
+    assert_eq!(legacy.routes.len(), strict.routes.len());
+    assert!(legacy
+        .routes
+        .iter()
+        .all(|r| r.checks.auth == crate::checks::auth::AuthMode::None));
+    // The same endpoints, nothing more (the mentor routes stay unrouted).
+    let endpoints = |config: &Config| {
+        let mut list: Vec<_> = config
+            .routes
+            .iter()
+            .map(|r| (r.path.clone(), r.methods.clone()))
+            .collect();
+        list.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        list
+    };
+    assert_eq!(endpoints(&legacy), endpoints(&strict));
+}
+
+#[test]
+fn policy_check_problems_are_reported_with_their_key_paths() {
+    let text = r#"
+[server]
+listen = "127.0.0.1:8443"
+trusted_proxies = ["0.0.0.0/0"]
+
+[tls]
+cert = "cert.pem"
+key = "key.pem"
+
+[upstream]
+address = "unix:/run/tradehabit/worker.sock"
+
+[cors]
+allowed_origins = ["null"]
+
+[api_keys]
+keys = [{ id = "a", hash = "zz" }]
+
+[[jwt.issuers]]
+issuer = "https://idp.example/"
+algorithms = ["none"]
+
+[tokens]
+session = { enabled = true }
+
+[rate_limit]
+max_tracked_keys = 0
+
+[[routes]]
+name = "upload"
+path = "/api/analyze"
+methods = ["POST"]
+body_limit = 1000
+auth = "none"
+scopes = ["analyze"]
+upload = {}
+content_types = ["application/json"]
+rate_limit = { per_ip = ["5/minutes"] }
+query = { a = { type = "int" } }
+
+[[routes]]
+name = "session"
+path = "/auth/session"
+methods = ["POST"]
+"#;
+    let problems = Config::from_toml(text).unwrap_err().problems();
+    let expected = [
+        "cors.allowed_origins[0]:",
+        "api_keys.pepper:",
+        "api_keys.keys[0].hash:",
+        "jwt.issuers[0].audiences:",
+        "jwt.issuers[0].algorithms[0]: \"none\" is not allowed",
+        "tokens.secret:",
+        "rate_limit.max_tracked_keys:",
+        "server.trusted_proxies[0]:",
+        "routes[0].scopes: a route with auth = \"none\"",
+        "routes[0].content_types: an upload route must accept multipart/form-data",
+        "routes[0].body_limit: must be at least",
+        "routes[0].rate_limit.per_ip[0]:",
+        "routes[0].query.a.type:",
+    ];
+    for prefix in expected {
+        assert!(
+            problems.iter().any(|p| p.starts_with(prefix)),
+            "missing {prefix:?} in {problems:#?}"
+        );
+    }
+    // Routes are still checked when a global section is broken.
+    assert!(
+        !problems.iter().any(|p| p.starts_with("routes[1].path")),
+        "sessions failed validation, so /auth/session is not reserved: {problems:#?}"
+    );
+}
+
+#[test]
+fn the_session_endpoint_path_is_reserved_while_enabled() {
+    let env: std::collections::HashMap<String, String> =
+        [("SECRET".to_owned(), "s".repeat(32))].into();
+    let text = format!(
+        "{MINIMAL}\n[[routes]]\nname = \"s\"\npath = \"/auth/session\"\nmethods = [\"POST\"]\n"
+    )
+    .replace(
+        "[[routes]]\nname = \"health\"",
+        "[tokens]\nsecret = { env = \"SECRET\" }\nsession = { enabled = true }\n\n[[routes]]\nname = \"health\"",
+    );
+    let problems = Config::from_toml_with(&text, Path::new("."), &env)
+        .unwrap_err()
+        .problems();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(problems[0].starts_with("routes[1].path: /auth/session is served by the gateway"));
+}
+
+#[test]
+fn secrets_come_from_the_given_environment_and_files_next_to_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pepper"), format!("{}\n", "p".repeat(40))).unwrap();
+    let pepper = crate::checks::secret::Secret::new("p".repeat(40).into_bytes());
+    let key = crate::checks::api_key::keygen(&pepper, "ci", &[], &mut rand::rngs::OsRng).unwrap();
+    let text = format!(
+        "{MINIMAL}\n[api_keys]\npepper = {{ file = \"pepper\" }}\nkeys = [{}]\n",
+        key.policy_entry
+    )
+    .replace("[[routes]]\nname = \"health\"", "")
+    .replace("path = \"/api/health\"\nmethods = [\"GET\"]", "");
+    let text = format!(
+        "{text}\n[[routes]]\nname = \"health\"\npath = \"/api/health\"\nmethods = [\"GET\"]\n"
+    );
+    let env = std::collections::HashMap::new();
+    let config = Config::from_toml_with(&text, dir.path(), &env).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    assert!(config
+        .checks
+        .auth
+        .api_keys()
+        .check(key.key.as_bytes(), now)
+        .is_ok());
+    // The same text, read from another directory, finds no pepper.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let problems = Config::from_toml_with(&text, elsewhere.path(), &env)
+        .unwrap_err()
+        .problems();
+    assert!(
+        problems[0].starts_with("api_keys.pepper.file: cannot read"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn rate_limit_state_survives_a_reload_unless_the_quotas_change() {
+    let limited = MINIMAL.replace(
+        "methods = [\"GET\"]",
+        "methods = [\"GET\"]\nauth = \"none\"\nrate_limit = { per_ip = [\"1/day\"] }",
+    );
+    let client: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    let before = Config::from_toml(&limited).unwrap();
+    before.routes[0].checks.limiters.check_ip(client).unwrap();
+    assert!(before.routes[0].checks.limiters.check_ip(client).is_err());
+
+    let mut same = Config::from_toml(&limited).unwrap();
+    same.keep_rate_limit_state(&before);
+    assert!(
+        same.routes[0].checks.limiters.check_ip(client).is_err(),
+        "a reload does not reset the budget"
+    );
+    let mut changed = Config::from_toml(&limited.replace("1/day", "2/day")).unwrap();
+    changed.keep_rate_limit_state(&before);
+    assert!(changed.routes[0].checks.limiters.check_ip(client).is_ok());
+    assert_eq!(same.rate_limit_tracked_keys(), 1);
+    same.purge_rate_limits();
 }

@@ -8,6 +8,10 @@
 //! abandoned and the client gets 413. Compressed bodies are refused with
 //! 415: the gateway cannot cap their decoded size (ASVS 5.2.3), and no route
 //! accepts them yet.
+//!
+//! Routes whose body is checked before it is forwarded (the upload form, JSON
+//! depth) read it in full first, under the same limit ([`collect`]); the
+//! upstream then gets it as one buffer ([`ForwardBody::Buffered`]).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +22,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use http::request::Parts;
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::Notify;
 
@@ -54,7 +59,6 @@ pub(crate) fn check(parts: &Parts, route: &Route) -> Result<(), Rejection> {
 pub(crate) struct BodyWatch {
     limit: u64,
     exceeded: AtomicBool,
-    malformed: AtomicBool,
     finished: AtomicBool,
     finished_notify: Notify,
 }
@@ -65,7 +69,6 @@ impl BodyWatch {
         Self {
             limit,
             exceeded: AtomicBool::new(false),
-            malformed: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             finished_notify: Notify::new(),
         }
@@ -79,12 +82,6 @@ impl BodyWatch {
     /// Whether the body went over its limit.
     pub(crate) fn is_exceeded(&self) -> bool {
         self.exceeded.load(Ordering::Acquire)
-    }
-
-    /// Whether reading the client's body failed (broken chunked framing,
-    /// the client hanging up mid-body) rather than the upstream.
-    pub(crate) fn is_malformed(&self) -> bool {
-        self.malformed.load(Ordering::Acquire)
     }
 
     /// Whether the whole body has been read.
@@ -113,6 +110,64 @@ impl BodyWatch {
 #[derive(Debug, thiserror::Error)]
 #[error("request body over the route limit of {0} bytes")]
 pub(crate) struct BodyTooLarge(u64);
+
+/// Reads a whole body under `watch`'s limit. Over the limit:
+/// [`Rejection::BodyTooLarge`]; a broken body: [`Rejection::BodyIncomplete`].
+pub(crate) async fn collect(body: Incoming, watch: Arc<BodyWatch>) -> Result<Bytes, Rejection> {
+    let limited = Limited::new(body, Arc::clone(&watch));
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(_) if watch.is_exceeded() => Err(Rejection::BodyTooLarge {
+            limit: watch.limit(),
+        }),
+        Err(_) => Err(Rejection::BodyIncomplete),
+    }
+}
+
+/// What the upstream receives: the client's body as it streams, or a body
+/// already read and checked.
+pub(crate) enum ForwardBody {
+    /// Counted against the limit on its way.
+    Streamed(Limited),
+    /// Read in full by [`collect`]; `None` once sent.
+    Buffered(Option<Bytes>),
+}
+
+impl HttpBody for ForwardBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ForwardBody::Streamed(limited) => Pin::new(limited).poll_frame(cx),
+            ForwardBody::Buffered(bytes) => Poll::Ready(
+                bytes
+                    .take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ForwardBody::Streamed(limited) => limited.is_end_stream(),
+            ForwardBody::Buffered(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ForwardBody::Streamed(limited) => limited.size_hint(),
+            ForwardBody::Buffered(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
 
 /// A request body counted against a limit as it streams.
 pub(crate) struct Limited {
@@ -163,10 +218,7 @@ impl HttpBody for Limited {
                 this.watch.mark_finished();
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(Err(error))) => {
-                this.watch.malformed.store(true, Ordering::Release);
-                Poll::Ready(Some(Err(error.into())))
-            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -192,6 +244,7 @@ mod tests {
             path_match: PathMatch::Exact,
             methods: vec![http::Method::POST],
             body_limit: limit,
+            checks: crate::config::tests::minimal().routes[0].checks.clone(),
         }
     }
 
@@ -210,6 +263,18 @@ mod tests {
             check(&parts(&[("content-length", "11")]), &route(10)),
             Err(Rejection::BodyTooLarge { limit: 10 })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_buffered_body_is_sent_once_with_its_exact_size() {
+        let body = ForwardBody::Buffered(Some(Bytes::from_static(b"abc")));
+        assert_eq!(body.size_hint().exact(), Some(3));
+        assert!(!body.is_end_stream());
+        let collected = body.collect().await.unwrap().to_bytes();
+        assert_eq!(collected, Bytes::from_static(b"abc"));
+        let empty = ForwardBody::Buffered(Some(Bytes::new()));
+        assert!(empty.is_end_stream());
+        assert!(empty.collect().await.unwrap().to_bytes().is_empty());
     }
 
     #[test]

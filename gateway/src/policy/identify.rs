@@ -44,6 +44,11 @@ impl Cidr {
         Ok(Cidr { network, prefix })
     }
 
+    /// Whether this network is every address (`0.0.0.0/0`, `::/0`).
+    pub(crate) fn is_everything(&self) -> bool {
+        self.prefix == 0
+    }
+
     /// Whether `ip` lies in this network. IPv4-mapped IPv6 addresses count
     /// as their IPv4 address.
     pub(crate) fn contains(&self, ip: IpAddr) -> bool {

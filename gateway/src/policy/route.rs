@@ -72,6 +72,7 @@ mod tests {
             path_match,
             methods: methods.to_vec(),
             body_limit: 1,
+            checks: crate::config::tests::minimal().routes[0].checks.clone(),
         })
     }
 

@@ -6,17 +6,32 @@
 //! here) and every client copy of a header the gateway owns
 //! (`tradehabit_shared::headers::GATEWAY_OWNED`: identity, `X-Forwarded-*`,
 //! `Forwarded`, `X-Real-IP`, the request id). Then the gateway's own values
-//! are set, and `Accept-Encoding: identity` so the upstream never
-//! compresses (compression side channels leak secrets).
+//! are set — the authenticated principal, its scopes and how it
+//! authenticated (`tradehabit_shared::headers`) — and `Accept-Encoding:
+//! identity` so the upstream never compresses (compression side channels
+//! leak secrets). Credentials the gateway verified (`Authorization`,
+//! `X-API-Key`) are not passed on: the upstream trusts the identity headers,
+//! and a token it never needs is a token it cannot leak.
 //!
 //! From the upstream: hop-by-hop headers go; `respond.rs` then sets the
 //! security headers.
 
 use http::header::{ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, COOKIE, EXPECT, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use tradehabit_shared::headers::{GATEWAY_OWNED, REQUEST_ID};
+use tradehabit_shared::headers::{AUTH_METHOD, GATEWAY_OWNED, PRINCIPAL, REQUEST_ID, SCOPES};
 
+use crate::checks::auth::{Principal, X_API_KEY};
 use crate::policy::identify::Identity;
+
+/// Who is calling, as the policy checks established it.
+#[derive(Debug, Default)]
+pub(crate) struct Caller<'a> {
+    /// The authenticated principal; `None` for an anonymous caller.
+    pub(crate) principal: Option<&'a Principal>,
+    /// Whether the route looked at credentials, so they are the gateway's
+    /// and are not forwarded. Routes with `auth = "none"` pass them on.
+    pub(crate) consumed_credentials: bool,
+}
 
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -57,10 +72,22 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Rewrites a client's request headers for the upstream.
-pub(crate) fn to_upstream(headers: &mut HeaderMap, identity: &Identity, host: &str) {
+pub(crate) fn to_upstream(
+    headers: &mut HeaderMap,
+    identity: &Identity,
+    caller: &Caller<'_>,
+    host: &str,
+) {
     strip_hop_by_hop(headers);
     for name in GATEWAY_OWNED {
         headers.remove(*name);
+    }
+    if caller.consumed_credentials {
+        headers.remove(http::header::AUTHORIZATION);
+        headers.remove(X_API_KEY);
+    }
+    if let Some(principal) = caller.principal {
+        set_identity(headers, principal);
     }
     headers.remove(EXPECT);
     join_cookies(headers);
@@ -75,6 +102,22 @@ pub(crate) fn to_upstream(headers: &mut HeaderMap, identity: &Identity, host: &s
     headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
     headers.insert("x-forwarded-host", host);
     headers.insert(REQUEST_ID, identity.request_id.clone());
+}
+
+/// Sets the identity headers. Principal ids and scope tokens are printable
+/// ASCII by construction (`checks::auth`); a value that still fails to be a
+/// header is left out rather than forwarded mangled.
+fn set_identity(headers: &mut HeaderMap, principal: &Principal) {
+    let values = [
+        (PRINCIPAL, principal.id.clone()),
+        (SCOPES, principal.scopes_header()),
+        (AUTH_METHOD, principal.method.as_str().to_owned()),
+    ];
+    for (name, value) in values {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
 }
 
 /// HTTP/2 may split `Cookie` into several fields; an HTTP/1.1 hop needs
@@ -140,7 +183,7 @@ mod tests {
             ("content-length", "3"),
             ("authorization", "Bearer t"),
         ]);
-        to_upstream(&mut h, &identity(), "api.example:8443");
+        to_upstream(&mut h, &identity(), &Caller::default(), "api.example:8443");
         for gone in [
             "connection",
             "x-secret",
@@ -173,9 +216,35 @@ mod tests {
     }
 
     #[test]
+    fn the_principal_replaces_spoofed_identity_and_credentials_stay_here() {
+        let principal = Principal {
+            id: "key:ci".into(),
+            method: crate::checks::auth::AuthMethod::ApiKey,
+            scopes: ["read".to_owned(), "analyze".to_owned()].into(),
+        };
+        let mut h = headers(&[
+            ("x-tradehabit-principal", "jwt:evil|admin"),
+            ("x-tradehabit-scopes", "everything"),
+            ("authorization", "Bearer t"),
+            ("x-api-key", "th_secret"),
+        ]);
+        let caller = Caller {
+            principal: Some(&principal),
+            consumed_credentials: true,
+        };
+        to_upstream(&mut h, &identity(), &caller, "x");
+        assert_eq!(h.get_all(PRINCIPAL).iter().count(), 1);
+        assert_eq!(h[PRINCIPAL], "key:ci");
+        assert_eq!(h[SCOPES], "analyze read");
+        assert_eq!(h[AUTH_METHOD], "api-key");
+        assert!(!h.contains_key("authorization"));
+        assert!(!h.contains_key("x-api-key"));
+    }
+
+    #[test]
     fn split_cookies_are_joined() {
         let mut h = headers(&[("cookie", "a=1"), ("cookie", "b=2")]);
-        to_upstream(&mut h, &identity(), "x");
+        to_upstream(&mut h, &identity(), &Caller::default(), "x");
         assert_eq!(h.get_all("cookie").iter().count(), 1);
         assert_eq!(h["cookie"], "a=1; b=2");
     }

@@ -1,4 +1,5 @@
-//! The binary's `check-config`: every problem listed, non-zero exit.
+//! The binary's `check-config` (every problem listed, non-zero exit) and
+//! `keygen` (a key that the policy then accepts).
 
 use std::process::Command;
 
@@ -44,4 +45,77 @@ fn check_config_accepts_the_shipped_example() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn keygen_prints_a_key_and_an_entry_the_policy_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let pepper = dir.path().join("pepper");
+    std::fs::write(&pepper, "p".repeat(40)).unwrap();
+    let policy = dir.path().join("gateway.toml");
+    std::fs::write(&policy, "[api_keys]\npepper = { file = \"pepper\" }\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tradehabit-gateway"))
+        .args(["keygen", "--config"])
+        .arg(&policy)
+        .args(["--id", "ci", "--scopes", "read,analyze"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut lines = stdout.lines();
+    let key = lines.next().unwrap();
+    let entry = lines.next().unwrap();
+    assert!(key.starts_with("th_"), "{stdout}");
+    assert!(entry.starts_with("{ id = \"ci\", hash = \""), "{entry}");
+    assert!(
+        entry.contains("scopes = [\"read\", \"analyze\"]"),
+        "{entry}"
+    );
+    assert!(!entry.contains(key), "the entry never holds the key");
+
+    // The printed entry, pasted into a policy, authenticates the key.
+    let full = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n\
+         [upstream]\naddress = \"unix:/x.sock\"\n\
+         [api_keys]\npepper = {{ file = \"pepper\" }}\nkeys = [{}]\n\
+         [[routes]]\nname = \"r\"\npath = \"/r\"\nmethods = [\"GET\"]\n",
+        entry.trim_end_matches(',')
+    );
+    std::fs::write(&policy, full).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_tradehabit-gateway"))
+        .arg("check-config")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+#[test]
+fn keygen_without_a_pepper_fails_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("gateway.toml");
+    std::fs::write(
+        &policy,
+        "[api_keys]\npepper = { env = \"TRADEHABIT_TEST_UNSET_PEPPER\" }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tradehabit-gateway"))
+        .args(["keygen", "--config"])
+        .arg(&policy)
+        .args(["--id", "ci"])
+        .env_remove("TRADEHABIT_TEST_UNSET_PEPPER")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("api_keys.pepper.env"), "{stderr}");
+    assert!(out.stdout.is_empty());
 }

@@ -12,6 +12,7 @@ const EXTRA_ROUTE: &str = r#"
 name = "added"
 path = "/added"
 methods = ["GET"]
+auth = "none"
 "#;
 
 #[tokio::test]

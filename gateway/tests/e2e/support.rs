@@ -206,16 +206,21 @@ pub(crate) struct Policy {
     pub(crate) limits: String,
     pub(crate) upstream: String,
     pub(crate) plain_http: bool,
+    /// Top-level policy-check tables (`[cors]`, `[api_keys]`, `[jwt]`, …).
+    pub(crate) checks: String,
     pub(crate) routes: String,
 }
 
-/// The routes most tests use: one exact, one prefix.
+/// The routes most tests use: one exact, one prefix; open (no
+/// authentication), so that the core tests exercise forwarding alone.
 pub(crate) const ROUTES: &str = r#"
 [[routes]]
 name = "echo"
 path = "/api/echo"
 methods = ["GET", "POST"]
 body_limit = 1024
+auth = "none"
+query = { x = { type = "string", max_length = 16 } }
 
 [[routes]]
 name = "api"
@@ -223,6 +228,7 @@ path = "/api"
 match = "prefix"
 methods = ["GET", "POST"]
 body_limit = 1024
+auth = "none"
 "#;
 
 impl Default for Policy {
@@ -232,6 +238,7 @@ impl Default for Policy {
             limits: String::new(),
             upstream: String::new(),
             plain_http: false,
+            checks: String::new(),
             routes: ROUTES.to_string(),
         }
     }
@@ -284,6 +291,16 @@ impl TestGateway {
         (Self::start_in(dir, policy).await, upstream)
     }
 
+    /// An upstream and a gateway in `dir`, which may already hold files the
+    /// policy names (secrets, keys).
+    pub(crate) async fn with_upstream_in(
+        dir: tempfile::TempDir,
+        policy: Policy,
+    ) -> (TestGateway, Upstream) {
+        let upstream = Upstream::start(&Self::socket_in(dir.path())).await;
+        (Self::start_in(dir, policy).await, upstream)
+    }
+
     /// A gateway whose upstream socket does not exist (yet).
     pub(crate) async fn without_upstream(policy: Policy) -> TestGateway {
         Self::start_in(tempfile::tempdir().unwrap(), policy).await
@@ -316,12 +333,14 @@ impl TestGateway {
              {plain}\n\
              [limits]\n{limits}\n\
              [upstream]\naddress = \"unix:{socket}\"\n{upstream}\n\
+             {checks}\n\
              {routes}",
             server = policy.server,
             dir = dir.display(),
             limits = policy.limits,
             socket = socket.display(),
             upstream = policy.upstream,
+            checks = policy.checks,
             routes = policy.routes,
         );
         let path = dir.join("gateway.toml");

@@ -32,7 +32,7 @@ use http_body_util::Full;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{fixtures, request, send, Answer, Form};
+use super::{fixtures, request, Answer, Form, Transport};
 
 /// Names of the golden files (without `.json`).
 pub const CSV_GOLDENS: &[&str] = &[
@@ -59,8 +59,8 @@ pub fn load(name: &str) -> Value {
 }
 
 /// Replays a golden file as `principal` and returns every mismatch.
-pub async fn replay(
-    socket: &std::path::Path,
+pub async fn replay<T: Transport + ?Sized>(
+    transport: &T,
     principal: Option<&str>,
     golden: &Value,
 ) -> Vec<String> {
@@ -83,7 +83,7 @@ pub async fn replay(
             upload_kept_in_group = None;
         }
 
-        let answer = send(socket, build_request(golden, step, principal)).await;
+        let answer = transport.send(build_request(golden, step, principal)).await;
 
         let golden_status = step["status"].as_u64().unwrap_or(0);
         let diverges = is_errors && (golden_status == 500 || has_non_finite_param(step));

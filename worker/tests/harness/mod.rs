@@ -246,6 +246,19 @@ impl Answer {
     }
 }
 
+/// Where a test sends its requests: the worker's socket here, the gateway
+/// over TLS in the end-to-end crate (which includes this harness).
+pub trait Transport {
+    /// Sends one request and returns the whole answer.
+    fn send(&self, request: Request<Full<Bytes>>) -> impl std::future::Future<Output = Answer>;
+}
+
+impl Transport for Path {
+    async fn send(&self, request: Request<Full<Bytes>>) -> Answer {
+        send(self, request).await
+    }
+}
+
 /// Sends one request on a new connection.
 pub async fn send<B>(socket: &Path, request: Request<B>) -> Answer
 where

@@ -1,0 +1,600 @@
+//! Authentication by API key (`X-API-Key`).
+//!
+//! The policy file stores, per key, only `HMAC-SHA256(pepper, key)` in hex,
+//! with an id, scopes and an optional expiry or revocation. The pepper comes
+//! from the environment or a file, so a leaked policy file alone does not
+//! let anyone test key guesses offline.
+//!
+//! Lookup is constant-time with respect to which key matched: the presented
+//! key's HMAC is compared (with `subtle`) against **every** stored hash, and
+//! the index of the match is selected without branching. A design with a
+//! public key-id prefix (`th_<id>_<secret>`) would allow a map lookup, but
+//! it would reveal key ids in logs and URLs and the key count here is small
+//! (tens), so comparing against all of them costs nothing measurable.
+//! Revocation and expiry are checked after the match; the client sees the
+//! same generic 401 for all failures, the audit log the precise reason.
+//!
+//! [`keygen`] makes a new key: 32 random bytes, base64url, prefix `th_`.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::{CryptoRng, RngCore};
+use serde::Deserialize;
+use sha2::Sha256;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::is_scope_token;
+use super::problems::{index, join, Problems};
+use super::secret::{self, LoadContext, Secret, SecretSourceRaw, MIN_SECRET_BYTES};
+
+/// Prefix of generated keys, so they are recognisable in secret scanners.
+pub const KEY_PREFIX: &str = "th_";
+
+/// Random bytes in a generated key.
+pub const KEY_RANDOM_BYTES: usize = 32;
+
+/// Longest `X-API-Key` value considered; longer values are refused without
+/// hashing.
+pub const MAX_PRESENTED_KEY_BYTES: usize = 256;
+
+/// Longest key id.
+const MAX_ID_CHARS: usize = 64;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The `[api_keys]` section as written in the policy file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeysRaw {
+    /// Where the pepper lives; required when any key is listed.
+    pub pepper: Option<SecretSourceRaw>,
+    /// The keys, as printed by `tradehabit-gateway keygen`.
+    #[serde(default)]
+    pub keys: Vec<ApiKeyRaw>,
+}
+
+/// One key entry.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyRaw {
+    /// Stable, non-secret name (`[A-Za-z0-9._-]`, at most 64 characters);
+    /// the principal is `key:<id>`.
+    pub id: String,
+    /// `HMAC-SHA256(pepper, key)`, 64 hex digits.
+    pub hash: String,
+    /// Scopes granted to the key.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// RFC 3339 instant after which the key is refused.
+    pub expires: Option<String>,
+    /// Refuse the key (kept in the file so the audit log can name it).
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// A validated key entry.
+#[derive(Clone, PartialEq, Eq)]
+struct StoredKey {
+    id: String,
+    hash: [u8; 32],
+    scopes: BTreeSet<String>,
+    expires: Option<OffsetDateTime>,
+    revoked: bool,
+}
+
+/// The validated key set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKeys {
+    pepper: Option<Secret>,
+    keys: Vec<StoredKey>,
+}
+
+impl fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|k| k.id.as_str()).collect();
+        f.debug_struct("ApiKeys")
+            .field("ids", &ids)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key that matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMatch {
+    /// The key's id.
+    pub id: String,
+    /// The key's scopes.
+    pub scopes: BTreeSet<String>,
+}
+
+/// Why a presented key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiKeyError {
+    /// Too long, or not printable ASCII.
+    #[error("malformed API key")]
+    Malformed,
+    /// No stored hash matches.
+    #[error("unknown API key")]
+    Unknown,
+    /// The key matched but is revoked.
+    #[error("revoked API key {id}")]
+    Revoked {
+        /// The key's id.
+        id: String,
+    },
+    /// The key matched but has expired.
+    #[error("expired API key {id}")]
+    Expired {
+        /// The key's id.
+        id: String,
+    },
+}
+
+impl ApiKeyError {
+    /// Stable audit reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Malformed => "api_key.malformed",
+            Self::Unknown => "api_key.unknown",
+            Self::Revoked { .. } => "api_key.revoked",
+            Self::Expired { .. } => "api_key.expired",
+        }
+    }
+
+    /// The key id for the audit log, when one matched.
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            Self::Revoked { id } | Self::Expired { id } => Some(id),
+            Self::Malformed | Self::Unknown => None,
+        }
+    }
+}
+
+/// Validates `[api_keys]` at key path `path`, loading the pepper.
+pub fn validate(
+    raw: &ApiKeysRaw,
+    path: &str,
+    ctx: &LoadContext<'_>,
+    problems: &mut Problems,
+) -> Option<ApiKeys> {
+    let before = problems.len();
+    // The pepper is only read when there are keys to check; `keygen` reads
+    // it on its own.
+    let pepper = match &raw.pepper {
+        Some(_) if raw.keys.is_empty() => None,
+        Some(source) => secret::load(
+            source,
+            &join(path, "pepper"),
+            ctx,
+            MIN_SECRET_BYTES,
+            problems,
+        ),
+        None if raw.keys.is_empty() => None,
+        None => {
+            problems.push(
+                join(path, "pepper"),
+                "keys are listed but no pepper is configured (pepper = { env = \"…\" })",
+            );
+            None
+        }
+    };
+
+    let keys_path = join(path, "keys");
+    let mut ids = HashSet::new();
+    let mut hashes = HashSet::new();
+    let mut keys = Vec::new();
+    for (i, key) in raw.keys.iter().enumerate() {
+        let key_path = index(&keys_path, i);
+        if let Some(stored) = validate_key(key, &key_path, problems) {
+            if !ids.insert(stored.id.clone()) {
+                problems.push(
+                    join(&key_path, "id"),
+                    format!("id {:?} is used twice", stored.id),
+                );
+            }
+            if !hashes.insert(stored.hash) {
+                problems.push(join(&key_path, "hash"), "the same hash is listed twice");
+            }
+            keys.push(stored);
+        }
+    }
+    (problems.len() == before).then_some(ApiKeys { pepper, keys })
+}
+
+/// Loads the pepper of an `[api_keys]` section (for `keygen`), reporting a
+/// missing or unusable one at `path.pepper`.
+pub fn load_pepper(
+    raw: &ApiKeysRaw,
+    path: &str,
+    ctx: &LoadContext<'_>,
+    problems: &mut Problems,
+) -> Option<Secret> {
+    let pepper_path = join(path, "pepper");
+    match &raw.pepper {
+        Some(source) => secret::load(source, &pepper_path, ctx, MIN_SECRET_BYTES, problems),
+        None => {
+            problems.push(
+                pepper_path,
+                "no pepper is configured (pepper = { env = \"…\" })",
+            );
+            None
+        }
+    }
+}
+
+fn validate_key(raw: &ApiKeyRaw, path: &str, problems: &mut Problems) -> Option<StoredKey> {
+    let before = problems.len();
+    if !is_valid_id(&raw.id) {
+        problems.push(
+            join(path, "id"),
+            format!(
+                "{:?} must be 1 to {MAX_ID_CHARS} characters of A-Z a-z 0-9 . _ -",
+                raw.id
+            ),
+        );
+    }
+    let mut hash = [0u8; 32];
+    if hex::decode_to_slice(&raw.hash, &mut hash).is_err() {
+        problems.push(
+            join(path, "hash"),
+            "must be 64 hex digits (HMAC-SHA256), as printed by keygen",
+        );
+    }
+    let scopes_path = join(path, "scopes");
+    for (i, scope) in raw.scopes.iter().enumerate() {
+        if !is_scope_token(scope) {
+            problems.push(
+                index(&scopes_path, i),
+                format!("{scope:?} is not a valid scope"),
+            );
+        }
+    }
+    let expires = raw.expires.as_ref().and_then(|text| {
+        OffsetDateTime::parse(text, &Rfc3339)
+            .map_err(|_| {
+                problems.push(
+                    join(path, "expires"),
+                    format!("{text:?} is not an RFC 3339 date-time such as 2026-01-31T00:00:00Z"),
+                )
+            })
+            .ok()
+    });
+    (problems.len() == before).then(|| StoredKey {
+        id: raw.id.clone(),
+        hash,
+        scopes: raw.scopes.iter().cloned().collect(),
+        expires,
+        revoked: raw.revoked,
+    })
+}
+
+fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_CHARS
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn keyed_hash(pepper: &Secret, key: &[u8]) -> [u8; 32] {
+    let mut mac = HmacSha256::new_from_slice(pepper.expose()).expect("HMAC accepts any key length");
+    mac.update(key);
+    mac.finalize().into_bytes().into()
+}
+
+impl ApiKeys {
+    /// A set with no keys: every presented key is unknown.
+    pub fn empty() -> Self {
+        Self {
+            pepper: None,
+            keys: Vec::new(),
+        }
+    }
+
+    /// Whether any key is configured.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Checks a presented `X-API-Key` value at instant `now`.
+    pub fn check(&self, presented: &[u8], now: OffsetDateTime) -> Result<KeyMatch, ApiKeyError> {
+        if presented.is_empty()
+            || presented.len() > MAX_PRESENTED_KEY_BYTES
+            || !presented.iter().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ApiKeyError::Malformed);
+        }
+        let Some(pepper) = &self.pepper else {
+            return Err(ApiKeyError::Unknown);
+        };
+        let digest = keyed_hash(pepper, presented);
+
+        // Compare against every key; remember the match without branching.
+        let mut found = subtle::Choice::from(0);
+        let mut found_index = 0u32;
+        for (i, key) in self.keys.iter().enumerate() {
+            let is_match = digest[..].ct_eq(&key.hash[..]);
+            let i = u32::try_from(i).expect("fewer than 2^32 keys");
+            found_index.conditional_assign(&i, is_match);
+            found |= is_match;
+        }
+        if !bool::from(found) {
+            return Err(ApiKeyError::Unknown);
+        }
+        let key = &self.keys[found_index as usize];
+        if key.revoked {
+            return Err(ApiKeyError::Revoked { id: key.id.clone() });
+        }
+        if key.expires.is_some_and(|expires| now >= expires) {
+            return Err(ApiKeyError::Expired { id: key.id.clone() });
+        }
+        Ok(KeyMatch {
+            id: key.id.clone(),
+            scopes: key.scopes.clone(),
+        })
+    }
+
+    /// The current state of the key `id`: its scopes if it exists and is
+    /// neither revoked nor expired at `now`. Used to re-check keys behind
+    /// tokens obtained by exchanging a key.
+    pub fn active_scopes(&self, id: &str, now: OffsetDateTime) -> Option<&BTreeSet<String>> {
+        self.keys
+            .iter()
+            .find(|k| k.id == id)
+            .filter(|k| !k.revoked && k.expires.is_none_or(|e| now < e))
+            .map(|k| &k.scopes)
+    }
+}
+
+/// A freshly generated key: shown once, never stored by the gateway.
+pub struct GeneratedKey {
+    /// The key to hand to the client.
+    pub key: String,
+    /// The entry to paste into `[api_keys] keys = [...]`.
+    pub policy_entry: String,
+}
+
+impl fmt::Debug for GeneratedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeneratedKey")
+            .field("key", &"<redacted>")
+            .field("policy_entry", &self.policy_entry)
+            .finish()
+    }
+}
+
+/// Why `keygen` refused its arguments.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeygenError {
+    /// The id is not usable.
+    #[error("the id must be 1 to {MAX_ID_CHARS} characters of A-Z a-z 0-9 . _ -")]
+    BadId,
+    /// A scope is not a valid scope token.
+    #[error("{0:?} is not a valid scope")]
+    BadScope(String),
+}
+
+/// Makes a new random key and its policy entry, hashed with `pepper`.
+pub fn keygen<R: RngCore + CryptoRng>(
+    pepper: &Secret,
+    id: &str,
+    scopes: &[String],
+    rng: &mut R,
+) -> Result<GeneratedKey, KeygenError> {
+    if !is_valid_id(id) {
+        return Err(KeygenError::BadId);
+    }
+    if let Some(bad) = scopes.iter().find(|s| !is_scope_token(s)) {
+        return Err(KeygenError::BadScope(bad.clone()));
+    }
+    let mut random = [0u8; KEY_RANDOM_BYTES];
+    rng.fill_bytes(&mut random);
+    let key = format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(random));
+    let hash = hex::encode(keyed_hash(pepper, key.as_bytes()));
+    let scopes_toml: Vec<String> = scopes.iter().map(|s| format!("\"{s}\"")).collect();
+    let policy_entry = format!(
+        "{{ id = \"{id}\", hash = \"{hash}\", scopes = [{}] }}",
+        scopes_toml.join(", ")
+    );
+    Ok(GeneratedKey { key, policy_entry })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::secret::tests::{context, env_of};
+    use std::path::Path;
+    use time::macros::datetime;
+
+    const PEPPER: &str = "pepper-pepper-pepper-pepper-pepper!";
+
+    fn pepper() -> Secret {
+        Secret::new(PEPPER.as_bytes().to_vec())
+    }
+
+    /// Validates a policy section built from keygen output, the way an
+    /// operator would paste it.
+    fn keys_from(entries: &[String]) -> ApiKeys {
+        let toml_text = format!(
+            "pepper = {{ env = \"PEPPER\" }}\nkeys = [\n{}\n]\n",
+            entries.join(",\n")
+        );
+        let raw: ApiKeysRaw = toml::from_str(&toml_text).unwrap();
+        let env = env_of(&[("PEPPER", PEPPER)]);
+        let mut problems = Problems::new();
+        let keys = validate(
+            &raw,
+            "api_keys",
+            &context(&env, Path::new("/")),
+            &mut problems,
+        );
+        assert!(problems.is_empty(), "{problems}");
+        keys.unwrap()
+    }
+
+    fn generate(id: &str, scopes: &[&str]) -> GeneratedKey {
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        keygen(&pepper(), id, &scopes, &mut rand::rngs::OsRng).unwrap()
+    }
+
+    const NOW: OffsetDateTime = datetime!(2025-06-01 12:00 UTC);
+
+    #[test]
+    fn generated_key_round_trips_through_the_policy() {
+        let ci = generate("ci", &["trades:read", "trades:write"]);
+        let other = generate("other", &[]);
+        assert!(ci.key.starts_with("th_"));
+        assert_eq!(ci.key.len(), 3 + 43);
+        assert!(ci.policy_entry.starts_with("{ id = \"ci\", hash = \""));
+        assert!(!ci.policy_entry.contains(&ci.key));
+        assert!(!format!("{ci:?}").contains(&ci.key));
+
+        let keys = keys_from(&[ci.policy_entry.clone(), other.policy_entry.clone()]);
+        let matched = keys.check(ci.key.as_bytes(), NOW).unwrap();
+        assert_eq!(matched.id, "ci");
+        assert_eq!(
+            matched.scopes,
+            BTreeSet::from(["trades:read".to_owned(), "trades:write".to_owned()])
+        );
+        assert_eq!(keys.check(other.key.as_bytes(), NOW).unwrap().id, "other");
+    }
+
+    #[test]
+    fn wrong_keys_are_unknown() {
+        let ci = generate("ci", &[]);
+        let keys = keys_from(std::slice::from_ref(&ci.policy_entry));
+        let mut wrong = ci.key.clone().into_bytes();
+        let last = wrong.len() - 1;
+        wrong[last] ^= 1;
+        assert_eq!(keys.check(&wrong, NOW), Err(ApiKeyError::Unknown));
+        assert_eq!(keys.check(b"th_nope", NOW), Err(ApiKeyError::Unknown));
+        // The stored hash itself is not a key.
+        let hash = ci.policy_entry.split('"').nth(3).unwrap().to_owned();
+        assert_eq!(keys.check(hash.as_bytes(), NOW), Err(ApiKeyError::Unknown));
+    }
+
+    #[test]
+    fn malformed_keys_are_refused_before_hashing() {
+        let keys = keys_from(&[generate("ci", &[]).policy_entry]);
+        assert_eq!(keys.check(b"", NOW), Err(ApiKeyError::Malformed));
+        assert_eq!(keys.check(b"has space", NOW), Err(ApiKeyError::Malformed));
+        assert_eq!(keys.check(&[b'a'; 257], NOW), Err(ApiKeyError::Malformed));
+        assert_eq!(
+            keys.check("clé".as_bytes(), NOW),
+            Err(ApiKeyError::Malformed)
+        );
+    }
+
+    #[test]
+    fn revoked_and_expired_keys_are_refused_with_their_id() {
+        let revoked = generate("old", &[]);
+        let expiring = generate("temp", &[]);
+        let revoked_entry = revoked.policy_entry.replace(" }", ", revoked = true }");
+        let expiring_entry = expiring
+            .policy_entry
+            .replace(" }", ", expires = \"2025-06-01T12:00:00Z\" }");
+        let keys = keys_from(&[revoked_entry, expiring_entry]);
+        let err = keys.check(revoked.key.as_bytes(), NOW).unwrap_err();
+        assert_eq!(err, ApiKeyError::Revoked { id: "old".into() });
+        assert_eq!(err.reason(), "api_key.revoked");
+        assert_eq!(err.key_id(), Some("old"));
+        assert_eq!(
+            keys.check(expiring.key.as_bytes(), NOW),
+            Err(ApiKeyError::Expired { id: "temp".into() })
+        );
+        let before = datetime!(2025-06-01 11:59:59 UTC);
+        assert_eq!(
+            keys.check(expiring.key.as_bytes(), before).unwrap().id,
+            "temp"
+        );
+        assert!(keys.active_scopes("temp", before).is_some());
+        assert!(keys.active_scopes("temp", NOW).is_none());
+        assert!(keys.active_scopes("old", before).is_none());
+        assert!(keys.active_scopes("missing", before).is_none());
+    }
+
+    #[test]
+    fn a_different_pepper_matches_nothing() {
+        let key = keygen(
+            &Secret::new(b"another-pepper-another-pepper-0123".to_vec()),
+            "ci",
+            &[],
+            &mut rand::rngs::OsRng,
+        )
+        .unwrap();
+        let keys = keys_from(&[key.policy_entry]);
+        assert_eq!(
+            keys.check(key.key.as_bytes(), NOW),
+            Err(ApiKeyError::Unknown)
+        );
+    }
+
+    #[test]
+    fn empty_set_knows_no_key() {
+        assert_eq!(
+            ApiKeys::empty().check(b"th_x", NOW),
+            Err(ApiKeyError::Unknown)
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let raw: ApiKeysRaw = toml::from_str(
+            r#"
+            keys = [
+              { id = "", hash = "zz", scopes = ["bad scope"], expires = "tomorrow" },
+              { id = "a", hash = "0000000000000000000000000000000000000000000000000000000000000000" },
+              { id = "a", hash = "0000000000000000000000000000000000000000000000000000000000000000" },
+            ]
+            "#,
+        )
+        .unwrap();
+        let env = env_of(&[]);
+        let mut problems = Problems::new();
+        assert!(validate(
+            &raw,
+            "api_keys",
+            &context(&env, Path::new("/")),
+            &mut problems
+        )
+        .is_none());
+        for path in [
+            "api_keys.pepper",
+            "api_keys.keys[0].id",
+            "api_keys.keys[0].hash",
+            "api_keys.keys[0].scopes[0]",
+            "api_keys.keys[0].expires",
+            "api_keys.keys[2].id",
+            "api_keys.keys[2].hash",
+        ] {
+            assert!(problems.has(path), "{path}: {problems}");
+        }
+        assert_eq!(problems.len(), 7, "{problems}");
+    }
+
+    #[test]
+    fn unknown_keys_in_the_section_are_rejected() {
+        let err =
+            toml::from_str::<ApiKeysRaw>("keys = [{ id = \"a\", hash = \"b\", key = \"c\" }]")
+                .unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn keygen_refuses_bad_arguments() {
+        assert_eq!(
+            keygen(&pepper(), "bad id", &[], &mut rand::rngs::OsRng).unwrap_err(),
+            KeygenError::BadId
+        );
+        assert_eq!(
+            keygen(&pepper(), "ok", &["a\"b".into()], &mut rand::rngs::OsRng).unwrap_err(),
+            KeygenError::BadScope("a\"b".into())
+        );
+    }
+}

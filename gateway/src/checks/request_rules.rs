@@ -1,0 +1,777 @@
+//! Request-rules stage: query parameters and JSON body shape.
+//!
+//! In: the raw query string and, for JSON routes, the buffered body.
+//! Out: allow, or a 400 naming the parameter and what it must be.
+//!
+//! * Credentials never travel in URLs (ASVS 14.2.1): `api_key`,
+//!   `access_token` and similar names are refused on every route, before
+//!   anything else, so the refusal says why.
+//! * Each route lists the parameters it accepts, with a type: `float`
+//!   (finite, inside `min..=max`) or `string` (at most `max_length`
+//!   characters from a small character class). Anything else, an unknown
+//!   name (names are case-sensitive), a repeated parameter or a value that
+//!   is not percent-decodable UTF-8, is refused. A route without a `query`
+//!   table accepts no parameters at all.
+//! * Float syntax is Rust's: digits with an optional sign, fraction and
+//!   exponent. Unlike the legacy backend's Python `float()`, surrounding
+//!   spaces and `_` separators are not accepted, and `nan`/`inf` never pass
+//!   (the legacy turned them into invalid JSON).
+//! * JSON bodies get a nesting-depth cap, measured by a byte scan that
+//!   tracks strings and escapes (no allocation, no full parse); their size
+//!   cap is the route's body limit (413).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use http::StatusCode;
+use serde::Deserialize;
+
+use super::problems::{join, Problems};
+use super::{echo_safe, Rejection};
+
+/// Query parameter names that carry credentials, refused everywhere
+/// (compared case-insensitively).
+pub const CREDENTIAL_PARAMS: &[&str] = &[
+    "api_key",
+    "apikey",
+    "api-key",
+    "x-api-key",
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "token",
+    "jwt",
+];
+
+/// Default character class of string parameters.
+pub const DEFAULT_STRING_CHARS: &str = "A-Za-z0-9 ._-";
+
+/// Default JSON nesting-depth cap.
+pub const DEFAULT_JSON_MAX_DEPTH: usize = 16;
+
+/// Largest configurable JSON nesting depth.
+pub const MAX_JSON_MAX_DEPTH: usize = 128;
+
+/// Longest configurable string parameter.
+const MAX_STRING_LENGTH: usize = 1024;
+
+/// One parameter as written in the policy file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ParamRaw {
+    /// `float` or `string`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Smallest accepted float.
+    pub min: Option<f64>,
+    /// Largest accepted float.
+    pub max: Option<f64>,
+    /// Longest accepted string, in characters.
+    pub max_length: Option<usize>,
+    /// Accepted characters, as ranges and single characters
+    /// (`"A-Za-z0-9 ._-"`; a `-` first or last is literal). Default
+    /// [`DEFAULT_STRING_CHARS`].
+    pub chars: Option<String>,
+}
+
+/// A route's `json` table.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct JsonRaw {
+    /// Deepest nesting of arrays and objects. Default
+    /// [`DEFAULT_JSON_MAX_DEPTH`].
+    pub max_depth: Option<usize>,
+}
+
+/// A validated parameter rule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamRule {
+    /// A finite number in `min..=max`.
+    Float {
+        /// Smallest accepted value.
+        min: f64,
+        /// Largest accepted value.
+        max: f64,
+    },
+    /// Text of at most `max_length` characters from `chars`.
+    Text {
+        /// Longest accepted length in characters.
+        max_length: usize,
+        /// Accepted characters.
+        chars: CharClass,
+        /// The class as written, for messages.
+        chars_text: String,
+    },
+}
+
+/// A set of characters given as ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CharClass(Vec<(char, char)>);
+
+impl CharClass {
+    /// Parses `"A-Za-z0-9 ._-"`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let chars: Vec<char> = text.chars().collect();
+        if chars.is_empty() {
+            return Err("the character class is empty".into());
+        }
+        let mut ranges = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            let start = chars[i];
+            if i + 2 < chars.len() && chars[i + 1] == '-' {
+                let end = chars[i + 2];
+                if end < start {
+                    return Err(format!("range {start}-{end} is reversed"));
+                }
+                ranges.push((start, end));
+                i += 3;
+            } else {
+                ranges.push((start, start));
+                i += 1;
+            }
+        }
+        Ok(Self(ranges))
+    }
+
+    /// Whether `c` is in the class.
+    pub fn contains(&self, c: char) -> bool {
+        self.0.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c))
+    }
+}
+
+/// A route's query rules.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryRules {
+    params: BTreeMap<String, ParamRule>,
+}
+
+/// Validates a route's `query` table at key path `path`.
+pub fn validate_query(
+    raw: &BTreeMap<String, ParamRaw>,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<QueryRules> {
+    let before = problems.len();
+    let mut params = BTreeMap::new();
+    for (name, param) in raw {
+        let param_path = join(path, name);
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            problems.push(
+                &param_path,
+                "parameter names are letters, digits, `_` and `-`",
+            );
+            continue;
+        }
+        if CREDENTIAL_PARAMS
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(name))
+        {
+            problems.push(
+                &param_path,
+                "credentials must never be accepted in the query string",
+            );
+            continue;
+        }
+        if let Some(rule) = validate_param(param, &param_path, problems) {
+            params.insert(name.clone(), rule);
+        }
+    }
+    (problems.len() == before).then_some(QueryRules { params })
+}
+
+fn validate_param(raw: &ParamRaw, path: &str, problems: &mut Problems) -> Option<ParamRule> {
+    let before = problems.len();
+    let misplaced = |problems: &mut Problems, key: &str, kind: &str| {
+        problems.push(join(path, key), format!("not used by type {kind:?}"));
+    };
+    let rule = match raw.kind.as_str() {
+        "float" => {
+            if raw.max_length.is_some() {
+                misplaced(problems, "max_length", "float");
+            }
+            if raw.chars.is_some() {
+                misplaced(problems, "chars", "float");
+            }
+            let (Some(min), Some(max)) = (raw.min, raw.max) else {
+                problems.push(path, "a float parameter needs `min` and `max`");
+                return None;
+            };
+            if !min.is_finite() || !max.is_finite() || min > max {
+                problems.push(path, "`min` and `max` must be finite with min <= max");
+            }
+            ParamRule::Float { min, max }
+        }
+        "string" => {
+            if raw.min.is_some() {
+                misplaced(problems, "min", "string");
+            }
+            if raw.max.is_some() {
+                misplaced(problems, "max", "string");
+            }
+            let Some(max_length) = raw.max_length else {
+                problems.push(path, "a string parameter needs `max_length`");
+                return None;
+            };
+            if !(1..=MAX_STRING_LENGTH).contains(&max_length) {
+                problems.push(
+                    join(path, "max_length"),
+                    format!("must be between 1 and {MAX_STRING_LENGTH}"),
+                );
+            }
+            let chars_text = raw
+                .chars
+                .clone()
+                .unwrap_or_else(|| DEFAULT_STRING_CHARS.to_owned());
+            match CharClass::parse(&chars_text) {
+                Ok(chars) => ParamRule::Text {
+                    max_length,
+                    chars,
+                    chars_text,
+                },
+                Err(why) => {
+                    problems.push(join(path, "chars"), why);
+                    return None;
+                }
+            }
+        }
+        other => {
+            problems.push(
+                join(path, "type"),
+                format!("{other:?}: expected \"float\" or \"string\""),
+            );
+            return None;
+        }
+    };
+    (problems.len() == before).then_some(rule)
+}
+
+/// Validates a route's `json` table at key path `path`.
+pub fn validate_json(raw: &JsonRaw, path: &str, problems: &mut Problems) -> Option<JsonRules> {
+    let max_depth = raw.max_depth.unwrap_or(DEFAULT_JSON_MAX_DEPTH);
+    if !(1..=MAX_JSON_MAX_DEPTH).contains(&max_depth) {
+        problems.push(
+            join(path, "max_depth"),
+            format!("must be between 1 and {MAX_JSON_MAX_DEPTH}"),
+        );
+        return None;
+    }
+    Some(JsonRules { max_depth })
+}
+
+/// A route's JSON body rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonRules {
+    /// Deepest accepted nesting.
+    pub max_depth: usize,
+}
+
+/// Why a request broke a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// A credential in the query string.
+    #[error("credentials in the query string")]
+    CredentialsInUrl(String),
+    /// A parameter the route does not accept.
+    #[error("unknown query parameter")]
+    UnknownParameter(String),
+    /// A parameter given twice.
+    #[error("repeated query parameter")]
+    RepeatedParameter(String),
+    /// Bad percent-encoding or not UTF-8.
+    #[error("malformed query string")]
+    MalformedQuery,
+    /// A value outside its rule.
+    #[error("invalid query parameter value")]
+    InvalidValue {
+        /// The parameter.
+        name: String,
+        /// What it must be.
+        expected: String,
+    },
+    /// A JSON body nested too deeply.
+    #[error("JSON nested too deeply")]
+    JsonTooDeep {
+        /// The cap.
+        max_depth: usize,
+    },
+}
+
+impl RuleError {
+    /// Stable audit reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::CredentialsInUrl(_) => "query.credentials_in_url",
+            Self::UnknownParameter(_) => "query.unknown_parameter",
+            Self::RepeatedParameter(_) => "query.repeated_parameter",
+            Self::MalformedQuery => "query.malformed",
+            Self::InvalidValue { .. } => "query.invalid_value",
+            Self::JsonTooDeep { .. } => "body.json_too_deep",
+        }
+    }
+}
+
+impl From<RuleError> for Rejection {
+    fn from(err: RuleError) -> Self {
+        let reason = err.reason();
+        let (message, detail) = match &err {
+            RuleError::CredentialsInUrl(name) => (
+                format!(
+                    "credentials must not be sent in the URL (query parameter '{}')",
+                    echo_safe(name)
+                ),
+                "send an API key in the X-API-Key header or a token in the Authorization header"
+                    .to_owned(),
+            ),
+            RuleError::UnknownParameter(name) => (
+                format!(
+                    "query parameter '{}' is not allowed on this endpoint",
+                    echo_safe(name)
+                ),
+                format!("{}: unknown parameter", echo_safe(name)),
+            ),
+            RuleError::RepeatedParameter(name) => (
+                format!(
+                    "query parameter '{}' is given more than once",
+                    echo_safe(name)
+                ),
+                format!("{}: repeated", echo_safe(name)),
+            ),
+            RuleError::MalformedQuery => (
+                "the query string is not valid percent-encoded UTF-8".to_owned(),
+                "query: malformed".to_owned(),
+            ),
+            RuleError::InvalidValue { name, expected } => (
+                format!("invalid value for query parameter '{name}'"),
+                format!("{name}: {expected}"),
+            ),
+            RuleError::JsonTooDeep { max_depth } => (
+                "the JSON body is nested too deeply".to_owned(),
+                format!("at most {max_depth} levels of arrays and objects"),
+            ),
+        };
+        Rejection::new(StatusCode::BAD_REQUEST, message, reason).with_detail(detail)
+    }
+}
+
+/// Refuses a query string that carries a credential, whatever the route
+/// accepts. Segments that do not decode are left for [`QueryRules::check`].
+pub fn refuse_credentials_in_url(query: Option<&str>) -> Result<(), RuleError> {
+    let Some(query) = query else {
+        return Ok(());
+    };
+    for segment in query.split('&') {
+        let name = segment.split_once('=').map_or(segment, |(name, _)| name);
+        if let Ok(name) = decode(name) {
+            if is_credential_name(&name) {
+                return Err(RuleError::CredentialsInUrl(name));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_credential_name(name: &str) -> bool {
+    CREDENTIAL_PARAMS
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name))
+}
+
+impl QueryRules {
+    /// Checks a raw query string (without the `?`).
+    pub fn check(&self, query: Option<&str>) -> Result<(), RuleError> {
+        let Some(query) = query else {
+            return Ok(());
+        };
+        let pairs = parse_query(query)?;
+        // Credentials first, so their refusal says why whatever else is wrong.
+        if let Some((name, _)) = pairs.iter().find(|(name, _)| {
+            CREDENTIAL_PARAMS
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(name))
+        }) {
+            return Err(RuleError::CredentialsInUrl(name.clone()));
+        }
+        let mut seen = BTreeSet::new();
+        for (name, value) in &pairs {
+            let rule = self
+                .params
+                .get(name)
+                .ok_or_else(|| RuleError::UnknownParameter(name.clone()))?;
+            if !seen.insert(name.as_str()) {
+                return Err(RuleError::RepeatedParameter(name.clone()));
+            }
+            check_value(name, value, rule)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_value(name: &str, value: &str, rule: &ParamRule) -> Result<(), RuleError> {
+    match rule {
+        ParamRule::Float { min, max } => {
+            let valid = is_plain_number(value)
+                && value
+                    .parse::<f64>()
+                    .is_ok_and(|v| v.is_finite() && (*min..=*max).contains(&v));
+            if valid {
+                Ok(())
+            } else {
+                Err(RuleError::InvalidValue {
+                    name: name.to_owned(),
+                    expected: format!("must be a number from {min} to {max}"),
+                })
+            }
+        }
+        ParamRule::Text {
+            max_length,
+            chars,
+            chars_text,
+        } => {
+            if value.chars().count() <= *max_length && value.chars().all(|c| chars.contains(c)) {
+                Ok(())
+            } else {
+                Err(RuleError::InvalidValue {
+                    name: name.to_owned(),
+                    expected: format!("must be at most {max_length} characters of [{chars_text}]"),
+                })
+            }
+        }
+    }
+}
+
+/// Digits, sign, point and exponent only: Rust's `f64` parser also accepts
+/// `inf`, `nan` and `infinity`, which are never valid here.
+fn is_plain_number(text: &str) -> bool {
+    !text.is_empty()
+        && text.bytes().any(|b| b.is_ascii_digit())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'))
+}
+
+/// Splits and decodes `a=1&b=%32` (form encoding: `+` is a space). Empty
+/// segments (`a=1&&b=2`) are skipped; a name without `=` has an empty value.
+fn parse_query(query: &str) -> Result<Vec<(String, String)>, RuleError> {
+    query
+        .split('&')
+        .filter(|segment| !segment.is_empty())
+        .map(|segment| {
+            let (name, value) = segment.split_once('=').unwrap_or((segment, ""));
+            Ok((decode(name)?, decode(value)?))
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> Result<String, RuleError> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or(RuleError::MalformedQuery)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| RuleError::MalformedQuery)?;
+                let byte = u8::from_str_radix(hex, 16).map_err(|_| RuleError::MalformedQuery)?;
+                out.push(byte);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| RuleError::MalformedQuery)
+}
+
+impl JsonRules {
+    /// Checks the nesting depth of a JSON body without parsing it. Syntax
+    /// errors are left to the upstream, which parses the body anyway.
+    pub fn check(&self, body: &[u8]) -> Result<(), RuleError> {
+        let mut depth = 0usize;
+        let mut in_string = false;
+        let mut escaped = false;
+        for &b in body {
+            if in_string {
+                match (escaped, b) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > self.max_depth {
+                        return Err(RuleError::JsonTooDeep {
+                            max_depth: self.max_depth,
+                        });
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped ranges (see the example policy).
+    fn analyze_rules() -> QueryRules {
+        let raw: BTreeMap<String, ParamRaw> = toml::from_str(
+            r#"
+            sigma = { type = "float", min = 0.1, max = 5.0 }
+            sigma_risk = { type = "float", min = 0.1, max = 5.0 }
+            sigma_loss = { type = "float", min = 0.1, max = 5.0 }
+            k = { type = "float", min = 0.1, max = 10.0 }
+            vr = { type = "float", min = 0.01, max = 5.0 }
+            symbol = { type = "string", max_length = 32 }
+            "#,
+        )
+        .unwrap();
+        let mut problems = Problems::new();
+        let rules = validate_query(&raw, "routes[0].query", &mut problems);
+        assert!(problems.is_empty(), "{problems}");
+        rules.unwrap()
+    }
+
+    fn reason(query: &str) -> &'static str {
+        analyze_rules().check(Some(query)).unwrap_err().reason()
+    }
+
+    #[test]
+    fn valid_queries_pass() {
+        let rules = analyze_rules();
+        for query in [
+            "sigma=2",
+            "sigma=0.1&k=10",
+            "sigma=5.0&sigma_risk=1.5&k=1e0",
+            "vr=.35",
+            "vr=0.01",
+            "symbol=MNQ",
+            "symbol=ES%20Z5",
+            "symbol=NQ+H6",
+            "symbol=",
+            "symbol=a.b_c-d",
+            "",
+            "&&sigma=1&",
+        ] {
+            assert!(rules.check(Some(query)).is_ok(), "{query}");
+        }
+        assert!(rules.check(None).is_ok());
+        assert!(QueryRules::default().check(None).is_ok());
+    }
+
+    #[test]
+    fn out_of_range_and_non_finite_values_are_refused() {
+        for query in [
+            "sigma=0",
+            "sigma=5.01",
+            "sigma=-1",
+            "k=0",
+            "k=10.5",
+            "vr=0.001",
+            "vr=6",
+            "sigma=nan",
+            "sigma=NaN",
+            "sigma=inf",
+            "sigma=-infinity",
+            "sigma=1e400",
+            "sigma=",
+            "sigma",
+            "sigma=abc",
+            "sigma=%202",
+            "sigma=1_0",
+            "sigma=0x1",
+        ] {
+            assert_eq!(reason(query), "query.invalid_value", "{query}");
+        }
+    }
+
+    #[test]
+    fn invalid_value_names_the_parameter_and_range() {
+        let rejection = Rejection::from(analyze_rules().check(Some("sigma=9")).unwrap_err());
+        assert_eq!(rejection.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            rejection.message,
+            "invalid value for query parameter 'sigma'"
+        );
+        assert_eq!(
+            rejection.details,
+            vec!["sigma: must be a number from 0.1 to 5"]
+        );
+    }
+
+    #[test]
+    fn strings_are_limited_in_length_and_characters() {
+        assert!(analyze_rules()
+            .check(Some(&format!("symbol={}", "A".repeat(32))))
+            .is_ok());
+        for query in [
+            format!("symbol={}", "A".repeat(33)),
+            "symbol=%3Cscript%3E".to_owned(),
+            "symbol=a%0Ab".to_owned(),
+            "symbol=caf%C3%A9".to_owned(),
+            "symbol=a/b".to_owned(),
+        ] {
+            assert_eq!(reason(&query), "query.invalid_value", "{query}");
+        }
+    }
+
+    #[test]
+    fn unknown_repeated_and_malformed_parameters_are_refused() {
+        assert_eq!(reason("SIGMA=1"), "query.unknown_parameter");
+        assert_eq!(reason("sigma=1&debug=1"), "query.unknown_parameter");
+        assert_eq!(reason("sigma=1&sigma=2"), "query.repeated_parameter");
+        assert_eq!(reason("sigma=1&sigma=1"), "query.repeated_parameter");
+        assert_eq!(reason("sigma=%zz"), "query.malformed");
+        assert_eq!(reason("sigma=%2"), "query.malformed");
+        assert_eq!(reason("s%FFigma=1"), "query.malformed");
+        let rejection = Rejection::from(analyze_rules().check(Some("debug=1")).unwrap_err());
+        assert_eq!(
+            rejection.message,
+            "query parameter 'debug' is not allowed on this endpoint"
+        );
+        // Routes without rules accept no parameters.
+        assert_eq!(
+            QueryRules::default()
+                .check(Some("sigma=1"))
+                .unwrap_err()
+                .reason(),
+            "query.unknown_parameter"
+        );
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_first() {
+        for query in [
+            "api_key=th_x",
+            "sigma=1&access_token=abc",
+            "debug=1&API_KEY=x",
+            "Access_Token",
+        ] {
+            assert_eq!(reason(query), "query.credentials_in_url", "{query}");
+        }
+        let rejection = Rejection::from(
+            QueryRules::default()
+                .check(Some("api_key=secret123"))
+                .unwrap_err(),
+        );
+        let body = String::from_utf8(rejection.envelope().to_bytes()).unwrap();
+        assert!(!body.contains("secret123"), "{body}");
+        assert!(body.contains("api_key"), "{body}");
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_found_on_any_route() {
+        for query in ["api_key=x", "a=1&ACCESS_TOKEN=y", "id%5Ftoken=z", "jwt"] {
+            assert_eq!(
+                refuse_credentials_in_url(Some(query)).unwrap_err().reason(),
+                "query.credentials_in_url",
+                "{query}"
+            );
+        }
+        assert!(refuse_credentials_in_url(Some("sigma=1&symbol=%zz")).is_ok());
+        assert!(refuse_credentials_in_url(None).is_ok());
+    }
+
+    #[test]
+    fn hostile_parameter_names_are_truncated_when_echoed() {
+        let name = "x".repeat(5000);
+        let rejection = Rejection::from(
+            analyze_rules()
+                .check(Some(&format!("{name}=1")))
+                .unwrap_err(),
+        );
+        assert!(rejection.message.len() < 200);
+    }
+
+    #[test]
+    fn configuration_problems_are_reported() {
+        let raw: BTreeMap<String, ParamRaw> = toml::from_str(
+            r#"
+            a = { type = "float", min = 5.0, max = 1.0 }
+            b = { type = "float", max = 1.0 }
+            c = { type = "string" }
+            d = { type = "int" }
+            e = { type = "string", max_length = 4, chars = "z-a" }
+            f = { type = "float", min = 1.0, max = 2.0, max_length = 3 }
+            api_key = { type = "string", max_length = 10 }
+            "bad name" = { type = "string", max_length = 10 }
+            "#,
+        )
+        .unwrap();
+        let mut problems = Problems::new();
+        assert!(validate_query(&raw, "q", &mut problems).is_none());
+        for path in [
+            "q.a",
+            "q.b",
+            "q.c",
+            "q.d.type",
+            "q.e.chars",
+            "q.f.max_length",
+            "q.api_key",
+            "q.bad name",
+        ] {
+            assert!(problems.has(path), "{path}: {problems}");
+        }
+        assert!(
+            toml::from_str::<BTreeMap<String, ParamRaw>>("a = { type = \"float\", mn = 1 }")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn char_classes() {
+        let class = CharClass::parse("A-Za-z0-9 ._-").unwrap();
+        for c in ['A', 'z', '5', ' ', '.', '_', '-'] {
+            assert!(class.contains(c), "{c}");
+        }
+        for c in ['/', '<', 'é', '\n', '+'] {
+            assert!(!class.contains(c), "{c}");
+        }
+        assert!(CharClass::parse("-a").unwrap().contains('-'));
+        assert!(CharClass::parse("").is_err());
+    }
+
+    #[test]
+    fn json_depth_is_capped() {
+        let rules = JsonRules { max_depth: 3 };
+        assert!(rules
+            .check(br#"{"goals": [{"mistake_types": []}]}"#)
+            .is_err());
+        assert!(rules.check(br#"{"goals": [{"id": 1}]}"#).is_ok());
+        assert!(rules.check(br#"{"k": 1.5, "vr": 0.4}"#).is_ok());
+        // Brackets inside strings, and escaped quotes, do not count.
+        assert!(rules.check(br#"{"a": "[[[[{{{{", "b": "\"[[[["}"#).is_ok());
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let rejection = Rejection::from(rules.check(deep.as_bytes()).unwrap_err());
+        assert_eq!(rejection.status, StatusCode::BAD_REQUEST);
+        assert_eq!(rejection.reason, "body.json_too_deep");
+
+        let mut problems = Problems::new();
+        assert!(validate_json(
+            &JsonRaw { max_depth: Some(0) },
+            "routes[1].json",
+            &mut problems
+        )
+        .is_none());
+        assert!(problems.has("routes[1].json.max_depth"));
+        assert_eq!(
+            validate_json(&JsonRaw::default(), "j", &mut problems)
+                .unwrap()
+                .max_depth,
+            DEFAULT_JSON_MAX_DEPTH
+        );
+    }
+}

@@ -1,0 +1,274 @@
+//! The policy checks' part of the file: the top-level `[cors]`,
+//! `[api_keys]`, `[jwt]`, `[tokens]` and `[rate_limit]` tables and each
+//! route's `auth`, `scopes`, `rate_limit`, `cors`, `query`, `json`,
+//! `content_types` and `upload`. Each section is validated by its own
+//! check module (`crate::checks`); this file only puts them together,
+//! checks how they fit each other and builds the rate limiters.
+//!
+//! Secrets (the API-key pepper, HMAC keys) are read here, from the
+//! environment or files, and nowhere else.
+
+use std::sync::Arc;
+
+use governor::clock::DefaultClock;
+
+use super::raw::{RawConfig, RawRoute};
+use super::Problems;
+use crate::checks::api_key::{self, ApiKeys};
+use crate::checks::auth::{AuthMode, Authenticator};
+use crate::checks::cors::{self, CorsPolicy};
+use crate::checks::jwt::{self, JwtVerifier};
+use crate::checks::rate_limit::{self, RateLimitSettings, RouteLimiters, RouteRateLimits};
+use crate::checks::request_rules::{self, JsonRules, QueryRules};
+use crate::checks::secret::LoadContext;
+use crate::checks::session_token::{self, GatewayTokens, SESSION_PATH, TOKEN_PATH};
+use crate::checks::upload::{self, UploadRules};
+use crate::checks::{self, scopes};
+
+/// Media type of multipart uploads.
+const MULTIPART: &str = "multipart/form-data";
+
+/// Media type of JSON bodies.
+const JSON: &str = "application/json";
+
+/// The process-wide part of the policy.
+#[derive(Debug, Clone)]
+pub(crate) struct PolicyChecks {
+    /// API keys, JWT issuers and the gateway's own tokens.
+    pub(crate) auth: Authenticator,
+    /// The CORS policy of routes that set none.
+    pub(crate) cors: Arc<CorsPolicy>,
+    /// Rate-limit memory bounds.
+    pub(crate) rate_limit: RateLimitSettings,
+    /// Per-IP limiters of `POST /auth/session`, when enabled.
+    pub(crate) session_endpoint: Option<Arc<RouteLimiters>>,
+    /// Per-IP limiters of `POST /auth/token`, when enabled.
+    pub(crate) token_endpoint: Option<Arc<RouteLimiters>>,
+}
+
+/// One route's checks.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteChecks {
+    /// How credentials are treated.
+    pub(crate) auth: AuthMode,
+    /// Scopes the principal must all hold.
+    pub(crate) scopes: Vec<String>,
+    /// The route's CORS policy (its own, or the top-level one).
+    pub(crate) cors: Arc<CorsPolicy>,
+    /// The quotas, as written.
+    pub(crate) quotas: RouteRateLimits,
+    /// The quotas' limiters and their state.
+    pub(crate) limiters: Arc<RouteLimiters>,
+    /// Accepted query parameters.
+    pub(crate) query: QueryRules,
+    /// JSON body rules, for JSON routes.
+    pub(crate) json: Option<JsonRules>,
+    /// Accepted body media types: `None` accepts any, an empty list no
+    /// body at all.
+    pub(crate) content_types: Option<Vec<String>>,
+    /// Upload rules, for the upload route.
+    pub(crate) upload: Option<UploadRules>,
+}
+
+impl PartialEq for RouteChecks {
+    /// Equal policies; the limiters' state is not part of the policy.
+    fn eq(&self, other: &Self) -> bool {
+        self.auth == other.auth
+            && self.scopes == other.scopes
+            && self.cors == other.cors
+            && self.quotas == other.quotas
+            && self.query == other.query
+            && self.json == other.json
+            && self.content_types == other.content_types
+            && self.upload == other.upload
+    }
+}
+
+impl RouteChecks {
+    /// Whether the body must be read in full before it is forwarded (the
+    /// multipart form or the JSON depth is checked first).
+    pub(crate) fn buffers_body(&self) -> bool {
+        self.upload.is_some() || self.json.is_some()
+    }
+}
+
+/// Moves problems found by a check module into the file's list.
+fn merge(found: checks::Problems, problems: &mut Problems) {
+    for problem in found.into_vec() {
+        problems.push(problem.path, problem.message);
+    }
+}
+
+fn limiters(quotas: &RouteRateLimits, settings: &RateLimitSettings) -> Arc<RouteLimiters> {
+    Arc::new(RouteLimiters::new(
+        quotas,
+        settings,
+        DefaultClock::default(),
+    ))
+}
+
+/// Validates the top-level tables of the checks.
+pub(crate) fn validate_global(
+    raw: &mut RawConfig,
+    ctx: &LoadContext<'_>,
+    problems: &mut Problems,
+) -> Option<PolicyChecks> {
+    let mut found = checks::Problems::new();
+    let cors = cors::validate(&raw.cors.take().unwrap_or_default(), "cors", &mut found);
+    let api_keys = match &raw.api_keys {
+        Some(section) => api_key::validate(section, "api_keys", ctx, &mut found),
+        None => Some(ApiKeys::empty()),
+    };
+    let jwt = match &raw.jwt {
+        Some(section) => jwt::validate(section, "jwt", ctx, &mut found),
+        None => Some(JwtVerifier::default()),
+    };
+    let tokens = match &raw.tokens {
+        Some(section) => session_token::validate(section, "tokens", ctx, &mut found),
+        None => Some(GatewayTokens::default()),
+    };
+    let rate_limit = rate_limit::validate_settings(
+        &raw.rate_limit.take().unwrap_or_default(),
+        "rate_limit",
+        &mut found,
+    );
+    merge(found, problems);
+    let (cors, api_keys, jwt, tokens, rate_limit) = (cors?, api_keys?, jwt?, tokens?, rate_limit?);
+    let endpoint_limiters = |endpoint: Option<&session_token::Endpoint>| {
+        endpoint.map(|e| {
+            let quotas = RouteRateLimits {
+                per_ip: e.rate_limit_per_ip.clone(),
+                per_principal: Vec::new(),
+            };
+            limiters(&quotas, &rate_limit)
+        })
+    };
+    let session_endpoint = endpoint_limiters(tokens.session());
+    let token_endpoint = endpoint_limiters(tokens.exchange());
+    Some(PolicyChecks {
+        auth: Authenticator::new(api_keys, jwt, tokens),
+        cors: Arc::new(cors),
+        rate_limit,
+        session_endpoint,
+        token_endpoint,
+    })
+}
+
+/// Validates one route's checks; `body_limit` is the route's validated
+/// limit, when it is valid.
+pub(crate) fn validate_route(
+    i: usize,
+    raw: &RawRoute,
+    body_limit: Option<u64>,
+    global: Option<&PolicyChecks>,
+    problems: &mut Problems,
+) -> Option<RouteChecks> {
+    let key = |field: &str| format!("routes[{i}].{field}");
+    let mut found = checks::Problems::new();
+    let auth = raw.auth.unwrap_or_default();
+    let scopes = scopes::validate(
+        raw.scopes.as_deref().unwrap_or_default(),
+        &key("scopes"),
+        &mut found,
+    );
+    if auth == AuthMode::None && raw.scopes.as_ref().is_some_and(|s| !s.is_empty()) {
+        found.push(
+            key("scopes"),
+            "a route with auth = \"none\" cannot require scopes",
+        );
+    }
+    let quotas = rate_limit::validate_route(
+        &raw.rate_limit.clone().unwrap_or_default(),
+        &key("rate_limit"),
+        &mut found,
+    );
+    let cors = match &raw.cors {
+        Some(section) => cors::validate(section, &key("cors"), &mut found).map(Arc::new),
+        None => global.map(|g| Arc::clone(&g.cors)),
+    };
+    let query = request_rules::validate_query(
+        &raw.query.clone().unwrap_or_default(),
+        &key("query"),
+        &mut found,
+    );
+    let json = raw
+        .json
+        .as_ref()
+        .map(|section| request_rules::validate_json(section, &key("json"), &mut found));
+    let upload = raw
+        .upload
+        .as_ref()
+        .map(|section| upload::validate_upload(section, &key("upload"), &mut found));
+    // Upload and JSON routes take their own type unless told otherwise.
+    let default_types = match (&upload, &json) {
+        (Some(_), _) => Some(vec![MULTIPART.to_owned()]),
+        (None, Some(_)) => Some(vec![JSON.to_owned()]),
+        (None, None) => None,
+    };
+    let content_types = match &raw.content_types {
+        Some(list) => {
+            upload::validate_content_types(list, &key("content_types"), &mut found).map(Some)
+        }
+        None => Some(default_types),
+    };
+    if let (Some(Some(rules)), Some(types)) = (&upload, &content_types) {
+        if !types
+            .as_ref()
+            .is_some_and(|t| t.iter().any(|t| t == MULTIPART))
+        {
+            found.push(
+                key("content_types"),
+                "an upload route must accept multipart/form-data",
+            );
+        }
+        if body_limit.is_some_and(|limit| limit < rules.body_limit()) {
+            found.push(
+                key("body_limit"),
+                format!(
+                    "must be at least {} (upload.max_file_bytes plus {} bytes of multipart framing)",
+                    rules.body_limit(),
+                    upload::MULTIPART_OVERHEAD_BYTES
+                ),
+            );
+        }
+    }
+    if let Some(path) = &raw.path {
+        let tokens = global.map(|g| g.auth.tokens());
+        let served = [
+            (
+                SESSION_PATH,
+                tokens.and_then(|t| t.session()).is_some(),
+                "tokens.session",
+            ),
+            (
+                TOKEN_PATH,
+                tokens.and_then(|t| t.exchange()).is_some(),
+                "tokens.exchange",
+            ),
+        ];
+        for (reserved, enabled, section) in served {
+            if enabled && path == reserved {
+                found.push(
+                    key("path"),
+                    format!(
+                        "{reserved} is served by the gateway itself while {section} is enabled"
+                    ),
+                );
+            }
+        }
+    }
+    merge(found, problems);
+    let global = global?;
+    let quotas = quotas?;
+    Some(RouteChecks {
+        auth,
+        scopes: scopes?,
+        cors: cors?,
+        limiters: limiters(&quotas, &global.rate_limit),
+        quotas,
+        query: query?,
+        json: json.map(|j| j.ok_or(())).transpose().ok()?,
+        content_types: content_types?,
+        upload: upload.map(|u| u.ok_or(())).transpose().ok()?,
+    })
+}

@@ -1,0 +1,140 @@
+//! Gateway endpoints: `POST /auth/session` (an anonymous browser session)
+//! and `POST /auth/token` (an API key exchanged for a short-lived token),
+//! answered by the gateway itself when `[tokens]` enables them. Otherwise
+//! these paths are routed like any other (and, unrouted, answered 404).
+//!
+//! Both go through the same stages as a routed request, in the same order:
+//! CORS (the top-level policy; preflights answered), credentials in the
+//! URL, the per-IP quotas of `[tokens.session]` / `[tokens.exchange]`, and
+//! for the exchange the API key itself. Neither takes a body.
+
+use std::sync::Arc;
+
+use http::header::CONTENT_TYPE;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, Response};
+use time::OffsetDateTime;
+use tradehabit_shared::envelope;
+
+use crate::body::{self, Body};
+use crate::checks::auth::{AuthFailure, X_API_KEY};
+use crate::checks::rate_limit::{self, RouteLimiters};
+use crate::checks::session_token::{IssuedToken, SESSION_PATH, TOKEN_PATH};
+use crate::checks::{cors, request_rules, upload};
+use crate::config::{Config, PolicyChecks};
+use crate::policy::identify::Identity;
+use crate::reject::{check, Rejection};
+
+/// Which gateway endpoint a request is for.
+pub(crate) enum Endpoint {
+    /// `POST /auth/session`.
+    Session(Arc<RouteLimiters>),
+    /// `POST /auth/token`.
+    Token(Arc<RouteLimiters>),
+}
+
+impl Endpoint {
+    /// The enabled endpoint at `path`, if any.
+    pub(crate) fn find(path: &str, checks: &PolicyChecks) -> Option<Endpoint> {
+        match path {
+            SESSION_PATH => checks.session_endpoint.clone().map(Endpoint::Session),
+            TOKEN_PATH => checks.token_endpoint.clone().map(Endpoint::Token),
+            _ => None,
+        }
+    }
+
+    fn limiters(&self) -> &RouteLimiters {
+        match self {
+            Endpoint::Session(limiters) | Endpoint::Token(limiters) => limiters,
+        }
+    }
+
+    /// Answers the request (see the module doc for the stages).
+    pub(crate) fn serve(
+        &self,
+        parts: &Parts,
+        has_body: bool,
+        identity: &Identity,
+        host: &str,
+        config: &Config,
+        policy_headers: &mut HeaderMap,
+    ) -> Result<Response<Body>, Rejection> {
+        let cors = &config.checks.cors;
+        if cors::is_preflight(&parts.method, &parts.headers) {
+            let headers = cors
+                .preflight(&parts.headers, &[Method::POST])
+                .map_err(check)?;
+            policy_headers.extend(headers);
+            return Ok(super::no_content());
+        }
+        if parts.method != Method::POST {
+            return Err(Rejection::MethodNotAllowed {
+                allow: HeaderValue::from_static("POST"),
+            });
+        }
+        policy_headers.extend(
+            cors.actual(&parts.method, &parts.headers, Some(host))
+                .map_err(check)?,
+        );
+        request_rules::refuse_credentials_in_url(parts.uri.query()).map_err(check)?;
+        let usage = self
+            .limiters()
+            .check_ip(identity.client_ip)
+            .map_err(check)?;
+        policy_headers.extend(rate_limit::headers(&usage));
+        upload::check_content_type(&[], &parts.headers, has_body).map_err(check)?;
+
+        let tokens = config.checks.auth.tokens();
+        let now = OffsetDateTime::now_utc();
+        let unix_now = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let issued = match self {
+            Endpoint::Session(_) => tokens.issue_session(unix_now, &mut rand::rngs::OsRng),
+            Endpoint::Token(_) => {
+                let key = api_key(&parts.headers, config, now)?;
+                tokens.issue_for_key(&key, unix_now)
+            }
+        };
+        // `find` only returns endpoints enabled in this policy snapshot, so
+        // this is always `Some`; were it not, the path is simply not served.
+        let issued = issued.ok_or(Rejection::NoRoute)?;
+        tracing::info!(policy.issued = issued_kind(self), "issued a gateway token");
+        Ok(token_response(&issued))
+    }
+}
+
+/// The API key of a key exchange: `X-API-Key` and nothing else.
+fn api_key(
+    headers: &HeaderMap,
+    config: &Config,
+    now: OffsetDateTime,
+) -> Result<crate::checks::api_key::KeyMatch, Rejection> {
+    let mut keys = headers.get_all(X_API_KEY).iter();
+    let (key, extra) = (keys.next(), keys.next());
+    if extra.is_some() || headers.contains_key(http::header::AUTHORIZATION) {
+        return Err(check(AuthFailure::Ambiguous));
+    }
+    let key = key.ok_or_else(|| check(AuthFailure::Missing))?;
+    config
+        .checks
+        .auth
+        .api_keys()
+        .check(key.as_bytes(), now)
+        .map_err(|err| check(AuthFailure::ApiKey(err)))
+}
+
+fn issued_kind(endpoint: &Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Session(_) => "session",
+        Endpoint::Token(_) => "api-key",
+    }
+}
+
+fn token_response(issued: &IssuedToken) -> Response<Body> {
+    let mut response = Response::new(body::full(issued.to_json_bytes()));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(envelope::CONTENT_TYPE),
+    );
+    // Never cached: respond.rs sets `Cache-Control: no-store` on every answer.
+    response
+}

@@ -1,0 +1,83 @@
+//! `cargo run --release`: the whole local stack in one command.
+//!
+//! Generates a self-signed development certificate and a development
+//! policy under `.dev/`, starts the gateway on `https://127.0.0.1:8443`, and
+//! runs the worker as the gateway's supervised child on a private Unix
+//! socket. The child is this same executable started as
+//! `tradehabit worker --socket …`, so one build gives both processes.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tradehabit_gateway::dev;
+
+/// The argument that turns this executable into the worker.
+const WORKER_MODE: &str = "worker";
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "TradeHabit local stack: gateway (TLS, development certificate) + worker"
+)]
+struct Cli {
+    /// Directory for the certificate, key, policy and socket.
+    #[arg(long, default_value = ".dev")]
+    dir: PathBuf,
+    /// The HTTPS address.
+    #[arg(long, default_value = dev::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    let program = args.next().unwrap_or_else(|| OsString::from("tradehabit"));
+    let rest: Vec<OsString> = args.collect();
+    if rest.first().is_some_and(|first| first == WORKER_MODE) {
+        let worker_args =
+            std::iter::once(OsString::from("tradehabit-worker")).chain(rest.into_iter().skip(1));
+        return tradehabit_worker::cli::main_from(worker_args);
+    }
+    let cli = Cli::parse_from(std::iter::once(program).chain(rest));
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run_stack(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_stack(cli: Cli) -> anyhow::Result<()> {
+    let me = std::env::current_exe().context("locating this executable")?;
+    let options = dev::DevOptions {
+        dir: cli.dir,
+        worker_command: vec![me.into_os_string(), OsString::from(WORKER_MODE)],
+        listen: cli.listen,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(dev::run(options, shutdown_signal()))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
