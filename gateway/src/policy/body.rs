@@ -59,6 +59,7 @@ pub(crate) fn check(parts: &Parts, route: &Route) -> Result<(), Rejection> {
 pub(crate) struct BodyWatch {
     limit: u64,
     exceeded: AtomicBool,
+    malformed: AtomicBool,
     finished: AtomicBool,
     finished_notify: Notify,
 }
@@ -69,6 +70,7 @@ impl BodyWatch {
         Self {
             limit,
             exceeded: AtomicBool::new(false),
+            malformed: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             finished_notify: Notify::new(),
         }
@@ -82,6 +84,12 @@ impl BodyWatch {
     /// Whether the body went over its limit.
     pub(crate) fn is_exceeded(&self) -> bool {
         self.exceeded.load(Ordering::Acquire)
+    }
+
+    /// Whether reading the client's body failed (broken chunked framing,
+    /// the client hanging up mid-body) rather than the upstream.
+    pub(crate) fn is_malformed(&self) -> bool {
+        self.malformed.load(Ordering::Acquire)
     }
 
     /// Whether the whole body has been read.
@@ -218,7 +226,10 @@ impl HttpBody for Limited {
                 this.watch.mark_finished();
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(Some(Err(error))) => {
+                this.watch.malformed.store(true, Ordering::Release);
+                Poll::Ready(Some(Err(error.into())))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
