@@ -78,6 +78,13 @@ pub struct Stack {
 impl Stack {
     /// Starts the worker, then the gateway with [`ROUTES`].
     pub async fn start() -> Stack {
+        Stack::start_with(|_| String::new(), ROUTES).await
+    }
+
+    /// Starts the worker, then the gateway with `routes` and the policy
+    /// tables `checks` writes (given the temporary directory, where
+    /// relative `file = …` secrets are read from).
+    pub async fn start_with(checks: impl FnOnce(&Path) -> String, routes: &str) -> Stack {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("worker.sock");
         let listening =
@@ -100,7 +107,8 @@ impl Stack {
             generated.key_pair.serialize_pem(),
         )
         .unwrap();
-        let policy = write_policy(dir.path(), &socket);
+        let checks = checks(dir.path());
+        let policy = write_policy(dir.path(), &socket, &checks, routes);
         let config = Config::from_file(&policy).expect("the attack policy is valid");
         let gateway = Gateway::start(config).await.expect("the gateway starts");
         Stack {
@@ -128,6 +136,11 @@ impl Stack {
         if let Some(worker) = self.worker.take() {
             let _ = tokio::time::timeout(SAFETY, worker).await;
         }
+    }
+
+    /// The gateway's HTTPS address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.gateway.as_ref().expect("running").https_addr()
     }
 
     /// A TLS connection speaking HTTP/1.1.
@@ -216,12 +229,12 @@ impl Stack {
     }
 }
 
-fn write_policy(dir: &Path, socket: &Path) -> std::path::PathBuf {
+fn write_policy(dir: &Path, socket: &Path, checks: &str, routes: &str) -> std::path::PathBuf {
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\n\
          [tls]\ncert = \"{dir}/cert.pem\"\nkey = \"{dir}/key.pem\"\n\n\
          [limits]\nidle_timeout = \"5s\"\nheader_read_timeout = \"5s\"\n\n\
-         [upstream]\naddress = \"unix:{socket}\"\n\n{ROUTES}",
+         [upstream]\naddress = \"unix:{socket}\"\n\n{checks}\n\n{routes}",
         dir = dir.display(),
         socket = socket.display(),
     );
