@@ -54,3 +54,14 @@ mod tls;
 pub use config::{Config, ConfigError};
 pub use lifecycle::{run, Gateway, Handle, ReloadError, StartError};
 pub use tls::CertError;
+
+/// Entry points for the fuzz targets (`fuzz/`) and the in-suite fuzz smoke
+/// test; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Path normalisation (`policy::path::check`): `Err` says why a request
+    /// path is refused.
+    pub fn check_path(path: &str) -> Result<(), &'static str> {
+        crate::policy::path::check(path)
+    }
+}

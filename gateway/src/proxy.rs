@@ -145,6 +145,11 @@ fn classify(error: &hyper_util::client::legacy::Error, watch: &BodyWatch) -> Rej
             limit: watch.limit(),
         };
     }
+    // A client body that broke mid-stream (e.g. a bad chunk size) fails the
+    // exchange too; it is the client's fault, so 400 rather than 502.
+    if watch.is_malformed() {
+        return Rejection::BodyIncomplete;
+    }
     let is_timeout = std::error::Error::source(error)
         .and_then(|source| source.downcast_ref::<std::io::Error>())
         .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);

@@ -216,3 +216,5 @@ impl TlsClient {
         }
     }
 }
+
+pub mod attack;

@@ -108,6 +108,26 @@ where
     Ok(FilePart::Missing)
 }
 
+/// Entry point for the fuzz targets (`fuzz/`) and the in-suite fuzz smoke
+/// test: [`read_upload`] over a whole in-memory body. `Ok` holds the file
+/// part's filename and length (`None`: no file part), `Err` the refusal's
+/// HTTP status. Not a stable API.
+#[doc(hidden)]
+pub async fn read_upload_bytes(
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Result<Option<(String, usize)>, u16> {
+    let mut headers = HeaderMap::new();
+    if let Some(value) = content_type.and_then(|v| http::HeaderValue::from_str(v).ok()) {
+        headers.insert(CONTENT_TYPE, value);
+    }
+    match read_upload(&headers, http_body_util::Full::new(body)).await {
+        Ok(FilePart::Missing) => Ok(None),
+        Ok(FilePart::File { filename, content }) => Ok(Some((filename, content.len()))),
+        Err(refusal) => Err(refusal.status().as_u16()),
+    }
+}
+
 /// Reads a non-upload body whole, up to `limit` bytes.
 pub(crate) async fn read_body<B>(
     headers: &HeaderMap,

@@ -61,6 +61,7 @@ pub(crate) struct BodyWatch {
     /// Body bytes read so far (audit `bytes_in`, `upload_bytes`).
     received: AtomicU64,
     exceeded: AtomicBool,
+    malformed: AtomicBool,
     finished: AtomicBool,
     finished_notify: Notify,
 }
@@ -72,6 +73,7 @@ impl BodyWatch {
             limit,
             received: AtomicU64::new(0),
             exceeded: AtomicBool::new(false),
+            malformed: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             finished_notify: Notify::new(),
         }
@@ -90,6 +92,12 @@ impl BodyWatch {
     /// Whether the body went over its limit.
     pub(crate) fn is_exceeded(&self) -> bool {
         self.exceeded.load(Ordering::Acquire)
+    }
+
+    /// Whether reading the client's body failed (broken chunked framing,
+    /// the client hanging up mid-body) rather than the upstream.
+    pub(crate) fn is_malformed(&self) -> bool {
+        self.malformed.load(Ordering::Acquire)
     }
 
     /// Whether the whole body has been read.
@@ -227,7 +235,10 @@ impl HttpBody for Limited {
                 this.watch.mark_finished();
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(Some(Err(error))) => {
+                this.watch.malformed.store(true, Ordering::Release);
+                Poll::Ready(Some(Err(error.into())))
+            }
             Poll::Pending => Poll::Pending,
         }
     }

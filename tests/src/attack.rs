@@ -1,0 +1,323 @@
+//! The attack harness: the real worker on a Unix socket in a temporary
+//! directory, the real gateway in front of it over TLS (both in-process),
+//! a hyper client for well-formed requests and raw TLS sockets for the
+//! hand-written malformed ones.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+use tradehabit_gateway::{Config, Gateway, Handle};
+
+/// A safety net for reads that should end: a broken gateway fails the test
+/// instead of hanging it. Never asserted on.
+pub const SAFETY: Duration = Duration::from_secs(20);
+
+/// The routes of the shipped example policy that the attack tests use,
+/// every route exact as in `config/gateway.example.toml`, without
+/// authentication (the legacy-compatible variant): these tests attack the
+/// core, not the credential checks.
+pub const ROUTES: &str = r#"
+[[routes]]
+name = "analyze"
+path = "/api/analyze"
+methods = ["POST"]
+auth = "none"
+body_limit = 2162688
+
+[[routes]]
+name = "summary"
+path = "/api/summary"
+methods = ["GET"]
+auth = "none"
+body_limit = 1024
+
+[[routes]]
+name = "trades"
+path = "/api/trades"
+methods = ["GET"]
+auth = "none"
+body_limit = 1024
+
+[[routes]]
+name = "settings"
+path = "/api/settings"
+methods = ["GET", "POST"]
+auth = "none"
+body_limit = 65536
+
+[[routes]]
+name = "health"
+path = "/api/health"
+methods = ["GET"]
+auth = "none"
+body_limit = 1024
+"#;
+
+/// Gateway + worker, in-process, files in one temporary directory.
+pub struct Stack {
+    dir: tempfile::TempDir,
+    cert: CertificateDer<'static>,
+    gateway: Option<Handle>,
+    worker_stop: Option<oneshot::Sender<()>>,
+    worker: Option<JoinHandle<tradehabit_worker::serve::Stopped>>,
+}
+
+impl Stack {
+    /// Starts the worker, then the gateway with [`ROUTES`].
+    pub async fn start() -> Stack {
+        Stack::start_with(|_| String::new(), ROUTES).await
+    }
+
+    /// Starts the worker, then the gateway with `routes` and the policy
+    /// tables `checks` writes (given the temporary directory, where
+    /// relative `file = …` secrets are read from).
+    pub async fn start_with(checks: impl FnOnce(&Path) -> String, routes: &str) -> Stack {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("worker.sock");
+        let listening =
+            tradehabit_worker::serve::Worker::new(tradehabit_worker::config::Config::new(&socket))
+                .bind()
+                .expect("bind the worker socket");
+        let (worker_stop, stopped) = oneshot::channel::<()>();
+        let worker = tokio::spawn(listening.run(async move {
+            let _ = stopped.await;
+        }));
+
+        let generated = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+        ])
+        .expect("certificate");
+        std::fs::write(dir.path().join("cert.pem"), generated.cert.pem()).unwrap();
+        std::fs::write(
+            dir.path().join("key.pem"),
+            generated.key_pair.serialize_pem(),
+        )
+        .unwrap();
+        let checks = checks(dir.path());
+        let policy = write_policy(dir.path(), &socket, &checks, routes);
+        let config = Config::from_file(&policy).expect("the attack policy is valid");
+        let gateway = Gateway::start(config).await.expect("the gateway starts");
+        Stack {
+            dir,
+            cert: generated.cert.der().clone(),
+            gateway: Some(gateway),
+            worker_stop: Some(worker_stop),
+            worker: Some(worker),
+        }
+    }
+
+    /// The temporary directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Stops the gateway, then the worker.
+    pub async fn stop(mut self) {
+        if let Some(gateway) = self.gateway.take() {
+            gateway.shutdown().await;
+        }
+        if let Some(stop) = self.worker_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(worker) = self.worker.take() {
+            let _ = tokio::time::timeout(SAFETY, worker).await;
+        }
+    }
+
+    /// The gateway's HTTPS address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.gateway.as_ref().expect("running").https_addr()
+    }
+
+    /// A TLS connection speaking HTTP/1.1.
+    pub async fn tls(&self) -> TlsStream<TcpStream> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.cert.clone()).unwrap();
+        let mut config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let addr = self.gateway.as_ref().expect("running").https_addr();
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .expect("TLS handshake")
+    }
+
+    /// Writes `bytes` on a fresh connection and reads until the gateway
+    /// closes it (or the safety net ends the read).
+    pub async fn raw(&self, bytes: &[u8]) -> String {
+        let mut stream = self.tls().await;
+        stream.write_all(bytes).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(SAFETY, stream.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Sends one well-formed request on a fresh connection.
+    pub async fn send(&self, mut request: Request<Full<Bytes>>) -> Reply {
+        let io = TokioIo::new(self.tls().await);
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(connection);
+        request
+            .headers_mut()
+            .entry("host")
+            .or_insert("localhost".parse().unwrap());
+        let response = sender.send_request(request).await.expect("an answer");
+        let (parts, body) = response.into_parts();
+        let body = tokio::time::timeout(SAFETY, body.collect())
+            .await
+            .expect("body within the safety net")
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// `GET path` with extra headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut builder = Request::builder().method("GET").uri(path);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        self.send(builder.body(Full::default()).unwrap()).await
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.get_with(path, &[]).await
+    }
+
+    /// Uploads `content` as `filename` to `/api/analyze`, with extra headers.
+    pub async fn upload(&self, filename: &str, content: &[u8], headers: &[(&str, &str)]) -> Reply {
+        let (content_type, body) = multipart(&[("file", Some(filename), content)]);
+        let mut builder = Request::builder()
+            .method("POST")
+            .uri("/api/analyze")
+            .header("content-type", content_type);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        self.send(builder.body(Full::new(body)).unwrap()).await
+    }
+
+    /// Asserts the stack still answers a plain request after an attack.
+    pub async fn assert_serving(&self) {
+        let health = self.get("/api/health").await;
+        assert_eq!(health.status, 200, "health after the attack: {health:?}");
+    }
+}
+
+fn write_policy(dir: &Path, socket: &Path, checks: &str, routes: &str) -> std::path::PathBuf {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n\
+         [tls]\ncert = \"{dir}/cert.pem\"\nkey = \"{dir}/key.pem\"\n\n\
+         [limits]\nidle_timeout = \"5s\"\nheader_read_timeout = \"5s\"\n\n\
+         [upstream]\naddress = \"unix:{socket}\"\n\n{checks}\n\n{routes}",
+        dir = dir.display(),
+        socket = socket.display(),
+    );
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A collected response.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON (panics with the body if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A `multipart/form-data` body of `(name, filename, content)` parts;
+/// returns the `Content-Type` and the body.
+pub fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Bytes) {
+    const BOUNDARY: &str = "attackboundary7d3f";
+    let mut body = Vec::new();
+    for (name, filename, content) in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        match filename {
+            Some(filename) => body.extend_from_slice(
+                format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n\
+                     Content-Type: text/csv\r\n\r\n"
+                )
+                .as_bytes(),
+            ),
+            None => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            ),
+        }
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    (
+        format!("multipart/form-data; boundary={BOUNDARY}"),
+        Bytes::from(body),
+    )
+}
+
+/// Every status code in a raw HTTP/1.1 answer, in order: more than one
+/// means the gateway answered more than one request on the connection.
+pub fn raw_statuses(answer: &str) -> Vec<u16> {
+    answer
+        .match_indices("HTTP/1.1 ")
+        .filter_map(|(at, _)| answer.get(at + 9..at + 12))
+        .filter_map(|code| code.parse().ok())
+        .collect()
+}
+
+/// The small sample CSV shipped in `examples/`.
+pub fn sample_csv() -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sample-orders.csv"))
+        .expect("examples/sample-orders.csv")
+}
+
+/// A fixture from `tests/fixtures/csv/`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/csv")
+            .join(name),
+    )
+    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}

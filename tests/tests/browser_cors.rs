@@ -1,0 +1,161 @@
+//! CORS against a real browser's enforcement: headless Chromium loads a
+//! page from an allowed origin and from a disallowed one (two local HTTP
+//! servers on different ports); the page's script asks the gateway for a
+//! browser session token, then uploads a CSV with `fetch` and a bearer
+//! token (a preflighted request). From the allowed origin it must succeed;
+//! from the other the browser must block it. Skipped (with a message) when
+//! `/usr/bin/chromium` is not installed.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tradehabit_e2e::attack::{Stack, SAFETY};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+const ROUTES: &str = r#"
+[[routes]]
+name = "analyze"
+path = "/api/analyze"
+methods = ["POST"]
+body_limit = 2162688
+scopes = ["analyze"]
+upload = { field = "file", extensions = [".csv"], max_file_bytes = 2097152 }
+
+[[routes]]
+name = "health"
+path = "/api/health"
+methods = ["GET"]
+auth = "none"
+"#;
+
+/// The test page: its script writes `RESULT:<status>` or
+/// `RESULT:blocked` into the DOM, which `--dump-dom` prints.
+fn page(gateway: &str) -> String {
+    format!(
+        r#"<!doctype html><html><body><pre id="out">RESULT:pending</pre><script>
+(async () => {{
+  const out = document.getElementById('out');
+  try {{
+    const s = await fetch('{gateway}/auth/session', {{ method: 'POST' }});
+    const token = (await s.json()).access_token;
+    const csv = 'Order ID,Timestamp,Fill Time,B/S,Contract,filledQty,Avg Fill Price,Type,Limit Price,Stop Price,Status\n'
+      + '1,01/02/2024 7:30:00,01/02/2024 7:30:00,Buy,MNQH4,1,21490.25,Market,,,Filled\n'
+      + '2,01/02/2024 7:40:00,01/02/2024 7:40:00,Sell,MNQH4,1,21495.25,Market,,,Filled\n';
+    const form = new FormData();
+    form.append('file', new Blob([csv], {{ type: 'text/csv' }}), 'orders.csv');
+    const r = await fetch('{gateway}/api/analyze', {{
+      method: 'POST', headers: {{ 'Authorization': 'Bearer ' + token }}, body: form }});
+    out.textContent = 'RESULT:' + r.status;
+  }} catch (e) {{
+    out.textContent = 'RESULT:blocked';
+  }}
+}})();
+</script></body></html>"#
+    )
+}
+
+/// Serves `html` to every request on `listener` until the task is aborted.
+fn serve_page(listener: TcpListener, html: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let html = html.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                    html.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    })
+}
+
+/// Loads `url` in a fresh headless Chromium; returns the `RESULT:` text.
+async fn load(url: &str, profile: &Path) -> String {
+    let output = tokio::time::timeout(
+        SAFETY * 3,
+        tokio::process::Command::new(CHROMIUM)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                // The gateway's certificate is a fresh self-signed one.
+                "--ignore-certificate-errors",
+                "--virtual-time-budget=15000",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("chromium finishes within the safety net")
+    .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    dom.split("RESULT:")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap_or_else(|| panic!("no result in the DOM: {dom}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_real_browser_succeeds_from_an_allowed_origin_and_is_blocked_from_another() {
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!("{CHROMIUM} not installed; skipping the real-browser CORS test");
+        return;
+    }
+    let allowed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let allowed_origin = format!("http://127.0.0.1:{}", allowed.local_addr().unwrap().port());
+    let other_origin = format!("http://127.0.0.1:{}", other.local_addr().unwrap().port());
+    let stack = Stack::start_with(
+        |dir| {
+            std::fs::write(
+                dir.join("token_secret"),
+                "browser-cors-test-secret-0123456789abcdef",
+            )
+            .unwrap();
+            format!(
+                "[cors]\nallowed_origins = [\"{allowed_origin}\"]\n\n\
+                 [tokens]\nsecret = {{ file = \"token_secret\" }}\n\
+                 session = {{ enabled = true, scopes = [\"analyze\"], rate_limit_per_ip = [\"100/minute\"] }}\n"
+            )
+        },
+        ROUTES,
+    )
+    .await;
+    let gateway = format!("https://localhost:{}", stack.addr().port());
+    let pages = [
+        serve_page(allowed, page(&gateway)),
+        serve_page(other, page(&gateway)),
+    ];
+    let profiles = tempfile::tempdir().unwrap();
+
+    let from_allowed = load(&format!("{allowed_origin}/"), &profiles.path().join("a")).await;
+    assert_eq!(from_allowed, "200", "from the allowed origin");
+    let from_other = load(&format!("{other_origin}/"), &profiles.path().join("b")).await;
+    assert_eq!(from_other, "blocked", "from a disallowed origin");
+
+    for task in pages {
+        task.abort();
+    }
+    stack.stop().await;
+}
