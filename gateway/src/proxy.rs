@@ -87,15 +87,19 @@ impl Upstream {
         config: &config::Upstream,
         watch: &BodyWatch,
     ) -> Result<Response<Body>, Rejection> {
-        let slot = tokio::time::timeout(
-            config.queue_timeout,
-            Arc::clone(&self.slots).acquire_owned(),
-        )
-        .await
-        .map_err(|_| Rejection::UpstreamBusy {
-            retry_after: config.retry_after,
-        })?
-        .expect("the semaphore is never closed");
+        // A free slot is taken at once; only a wait for one needs a timer.
+        let slot = match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => tokio::time::timeout(
+                config.queue_timeout,
+                Arc::clone(&self.slots).acquire_owned(),
+            )
+            .await
+            .map_err(|_| Rejection::UpstreamBusy {
+                retry_after: config.retry_after,
+            })?
+            .expect("the semaphore is never closed"),
+        };
 
         let request = self.to_upstream(request, identity, caller, host);
         let exchange = self.client.request(request);
