@@ -231,7 +231,7 @@ impl Stack {
 
 fn write_policy(dir: &Path, socket: &Path, checks: &str, routes: &str) -> std::path::PathBuf {
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
          [tls]\ncert = \"{dir}/cert.pem\"\nkey = \"{dir}/key.pem\"\n\n\
          [limits]\nidle_timeout = \"5s\"\nheader_read_timeout = \"5s\"\n\n\
          [upstream]\naddress = \"unix:{socket}\"\n\n{checks}\n\n{routes}",

@@ -67,11 +67,13 @@ pub fn policy_for_test(
     upstream_table.insert("address".into(), upstream.into());
     upstream_table.remove("spawn");
     table.insert("upstream".into(), upstream_table.into());
-    for listener in ["plain_http", "admin"] {
-        if let Some(toml::Value::Table(section)) = table.get_mut(listener) {
-            section.insert("listen".into(), "127.0.0.1:0".into());
-        }
+    if let Some(toml::Value::Table(section)) = table.get_mut("plain_http") {
+        section.insert("listen".into(), "127.0.0.1:0".into());
     }
+    // The admin listener always exists (default 127.0.0.1:9901).
+    let mut admin = section(&mut table, "admin");
+    admin.insert("listen".into(), "127.0.0.1:0".into());
+    table.insert("admin".into(), admin.into());
     edit(&mut table);
     Config::from_toml(&toml::to_string(&table).expect("serialise the policy"))
         .unwrap_or_else(|error| panic!("the test policy is invalid: {error}"))

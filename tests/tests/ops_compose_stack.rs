@@ -212,10 +212,16 @@ fn map_paths(value: &mut toml::Value, root: &Root) {
             }
         }
         toml::Value::Array(items) => items.iter_mut().for_each(|item| map_paths(item, root)),
-        toml::Value::Table(table) => table.iter_mut().for_each(|(_, item)| map_paths(item, root)),
+        toml::Value::Table(table) => table
+            .iter_mut()
+            .filter(|(key, _)| !URL_PATH_KEYS.contains(&key.as_str()))
+            .for_each(|(_, item)| map_paths(item, root)),
         _ => {}
     }
 }
+
+/// Policy keys whose values are URL paths, not filesystem paths.
+const URL_PATH_KEYS: &[&str] = &["routes", "api_prefixes", "ready_path"];
 
 /// A service's command with container paths mapped.
 fn command(service: &Yaml, name: &str, root: &Root) -> Vec<String> {
@@ -380,7 +386,7 @@ fn https_get(port: u16, path: &str, ca_file: &Path) -> String {
 }
 
 #[test]
-#[ignore = "starts the real binaries: enable once `tradehabit-gateway run/healthcheck` and `tradehabit-worker --socket` exist (issue 8)"]
+
 fn the_compose_configuration_serves_a_request_as_plain_processes() {
     let compose = load_yaml("compose.yaml");
     let (gateway_binary, worker_binary) = binaries();

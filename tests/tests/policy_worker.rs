@@ -74,6 +74,9 @@ impl Stack {
 [server]
 listen = "127.0.0.1:0"
 
+[admin]
+listen = "127.0.0.1:0"
+
 [tls]
 cert = "cert.pem"
 key = "key.pem"
