@@ -2,7 +2,8 @@
 # Runs every test of the workspace: unit, parity, end-to-end and operations
 # checks. A few tests drive real external tools (promtool from Debian's
 # `prometheus` package, `docker-compose` for compose-file validation,
-# `openssl` for TLS-version probes, `cargo-deny` for the dependency
+# `openssl` for TLS-version probes, headless `chromium` for the real-browser
+# CORS test, `cargo-deny` for the dependency
 # policy); this script installs the missing ones
 # when it can (root or passwordless sudo with apt-get) and otherwise says
 # what to install. Those tests fail, not skip, when their tool is absent.
@@ -13,6 +14,7 @@ need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
