@@ -69,6 +69,13 @@ auth = "none"
 rate_limit = { per_ip = ["2/minute"] }
 
 [[routes]]
+name = "guarded"
+path = "/api/guarded"
+methods = ["GET"]
+# Key guessing: the per-IP quota is spent before credentials are looked at.
+rate_limit = { per_ip = ["3/minute"] }
+
+[[routes]]
 name = "flood"
 path = "/api/flood"
 methods = ["GET"]
@@ -656,6 +663,25 @@ async fn rate_limits_answer_429_with_retry_after_per_principal() {
     // Another principal has its own budget.
     assert_eq!(s.send(get(&s.ci)).await.status, 200);
     assert_eq!(s.up.seen().len(), 4);
+}
+
+#[tokio::test]
+async fn api_key_guessing_is_throttled_per_client_address() {
+    let s = Setup::start().await;
+    for guess in ["th_guess1", "th_guess2", "th_guess3"] {
+        let reply = s
+            .send(req("GET", "/api/guarded", &[("x-api-key", guess)], ""))
+            .await;
+        assert_eq!(reply.status, 401, "a wrong key is refused");
+    }
+    // The fourth attempt is throttled before the key is even checked: the
+    // right key gets the same 429, so guessing gains nothing by going on.
+    let throttled = s
+        .send(req("GET", "/api/guarded", &[("x-api-key", &s.ci)], ""))
+        .await;
+    assert_refused(&throttled, 429, "too many requests");
+    assert!(throttled.header("retry-after").is_some());
+    assert!(s.up.seen().is_empty(), "nothing reached the upstream");
 }
 
 #[tokio::test]
