@@ -20,10 +20,10 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// The route whose request bodies feed `upload_bytes`.
-// TODO(issue 5): take this from the route that carries an `upload` rule.
+// TODO(issue 6): take this from the route that carries an `upload` rule.
 pub(crate) const UPLOAD_ROUTE: &str = "analyze";
 /// The configured upload file limit reported by `upload_limit_bytes`.
-// TODO(issue 5): take this from that route's `upload.max_bytes`.
+// TODO(issue 6): take this from that route's `upload.max_bytes`.
 pub(crate) const UPLOAD_LIMIT_BYTES: i64 = 2 * 1024 * 1024;
 /// Request and upstream duration buckets, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
