@@ -52,7 +52,7 @@ mod supervise;
 mod tls;
 
 pub use config::{Config, ConfigError};
-pub use lifecycle::{run, Gateway, Handle, ReloadError, StartError};
+pub use lifecycle::{run, shutdown_signal, Gateway, Handle, ReloadError, StartError};
 pub use tls::CertError;
 
 /// Entry points for the fuzz targets (`fuzz/`) and the in-suite fuzz smoke

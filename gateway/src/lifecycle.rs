@@ -338,3 +338,14 @@ pub(crate) async fn serve_until(
     handle.shutdown().await;
     Ok(())
 }
+
+/// Resolves on SIGTERM or Ctrl-C: the shutdown trigger of the gateway
+/// binary and of the local-stack launcher.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

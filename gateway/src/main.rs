@@ -130,7 +130,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
         }
         Command::Run { config } => {
             let config = Config::from_file(&config)?;
-            runtime()?.block_on(tradehabit_gateway::run(config, shutdown_signal()))
+            runtime()?.block_on(tradehabit_gateway::run(
+                config,
+                tradehabit_gateway::shutdown_signal(),
+            ))
         }
         Command::Dev {
             worker_bin,
@@ -146,7 +149,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 worker_command: vec![OsString::from(worker)],
                 listen,
             };
-            runtime()?.block_on(dev::run(options, shutdown_signal()))
+            runtime()?.block_on(dev::run(options, tradehabit_gateway::shutdown_signal()))
         }
     }
 }
@@ -168,14 +171,4 @@ fn default_worker() -> anyhow::Result<PathBuf> {
         worker.display()
     );
     Ok(worker)
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
 }
