@@ -74,6 +74,9 @@ pub(crate) enum ConnectionEvent {
     TlsHandshakeFailed { is_timeout: bool },
     /// A connection cap was reached; the connection was closed at once.
     ConnectionRefused,
+    /// hyper closed an HTTP/1.1 connection over its request head (timed
+    /// out after some bytes, too large, malformed): no request exists.
+    RequestHeadFailed(crate::accept::HeadError),
 }
 
 /// What is known about a request when it arrives.
@@ -302,6 +305,9 @@ impl Log {
             ConnectionEvent::ConnectionRefused => {
                 ("connection_refused", "accept", "accept.connection_cap")
             }
+            ConnectionEvent::RequestHeadFailed(error) => {
+                ("request_head_failed", "http", error.reason())
+            }
         };
         self.write(Record {
             ts: rfc3339_ms(OffsetDateTime::now_utc()),
@@ -401,10 +407,11 @@ pub(crate) fn record_request<B: http_body::Body>(
     if decision.is_rate_limited {
         metrics.rate_limited(route.unwrap_or("unmatched"));
     }
-    if route == Some(crate::metrics::UPLOAD_ROUTE) {
-        // A refused oversized upload counts at its declared size: the
-        // "near the limit" alert includes uploads over it.
-        metrics.upload(bytes_in.max(started.declared_length().unwrap_or(0)));
+    if let Some(route) = route {
+        // Counted only on routes with an upload rule. A refused oversized
+        // upload counts at its declared size: the "near the limit" alert
+        // includes uploads over it.
+        metrics.upload(route, bytes_in.max(started.declared_length().unwrap_or(0)));
     }
     state.audit.request(
         started,

@@ -107,6 +107,7 @@ impl Gateway {
         let audit = audit::Log::open(&config.audit)?;
         let supervisor = start_upstream(&config).await?;
         let metrics = Metrics::new();
+        metrics.follow_upload_routes(&config);
         if let Some(supervisor) = &supervisor {
             metrics.watch_restarts(supervisor.restart_counter());
         }
@@ -280,6 +281,7 @@ impl Handle {
         let certificate = tls::load(&next.tls)?;
         next.keep_rate_limit_state(&current);
         self.state.certs.replace(certificate);
+        self.state.metrics.follow_upload_routes(&next);
         *self
             .state
             .config

@@ -291,7 +291,10 @@ async fn metrics_move_for_an_allowed_request_a_401_a_404_and_a_413() {
             "tradehabit_gateway_config_reloads_total{result=\"failure\"}",
             0.0,
         ),
-        ("tradehabit_gateway_upload_limit_bytes", 2_097_152.0),
+        (
+            "tradehabit_gateway_upload_limit_bytes{route=\"analyze\"}",
+            1024.0,
+        ),
     ] {
         assert!(before.contains(metric), "{metric} missing");
         assert_eq!(sample(&before, metric), value);
@@ -351,7 +354,7 @@ async fn metrics_move_for_an_allowed_request_a_401_a_404_and_a_413() {
         ),
         ("tradehabit_gateway_rejections_total{check=\"route\"}", 1.0),
         ("tradehabit_gateway_rejections_total{check=\"body\"}", 1.0),
-        ("tradehabit_gateway_upload_bytes_count", 2.0),
+        ("tradehabit_gateway_upload_bytes_count{route=\"analyze\"}", 2.0),
         ("tradehabit_gateway_request_duration_seconds_count{route=\"analyze\"}", 2.0),
         ("tradehabit_gateway_upstream_duration_seconds_count{route=\"analyze\"}", 1.0),
     ] {
@@ -501,4 +504,308 @@ async fn healthcheck_exits_0_when_ready_and_1_against_a_dead_port() {
     let url = format!("http://{dead}/readyz");
     let failed = gateway_binary(&["healthcheck", "--url", &url]);
     assert_eq!(failed.status.code(), Some(1));
+}
+
+// ------------------------------------------------ upload metrics (policy)
+
+/// An upload route named otherwise than `analyze`, with its own limit.
+fn import_route(max_file_bytes: u64) -> String {
+    format!(
+        r#"
+[[routes]]
+name = "import"
+path = "/api/import"
+methods = ["POST"]
+auth = "none"
+body_limit = 40000
+upload = {{ max_file_bytes = {max_file_bytes} }}
+"#
+    )
+}
+
+/// A multipart upload of a CSV whose whole body is exactly `total` bytes.
+fn upload_of_size(path: &str, total: usize) -> Request<Full<Bytes>> {
+    let head = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.csv\"\r\n\
+                Content-Type: text/csv\r\n\r\nsymbol,price\n";
+    let tail = "\r\n--XyZ--\r\n";
+    let rows = "A,1\n".repeat((total - head.len() - tail.len()) / 4);
+    let mut body = format!("{head}{rows}");
+    body.push_str(&"A".repeat(total - body.len() - tail.len()));
+    body.push_str(tail);
+    assert_eq!(body.len(), total);
+    Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn upload_metrics_follow_the_policys_upload_route_and_its_reload() {
+    let policy = Policy {
+        routes: format!("{}{}", import_route(4096), crate::support::ROUTES),
+        ..Policy::default()
+    };
+    let (gateway, _upstream) = TestGateway::with_upstream(policy.clone()).await;
+    let admin = gateway.handle().admin_addr();
+    let client = gateway.client();
+    let (_, before) = admin_get(admin, "/metrics").await;
+    assert_eq!(
+        sample(
+            &before,
+            "tradehabit_gateway_upload_limit_bytes{route=\"import\"}"
+        ),
+        4096.0,
+        "{before}"
+    );
+    assert!(
+        !before.contains("route=\"analyze\"")
+            && !before.contains("upload_limit_bytes{route=\"echo\"}"),
+        "only routes with an upload rule have upload series:\n{before}"
+    );
+
+    // 3900 bytes: above 90% of 4096 (3686.4), under the limit.
+    let reply = client
+        .send(Proto::H1, upload_of_size("/api/import", 3900))
+        .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    // A body on a route without an upload rule is not an upload.
+    assert_eq!(
+        client
+            .send(Proto::H1, request("POST", "/api/echo", "plain"))
+            .await
+            .status,
+        200
+    );
+    let (_, after) = admin_get(admin, "/metrics").await;
+    for (series, value) in [
+        (
+            "tradehabit_gateway_upload_bytes_count{route=\"import\"}",
+            1.0,
+        ),
+        (
+            "tradehabit_gateway_upload_bytes_sum{route=\"import\"}",
+            3900.0,
+        ),
+        (
+            "tradehabit_gateway_upload_bytes_bucket{le=\"3686.4\",route=\"import\"}",
+            0.0,
+        ),
+        (
+            "tradehabit_gateway_upload_bytes_bucket{le=\"4096.0\",route=\"import\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(sample(&after, series), value, "{series} in\n{after}");
+    }
+    assert!(
+        !after.contains("upload_bytes_count{route=\"echo\"}"),
+        "{after}"
+    );
+
+    // Reload with a larger limit: the gauge and the buckets follow.
+    let reloaded = Policy {
+        routes: format!("{}{}", import_route(8192), crate::support::ROUTES),
+        ..policy
+    };
+    TestGateway::write_policy(gateway.dir.path(), &reloaded);
+    gateway.handle().reload().expect("the new policy is valid");
+    let (_, reloaded) = admin_get(admin, "/metrics").await;
+    assert_eq!(
+        sample(
+            &reloaded,
+            "tradehabit_gateway_upload_limit_bytes{route=\"import\"}"
+        ),
+        8192.0,
+        "{reloaded}"
+    );
+    assert!(
+        reloaded
+            .contains("tradehabit_gateway_upload_bytes_bucket{le=\"7372.8\",route=\"import\"} 0"),
+        "buckets scaled to the new limit:\n{reloaded}"
+    );
+    gateway.shutdown().await;
+}
+
+// ------------------------------- connections that end before a request
+
+/// A gateway with a short header-read timeout, auditing to a file in the
+/// returned directory.
+async fn start_with_header_timeout() -> (TestGateway, Upstream, tempfile::TempDir) {
+    let files = tempfile::tempdir().unwrap();
+    let policy = Policy {
+        limits: "header_read_timeout = \"300ms\"\n".to_string(),
+        audit: format!(
+            "output = \"{}\"\n",
+            files.path().join("audit.log").display()
+        ),
+        ..Policy::default()
+    };
+    let (gateway, upstream) = TestGateway::with_upstream(policy).await;
+    (gateway, upstream, files)
+}
+
+/// The audit lines written so far.
+fn audit_lines(files: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(files.join("audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every line is JSON"))
+        .collect()
+}
+
+/// Polls the audit log until it holds a line with `reason` (bounded by the
+/// safety net); returns all lines then.
+async fn wait_for_reason(files: &Path, reason: &str) -> Vec<serde_json::Value> {
+    let waiting = async {
+        loop {
+            let lines = audit_lines(files);
+            if lines.iter().any(|l| l["reason"] == reason) {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(SAFETY, waiting)
+        .await
+        .unwrap_or_else(|_| panic!("no audit line with reason {reason}"))
+}
+
+/// Asserts `line` is a request-head failure with `reason` and carries no
+/// request data.
+fn assert_head_failure(line: &serde_json::Value, reason: &str) {
+    assert_eq!(line["event"], "request_head_failed", "{line}");
+    assert_eq!(line["decision"], "http", "{line}");
+    assert_eq!(line["reason"], reason, "{line}");
+    assert_eq!(line["client_ip"], "127.0.0.1", "{line}");
+    for field in [
+        "request_id",
+        "method",
+        "route",
+        "path",
+        "status",
+        "user_agent",
+    ] {
+        assert!(line[field].is_null(), "{field} in {line}");
+    }
+}
+
+#[tokio::test]
+async fn a_slowloris_head_is_one_audit_line_and_a_metric() {
+    let (gateway, _upstream, files) = start_with_header_timeout().await;
+    let mut slow = gateway.client().tls(Proto::H1).await;
+    tokio::io::AsyncWriteExt::write_all(
+        &mut slow,
+        b"GET /api/echo HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slow-SECRETUA\r\n",
+    )
+    .await
+    .unwrap();
+    // The gateway hangs up once the header-read timeout has passed.
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(
+        SAFETY,
+        tokio::io::AsyncReadExt::read_to_end(&mut slow, &mut sink),
+    )
+    .await
+    .expect("the gateway closed the slow connection");
+    let lines = wait_for_reason(files.path(), "http.header_timeout").await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_head_failure(&lines[0], "http.header_timeout");
+    let log = std::fs::read_to_string(files.path().join("audit.log")).unwrap();
+    assert!(
+        !log.contains("SECRETUA") && !log.contains("/api/echo"),
+        "{log}"
+    );
+    let (_, metrics) = admin_get(gateway.handle().admin_addr(), "/metrics").await;
+    for (reason, value) in [
+        ("header_timeout", 1.0),
+        ("malformed_head", 0.0),
+        ("head_too_large", 0.0),
+    ] {
+        let series = format!("tradehabit_gateway_connection_errors_total{{reason=\"{reason}\"}}");
+        assert!(metrics.contains(&series), "{series} missing:\n{metrics}");
+        assert_eq!(sample(&metrics, &series), value, "{series}");
+    }
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_heads_are_one_audit_line_each() {
+    let (gateway, upstream, files) = start_with_header_timeout().await;
+    let client = gateway.client();
+    let answer = crate::support::raw_exchange(
+        &client,
+        b"GET /api/echo HTTP/1.1\r\nHost: localhost\r\nNo colon here\r\n\r\n",
+    )
+    .await;
+    assert_eq!(crate::support::raw_status(&answer), 400, "{answer}");
+    let lines = wait_for_reason(files.path(), "http.malformed_head").await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_head_failure(&lines[0], "http.malformed_head");
+
+    let big = format!(
+        "GET /api/echo HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+        "v".repeat(20_000)
+    );
+    let answer = crate::support::raw_exchange(&client, big.as_bytes()).await;
+    assert_eq!(crate::support::raw_status(&answer), 431, "{answer}");
+    let lines = wait_for_reason(files.path(), "http.head_too_large").await;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_head_failure(&lines[1], "http.head_too_large");
+    assert!(upstream.seen().is_empty());
+
+    let (_, metrics) = admin_get(gateway.handle().admin_addr(), "/metrics").await;
+    for (reason, value) in [
+        ("header_timeout", 0.0),
+        ("malformed_head", 1.0),
+        ("head_too_large", 1.0),
+    ] {
+        let series = format!("tradehabit_gateway_connection_errors_total{{reason=\"{reason}\"}}");
+        assert_eq!(sample(&metrics, &series), value, "{series} in\n{metrics}");
+    }
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_keep_alive_session_that_idles_out_leaves_only_its_request_lines() {
+    let (gateway, _upstream, files) = start_with_header_timeout().await;
+    let client = gateway.client();
+    let stream = client.tls(Proto::H1).await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    for _ in 0..2 {
+        let mut req = request("GET", "/api/echo", "");
+        req.headers_mut()
+            .insert("host", "localhost".parse().unwrap());
+        let reply = crate::support::collect(sender.send_request(req).await.unwrap()).await;
+        assert_eq!(reply.status, 200);
+    }
+    // Idle past the header-read timeout: the gateway closes the connection,
+    // which ends the client's connection task.
+    tokio::time::timeout(SAFETY, conn)
+        .await
+        .expect("the gateway closed the idle connection")
+        .unwrap()
+        .ok();
+    // A client that opens a connection and closes it without a byte.
+    drop(client.tls(Proto::H1).await);
+    // A marker on a later connection: once its line is there, anything
+    // the earlier connections would have written is there too.
+    let _ = crate::support::raw_exchange(&client, b"BROKEN\r\n\r\n").await;
+    let lines = wait_for_reason(files.path(), "http.malformed_head").await;
+    let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        events,
+        ["request", "request", "request_head_failed"],
+        "{lines:?}"
+    );
+    gateway.shutdown().await;
 }
