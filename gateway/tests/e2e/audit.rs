@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -808,4 +809,163 @@ async fn a_keep_alive_session_that_idles_out_leaves_only_its_request_lines() {
         "{lines:?}"
     );
     gateway.shutdown().await;
+}
+
+// ------------------------------------------- bytes_out of streamed bodies
+
+/// An upstream on the gateway's socket that streams its answers without a
+/// length: `/api/stream` three chunks (12 bytes); `/api/stream-abort` one
+/// chunk (3 bytes), then fails once `fail` is notified; `/api/stream-hold`
+/// one chunk, then nothing.
+async fn streaming_upstream(
+    socket: &Path,
+    fail: Arc<tokio::sync::Notify>,
+) -> tokio::task::JoinHandle<()> {
+    use futures_util::StreamExt as _;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    type Chunk = Result<Frame<Bytes>, std::io::Error>;
+    let _ = std::fs::remove_file(socket);
+    let listener = tokio::net::UnixListener::bind(socket).unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let fail = Arc::clone(&fail);
+            let service =
+                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let fail = Arc::clone(&fail);
+                    async move {
+                        let chunk = |text: &'static str| -> Chunk {
+                            Ok(Frame::data(Bytes::from_static(text.as_bytes())))
+                        };
+                        let body = match request.uri().path() {
+                            "/api/stream" => futures_util::stream::iter(vec![
+                                chunk("aaa"),
+                                chunk("bbbb"),
+                                chunk("ccccc"),
+                            ])
+                            .boxed(),
+                            "/api/stream-abort" => futures_util::stream::iter(vec![chunk("aaa")])
+                                .chain(futures_util::stream::once(async move {
+                                    fail.notified().await;
+                                    Err(std::io::Error::other("upstream failed mid-body"))
+                                }))
+                                .boxed(),
+                            _ => futures_util::stream::iter(vec![chunk("aaa")])
+                                .chain(futures_util::stream::pending())
+                                .boxed(),
+                        };
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(StreamBody::new(
+                            body,
+                        )))
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    })
+}
+
+/// A raw HTTP/1.1 `GET path` whose answer has been read up to its first
+/// chunk (`aaa`); the connection is returned open.
+async fn first_chunk(
+    client: &crate::support::Client,
+    path: &str,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut stream = client.tls(Proto::H1).await;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    tokio::io::AsyncWriteExt::write_all(&mut stream, head.as_bytes())
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let reading = async {
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&received).contains("aaa") {
+            let n = tokio::io::AsyncReadExt::read(&mut stream, &mut buf)
+                .await
+                .unwrap();
+            assert!(n > 0, "closed before the first chunk");
+            received.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(SAFETY, reading)
+        .await
+        .expect("first chunk");
+    assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+    stream
+}
+
+#[tokio::test]
+async fn a_streamed_response_is_one_line_with_the_bytes_actually_sent() {
+    let files = tempfile::tempdir().unwrap();
+    let policy = Policy {
+        audit: format!(
+            "output = \"{}\"\n",
+            files.path().join("audit.log").display()
+        ),
+        ..Policy::default()
+    };
+    let gateway = TestGateway::without_upstream(policy).await;
+    let fail = Arc::new(tokio::sync::Notify::new());
+    let upstream = streaming_upstream(
+        &TestGateway::socket_in(gateway.dir.path()),
+        Arc::clone(&fail),
+    )
+    .await;
+    let client = gateway.client();
+
+    let whole = client.get("/api/stream").await;
+    assert_eq!(whole.status, 200, "{:?}", audit_lines(files.path()));
+    assert_eq!(whole.body, "aaabbbbccccc");
+    assert!(whole.header("content-length").is_none(), "streamed");
+
+    // The upstream fails after the client got its first chunk: the client
+    // gets a cut-off body.
+    let mut cut = first_chunk(&client, "/api/stream-abort").await;
+    fail.notify_one();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(
+        SAFETY,
+        tokio::io::AsyncReadExt::read_to_end(&mut cut, &mut rest),
+    )
+    .await
+    .expect("the gateway ends the cut-off response");
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("\r\n0\r\n\r\n"),
+        "a failed body must not end like a complete one"
+    );
+
+    // The client goes away after the first chunk of an endless body.
+    drop(first_chunk(&client, "/api/stream-hold").await);
+
+    let waiting = async {
+        loop {
+            let lines = audit_lines(files.path());
+            if lines.len() >= 3 {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let lines = tokio::time::timeout(SAFETY, waiting)
+        .await
+        .expect("three audit lines");
+    let by_path = |path: &str| -> Vec<&serde_json::Value> {
+        lines.iter().filter(|l| l["path"] == path).collect()
+    };
+    for (path, bytes_out) in [
+        ("/api/stream", 12),
+        ("/api/stream-abort", 3),
+        ("/api/stream-hold", 3),
+    ] {
+        let found = by_path(path);
+        assert_eq!(found.len(), 1, "one line for {path}: {lines:?}");
+        assert_eq!(found[0]["bytes_out"], bytes_out, "{path}: {}", found[0]);
+        assert_eq!(found[0]["status"], 200, "{path}");
+    }
+    gateway.shutdown().await;
+    upstream.abort();
+    assert_eq!(audit_lines(files.path()).len(), 3, "still one line each");
 }
