@@ -969,3 +969,75 @@ async fn a_streamed_response_is_one_line_with_the_bytes_actually_sent() {
     upstream.abort();
     assert_eq!(audit_lines(files.path()).len(), 3, "still one line each");
 }
+
+// ------------------------------------------------------ 429s on /metrics
+
+#[tokio::test]
+async fn a_429_from_the_rate_limiter_is_counted_on_metrics_and_in_the_audit_log() {
+    let files = tempfile::tempdir().unwrap();
+    let policy = Policy {
+        routes: r#"
+[[routes]]
+name = "limited"
+path = "/api/limited"
+methods = ["GET"]
+auth = "none"
+# One cell back every 30 s: no replenishment during the test.
+rate_limit = { per_ip = ["2/minute"] }
+"#
+        .to_string(),
+        audit: format!(
+            "output = \"{}\"\n",
+            files.path().join("audit.log").display()
+        ),
+        ..Policy::default()
+    };
+    let (gateway, upstream) = TestGateway::with_upstream(policy).await;
+    let admin = gateway.handle().admin_addr();
+    let client = gateway.client();
+    let (_, before) = admin_get(admin, "/metrics").await;
+    assert_eq!(
+        sample(
+            &before,
+            "tradehabit_gateway_rate_limited_total{route=\"limited\"}"
+        ),
+        0.0
+    );
+    for _ in 0..2 {
+        assert_eq!(client.get("/api/limited").await.status, 200);
+    }
+    let limited = client.get("/api/limited").await;
+    assert_eq!(limited.status, 429);
+    assert!(limited.header("retry-after").is_some());
+    assert_eq!(upstream.seen().len(), 2, "the 429 was not forwarded");
+
+    let (_, after) = admin_get(admin, "/metrics").await;
+    for (series, value) in [
+        ("tradehabit_gateway_rate_limited_total{route=\"limited\"}", 1.0),
+        (
+            "tradehabit_gateway_requests_total{route=\"limited\",method=\"GET\",status_class=\"4xx\"}",
+            1.0,
+        ),
+        (
+            "tradehabit_gateway_requests_total{route=\"limited\",method=\"GET\",status_class=\"2xx\"}",
+            2.0,
+        ),
+        ("tradehabit_gateway_rejections_total{check=\"rate_limit\"}", 1.0),
+    ] {
+        assert_eq!(sample(&after, series), value, "{series} in\n{after}");
+    }
+    let auth_failures = after
+        .lines()
+        .filter(|l| l.starts_with("tradehabit_gateway_auth_failures_total{"))
+        .count();
+    assert_eq!(auth_failures, 0, "a 429 is not an authentication failure");
+    let lines = audit_lines(files.path());
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[2]["status"], 429);
+    assert_eq!(lines[2]["decision"], "rate_limit");
+    assert!(lines[2]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("rate_limit."));
+    gateway.shutdown().await;
+}
