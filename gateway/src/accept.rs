@@ -280,19 +280,18 @@ where
     C::Error: std::fmt::Display,
 {
     tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = stopped(&mut stop) => {
-            tracing::debug!("shutting down");
-            connection.as_mut().graceful_shutdown();
-            connection.await
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = &result {
+                tracing::debug!(%error, "connection ended");
+            }
+            return result;
         }
-        () = idle(&mut in_flight, idle_timeout) => {
-            tracing::debug!("idle timeout");
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
+        () = stopped(&mut stop) => tracing::debug!("shutting down"),
+        () = idle(&mut in_flight, idle_timeout) => tracing::debug!("idle timeout"),
+    }
+    connection.as_mut().graceful_shutdown();
+    let result = connection.await;
     if let Err(error) = &result {
         tracing::debug!(%error, "connection ended");
     }
