@@ -131,7 +131,7 @@ fn csv_upload() -> String {
 }
 
 /// GET on the admin listener: status and body.
-async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -151,7 +151,7 @@ async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// The value of one exact series line in a metrics text, 0 if absent.
-fn sample(metrics: &str, series: &str) -> f64 {
+pub(crate) fn sample(metrics: &str, series: &str) -> f64 {
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
