@@ -15,6 +15,12 @@
 //! idle bound HTTP/2 has). On shutdown every connection is asked to finish
 //! gracefully (HTTP/1.1 closes after the current response, HTTP/2 sends
 //! GOAWAY); whatever is still open at `server.shutdown_timeout` is dropped.
+//!
+//! An HTTPS HTTP/1.1 connection that hyper closes over a request head (timed
+//! out after some bytes, too large, malformed) gets one audit line and a
+//! `connection_errors` count (`accept/head.rs`): no request exists for it.
+
+mod head;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -37,6 +43,7 @@ use crate::body::Guarded;
 use crate::config::Limits;
 use crate::lifecycle::State;
 use crate::{plain_http, policy, tls};
+pub(crate) use head::HeadError;
 
 /// After a failed `accept` (e.g. out of file descriptors), pause this long.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
@@ -203,6 +210,7 @@ async fn serve_connection(
                 tls: crate::audit::TlsInfo::of(stream.get_ref().1),
             });
             let is_h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
+            let records = Arc::clone(&state);
             let service = service_fn(move |request| {
                 let (state, conn) = (Arc::clone(&state), Arc::clone(&conn));
                 let guard = InFlight::start(&activity);
@@ -214,10 +222,17 @@ async fn serve_connection(
             let io = TokioIo::new(stream);
             if is_h2 {
                 let connection = h2_builder(&limits).serve_connection(io, service);
-                drive(connection, in_flight, limits.idle_timeout, stop).await;
+                let _ = drive(connection, in_flight, limits.idle_timeout, stop).await;
             } else {
-                let connection = h1_builder(&limits).serve_connection(io, service);
-                drive(connection, in_flight, limits.idle_timeout, stop).await;
+                let (io, client_sent) = head::HeadWatch::new(io.into_inner());
+                let connection = h1_builder(&limits).serve_connection(TokioIo::new(io), service);
+                let ended = drive(connection, in_flight, limits.idle_timeout, stop).await;
+                let sent = head::sent_since_answer(&client_sent);
+                if let Some(error) = ended.err().and_then(|e| head::classify(&e, sent)) {
+                    records.metrics.connection_error(error);
+                    let event = crate::audit::ConnectionEvent::RequestHeadFailed(error);
+                    records.audit.connection(event, peer);
+                }
             }
         }
         Listener::PlainHttp => {
@@ -228,7 +243,7 @@ async fn serve_connection(
                 async move { Ok::<_, Infallible>(response) }
             });
             let connection = h1_builder(&limits).serve_connection(TokioIo::new(stream), service);
-            drive(connection, in_flight, limits.idle_timeout, stop).await;
+            let _ = drive(connection, in_flight, limits.idle_timeout, stop).await;
         }
     }
 }
@@ -253,31 +268,34 @@ fn h2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
 }
 
 /// Runs a connection until it ends, asking it to finish gracefully on
-/// shutdown or when it has been idle too long.
+/// shutdown or when it has been idle too long; returns how it ended.
 async fn drive<C>(
     connection: C,
     mut in_flight: watch::Receiver<usize>,
     idle_timeout: Duration,
     mut stop: watch::Receiver<bool>,
-) where
+) -> Result<(), C::Error>
+where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {
-            if let Err(error) = result {
+            if let Err(error) = &result {
                 tracing::debug!(%error, "connection ended");
             }
-            return;
+            return result;
         }
         () = stopped(&mut stop) => tracing::debug!("shutting down"),
         () = idle(&mut in_flight, idle_timeout) => tracing::debug!("idle timeout"),
     }
     connection.as_mut().graceful_shutdown();
-    if let Err(error) = connection.await {
+    let result = connection.await;
+    if let Err(error) = &result {
         tracing::debug!(%error, "connection ended");
     }
+    result
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).

@@ -4,7 +4,10 @@
 //! In: what the pipeline learnt about a request ([`Started`], [`Trail`],
 //! the [`Decision`]) or a connection event. Out: one line to stdout or an
 //! append-only file (`[audit] output`), optionally hash-chained
-//! (`audit/chain.rs`).
+//! (`audit/chain.rs`). A response whose body has a known length gets its
+//! line when its head is ready; a streamed one (no length) when its body
+//! ends, fails or is dropped, with the bytes actually sent — still exactly
+//! one line.
 //!
 //! Privacy by construction: a line is the fixed [`Record`] struct, so only
 //! its fields can ever appear — never query strings, bodies,
@@ -16,15 +19,17 @@
 pub(crate) mod chain;
 mod decision;
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use http::{Method, Request, StatusCode};
+use http_body::Body as _;
 use serde::Serialize;
 use sha2::Sha256;
 use time::OffsetDateTime;
@@ -45,11 +50,11 @@ const PSEUDONYM_HEX_CHARS: usize = 32;
 struct Record<'a> {
     ts: String,
     event: &'static str,
-    request_id: Option<&'a str>,
+    request_id: Option<Cow<'a, str>>,
     client_ip: IpAddr,
-    method: Option<&'a str>,
-    route: Option<&'a str>,
-    path: Option<&'a str>,
+    method: Option<Cow<'a, str>>,
+    route: Option<Cow<'a, str>>,
+    path: Option<Cow<'a, str>>,
     status: Option<u16>,
     decision: &'static str,
     reason: Option<&'static str>,
@@ -59,12 +64,30 @@ struct Record<'a> {
     bytes_out: Option<u64>,
     duration_ms: Option<u64>,
     upstream_ms: Option<u64>,
-    tls_version: Option<&'a str>,
-    alpn: Option<&'a str>,
-    user_agent: Option<String>,
+    tls_version: Option<&'static str>,
+    alpn: Option<Cow<'a, str>>,
+    user_agent: Option<Cow<'a, str>>,
     /// Only with `hash_chain`; `hash` is appended after it.
     #[serde(skip_serializing_if = "Option::is_none")]
     prev_hash: Option<String>,
+}
+
+impl Record<'_> {
+    /// The same record owning its strings, to be written later.
+    fn into_owned(self) -> Record<'static> {
+        fn own(text: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
+            text.map(|t| Cow::Owned(t.into_owned()))
+        }
+        Record {
+            request_id: own(self.request_id),
+            method: own(self.method),
+            route: own(self.route),
+            path: own(self.path),
+            alpn: own(self.alpn),
+            user_agent: own(self.user_agent),
+            ..self
+        }
+    }
 }
 
 /// A connection-level security event.
@@ -74,6 +97,9 @@ pub(crate) enum ConnectionEvent {
     TlsHandshakeFailed { is_timeout: bool },
     /// A connection cap was reached; the connection was closed at once.
     ConnectionRefused,
+    /// hyper closed an HTTP/1.1 connection over its request head (timed
+    /// out after some bytes, too large, malformed): no request exists.
+    RequestHeadFailed(crate::accept::HeadError),
 }
 
 /// What is known about a request when it arrives.
@@ -264,16 +290,27 @@ impl Log {
     }
 
     /// Writes the line for one answered request.
-    pub(crate) fn request(&self, started: &Started, trail: &Trail, outcome: &Outcome<'_>) {
+    #[cfg(test)]
+    fn request(&self, started: &Started, trail: &Trail, outcome: &Outcome<'_>) {
+        self.write(self.request_record(started, trail, outcome));
+    }
+
+    /// The line for one answered request.
+    fn request_record<'a>(
+        &self,
+        started: &'a Started,
+        trail: &'a Trail,
+        outcome: &Outcome<'a>,
+    ) -> Record<'a> {
         let authenticated = trail.authenticated.get();
-        self.write(Record {
+        Record {
             ts: rfc3339_ms(started.ts),
             event: "request",
-            request_id: Some(outcome.request_id),
+            request_id: Some(Cow::Borrowed(outcome.request_id)),
             client_ip: outcome.client_ip,
-            method: Some(started.method.as_str()),
-            route: trail.route(),
-            path: Some(&started.path),
+            method: Some(Cow::Borrowed(started.method.as_str())),
+            route: trail.route().map(Cow::Borrowed),
+            path: Some(Cow::Borrowed(&started.path)),
             status: Some(outcome.status.as_u16()),
             decision: outcome.decision.outcome,
             reason: outcome.decision.reason,
@@ -284,10 +321,10 @@ impl Log {
             duration_ms: Some(millis(started.elapsed())),
             upstream_ms: trail.upstream_elapsed().map(millis),
             tls_version: outcome.tls.version,
-            alpn: outcome.tls.alpn.as_deref(),
-            user_agent: started.user_agent.clone(),
+            alpn: outcome.tls.alpn.as_deref().map(Cow::Borrowed),
+            user_agent: started.user_agent.as_deref().map(Cow::Borrowed),
             prev_hash: None,
-        });
+        }
     }
 
     /// Writes the line for a connection-level event from `peer`.
@@ -301,6 +338,9 @@ impl Log {
             }
             ConnectionEvent::ConnectionRefused => {
                 ("connection_refused", "accept", "accept.connection_cap")
+            }
+            ConnectionEvent::RequestHeadFailed(error) => {
+                ("request_head_failed", "http", error.reason())
             }
         };
         self.write(Record {
@@ -368,20 +408,22 @@ impl Log {
     }
 }
 
-/// Records one answered request: its audit line and its metrics. Called
-/// once per request when the response head is ready, so `bytes_out` is the
-/// declared length (null when streamed) and `bytes_in` what was read so far.
+/// Records one answered request: its metrics and its audit line. Called
+/// once per request when the response head is ready; `bytes_in` is what was
+/// read so far. With a known body length the line is written now, with that
+/// length as `bytes_out`; a streamed body is wrapped so that its line is
+/// written when it ends, fails or is dropped, with the bytes sent.
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
-pub(crate) fn record_request<B: http_body::Body>(
+pub(crate) fn record_request(
     state: &crate::lifecycle::State,
     conn: &crate::accept::ConnInfo,
     identity: &crate::policy::identify::Identity,
     started: &Started,
     trail: &Trail,
     decision: Decision,
-    response: &http::Response<B>,
+    response: http::Response<crate::body::Body>,
     bytes_in: u64,
-) {
+) -> http::Response<crate::body::Body> {
     let status = response.status();
     let metrics = &state.metrics;
     let route = trail.route();
@@ -401,12 +443,14 @@ pub(crate) fn record_request<B: http_body::Body>(
     if decision.is_rate_limited {
         metrics.rate_limited(route.unwrap_or("unmatched"));
     }
-    if route == Some(crate::metrics::UPLOAD_ROUTE) {
-        // A refused oversized upload counts at its declared size: the
-        // "near the limit" alert includes uploads over it.
-        metrics.upload(bytes_in.max(started.declared_length().unwrap_or(0)));
+    if let Some(route) = route {
+        // Counted only on routes with an upload rule. A refused oversized
+        // upload counts at its declared size: the "near the limit" alert
+        // includes uploads over it.
+        metrics.upload(route, bytes_in.max(started.declared_length().unwrap_or(0)));
     }
-    state.audit.request(
+    let declared = response.body().size_hint().exact();
+    let record = state.audit.request_record(
         started,
         trail,
         &Outcome {
@@ -415,10 +459,22 @@ pub(crate) fn record_request<B: http_body::Body>(
             status,
             decision,
             bytes_in: Some(bytes_in),
-            bytes_out: response.body().size_hint().exact(),
+            bytes_out: declared,
             tls: &conn.tls,
         },
     );
+    if declared.is_some() {
+        state.audit.write(record);
+        return response;
+    }
+    let mut record = record.into_owned();
+    let log = Arc::clone(&state.audit);
+    response.map(|body| {
+        crate::body::counted(body, move |sent| {
+            record.bytes_out = Some(sent);
+            log.write(record);
+        })
+    })
 }
 
 fn append(path: &PathBuf) -> Result<File, OpenError> {

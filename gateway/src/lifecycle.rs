@@ -33,8 +33,9 @@ pub(crate) struct State {
     certs: Arc<CertStore>,
     pub(crate) upstream: Upstream,
     pub(crate) connections: Arc<Connections>,
-    /// The audit log (issue 6).
-    pub(crate) audit: audit::Log,
+    /// The audit log (issue 6); shared with response bodies whose line is
+    /// written when they end.
+    pub(crate) audit: Arc<audit::Log>,
     /// The Prometheus registry (issue 6).
     pub(crate) metrics: Metrics,
 }
@@ -104,9 +105,10 @@ impl Gateway {
             None => None,
         };
         let admin_listener = bind(config.admin.listen).await?;
-        let audit = audit::Log::open(&config.audit)?;
+        let audit = Arc::new(audit::Log::open(&config.audit)?);
         let supervisor = start_upstream(&config).await?;
         let metrics = Metrics::new();
+        metrics.follow_upload_routes(&config);
         if let Some(supervisor) = &supervisor {
             metrics.watch_restarts(supervisor.restart_counter());
         }
@@ -280,6 +282,7 @@ impl Handle {
         let certificate = tls::load(&next.tls)?;
         next.keep_rate_limit_state(&current);
         self.state.certs.replace(certificate);
+        self.state.metrics.follow_upload_routes(&next);
         *self
             .state
             .config

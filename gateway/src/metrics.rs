@@ -7,33 +7,32 @@
 //! (or `OTHER`), status classes, check names — never user ids, IPs or raw
 //! paths.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-/// The route whose request bodies feed `upload_bytes`.
-// TODO(issue 6): take this from the route that carries an `upload` rule.
-pub(crate) const UPLOAD_ROUTE: &str = "analyze";
-/// The configured upload file limit reported by `upload_limit_bytes`.
-// TODO(issue 6): take this from that route's `upload.max_bytes`.
-pub(crate) const UPLOAD_LIMIT_BYTES: i64 = 2 * 1024 * 1024;
+use crate::accept::HeadError;
+use crate::config::Config;
+
 /// Request and upstream duration buckets, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
-/// Upload size buckets, in bytes. 1887436.8 is exactly 90% of 2 MiB: the
-/// "uploads near the limit" alert relies on a boundary there.
-const UPLOAD_BUCKETS: [f64; 7] = [
-    16384.0, 65536.0, 262144.0, 1048576.0, 1887436.8, 2097152.0, 4194304.0,
-];
+/// Upload size buckets, as fractions of the route's file limit. The
+/// "uploads near the limit" alert relies on a boundary at exactly 90% of
+/// the limit; for the default 2 MiB they are 16384, 65536, 262144, 1048576,
+/// 1887436.8, 2097152 and 4194304 bytes.
+const UPLOAD_BUCKET_FRACTIONS: [f64; 7] = [1.0 / 128.0, 1.0 / 32.0, 0.125, 0.5, 0.9, 1.0, 2.0];
 /// The methods that get their own label value; anything else is `OTHER`.
 const KNOWN_METHODS: [Method; 7] = [
     Method::GET,
@@ -73,8 +72,87 @@ struct ResultLabel {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
+}
+
+/// The upload routes of the policy in force, by name: every route with an
+/// `upload` rule, its file limit and the histogram of its body sizes.
+/// Replaced on each policy load; a route whose limit is unchanged keeps its
+/// histogram.
+#[derive(Debug, Clone, Default)]
+struct UploadRoutes(Arc<RwLock<BTreeMap<String, UploadRoute>>>);
+
+#[derive(Debug)]
+struct UploadRoute {
+    limit: u64,
+    sizes: Histogram,
+}
+
+impl UploadRoute {
+    fn new(limit: u64) -> Self {
+        // Exact for the alert: `limit * 0.9` is computed the same way by
+        // PromQL, and the shortest round-trip formatting keeps it exact.
+        let buckets = UPLOAD_BUCKET_FRACTIONS.map(|fraction| limit as f64 * fraction);
+        UploadRoute {
+            limit,
+            sizes: Histogram::new(buckets),
+        }
+    }
+}
+
+impl UploadRoutes {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, UploadRoute>> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// `upload_bytes`: one histogram per upload route.
+#[derive(Debug)]
+struct UploadSizes(UploadRoutes);
+
+impl EncodeMetric for UploadSizes {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (route, upload) in self.0.read().iter() {
+            let label = RouteLabel {
+                route: route.clone(),
+            };
+            upload.sizes.encode(encoder.encode_family(&label)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// `upload_limit_bytes`: one gauge per upload route.
+#[derive(Debug)]
+struct UploadLimits(UploadRoutes);
+
+impl EncodeMetric for UploadLimits {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (route, upload) in self.0.read().iter() {
+            let label = RouteLabel {
+                route: route.clone(),
+            };
+            let limit = ConstGauge::new(i64::try_from(upload.limit).unwrap_or(i64::MAX));
+            limit.encode(encoder.encode_family(&label)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
 }
 
 /// The registry and a handle on every metric in it.
@@ -86,9 +164,10 @@ pub(crate) struct Metrics {
     auth_failures: Family<AuthLabels, Counter>,
     rate_limited: Family<RouteLabel, Counter>,
     rejections: Family<CheckLabel, Counter>,
-    upload_bytes: Histogram,
+    upload_routes: UploadRoutes,
     active_connections: Gauge,
     tls_handshake_failures: Counter,
+    connection_errors: Family<ReasonLabel, Counter>,
     config_reloads: Family<ResultLabel, Counter>,
     worker_restarts: Counter,
     upstream_up: Gauge,
@@ -104,8 +183,9 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric, with `config_reloads` pre-initialised for
-    /// both results and the upload limit set.
+    /// Registers every metric, with `config_reloads` and
+    /// `connection_errors` pre-initialised. The upload metrics stay empty
+    /// until [`Metrics::follow_upload_routes`] is given a policy.
     pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("tradehabit_gateway");
         let metrics = Metrics {
@@ -115,9 +195,10 @@ impl Metrics {
             auth_failures: Family::default(),
             rate_limited: Family::default(),
             rejections: Family::default(),
-            upload_bytes: Histogram::new(UPLOAD_BUCKETS),
+            upload_routes: UploadRoutes::default(),
             active_connections: Gauge::default(),
             tls_handshake_failures: Counter::default(),
+            connection_errors: Family::default(),
             config_reloads: Family::default(),
             worker_restarts: Counter::default(),
             upstream_up: Gauge::default(),
@@ -157,14 +238,14 @@ impl Metrics {
         );
         registry.register(
             "upload_bytes",
-            "Request body sizes on the upload route",
-            m.upload_bytes.clone(),
+            "Request body sizes on the routes with an upload rule, by route",
+            UploadSizes(m.upload_routes.clone()),
         );
-        registry.register("upload_limit_bytes", "The configured upload file limit", {
-            let limit = Gauge::<i64>::default();
-            limit.set(UPLOAD_LIMIT_BYTES);
-            limit
-        });
+        registry.register(
+            "upload_limit_bytes",
+            "The configured upload file limit, by route",
+            UploadLimits(m.upload_routes.clone()),
+        );
         registry.register(
             "active_connections",
             "Open client connections",
@@ -174,6 +255,11 @@ impl Metrics {
             "tls_handshake_failures",
             "TLS handshakes that failed or timed out",
             m.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "connection_errors",
+            "Connections closed before a request existed (request head timed out, too large or malformed), by reason",
+            m.connection_errors.clone(),
         );
         registry.register(
             "config_reloads",
@@ -192,6 +278,11 @@ impl Metrics {
         );
         for result in ["success", "failure"] {
             let _ = m.config_reloads.get_or_create(&ResultLabel { result });
+        }
+        for error in HeadError::ALL {
+            let _ = m.connection_errors.get_or_create(&ReasonLabel {
+                reason: error.label(),
+            });
         }
         Metrics {
             registry,
@@ -250,9 +341,35 @@ impl Metrics {
             .inc();
     }
 
-    /// Records the body size of one request on the upload route.
-    pub(crate) fn upload(&self, bytes: u64) {
-        self.upload_bytes.observe(bytes as f64);
+    /// Takes the upload routes and their file limits from `config` (at
+    /// start and after each reload). A route whose limit is unchanged keeps
+    /// its histogram; routes no longer carrying an upload rule disappear.
+    pub(crate) fn follow_upload_routes(&self, config: &Config) {
+        let mut routes = self
+            .upload_routes
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut previous = std::mem::take(&mut *routes);
+        for route in &config.routes {
+            let Some(rules) = &route.checks.upload else {
+                continue;
+            };
+            let limit = rules.max_file_bytes();
+            let upload = match previous.remove(&route.name) {
+                Some(kept) if kept.limit == limit => kept,
+                _ => UploadRoute::new(limit),
+            };
+            routes.insert(route.name.clone(), upload);
+        }
+    }
+
+    /// Records the body size of one request on `route`, if it is an upload
+    /// route.
+    pub(crate) fn upload(&self, route: &str, bytes: u64) {
+        if let Some(upload) = self.upload_routes.read().get(route) {
+            upload.sizes.observe(bytes as f64);
+        }
     }
 
     /// Counts an open connection until the guard is dropped.
@@ -264,6 +381,15 @@ impl Metrics {
     /// Counts a failed or timed-out TLS handshake.
     pub(crate) fn tls_handshake_failed(&self) {
         self.tls_handshake_failures.inc();
+    }
+
+    /// Counts a connection closed before a request existed.
+    pub(crate) fn connection_error(&self, error: HeadError) {
+        self.connection_errors
+            .get_or_create(&ReasonLabel {
+                reason: error.label(),
+            })
+            .inc();
     }
 
     /// Counts a reload attempt.
@@ -330,9 +456,21 @@ pub(crate) fn method_label(method: &Method) -> &'static str {
 mod tests {
     use super::*;
 
+    /// A policy with one upload route, `analyze` (default 2 MiB limit), and
+    /// the given extra routes.
+    fn policy(extra_routes: &str) -> Config {
+        let text = format!(
+            "{}\n[[routes]]\nname = \"analyze\"\npath = \"/api/analyze\"\n\
+             methods = [\"POST\"]\nbody_limit = 3000000\nauth = \"none\"\nupload = {{}}\n{extra_routes}",
+            crate::config::tests::MINIMAL
+        );
+        Config::from_toml(&text).unwrap()
+    }
+
     #[test]
     fn names_are_the_alerting_contract() {
         let metrics = Metrics::new();
+        metrics.follow_upload_routes(&policy(""));
         metrics.request(
             Some("analyze"),
             &Method::POST,
@@ -340,7 +478,9 @@ mod tests {
             Duration::from_millis(3),
             Some(Duration::from_millis(2)),
         );
-        metrics.upload(2_000_000);
+        metrics.upload("analyze", 2_000_000);
+        metrics.upload("health", 2_000_000);
+        metrics.connection_error(HeadError::HeaderTimeout);
         metrics.auth_failure("jwt", "expired");
         metrics.rate_limited("analyze");
         metrics.rejection("route");
@@ -353,9 +493,15 @@ mod tests {
             "tradehabit_gateway_auth_failures_total{method=\"jwt\",reason=\"expired\"} 1",
             "tradehabit_gateway_rate_limited_total{route=\"analyze\"} 1",
             "tradehabit_gateway_rejections_total{check=\"route\"} 1",
-            "tradehabit_gateway_upload_bytes_bucket{le=\"1887436.8\"} 0",
-            "tradehabit_gateway_upload_bytes_bucket{le=\"2097152.0\"} 1",
-            "tradehabit_gateway_upload_limit_bytes 2097152",
+            "tradehabit_gateway_upload_bytes_bucket{le=\"16384.0\",route=\"analyze\"} 0",
+            "tradehabit_gateway_upload_bytes_bucket{le=\"1887436.8\",route=\"analyze\"} 0",
+            "tradehabit_gateway_upload_bytes_bucket{le=\"2097152.0\",route=\"analyze\"} 1",
+            "tradehabit_gateway_upload_bytes_bucket{le=\"4194304.0\",route=\"analyze\"} 1",
+            "tradehabit_gateway_upload_bytes_count{route=\"analyze\"} 1",
+            "tradehabit_gateway_upload_limit_bytes{route=\"analyze\"} 2097152",
+            "tradehabit_gateway_connection_errors_total{reason=\"header_timeout\"} 1",
+            "tradehabit_gateway_connection_errors_total{reason=\"head_too_large\"} 0",
+            "tradehabit_gateway_connection_errors_total{reason=\"malformed_head\"} 0",
             "tradehabit_gateway_active_connections 0",
             "tradehabit_gateway_tls_handshake_failures_total 1",
             "tradehabit_gateway_config_reloads_total{result=\"success\"} 0",
@@ -366,6 +512,70 @@ mod tests {
             assert!(text.contains(name), "missing `{name}` in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+        assert!(
+            !text.contains("route=\"health\"} 2"),
+            "a route without an upload rule has no upload series:\n{text}"
+        );
+    }
+
+    #[test]
+    fn upload_metrics_follow_the_policy_across_reloads() {
+        let metrics = Metrics::new();
+        metrics.follow_upload_routes(&policy(""));
+        metrics.upload("analyze", 100);
+        // Reload: `analyze` unchanged keeps its count; a new upload route
+        // with its own limit gets buckets scaled to it.
+        let reloaded = policy(
+            "[[routes]]\nname = \"bulk\"\npath = \"/api/bulk\"\nmethods = [\"POST\"]\n\
+             body_limit = 30000\nauth = \"none\"\nupload = { max_file_bytes = 10000 }\n",
+        );
+        metrics.follow_upload_routes(&reloaded);
+        metrics.upload("bulk", 9500);
+        let text = metrics.encode();
+        for line in [
+            "tradehabit_gateway_upload_bytes_count{route=\"analyze\"} 1",
+            "tradehabit_gateway_upload_limit_bytes{route=\"bulk\"} 10000",
+            "tradehabit_gateway_upload_bytes_bucket{le=\"9000.0\",route=\"bulk\"} 0",
+            "tradehabit_gateway_upload_bytes_bucket{le=\"10000.0\",route=\"bulk\"} 1",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in\n{text}");
+        }
+        // Back to the first policy: `bulk` is gone.
+        metrics.follow_upload_routes(&policy(""));
+        let text = metrics.encode();
+        assert!(!text.contains("route=\"bulk\""), "{text}");
+        assert!(text.contains("tradehabit_gateway_upload_bytes_count{route=\"analyze\"} 1"));
+    }
+
+    #[test]
+    fn the_90_percent_bucket_is_exactly_what_promql_computes() {
+        for limit in [2_097_152u64, 2_300_000, 1024, 10_000, 67_108_864] {
+            let metrics = Metrics::new();
+            let route = format!(
+                "[[routes]]\nname = \"bulk\"\npath = \"/api/bulk\"\nmethods = [\"POST\"]\n\
+                 body_limit = 70000000\nauth = \"none\"\nupload = {{ max_file_bytes = {limit} }}\n"
+            );
+            metrics.follow_upload_routes(&policy(&route));
+            // The bounds as Prometheus parses them from the text.
+            let bounds: Vec<f64> = metrics
+                .encode()
+                .lines()
+                .filter_map(|l| l.strip_prefix("tradehabit_gateway_upload_bytes_bucket{le=\""))
+                .filter(|l| l.contains("route=\"bulk\""))
+                .filter_map(|l| l.split('"').next()?.parse().ok())
+                .collect();
+            assert_eq!(
+                bounds.len(),
+                8,
+                "{limit}: seven bounds and +Inf: {bounds:?}"
+            );
+            assert!(
+                bounds.contains(&(0.9 * limit as f64)),
+                "{limit}: {bounds:?}"
+            );
+            assert!(bounds.contains(&(limit as f64)), "{limit}: {bounds:?}");
+            assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{bounds:?}");
+        }
     }
 
     #[test]

@@ -141,9 +141,8 @@ pub(crate) async fn handle(
     );
     let bytes_in = watch.get().map_or(0, |w| w.received());
     audit::record_request(
-        state, conn, &identity, &started, &trail, decision, &response, bytes_in,
-    );
-    response
+        state, conn, &identity, &started, &trail, decision, response, bytes_in,
+    )
 }
 
 /// Puts the gathered CORS and rate-limit headers on an answer. Upstream

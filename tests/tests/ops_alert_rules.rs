@@ -51,6 +51,7 @@ const EXPOSED_SERIES: &[&str] = &[
     "tradehabit_gateway_upload_limit_bytes",
     "tradehabit_gateway_active_connections",
     "tradehabit_gateway_tls_handshake_failures_total",
+    "tradehabit_gateway_connection_errors_total",
     "tradehabit_gateway_config_reloads_total",
     "tradehabit_gateway_worker_restarts_total",
     "tradehabit_gateway_upstream_up",

@@ -148,11 +148,20 @@ impl From<AuthFailure> for Rejection {
                 CHALLENGE
             }
         };
-        let mut rejection = Rejection::new(
-            StatusCode::UNAUTHORIZED,
-            "authentication required",
-            failure.reason(),
-        )
+        let mut rejection = match &failure {
+            // Only an otherwise valid token gets this far: say what to fix.
+            AuthFailure::Jwt(JwtError::WrongType { required }) => Rejection::new(
+                StatusCode::UNAUTHORIZED,
+                "the bearer token is not of the required type",
+                failure.reason(),
+            )
+            .with_detail(format!("the token's typ header must be {required:?}")),
+            _ => Rejection::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication required",
+                failure.reason(),
+            ),
+        }
         .with_header(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         rejection.audit_detail = match &failure {
             AuthFailure::ApiKey(err) => err.key_id().map(|id| format!("key {id}")),

@@ -23,6 +23,12 @@
 //!    defaults): `exp`, `iss`, `aud`, `sub` required; `nbf` validated;
 //!    `iss` equal to the issuer, `aud` one of its audiences; leeway default
 //!    [`DEFAULT_LEEWAY_SECONDS`], at most [`MAX_LEEWAY_SECONDS`].
+//! 7. Type: when the issuer sets `required_typ` (RFC 9068 access tokens:
+//!    `at+jwt`), the header's `typ` must be that media type, compared
+//!    case-insensitively with an optional `application/` prefix; a missing
+//!    `typ` is refused too. Checked last, so only a token that is otherwise
+//!    valid learns (in the envelope) which type is expected: an ID token or
+//!    another JWT of the same issuer cannot pass as an access token.
 //!
 //! Scopes come from `scope` (space-separated) and `scp` (array or string).
 
@@ -89,6 +95,9 @@ pub struct IssuerRaw {
     pub jwks_file: Option<PathBuf>,
     /// Clock-skew allowance in seconds. Default [`DEFAULT_LEEWAY_SECONDS`].
     pub leeway_seconds: Option<u64>,
+    /// The media type the header's `typ` must carry (`at+jwt` for RFC 9068
+    /// access tokens). Default: `typ` is not checked.
+    pub required_typ: Option<String>,
 }
 
 /// A public key in a PEM file.
@@ -173,6 +182,8 @@ pub struct Issuer {
     algorithms: Vec<Algorithm>,
     keys: Vec<VerifyKey>,
     leeway_seconds: u64,
+    /// Normalised with [`media_type`]; `None`: not checked.
+    required_typ: Option<String>,
     origin: IssuerOrigin,
 }
 
@@ -190,6 +201,7 @@ impl Issuer {
                 key: DecodingKey::from_secret(secret.expose()),
             }],
             leeway_seconds: DEFAULT_LEEWAY_SECONDS,
+            required_typ: None,
             origin: IssuerOrigin::Gateway,
         }
     }
@@ -268,6 +280,22 @@ fn validate_issuer(
         );
     }
 
+    let required_typ = raw.required_typ.as_deref().map(media_type);
+    if let Some(typ) = &required_typ {
+        let is_media_type = typ.split_once('/').is_none()
+            && !typ.is_empty()
+            && typ.len() <= 64
+            && typ
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
+        if !is_media_type {
+            problems.push(
+                join(path, "required_typ"),
+                "must be a media type such as \"at+jwt\" (an `application/` prefix may be given)",
+            );
+        }
+    }
+
     let algorithms = validate_algorithms(&raw.algorithms, &join(path, "algorithms"), problems);
     let families: HashSet<Family> = algorithms.iter().map(|a| Family::of(*a)).collect();
 
@@ -307,8 +335,20 @@ fn validate_issuer(
         algorithms,
         keys,
         leeway_seconds,
+        required_typ,
         origin: IssuerOrigin::External,
     })
+}
+
+/// A `typ` value as compared: lower case, without an `application/`
+/// prefix (RFC 7515 §4.1.9: `at+jwt` and `application/at+jwt` are the same
+/// type).
+fn media_type(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(short) => short.to_owned(),
+        None => lower,
+    }
 }
 
 fn validate_algorithms(names: &[String], path: &str, problems: &mut Problems) -> Vec<Algorithm> {
@@ -576,6 +616,12 @@ pub enum JwtError {
     /// `sub` is empty, too long or not printable ASCII.
     #[error("unusable subject")]
     BadSubject,
+    /// The header's `typ` is missing or not the issuer's `required_typ`.
+    #[error("token type must be {required}")]
+    WrongType {
+        /// The type the issuer requires (from the policy, not the token).
+        required: String,
+    },
 }
 
 impl JwtError {
@@ -598,6 +644,7 @@ impl JwtError {
             Self::WrongIssuer => "jwt.wrong_issuer",
             Self::MissingClaim(_) => "jwt.missing_claim",
             Self::BadSubject => "jwt.bad_subject",
+            Self::WrongType { .. } => "jwt.wrong_typ",
         }
     }
 }
@@ -690,6 +737,11 @@ impl JwtVerifier {
             Some(serde_json::Value::String(kid)) => Some(kid.as_str()),
             Some(_) => return Err(JwtError::Malformed),
         };
+        let typ = match header.get("typ") {
+            None => None,
+            Some(serde_json::Value::String(typ)) => Some(typ.as_str()),
+            Some(_) => return Err(JwtError::Malformed),
+        };
 
         let peek: PeekIssuer =
             serde_json::from_slice(&decode_part(payload_part)?).map_err(|_| JwtError::Malformed)?;
@@ -737,6 +789,13 @@ impl JwtVerifier {
             }
         }
         scopes.retain(|s| is_scope_token(s));
+        if let Some(required) = &issuer.required_typ {
+            if typ.map(media_type).as_ref() != Some(required) {
+                return Err(JwtError::WrongType {
+                    required: required.clone(),
+                });
+            }
+        }
         Ok(VerifiedToken {
             issuer: issuer.name.clone(),
             origin: issuer.origin,

@@ -258,6 +258,11 @@ impl From<UploadError> for Rejection {
 }
 
 impl UploadRules {
+    /// The largest accepted file in bytes (`max_file_bytes`).
+    pub fn max_file_bytes(&self) -> u64 {
+        self.max_file_bytes
+    }
+
     /// The body limit the upload route should use: the file limit plus
     /// framing. A larger body is answered with [`UploadRules::too_large`]
     /// before it is read, so an oversize upload is a 400 as in the legacy

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -130,7 +131,7 @@ fn csv_upload() -> String {
 }
 
 /// GET on the admin listener: status and body.
-async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -150,7 +151,7 @@ async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// The value of one exact series line in a metrics text, 0 if absent.
-fn sample(metrics: &str, series: &str) -> f64 {
+pub(crate) fn sample(metrics: &str, series: &str) -> f64 {
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
@@ -291,7 +292,10 @@ async fn metrics_move_for_an_allowed_request_a_401_a_404_and_a_413() {
             "tradehabit_gateway_config_reloads_total{result=\"failure\"}",
             0.0,
         ),
-        ("tradehabit_gateway_upload_limit_bytes", 2_097_152.0),
+        (
+            "tradehabit_gateway_upload_limit_bytes{route=\"analyze\"}",
+            1024.0,
+        ),
     ] {
         assert!(before.contains(metric), "{metric} missing");
         assert_eq!(sample(&before, metric), value);
@@ -351,7 +355,7 @@ async fn metrics_move_for_an_allowed_request_a_401_a_404_and_a_413() {
         ),
         ("tradehabit_gateway_rejections_total{check=\"route\"}", 1.0),
         ("tradehabit_gateway_rejections_total{check=\"body\"}", 1.0),
-        ("tradehabit_gateway_upload_bytes_count", 2.0),
+        ("tradehabit_gateway_upload_bytes_count{route=\"analyze\"}", 2.0),
         ("tradehabit_gateway_request_duration_seconds_count{route=\"analyze\"}", 2.0),
         ("tradehabit_gateway_upstream_duration_seconds_count{route=\"analyze\"}", 1.0),
     ] {
@@ -501,4 +505,539 @@ async fn healthcheck_exits_0_when_ready_and_1_against_a_dead_port() {
     let url = format!("http://{dead}/readyz");
     let failed = gateway_binary(&["healthcheck", "--url", &url]);
     assert_eq!(failed.status.code(), Some(1));
+}
+
+// ------------------------------------------------ upload metrics (policy)
+
+/// An upload route named otherwise than `analyze`, with its own limit.
+fn import_route(max_file_bytes: u64) -> String {
+    format!(
+        r#"
+[[routes]]
+name = "import"
+path = "/api/import"
+methods = ["POST"]
+auth = "none"
+body_limit = 40000
+upload = {{ max_file_bytes = {max_file_bytes} }}
+"#
+    )
+}
+
+/// A multipart upload of a CSV whose whole body is exactly `total` bytes.
+fn upload_of_size(path: &str, total: usize) -> Request<Full<Bytes>> {
+    let head = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.csv\"\r\n\
+                Content-Type: text/csv\r\n\r\nsymbol,price\n";
+    let tail = "\r\n--XyZ--\r\n";
+    let rows = "A,1\n".repeat((total - head.len() - tail.len()) / 4);
+    let mut body = format!("{head}{rows}");
+    body.push_str(&"A".repeat(total - body.len() - tail.len()));
+    body.push_str(tail);
+    assert_eq!(body.len(), total);
+    Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn upload_metrics_follow_the_policys_upload_route_and_its_reload() {
+    let policy = Policy {
+        routes: format!("{}{}", import_route(4096), crate::support::ROUTES),
+        ..Policy::default()
+    };
+    let (gateway, _upstream) = TestGateway::with_upstream(policy.clone()).await;
+    let admin = gateway.handle().admin_addr();
+    let client = gateway.client();
+    let (_, before) = admin_get(admin, "/metrics").await;
+    assert_eq!(
+        sample(
+            &before,
+            "tradehabit_gateway_upload_limit_bytes{route=\"import\"}"
+        ),
+        4096.0,
+        "{before}"
+    );
+    assert!(
+        !before.contains("route=\"analyze\"")
+            && !before.contains("upload_limit_bytes{route=\"echo\"}"),
+        "only routes with an upload rule have upload series:\n{before}"
+    );
+
+    // 3900 bytes: above 90% of 4096 (3686.4), under the limit.
+    let reply = client
+        .send(Proto::H1, upload_of_size("/api/import", 3900))
+        .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    // A body on a route without an upload rule is not an upload.
+    assert_eq!(
+        client
+            .send(Proto::H1, request("POST", "/api/echo", "plain"))
+            .await
+            .status,
+        200
+    );
+    let (_, after) = admin_get(admin, "/metrics").await;
+    for (series, value) in [
+        (
+            "tradehabit_gateway_upload_bytes_count{route=\"import\"}",
+            1.0,
+        ),
+        (
+            "tradehabit_gateway_upload_bytes_sum{route=\"import\"}",
+            3900.0,
+        ),
+        (
+            "tradehabit_gateway_upload_bytes_bucket{le=\"3686.4\",route=\"import\"}",
+            0.0,
+        ),
+        (
+            "tradehabit_gateway_upload_bytes_bucket{le=\"4096.0\",route=\"import\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(sample(&after, series), value, "{series} in\n{after}");
+    }
+    assert!(
+        !after.contains("upload_bytes_count{route=\"echo\"}"),
+        "{after}"
+    );
+
+    // Reload with a larger limit: the gauge and the buckets follow.
+    let reloaded = Policy {
+        routes: format!("{}{}", import_route(8192), crate::support::ROUTES),
+        ..policy
+    };
+    TestGateway::write_policy(gateway.dir.path(), &reloaded);
+    gateway.handle().reload().expect("the new policy is valid");
+    let (_, reloaded) = admin_get(admin, "/metrics").await;
+    assert_eq!(
+        sample(
+            &reloaded,
+            "tradehabit_gateway_upload_limit_bytes{route=\"import\"}"
+        ),
+        8192.0,
+        "{reloaded}"
+    );
+    assert!(
+        reloaded
+            .contains("tradehabit_gateway_upload_bytes_bucket{le=\"7372.8\",route=\"import\"} 0"),
+        "buckets scaled to the new limit:\n{reloaded}"
+    );
+    gateway.shutdown().await;
+}
+
+// ------------------------------- connections that end before a request
+
+/// A gateway with a short header-read timeout, auditing to a file in the
+/// returned directory.
+async fn start_with_header_timeout() -> (TestGateway, Upstream, tempfile::TempDir) {
+    let files = tempfile::tempdir().unwrap();
+    let policy = Policy {
+        limits: "header_read_timeout = \"300ms\"\n".to_string(),
+        audit: format!(
+            "output = \"{}\"\n",
+            files.path().join("audit.log").display()
+        ),
+        ..Policy::default()
+    };
+    let (gateway, upstream) = TestGateway::with_upstream(policy).await;
+    (gateway, upstream, files)
+}
+
+/// The audit lines written so far.
+fn audit_lines(files: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(files.join("audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every line is JSON"))
+        .collect()
+}
+
+/// Polls the audit log until it holds a line with `reason` (bounded by the
+/// safety net); returns all lines then.
+async fn wait_for_reason(files: &Path, reason: &str) -> Vec<serde_json::Value> {
+    let waiting = async {
+        loop {
+            let lines = audit_lines(files);
+            if lines.iter().any(|l| l["reason"] == reason) {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(SAFETY, waiting)
+        .await
+        .unwrap_or_else(|_| panic!("no audit line with reason {reason}"))
+}
+
+/// Asserts `line` is a request-head failure with `reason` and carries no
+/// request data.
+fn assert_head_failure(line: &serde_json::Value, reason: &str) {
+    assert_eq!(line["event"], "request_head_failed", "{line}");
+    assert_eq!(line["decision"], "http", "{line}");
+    assert_eq!(line["reason"], reason, "{line}");
+    assert_eq!(line["client_ip"], "127.0.0.1", "{line}");
+    for field in [
+        "request_id",
+        "method",
+        "route",
+        "path",
+        "status",
+        "user_agent",
+    ] {
+        assert!(line[field].is_null(), "{field} in {line}");
+    }
+}
+
+#[tokio::test]
+async fn a_slowloris_head_is_one_audit_line_and_a_metric() {
+    let (gateway, _upstream, files) = start_with_header_timeout().await;
+    let mut slow = gateway.client().tls(Proto::H1).await;
+    tokio::io::AsyncWriteExt::write_all(
+        &mut slow,
+        b"GET /api/echo HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slow-SECRETUA\r\n",
+    )
+    .await
+    .unwrap();
+    // The gateway hangs up once the header-read timeout has passed.
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(
+        SAFETY,
+        tokio::io::AsyncReadExt::read_to_end(&mut slow, &mut sink),
+    )
+    .await
+    .expect("the gateway closed the slow connection");
+    let lines = wait_for_reason(files.path(), "http.header_timeout").await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_head_failure(&lines[0], "http.header_timeout");
+    let log = std::fs::read_to_string(files.path().join("audit.log")).unwrap();
+    assert!(
+        !log.contains("SECRETUA") && !log.contains("/api/echo"),
+        "{log}"
+    );
+    let (_, metrics) = admin_get(gateway.handle().admin_addr(), "/metrics").await;
+    for (reason, value) in [
+        ("header_timeout", 1.0),
+        ("malformed_head", 0.0),
+        ("head_too_large", 0.0),
+    ] {
+        let series = format!("tradehabit_gateway_connection_errors_total{{reason=\"{reason}\"}}");
+        assert!(metrics.contains(&series), "{series} missing:\n{metrics}");
+        assert_eq!(sample(&metrics, &series), value, "{series}");
+    }
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_heads_are_one_audit_line_each() {
+    let (gateway, upstream, files) = start_with_header_timeout().await;
+    let client = gateway.client();
+    let answer = crate::support::raw_exchange(
+        &client,
+        b"GET /api/echo HTTP/1.1\r\nHost: localhost\r\nNo colon here\r\n\r\n",
+    )
+    .await;
+    assert_eq!(crate::support::raw_status(&answer), 400, "{answer}");
+    let lines = wait_for_reason(files.path(), "http.malformed_head").await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_head_failure(&lines[0], "http.malformed_head");
+
+    let big = format!(
+        "GET /api/echo HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+        "v".repeat(20_000)
+    );
+    let answer = crate::support::raw_exchange(&client, big.as_bytes()).await;
+    assert_eq!(crate::support::raw_status(&answer), 431, "{answer}");
+    let lines = wait_for_reason(files.path(), "http.head_too_large").await;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_head_failure(&lines[1], "http.head_too_large");
+    assert!(upstream.seen().is_empty());
+
+    let (_, metrics) = admin_get(gateway.handle().admin_addr(), "/metrics").await;
+    for (reason, value) in [
+        ("header_timeout", 0.0),
+        ("malformed_head", 1.0),
+        ("head_too_large", 1.0),
+    ] {
+        let series = format!("tradehabit_gateway_connection_errors_total{{reason=\"{reason}\"}}");
+        assert_eq!(sample(&metrics, &series), value, "{series} in\n{metrics}");
+    }
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_keep_alive_session_that_idles_out_leaves_only_its_request_lines() {
+    let (gateway, _upstream, files) = start_with_header_timeout().await;
+    let client = gateway.client();
+    let stream = client.tls(Proto::H1).await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    for _ in 0..2 {
+        let mut req = request("GET", "/api/echo", "");
+        req.headers_mut()
+            .insert("host", "localhost".parse().unwrap());
+        let reply = crate::support::collect(sender.send_request(req).await.unwrap()).await;
+        assert_eq!(reply.status, 200);
+    }
+    // Idle past the header-read timeout: the gateway closes the connection,
+    // which ends the client's connection task.
+    tokio::time::timeout(SAFETY, conn)
+        .await
+        .expect("the gateway closed the idle connection")
+        .unwrap()
+        .ok();
+    // A client that opens a connection and closes it without a byte.
+    drop(client.tls(Proto::H1).await);
+    // A marker on a later connection: once its line is there, anything
+    // the earlier connections would have written is there too.
+    let _ = crate::support::raw_exchange(&client, b"BROKEN\r\n\r\n").await;
+    let lines = wait_for_reason(files.path(), "http.malformed_head").await;
+    let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        events,
+        ["request", "request", "request_head_failed"],
+        "{lines:?}"
+    );
+    gateway.shutdown().await;
+}
+
+// ------------------------------------------- bytes_out of streamed bodies
+
+/// An upstream on the gateway's socket that streams its answers without a
+/// length: `/api/stream` three chunks (12 bytes); `/api/stream-abort` one
+/// chunk (3 bytes), then fails once `fail` is notified; `/api/stream-hold`
+/// one chunk, then nothing.
+async fn streaming_upstream(
+    socket: &Path,
+    fail: Arc<tokio::sync::Notify>,
+) -> tokio::task::JoinHandle<()> {
+    use futures_util::StreamExt as _;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    type Chunk = Result<Frame<Bytes>, std::io::Error>;
+    let _ = std::fs::remove_file(socket);
+    let listener = tokio::net::UnixListener::bind(socket).unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let fail = Arc::clone(&fail);
+            let service =
+                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let fail = Arc::clone(&fail);
+                    async move {
+                        let chunk = |text: &'static str| -> Chunk {
+                            Ok(Frame::data(Bytes::from_static(text.as_bytes())))
+                        };
+                        let body = match request.uri().path() {
+                            "/api/stream" => futures_util::stream::iter(vec![
+                                chunk("aaa"),
+                                chunk("bbbb"),
+                                chunk("ccccc"),
+                            ])
+                            .boxed(),
+                            "/api/stream-abort" => futures_util::stream::iter(vec![chunk("aaa")])
+                                .chain(futures_util::stream::once(async move {
+                                    fail.notified().await;
+                                    Err(std::io::Error::other("upstream failed mid-body"))
+                                }))
+                                .boxed(),
+                            _ => futures_util::stream::iter(vec![chunk("aaa")])
+                                .chain(futures_util::stream::pending())
+                                .boxed(),
+                        };
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(StreamBody::new(
+                            body,
+                        )))
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    })
+}
+
+/// A raw HTTP/1.1 `GET path` whose answer has been read up to its first
+/// chunk (`aaa`); the connection is returned open.
+async fn first_chunk(
+    client: &crate::support::Client,
+    path: &str,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut stream = client.tls(Proto::H1).await;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    tokio::io::AsyncWriteExt::write_all(&mut stream, head.as_bytes())
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let reading = async {
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&received).contains("aaa") {
+            let n = tokio::io::AsyncReadExt::read(&mut stream, &mut buf)
+                .await
+                .unwrap();
+            assert!(n > 0, "closed before the first chunk");
+            received.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(SAFETY, reading)
+        .await
+        .expect("first chunk");
+    assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+    stream
+}
+
+#[tokio::test]
+async fn a_streamed_response_is_one_line_with_the_bytes_actually_sent() {
+    let files = tempfile::tempdir().unwrap();
+    let policy = Policy {
+        audit: format!(
+            "output = \"{}\"\n",
+            files.path().join("audit.log").display()
+        ),
+        ..Policy::default()
+    };
+    let gateway = TestGateway::without_upstream(policy).await;
+    let fail = Arc::new(tokio::sync::Notify::new());
+    let upstream = streaming_upstream(
+        &TestGateway::socket_in(gateway.dir.path()),
+        Arc::clone(&fail),
+    )
+    .await;
+    let client = gateway.client();
+
+    let whole = client.get("/api/stream").await;
+    assert_eq!(whole.status, 200, "{:?}", audit_lines(files.path()));
+    assert_eq!(whole.body, "aaabbbbccccc");
+    assert!(whole.header("content-length").is_none(), "streamed");
+
+    // The upstream fails after the client got its first chunk: the client
+    // gets a cut-off body.
+    let mut cut = first_chunk(&client, "/api/stream-abort").await;
+    fail.notify_one();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(
+        SAFETY,
+        tokio::io::AsyncReadExt::read_to_end(&mut cut, &mut rest),
+    )
+    .await
+    .expect("the gateway ends the cut-off response");
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("\r\n0\r\n\r\n"),
+        "a failed body must not end like a complete one"
+    );
+
+    // The client goes away after the first chunk of an endless body.
+    drop(first_chunk(&client, "/api/stream-hold").await);
+
+    let waiting = async {
+        loop {
+            let lines = audit_lines(files.path());
+            if lines.len() >= 3 {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let lines = tokio::time::timeout(SAFETY, waiting)
+        .await
+        .expect("three audit lines");
+    let by_path = |path: &str| -> Vec<&serde_json::Value> {
+        lines.iter().filter(|l| l["path"] == path).collect()
+    };
+    for (path, bytes_out) in [
+        ("/api/stream", 12),
+        ("/api/stream-abort", 3),
+        ("/api/stream-hold", 3),
+    ] {
+        let found = by_path(path);
+        assert_eq!(found.len(), 1, "one line for {path}: {lines:?}");
+        assert_eq!(found[0]["bytes_out"], bytes_out, "{path}: {}", found[0]);
+        assert_eq!(found[0]["status"], 200, "{path}");
+    }
+    gateway.shutdown().await;
+    upstream.abort();
+    assert_eq!(audit_lines(files.path()).len(), 3, "still one line each");
+}
+
+// ------------------------------------------------------ 429s on /metrics
+
+#[tokio::test]
+async fn a_429_from_the_rate_limiter_is_counted_on_metrics_and_in_the_audit_log() {
+    let files = tempfile::tempdir().unwrap();
+    let policy = Policy {
+        routes: r#"
+[[routes]]
+name = "limited"
+path = "/api/limited"
+methods = ["GET"]
+auth = "none"
+# One cell back every 30 s: no replenishment during the test.
+rate_limit = { per_ip = ["2/minute"] }
+"#
+        .to_string(),
+        audit: format!(
+            "output = \"{}\"\n",
+            files.path().join("audit.log").display()
+        ),
+        ..Policy::default()
+    };
+    let (gateway, upstream) = TestGateway::with_upstream(policy).await;
+    let admin = gateway.handle().admin_addr();
+    let client = gateway.client();
+    let (_, before) = admin_get(admin, "/metrics").await;
+    assert_eq!(
+        sample(
+            &before,
+            "tradehabit_gateway_rate_limited_total{route=\"limited\"}"
+        ),
+        0.0
+    );
+    for _ in 0..2 {
+        assert_eq!(client.get("/api/limited").await.status, 200);
+    }
+    let limited = client.get("/api/limited").await;
+    assert_eq!(limited.status, 429);
+    assert!(limited.header("retry-after").is_some());
+    assert_eq!(upstream.seen().len(), 2, "the 429 was not forwarded");
+
+    let (_, after) = admin_get(admin, "/metrics").await;
+    for (series, value) in [
+        ("tradehabit_gateway_rate_limited_total{route=\"limited\"}", 1.0),
+        (
+            "tradehabit_gateway_requests_total{route=\"limited\",method=\"GET\",status_class=\"4xx\"}",
+            1.0,
+        ),
+        (
+            "tradehabit_gateway_requests_total{route=\"limited\",method=\"GET\",status_class=\"2xx\"}",
+            2.0,
+        ),
+        ("tradehabit_gateway_rejections_total{check=\"rate_limit\"}", 1.0),
+    ] {
+        assert_eq!(sample(&after, series), value, "{series} in\n{after}");
+    }
+    let auth_failures = after
+        .lines()
+        .filter(|l| l.starts_with("tradehabit_gateway_auth_failures_total{"))
+        .count();
+    assert_eq!(auth_failures, 0, "a 429 is not an authentication failure");
+    let lines = audit_lines(files.path());
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[2]["status"], 429);
+    assert_eq!(lines[2]["decision"], "rate_limit");
+    assert!(lines[2]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("rate_limit."));
+    gateway.shutdown().await;
 }

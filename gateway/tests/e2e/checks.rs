@@ -514,6 +514,85 @@ async fn jwt_attacks_are_401_and_valid_tokens_forward_iss_and_sub() {
     assert_eq!(s.up.seen().len(), 1, "no attack reached the upstream");
 }
 
+/// An issuer of RFC 9068 access tokens: same key as [`ISS`], `typ` required.
+const AT_ISS: &str = "https://idp-at.test/";
+
+fn typed_token(iss: &str, typ: Option<&str>) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("k1".to_owned());
+    header.typ = typ.map(str::to_owned);
+    let mut claims = claims("alice");
+    claims["iss"] = json!(iss);
+    encode(
+        &header,
+        &claims,
+        &EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_issuer_requiring_at_jwt_refuses_other_token_types_with_a_clear_401() {
+    let extra = format!(
+        r#"
+[[jwt.issuers]]
+issuer = "{AT_ISS}"
+audiences = ["{AUD}"]
+algorithms = ["RS256"]
+keys = [{{ kid = "k1", pem_file = "idp.pem" }}]
+required_typ = "at+jwt"
+"#
+    );
+    let s = Setup::start_with("", &extra).await;
+    let get = |token: String| {
+        req(
+            "GET",
+            "/api/summary",
+            &[("authorization", &format!("Bearer {token}"))],
+            "",
+        )
+    };
+    for typ in ["at+jwt", "application/AT+JWT"] {
+        let ok = s.send(get(typed_token(AT_ISS, Some(typ)))).await;
+        assert_eq!(
+            ok.status,
+            200,
+            "{typ}: {:?}",
+            String::from_utf8_lossy(&ok.body)
+        );
+    }
+    assert_eq!(
+        s.up.seen()[0].headers["x-tradehabit-principal"],
+        "jwt:https://idp-at.test/|alice"
+    );
+    // jsonwebtoken's default `typ: JWT` (e.g. an ID token), and none at all.
+    for typ in [Some("JWT"), None] {
+        let refused = s.send(get(typed_token(AT_ISS, typ))).await;
+        assert_refused(
+            &refused,
+            401,
+            "the bearer token is not of the required type",
+        );
+        assert_eq!(
+            refused.json()["details"],
+            json!(["the token's typ header must be \"at+jwt\""]),
+            "{typ:?}"
+        );
+        assert_eq!(
+            refused.header("www-authenticate"),
+            Some("Bearer realm=\"tradehabit\", error=\"invalid_token\"")
+        );
+    }
+    // The issuer without `required_typ` still takes any type.
+    let lenient = s.send(get(typed_token(ISS, Some("JWT")))).await;
+    assert_eq!(lenient.status, 200);
+    assert_eq!(
+        s.up.seen().len(),
+        3,
+        "no refused token reached the upstream"
+    );
+}
+
 #[tokio::test]
 async fn api_keys_right_wrong_revoked_and_missing() {
     let s = Setup::start().await;

@@ -234,6 +234,12 @@ async fn the_spawned_upstream_is_started_restarted_and_stopped() {
     let second_pid = second_pid.expect("the child was restarted");
     assert_ne!(first_pid, second_pid);
     assert_eq!(handle.upstream_restarts(), 1);
+    let (_, metrics) = crate::audit::admin_get(handle.admin_addr(), "/metrics").await;
+    assert_eq!(
+        crate::audit::sample(&metrics, "tradehabit_gateway_worker_restarts_total"),
+        1.0,
+        "{metrics}"
+    );
 
     handle.shutdown().await;
     let is_alive = Path::new(&format!("/proc/{second_pid}")).exists()

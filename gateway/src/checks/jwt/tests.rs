@@ -571,3 +571,115 @@ fn reasons_are_stable() {
     assert_eq!(JwtError::AlgNone.reason(), "jwt.alg_none");
     assert_eq!(JwtError::UnknownKid.reason(), "jwt.unknown_kid");
 }
+
+fn typed_rs256(claims: &serde_json::Value, typ: Option<&str>) -> String {
+    let mut header = header(Algorithm::RS256, Some("rsa-1"));
+    header.typ = typ.map(str::to_owned);
+    let key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+    encode(&header, claims, &key).unwrap()
+}
+
+fn access_token_issuer(required_typ: &str) -> JwtVerifier {
+    Fixture::new().verifier(&format!(
+        r#"
+        [[issuers]]
+        issuer = "{ISS}"
+        audiences = ["{AUD}"]
+        algorithms = ["RS256"]
+        keys = [{{ kid = "rsa-1", pem_file = "rsa.pem" }}]
+        required_typ = "{required_typ}"
+        "#
+    ))
+}
+
+#[test]
+fn required_typ_accepts_the_type_in_either_form_and_refuses_others() {
+    for configured in ["at+jwt", "application/at+jwt", "AT+JWT"] {
+        let verifier = access_token_issuer(configured);
+        for typ in [
+            "at+jwt",
+            "AT+JWT",
+            "application/at+jwt",
+            "Application/At+Jwt",
+        ] {
+            assert!(
+                verifier.verify(&typed_rs256(&claims(), Some(typ))).is_ok(),
+                "{configured} / {typ}"
+            );
+        }
+        let wrong = JwtError::WrongType {
+            required: "at+jwt".to_owned(),
+        };
+        for typ in [
+            Some("JWT"),
+            Some("application/jwt"),
+            Some("at+jwt "),
+            Some("xat+jwt"),
+            Some("application/at+jwt/extra"),
+            None,
+        ] {
+            assert_eq!(
+                verifier.verify(&typed_rs256(&claims(), typ)),
+                Err(wrong.clone()),
+                "{configured} / {typ:?}"
+            );
+        }
+    }
+    assert_eq!(
+        JwtError::WrongType {
+            required: "at+jwt".to_owned()
+        }
+        .reason(),
+        "jwt.wrong_typ"
+    );
+}
+
+#[test]
+fn the_type_is_checked_only_on_otherwise_valid_tokens_and_only_when_required() {
+    let verifier = access_token_issuer("at+jwt");
+    // A wrong type on an expired token is reported as expired: the type is
+    // only revealed to holders of a token that is valid in every other way.
+    let expired = with(claims(), "exp", json!(now() - 3600));
+    assert_eq!(
+        verifier.verify(&typed_rs256(&expired, Some("JWT"))),
+        Err(JwtError::Expired)
+    );
+    // A typ header that is not a string is malformed.
+    let token = format!(
+        "{}.{}.sig",
+        b64(&json!({"alg": "RS256", "kid": "rsa-1", "typ": 1})),
+        b64(&claims())
+    );
+    assert_eq!(verifier.verify(&token), Err(JwtError::Malformed));
+    // Without `required_typ`, any type (or none) passes as before.
+    let lenient = rsa_issuer();
+    for typ in [Some("JWT"), Some("at+jwt"), None] {
+        assert!(
+            lenient.verify(&typed_rs256(&claims(), typ)).is_ok(),
+            "{typ:?}"
+        );
+    }
+}
+
+#[test]
+fn required_typ_must_be_a_media_type() {
+    for bad in ["", "text/plain", "at jwt", "application/"] {
+        let (verifier, problems) = Fixture::new().validate(&format!(
+            r#"
+            [[issuers]]
+            issuer = "{ISS}"
+            audiences = ["{AUD}"]
+            algorithms = ["RS256"]
+            keys = [{{ kid = "rsa-1", pem_file = "rsa.pem" }}]
+            required_typ = "{bad}"
+            "#
+        ));
+        assert!(verifier.is_none(), "{bad:?}");
+        assert!(
+            problems
+                .to_string()
+                .contains("auth.jwt.issuers[0].required_typ: must be a media type"),
+            "{bad:?}: {problems}"
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! Connections that end before a request exists: hyper gives up on the
+//! HTTP/1.1 request head (it timed out, was too large, or did not parse)
+//! and closes the connection, or answers 400/431 itself, before
+//! `policy::handle` runs. [`classify`] turns hyper's error into a
+//! [`HeadError`] for the audit line and `connection_errors`.
+//!
+//! hyper's header-read timer also runs while a kept-alive connection waits
+//! for its next request, so a timeout alone is not a slow client: only a
+//! timeout after the client sent part of a head counts. [`HeadWatch`]
+//! tells the two apart by noting whether anything was read since the
+//! gateway last wrote (a response): a connection opened and left idle, or
+//! idle after its last answer, ends without a line.
+
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Why hyper closed a connection before a request existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeadError {
+    /// Part of a request head arrived, the rest not within
+    /// `limits.header_read_timeout` (slowloris).
+    HeaderTimeout,
+    /// The request head exceeded `limits.max_header_bytes` or
+    /// `limits.max_header_count`, or its URI was too long (hyper: 431/414).
+    HeadTooLarge,
+    /// The request head did not parse (hyper: 400).
+    MalformedHead,
+}
+
+impl HeadError {
+    /// Every kind, for pre-initialised metric series.
+    pub(crate) const ALL: [HeadError; 3] = [
+        HeadError::HeaderTimeout,
+        HeadError::HeadTooLarge,
+        HeadError::MalformedHead,
+    ];
+
+    /// The audit reason, `http.<why>`.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Self::HeaderTimeout => "http.header_timeout",
+            Self::HeadTooLarge => "http.head_too_large",
+            Self::MalformedHead => "http.malformed_head",
+        }
+    }
+
+    /// The `reason` label of `connection_errors`: the audit reason without
+    /// its `http.` prefix.
+    pub(crate) fn label(self) -> &'static str {
+        let reason = self.reason();
+        reason.split_once('.').map_or(reason, |(_, why)| why)
+    }
+}
+
+/// What hyper's error on an HTTP/1.1 connection means for the audit log;
+/// `None` for everything that is not about a request head (the client went
+/// away, an I/O error, a body error of a request that has its own line).
+/// `sent_head_bytes`: the client sent something since the gateway last
+/// wrote ([`HeadWatch::sent_since_answer`]).
+pub(crate) fn classify(error: &hyper::Error, sent_head_bytes: bool) -> Option<HeadError> {
+    if error.is_parse_too_large() {
+        Some(HeadError::HeadTooLarge)
+    } else if error.is_parse() {
+        Some(HeadError::MalformedHead)
+    } else if error.is_timeout() && sent_head_bytes {
+        Some(HeadError::HeaderTimeout)
+    } else {
+        None
+    }
+}
+
+/// A connection's byte stream that notes whether the client sent anything
+/// since the gateway last wrote.
+pub(crate) struct HeadWatch<S> {
+    inner: S,
+    sent: Arc<AtomicBool>,
+}
+
+impl<S> HeadWatch<S> {
+    /// Wraps `inner`; the flag is readable through the returned handle after
+    /// the stream has been handed to hyper.
+    pub(crate) fn new(inner: S) -> (Self, Arc<AtomicBool>) {
+        let sent = Arc::new(AtomicBool::new(false));
+        let watch = HeadWatch {
+            inner,
+            sent: Arc::clone(&sent),
+        };
+        (watch, sent)
+    }
+}
+
+/// Whether the client sent bytes after the gateway's last write (or, with
+/// no write yet, at all).
+pub(crate) fn sent_since_answer(flag: &AtomicBool) -> bool {
+    flag.load(Ordering::Relaxed)
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for HeadWatch<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.sent.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for HeadWatch<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.sent.store(false, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.sent.store(false, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn reads_set_the_flag_and_writes_clear_it() {
+        let (client, server) = tokio::io::duplex(64);
+        let (mut watched, sent) = HeadWatch::new(server);
+        let mut client = client;
+        assert!(!sent_since_answer(&sent));
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = watched.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        assert!(sent_since_answer(&sent));
+        watched.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        assert!(!sent_since_answer(&sent));
+    }
+
+    #[test]
+    fn labels_are_the_reasons_without_their_prefix() {
+        for error in HeadError::ALL {
+            assert_eq!(format!("http.{}", error.label()), error.reason());
+        }
+    }
+}
