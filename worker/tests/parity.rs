@@ -1,29 +1,27 @@
 //! Parity with the legacy backend: every golden request sequence in
-//! `tests/fixtures/golden/` replayed through `api::handle`, compared key by
-//! key, value by value (type-exact numbers, array order), ignoring only the
-//! values of `id`/`tradeId` (checked to be lower-case UUIDv4 ids of the
-//! same upload) and the free-text keys (checked to be non-empty strings).
+//! `tests/fixtures/golden/` replayed through `api::handle`, compared with
+//! the golden replay's rules ([`harness::golden::Rules`]: key by key, value
+//! by value, type-exact numbers, array order, only the ids and free text
+//! exempt). On top of those rules the ids are checked here: lower-case
+//! UUIDv4, unique per upload, and every `tradeId` one of the current
+//! upload's trades.
 //!
 //! `errors.json` is replayed in one session; the steps where our documented
 //! decisions deliberately differ from the legacy capture are listed in
 //! [`deviation`] with the decision id, and asserted explicitly.
 
+mod harness;
+
 use std::collections::HashSet;
 
-use base64::Engine;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tradehabit_worker::api::{handle, Request, Session, Upload};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures");
-const FREE_TEXT: &[&str] = &["diagnostic", "diagnostic_text", "message"];
+use harness::golden::{self, Rules};
 
 fn read(path: &str) -> Vec<u8> {
-    std::fs::read(format!("{FIXTURES}/{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn golden(name: &str) -> Value {
-    serde_json::from_slice(&read(&format!("golden/{name}"))).expect("golden json")
+    std::fs::read(harness::fixtures().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn is_uuid_v4(s: &str) -> bool {
@@ -44,138 +42,51 @@ struct Ids {
     current: Vec<String>,
 }
 
-/// Compares `ours` with `want` at `path`; returns a list of differences.
-fn compare(
+/// The trade ids (`trades[*].id`) and loss references
+/// (`losses[*].tradeId`) in an answer, in order; ids that are not
+/// lower-case UUIDv4 are reported in `diffs`.
+fn collect_ids(label: &str, body: &Value, diffs: &mut Vec<String>) -> (Vec<String>, Vec<String>) {
+    let mut found = (Vec::new(), Vec::new());
+    collect_ids_at(label, body, diffs, &mut found);
+    found
+}
+
+fn collect_ids_at(
     path: &str,
-    ours: &Value,
-    want: &Value,
+    value: &Value,
     diffs: &mut Vec<String>,
-    ids: &mut Vec<String>,
-    trade_ids: &mut Vec<String>,
+    found: &mut (Vec<String>, Vec<String>),
 ) {
-    match (ours, want) {
-        (Value::Object(a), Value::Object(b)) => {
-            let ka: HashSet<&String> = a.keys().collect();
-            let kb: HashSet<&String> = b.keys().collect();
-            if ka != kb {
-                diffs.push(format!(
-                    "{path}: keys differ: ours {:?} want {:?}",
-                    sorted(&ka),
-                    sorted(&kb)
-                ));
-                return;
-            }
-            for (k, vb) in b {
-                let va = &a[k];
-                let p = format!("{path}.{k}");
-                let in_trade = path
-                    .rsplit('.')
-                    .next()
-                    .is_some_and(|last| last.starts_with("trades[") || last.starts_with("losses["));
-                if k == "details" && b.get("status").and_then(Value::as_str) == Some("ERROR") {
-                    // Our envelopes carry facts (row, column, parameter) in
-                    // `details`; the legacy's were always empty.
-                    if !va
-                        .as_array()
-                        .is_some_and(|d| d.iter().all(Value::is_string))
-                    {
-                        diffs.push(format!("{p}: details must be an array of strings"));
-                    }
-                } else if (k == "id" && in_trade) || k == "tradeId" {
-                    match va.as_str() {
-                        Some(s) if is_uuid_v4(s) => {
-                            if k == "id" {
-                                ids.push(s.to_string());
-                            } else {
-                                trade_ids.push(s.to_string());
-                            }
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                let here = format!("{path}.{key}");
+                let field = match key.as_str() {
+                    "trades" => Some(("id", &mut found.0)),
+                    "losses" => Some(("tradeId", &mut found.1)),
+                    _ => None,
+                };
+                if let (Some((field, ids)), Some(items)) = (field, inner.as_array()) {
+                    for (index, item) in items.iter().enumerate() {
+                        match item.get(field).map(|id| (id, id.as_str())) {
+                            Some((_, Some(id))) if is_uuid_v4(id) => ids.push(id.to_owned()),
+                            Some((id, _)) => diffs.push(format!(
+                                "{here}[{index}].{field}: not a lower-case UUIDv4: {id}"
+                            )),
+                            None => {}
                         }
-                        _ => diffs.push(format!("{p}: not a lower-case UUIDv4: {va}")),
                     }
-                } else if FREE_TEXT.contains(&k.as_str()) && vb.is_string() {
-                    if va.as_str().is_none_or(|s| s.trim().is_empty()) {
-                        diffs.push(format!(
-                            "{p}: free text must be a non-empty string, got {va}"
-                        ));
-                    }
-                } else {
-                    compare(&p, va, vb, diffs, ids, trade_ids);
                 }
+                collect_ids_at(&here, inner, diffs, found);
             }
         }
-        (Value::Array(a), Value::Array(b)) => {
-            if a.len() != b.len() {
-                diffs.push(format!(
-                    "{path}: array length ours {} want {}",
-                    a.len(),
-                    b.len()
-                ));
-                return;
-            }
-            for (i, (va, vb)) in a.iter().zip(b).enumerate() {
-                compare(&format!("{path}[{i}]"), va, vb, diffs, ids, trade_ids);
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                collect_ids_at(&format!("{path}[{index}]"), item, diffs, found);
             }
         }
-        (Value::Number(a), Value::Number(b)) => {
-            let same = if b.is_f64() {
-                a.is_f64() && a.as_f64().map(f64::to_bits) == b.as_f64().map(f64::to_bits)
-            } else {
-                !a.is_f64() && a.as_i64() == b.as_i64() && a.as_u64() == b.as_u64()
-            };
-            if !same {
-                diffs.push(format!("{path}: ours {a} want {b}"));
-            }
-        }
-        (a, b) => {
-            if a != b {
-                diffs.push(format!("{path}: ours {a} want {b}"));
-            }
-        }
+        _ => {}
     }
-}
-
-fn sorted<'a>(s: &HashSet<&'a String>) -> Vec<&'a String> {
-    let mut v: Vec<&String> = s.iter().copied().collect();
-    v.sort();
-    v
-}
-
-/// The bytes an upload step sends.
-fn upload_bytes(step: &Value, csv_name: &str) -> Vec<u8> {
-    let up = &step["upload"];
-    let base = read("csv/legacy-8-trades-1-no-stop.csv");
-    let bytes = if let Some(b64) = up["content_b64"].as_str() {
-        base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .expect("base64")
-    } else if let Some(recipe) = up.get("recipe") {
-        let total = recipe["total_bytes"].as_u64().unwrap() as usize;
-        match recipe["kind"].as_str().unwrap() {
-            "pad" => {
-                let mut v = base.clone();
-                let pad = recipe["pad"].as_str().unwrap().as_bytes()[0];
-                v.resize(total, pad);
-                v
-            }
-            "repeat" => base.iter().copied().cycle().take(total).collect(),
-            other => panic!("unknown recipe {other}"),
-        }
-    } else {
-        match up["source"].as_str() {
-            Some("base") => base,
-            Some("csv") => read(&format!("csv/{csv_name}")),
-            other => panic!("unknown source {other:?}"),
-        }
-    };
-    if let Some(want) = up["sha256"].as_str() {
-        assert_eq!(
-            hex::encode(Sha256::digest(&bytes)),
-            want,
-            "payload sha256 of {}",
-            step["name"]
-        );
-    }
-    bytes
 }
 
 struct Outcome {
@@ -183,7 +94,7 @@ struct Outcome {
     body: Value,
 }
 
-fn run_step(session: &mut Session, step: &Value, csv_name: &str) -> Outcome {
+fn run_step(session: &mut Session, step: &Value, golden: &Value) -> Outcome {
     let method = step["method"].as_str().unwrap();
     let url = step["url"].as_str().unwrap();
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
@@ -205,7 +116,7 @@ fn run_step(session: &mut Session, step: &Value, csv_name: &str) -> Outcome {
     let upload = if path == "/api/analyze" && method == "POST" {
         match step.get("upload") {
             Some(up) if up["field"].as_str() == Some("file") => {
-                payload = upload_bytes(step, csv_name);
+                payload = golden::upload_bytes(golden, up);
                 filename = up["filename"].as_str().unwrap().to_string();
                 Some(Upload::File {
                     filename: &filename,
@@ -254,7 +165,9 @@ fn run_step(session: &mut Session, step: &Value, csv_name: &str) -> Outcome {
 }
 
 /// Checks one step against an expected status and body; records ids.
+#[allow(clippy::too_many_arguments)]
 fn check(
+    rules: &Rules,
     label: &str,
     out: &Outcome,
     status: u16,
@@ -270,18 +183,8 @@ fn check(
         ));
         return;
     }
-    let mut seen_ids = Vec::new();
-    let mut trade_ids = Vec::new();
-    let mut local = Vec::new();
-    compare(
-        label,
-        &out.body,
-        want,
-        &mut local,
-        &mut seen_ids,
-        &mut trade_ids,
-    );
-    diffs.extend(local);
+    rules.compare(want, &out.body, label, None, diffs);
+    let (seen_ids, trade_ids) = collect_ids(label, &out.body, diffs);
     if is_upload && status == 200 {
         ids.current = seen_ids.clone();
         let unique: HashSet<&String> = seen_ids.iter().collect();
@@ -301,7 +204,8 @@ fn check(
 }
 
 fn replay_fixture(name: &str) {
-    let g = golden(&format!("{name}.json"));
+    let g = golden::load(name);
+    let rules = Rules::of(&g);
     let csv_name = g["csv"].as_str().unwrap().to_string();
     let csv = read(&format!("csv/{csv_name}"));
     assert_eq!(
@@ -314,9 +218,10 @@ fn replay_fixture(name: &str) {
     let mut diffs = Vec::new();
     for step in g["requests"].as_array().unwrap() {
         let label = format!("{name}#{} {}", step["step"], step["name"].as_str().unwrap());
-        let out = run_step(&mut session, step, &csv_name);
+        let out = run_step(&mut session, step, &g);
         let is_upload = step["path"] == "/api/analyze";
         check(
+            &rules,
             &label,
             &out,
             step["status"].as_u64().unwrap() as u16,
@@ -454,7 +359,8 @@ fn set_vr(v: &Value) -> Value {
 
 #[test]
 fn parity_errors_json() {
-    let g = golden("errors.json");
+    let g = golden::load("errors");
+    let rules = Rules::of(&g);
     let steps = g["requests"].as_array().unwrap();
     // Reference bodies of the probes after a cleanly failed upload.
     let reference = |name: &str| {
@@ -475,11 +381,12 @@ fn parity_errors_json() {
         let url = step["url"].as_str().unwrap();
         let label = format!("errors#{} {group}/{name}", step["step"]);
         let before = session.held_bytes();
-        let out = run_step(&mut session, step, "");
+        let out = run_step(&mut session, step, &g);
         let want_status = step["status"].as_u64().unwrap() as u16;
         let is_upload = step["path"] == "/api/analyze";
         match deviation(group, name, url) {
             None => check(
+                &rules,
                 &label,
                 &out,
                 want_status,
@@ -514,6 +421,7 @@ fn parity_errors_json() {
                     &ref_trades
                 };
                 check(
+                    &rules,
                     &format!("{label} [{why}]"),
                     &out,
                     200,
@@ -526,6 +434,7 @@ fn parity_errors_json() {
             Some(Deviation::VrUnchanged(why)) => {
                 used += 1;
                 check(
+                    &rules,
                     &format!("{label} [{why}]"),
                     &out,
                     want_status,
