@@ -30,6 +30,9 @@ struct Cli {
     /// The HTTPS address.
     #[arg(long, default_value = dev::DEFAULT_LISTEN)]
     listen: SocketAddr,
+    /// The admin listener (metrics, health).
+    #[arg(long, default_value = tradehabit_gateway::config::DEFAULT_ADMIN_LISTEN)]
+    admin_listen: SocketAddr,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn run_stack(cli: Cli) -> anyhow::Result<()> {
         dir: cli.dir,
         worker_command: vec![me.into_os_string(), OsString::from(WORKER_MODE)],
         listen: cli.listen,
+        admin_listen: cli.admin_listen,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -23,7 +23,6 @@ mod duration;
 mod policy;
 mod raw;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -33,6 +32,7 @@ use std::time::Duration;
 use http::{HeaderValue, Method};
 
 use crate::checks::secret::{Environment, LoadContext, ProcessEnv, Secret};
+use crate::checks::Problems;
 use crate::policy::identify::Cidr;
 use crate::policy::path;
 pub(crate) use admin::Admin;
@@ -312,11 +312,13 @@ impl Config {
             env,
             base_dir: base_dir.to_path_buf(),
         };
-        let mut problems = Problems::default();
+        let mut problems = Problems::new();
         let config = validate(raw, &ctx, &mut problems);
         match config {
-            Some(config) if problems.0.is_empty() => Ok(config),
-            _ => Err(ConfigError::Invalid(problems.0)),
+            Some(config) if problems.is_empty() => Ok(config),
+            _ => Err(ConfigError::Invalid(
+                problems.iter().map(ToString::to_string).collect(),
+            )),
         }
     }
 
@@ -438,16 +440,6 @@ impl Config {
             changed.push("limits.h2_max_concurrent_streams");
         }
         changed
-    }
-}
-
-/// Problems found so far, each `key.path: message`.
-#[derive(Default)]
-struct Problems(Vec<String>);
-
-impl Problems {
-    fn push(&mut self, key: impl fmt::Display, message: impl fmt::Display) {
-        self.0.push(format!("{key}: {message}"));
     }
 }
 

@@ -116,6 +116,9 @@ pub struct DevOptions {
     pub worker_command: Vec<OsString>,
     /// The HTTPS address, default [`DEFAULT_LISTEN`].
     pub listen: SocketAddr,
+    /// The admin listener (metrics, health), default
+    /// [`crate::config::DEFAULT_ADMIN_LISTEN`].
+    pub admin_listen: SocketAddr,
 }
 
 /// Runs the dev stack until `shutdown` resolves; `SIGHUP` re-reads
@@ -132,7 +135,12 @@ pub async fn start(options: &DevOptions) -> anyhow::Result<Handle> {
     let handle = Gateway::start(prepared.config)
         .await
         .context("starting the gateway")?;
-    print_banner(&options.dir, handle.https_addr(), &prepared.api_key);
+    print_banner(
+        &options.dir,
+        handle.https_addr(),
+        handle.admin_addr(),
+        &prepared.api_key,
+    );
     Ok(handle)
 }
 
@@ -243,6 +251,7 @@ fn policy_text(
     let mut text = format!(
         "# Development policy written by `tradehabit-gateway dev`; rewritten on every start.\n\
          [server]\nlisten = {listen}\nshutdown_timeout = \"5s\"\n\n\
+         [admin]\nlisten = {admin}\n\n\
          [tls]\ncert = {cert}\nkey = {key}\n\n\
          [upstream]\naddress = {address}\n\n\
          [upstream.spawn]\ncommand = [{command}]\n\n\
@@ -252,6 +261,7 @@ fn policy_text(
          session = {{ enabled = true, scopes = [{scopes}] }}\n\
          exchange = {{ enabled = true }}\n",
         listen = quote(&options.listen.to_string()),
+        admin = quote(&options.admin_listen.to_string()),
         cert = path_text(cert)?,
         key = path_text(key)?,
         address = quote(&format!(
@@ -283,7 +293,7 @@ fn policy_text(
     Ok(text)
 }
 
-fn print_banner(dir: &Path, https: SocketAddr, api_key: &str) {
+fn print_banner(dir: &Path, https: SocketAddr, admin: SocketAddr, api_key: &str) {
     let cert = dir.join("cert.pem");
     let cert = cert.display();
     let url = format!("https://{https}");
@@ -292,6 +302,7 @@ fn print_banner(dir: &Path, https: SocketAddr, api_key: &str) {
     println!("  gateway:     {url}");
     println!("  certificate: {cert} (self-signed, localhost and 127.0.0.1)");
     println!("  policy:      {}", dir.join("gateway.toml").display());
+    println!("  metrics:     http://{admin}/metrics (admin listener, plain HTTP)");
     println!("  credential:  X-API-Key: {api_key}");
     println!("               (development only, every scope; a new one on each start)");
     println!();
@@ -316,6 +327,7 @@ mod tests {
             dir: dir.path().join(".dev"),
             worker_command: vec!["/opt/worker bin".into(), "--flag".into()],
             listen: DEFAULT_LISTEN.parse().unwrap(),
+            admin_listen: crate::config::DEFAULT_ADMIN_LISTEN.parse().unwrap(),
         };
         let prepared = prepare(&options).unwrap();
         let config = prepared.config;

@@ -67,6 +67,9 @@ enum Command {
         /// The HTTPS address.
         #[arg(long, default_value = dev::DEFAULT_LISTEN)]
         listen: SocketAddr,
+        /// The admin listener (metrics, health).
+        #[arg(long, default_value = tradehabit_gateway::config::DEFAULT_ADMIN_LISTEN)]
+        admin_listen: SocketAddr,
     },
 }
 
@@ -139,6 +142,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             worker_bin,
             dir,
             listen,
+            admin_listen,
         } => {
             let worker = match worker_bin {
                 Some(path) => path,
@@ -148,6 +152,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 dir,
                 worker_command: vec![OsString::from(worker)],
                 listen,
+                admin_listen,
             };
             runtime()?.block_on(dev::run(options, tradehabit_gateway::shutdown_signal()))
         }

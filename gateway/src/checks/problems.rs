@@ -27,10 +27,10 @@ impl Problems {
     }
 
     /// Records a problem at `path`.
-    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub fn push(&mut self, path: impl fmt::Display, message: impl fmt::Display) {
         self.0.push(Problem {
-            path: path.into(),
-            message: message.into(),
+            path: path.to_string(),
+            message: message.to_string(),
         });
     }
 
@@ -52,11 +52,6 @@ impl Problems {
     /// Whether some problem sits at exactly `path` (used by tests).
     pub fn has(&self, path: &str) -> bool {
         self.0.iter().any(|p| p.path == path)
-    }
-
-    /// The problems as a list.
-    pub fn into_vec(self) -> Vec<Problem> {
-        self.0
     }
 }
 

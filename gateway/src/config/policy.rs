@@ -20,10 +20,10 @@ use crate::checks::cors::{self, CorsPolicy};
 use crate::checks::jwt::{self, JwtVerifier};
 use crate::checks::rate_limit::{self, RateLimitSettings, RouteLimiters, RouteRateLimits};
 use crate::checks::request_rules::{self, JsonRules, QueryRules};
+use crate::checks::scopes;
 use crate::checks::secret::LoadContext;
 use crate::checks::session_token::{self, GatewayTokens, SESSION_PATH, TOKEN_PATH};
 use crate::checks::upload::{self, UploadRules};
-use crate::checks::{self, scopes};
 
 /// Media type of multipart uploads.
 const MULTIPART: &str = "multipart/form-data";
@@ -92,13 +92,6 @@ impl RouteChecks {
     }
 }
 
-/// Moves problems found by a check module into the file's list.
-fn merge(found: checks::Problems, problems: &mut Problems) {
-    for problem in found.into_vec() {
-        problems.push(problem.path, problem.message);
-    }
-}
-
 fn limiters(quotas: &RouteRateLimits, settings: &RateLimitSettings) -> Arc<RouteLimiters> {
     Arc::new(RouteLimiters::new(
         quotas,
@@ -113,26 +106,24 @@ pub(crate) fn validate_global(
     ctx: &LoadContext<'_>,
     problems: &mut Problems,
 ) -> Option<PolicyChecks> {
-    let mut found = checks::Problems::new();
-    let cors = cors::validate(&raw.cors.take().unwrap_or_default(), "cors", &mut found);
+    let cors = cors::validate(&raw.cors.take().unwrap_or_default(), "cors", problems);
     let api_keys = match &raw.api_keys {
-        Some(section) => api_key::validate(section, "api_keys", ctx, &mut found),
+        Some(section) => api_key::validate(section, "api_keys", ctx, problems),
         None => Some(ApiKeys::empty()),
     };
     let jwt = match &raw.jwt {
-        Some(section) => jwt::validate(section, "jwt", ctx, &mut found),
+        Some(section) => jwt::validate(section, "jwt", ctx, problems),
         None => Some(JwtVerifier::default()),
     };
     let tokens = match &raw.tokens {
-        Some(section) => session_token::validate(section, "tokens", ctx, &mut found),
+        Some(section) => session_token::validate(section, "tokens", ctx, problems),
         None => Some(GatewayTokens::default()),
     };
     let rate_limit = rate_limit::validate_settings(
         &raw.rate_limit.take().unwrap_or_default(),
         "rate_limit",
-        &mut found,
+        problems,
     );
-    merge(found, problems);
     let (cors, api_keys, jwt, tokens, rate_limit) = (cors?, api_keys?, jwt?, tokens?, rate_limit?);
     let endpoint_limiters = |endpoint: Option<&session_token::Endpoint>| {
         endpoint.map(|e| {
@@ -164,15 +155,14 @@ pub(crate) fn validate_route(
     problems: &mut Problems,
 ) -> Option<RouteChecks> {
     let key = |field: &str| format!("routes[{i}].{field}");
-    let mut found = checks::Problems::new();
     let auth = raw.auth.unwrap_or_default();
     let scopes = scopes::validate(
         raw.scopes.as_deref().unwrap_or_default(),
         &key("scopes"),
-        &mut found,
+        problems,
     );
     if auth == AuthMode::None && raw.scopes.as_ref().is_some_and(|s| !s.is_empty()) {
-        found.push(
+        problems.push(
             key("scopes"),
             "a route with auth = \"none\" cannot require scopes",
         );
@@ -180,25 +170,25 @@ pub(crate) fn validate_route(
     let quotas = rate_limit::validate_route(
         &raw.rate_limit.clone().unwrap_or_default(),
         &key("rate_limit"),
-        &mut found,
+        problems,
     );
     let cors = match &raw.cors {
-        Some(section) => cors::validate(section, &key("cors"), &mut found).map(Arc::new),
+        Some(section) => cors::validate(section, &key("cors"), problems).map(Arc::new),
         None => global.map(|g| Arc::clone(&g.cors)),
     };
     let query = request_rules::validate_query(
         &raw.query.clone().unwrap_or_default(),
         &key("query"),
-        &mut found,
+        problems,
     );
     let json = raw
         .json
         .as_ref()
-        .map(|section| request_rules::validate_json(section, &key("json"), &mut found));
+        .map(|section| request_rules::validate_json(section, &key("json"), problems));
     let upload = raw
         .upload
         .as_ref()
-        .map(|section| upload::validate_upload(section, &key("upload"), &mut found));
+        .map(|section| upload::validate_upload(section, &key("upload"), problems));
     // Upload and JSON routes take their own type unless told otherwise.
     let default_types = match (&upload, &json) {
         (Some(_), _) => Some(vec![MULTIPART.to_owned()]),
@@ -207,7 +197,7 @@ pub(crate) fn validate_route(
     };
     let content_types = match &raw.content_types {
         Some(list) => {
-            upload::validate_content_types(list, &key("content_types"), &mut found).map(Some)
+            upload::validate_content_types(list, &key("content_types"), problems).map(Some)
         }
         None => Some(default_types),
     };
@@ -216,13 +206,13 @@ pub(crate) fn validate_route(
             .as_ref()
             .is_some_and(|t| t.iter().any(|t| t == MULTIPART))
         {
-            found.push(
+            problems.push(
                 key("content_types"),
                 "an upload route must accept multipart/form-data",
             );
         }
         if body_limit.is_some_and(|limit| limit < rules.body_limit()) {
-            found.push(
+            problems.push(
                 key("body_limit"),
                 format!(
                     "must be at least {} (upload.max_file_bytes plus {} bytes of multipart framing)",
@@ -248,7 +238,7 @@ pub(crate) fn validate_route(
         ];
         for (reserved, enabled, section) in served {
             if enabled && path == reserved {
-                found.push(
+                problems.push(
                     key("path"),
                     format!(
                         "{reserved} is served by the gateway itself while {section} is enabled"
@@ -257,7 +247,6 @@ pub(crate) fn validate_route(
             }
         }
     }
-    merge(found, problems);
     let global = global?;
     let quotas = quotas?;
     Some(RouteChecks {

@@ -275,6 +275,7 @@ async fn the_dev_stack_serves_through_its_supervised_worker() {
         dir: dir.path().join(".dev"),
         worker_command: vec![child_command(dir.path()).into_os_string()],
         listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
     };
     let handle = tradehabit_gateway::dev::start(&options)
         .await
