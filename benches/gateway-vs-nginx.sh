@@ -69,14 +69,20 @@ http {
 }
 EOF
 
-# nginx as the front door: the same job as the gateway.
+# nginx as the front door: the same job as the gateway, including one log
+# line per request (the gateway's audit line), unless NGINX_ACCESS_LOG=off.
+if [ "${NGINX_ACCESS_LOG:-on}" = off ]; then
+    nginx_access_log="access_log off;"
+else
+    nginx_access_log="access_log $work/nginx/access.log;"
+fi
 cat >"$work/nginx/front.conf" <<EOF
 worker_processes auto;
 pid $work/nginx/front.pid;
 error_log $work/nginx/front-error.log warn;
 events { worker_connections 4096; }
 http {
-    access_log off;
+    $nginx_access_log
     server_tokens off;
     keepalive_requests 1000000;
     upstream app { server unix:$socket; keepalive 64; }
@@ -122,10 +128,13 @@ key = "$work/key.pem"
 max_connections_per_ip = 4096
 [upstream]
 address = "unix:$socket"
+[audit]
+output = "$work/audit.log"
 [[routes]]
 name = "health"
 path = "$PATH_UNDER_TEST"
 methods = ["GET"]
+auth = "none"
 EOF
 
 nginx -c "$work/nginx/upstream.conf" -g 'daemon off;' & pids+=($!)
