@@ -5,6 +5,7 @@
 #
 #   benches/gateway-vs-nginx.sh            # defaults: 3 rounds x 10 s, 2 threads, 50 connections
 #   ROUNDS=5 DURATION=20s CONNECTIONS=100 benches/gateway-vs-nginx.sh
+#   NGINX_ACCESS_LOG=off benches/gateway-vs-nginx.sh   # nginx without its log line
 #
 # Needs: nginx and wrk (Debian: apt-get install -y nginx wrk), openssl, cargo.
 # Everything listens on 127.0.0.1 only and is stopped on exit.
@@ -128,6 +129,8 @@ key = "$work/key.pem"
 max_connections_per_ip = 4096
 [upstream]
 address = "unix:$socket"
+[admin]
+listen = "127.0.0.1:0"
 [audit]
 output = "$work/audit.log"
 [[routes]]
