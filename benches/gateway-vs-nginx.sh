@@ -6,6 +6,7 @@
 #   benches/gateway-vs-nginx.sh            # defaults: 3 rounds x 10 s, 2 threads, 50 connections
 #   ROUNDS=5 DURATION=20s CONNECTIONS=100 benches/gateway-vs-nginx.sh
 #   NGINX_ACCESS_LOG=off benches/gateway-vs-nginx.sh   # nginx without its log line
+#   GATEWAY_BIN=/path/to/tradehabit-gateway benches/gateway-vs-nginx.sh  # no build
 #
 # Needs: nginx and wrk (Debian: apt-get install -y nginx wrk), openssl, cargo.
 # Everything listens on 127.0.0.1 only and is stopped on exit.
@@ -36,9 +37,13 @@ for tool in nginx wrk openssl cargo; do
     command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install -y nginx wrk)" >&2; exit 1; }
 done
 
-echo "building the gateway (release)…" >&2
-(cd "$root" && cargo build --release -q -p tradehabit-gateway)
-gateway_bin=$target/release/tradehabit-gateway
+if [ -n "${GATEWAY_BIN:-}" ]; then
+    gateway_bin=$GATEWAY_BIN   # another build, e.g. of an earlier commit
+else
+    echo "building the gateway (release)…" >&2
+    (cd "$root" && cargo build --release -q -p tradehabit-gateway)
+    gateway_bin=$target/release/tradehabit-gateway
+fi
 
 # One self-signed ECDSA P-256 certificate for both front doors.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
