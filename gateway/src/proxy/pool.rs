@@ -41,6 +41,8 @@ pub(crate) struct Lease {
     /// Whether it served an earlier request (a stale keep-alive
     /// connection is only possible then).
     pub(crate) reused: bool,
+    /// How long it waited in the pool before this request (`None`: new).
+    pub(crate) idle_for: Option<Duration>,
 }
 
 impl Lease {
@@ -122,6 +124,7 @@ impl Pool {
             sender,
             connection: Some(connection),
             reused: false,
+            idle_for: None,
         })
     }
 
@@ -129,7 +132,7 @@ impl Pool {
     /// ready for a request, if any.
     pub(crate) async fn checkout(&self) -> Option<Lease> {
         loop {
-            let Idle { mut lease, .. } = {
+            let Idle { mut lease, since } = {
                 let mut idle = self.lock();
                 evict_expired(&mut idle, self.idle_timeout, Instant::now());
                 idle.pop_back()?
@@ -143,6 +146,7 @@ impl Pool {
             .await;
             if lease.is_reusable() && lease.sender.is_ready() {
                 lease.reused = true;
+                lease.idle_for = Some(since.elapsed());
                 return Some(lease);
             }
         }
