@@ -179,7 +179,10 @@ mod tests {
         assert_eq!(id.get_version_num(), 7);
         assert_eq!(a.len(), 36, "hyphenated lower case");
         let (secs, _) = id.get_timestamp().unwrap().to_unix();
-        let now = before.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let now = before
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         assert!(secs.abs_diff(now) <= 1);
     }
 

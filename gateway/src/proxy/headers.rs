@@ -81,7 +81,8 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     let is_proxy = |name: &HeaderName| name.as_str().starts_with("proxy-");
     if headers.keys().any(is_proxy) {
-        let proxy_headers: Vec<HeaderName> = headers.keys().filter(|n| is_proxy(n)).cloned().collect();
+        let proxy_headers: Vec<HeaderName> =
+            headers.keys().filter(|n| is_proxy(n)).cloned().collect();
         for name in proxy_headers {
             headers.remove(name);
         }
