@@ -5,6 +5,8 @@
 #
 #   benches/gateway-vs-nginx.sh            # defaults: 3 rounds x 10 s, 2 threads, 50 connections
 #   ROUNDS=5 DURATION=20s CONNECTIONS=100 benches/gateway-vs-nginx.sh
+#   NGINX_ACCESS_LOG=off benches/gateway-vs-nginx.sh   # nginx without its log line
+#   GATEWAY_BIN=/path/to/tradehabit-gateway benches/gateway-vs-nginx.sh  # no build
 #
 # Needs: nginx and wrk (Debian: apt-get install -y nginx wrk), openssl, cargo.
 # Everything listens on 127.0.0.1 only and is stopped on exit.
@@ -35,9 +37,13 @@ for tool in nginx wrk openssl cargo; do
     command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install -y nginx wrk)" >&2; exit 1; }
 done
 
-echo "building the gateway (release)…" >&2
-(cd "$root" && cargo build --release -q -p tradehabit-gateway)
-gateway_bin=$target/release/tradehabit-gateway
+if [ -n "${GATEWAY_BIN:-}" ]; then
+    gateway_bin=$GATEWAY_BIN   # another build, e.g. of an earlier commit
+else
+    echo "building the gateway (release)…" >&2
+    (cd "$root" && cargo build --release -q -p tradehabit-gateway)
+    gateway_bin=$target/release/tradehabit-gateway
+fi
 
 # One self-signed ECDSA P-256 certificate for both front doors.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
@@ -69,14 +75,20 @@ http {
 }
 EOF
 
-# nginx as the front door: the same job as the gateway.
+# nginx as the front door: the same job as the gateway, including one log
+# line per request (the gateway's audit line), unless NGINX_ACCESS_LOG=off.
+if [ "${NGINX_ACCESS_LOG:-on}" = off ]; then
+    nginx_access_log="access_log off;"
+else
+    nginx_access_log="access_log $work/nginx/access.log;"
+fi
 cat >"$work/nginx/front.conf" <<EOF
 worker_processes auto;
 pid $work/nginx/front.pid;
 error_log $work/nginx/front-error.log warn;
 events { worker_connections 4096; }
 http {
-    access_log off;
+    $nginx_access_log
     server_tokens off;
     keepalive_requests 1000000;
     upstream app { server unix:$socket; keepalive 64; }
@@ -122,10 +134,15 @@ key = "$work/key.pem"
 max_connections_per_ip = 4096
 [upstream]
 address = "unix:$socket"
+[admin]
+listen = "127.0.0.1:0"
+[audit]
+output = "$work/audit.log"
 [[routes]]
 name = "health"
 path = "$PATH_UNDER_TEST"
 methods = ["GET"]
+auth = "none"
 EOF
 
 nginx -c "$work/nginx/upstream.conf" -g 'daemon off;' & pids+=($!)

@@ -25,6 +25,7 @@ mod head;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
@@ -187,8 +189,8 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let limits = state.config().limits.clone();
-    let (activity, in_flight) = watch::channel(0usize);
-    let activity = Arc::new(activity);
+    let activity = Arc::new(Activity::new());
+    let in_flight = Arc::clone(&activity);
     match kind {
         Listener::Https(acceptor) => {
             let stream = match tls::handshake(&acceptor, stream, limits.tls_handshake_timeout)
@@ -271,7 +273,7 @@ fn h2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
 /// shutdown or when it has been idle too long; returns how it ended.
 async fn drive<C>(
     connection: C,
-    mut in_flight: watch::Receiver<usize>,
+    in_flight: Arc<Activity>,
     idle_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), C::Error>
@@ -288,7 +290,7 @@ where
             return result;
         }
         () = stopped(&mut stop) => tracing::debug!("shutting down"),
-        () = idle(&mut in_flight, idle_timeout) => tracing::debug!("idle timeout"),
+        () = idle(&in_flight, idle_timeout) => tracing::debug!("idle timeout"),
     }
     connection.as_mut().graceful_shutdown();
     let result = connection.await;
@@ -305,36 +307,67 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopping| *stopping).await;
 }
 
-/// Resolves once no request has been in flight for `timeout`.
-async fn idle(in_flight: &mut watch::Receiver<usize>, timeout: Duration) {
+/// Resolves once no request has been in flight for `timeout`. One timer
+/// per connection, looked at only when it fires: requests do not touch it.
+async fn idle(activity: &Activity, timeout: Duration) {
+    let sleep = tokio::time::sleep(timeout);
+    tokio::pin!(sleep);
     loop {
-        if in_flight.wait_for(|count| *count == 0).await.is_err() {
-            return std::future::pending().await;
+        sleep.as_mut().await;
+        let now = Instant::now();
+        let next = match activity.idle_since() {
+            Some(since) if now.saturating_duration_since(since) >= timeout => return,
+            Some(since) => since + timeout,
+            // Busy: look again later; the clock restarts when it is idle.
+            None => now + timeout,
+        };
+        sleep.as_mut().reset(next);
+    }
+}
+
+/// A connection's requests in flight and when the last one ended.
+struct Activity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    /// When the last response finished, in microseconds after `opened`.
+    last_done: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_done: AtomicU64::new(0),
         }
-        tokio::select! {
-            () = tokio::time::sleep(timeout) => return,
-            changed = in_flight.changed() => {
-                if changed.is_err() {
-                    return std::future::pending().await;
-                }
-            }
+    }
+
+    /// Since when nothing has been in flight; `None` while a request is.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
         }
+        let micros = self.last_done.load(Ordering::Relaxed);
+        Some(self.opened + Duration::from_micros(micros))
     }
 }
 
 /// Counts one request as in flight until its response body is done.
-struct InFlight(Arc<watch::Sender<usize>>);
+struct InFlight(Arc<Activity>);
 
 impl InFlight {
-    fn start(activity: &Arc<watch::Sender<usize>>) -> Self {
-        activity.send_modify(|count| *count += 1);
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(Arc::clone(activity))
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.send_modify(|count| *count -= 1);
+        let since_open = self.0.opened.elapsed().as_micros();
+        let micros = u64::try_from(since_open).unwrap_or(u64::MAX);
+        self.0.last_done.fetch_max(micros, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -377,7 +377,7 @@ impl Log {
         let mut sink = self.lock();
         // The chain is extended under the lock so lines and hashes stay in
         // the same order.
-        let line = if self.hash_chain {
+        let mut line = if self.hash_chain {
             record.prev_hash = Some(sink.prev_hash.clone());
             let line = serde_json::to_string(&record).expect("a Record always serialises");
             let hash = chain::hash(&sink.prev_hash, &line);
@@ -388,13 +388,15 @@ impl Log {
             serde_json::to_string(&record).expect("a Record always serialises")
         };
         // Lines are small; a blocking write under a short std lock is
-        // cheaper than a channel and keeps one line per write.
+        // cheaper than a channel and keeps one line per write (one system
+        // call: `writeln!` on a `File` would make two).
+        line.push('\n');
         let result = match &mut sink.writer {
             Writer::Stdout => {
                 let mut out = std::io::stdout().lock();
-                writeln!(out, "{line}").and_then(|()| out.flush())
+                out.write_all(line.as_bytes()).and_then(|()| out.flush())
             }
-            Writer::File { file, .. } => writeln!(file, "{line}"),
+            Writer::File { file, .. } => file.write_all(line.as_bytes()),
         };
         if let Err(error) = result {
             tracing::error!(%error, "writing the audit log failed");

@@ -228,11 +228,13 @@ async fn check_and_forward(
         trail.authenticated(principal.method.as_str(), &principal.id);
     }
     scopes::check(&checks.scopes, principal.as_ref().map(|p| &p.scopes)).map_err(check)?;
-    let rate_key = match &principal {
-        Some(principal) => principal.id.clone(),
-        None => rate_limit::anonymous_key(identity.client_ip),
-    };
-    usage.extend(checks.limiters.check_principal(&rate_key).map_err(check)?);
+    if checks.limiters.has_principal_quotas() {
+        let rate_key = match &principal {
+            Some(principal) => principal.id.clone(),
+            None => rate_limit::anonymous_key(identity.client_ip),
+        };
+        usage.extend(checks.limiters.check_principal(&rate_key).map_err(check)?);
+    }
     policy_headers.extend(rate_limit::headers(&usage));
     checks.query.check(parts.uri.query()).map_err(check)?;
 

@@ -1,6 +1,12 @@
 //! Forward: send an admitted request to the upstream over a pooled
 //! keep-alive connection and stream the answer back.
 //!
+//! The connection is driven by the task serving the client's request
+//! (`pool.rs`): no task per upstream connection, no hand-off between tasks
+//! per request. A request lost to a stale keep-alive connection is sent
+//! again once, on a new connection, when that is safe (see
+//! [`Upstream::exchange`]).
+//!
 //! In: a request that passed every check, its [`Identity`] and host, and the
 //! body wrapped by `policy::body`. Out: the upstream's response with its
 //! body streaming, or a [`Rejection`] saying whose fault the failure was:
@@ -20,60 +26,45 @@
 
 mod connector;
 mod headers;
+mod pool;
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, RETRY_AFTER};
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri, Version};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::sync::Semaphore;
+use hyper::body::Incoming;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::body::{Body, BodyError, Guarded};
-use crate::config::{self, UpstreamAddress};
+use crate::body::{Body, BodyError};
+use crate::config;
 use crate::policy::body::{BodyWatch, ForwardBody};
 use crate::policy::identify::Identity;
 use crate::reject::Rejection;
 
 pub(crate) use connector::{is_accepting, Connector};
 pub(crate) use headers::{strip_hop_by_hop, Caller};
+use pool::{ConnectError, Lease, Pool};
 
-/// The pooled client for the one upstream, and its concurrency slots.
+/// The connections to the one upstream, and its concurrency slots.
 pub(crate) struct Upstream {
-    client: Client<connector::Connector, ForwardBody>,
+    pool: Arc<Pool>,
     slots: Arc<Semaphore>,
-    authority: Authority,
 }
 
 impl Upstream {
-    /// Builds the pool. Nothing connects until the first request.
+    /// Builds the pool (inside the runtime: it starts the idle reaper).
+    /// Nothing connects until the first request.
     pub(crate) fn new(config: &config::Upstream) -> Self {
-        let connector = connector::Connector::new(config.address.clone(), config.connect_timeout);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-        let authority = match &config.address {
-            // Only used as the pool key; the socket path is not a host.
-            UpstreamAddress::Unix(_) => Authority::from_static("upstream"),
-            UpstreamAddress::Tcp { host, port } => {
-                let host = if host.contains(':') {
-                    format!("[{host}]")
-                } else {
-                    host.clone()
-                };
-                format!("{host}:{port}")
-                    .parse()
-                    .expect("validated host and port")
-            }
-        };
+        let connector = Connector::new(config.address.clone(), config.connect_timeout);
         Self {
-            client,
+            pool: Pool::new(connector, config.pool_max_idle, config.pool_idle_timeout),
             slots: Arc::new(Semaphore::new(config.max_in_flight.get())),
-            authority,
         }
     }
 
@@ -101,8 +92,8 @@ impl Upstream {
             .expect("the semaphore is never closed"),
         };
 
-        let request = self.to_upstream(request, identity, caller, host);
-        let exchange = self.client.request(request);
+        let request = to_upstream(request, identity, caller, host);
+        let exchange = self.exchange(request);
         // The response clock starts once the client's body has been sent,
         // so a slow upload is not blamed on the upstream (the total
         // request timeout covers the upload).
@@ -110,40 +101,149 @@ impl Upstream {
             watch.finished().await;
             tokio::time::sleep(config.response_timeout).await;
         };
-        let response = tokio::select! {
+        let (response, lease) = tokio::select! {
             result = exchange => result.map_err(|error| classify(&error, watch))?,
             () = response_deadline => return Err(Rejection::UpstreamTimeout),
         };
-        from_upstream(response, config, slot)
+        from_upstream(response, lease, &self.pool, config, slot)
     }
 
-    fn to_upstream(
+    /// Sends the request on an idle connection or a new one and waits for
+    /// the answer's head, driving the connection in this task.
+    ///
+    /// Retries, once and on a new connection, a request that an idle
+    /// connection could not carry because the upstream had closed it (the
+    /// keep-alive race): always when the request was handed back unsent;
+    /// for a bodiless request with an idempotent method also when the
+    /// connection closed after it was written but before any answer, if
+    /// the connection had been idle for [`STALE_RISK_IDLE`] or longer.
+    async fn exchange(
         &self,
-        request: Request<ForwardBody>,
-        identity: &Identity,
-        caller: &Caller<'_>,
-        host: &str,
-    ) -> Request<ForwardBody> {
-        let (mut parts, body) = request.into_parts();
+        mut request: Request<ForwardBody>,
+    ) -> Result<(Response<Incoming>, Lease), ExchangeError> {
+        let mut fresh_only = false;
+        loop {
+            let idle = if fresh_only {
+                None
+            } else {
+                self.pool.checkout().await
+            };
+            let mut lease = match idle {
+                Some(lease) => lease,
+                None => self.pool.connect().await.map_err(ExchangeError::Connect)?,
+            };
+            let mut replay = match lease.idle_for {
+                Some(idle) if idle >= STALE_RISK_IDLE && !fresh_only => Replay::of(&request),
+                _ => None,
+            };
+            let sending = lease.sender.try_send_request(request);
+            let mut error = match pool::drive(&mut lease, sending).await {
+                Ok(response) => return Ok((response, lease)),
+                Err(error) => error,
+            };
+            if !lease.reused {
+                return Err(ExchangeError::Http(error.into_error()));
+            }
+            request = match (error.take_message(), replay.take()) {
+                (Some(unsent), _) => unsent,
+                (None, Some(replay)) if closed_before_answer(error.error()) => replay.request(),
+                _ => return Err(ExchangeError::Http(error.into_error())),
+            };
+            tracing::debug!(error = %error.error(), "stale upstream connection; retrying on a new one");
+            fresh_only = true;
+        }
+    }
+}
+
+/// Points a checked request at the upstream: origin-form target, HTTP/1.1,
+/// the upstream hop's headers.
+fn to_upstream(
+    request: Request<ForwardBody>,
+    identity: &Identity,
+    caller: &Caller<'_>,
+    host: &str,
+) -> Request<ForwardBody> {
+    let (mut parts, body) = request.into_parts();
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        // HTTP/2 and absolute-form HTTP/1.1 targets carry the authority;
+        // the upstream gets the path and query only (and `Host`).
         let path_and_query = parts
             .uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        parts.uri = Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .expect("scheme, authority and a checked path form a URI");
-        parts.version = Version::HTTP_11;
-        headers::to_upstream(&mut parts.headers, identity, caller, host);
-        Request::from_parts(parts, body)
+        parts.uri = Uri::from(path_and_query);
+    }
+    parts.version = Version::HTTP_11;
+    headers::to_upstream(&mut parts.headers, identity, caller, host);
+    Request::from_parts(parts, body)
+}
+
+/// How long a connection must have been idle before the upstream's
+/// keep-alive timer can plausibly have closed it as the request was being
+/// written (gunicorn's default is 2 s, nginx's 75 s). Below this a request
+/// is not copied for a second attempt: copying every request costs 2 % of
+/// the gateway's CPU under load.
+const STALE_RISK_IDLE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A copy of a bodiless request with an idempotent method (RFC 9110
+/// §9.2.2), to send again when a stale connection lost it.
+struct Replay {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl Replay {
+    fn of(request: &Request<ForwardBody>) -> Option<Replay> {
+        let idempotent = matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+        );
+        (idempotent && request.body().is_end_stream()).then(|| Replay {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            headers: request.headers().clone(),
+        })
+    }
+
+    fn request(self) -> Request<ForwardBody> {
+        let mut request = Request::new(ForwardBody::Buffered(None));
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.headers_mut() = self.headers;
+        request
     }
 }
 
+/// Whether the connection ended before any of the answer arrived.
+fn closed_before_answer(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() || error.is_canceled() {
+        return true;
+    }
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            )
+        })
+}
+
+/// How an exchange failed.
+#[derive(Debug, thiserror::Error)]
+enum ExchangeError {
+    #[error("connecting to the upstream: {0}")]
+    Connect(#[source] ConnectError),
+    #[error("upstream exchange: {0}")]
+    Http(#[source] hyper::Error),
+}
+
 /// Whose fault an exchange failure was.
-fn classify(error: &hyper_util::client::legacy::Error, watch: &BodyWatch) -> Rejection {
+fn classify(error: &ExchangeError, watch: &BodyWatch) -> Rejection {
     if watch.is_exceeded() {
         return Rejection::BodyTooLarge {
             limit: watch.limit(),
@@ -154,15 +254,18 @@ fn classify(error: &hyper_util::client::legacy::Error, watch: &BodyWatch) -> Rej
     if watch.is_malformed() {
         return Rejection::BodyIncomplete;
     }
-    let is_timeout = std::error::Error::source(error)
-        .and_then(|source| source.downcast_ref::<std::io::Error>())
-        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
-    if error.is_connect() && is_timeout {
-        Rejection::UpstreamTimeout
-    } else if error.is_connect() {
-        Rejection::UpstreamUnreachable(error_chain(error))
-    } else {
-        Rejection::UpstreamBroken(error_chain(error))
+    match error {
+        ExchangeError::Connect(ConnectError::Io(io))
+            if io.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            Rejection::UpstreamTimeout
+        }
+        ExchangeError::Connect(ConnectError::Io(_)) => {
+            Rejection::UpstreamUnreachable(error_chain(error))
+        }
+        ExchangeError::Connect(ConnectError::Handshake(_)) | ExchangeError::Http(_) => {
+            Rejection::UpstreamBroken(error_chain(error))
+        }
     }
 }
 
@@ -177,14 +280,25 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Checks and cleans the upstream's answer; the slot is released when its
-/// body has been sent.
+/// Checks and cleans the upstream's answer. Its body keeps driving the
+/// connection; the slot is released and the connection goes back to the
+/// pool when the body has been read.
 fn from_upstream(
-    response: Response<hyper::body::Incoming>,
+    response: Response<Incoming>,
+    lease: Lease,
+    pool: &Arc<Pool>,
     config: &config::Upstream,
-    slot: tokio::sync::OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
 ) -> Result<Response<Body>, Rejection> {
     let (mut parts, body) = response.into_parts();
+    // Built first, so a refused answer with an empty body still returns
+    // its connection to the pool when dropped.
+    let body = UpstreamBody {
+        body,
+        lease: Some(lease),
+        pool: Arc::clone(pool),
+        slot: Some(slot),
+    };
     let is_compressed = parts
         .headers
         .get_all(CONTENT_ENCODING)
@@ -202,8 +316,70 @@ fn from_upstream(
         });
     }
     strip_hop_by_hop(&mut parts.headers);
-    let body = Guarded::new(body, slot)
+    let body = body
         .map_err(|error| BodyError(Box::new(error)))
         .boxed_unsync();
     Ok(Response::from_parts(parts, body))
+}
+
+/// The upstream's response body. Polling it also drives its connection;
+/// once it has been read the connection goes back to the pool and the
+/// upstream slot is freed. Dropped early, the connection is closed (an
+/// HTTP/1.1 answer cannot be abandoned halfway).
+struct UpstreamBody {
+    body: Incoming,
+    lease: Option<Lease>,
+    pool: Arc<Pool>,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl UpstreamBody {
+    fn finish(&mut self) {
+        self.slot = None;
+        if let Some(lease) = self.lease.take() {
+            self.pool.checkin(lease);
+        }
+    }
+}
+
+impl HttpBody for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let Some(lease) = &mut this.lease {
+            lease.poll_connection(cx);
+        }
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.finish(),
+            Poll::Ready(Some(Err(_))) => {
+                this.slot = None;
+                this.lease = None;
+            }
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // A server that saw `is_end_stream` never polls the body to its end.
+        if self.body.is_end_stream() {
+            self.finish();
+        }
+    }
 }

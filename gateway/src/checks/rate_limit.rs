@@ -468,6 +468,11 @@ impl<C: Clock + Clone> RouteLimiters<C> {
         self.per_ip.is_empty() && self.per_principal.is_empty()
     }
 
+    /// Whether the route has per-principal quotas.
+    pub fn has_principal_quotas(&self) -> bool {
+        !self.per_principal.is_empty()
+    }
+
     /// Counts a request from `ip` against the per-IP quotas.
     pub fn check_ip(&self, ip: IpAddr) -> Result<Vec<Usage>, RateLimited> {
         let key = rate_key_for_ip(ip);

@@ -135,9 +135,18 @@ fn is_well_formed_request_id(value: &HeaderValue) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// A fresh UUIDv7: time-ordered, so ids sort like the log.
+/// A fresh UUIDv7: time-ordered, so ids sort like the log. Its 74 random
+/// bits come from the thread's CSPRNG (seeded from the OS), not from a
+/// `getrandom` system call per request.
 fn new_request_id() -> HeaderValue {
-    HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    let millis = u64::try_from(millis).unwrap_or(u64::MAX);
+    let random: [u8; 10] = rand::random();
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+    let mut text = uuid::Uuid::encode_buffer();
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
         .expect("a UUID is a valid header value")
 }
 
@@ -158,6 +167,23 @@ mod tests {
             );
         }
         map
+    }
+
+    #[test]
+    fn new_request_ids_are_distinct_uuid_v7_of_now() {
+        let before = std::time::SystemTime::now();
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        let id = uuid::Uuid::parse_str(a.to_str().unwrap()).unwrap();
+        assert_eq!(id.get_version_num(), 7);
+        assert_eq!(a.len(), 36, "hyphenated lower case");
+        let (secs, _) = id.get_timestamp().unwrap().to_unix();
+        let now = before
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(secs.abs_diff(now) <= 1);
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Opening upstream connections: a Unix socket or a TCP address, whatever
-//! URI the pooled client asks for, within `upstream.connect_timeout`.
+//! Opening upstream connections: a Unix socket or a TCP address (with
+//! `TCP_NODELAY`), within `upstream.connect_timeout`. The forwarding pool
+//! calls [`Connector::connect`]; the admin probe's client uses it as a
+//! `tower` service and ignores the URI it is given.
 
 use std::future::Future;
 use std::io;
@@ -31,6 +33,11 @@ impl Connector {
             address: Arc::new(address),
             timeout,
         }
+    }
+
+    /// Opens a connection; a timeout is an `io::ErrorKind::TimedOut` error.
+    pub(crate) async fn connect(&self) -> io::Result<TokioIo<Stream>> {
+        connect(Arc::clone(&self.address), self.timeout).await
     }
 }
 

@@ -16,7 +16,12 @@
 //! From the upstream: hop-by-hop headers go; `respond.rs` then sets the
 //! security headers.
 
-use http::header::{ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, COOKIE, EXPECT, HOST};
+use std::sync::OnceLock;
+
+use http::header::{
+    ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, COOKIE, EXPECT, HOST, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tradehabit_shared::headers::{AUTH_METHOD, GATEWAY_OWNED, PRINCIPAL, REQUEST_ID, SCOPES};
 
@@ -33,41 +38,54 @@ pub(crate) struct Caller<'a> {
     pub(crate) consumed_credentials: bool,
 }
 
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-connection",
+const HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    HeaderName::from_static("proxy-connection"),
 ];
+
+/// The gateway-owned header names, parsed once.
+fn gateway_owned() -> &'static [HeaderName] {
+    static OWNED: OnceLock<Vec<HeaderName>> = OnceLock::new();
+    OWNED.get_or_init(|| {
+        GATEWAY_OWNED
+            .iter()
+            .map(|name| HeaderName::from_static(name))
+            .collect()
+    })
+}
 
 /// Removes hop-by-hop headers, including those `Connection` names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        // The framing and target headers are re-derived, never dropped on
-        // a client's say-so.
-        .filter(|name| *name != CONTENT_LENGTH && *name != HOST)
-        .collect();
-    for name in named {
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            // The framing and target headers are re-derived, never dropped
+            // on a client's say-so.
+            .filter(|name| *name != CONTENT_LENGTH && *name != HOST)
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
-    }
-    let proxy_headers: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for name in proxy_headers {
-        headers.remove(name);
+    let is_proxy = |name: &HeaderName| name.as_str().starts_with("proxy-");
+    if headers.keys().any(is_proxy) {
+        let proxy_headers: Vec<HeaderName> =
+            headers.keys().filter(|n| is_proxy(n)).cloned().collect();
+        for name in proxy_headers {
+            headers.remove(name);
+        }
     }
 }
 
@@ -79,8 +97,8 @@ pub(crate) fn to_upstream(
     host: &str,
 ) {
     strip_hop_by_hop(headers);
-    for name in GATEWAY_OWNED {
-        headers.remove(*name);
+    for name in gateway_owned() {
+        headers.remove(name);
     }
     if caller.consumed_credentials {
         headers.remove(http::header::AUTHORIZATION);

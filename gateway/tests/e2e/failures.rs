@@ -92,3 +92,95 @@ async fn no_free_upstream_slot_is_503_with_retry_after() {
         "the slot is free again"
     );
 }
+
+/// How the keep-alive upstream below ends each connection.
+#[derive(Clone, Copy)]
+enum Hangup {
+    /// Right after its one answer (the close reaches the gateway while the
+    /// connection is idle in its pool).
+    AfterAnswer,
+    /// When the next request arrives on it, unanswered (the close races
+    /// the gateway's reuse of the connection).
+    OnNextRequest,
+}
+
+/// A raw HTTP/1.1 upstream that answers one request per connection with
+/// `200 {}` and a keep-alive response (no `Connection: close`), then hangs
+/// up as `hangup` says. Counts the requests for `/api/echo` it read (not
+/// the gateway's readiness probes).
+fn one_answer_per_connection(
+    socket: &std::path::Path,
+    hangup: Hangup,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::UnixListener::bind(socket).unwrap();
+    let requests = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let is_echo = |bytes: &[u8]| {
+                    bytes.starts_with(b"GET /api/echo") || bytes.starts_with(b"POST /api/echo")
+                };
+                if is_echo(&head) {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                if stream.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                if let Hangup::OnNextRequest = hangup {
+                    if let Ok(n) = stream.read(&mut buf).await {
+                        if is_echo(&buf[..n]) {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (task, requests)
+}
+
+#[tokio::test]
+async fn a_stale_keep_alive_connection_does_not_fail_a_request() {
+    for hangup in [Hangup::AfterAnswer, Hangup::OnNextRequest] {
+        let gw = TestGateway::without_upstream(Policy::default()).await;
+        let (upstream, requests) =
+            one_answer_per_connection(&TestGateway::socket_in(gw.dir.path()), hangup);
+        let client = gw.client();
+        for _ in 0..3 {
+            // A GET lost on a reused connection is sent again when the
+            // connection had been idle long enough for an upstream's
+            // keep-alive timer to close it (250 ms).
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let reply = client.get("/api/echo").await;
+            assert_eq!(reply.status, 200);
+            assert_eq!(reply.body, "{}");
+        }
+        if let Hangup::OnNextRequest = hangup {
+            // Each reused connection lost one GET, sent again on a new one.
+            assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 5);
+            // A request with a body is not sent twice: the race is a 502.
+            let reply = client
+                .send(Proto::H1, request("POST", "/api/echo", "{\"a\":1}"))
+                .await;
+            assert_eq!(reply.status, 502);
+            assert_envelope(&reply);
+        }
+        upstream.abort();
+    }
+}

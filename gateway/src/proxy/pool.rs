@@ -1,0 +1,331 @@
+//! Upstream connections: opened on demand, driven by the task of the request
+//! that uses them, kept idle between requests.
+//!
+//! A request takes a connection ([`Pool::checkout`], else a new one from
+//! [`Pool::connect`]), sends its head and body and reads the answer while
+//! polling the connection itself ([`drive`]); the response body keeps
+//! polling it ([`Lease::poll_connection`]) until the answer has been read.
+//! No task is spawned per connection and nothing is handed between tasks:
+//! the connection's socket wakes the very task that waits for it.
+//!
+//! Idle connections wait in a LIFO list of at most `upstream.pool_max_idle`
+//! entries and are closed `upstream.pool_idle_timeout` after they were last
+//! used, by one housekeeping task that sleeps until the oldest one expires.
+//! An idle connection is not polled, so one the upstream closed meanwhile
+//! is noticed when it is next taken (one poll sees the end of stream, and
+//! it is dropped before any request is written) or at its idle timeout.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::connector::{Connector, Stream};
+use crate::policy::body::ForwardBody;
+
+/// The hyper side of one upstream connection.
+type Connection = http1::Connection<TokioIo<Stream>, ForwardBody>;
+
+/// One upstream connection, in use by one request.
+pub(crate) struct Lease {
+    pub(crate) sender: http1::SendRequest<ForwardBody>,
+    /// `None` once the connection has ended.
+    connection: Option<Connection>,
+    /// Whether it served an earlier request (a stale keep-alive
+    /// connection is only possible then).
+    pub(crate) reused: bool,
+    /// How long it waited in the pool before this request (`None`: new).
+    pub(crate) idle_for: Option<Duration>,
+}
+
+impl Lease {
+    /// Lets the connection read and write what it can; after it ends it
+    /// is not polled again.
+    pub(crate) fn poll_connection(&mut self, cx: &mut Context<'_>) {
+        if let Some(connection) = &mut self.connection {
+            if let Poll::Ready(result) = Pin::new(connection).poll(cx) {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "upstream connection ended");
+                }
+                self.connection = None;
+            }
+        }
+    }
+
+    /// Whether the connection can carry another request.
+    fn is_reusable(&self) -> bool {
+        self.connection.is_some() && !self.sender.is_closed()
+    }
+}
+
+/// Runs `exchange` (a request sent on `lease`) while driving the
+/// connection, in the caller's task.
+pub(crate) async fn drive<F: Future>(lease: &mut Lease, exchange: F) -> F::Output {
+    let mut exchange = pin!(exchange);
+    poll_fn(|cx| {
+        // The connection first: what it reads completes the exchange in
+        // the same poll.
+        lease.poll_connection(cx);
+        exchange.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// Why no connection could be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    /// Refused, missing socket, timed out (`io::ErrorKind::TimedOut`).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The HTTP/1.1 handshake failed.
+    #[error(transparent)]
+    Handshake(#[from] hyper::Error),
+}
+
+/// The idle connections to the one upstream, and how to open new ones.
+pub(crate) struct Pool {
+    connector: Connector,
+    idle: Mutex<VecDeque<Idle>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    reaper: Option<JoinHandle<()>>,
+}
+
+struct Idle {
+    lease: Lease,
+    since: Instant,
+}
+
+impl Pool {
+    /// An empty pool. With `max_idle > 0` it starts the task that closes
+    /// expired idle connections, so it must be called inside the runtime.
+    pub(crate) fn new(connector: Connector, max_idle: usize, idle_timeout: Duration) -> Arc<Pool> {
+        Arc::new_cyclic(|pool: &Weak<Pool>| Pool {
+            connector,
+            idle: Mutex::new(VecDeque::with_capacity(max_idle.min(1024))),
+            max_idle,
+            idle_timeout,
+            reaper: (max_idle > 0).then(|| tokio::spawn(reap(pool.clone(), idle_timeout))),
+        })
+    }
+
+    /// A new connection, within the connect timeout.
+    pub(crate) async fn connect(&self) -> Result<Lease, ConnectError> {
+        let io = self.connector.connect().await?;
+        let (sender, connection) = http1::Builder::new().handshake(io).await?;
+        Ok(Lease {
+            sender,
+            connection: Some(connection),
+            reused: false,
+            idle_for: None,
+        })
+    }
+
+    /// The most recently used idle connection that is still open and
+    /// ready for a request, if any.
+    pub(crate) async fn checkout(&self) -> Option<Lease> {
+        loop {
+            let Idle { mut lease, since } = {
+                let mut idle = self.lock();
+                evict_expired(&mut idle, self.idle_timeout, Instant::now());
+                idle.pop_back()?
+            };
+            // One poll: an upstream that closed the connection while it
+            // was idle is seen here, before a request is written to it.
+            poll_fn(|cx| {
+                lease.poll_connection(cx);
+                Poll::Ready(())
+            })
+            .await;
+            if lease.is_reusable() && lease.sender.is_ready() {
+                lease.reused = true;
+                lease.idle_for = Some(since.elapsed());
+                return Some(lease);
+            }
+        }
+    }
+
+    /// Returns a connection whose exchange is complete; it is closed
+    /// instead when it cannot be reused or the pool is full.
+    pub(crate) fn checkin(&self, lease: Lease) {
+        if !lease.is_reusable() {
+            return;
+        }
+        let mut idle = self.lock();
+        if idle.len() < self.max_idle {
+            idle.push_back(Idle {
+                lease,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// How many connections are idle now.
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if let Some(reaper) = &self.reaper {
+            reaper.abort();
+        }
+    }
+}
+
+/// Closes the connections idle for `timeout` or longer (the oldest are at
+/// the front); returns when the next one expires.
+fn evict_expired(idle: &mut VecDeque<Idle>, timeout: Duration, now: Instant) -> Option<Instant> {
+    while let Some(oldest) = idle.front() {
+        let expires = oldest.since + timeout;
+        if expires > now {
+            return Some(expires);
+        }
+        idle.pop_front();
+    }
+    None
+}
+
+/// The housekeeping task: sleeps until the oldest idle connection expires,
+/// closes what has expired, until the pool is gone.
+async fn reap(pool: Weak<Pool>, timeout: Duration) {
+    // Nothing is idle before the first request; the first sleep also lets
+    // `Pool::new` finish before the pool is looked at.
+    let mut next = Instant::now() + timeout;
+    loop {
+        tokio::time::sleep_until(next).await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let expired_or_next = evict_expired(&mut pool.lock(), timeout, now);
+        next = expired_or_next.unwrap_or(now + timeout);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::UpstreamAddress;
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::{BodyExt, Full};
+    use tokio::io::AsyncReadExt;
+    use tokio::net::UnixListener;
+
+    /// An upstream answering every request on `path` with 200 "ok".
+    fn answer(listener: UnixListener) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        })
+    }
+
+    fn get() -> Request<ForwardBody> {
+        Request::builder()
+            .uri("/")
+            .header("host", "upstream")
+            .body(ForwardBody::Buffered(None))
+            .unwrap()
+    }
+
+    /// Sends one GET on `lease` and reads the whole answer.
+    async fn exchange(lease: &mut Lease) -> Bytes {
+        let sending = lease.sender.send_request(get());
+        let response = drive(lease, sending).await.unwrap();
+        let mut body = response.into_body();
+        let mut bytes = Vec::new();
+        while let Some(frame) = drive(lease, body.frame()).await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                bytes.extend_from_slice(&data);
+            }
+        }
+        Bytes::from(bytes)
+    }
+
+    fn pool(dir: &tempfile::TempDir, max_idle: usize, timeout: Duration) -> Arc<Pool> {
+        let address = UpstreamAddress::Unix(dir.path().join("up.sock"));
+        Pool::new(
+            Connector::new(address, Duration::from_secs(5)),
+            max_idle,
+            timeout,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_returned_connection_is_reused_and_the_pool_is_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let _up = answer(UnixListener::bind(dir.path().join("up.sock")).unwrap());
+        let pool = pool(&dir, 1, Duration::from_secs(60));
+        assert!(pool.checkout().await.is_none());
+        let mut first = pool.connect().await.unwrap();
+        assert_eq!(exchange(&mut first).await, "ok");
+        let mut second = pool.connect().await.unwrap();
+        assert_eq!(exchange(&mut second).await, "ok");
+        pool.checkin(first);
+        pool.checkin(second);
+        assert_eq!(pool.idle_count(), 1, "pool_max_idle caps the idle list");
+        let mut again = pool.checkout().await.expect("an idle connection");
+        assert!(again.reused);
+        assert_eq!(exchange(&mut again).await, "ok");
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_while_idle_is_not_handed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(dir.path().join("up.sock")).unwrap();
+        let pool = pool(&dir, 4, Duration::from_secs(60));
+        let (lease, accepted) = tokio::join!(pool.connect(), listener.accept());
+        let (server_side, _) = accepted.unwrap();
+        pool.checkin(lease.unwrap());
+        drop(server_side);
+        // The close reaches the connection's socket when the runtime next
+        // polls the OS for events (it parks during the sleep).
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(pool.checkout().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_are_closed_after_the_idle_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(dir.path().join("up.sock")).unwrap();
+        let timeout = Duration::from_secs(30);
+        let pool = pool(&dir, 4, timeout);
+        let (lease, accepted) = tokio::join!(pool.connect(), listener.accept());
+        let (mut server_side, _) = accepted.unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        pool.checkin(lease.unwrap());
+        tokio::time::sleep(timeout - Duration::from_secs(1)).await;
+        assert_eq!(pool.idle_count(), 1, "still within its idle timeout");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(pool.idle_count(), 0);
+        let mut buf = [0u8; 1];
+        let read = server_side.read(&mut buf).await.unwrap();
+        assert_eq!(read, 0, "the upstream sees the connection closed");
+    }
+}
