@@ -2,6 +2,11 @@
 # Keep-alive HTTPS GET throughput and latency: the gateway vs nginx doing the
 # same job (TLS 1.3, the same security headers, proxy to the same Unix-socket
 # upstream), plus the upstream on its own. Runs alternate within one run.
+# A second gateway, "gw-full", runs the full policy on the same route: a
+# bearer JWT (HS256) verified with issuer, audience, expiry and a scope,
+# per-IP and per-principal rate limits (quotas high enough never to refuse),
+# CORS for the request's Origin, and the audit line; its cost is reported
+# against the bare gateway.
 #
 #   benches/gateway-vs-nginx.sh            # defaults: 3 rounds x 10 s, 2 threads, 50 connections
 #   ROUNDS=5 DURATION=20s CONNECTIONS=100 benches/gateway-vs-nginx.sh
@@ -18,6 +23,7 @@ THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-50}
 GATEWAY_PORT=${GATEWAY_PORT:-18443}
 NGINX_PORT=${NGINX_PORT:-19443}
+FULL_PORT=${FULL_PORT:-18444}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18081}
 PATH_UNDER_TEST=/api/health
 
@@ -33,8 +39,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in nginx wrk openssl cargo; do
-    command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install -y nginx wrk)" >&2; exit 1; }
+for tool in nginx wrk openssl cargo python3; do
+    command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install -y nginx wrk python3)" >&2; exit 1; }
 done
 
 if [ -n "${GATEWAY_BIN:-}" ]; then
@@ -145,21 +151,57 @@ methods = ["GET"]
 auth = "none"
 EOF
 
+# The full policy: the same route behind a JWT, a scope, two rate limiters
+# and CORS, with the audit line.
+head -c 48 /dev/urandom | base64 | tr -d '\n' >"$work/jwt_secret"
+sed -e "s/127.0.0.1:$GATEWAY_PORT/127.0.0.1:$FULL_PORT/" -e "s#$work/audit.log#$work/audit-full.log#" \
+    -e '/^auth = "none"$/d' "$work/gateway.toml" >"$work/gateway-full.toml"
+cat >>"$work/gateway-full.toml" <<EOF
+scopes = ["read"]
+rate_limit = { per_ip = ["1000000/second"], per_principal = ["1000000/second"] }
+[cors]
+allowed_origins = ["https://app.tradehab.it"]
+[[jwt.issuers]]
+issuer = "https://bench.tradehabit.internal/"
+audiences = ["tradehabit-api"]
+algorithms = ["HS256"]
+secret = { file = "$work/jwt_secret" }
+EOF
+token=$(python3 - "$work/jwt_secret" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+secret = open(sys.argv[1], "rb").read()
+b64 = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=")
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+now = int(time.time())
+claims = {"iss": "https://bench.tradehabit.internal/", "aud": "tradehabit-api",
+          "sub": "bench-trader", "scope": "read", "iat": now, "exp": now + 86400}
+body = b64(json.dumps(claims).encode())
+signature = b64(hmac.new(secret, head + b"." + body, hashlib.sha256).digest())
+print((head + b"." + body + b"." + signature).decode())
+PY
+)
+# Sent to every target (the others ignore them), so requests are the same size.
+client_headers=(-H "Authorization: Bearer $token" -H "Origin: https://app.tradehab.it")
+
 nginx -c "$work/nginx/upstream.conf" -g 'daemon off;' & pids+=($!)
 nginx -c "$work/nginx/front.conf" -g 'daemon off;' & pids+=($!)
 RUST_LOG=warn "$gateway_bin" run --config "$work/gateway.toml" & pids+=($!)
+RUST_LOG=warn "$gateway_bin" run --config "$work/gateway-full.toml" & pids+=($!)
 
-for url in "https://127.0.0.1:$GATEWAY_PORT$PATH_UNDER_TEST" "https://127.0.0.1:$NGINX_PORT$PATH_UNDER_TEST" "http://127.0.0.1:$UPSTREAM_PORT$PATH_UNDER_TEST"; do
+for url in "https://127.0.0.1:$GATEWAY_PORT$PATH_UNDER_TEST" "https://127.0.0.1:$FULL_PORT$PATH_UNDER_TEST" "https://127.0.0.1:$NGINX_PORT$PATH_UNDER_TEST" "http://127.0.0.1:$UPSTREAM_PORT$PATH_UNDER_TEST"; do
     for _ in $(seq 100); do
-        curl -sfk -o /dev/null "$url" && break
+        curl -sfk "${client_headers[@]}" -o /dev/null "$url" && break
         sleep 0.1
     done
-    curl -sfk -o /dev/null "$url" || { echo "not answering: $url" >&2; cat "$work"/nginx/*-error.log >&2; exit 1; }
+    curl -sfk "${client_headers[@]}" -o /dev/null "$url" || { echo "not answering: $url" >&2; cat "$work"/nginx/*-error.log >&2; exit 1; }
 done
+# The full policy really is enforced: no token, 401.
+status=$(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$FULL_PORT$PATH_UNDER_TEST")
+[ "$status" = 401 ] || { echo "gw-full answered $status without a token" >&2; exit 1; }
 
 # One wrk run → "rps p50_ms p99_ms".
 measure() {
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$1" | awk '
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${client_headers[@]}" "$1" | awk '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
         /^ +50%/ { p50 = ms($2) }
         /^ +99%/ { p99 = ms($2) }
@@ -169,12 +211,14 @@ measure() {
 }
 
 declare -A rps p50 p99
-for name in gateway nginx upstream; do rps[$name]=0; p50[$name]=0; p99[$name]=0; done
+targets=(gateway gw-full nginx upstream)
+for name in "${targets[@]}"; do rps[$name]=0; p50[$name]=0; p99[$name]=0; done
 printf "%-6s %-9s %10s %9s %9s\n" round target req/s p50_ms p99_ms
 for round in $(seq "$ROUNDS"); do
-    for name in gateway nginx upstream; do
+    for name in "${targets[@]}"; do
         case $name in
             gateway) url="https://127.0.0.1:$GATEWAY_PORT$PATH_UNDER_TEST" ;;
+            gw-full) url="https://127.0.0.1:$FULL_PORT$PATH_UNDER_TEST" ;;
             nginx) url="https://127.0.0.1:$NGINX_PORT$PATH_UNDER_TEST" ;;
             upstream) url="http://127.0.0.1:$UPSTREAM_PORT$PATH_UNDER_TEST" ;;
         esac
@@ -189,7 +233,7 @@ done
 echo
 echo "mean over $ROUNDS rounds ($THREADS threads, $CONNECTIONS connections, $DURATION each, TLS via wrk/OpenSSL, HTTP/1.1 keep-alive):"
 printf "%-9s %10s %9s %9s\n" target req/s p50_ms p99_ms
-for name in gateway nginx upstream; do
+for name in "${targets[@]}"; do
     printf "%-9s %10.0f %9.3f %9.3f\n" "$name" \
         "$(echo "${rps[$name]} / $ROUNDS" | bc -l)" \
         "$(echo "${p50[$name]} / $ROUNDS" | bc -l)" \
@@ -197,3 +241,4 @@ for name in gateway nginx upstream; do
 done
 printf "gateway/nginx throughput ratio: %.2f\n" "$(echo "${rps[gateway]} / ${rps[nginx]}" | bc -l)"
 printf "gateway/nginx p99 ratio:        %.2f\n" "$(echo "${p99[gateway]} / ${p99[nginx]}" | bc -l)"
+printf "full policy cost (1 - gw-full/gateway throughput): %.1f %%\n" "$(echo "100 * (1 - ${rps[gw-full]} / ${rps[gateway]})" | bc -l)"
