@@ -31,11 +31,17 @@
 //!    another JWT of the same issuer cannot pass as an access token.
 //!
 //! Scopes come from `scope` (space-separated) and `scp` (array or string).
+//!
+//! A token that passed all of this is remembered until its `exp`
+//! (`jwt/cache.rs`), so the same token on the next request costs a keyed
+//! hash and a constant-time comparison instead of a signature check and
+//! three JSON parses.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -211,6 +217,7 @@ impl Issuer {
 #[derive(Debug, Clone, Default)]
 pub struct JwtVerifier {
     issuers: Vec<Issuer>,
+    cache: Arc<cache::TokenCache>,
 }
 
 /// Validates `[jwt]` at key path `path`, loading secrets and key files.
@@ -236,7 +243,10 @@ pub fn validate(
             issuers.push(valid);
         }
     }
-    (problems.len() == before).then_some(JwtVerifier { issuers })
+    (problems.len() == before).then(|| JwtVerifier {
+        issuers,
+        cache: Arc::default(),
+    })
 }
 
 fn validate_issuer(
@@ -663,6 +673,8 @@ enum ScopeClaim {
 
 #[derive(Deserialize)]
 struct Claims {
+    /// Checked by jsonwebtoken; read here only to bound the cache entry.
+    exp: Option<serde_json::Value>,
     sub: Option<String>,
     scope: Option<ScopeClaim>,
     scp: Option<ScopeClaim>,
@@ -708,6 +720,10 @@ impl JwtVerifier {
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, JwtError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(JwtError::TooLarge);
+        }
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(verified) = self.cache.get(token, now) {
+            return Ok(verified);
         }
         let mut parts = token.split('.');
         let (Some(header_part), Some(payload_part), Some(_signature), None) =
@@ -796,13 +812,17 @@ impl JwtVerifier {
                 });
             }
         }
-        Ok(VerifiedToken {
+        let verified = VerifiedToken {
             issuer: issuer.name.clone(),
             origin: issuer.origin,
             subject,
             scopes,
             gateway_kind: claims.th_kind,
-        })
+        };
+        if let Some(exp) = claims.exp.as_ref().and_then(serde_json::Value::as_u64) {
+            self.cache.insert(token, &verified, exp);
+        }
+        Ok(verified)
     }
 }
 
@@ -828,5 +848,6 @@ fn select_key<'a>(
     }
 }
 
+mod cache;
 #[cfg(test)]
 mod tests;

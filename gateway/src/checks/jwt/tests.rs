@@ -683,3 +683,50 @@ fn required_typ_must_be_a_media_type() {
         );
     }
 }
+
+#[test]
+fn a_remembered_token_never_vouches_for_a_tampered_copy() {
+    let verifier = rsa_issuer();
+    let token = rs256(&claims(), Some("rsa-1"));
+    let first = verifier.verify(&token).unwrap();
+    // The second verification of the same text is served from the cache
+    // and gives the same outcome.
+    assert_eq!(verifier.verify(&token).unwrap(), first);
+    // Same header and signature, claims edited to another subject: the
+    // signature no longer matches, cached original or not.
+    let mut parts: Vec<&str> = token.split('.').collect();
+    let forged_claims = b64(&with(claims(), "sub", json!("mallory")));
+    parts[1] = &forged_claims;
+    assert_eq!(
+        verifier.verify(&parts.join(".")),
+        Err(JwtError::BadSignature)
+    );
+    // One byte of the signature changed.
+    let mut bytes = token.clone().into_bytes();
+    let last = bytes.len() - 2;
+    bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).unwrap();
+    assert!(verifier.verify(&tampered).is_err());
+    // The original still verifies.
+    assert_eq!(verifier.verify(&token).unwrap(), first);
+}
+
+#[test]
+fn a_reloaded_policy_does_not_inherit_remembered_tokens() {
+    let token = rs256(&claims(), Some("rsa-1"));
+    let before = rsa_issuer();
+    assert!(before.verify(&token).is_ok());
+    // The reloaded policy's issuer serves another audience: the token the
+    // old verifier remembered is judged afresh and refused.
+    let after = Fixture::new().verifier(&format!(
+        r#"
+        [[issuers]]
+        issuer = "{ISS}"
+        audiences = ["another-api"]
+        algorithms = ["RS256"]
+        keys = [{{ kid = "rsa-1", pem_file = "rsa.pem" }}]
+        "#
+    ));
+    assert_eq!(after.verify(&token), Err(JwtError::WrongAudience));
+    assert!(before.verify(&token).is_ok());
+}
