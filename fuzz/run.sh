@@ -5,6 +5,8 @@
 set -eu
 cd "$(dirname "$0")"
 seconds="${1:-60}"
+# The policy loader is seeded with the shipped example as it is now.
+cp ../config/gateway.example.toml seeds/policy_file/gateway.example.toml
 for target in csv_upload multipart policy_file path; do
     mkdir -p "corpus/$target"
     RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "corpus/$target" "seeds/$target" \
