@@ -273,41 +273,23 @@ impl Stack {
 /// The shipped strict policy, pointed at this run.
 fn policy(dir: &Path, socket: &Path, port: u16, keys: &[String]) -> anyhow::Result<String> {
     let example = tradehabit_e2e::workspace_root().join("config/gateway.example.toml");
-    let mut table: toml::Table = std::fs::read_to_string(example)?.parse()?;
-    let text = |path: &Path| toml::Value::String(path.display().to_string());
-    let section = |table: &mut toml::Table, name: &str| -> toml::Table {
-        table
-            .get(name)
-            .and_then(toml::Value::as_table)
-            .cloned()
-            .unwrap_or_default()
-    };
-    let mut server = section(&mut table, "server");
-    server.insert("listen".into(), format!("127.0.0.1:{port}").into());
-    table.insert("server".into(), server.into());
-    let mut tls = section(&mut table, "tls");
-    tls.insert("cert".into(), text(&dir.join("cert.pem")));
-    tls.insert("key".into(), text(&dir.join("key.pem")));
-    table.insert("tls".into(), tls.into());
-    let mut upstream = section(&mut table, "upstream");
-    upstream.insert(
-        "address".into(),
-        format!("unix:{}", socket.display()).into(),
-    );
-    table.insert("upstream".into(), upstream.into());
-    let mut admin = toml::Table::new();
-    admin.insert("listen".into(), "127.0.0.1:0".into());
-    table.insert("admin".into(), admin.into());
-    let mut audit = toml::Table::new();
-    audit.insert("output".into(), text(&dir.join("audit.log")));
-    table.insert("audit".into(), audit.into());
+    let upstream = format!("unix:{}", socket.display());
     let keys_toml = format!(
         "pepper = {{ file = \"{}\" }}\nkeys = [{}]\n",
         dir.join("pepper").display(),
         keys.join(", ")
     );
     let api_keys: toml::Table = keys_toml.parse()?;
-    table.insert("api_keys".into(), api_keys.into());
+    let audit_log = dir.join("audit.log").display().to_string();
+    let table = tradehabit_e2e::policy_table_for_test(&example, dir, &upstream, |table| {
+        let mut server = toml::Table::new();
+        server.insert("listen".into(), format!("127.0.0.1:{port}").into());
+        table.insert("server".into(), server.into());
+        let mut audit = toml::Table::new();
+        audit.insert("output".into(), audit_log.into());
+        table.insert("audit".into(), audit.into());
+        table.insert("api_keys".into(), api_keys.into());
+    });
     Ok(toml::to_string(&table)?)
 }
 

@@ -47,6 +47,18 @@ pub fn policy_for_test(
     upstream: &str,
     edit: impl FnOnce(&mut toml::Table),
 ) -> Config {
+    let table = policy_table_for_test(policy, dir, upstream, edit);
+    Config::from_toml(&toml::to_string(&table).expect("serialise the policy"))
+        .unwrap_or_else(|error| panic!("the test policy is invalid: {error}"))
+}
+
+/// [`policy_for_test`] before validation: the edited policy as a TOML table.
+pub fn policy_table_for_test(
+    policy: &Path,
+    dir: &Path,
+    upstream: &str,
+    edit: impl FnOnce(&mut toml::Table),
+) -> toml::Table {
     let text = std::fs::read_to_string(policy).expect("read the policy file");
     let mut table: toml::Table = text.parse().expect("the policy file is TOML");
     let section = |table: &mut toml::Table, name: &str| -> toml::Table {
@@ -75,8 +87,7 @@ pub fn policy_for_test(
     admin.insert("listen".into(), "127.0.0.1:0".into());
     table.insert("admin".into(), admin.into());
     edit(&mut table);
-    Config::from_toml(&toml::to_string(&table).expect("serialise the policy"))
-        .unwrap_or_else(|error| panic!("the test policy is invalid: {error}"))
+    table
 }
 
 fn path_value(path: &Path) -> toml::Value {

@@ -105,11 +105,16 @@ impl Fixture {
 }
 
 fn rsa_issuer() -> JwtVerifier {
+    rsa_issuer_for(AUD)
+}
+
+/// The RSA issuer serving `audience`.
+fn rsa_issuer_for(audience: &str) -> JwtVerifier {
     Fixture::new().verifier(&format!(
         r#"
         [[issuers]]
         issuer = "{ISS}"
-        audiences = ["{AUD}"]
+        audiences = ["{audience}"]
         algorithms = ["RS256"]
         keys = [{{ kid = "rsa-1", pem_file = "rsa.pem" }}]
         "#
@@ -718,15 +723,7 @@ fn a_reloaded_policy_does_not_inherit_remembered_tokens() {
     assert!(before.verify(&token).is_ok());
     // The reloaded policy's issuer serves another audience: the token the
     // old verifier remembered is judged afresh and refused.
-    let after = Fixture::new().verifier(&format!(
-        r#"
-        [[issuers]]
-        issuer = "{ISS}"
-        audiences = ["another-api"]
-        algorithms = ["RS256"]
-        keys = [{{ kid = "rsa-1", pem_file = "rsa.pem" }}]
-        "#
-    ));
+    let after = rsa_issuer_for("another-api");
     assert_eq!(after.verify(&token), Err(JwtError::WrongAudience));
     assert!(before.verify(&token).is_ok());
 }
