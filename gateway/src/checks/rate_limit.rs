@@ -641,22 +641,30 @@ pub fn headers(usages: &[Usage]) -> Vec<(HeaderName, HeaderValue)> {
     if usages.is_empty() {
         return Vec::new();
     }
-    let policy: Vec<String> = usages
-        .iter()
-        .map(|u| format!("\"{}\";q={};w={}", u.name, u.limit, u.window_seconds))
-        .collect();
-    let current: Vec<String> = usages
-        .iter()
-        .map(|u| format!("\"{}\";r={};t={}", u.name, u.remaining, u.reset_seconds))
-        .collect();
+    use std::fmt::Write as _;
+    let (mut policy, mut current) = (String::with_capacity(64), String::with_capacity(64));
+    for (i, u) in usages.iter().enumerate() {
+        let separator = if i == 0 { "" } else { ", " };
+        // Writing into a String cannot fail.
+        let _ = write!(
+            policy,
+            "{separator}\"{}\";q={};w={}",
+            u.name, u.limit, u.window_seconds
+        );
+        let _ = write!(
+            current,
+            "{separator}\"{}\";r={};t={}",
+            u.name, u.remaining, u.reset_seconds
+        );
+    }
     vec![
         (
             RATELIMIT_POLICY,
-            HeaderValue::from_str(&policy.join(", ")).expect("policy names are header-safe"),
+            HeaderValue::from_str(&policy).expect("policy names are header-safe"),
         ),
         (
             RATELIMIT,
-            HeaderValue::from_str(&current.join(", ")).expect("policy names are header-safe"),
+            HeaderValue::from_str(&current).expect("policy names are header-safe"),
         ),
     ]
 }
