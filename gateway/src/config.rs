@@ -848,7 +848,9 @@ fn validate_route(
     let route_checks = policy::validate_route(i, &raw, limit_for_checks, checks, problems);
     let compressed_body = match raw.compressed_body {
         None => Some(None),
-        Some(allowance) => compressed::validate(allowance, &key("compressed_body"), problems).map(Some),
+        Some(allowance) => {
+            compressed::validate(allowance, &key("compressed_body"), problems).map(Some)
+        }
     };
     let name = required(raw.name, &key("name"), problems);
     if name.as_ref().is_some_and(|n| n.trim().is_empty()) {

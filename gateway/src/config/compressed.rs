@@ -80,7 +80,9 @@ pub(crate) fn validate(
                         ok = false;
                         problems.push(
                             format_args!("{key}.encodings[{j}]"),
-                            format_args!("`{name}` is not a supported encoding (supported: `gzip`)"),
+                            format_args!(
+                                "`{name}` is not a supported encoding (supported: `gzip`)"
+                            ),
                         );
                     }
                 }

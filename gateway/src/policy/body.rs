@@ -77,8 +77,14 @@ pub(crate) fn check(parts: &mut Parts, route: &Route) -> Result<Option<Decoding>
     let encoding = match layers.as_slice() {
         [one] => Encoding::from_token(one)
             .filter(|e| allowed.encodings.contains(e))
-            .ok_or(Rejection::EncodingNotAccepted("encoding not listed for the route"))?,
-        _ => return Err(Rejection::EncodingNotAccepted("not exactly one encoding layer")),
+            .ok_or(Rejection::EncodingNotAccepted(
+                "encoding not listed for the route",
+            ))?,
+        _ => {
+            return Err(Rejection::EncodingNotAccepted(
+                "not exactly one encoding layer",
+            ))
+        }
     };
     parts.headers.remove(CONTENT_ENCODING);
     parts.headers.remove(CONTENT_LENGTH);

@@ -252,7 +252,11 @@ mod tests {
         let text: Vec<u8> = (0..50_000u32).flat_map(|i| i.to_le_bytes()).collect();
         let compressed = gzip(&text);
         for chunk in [1, 7, 1024, compressed.len()] {
-            assert_eq!(decode(&compressed, chunk, 200_000).unwrap(), text, "{chunk}");
+            assert_eq!(
+                decode(&compressed, chunk, 200_000).unwrap(),
+                text,
+                "{chunk}"
+            );
         }
         // Exactly the cap is fine.
         assert_eq!(decode(&compressed, 512, 200_000).unwrap().len(), 200_000);
@@ -313,7 +317,10 @@ mod tests {
             watch.refine(Rejection::BodyIncomplete),
             Rejection::BodyIncomplete
         ));
-        watch.decode_failure.set(DecodeFailure::TooLarge(5)).unwrap();
+        watch
+            .decode_failure
+            .set(DecodeFailure::TooLarge(5))
+            .unwrap();
         assert!(matches!(
             watch.refine(Rejection::BodyTooLarge { limit: 10 }),
             Rejection::DecodedTooLarge { limit: 5 }
