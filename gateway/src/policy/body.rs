@@ -215,7 +215,7 @@ pub(crate) enum ForwardBody {
     /// Counted against the limit on its way.
     Streamed(Limited),
     /// Counted against the limit, then decoded under its cap.
-    Decoded(decode::Decoded),
+    Decoded(Box<decode::Decoded>),
     /// Read in full by [`collect`]; `None` once sent.
     Buffered(Option<Bytes>),
 }
@@ -231,7 +231,9 @@ impl ForwardBody {
         let limited = Limited::new(body, Arc::clone(&watch));
         match decoding {
             None => ForwardBody::Streamed(limited),
-            Some(decoding) => ForwardBody::Decoded(decode::Decoded::new(limited, watch, decoding)),
+            Some(decoding) => {
+                ForwardBody::Decoded(Box::new(decode::Decoded::new(limited, watch, decoding)))
+            }
         }
     }
 }
@@ -246,7 +248,7 @@ impl HttpBody for ForwardBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ForwardBody::Streamed(limited) => Pin::new(limited).poll_frame(cx),
-            ForwardBody::Decoded(decoded) => Pin::new(decoded).poll_frame(cx),
+            ForwardBody::Decoded(decoded) => Pin::new(decoded.as_mut()).poll_frame(cx),
             ForwardBody::Buffered(bytes) => Poll::Ready(
                 bytes
                     .take()
