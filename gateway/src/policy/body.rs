@@ -46,6 +46,14 @@ pub(crate) use decode::Decoding;
 /// says how, and `Content-Encoding` and `Content-Length` are removed from
 /// the head (they describe the compressed bytes).
 pub(crate) fn check(parts: &mut Parts, route: &Route) -> Result<Option<Decoding>, Rejection> {
+    let is_compressed = parts
+        .headers
+        .get_all(CONTENT_ENCODING)
+        .iter()
+        .any(|value| !value.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if is_compressed && route.compressed_body.is_none() {
+        return Err(Rejection::CompressedBody);
+    }
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
@@ -56,16 +64,8 @@ pub(crate) fn check(parts: &mut Parts, route: &Route) -> Result<Option<Decoding>
             limit: route.body_limit,
         });
     }
-    let is_compressed = parts
-        .headers
-        .get_all(CONTENT_ENCODING)
-        .iter()
-        .any(|value| !value.as_bytes().eq_ignore_ascii_case(b"identity"));
-    if !is_compressed {
+    let Some(allowed) = route.compressed_body.as_ref().filter(|_| is_compressed) else {
         return Ok(None);
-    }
-    let Some(allowed) = &route.compressed_body else {
-        return Err(Rejection::CompressedBody);
     };
     let mut layers = Vec::new();
     for value in parts.headers.get_all(CONTENT_ENCODING) {
@@ -396,6 +396,15 @@ mod tests {
         assert!(matches!(
             check(&mut parts(&[("content-encoding", "identity")]), &route(10)),
             Ok(None)
+        ));
+        // Refused as compressed before its length is looked at, as before
+        // routes could accept compressed bodies.
+        assert!(matches!(
+            check(
+                &mut parts(&[("content-encoding", "gzip"), ("content-length", "99")]),
+                &route(10)
+            ),
+            Err(Rejection::CompressedBody)
         ));
         for coding in ["gzip", "br", "deflate", "GZIP", ""] {
             assert!(matches!(
