@@ -32,8 +32,9 @@
 //! 13. **body** ([`body`], `checks::upload`) — content type (415); declared
 //!     length over the route limit (413; 400 on the upload route, as the
 //!     legacy backend answers) and compressed bodies (415, unless the route
-//!     accepts them: then decoded under a cap) before a byte is read. The upload form and JSON bodies are read in full under the
-//!     limit and checked (400); other bodies are counted as they stream.
+//!     accepts them: then decoded under a cap) before a byte is read. The
+//!     upload form and JSON bodies are read in full under the limit and
+//!     checked (400); other bodies are counted as they stream.
 //! 14. **forward** (`proxy.rs`) — the only stage that talks to the
 //!     upstream; it sets the identity headers and drops the credentials the
 //!     gateway consumed.
