@@ -10,8 +10,10 @@ use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use http::Request;
-use http_body_util::Full;
+use http_body::Frame;
+use http_body_util::{BodyExt, Full, StreamBody};
 
+use crate::forward::send_stream;
 use crate::support::*;
 
 /// Decoded cap of the allowing routes.
@@ -422,4 +424,87 @@ async fn unlisted_or_stacked_encodings_are_415_and_other_routes_refuse_all() {
         reasons[8..].iter().all(|r| r == "body.compressed"),
         "{reasons:?}"
     );
+}
+
+#[tokio::test]
+async fn the_checks_see_the_decoded_body_and_the_wire_bytes_count_against_body_limit() {
+    let files = tempfile::tempdir().unwrap();
+    let (gw, up) = start(files.path()).await;
+    // The JSON depth check runs on the decoded body.
+    let deep = gzip(br#"{"a":{"b":{"c":{"d":{"e":1}}}}}"#);
+    let reply = gw
+        .client()
+        .send(
+            Proto::H2,
+            post(
+                "/api/json",
+                &[
+                    ("content-type", "application/json"),
+                    ("content-encoding", "gzip"),
+                ],
+                deep,
+            ),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_envelope_with_details(&reply);
+    // Incompressible bytes: over the 64 KiB wire limit although far under
+    // the decoded cap.
+    let mut state = 0x2545_f491_u32;
+    let noise: Vec<u8> = (0..200_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect();
+    let compressed = gzip(&noise);
+    assert!(compressed.len() > 65536);
+    for proto in [Proto::H1, Proto::H2] {
+        let reply = gw
+            .client()
+            .send(
+                proto,
+                post(
+                    "/api/stream",
+                    &[("content-encoding", "gzip")],
+                    compressed.clone(),
+                ),
+            )
+            .await;
+        assert_refused(&reply, 413, "The request body is too large");
+    }
+    assert!(up.seen().is_empty(), "{}", up.seen().len());
+    // The same without a declared length (HTTP/1.1 chunked, HTTP/2 DATA
+    // frames): counted on the wire as it streams and cut off at the limit.
+    for proto in [Proto::H1, Proto::H2] {
+        let frames: Vec<_> = compressed
+            .chunks(16 * 1024)
+            .map(|c| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        let streamed = Request::builder()
+            .method("POST")
+            .uri("/api/stream")
+            .header("content-encoding", "gzip")
+            .body(StreamBody::new(futures_util::stream::iter(frames)).boxed())
+            .unwrap();
+        let reply = send_stream(gw.client().tls(proto).await, proto, streamed).await;
+        assert_refused(&reply, 413, "The request body is too large");
+    }
+    for request in up.seen() {
+        assert_eq!(request.body, Bytes::from_static(b"<incomplete>"));
+    }
+}
+
+/// A check's envelope: status ERROR and a message (details may be set).
+fn assert_envelope_with_details(reply: &Reply) {
+    let json = reply.json();
+    assert_eq!(json["status"], "ERROR", "{json}");
+    assert!(json["message"].is_string(), "{json}");
 }
