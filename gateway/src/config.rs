@@ -19,6 +19,7 @@
 
 mod admin;
 mod audit;
+mod compressed;
 mod duration;
 mod policy;
 mod raw;
@@ -38,6 +39,7 @@ use crate::policy::path;
 pub(crate) use admin::Admin;
 pub use admin::{DEFAULT_ADMIN_LISTEN, DEFAULT_READY_PROBE_INTERVAL, DEFAULT_READY_PROBE_TIMEOUT};
 pub(crate) use audit::{Audit, AuditOutput, PseudonymKey};
+pub(crate) use compressed::{CompressedBody, Encoding};
 pub(crate) use policy::{PolicyChecks, RouteChecks};
 use raw::{
     RawConfig, RawHeaders, RawLimits, RawPlainHttp, RawRoute, RawServer, RawSpawn, RawTls,
@@ -242,6 +244,9 @@ pub(crate) struct Route {
     pub(crate) body_limit: u64,
     /// Authentication, scopes, rate limits, CORS, query and body rules.
     pub(crate) checks: RouteChecks,
+    /// Compressed bodies accepted and decoded (`compressed_body`); `None`
+    /// refuses them (415).
+    pub(crate) compressed_body: Option<CompressedBody>,
 }
 
 /// Why a policy file was not accepted.
@@ -841,6 +846,12 @@ fn validate_route(
         .body_limit
         .map_or(Some(DEFAULT_ROUTE_BODY_LIMIT), |l| u64::try_from(l).ok());
     let route_checks = policy::validate_route(i, &raw, limit_for_checks, checks, problems);
+    let compressed_body = match raw.compressed_body {
+        None => Some(None),
+        Some(allowance) => {
+            compressed::validate(allowance, &key("compressed_body"), problems).map(Some)
+        }
+    };
     let name = required(raw.name, &key("name"), problems);
     if name.as_ref().is_some_and(|n| n.trim().is_empty()) {
         problems.push(key("name"), "must not be empty");
@@ -895,6 +906,7 @@ fn validate_route(
         methods: methods?,
         body_limit: body_limit?,
         checks: route_checks?,
+        compressed_body: compressed_body?,
     })
 }
 

@@ -31,9 +31,10 @@
 //!     typed and in range (400).
 //! 13. **body** ([`body`], `checks::upload`) — content type (415); declared
 //!     length over the route limit (413; 400 on the upload route, as the
-//!     legacy backend answers) and compressed bodies (415) before a byte is
-//!     read. The upload form and JSON bodies are read in full under the
-//!     limit and checked (400); other bodies are counted as they stream.
+//!     legacy backend answers) and compressed bodies (415, unless the route
+//!     accepts them: then decoded under a cap) before a byte is read. The
+//!     upload form and JSON bodies are read in full under the limit and
+//!     checked (400); other bodies are counted as they stream.
 //! 14. **forward** (`proxy.rs`) — the only stage that talks to the
 //!     upstream; it sets the identity headers and drops the credentials the
 //!     gateway consumed.
@@ -72,7 +73,7 @@ use crate::lifecycle::State;
 use crate::proxy::{Caller, Upstream};
 use crate::reject::{self, check, Rejection};
 use crate::respond;
-use body::{BodyWatch, ForwardBody, Limited};
+use body::{BodyWatch, ForwardBody};
 use identify::Identity;
 
 /// Answers one HTTPS request: checks, forwards, secures the response.
@@ -192,7 +193,7 @@ async fn check_and_forward(
     policy_headers: &mut HeaderMap,
     trail: &Trail,
 ) -> Result<Response<Body>, Rejection> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let host = shape::check(&parts, &config.limits)?;
     path::check(parts.uri.path()).map_err(Rejection::PathRefused)?;
     if let Some(endpoint) = tokens::Endpoint::find(parts.uri.path(), &config.checks) {
@@ -242,16 +243,16 @@ async fn check_and_forward(
     if let Some(types) = &checks.content_types {
         upload::check_content_type(types, &parts.headers, has_body).map_err(check)?;
     }
-    body::check(&parts, &route).map_err(|r| upload_too_large(r, &route))?;
+    let decoding = body::check(&mut parts, &route).map_err(|r| upload_too_large(r, &route))?;
     let body_watch = Arc::clone(watch.get_or_init(|| Arc::new(BodyWatch::new(route.body_limit))));
     let body = if checks.buffers_body() {
-        let bytes = body::collect(body, Arc::clone(&body_watch))
+        let bytes = body::collect(body, Arc::clone(&body_watch), decoding)
             .await
             .map_err(|r| upload_too_large(r, &route))?;
         check_buffered(&route, &parts, &bytes).await?;
         ForwardBody::Buffered(Some(bytes))
     } else {
-        ForwardBody::Streamed(Limited::new(body, Arc::clone(&body_watch)))
+        ForwardBody::streamed(body, Arc::clone(&body_watch), decoding)
     };
 
     let caller = Caller {
@@ -270,6 +271,7 @@ async fn check_and_forward(
             &body_watch,
         )
         .await
+        .map_err(|rejection| body_watch.refine(rejection))
 }
 
 /// Checks a CORS preflight against the route serving the method it asks

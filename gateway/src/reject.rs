@@ -45,6 +45,16 @@ pub(crate) enum Rejection {
     /// A `Content-Encoding` other than identity on the request body.
     #[error("compressed request body refused")]
     CompressedBody,
+    /// A compressed body on a route that accepts some encodings, but not
+    /// this one, or more than one layer of them.
+    #[error("request body encoding not accepted: {0}")]
+    EncodingNotAccepted(&'static str),
+    /// The decoded body is larger than the route's `max_decoded_bytes`.
+    #[error("decoded body over the route cap of {limit} bytes")]
+    DecodedTooLarge { limit: u64 },
+    /// The compressed body is not a valid stream of its encoding.
+    #[error("compressed body corrupt")]
+    EncodingCorrupt,
     /// The client did not send its body within the request timeout.
     #[error("request body not received in time")]
     BodyTimeout,
@@ -86,14 +96,19 @@ impl Rejection {
             Rejection::PathRefused(_)
             | Rejection::AmbiguousLength(_)
             | Rejection::HostInvalid
-            | Rejection::BodyIncomplete => StatusCode::BAD_REQUEST,
+            | Rejection::BodyIncomplete
+            | Rejection::EncodingCorrupt => StatusCode::BAD_REQUEST,
             Rejection::Check(check) => check.status,
             Rejection::RequestLineTooLong { .. } => StatusCode::URI_TOO_LONG,
             Rejection::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Rejection::NoRoute => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Rejection::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Rejection::CompressedBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Rejection::BodyTooLarge { .. } | Rejection::DecodedTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Rejection::CompressedBody | Rejection::EncodingNotAccepted(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             // ASVS 5.0 4.1.2: an API must not redirect to HTTPS, because the
             // credentials have already crossed the network in clear. 403
@@ -122,6 +137,11 @@ impl Rejection {
             Rejection::MethodNotAllowed { .. } => "The method is not allowed for the requested URL",
             Rejection::BodyTooLarge { .. } => "The request body is too large",
             Rejection::CompressedBody => "Compressed request bodies are not accepted",
+            Rejection::EncodingNotAccepted(_) => {
+                "The request body's Content-Encoding is not accepted on this route"
+            }
+            Rejection::DecodedTooLarge { .. } => "The decompressed request body is too large",
+            Rejection::EncodingCorrupt => "The compressed request body could not be decoded",
             Rejection::BodyTimeout => "The request body was not received in time",
             Rejection::BodyIncomplete => "The request body was incomplete",
             // Answered from the check's own envelope in `respond`.
@@ -260,6 +280,9 @@ mod tests {
             (Rejection::HeadersTooLarge("x"), 431),
             (Rejection::BodyTooLarge { limit: 1 }, 413),
             (Rejection::CompressedBody, 415),
+            (Rejection::EncodingNotAccepted("br"), 415),
+            (Rejection::DecodedTooLarge { limit: 1 }, 413),
+            (Rejection::EncodingCorrupt, 400),
             (Rejection::BodyTimeout, 408),
             (Rejection::HttpsRequired, 403),
             (Rejection::UpstreamUnreachable("refused".into()), 502),

@@ -65,6 +65,11 @@ pub(crate) fn decision(rejection: &Rejection) -> Decision {
         }
         Rejection::BodyTooLarge { .. } => Decision::refused("body", "body.too_large"),
         Rejection::CompressedBody => Decision::refused("body", "body.compressed"),
+        Rejection::EncodingNotAccepted(_) => {
+            Decision::refused("body", "body.encoding_not_accepted")
+        }
+        Rejection::DecodedTooLarge { .. } => Decision::refused("body", "body.decoded_too_large"),
+        Rejection::EncodingCorrupt => Decision::refused("body", "body.encoding_corrupt"),
         Rejection::BodyTimeout => Decision::refused("body", "body.timeout"),
         Rejection::BodyIncomplete => Decision::refused("body", "body.incomplete"),
         Rejection::Check(check) => from_check(check),

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 pub(crate) use super::admin::RawAdmin;
 pub(crate) use super::audit::RawAudit;
+use super::compressed::RawCompressedBody;
 use crate::checks::api_key::ApiKeysRaw;
 use crate::checks::auth::AuthMode;
 use crate::checks::cors::CorsRaw;
@@ -150,4 +151,6 @@ pub(crate) struct RawRoute {
     pub(crate) content_types: Option<Vec<String>>,
     /// Multipart upload rules.
     pub(crate) upload: Option<UploadRaw>,
+    /// Compressed bodies accepted, with a decoded-size cap.
+    pub(crate) compressed_body: Option<RawCompressedBody>,
 }

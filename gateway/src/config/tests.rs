@@ -430,3 +430,41 @@ fn rate_limit_state_survives_a_reload_unless_the_quotas_change() {
     assert_eq!(same.rate_limit_tracked_keys(), 1);
     same.purge_rate_limits();
 }
+
+#[test]
+fn compressed_body_is_off_by_default_and_validated_per_route() {
+    assert_eq!(minimal().routes[0].compressed_body, None);
+    let allowed = MINIMAL.replace(
+        "methods = [\"GET\"]",
+        "methods = [\"GET\"]\ncompressed_body = { encodings = [\"gzip\"], max_decoded_bytes = 4096 }",
+    );
+    let config = Config::from_toml(&allowed).unwrap();
+    assert_eq!(
+        config.routes[0].compressed_body,
+        Some(CompressedBody {
+            encodings: vec![Encoding::Gzip],
+            max_decoded_bytes: 4096,
+        })
+    );
+
+    let bad = MINIMAL.replace(
+        "methods = [\"GET\"]",
+        "methods = [\"GET\"]\ncompressed_body = { encodings = [\"br\"], max_decoded_bytes = -1 }",
+    );
+    let error = Config::from_toml(&bad).unwrap_err().to_string();
+    assert!(
+        error.contains("routes[0].compressed_body.encodings[0]: `br` is not a supported encoding"),
+        "{error}"
+    );
+    assert!(
+        error.contains("routes[0].compressed_body.max_decoded_bytes: must be > 0"),
+        "{error}"
+    );
+
+    let unknown = MINIMAL.replace(
+        "methods = [\"GET\"]",
+        "methods = [\"GET\"]\ncompressed_body = { encodings = [\"gzip\"], max_decoded_bytes = 1, max_ratio = 10 }",
+    );
+    let error = Config::from_toml(&unknown).unwrap_err().to_string();
+    assert!(error.contains("max_ratio"), "{error}");
+}

@@ -1,13 +1,20 @@
 //! Body: the request body must fit the route's limit and arrive
-//! uncompressed.
+//! uncompressed, unless the route accepts a compressed body.
 //!
 //! A declared `Content-Length` over the limit is refused (413) before a
 //! byte of the body is read. A body without a declared length (chunked, or
 //! HTTP/2 DATA frames) is counted while it streams to the upstream by
 //! [`Limited`]; past the limit the stream fails, the upstream exchange is
-//! abandoned and the client gets 413. Compressed bodies are refused with
-//! 415: the gateway cannot cap their decoded size (ASVS 5.2.3), and no route
-//! accepts them yet.
+//! abandoned and the client gets 413.
+//!
+//! Compressed bodies (`Content-Encoding` other than `identity`) are refused
+//! with 415, except on a route with `compressed_body`: there one layer of a
+//! listed encoding is decoded while it streams ([`decode`]), the compressed
+//! bytes still count against the route's limit, and the decoded bytes are
+//! capped at `max_decoded_bytes` (413; ASVS 5.0 5.2.3). A corrupt stream is
+//! 400; several layers or an unlisted encoding 415. The checks and the
+//! upstream see the decoded body, without `Content-Encoding` and
+//! `Content-Length`.
 //!
 //! Routes whose body is checked before it is forwarded (the upload form, JSON
 //! depth) read it in full first, under the same limit ([`collect`]); the
@@ -15,7 +22,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -27,17 +34,24 @@ use hyper::body::Incoming;
 use tokio::sync::Notify;
 
 use crate::body::BoxError;
-use crate::config::Route;
+use crate::config::{Encoding, Route};
 use crate::reject::Rejection;
 
-/// Checks what the head says about the body.
-pub(crate) fn check(parts: &Parts, route: &Route) -> Result<(), Rejection> {
+pub(crate) mod decode;
+
+pub(crate) use decode::Decoding;
+
+/// Checks what the head says about the body: its declared length, and its
+/// encoding. A body the route accepts compressed is decoded: the answer
+/// says how, and `Content-Encoding` and `Content-Length` are removed from
+/// the head (they describe the compressed bytes).
+pub(crate) fn check(parts: &mut Parts, route: &Route) -> Result<Option<Decoding>, Rejection> {
     let is_compressed = parts
         .headers
         .get_all(CONTENT_ENCODING)
         .iter()
         .any(|value| !value.as_bytes().eq_ignore_ascii_case(b"identity"));
-    if is_compressed {
+    if is_compressed && route.compressed_body.is_none() {
         return Err(Rejection::CompressedBody);
     }
     let declared = parts
@@ -45,12 +59,39 @@ pub(crate) fn check(parts: &Parts, route: &Route) -> Result<(), Rejection> {
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    match declared {
-        Some(length) if length > route.body_limit => Err(Rejection::BodyTooLarge {
+    if declared.is_some_and(|length| length > route.body_limit) {
+        return Err(Rejection::BodyTooLarge {
             limit: route.body_limit,
-        }),
-        _ => Ok(()),
+        });
     }
+    let Some(allowed) = route.compressed_body.as_ref().filter(|_| is_compressed) else {
+        return Ok(None);
+    };
+    let mut layers = Vec::new();
+    for value in parts.headers.get_all(CONTENT_ENCODING) {
+        let Ok(text) = value.to_str() else {
+            return Err(Rejection::EncodingNotAccepted("not a token"));
+        };
+        layers.extend(text.split(',').map(str::trim).filter(|t| !t.is_empty()));
+    }
+    let encoding = match layers.as_slice() {
+        [one] => Encoding::from_token(one)
+            .filter(|e| allowed.encodings.contains(e))
+            .ok_or(Rejection::EncodingNotAccepted(
+                "encoding not listed for the route",
+            ))?,
+        _ => {
+            return Err(Rejection::EncodingNotAccepted(
+                "not exactly one encoding layer",
+            ))
+        }
+    };
+    parts.headers.remove(CONTENT_ENCODING);
+    parts.headers.remove(CONTENT_LENGTH);
+    Ok(Some(Decoding {
+        encoding,
+        max_decoded_bytes: allowed.max_decoded_bytes,
+    }))
 }
 
 /// What happened to a streamed request body, for the forwarder to tell a
@@ -64,6 +105,8 @@ pub(crate) struct BodyWatch {
     malformed: AtomicBool,
     finished: AtomicBool,
     finished_notify: Notify,
+    /// Why decoding a compressed body failed, if it did.
+    decode_failure: OnceLock<decode::DecodeFailure>,
 }
 
 impl BodyWatch {
@@ -76,6 +119,7 @@ impl BodyWatch {
             malformed: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             finished_notify: Notify::new(),
+            decode_failure: OnceLock::new(),
         }
     }
 
@@ -116,6 +160,29 @@ impl BodyWatch {
         }
     }
 
+    /// The precise answer for a body failure the forwarder reported in
+    /// general terms: a decoding failure (decoded body over its cap,
+    /// corrupt stream) replaces the 413 / 400 it was reported as.
+    pub(crate) fn refine(&self, rejection: Rejection) -> Rejection {
+        match (self.decode_failure.get(), &rejection) {
+            (Some(failure), Rejection::BodyTooLarge { .. } | Rejection::BodyIncomplete) => {
+                failure.rejection()
+            }
+            _ => rejection,
+        }
+    }
+
+    /// Why the body could not be read: decoding, the limit, or the client.
+    fn failure(&self) -> Rejection {
+        if let Some(failure) = self.decode_failure.get() {
+            failure.rejection()
+        } else if self.is_exceeded() {
+            Rejection::BodyTooLarge { limit: self.limit }
+        } else {
+            Rejection::BodyIncomplete
+        }
+    }
+
     fn mark_finished(&self) {
         self.finished.store(true, Ordering::Release);
         self.finished_notify.notify_waiters();
@@ -127,16 +194,18 @@ impl BodyWatch {
 #[error("request body over the route limit of {0} bytes")]
 pub(crate) struct BodyTooLarge(u64);
 
-/// Reads a whole body under `watch`'s limit. Over the limit:
-/// [`Rejection::BodyTooLarge`]; a broken body: [`Rejection::BodyIncomplete`].
-pub(crate) async fn collect(body: Incoming, watch: Arc<BodyWatch>) -> Result<Bytes, Rejection> {
-    let limited = Limited::new(body, Arc::clone(&watch));
-    match limited.collect().await {
+/// Reads a whole body under `watch`'s limit, decoded if `decoding` says
+/// so. Over the limit: [`Rejection::BodyTooLarge`]; a broken body:
+/// [`Rejection::BodyIncomplete`]; decoding failures: see [`decode`].
+pub(crate) async fn collect(
+    body: Incoming,
+    watch: Arc<BodyWatch>,
+    decoding: Option<Decoding>,
+) -> Result<Bytes, Rejection> {
+    let stream = ForwardBody::streamed(body, Arc::clone(&watch), decoding);
+    match stream.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(_) if watch.is_exceeded() => Err(Rejection::BodyTooLarge {
-            limit: watch.limit(),
-        }),
-        Err(_) => Err(Rejection::BodyIncomplete),
+        Err(_) => Err(watch.failure()),
     }
 }
 
@@ -145,8 +214,28 @@ pub(crate) async fn collect(body: Incoming, watch: Arc<BodyWatch>) -> Result<Byt
 pub(crate) enum ForwardBody {
     /// Counted against the limit on its way.
     Streamed(Limited),
+    /// Counted against the limit, then decoded under its cap.
+    Decoded(Box<decode::Decoded>),
     /// Read in full by [`collect`]; `None` once sent.
     Buffered(Option<Bytes>),
+}
+
+impl ForwardBody {
+    /// The client's body as it streams: counted, and decoded if
+    /// `decoding` says so.
+    pub(crate) fn streamed(
+        body: Incoming,
+        watch: Arc<BodyWatch>,
+        decoding: Option<Decoding>,
+    ) -> Self {
+        let limited = Limited::new(body, Arc::clone(&watch));
+        match decoding {
+            None => ForwardBody::Streamed(limited),
+            Some(decoding) => {
+                ForwardBody::Decoded(Box::new(decode::Decoded::new(limited, watch, decoding)))
+            }
+        }
+    }
 }
 
 impl HttpBody for ForwardBody {
@@ -159,6 +248,7 @@ impl HttpBody for ForwardBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ForwardBody::Streamed(limited) => Pin::new(limited).poll_frame(cx),
+            ForwardBody::Decoded(decoded) => Pin::new(decoded.as_mut()).poll_frame(cx),
             ForwardBody::Buffered(bytes) => Poll::Ready(
                 bytes
                     .take()
@@ -171,6 +261,7 @@ impl HttpBody for ForwardBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ForwardBody::Streamed(limited) => limited.is_end_stream(),
+            ForwardBody::Decoded(decoded) => decoded.is_end_stream(),
             ForwardBody::Buffered(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
         }
     }
@@ -178,6 +269,8 @@ impl HttpBody for ForwardBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ForwardBody::Streamed(limited) => limited.size_hint(),
+            // The decoded size is unknown until the end: sent chunked.
+            ForwardBody::Decoded(_) => SizeHint::default(),
             ForwardBody::Buffered(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
@@ -265,6 +358,7 @@ mod tests {
             methods: vec![http::Method::POST],
             body_limit: limit,
             checks: crate::config::tests::minimal().routes[0].checks.clone(),
+            compressed_body: None,
         }
     }
 
@@ -278,9 +372,9 @@ mod tests {
 
     #[test]
     fn declared_length_over_the_limit_is_413() {
-        assert!(check(&parts(&[("content-length", "10")]), &route(10)).is_ok());
+        assert!(check(&mut parts(&[("content-length", "10")]), &route(10)).is_ok());
         assert!(matches!(
-            check(&parts(&[("content-length", "11")]), &route(10)),
+            check(&mut parts(&[("content-length", "11")]), &route(10)),
             Err(Rejection::BodyTooLarge { limit: 10 })
         ));
     }
@@ -299,12 +393,83 @@ mod tests {
 
     #[test]
     fn compressed_bodies_are_415_identity_is_fine() {
-        assert!(check(&parts(&[("content-encoding", "identity")]), &route(10)).is_ok());
-        for coding in ["gzip", "br", "deflate", "GZIP"] {
+        assert!(matches!(
+            check(&mut parts(&[("content-encoding", "identity")]), &route(10)),
+            Ok(None)
+        ));
+        // Refused as compressed before its length is looked at, as before
+        // routes could accept compressed bodies.
+        assert!(matches!(
+            check(
+                &mut parts(&[("content-encoding", "gzip"), ("content-length", "99")]),
+                &route(10)
+            ),
+            Err(Rejection::CompressedBody)
+        ));
+        for coding in ["gzip", "br", "deflate", "GZIP", ""] {
             assert!(matches!(
-                check(&parts(&[("content-encoding", coding)]), &route(10)),
+                check(&mut parts(&[("content-encoding", coding)]), &route(10)),
                 Err(Rejection::CompressedBody)
             ));
+        }
+    }
+
+    fn gzip_route(limit: u64, cap: u64) -> Route {
+        Route {
+            compressed_body: Some(crate::config::CompressedBody {
+                encodings: vec![Encoding::Gzip],
+                max_decoded_bytes: cap,
+            }),
+            ..route(limit)
+        }
+    }
+
+    #[test]
+    fn one_listed_layer_is_decoded_and_its_framing_headers_dropped() {
+        let mut head = parts(&[
+            ("content-encoding", "GZip"),
+            ("content-length", "10"),
+            ("content-type", "application/json"),
+        ]);
+        let decoding = check(&mut head, &gzip_route(10, 99)).unwrap().unwrap();
+        assert_eq!(decoding.encoding, Encoding::Gzip);
+        assert_eq!(decoding.max_decoded_bytes, 99);
+        assert!(!head.headers.contains_key(CONTENT_ENCODING));
+        assert!(!head.headers.contains_key(CONTENT_LENGTH));
+        assert_eq!(head.headers["content-type"], "application/json");
+
+        // The compressed bytes on the wire still count against the limit.
+        assert!(matches!(
+            check(
+                &mut parts(&[("content-encoding", "gzip"), ("content-length", "11")]),
+                &gzip_route(10, 99)
+            ),
+            Err(Rejection::BodyTooLarge { limit: 10 })
+        ));
+        // Identity stays untouched.
+        let mut plain = parts(&[("content-length", "3")]);
+        assert!(matches!(check(&mut plain, &gzip_route(10, 99)), Ok(None)));
+        assert_eq!(plain.headers[CONTENT_LENGTH], "3");
+    }
+
+    #[test]
+    fn unlisted_encodings_and_stacked_layers_are_415() {
+        let cases: [&[(&str, &str)]; 5] = [
+            &[("content-encoding", "br")],
+            &[("content-encoding", "deflate")],
+            &[("content-encoding", "gzip, gzip")],
+            &[("content-encoding", "gzip"), ("content-encoding", "gzip")],
+            &[("content-encoding", "identity, gzip")],
+        ];
+        for headers in cases {
+            let mut head = parts(headers);
+            assert!(
+                matches!(
+                    check(&mut head, &gzip_route(10, 99)),
+                    Err(Rejection::EncodingNotAccepted(_))
+                ),
+                "{headers:?}"
+            );
         }
     }
 }

@@ -73,6 +73,7 @@ mod tests {
             methods: methods.to_vec(),
             body_limit: 1,
             checks: crate::config::tests::minimal().routes[0].checks.clone(),
+            compressed_body: None,
         })
     }
 

@@ -205,7 +205,8 @@ async fn streamed_bodies_are_counted_and_cut_off_at_the_limit() {
     );
 }
 
-async fn send_stream(
+/// Sends a request with a streamed body (no declared length) on `stream`.
+pub(crate) async fn send_stream(
     stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
     proto: Proto,
     mut request: http::Request<
@@ -228,7 +229,9 @@ async fn send_stream(
                     .await
                     .unwrap();
             tokio::spawn(conn);
-            *request.uri_mut() = "https://localhost/api/echo".parse().unwrap();
+            *request.uri_mut() = format!("https://localhost{}", request.uri())
+                .parse()
+                .unwrap();
             *request.version_mut() = http::Version::HTTP_2;
             sender.send_request(request).await.unwrap()
         }

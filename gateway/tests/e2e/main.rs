@@ -7,6 +7,7 @@ mod support;
 mod audit;
 mod checks;
 mod cli;
+mod compressed;
 mod failures;
 mod forward;
 mod lifecycle;
