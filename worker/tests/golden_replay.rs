@@ -1,9 +1,7 @@
 //! Golden replay over the real socket: every fixture's request sequence,
 //! sent as HTTP/1.1 with real multipart uploads, answers as the legacy
-//! backend did (rules in `harness/golden.rs`).
-//!
-//! The replays need the analysis engine behind `api::handle`; until it is
-//! merged they are ignored. The comparison helper's own tests run now.
+//! backend did (rules in `harness/golden.rs`, whose own tests are at the
+//! end of this file).
 
 mod harness;
 
