@@ -16,6 +16,13 @@
 //! gracefully (HTTP/1.1 closes after the current response, HTTP/2 sends
 //! GOAWAY); whatever is still open at `server.shutdown_timeout` is dropped.
 //!
+//! hyper's own bound on an HTTP/1.1 head is twice `limits.max_header_bytes`:
+//! a head over the policy's limits but within that reaches
+//! `policy::shape` and gets the gateway's 431/414 envelope with the security
+//! headers and a request audit line. Only beyond it (and for more than
+//! `limits.max_header_count` fields, which hyper counts itself) does hyper
+//! answer a bare 431 and close.
+//!
 //! An HTTPS HTTP/1.1 connection that hyper closes over a request head (timed
 //! out after some bytes, too large, malformed) gets one audit line and a
 //! `connection_errors` count (`accept/head.rs`): no request exists for it.
@@ -250,13 +257,26 @@ async fn serve_connection(
     }
 }
 
+/// hyper's bound on an HTTP/1.1 head, as a multiple of the policy's.
+const HYPER_HEAD_BYTES_FACTOR: usize = 2;
+
+/// hyper keeps this many header slots on the stack; any other
+/// `max_headers` moves them to the heap for every request.
+const HYPER_STACK_HEADERS: usize = 100;
+
 fn h1_builder(limits: &Limits) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_headers(limits.max_header_count)
-        .max_header_size(limits.max_header_bytes);
+        .max_header_size(
+            limits
+                .max_header_bytes
+                .saturating_mul(HYPER_HEAD_BYTES_FACTOR),
+        );
+    if limits.max_header_count != HYPER_STACK_HEADERS {
+        builder.max_headers(limits.max_header_count);
+    }
     builder
 }
 

@@ -163,6 +163,17 @@ impl Rejection {
         }
     }
 
+    /// What precisely was wrong with the request's shape, for the
+    /// envelope's `details`: the gateway's own wording, never request data.
+    fn detail(&self) -> Option<&'static str> {
+        match self {
+            Rejection::PathRefused(why)
+            | Rejection::HeadersTooLarge(why)
+            | Rejection::AmbiguousLength(why) => Some(why),
+            _ => None,
+        }
+    }
+
     /// Whose fault: the upstream's failures are worth an operator's look.
     fn is_upstream_fault(&self) -> bool {
         matches!(
@@ -197,7 +208,10 @@ pub(crate) fn respond(rejection: &Rejection) -> Response<Body> {
         }
         _ => {
             tracing::debug!(http.status = status.as_u16(), reason = %rejection, "refused");
-            ErrorEnvelope::new(rejection.message())
+            match rejection.detail() {
+                Some(detail) => ErrorEnvelope::new(rejection.message()).with_detail(detail),
+                None => ErrorEnvelope::new(rejection.message()),
+            }
         }
     };
     let mut response = Response::new(body::full(envelope.to_bytes()));
@@ -259,6 +273,20 @@ mod tests {
     async fn body_text(response: Response<Body>) -> String {
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn shape_refusals_say_precisely_what_was_wrong() {
+        let response = respond(&Rejection::HeadersTooLarge("a header field is too long"));
+        assert_eq!(
+            response.status(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        let json: serde_json::Value = serde_json::from_str(&body_text(response).await).unwrap();
+        assert_eq!(
+            json["details"],
+            serde_json::json!(["a header field is too long"])
+        );
     }
 
     #[tokio::test]

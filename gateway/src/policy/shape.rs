@@ -42,6 +42,17 @@ pub(crate) fn check(parts: &Parts, limits: &Limits) -> Result<String, Rejection>
     if is_field_too_long {
         return Err(Rejection::HeadersTooLarge("a header field is too long"));
     }
+    // The whole header section, each field with its ": " and CRLF.
+    let section: usize = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 4 + value.len())
+        .sum();
+    if section > limits.max_header_bytes {
+        return Err(Rejection::HeadersTooLarge(
+            "the header section is too large",
+        ));
+    }
     check_framing(parts)?;
     host(parts)
 }

@@ -752,7 +752,7 @@ async fn malformed_and_oversized_heads_are_one_audit_line_each() {
 
     let big = format!(
         "GET /api/echo HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
-        "v".repeat(20_000)
+        "v".repeat(40_000)
     );
     let answer = crate::support::raw_exchange(&client, big.as_bytes()).await;
     assert_eq!(crate::support::raw_status(&answer), 431, "{answer}");

@@ -338,5 +338,45 @@ async fn oversized_heads_are_refused() {
     raw.push_str("\r\n");
     let answer = raw_exchange(&client, raw.as_bytes()).await;
     assert_eq!(raw_status(&answer), 431, "{answer}");
+
+    // Over the policy's head limits but within twice them: the gateway's
+    // own answer, with the security headers and the envelope.
+    let one_long_field = format!("X-Big: {}\r\n", "v".repeat(20_000));
+    let three_fields: String = (0..3)
+        .map(|i| format!("X-Part{i}: {}\r\n", "v".repeat(7_000)))
+        .collect();
+    for (fields, message) in [
+        (&one_long_field, "a header field is too long"),
+        (&three_fields, "the header section is too large"),
+    ] {
+        let answer = raw_exchange(
+            &client,
+            format!(
+                "GET /api/echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{fields}\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+        assert_eq!(raw_status(&answer), 431, "{answer}");
+        let lower = answer.to_ascii_lowercase();
+        assert!(
+            lower.contains("strict-transport-security: max-age=")
+                && lower.contains("x-content-type-options: nosniff"),
+            "{answer}"
+        );
+        assert!(answer.contains("\"status\":\"ERROR\""), "{answer}");
+        assert!(answer.contains(message), "{message}: {answer}");
+    }
+    // Beyond twice the limit hyper refuses the head itself.
+    let answer = raw_exchange(
+        &client,
+        format!(
+            "GET /api/echo HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+            "v".repeat(40_000)
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 431, "{answer}");
     assert!(up.seen().is_empty());
 }
