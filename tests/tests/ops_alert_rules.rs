@@ -23,14 +23,15 @@ const RUNBOOK: &str = "docs/runbook.md";
 
 /// The alerts the stack must ship: the four rules of the seed document
 /// (5xx ratio, traffic surge, failed authentications, uploads near the
-/// limit) and the operational ones (scrape down, upstream down, rejected
-/// reload).
+/// limit) and the operational ones (scrape down, connections abandoned
+/// over their request head, upstream down, rejected reload).
 const EXPECTED_ALERTS: &[&str] = &[
     "TradeHabitGatewayDown",
     "TradeHabitGatewayHighErrorRate",
     "TradeHabitGatewayTrafficSurge",
     "TradeHabitGatewayAuthFailures",
     "TradeHabitGatewayUploadNearLimit",
+    "TradeHabitGatewayRequestHeadFailures",
     "TradeHabitUpstreamDown",
     "TradeHabitGatewayConfigReloadFailed",
 ];
