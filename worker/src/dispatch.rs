@@ -343,9 +343,17 @@ fn log_request(line: &LogLine<'_>) {
     }
     if line.status >= 500 {
         emit!(tracing::Level::WARN);
+    } else if is_probe(line.route) && line.status < 400 {
+        // The gateway asks every few seconds; `RUST_LOG=debug` shows them.
+        emit!(tracing::Level::DEBUG);
     } else {
         emit!(tracing::Level::INFO);
     }
+}
+
+/// The readiness probe and the metrics scrape.
+fn is_probe(route: &str) -> bool {
+    matches!(route, "/internal/ready" | "/internal/metrics")
 }
 
 #[cfg(test)]

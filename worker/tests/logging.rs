@@ -124,6 +124,12 @@ async fn log_lines_carry_ids_and_counts_but_never_data_or_principals() {
             Bytes::new(),
         ),
         (
+            &real,
+            "req-probe",
+            request(Method::GET, "/internal/ready", None),
+            Bytes::new(),
+        ),
+        (
             &seen,
             "req-observed",
             request(Method::POST, "/api/analyze", Some(PRINCIPAL))
@@ -167,7 +173,10 @@ async fn log_lines_carry_ids_and_counts_but_never_data_or_principals() {
         assert!(line["http.route"].is_string(), "{line}");
         assert!(line["http.method"].is_string(), "{line}");
         assert!(line["duration_ms"].as_f64().is_some(), "{line}");
-        if let Some(tag) = line["principal.tag"].as_str() {
+        if let Some(tag) = line["principal.tag"]
+            .as_str()
+            .filter(|tag| *tag != "anonymous")
+        {
             assert_eq!(tag.len(), 12, "{line}");
             assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()), "{line}");
             alice_tags.push((*id, tag.to_owned()));
@@ -193,6 +202,13 @@ async fn log_lines_carry_ids_and_counts_but_never_data_or_principals() {
     assert!(bad["refusal"]
         .as_str()
         .is_some_and(|r| r.contains("principal")));
+    // The gateway's readiness probe comes every few seconds: debug, not info.
+    let level_of = |id: &str| {
+        let line = lines.iter().find(|l| l["request.id"] == id).unwrap();
+        line["level"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(level_of("req-probe"), "DEBUG");
+    assert_eq!(level_of("req-summary"), "INFO");
     let observed = lines
         .iter()
         .find(|l| l["request.id"] == "req-observed")
