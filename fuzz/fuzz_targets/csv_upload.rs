@@ -3,23 +3,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tradehabit_worker::api::{self, Request, Session, Upload};
+use tradehabit_worker::api::{self, Request, Session};
 
 fuzz_target!(|data: &[u8]| {
     let mut session = Session::new();
     let reply = api::handle(
         &mut session,
-        Request {
-            method: "POST",
-            path: "/api/analyze",
-            query: "",
-            content_type: Some("multipart/form-data; boundary=x"),
-            body: &[],
-            upload: Some(Upload::File {
-                filename: "orders.csv",
-                content: data,
-            }),
-        },
+        Request::upload("orders.csv", data, ""),
     );
     assert!(reply.status == 200 || reply.status == 400, "{}", reply.status);
     if reply.status == 200 {

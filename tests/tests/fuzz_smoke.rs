@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use tradehabit_e2e::attack::{fixture, multipart, sample_csv};
-use tradehabit_worker::api::{self, Request, Session, Upload};
+use tradehabit_worker::api::{self, Request, Session};
 
 /// A small deterministic PRNG (xorshift64*), so every failure reproduces.
 struct Rng(u64);
@@ -104,20 +104,7 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 }
 
 fn upload(session: &mut Session, content: &[u8]) -> api::Reply {
-    api::handle(
-        session,
-        Request {
-            method: "POST",
-            path: "/api/analyze",
-            query: "",
-            content_type: Some("multipart/form-data; boundary=x"),
-            body: &[],
-            upload: Some(Upload::File {
-                filename: "orders.csv",
-                content,
-            }),
-        },
-    )
+    api::handle(session, Request::upload("orders.csv", content, ""))
 }
 
 fn get(session: &mut Session, path: &str, query: &str) -> api::Reply {

@@ -8,7 +8,7 @@
 
 use criterion::{black_box, Criterion};
 use tradehabit_worker::analysis::{load, tag_trades};
-use tradehabit_worker::api::{handle, Request, Session, Upload};
+use tradehabit_worker::api::{handle, Request, Session};
 
 const LEGACY_314: &[u8] = include_bytes!("../../tests/fixtures/csv/legacy-314-trades.csv");
 
@@ -100,20 +100,7 @@ fn analyse(bytes: &[u8]) -> usize {
 
 fn analyze_request(bytes: &[u8]) -> usize {
     let mut s = Session::new();
-    let r = handle(
-        &mut s,
-        Request {
-            method: "POST",
-            path: "/api/analyze",
-            query: "",
-            content_type: None,
-            body: b"",
-            upload: Some(Upload::File {
-                filename: "bench.csv",
-                content: bytes,
-            }),
-        },
-    );
+    let r = handle(&mut s, Request::upload("bench.csv", bytes, ""));
     assert_eq!(r.status, 200);
     r.body.len()
 }

@@ -69,6 +69,21 @@ pub struct Request<'a> {
     pub upload: Option<Upload<'a>>,
 }
 
+impl<'a> Request<'a> {
+    /// `POST /api/analyze?{query}` carrying `content` as the `file` part
+    /// named `filename`, as the HTTP layer hands over an upload.
+    pub fn upload(filename: &'a str, content: &'a [u8], query: &'a str) -> Self {
+        Request {
+            method: "POST",
+            path: "/api/analyze",
+            query,
+            content_type: Some("multipart/form-data"),
+            body: &[],
+            upload: Some(Upload::File { filename, content }),
+        }
+    }
+}
+
 /// What to send back.
 #[derive(Debug, Clone)]
 pub struct Reply {

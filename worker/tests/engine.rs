@@ -3,7 +3,7 @@
 //! E-20…E-22, CSV-injection defence). `docs/quirks.md` points here.
 
 use tradehabit_worker::analysis::{self, parse::ParseError, tag_trades};
-use tradehabit_worker::api::{handle, Request, Session, Upload};
+use tradehabit_worker::api::{handle, Request, Session};
 
 const HDR: &str =
     "Order ID,Timestamp,Fill Time,B/S,Contract,filledQty,Avg Fill Price,Type,Stop Price,Status\n";
@@ -423,20 +423,7 @@ fn call(
 }
 
 fn upload(s: &mut Session, name: &str, content: &[u8], query: &str) -> (u16, serde_json::Value) {
-    let r = handle(
-        s,
-        Request {
-            method: "POST",
-            path: "/api/analyze",
-            query,
-            content_type: Some("multipart/form-data; boundary=x"),
-            body: b"",
-            upload: Some(Upload::File {
-                filename: name,
-                content,
-            }),
-        },
-    );
+    let r = handle(s, Request::upload(name, content, query));
     (r.status, serde_json::from_slice(&r.body).unwrap())
 }
 

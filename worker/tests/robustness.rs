@@ -5,7 +5,7 @@
 
 use proptest::prelude::*;
 use tradehabit_worker::analysis;
-use tradehabit_worker::api::{handle, Request, Session, Upload};
+use tradehabit_worker::api::{handle, Request, Session};
 
 const HEADER: &str =
     "Order ID,Timestamp,Fill Time,B/S,Contract,filledQty,Avg Fill Price,Type,Stop Price,Status";
@@ -64,20 +64,7 @@ fn csvish() -> impl Strategy<Value = String> {
 fn exercise(content: &[u8]) {
     let _ = analysis::load(content);
     let mut s = Session::new();
-    let r = handle(
-        &mut s,
-        Request {
-            method: "POST",
-            path: "/api/analyze",
-            query: "",
-            content_type: None,
-            body: b"",
-            upload: Some(Upload::File {
-                filename: "x.csv",
-                content,
-            }),
-        },
-    );
+    let r = handle(&mut s, Request::upload("x.csv", content, ""));
     assert!(r.status == 200 || r.status == 400, "status {}", r.status);
     for path in [
         "/api/summary",
@@ -194,7 +181,7 @@ proptest! {
     ) {
         let mut s = Session::new();
         let sample = include_bytes!("../../tests/fixtures/csv/legacy-8-trades-1-no-stop.csv");
-        handle(&mut s, Request { method: "POST", path: "/api/analyze", query: "", content_type: None, body: b"", upload: Some(Upload::File { filename: "a.csv", content: sample }) });
+        handle(&mut s, Request::upload("a.csv", sample, ""));
         let r = handle(&mut s, Request { method: &method, path: &path, query: &query, content_type: Some("application/json"), body: body.as_bytes(), upload: None });
         prop_assert!(r.status < 500);
         if !r.body.is_empty() {

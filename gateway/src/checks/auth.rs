@@ -352,6 +352,18 @@ mod tests {
         revoked_key: String,
     }
 
+    impl Setup {
+        /// Authenticates a request carrying `authorization` on a route
+        /// that requires credentials.
+        fn authorize(&self, authorization: &str) -> Result<Option<Principal>, AuthFailure> {
+            self.auth.authenticate(
+                &headers(&[("authorization", authorization)]),
+                AuthMode::Required,
+                NOW,
+            )
+        }
+    }
+
     fn setup(tokens_toml: &str) -> Setup {
         let pepper = Secret::new(PEPPER.as_bytes().to_vec());
         let ci = keygen(
@@ -446,27 +458,12 @@ mod tests {
     fn jwt_principal_is_issuer_and_subject() {
         let s = setup("");
         let bearer = format!("Bearer {}", idp_token("alice"));
-        let principal = s
-            .auth
-            .authenticate(
-                &headers(&[("authorization", &bearer)]),
-                AuthMode::Required,
-                NOW,
-            )
-            .unwrap()
-            .unwrap();
+        let principal = s.authorize(&bearer).unwrap().unwrap();
         assert_eq!(principal.id, "jwt:https://idp.example/|alice");
         assert_eq!(principal.method, AuthMethod::Jwt);
         // The scheme is case-insensitive.
         let lower = format!("bearer {}", idp_token("alice"));
-        assert!(s
-            .auth
-            .authenticate(
-                &headers(&[("authorization", &lower)]),
-                AuthMode::Required,
-                NOW
-            )
-            .is_ok());
+        assert!(s.authorize(&lower).is_ok());
     }
 
     #[test]
@@ -576,28 +573,13 @@ mod tests {
             )
             .unwrap();
         let bearer = format!("Bearer {}", issued.access_token);
-        let principal = s
-            .auth
-            .authenticate(
-                &headers(&[("authorization", &bearer)]),
-                AuthMode::Required,
-                NOW,
-            )
-            .unwrap()
-            .unwrap();
+        let principal = s.authorize(&bearer).unwrap().unwrap();
         assert_eq!(principal.id, issued.principal);
         assert_eq!(principal.method, AuthMethod::Session);
 
         // After sessions are switched off (a reload), the token is refused.
         let off = setup("");
-        let err = off
-            .auth
-            .authenticate(
-                &headers(&[("authorization", &bearer)]),
-                AuthMode::Required,
-                NOW,
-            )
-            .unwrap_err();
+        let err = off.authorize(&bearer).unwrap_err();
         assert_eq!(err.reason(), "jwt.unknown_issuer");
     }
 
@@ -611,15 +593,7 @@ mod tests {
             .issue_for_key(&key, jsonwebtoken::get_current_timestamp())
             .unwrap();
         let bearer = format!("Bearer {}", issued.access_token);
-        let principal = s
-            .auth
-            .authenticate(
-                &headers(&[("authorization", &bearer)]),
-                AuthMode::Required,
-                NOW,
-            )
-            .unwrap()
-            .unwrap();
+        let principal = s.authorize(&bearer).unwrap().unwrap();
         assert_eq!(principal.id, "key:ci");
         assert_eq!(principal.method, AuthMethod::ApiKey);
         assert_eq!(principal.scopes_header(), "trades:read");
@@ -635,12 +609,7 @@ mod tests {
             .issue_for_key(&revoked, jsonwebtoken::get_current_timestamp())
             .unwrap();
         let err = s
-            .auth
-            .authenticate(
-                &headers(&[("authorization", &format!("Bearer {}", stale.access_token))]),
-                AuthMode::Required,
-                NOW,
-            )
+            .authorize(&format!("Bearer {}", stale.access_token))
             .unwrap_err();
         assert_eq!(err.reason(), "token.key_inactive");
     }

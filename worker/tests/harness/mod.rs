@@ -469,17 +469,7 @@ pub fn real_engine_with(gate: Option<&Gate>) -> Handler {
             }
         }
         if request.path == PANIC_PATH {
-            let upload = api::Request {
-                method: "POST",
-                path: "/api/analyze",
-                query: "",
-                content_type: Some("multipart/form-data; boundary=x"),
-                body: &[],
-                upload: Some(api::Upload::File {
-                    filename: "changed.csv",
-                    content: request.body,
-                }),
-            };
+            let upload = api::Request::upload("changed.csv", request.body, "");
             let _ = api::handle(session, upload);
             panic!("test panic after changing the session");
         }
