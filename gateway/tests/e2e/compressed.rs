@@ -85,6 +85,12 @@ fn post(path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Request<Full<Byt
     builder.body(Full::new(Bytes::from(body))).unwrap()
 }
 
+/// Sends `body`, already gzip-compressed, as a POST to `path`.
+async fn send_gzip(gw: &TestGateway, proto: Proto, path: &str, body: &[u8]) -> Reply {
+    let request = post(path, &[("content-encoding", "gzip")], body.to_vec());
+    gw.client().send(proto, request).await
+}
+
 fn assert_refused(reply: &Reply, status: u16, message: &str) {
     assert_eq!(
         reply.status,
@@ -172,17 +178,7 @@ async fn a_gzip_body_on_a_streamed_route_is_forwarded_decoded_and_chunked() {
     let compressed = gzip(&text);
     assert!(compressed.len() < 65536, "{}", compressed.len());
     for proto in [Proto::H1, Proto::H2] {
-        let reply = gw
-            .client()
-            .send(
-                proto,
-                post(
-                    "/api/stream",
-                    &[("content-encoding", "gzip")],
-                    compressed.clone(),
-                ),
-            )
-            .await;
+        let reply = send_gzip(&gw, proto, "/api/stream", &compressed).await;
         assert_eq!(reply.status, 200, "{proto:?}");
     }
     for request in up.seen() {
@@ -276,13 +272,7 @@ async fn a_gzip_bomb_is_413_at_the_cap_and_the_gateway_keeps_serving() {
     for proto in [Proto::H1, Proto::H2] {
         // Streamed route: the upstream exchange is abandoned at the cap;
         // no complete request reaches the upstream.
-        let reply = gw
-            .client()
-            .send(
-                proto,
-                post("/api/stream", &[("content-encoding", "gzip")], bomb.clone()),
-            )
-            .await;
+        let reply = send_gzip(&gw, proto, "/api/stream", &bomb).await;
         assert_refused(&reply, 413, "The decompressed request body is too large");
     }
     for request in up.seen() {
@@ -290,13 +280,7 @@ async fn a_gzip_bomb_is_413_at_the_cap_and_the_gateway_keeps_serving() {
     }
     let before = up.seen().len();
     // Still serving.
-    let ok = gw
-        .client()
-        .send(
-            Proto::H1,
-            post("/api/stream", &[("content-encoding", "gzip")], gzip(b"ok")),
-        )
-        .await;
+    let ok = send_gzip(&gw, Proto::H1, "/api/stream", &gzip(b"ok")).await;
     assert_eq!(ok.status, 200);
     assert_eq!(up.seen()[before].body, Bytes::from_static(b"ok"));
     assert_eq!(
@@ -467,17 +451,7 @@ async fn the_checks_see_the_decoded_body_and_the_wire_bytes_count_against_body_l
     let compressed = gzip(&noise);
     assert!(compressed.len() > 65536);
     for proto in [Proto::H1, Proto::H2] {
-        let reply = gw
-            .client()
-            .send(
-                proto,
-                post(
-                    "/api/stream",
-                    &[("content-encoding", "gzip")],
-                    compressed.clone(),
-                ),
-            )
-            .await;
+        let reply = send_gzip(&gw, proto, "/api/stream", &compressed).await;
         assert_refused(&reply, 413, "The request body is too large");
     }
     assert!(up.seen().is_empty(), "{}", up.seen().len());

@@ -110,6 +110,11 @@ fn rsa_issuer() -> JwtVerifier {
 
 /// The RSA issuer serving `audience`.
 fn rsa_issuer_for(audience: &str) -> JwtVerifier {
+    rsa_issuer_with(audience, "")
+}
+
+/// The RSA issuer serving `audience`, with `extra` lines in its table.
+fn rsa_issuer_with(audience: &str, extra: &str) -> JwtVerifier {
     Fixture::new().verifier(&format!(
         r#"
         [[issuers]]
@@ -117,6 +122,7 @@ fn rsa_issuer_for(audience: &str) -> JwtVerifier {
         audiences = ["{audience}"]
         algorithms = ["RS256"]
         keys = [{{ kid = "rsa-1", pem_file = "rsa.pem" }}]
+        {extra}
         "#
     ))
 }
@@ -585,16 +591,7 @@ fn typed_rs256(claims: &serde_json::Value, typ: Option<&str>) -> String {
 }
 
 fn access_token_issuer(required_typ: &str) -> JwtVerifier {
-    Fixture::new().verifier(&format!(
-        r#"
-        [[issuers]]
-        issuer = "{ISS}"
-        audiences = ["{AUD}"]
-        algorithms = ["RS256"]
-        keys = [{{ kid = "rsa-1", pem_file = "rsa.pem" }}]
-        required_typ = "{required_typ}"
-        "#
-    ))
+    rsa_issuer_with(AUD, &format!("required_typ = \"{required_typ}\""))
 }
 
 #[test]
