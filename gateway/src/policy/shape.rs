@@ -34,20 +34,16 @@ pub(crate) fn check(parts: &Parts, limits: &Limits) -> Result<String, Rejection>
     if parts.headers.len() > limits.max_header_count {
         return Err(Rejection::HeadersTooLarge("too many header fields"));
     }
-    // name + ": " + value, as the field appears on an HTTP/1.1 wire.
-    let is_field_too_long = parts
-        .headers
-        .iter()
-        .any(|(name, value)| name.as_str().len() + 2 + value.len() > limits.max_header_field_bytes);
-    if is_field_too_long {
-        return Err(Rejection::HeadersTooLarge("a header field is too long"));
+    // Each field as it appears on an HTTP/1.1 wire: name + ": " + value,
+    // then CRLF; the section is all of them.
+    let mut section = 0;
+    for (name, value) in &parts.headers {
+        let field = name.as_str().len() + 2 + value.len();
+        if field > limits.max_header_field_bytes {
+            return Err(Rejection::HeadersTooLarge("a header field is too long"));
+        }
+        section += field + 2;
     }
-    // The whole header section, each field with its ": " and CRLF.
-    let section: usize = parts
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + 4 + value.len())
-        .sum();
     if section > limits.max_header_bytes {
         return Err(Rejection::HeadersTooLarge(
             "the header section is too large",
