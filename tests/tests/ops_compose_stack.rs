@@ -112,19 +112,18 @@ impl Drop for Running {
     }
 }
 
-/// Builds both binaries (a no-op when fresh) and returns their paths.
+/// Builds both binaries (a no-op when fresh) and returns their paths. The
+/// selection is what `cargo test --workspace` builds (every package, its
+/// binaries and its tests, so dev-dependencies count): the dependencies then
+/// resolve to the same features and nothing is compiled a second time.
 fn binaries() -> (PathBuf, PathBuf) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(&cargo)
-        .args(["build", "--locked", "--bins"])
-        .args(["-p", "tradehabit-gateway", "-p", "tradehabit-worker"])
+        .args(["build", "--locked", "--workspace", "--bins", "--tests"])
         .current_dir(repo_root())
         .output()
         .expect("run cargo build");
-    assert_success(
-        "cargo build -p tradehabit-gateway -p tradehabit-worker",
-        &output,
-    );
+    assert_success("cargo build --workspace --bins --tests", &output);
     // This test runs from <target>/debug/deps/; the binaries sit in <target>/debug/.
     let profile_dir = std::env::current_exe()
         .expect("the test's own path")
