@@ -23,10 +23,17 @@
 //! `limits.max_header_count` fields, which hyper counts itself) does hyper
 //! answer a bare 431 and close.
 //!
+//! On HTTP/1.1 the gateway also follows each request's framing as the client
+//! wrote it (`accept/framing.rs`): a head with both `Content-Length` and
+//! `Transfer-Encoding`, or `Content-Length` twice, is refused with 400 by
+//! `policy::shape` and the connection closed, although hyper would have
+//! resolved it.
+//!
 //! An HTTPS HTTP/1.1 connection that hyper closes over a request head (timed
 //! out after some bytes, too large, malformed) gets one audit line and a
 //! `connection_errors` count (`accept/head.rs`): no request exists for it.
 
+mod framing;
 mod head;
 
 use std::collections::HashMap;
@@ -37,8 +44,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
+use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::{TcpListener, TcpStream};
@@ -220,11 +229,26 @@ async fn serve_connection(
             });
             let is_h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
             let records = Arc::clone(&state);
-            let service = service_fn(move |request| {
+            // HTTP/1.1 only: the framing as the client wrote it.
+            let ambiguity = (!is_h2).then(|| Arc::new(framing::Ambiguity::default()));
+            let found = ambiguity.clone();
+            let service = service_fn(move |mut request: Request<Incoming>| {
                 let (state, conn) = (Arc::clone(&state), Arc::clone(&conn));
                 let guard = InFlight::start(&activity);
+                let ambiguous = found.as_ref().and_then(|found| found.next_request());
+                if let Some(why) = ambiguous {
+                    let detail = policy::AmbiguousFraming(why.detail());
+                    request.extensions_mut().insert(detail);
+                }
                 async move {
-                    let response = policy::handle(request, &conn, &state).await;
+                    let mut response = policy::handle(request, &conn, &state).await;
+                    if ambiguous.is_some() {
+                        // Nothing after an ambiguous head is read as a request.
+                        let close = http::HeaderValue::from_static("close");
+                        response
+                            .headers_mut()
+                            .insert(http::header::CONNECTION, close);
+                    }
                     Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard)))
                 }
             });
@@ -233,7 +257,12 @@ async fn serve_connection(
                 let connection = h2_builder(&limits).serve_connection(io, service);
                 let _ = drive(connection, in_flight, limits.idle_timeout, stop).await;
             } else {
-                let (io, client_sent) = head::HeadWatch::new(io.into_inner());
+                let framing = framing::Framing::new(
+                    hyper_head_bytes(&limits),
+                    limits.max_header_count,
+                    ambiguity.unwrap_or_default(),
+                );
+                let (io, client_sent) = head::HeadWatch::new(io.into_inner(), framing);
                 let connection = h1_builder(&limits).serve_connection(TokioIo::new(io), service);
                 let ended = drive(connection, in_flight, limits.idle_timeout, stop).await;
                 let sent = head::sent_since_answer(&client_sent);
@@ -264,16 +293,19 @@ const HYPER_HEAD_BYTES_FACTOR: usize = 2;
 /// `max_headers` moves them to the heap for every request.
 const HYPER_STACK_HEADERS: usize = 100;
 
+/// hyper's bound on an HTTP/1.1 head.
+fn hyper_head_bytes(limits: &Limits) -> usize {
+    limits
+        .max_header_bytes
+        .saturating_mul(HYPER_HEAD_BYTES_FACTOR)
+}
+
 fn h1_builder(limits: &Limits) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_header_size(
-            limits
-                .max_header_bytes
-                .saturating_mul(HYPER_HEAD_BYTES_FACTOR),
-        );
+        .max_header_size(hyper_head_bytes(limits));
     if limits.max_header_count != HYPER_STACK_HEADERS {
         builder.max_headers(limits.max_header_count);
     }

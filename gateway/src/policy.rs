@@ -75,6 +75,7 @@ use crate::reject::{self, check, Rejection};
 use crate::respond;
 use body::{BodyWatch, ForwardBody};
 use identify::Identity;
+pub(crate) use shape::AmbiguousFraming;
 
 /// Answers one HTTPS request: checks, forwards, secures the response.
 pub(crate) async fn handle(

@@ -42,33 +42,47 @@ async fn ambiguous_framing_is_refused_and_nothing_is_smuggled() {
     let stack = Stack::start().await;
     let before = vr(&stack).await;
     let chunked_prefix = "0\r\n\r\n";
-    let heads: &[(&str, &str)] = &[
-        // CL.TE and TE.CL
+    // The head, what follows it, and the gateway's detail when the refusal
+    // is the gateway's envelope (the others are hyper's bare 400).
+    let heads: &[(&str, &str, Option<&str>)] = &[
+        // CL.TE and TE.CL: hyper alone would re-frame these as chunked.
         (
             "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
             chunked_prefix,
+            Some("both Content-Length and Transfer-Encoding"),
         ),
         (
             "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
             chunked_prefix,
+            Some("both Content-Length and Transfer-Encoding"),
         ),
         // duplicate and malformed Content-Length
-        ("Content-Length: 0\r\nContent-Length: 140\r\n", ""),
-        ("Content-Length: 0, 140\r\n", ""),
-        ("Content-Length: +0\r\n", ""),
-        ("Content-Length: -1\r\n", ""),
-        ("Content-Length: 0x0\r\n", ""),
-        ("Content-Length: 99999999999999999999999\r\n", ""),
+        (
+            "Content-Length: 0\r\nContent-Length: 0\r\n",
+            "",
+            Some("several Content-Length values"),
+        ),
+        ("Content-Length: 0\r\nContent-Length: 140\r\n", "", None),
+        ("Content-Length: 0, 140\r\n", "", None),
+        ("Content-Length: +0\r\n", "", None),
+        ("Content-Length: -1\r\n", "", None),
+        ("Content-Length: 0x0\r\n", "", None),
+        ("Content-Length: 99999999999999999999999\r\n", "", None),
         // obfuscated Transfer-Encoding
-        ("Transfer-Encoding: xchunked\r\n", chunked_prefix),
-        ("Transfer-Encoding: chunked, identity\r\n", chunked_prefix),
+        ("Transfer-Encoding: xchunked\r\n", chunked_prefix, None),
+        (
+            "Transfer-Encoding: chunked, identity\r\n",
+            chunked_prefix,
+            None,
+        ),
         (
             "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n",
             chunked_prefix,
+            None,
         ),
-        ("Transfer-Encoding : chunked\r\n", chunked_prefix),
+        ("Transfer-Encoding : chunked\r\n", chunked_prefix, None),
     ];
-    for (head, prefix) in heads {
+    for (head, prefix, detail) in heads {
         let attack = format!(
             "POST /api/settings HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
              {head}\r\n{prefix}{SMUGGLED}"
@@ -80,8 +94,45 @@ async fn ambiguous_framing_is_refused_and_nothing_is_smuggled() {
             vec![400],
             "{head:?}: one refusal and nothing after it\n{answer}"
         );
+        if let Some(detail) = detail {
+            assert!(
+                answer.contains("The request framing is ambiguous") && answer.contains(detail),
+                "{head:?}: the gateway's own refusal naming `{detail}`\n{answer}"
+            );
+            assert!(
+                answer.to_ascii_lowercase().contains("connection: close"),
+                "{head:?}: the connection is closed after the refusal\n{answer}"
+            );
+        }
         assert_eq!(vr(&stack).await, before, "{head:?} smuggled a request");
     }
+    stack.assert_serving().await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_ambiguous_head_later_in_a_pipeline_is_the_one_refused() {
+    // Well-framed requests before it are answered; the ambiguous one gets
+    // the gateway's 400 and nothing after it is read.
+    let stack = Stack::start().await;
+    let before = vr(&stack).await;
+    let upload_like = "x".repeat(300);
+    let pipeline = format!(
+        "POST /api/settings HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{upload_like}\r\n0\r\n\r\n\
+         GET /api/settings HTTP/1.1\r\nHost: localhost\r\n\r\n\
+         POST /api/settings HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}",
+        upload_like.len()
+    );
+    let answer = stack.raw(pipeline.as_bytes()).await;
+    assert_eq!(raw_statuses(&answer), vec![400, 200, 400], "{answer}");
+    let last = answer.rsplit("HTTP/1.1 ").next().unwrap_or_default();
+    assert!(
+        last.contains("both Content-Length and Transfer-Encoding"),
+        "the third answer is the framing refusal\n{answer}"
+    );
+    assert_eq!(vr(&stack).await, before, "the pipeline smuggled a request");
     stack.assert_serving().await;
     stack.stop().await;
 }

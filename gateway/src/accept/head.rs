@@ -9,7 +9,8 @@
 //! timeout after the client sent part of a head counts. [`HeadWatch`]
 //! tells the two apart by noting whether anything was read since the
 //! gateway last wrote (a response): a connection opened and left idle, or
-//! idle after its last answer, ends without a line.
+//! idle after its last answer, ends without a line. The same wrapper feeds
+//! what the client sends to the framing reader (`framing.rs`).
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -18,6 +19,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::framing::Framing;
 
 /// Why hyper closed a connection before a request existed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,20 +78,22 @@ pub(crate) fn classify(error: &hyper::Error, sent_head_bytes: bool) -> Option<He
 }
 
 /// A connection's byte stream that notes whether the client sent anything
-/// since the gateway last wrote.
+/// since the gateway last wrote, and shows what it sent to a [`Framing`].
 pub(crate) struct HeadWatch<S> {
     inner: S,
     sent: Arc<AtomicBool>,
+    framing: Framing,
 }
 
 impl<S> HeadWatch<S> {
     /// Wraps `inner`; the flag is readable through the returned handle after
     /// the stream has been handed to hyper.
-    pub(crate) fn new(inner: S) -> (Self, Arc<AtomicBool>) {
+    pub(crate) fn new(inner: S, framing: Framing) -> (Self, Arc<AtomicBool>) {
         let sent = Arc::new(AtomicBool::new(false));
         let watch = HeadWatch {
             inner,
             sent: Arc::clone(&sent),
+            framing,
         };
         (watch, sent)
     }
@@ -110,6 +115,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadWatch<S> {
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             self.sent.store(true, Ordering::Relaxed);
+            self.framing.read(&buf.filled()[before..]);
         }
         polled
     }
@@ -161,7 +167,8 @@ mod tests {
     #[tokio::test]
     async fn reads_set_the_flag_and_writes_clear_it() {
         let (client, server) = tokio::io::duplex(64);
-        let (mut watched, sent) = HeadWatch::new(server);
+        let framing = Framing::new(1024, 100, Arc::default());
+        let (mut watched, sent) = HeadWatch::new(server, framing);
         let mut client = client;
         assert!(!sent_since_answer(&sent));
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();

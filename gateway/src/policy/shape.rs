@@ -4,11 +4,14 @@
 //!
 //! hyper already refuses, on HTTP/1.1, differing duplicate
 //! `Content-Length`s and a `Transfer-Encoding` whose last coding is not
-//! chunked, and it drops `Content-Length` when `Transfer-Encoding` is
-//! present (RFC 9112 §6.3); the request is re-framed toward the upstream
-//! either way, so the two hops can never disagree on where it ends. The
-//! checks here repeat that for HTTP/2, where the h2 crate is the only other
-//! guard.
+//! chunked. It resolves the other ambiguous heads itself — drops
+//! `Content-Length` when `Transfer-Encoding` is present (RFC 9112 §6.3),
+//! keeps one of several equal `Content-Length`s — before this check sees
+//! them; the connection's framing reader (`accept/framing.rs`) notes such a
+//! head as [`AmbiguousFraming`] on the request, and it is refused here. The
+//! request is re-framed toward the upstream in any case, so the two hops
+//! can never disagree on where it ends. The header checks repeat hyper's
+//! for HTTP/2, where the h2 crate is the only other guard.
 
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
@@ -53,7 +56,15 @@ pub(crate) fn check(parts: &Parts, limits: &Limits) -> Result<String, Rejection>
     host(parts)
 }
 
+/// A request extension: the HTTP/1.1 head, as the client wrote it, was
+/// ambiguous in this way (set by the connection's framing reader).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AmbiguousFraming(pub(crate) &'static str);
+
 fn check_framing(parts: &Parts) -> Result<(), Rejection> {
+    if let Some(AmbiguousFraming(why)) = parts.extensions.get() {
+        return Err(Rejection::AmbiguousLength(why));
+    }
     let lengths: Vec<_> = parts.headers.get_all(CONTENT_LENGTH).iter().collect();
     if lengths.len() > 1
         || lengths
@@ -174,6 +185,14 @@ mod tests {
         assert!(matches!(
             check(&twice, &limits()),
             Err(Rejection::AmbiguousLength(_))
+        ));
+        let mut noted = parts("/", &[("host", "x"), ("content-length", "3")]);
+        noted
+            .extensions
+            .insert(AmbiguousFraming("noted by the reader"));
+        assert!(matches!(
+            check(&noted, &limits()),
+            Err(Rejection::AmbiguousLength("noted by the reader"))
         ));
         let listed = parts("/", &[("host", "x"), ("content-length", "3, 3")]);
         assert!(matches!(
