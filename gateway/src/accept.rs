@@ -61,6 +61,7 @@ use crate::body::Guarded;
 use crate::config::Limits;
 use crate::lifecycle::State;
 use crate::{plain_http, policy, tls};
+pub(crate) use framing::follow as follow_framing;
 pub(crate) use head::HeadError;
 
 /// After a failed `accept` (e.g. out of file descriptors), pause this long.

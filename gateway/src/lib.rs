@@ -64,4 +64,12 @@ pub mod fuzzing {
     pub fn check_path(path: &str) -> Result<(), &'static str> {
         crate::policy::path::check(path)
     }
+
+    /// The HTTP/1.1 framing reader (`accept/framing.rs`) over `stream`, fed
+    /// in pieces cut at the offsets `cuts`: how many request heads it read,
+    /// and the first request (numbered from 1) it would refuse as
+    /// ambiguous, with the refusal's detail.
+    pub fn follow_framing(stream: &[u8], cuts: &[usize]) -> (u64, Option<(u64, &'static str)>) {
+        crate::accept::follow_framing(stream, cuts)
+    }
 }

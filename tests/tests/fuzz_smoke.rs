@@ -1,6 +1,6 @@
-//! Fuzz smoke: the four fuzz targets' entry points (CSV upload through the
+//! Fuzz smoke: the five fuzz targets' entry points (CSV upload through the
 //! engine, multipart extraction, the policy-file loader, path
-//! normalisation) over a few thousand deterministic mutations of small
+//! normalisation, the HTTP/1.1 framing reader) over a few thousand deterministic mutations of small
 //! fixtures, on stable Rust in seconds. The long runs are cargo-fuzz's
 //! (`fuzz/`, see `docs/security-controls.md`); this keeps every build
 //! honest against panics on hostile input.
@@ -248,4 +248,43 @@ fn accepted_paths_have_no_routing_tricks() {
         assert!(path.bytes().all(|b| b >= 0x20 && b != 0x7f), "{path:?}");
     }
     assert!(accepted > 1000, "only {accepted} accepted");
+}
+
+#[test]
+fn the_framing_reader_does_not_depend_on_how_bytes_arrive() {
+    let seeds_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/framing");
+    // A seed's first 8 bytes choose the fuzz target's cuts; the rest is the stream.
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&seeds_dir)
+        .unwrap()
+        .map(|entry| std::fs::read(entry.unwrap().path()).unwrap()[8..].to_vec())
+        .collect();
+    seeds.sort();
+    assert!(seeds.len() >= 4, "seeds in {}", seeds_dir.display());
+    let mut rng = Rng(0x5eed_0005);
+    let (mut refused, mut read) = (0, 0);
+    for case in 0..3000 {
+        let stream = mutate(&mut rng, &seeds[case % seeds.len()]);
+        let whole = tradehabit_gateway::fuzzing::follow_framing(&stream, &[]);
+        let cuts: Vec<usize> = (0..rng.below(8)).map(|_| rng.below(stream.len())).collect();
+        assert_eq!(
+            tradehabit_gateway::fuzzing::follow_framing(&stream, &cuts),
+            whole,
+            "case {case}: cut at {cuts:?}"
+        );
+        let every_byte: Vec<usize> = (1..stream.len()).collect();
+        assert_eq!(
+            tradehabit_gateway::fuzzing::follow_framing(&stream, &every_byte),
+            whole,
+            "case {case}: byte by byte"
+        );
+        read += whole.0;
+        if let Some((request, _)) = whole.1 {
+            refused += 1;
+            assert!(request >= 1 && request <= whole.0, "case {case}");
+        }
+    }
+    assert!(
+        refused > 100 && read > 2000,
+        "{refused} refused, {read} heads"
+    );
 }

@@ -78,6 +78,13 @@ impl Ambiguity {
         Ambiguous::from_code(self.why.load(Ordering::Relaxed))
     }
 
+    /// The first ambiguous request, by number, and why.
+    fn first(&self) -> Option<(u64, Ambiguous)> {
+        let request = self.request.load(Ordering::Acquire);
+        let why = Ambiguous::from_code(self.why.load(Ordering::Relaxed))?;
+        (request > 0).then_some((request, why))
+    }
+
     fn record(&self, request: u64, why: Ambiguous) {
         self.why.store(why.code(), Ordering::Relaxed);
         self.request.store(request, Ordering::Release);
@@ -221,6 +228,25 @@ impl Framing {
         self.phase = Phase::Stopped;
         self.pending = Vec::new();
     }
+}
+
+/// Reads `stream` cut into pieces at `cuts` (offsets, any order, out of
+/// range ignored) with hyper's default head bounds: how many heads were read
+/// and the first ambiguous request, by number, with its detail. The answer
+/// must not depend on the cuts (the fuzz target checks it).
+pub(crate) fn follow(stream: &[u8], cuts: &[usize]) -> (u64, Option<(u64, &'static str)>) {
+    let mut cuts: Vec<usize> = cuts.iter().copied().filter(|&c| c < stream.len()).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let found = Arc::new(Ambiguity::default());
+    let mut framing = Framing::new(16 * 1024, 100, Arc::clone(&found));
+    let mut start = 0;
+    for cut in cuts.into_iter().chain([stream.len()]) {
+        framing.read(&stream[start..cut]);
+        start = cut;
+    }
+    let first = found.first().map(|(request, why)| (request, why.detail()));
+    (framing.heads, first)
 }
 
 fn is_empty_line(line: &[u8]) -> bool {

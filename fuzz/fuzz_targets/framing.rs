@@ -1,0 +1,26 @@
+//! A client's HTTP/1.1 byte stream → the gateway's framing reader. It must
+//! never panic, and what it concludes (heads read, the request it would
+//! refuse) must not depend on how the stream arrives in pieces.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tradehabit_gateway::fuzzing::follow_framing;
+
+fuzz_target!(|data: &[u8]| {
+    // The first bytes choose where the stream is cut; the rest is the stream.
+    let (choice, stream) = data.split_at(data.len().min(8));
+    let cuts: Vec<usize> = choice
+        .iter()
+        .scan(0usize, |at, &step| {
+            *at += usize::from(step) + 1;
+            Some(*at)
+        })
+        .collect();
+    let whole = follow_framing(stream, &[]);
+    assert_eq!(follow_framing(stream, &cuts), whole);
+    let every_byte: Vec<usize> = (1..stream.len()).collect();
+    assert_eq!(follow_framing(stream, &every_byte), whole);
+    if let Some((request, _)) = whole.1 {
+        assert!(request >= 1 && request <= whole.0);
+    }
+});
