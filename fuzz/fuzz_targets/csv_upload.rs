@@ -7,13 +7,19 @@ use tradehabit_worker::api::{self, Request, Session};
 
 fuzz_target!(|data: &[u8]| {
     let mut session = Session::new();
-    let reply = api::handle(
-        &mut session,
-        Request::upload("orders.csv", data, ""),
+    let reply = api::handle(&mut session, Request::upload("orders.csv", data, ""));
+    assert!(
+        reply.status == 200 || reply.status == 400,
+        "{}",
+        reply.status
     );
-    assert!(reply.status == 200 || reply.status == 400, "{}", reply.status);
     if reply.status == 200 {
-        for path in ["/api/summary", "/api/trades", "/api/insights", "/api/stop-loss"] {
+        for path in [
+            "/api/summary",
+            "/api/trades",
+            "/api/insights",
+            "/api/stop-loss",
+        ] {
             let reply = api::handle(
                 &mut session,
                 Request {
