@@ -7,6 +7,7 @@
 //! `tradehabit worker --socket …`, so one build gives both processes.
 
 use std::ffi::OsString;
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,11 +47,10 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse_from(std::iter::once(program).chain(rest));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(tradehabit_gateway::logging::filter_from_env())
         .with_writer(std::io::stderr)
+        // Colours only for a terminal, never into a log file or journald.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run_stack(cli) {
         Ok(()) => ExitCode::SUCCESS,

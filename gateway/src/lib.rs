@@ -42,6 +42,7 @@ pub mod config;
 pub mod dev;
 pub mod healthcheck;
 mod lifecycle;
+pub mod logging;
 mod metrics;
 mod plain_http;
 mod policy;

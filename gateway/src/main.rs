@@ -2,6 +2,7 @@
 //! logging, load the policy, run until SIGTERM or Ctrl-C.
 
 use std::ffi::OsString;
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,11 +84,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(tradehabit_gateway::logging::filter_from_env())
         .with_writer(std::io::stderr)
+        // Colours only for a terminal, never into a log file or journald.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

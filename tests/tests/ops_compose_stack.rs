@@ -414,8 +414,30 @@ fn the_compose_configuration_serves_a_request_as_plain_processes() {
         .expect("the policy parses");
     let cert = policy["tls"]["cert"].as_str().expect("tls.cert");
     let response = https_get(ports.https, "/api/health", &root.host(cert));
+    // curl and wrk send an IP address as the TLS server name; rustls warns
+    // about it, one line per handshake, unless the gateway holds it back.
+    let ip_as_server_name = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{}", ports.https),
+        ])
+        .args(["-servername", "127.0.0.1"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl s_client (scripts/test.sh installs openssl)");
+    assert_success("openssl s_client -servername 127.0.0.1", &ip_as_server_name);
     gateway.stop();
     worker.stop();
+    let diagnostics = std::fs::read_to_string(&gateway.stderr).expect("the gateway's stderr");
+    assert!(
+        !diagnostics.contains("SNI"),
+        "a client's TLS oddity reached the operator's log:\n{diagnostics}"
+    );
+    assert!(
+        !diagnostics.contains('\x1b'),
+        "terminal colour codes in a log file:\n{diagnostics}"
+    );
 
     let (head, body) = response
         .split_once("\r\n\r\n")
