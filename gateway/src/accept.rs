@@ -16,12 +16,13 @@
 //! gracefully (HTTP/1.1 closes after the current response, HTTP/2 sends
 //! GOAWAY); whatever is still open at `server.shutdown_timeout` is dropped.
 //!
-//! hyper's own bound on an HTTP/1.1 head is twice `limits.max_header_bytes`:
-//! a head over the policy's limits but within that reaches
-//! `policy::shape` and gets the gateway's 431/414 envelope with the security
-//! headers and a request audit line. Only beyond it (and for more than
-//! `limits.max_header_count` fields, which hyper counts itself) does hyper
-//! answer a bare 431 and close.
+//! hyper's own bound on an HTTP/1.1 head, and the h2 crate's on an HTTP/2
+//! header list, is twice `limits.max_header_bytes`: a head over the
+//! policy's limits but within that reaches `policy::shape` and gets the
+//! gateway's 431/414 envelope with the security headers and a request audit
+//! line. Only beyond it (and for more than `limits.max_header_count` fields
+//! on HTTP/1.1, which hyper counts itself) do hyper or h2 answer a bare 431
+//! (HTTP/1.1 then closes the connection).
 //!
 //! On HTTP/1.1 the gateway also follows each request's framing as the client
 //! wrote it (`accept/framing.rs`): a head with both `Content-Length` and
@@ -294,7 +295,7 @@ const HYPER_HEAD_BYTES_FACTOR: usize = 2;
 /// `max_headers` moves them to the heap for every request.
 const HYPER_STACK_HEADERS: usize = 100;
 
-/// hyper's bound on an HTTP/1.1 head.
+/// hyper's bound on an HTTP/1.1 head, and on an HTTP/2 header list.
 fn hyper_head_bytes(limits: &Limits) -> usize {
     limits
         .max_header_bytes
@@ -318,7 +319,10 @@ fn h2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        // The same headroom as HTTP/1.1 (HPACK also counts 32 bytes per
+        // field): a head over the policy's limits reaches `policy::shape`
+        // and gets the gateway's envelope, not the h2 crate's bare 431.
+        .max_header_list_size(u32::try_from(hyper_head_bytes(limits)).unwrap_or(u32::MAX));
     builder
 }
 

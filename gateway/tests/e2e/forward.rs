@@ -356,6 +356,21 @@ async fn oversized_heads_are_refused() {
         assert!(answer.contains("\"status\":\"ERROR\""), "{answer}");
         assert!(answer.contains(message), "{message}: {answer}");
     }
+    // The same over HTTP/2 (where HPACK counts 32 more bytes per field).
+    let mut req = request("GET", "/api/echo", "");
+    for i in 0..3 {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(format!("x-part{i}").as_bytes()).unwrap(),
+            "v".repeat(7_000).parse().unwrap(),
+        );
+    }
+    let reply = client.send(Proto::H2, req).await;
+    assert_eq!(reply.status, 431);
+    assert_security_headers(&reply);
+    assert_eq!(
+        reply.json()["details"][0],
+        "the header section is too large"
+    );
     // Beyond twice the limit hyper refuses the head itself.
     let answer = raw_exchange(
         &client,
