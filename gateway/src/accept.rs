@@ -257,7 +257,12 @@ async fn serve_connection(
             let io = TokioIo::new(stream);
             if is_h2 {
                 let connection = h2_builder(&limits).serve_connection(io, service);
-                let _ = drive(connection, in_flight, limits.idle_timeout, stop).await;
+                let ended = drive(connection, in_flight, limits.idle_timeout, stop).await;
+                if let Some(error) = ended.err().and_then(|e| head::classify_h2(&e)) {
+                    records.metrics.connection_error(error);
+                    let event = crate::audit::ConnectionEvent::RequestHeadFailed(error);
+                    records.audit.connection(event, peer);
+                }
             } else {
                 let framing = framing::Framing::new(
                     hyper_head_bytes(&limits),

@@ -98,7 +98,8 @@ pub(crate) enum ConnectionEvent {
     /// A connection cap was reached; the connection was closed at once.
     ConnectionRefused,
     /// hyper closed an HTTP/1.1 connection over its request head (timed
-    /// out after some bytes, too large, malformed): no request exists.
+    /// out after some bytes, too large, malformed), or h2 an HTTP/2
+    /// connection over a protocol violation: no request exists.
     RequestHeadFailed(crate::accept::HeadError),
 }
 
@@ -339,9 +340,7 @@ impl Log {
             ConnectionEvent::ConnectionRefused => {
                 ("connection_refused", "accept", "accept.connection_cap")
             }
-            ConnectionEvent::RequestHeadFailed(error) => {
-                ("request_head_failed", "http", error.reason())
-            }
+            ConnectionEvent::RequestHeadFailed(error) => (error.event(), "http", error.reason()),
         };
         self.write(Record {
             ts: rfc3339_ms(OffsetDateTime::now_utc()),

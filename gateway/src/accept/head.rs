@@ -1,7 +1,8 @@
-//! Connections that end before a request exists: hyper gives up on the
+//! Connections that end outside any request: hyper gives up on the
 //! HTTP/1.1 request head (it timed out, was too large, or did not parse)
 //! and closes the connection, or answers 400/431 itself, before
-//! `policy::handle` runs. [`classify`] turns hyper's error into a
+//! `policy::handle` runs; or h2 ends an HTTP/2 connection over a protocol
+//! violation. [`classify`] and [`classify_h2`] turn hyper's error into a
 //! [`HeadError`] for the audit line and `connection_errors`.
 //!
 //! hyper's header-read timer also runs while a kept-alive connection waits
@@ -33,15 +34,28 @@ pub(crate) enum HeadError {
     HeadTooLarge,
     /// The request head did not parse (hyper: 400).
     MalformedHead,
+    /// An HTTP/2 client broke the protocol (malformed or illegal frames,
+    /// a flood of resets or other abuse): h2 ended the connection with a
+    /// GOAWAY carrying an error code.
+    Http2ProtocolViolation,
 }
 
 impl HeadError {
     /// Every kind, for pre-initialised metric series.
-    pub(crate) const ALL: [HeadError; 3] = [
+    pub(crate) const ALL: [HeadError; 4] = [
         HeadError::HeaderTimeout,
         HeadError::HeadTooLarge,
         HeadError::MalformedHead,
+        HeadError::Http2ProtocolViolation,
     ];
+
+    /// The audit event.
+    pub(crate) fn event(self) -> &'static str {
+        match self {
+            Self::Http2ProtocolViolation => "protocol_violation",
+            _ => "request_head_failed",
+        }
+    }
 
     /// The audit reason, `http.<why>`.
     pub(crate) fn reason(self) -> &'static str {
@@ -49,6 +63,7 @@ impl HeadError {
             Self::HeaderTimeout => "http.header_timeout",
             Self::HeadTooLarge => "http.head_too_large",
             Self::MalformedHead => "http.malformed_head",
+            Self::Http2ProtocolViolation => "http.h2_protocol_violation",
         }
     }
 
@@ -75,6 +90,20 @@ pub(crate) fn classify(error: &hyper::Error, sent_head_bytes: bool) -> Option<He
     } else {
         None
     }
+}
+
+/// What hyper's error on an HTTP/2 connection means for the audit log:
+/// `None` unless h2 itself ended the connection over the client's
+/// behaviour (a GOAWAY it sent with an error code). A client's own GOAWAY,
+/// a reset stream, an I/O error or a plain close is not a violation.
+pub(crate) fn classify_h2(error: &hyper::Error) -> Option<HeadError> {
+    let h2 = std::error::Error::source(error)?.downcast_ref::<h2::Error>()?;
+    let violation = h2.is_go_away()
+        && h2.is_library()
+        && h2
+            .reason()
+            .is_some_and(|reason| reason != h2::Reason::NO_ERROR);
+    violation.then_some(HeadError::Http2ProtocolViolation)
 }
 
 /// A connection's byte stream that notes whether the client sent anything

@@ -723,15 +723,20 @@ async fn a_slowloris_head_is_one_audit_line_and_a_metric() {
         !log.contains("SECRETUA") && !log.contains("/api/echo"),
         "{log}"
     );
-    assert_connection_errors(&gateway, [1.0, 0.0, 0.0]).await;
+    assert_connection_errors(&gateway, [1.0, 0.0, 0.0, 0.0]).await;
     gateway.shutdown().await;
 }
 
-/// `connection_errors_total` for header_timeout, malformed_head and
-/// head_too_large, each series present.
-async fn assert_connection_errors(gateway: &TestGateway, expected: [f64; 3]) {
+/// `connection_errors_total` for header_timeout, malformed_head,
+/// head_too_large and h2_protocol_violation, each series present.
+async fn assert_connection_errors(gateway: &TestGateway, expected: [f64; 4]) {
     let (_, metrics) = admin_get(gateway.handle().admin_addr(), "/metrics").await;
-    let reasons = ["header_timeout", "malformed_head", "head_too_large"];
+    let reasons = [
+        "header_timeout",
+        "malformed_head",
+        "head_too_large",
+        "h2_protocol_violation",
+    ];
     for (reason, value) in reasons.into_iter().zip(expected) {
         let series = format!("tradehabit_gateway_connection_errors_total{{reason=\"{reason}\"}}");
         assert!(metrics.contains(&series), "{series} missing:\n{metrics}");
@@ -764,7 +769,49 @@ async fn malformed_and_oversized_heads_are_one_audit_line_each() {
     assert_head_failure(&lines[1], "http.head_too_large");
     assert!(upstream.seen().is_empty());
 
-    assert_connection_errors(&gateway, [0.0, 1.0, 1.0]).await;
+    assert_connection_errors(&gateway, [0.0, 1.0, 1.0, 0.0]).await;
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_http2_protocol_violation_is_one_audit_line_and_a_metric() {
+    let (gateway, upstream, files) = start_with_header_timeout().await;
+    let client = gateway.client();
+    // A well-behaved HTTP/2 client first: its connection ends without a line.
+    let reply = client
+        .send(Proto::H2, request("GET", "/api/echo", ""))
+        .await;
+    assert_eq!(reply.status, 200);
+    // The connection preface, an empty SETTINGS frame, then a HEADERS frame
+    // (END_STREAM | END_HEADERS, `:method: GET`) on stream 2: a client may
+    // only open odd-numbered streams (RFC 9113 §5.1.1).
+    let mut frames = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    frames.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    frames.extend_from_slice(&[0, 0, 1, 0x1, 0x5, 0, 0, 0, 2, 0x82]);
+    let mut stream = client.tls(Proto::H2).await;
+    tokio::io::AsyncWriteExt::write_all(&mut stream, &frames)
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        SAFETY,
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer),
+    )
+    .await
+    .expect("the gateway closes the connection");
+    // Its last frame is a GOAWAY (type 7) with PROTOCOL_ERROR (1).
+    let goaway = answer.windows(4).any(|w| w == [0x7, 0, 0, 0]);
+    assert!(goaway && answer.ends_with(&[0, 0, 0, 1]), "{answer:?}");
+
+    let lines = wait_for_reason(files.path(), "http.h2_protocol_violation").await;
+    let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["request", "protocol_violation"], "{lines:?}");
+    let line = &lines[1];
+    assert_eq!(line["decision"], "http", "{line}");
+    assert_eq!(line["client_ip"], "127.0.0.1", "{line}");
+    assert!(line["path"].is_null() && line["status"].is_null(), "{line}");
+    assert_eq!(upstream.seen().len(), 1);
+    assert_connection_errors(&gateway, [0.0, 0.0, 0.0, 1.0]).await;
     gateway.shutdown().await;
 }
 
