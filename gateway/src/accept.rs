@@ -31,7 +31,8 @@
 //! resolved it.
 //!
 //! An HTTPS HTTP/1.1 connection that hyper closes over a request head (timed
-//! out after some bytes, too large, malformed) gets one audit line and a
+//! out after some bytes, too large, malformed), and an HTTP/2 connection
+//! that h2 ends over a protocol violation, gets one audit line and a
 //! `connection_errors` count (`accept/head.rs`): no request exists for it.
 
 mod framing;

@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::framing::Framing;
 
-/// Why hyper closed a connection before a request existed.
+/// Why hyper (or h2) closed a connection outside any request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HeadError {
     /// Part of a request head arrived, the rest not within
