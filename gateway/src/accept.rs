@@ -232,13 +232,14 @@ async fn serve_connection(
             });
             let is_h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
             let records = Arc::clone(&state);
-            // HTTP/1.1 only: the framing as the client wrote it.
-            let ambiguity = (!is_h2).then(|| Arc::new(framing::Ambiguity::default()));
-            let found = ambiguity.clone();
+            // What the HTTP/1.1 framing reader finds (HTTP/2 has no reader,
+            // so nothing is ever found there).
+            let ambiguity = Arc::new(framing::Ambiguity::default());
+            let found = Arc::clone(&ambiguity);
             let service = service_fn(move |mut request: Request<Incoming>| {
                 let (state, conn) = (Arc::clone(&state), Arc::clone(&conn));
                 let guard = InFlight::start(&activity);
-                let ambiguous = found.as_ref().and_then(|found| found.next_request());
+                let ambiguous = found.next_request();
                 if let Some(why) = ambiguous {
                     let detail = policy::AmbiguousFraming(why.detail());
                     request.extensions_mut().insert(detail);
@@ -268,7 +269,7 @@ async fn serve_connection(
                 let framing = framing::Framing::new(
                     hyper_head_bytes(&limits),
                     limits.max_header_count,
-                    ambiguity.unwrap_or_default(),
+                    ambiguity,
                 );
                 let (io, client_sent) = head::HeadWatch::new(io.into_inner(), framing);
                 let connection = h1_builder(&limits).serve_connection(TokioIo::new(io), service);

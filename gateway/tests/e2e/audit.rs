@@ -404,15 +404,7 @@ async fn readyz_follows_the_upstream_and_healthcheck_reports_it() {
 async fn a_failed_tls_handshake_is_one_audit_line_and_a_metric() {
     let (gateway, _upstream, files, _) = start().await;
     let mut stream = TcpStream::connect(gateway.addr()).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET / HTTP/1.1\r\n\r\n")
-        .await
-        .unwrap();
-    let mut sink = Vec::new();
-    let _ = tokio::time::timeout(
-        SAFETY,
-        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut sink),
-    )
-    .await;
+    let _ = send_until_closed(&mut stream, b"GET / HTTP/1.1\r\n\r\n").await;
     let admin = gateway.handle().admin_addr();
     let (_, metrics) = admin_get(admin, "/metrics").await;
     assert_eq!(
@@ -652,6 +644,23 @@ async fn start_with_header_timeout() -> (TestGateway, Upstream, tempfile::TempDi
     (gateway, upstream, files)
 }
 
+/// Writes `bytes` to `stream`, then reads until the gateway closes it:
+/// what it answered, or `None` when it did not close within `SAFETY`. A
+/// read error counts as the close (a TLS peer may hang up without
+/// close_notify).
+async fn send_until_closed<S>(stream: &mut S, bytes: &[u8]) -> Option<Vec<u8>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tokio::io::AsyncWriteExt::write_all(stream, bytes)
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(stream, &mut answer);
+    let _closed_or_failed = tokio::time::timeout(SAFETY, read).await.ok()?;
+    Some(answer)
+}
+
 /// The audit lines written so far.
 fn audit_lines(files: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(files.join("audit.log"))
@@ -701,20 +710,11 @@ fn assert_head_failure(line: &serde_json::Value, reason: &str) {
 async fn a_slowloris_head_is_one_audit_line_and_a_metric() {
     let (gateway, _upstream, files) = start_with_header_timeout().await;
     let mut slow = gateway.client().tls(Proto::H1).await;
-    tokio::io::AsyncWriteExt::write_all(
-        &mut slow,
-        b"GET /api/echo HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slow-SECRETUA\r\n",
-    )
-    .await
-    .unwrap();
+    let head = b"GET /api/echo HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slow-SECRETUA\r\n";
     // The gateway hangs up once the header-read timeout has passed.
-    let mut sink = Vec::new();
-    let _ = tokio::time::timeout(
-        SAFETY,
-        tokio::io::AsyncReadExt::read_to_end(&mut slow, &mut sink),
-    )
-    .await
-    .expect("the gateway closed the slow connection");
+    send_until_closed(&mut slow, head)
+        .await
+        .expect("the gateway closed the slow connection");
     let lines = wait_for_reason(files.path(), "http.header_timeout").await;
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_head_failure(&lines[0], "http.header_timeout");
@@ -789,16 +789,9 @@ async fn an_http2_protocol_violation_is_one_audit_line_and_a_metric() {
     frames.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
     frames.extend_from_slice(&[0, 0, 1, 0x1, 0x5, 0, 0, 0, 2, 0x82]);
     let mut stream = client.tls(Proto::H2).await;
-    tokio::io::AsyncWriteExt::write_all(&mut stream, &frames)
+    let answer = send_until_closed(&mut stream, &frames)
         .await
-        .unwrap();
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(
-        SAFETY,
-        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer),
-    )
-    .await
-    .expect("the gateway closes the connection");
+        .expect("the gateway closes the connection");
     // Its last frame is a GOAWAY (type 7) with PROTOCOL_ERROR (1).
     let goaway = answer.windows(4).any(|w| w == [0x7, 0, 0, 0]);
     assert!(goaway && answer.ends_with(&[0, 0, 0, 1]), "{answer:?}");

@@ -91,6 +91,17 @@ async fn send_gzip(gw: &TestGateway, proto: Proto, path: &str, body: &[u8]) -> R
     gw.client().send(proto, request).await
 }
 
+/// Sends `body`, already gzip-compressed, as a JSON POST to `/api/json`.
+async fn send_gzip_json(gw: &TestGateway, proto: Proto, body: Vec<u8>) -> Reply {
+    let headers = [
+        ("content-type", "application/json"),
+        ("content-encoding", "gzip"),
+    ];
+    gw.client()
+        .send(proto, post("/api/json", &headers, body))
+        .await
+}
+
 fn assert_refused(reply: &Reply, status: u16, message: &str) {
     assert_eq!(
         reply.status,
@@ -132,20 +143,7 @@ async fn a_gzip_json_body_reaches_the_upstream_decoded() {
     let (gw, up) = start(files.path()).await;
     let json = br#"{"symbol":"ES","notes":[1,2,3]}"#;
     for proto in [Proto::H1, Proto::H2] {
-        let reply = gw
-            .client()
-            .send(
-                proto,
-                post(
-                    "/api/json",
-                    &[
-                        ("content-type", "application/json"),
-                        ("content-encoding", "gzip"),
-                    ],
-                    gzip(json),
-                ),
-            )
-            .await;
+        let reply = send_gzip_json(&gw, proto, gzip(json)).await;
         assert_eq!(
             reply.status,
             200,
@@ -252,20 +250,7 @@ async fn a_gzip_bomb_is_413_at_the_cap_and_the_gateway_keeps_serving() {
     assert!(bomb.len() < 16 * 1024, "{}", bomb.len());
     for proto in [Proto::H1, Proto::H2] {
         // Buffered route: nothing at all reaches the upstream.
-        let reply = gw
-            .client()
-            .send(
-                proto,
-                post(
-                    "/api/json",
-                    &[
-                        ("content-type", "application/json"),
-                        ("content-encoding", "gzip"),
-                    ],
-                    bomb.clone(),
-                ),
-            )
-            .await;
+        let reply = send_gzip_json(&gw, proto, bomb.clone()).await;
         assert_refused(&reply, 413, "The decompressed request body is too large");
         assert!(up.seen().is_empty(), "forwarded: {:?}", up.seen().len());
     }
@@ -416,20 +401,7 @@ async fn the_checks_see_the_decoded_body_and_the_wire_bytes_count_against_body_l
     let (gw, up) = start(files.path()).await;
     // The JSON depth check runs on the decoded body.
     let deep = gzip(br#"{"a":{"b":{"c":{"d":{"e":1}}}}}"#);
-    let reply = gw
-        .client()
-        .send(
-            Proto::H2,
-            post(
-                "/api/json",
-                &[
-                    ("content-type", "application/json"),
-                    ("content-encoding", "gzip"),
-                ],
-                deep,
-            ),
-        )
-        .await;
+    let reply = send_gzip_json(&gw, Proto::H2, deep).await;
     assert_eq!(
         reply.status,
         400,
