@@ -35,8 +35,11 @@
 //! that h2 ends over a protocol violation, gets one audit line and a
 //! `connection_errors` count (`accept/head.rs`): no request exists for it.
 
+mod drain;
 mod framing;
 mod head;
+mod linger;
+mod over_cap;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -59,10 +62,12 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
-use crate::body::Guarded;
+use crate::body::{Body, Guarded};
 use crate::config::Limits;
 use crate::lifecycle::State;
+use crate::policy::Leftover;
 use crate::{plain_http, policy, tls};
+use linger::{Linger, LingerSwitch};
 pub(crate) use framing::follow as follow_framing;
 pub(crate) use head::HeadError;
 
@@ -231,6 +236,10 @@ async fn serve_connection(
                 tls: crate::audit::TlsInfo::of(stream.get_ref().1),
             });
             let is_h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
+            let bounds = DrainBounds::of(&limits);
+            // HTTP/1.1 only: asks the connection to linger when it closes.
+            let linger = (!is_h2).then(|| Arc::new(LingerSwitch::default()));
+            let lingers = linger.clone();
             let records = Arc::clone(&state);
             // What the HTTP/1.1 framing reader finds (HTTP/2 has no reader,
             // so nothing is ever found there).
@@ -244,15 +253,12 @@ async fn serve_connection(
                     let detail = policy::AmbiguousFraming(why.detail());
                     request.extensions_mut().insert(detail);
                 }
+                let lingers = lingers.clone();
                 async move {
-                    let mut response = policy::handle(request, &conn, &state).await;
-                    if ambiguous.is_some() {
-                        // Nothing after an ambiguous head is read as a request.
-                        let close = http::HeaderValue::from_static("close");
-                        response
-                            .headers_mut()
-                            .insert(http::header::CONNECTION, close);
-                    }
+                    let (response, leftover) = policy::handle(request, &conn, &state).await;
+                    // Nothing after an ambiguous head is read as a request.
+                    let close = ambiguous.is_some();
+                    let response = finish(response, leftover, close, lingers.as_deref(), bounds);
                     Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard)))
                 }
             });
@@ -271,7 +277,9 @@ async fn serve_connection(
                     limits.max_header_count,
                     ambiguity,
                 );
-                let (io, client_sent) = head::HeadWatch::new(io.into_inner(), framing);
+                let switch = linger.unwrap_or_default();
+                let io = Linger::new(io.into_inner(), switch, bounds);
+                let (io, client_sent) = head::HeadWatch::new(io, framing);
                 let connection = h1_builder(&limits).serve_connection(TokioIo::new(io), service);
                 let ended = drive(connection, in_flight, limits.idle_timeout, stop).await;
                 let sent = head::sent_since_answer(&client_sent);
@@ -293,6 +301,54 @@ async fn serve_connection(
             let _ = drive(connection, in_flight, limits.idle_timeout, stop).await;
         }
     }
+}
+
+/// How long and how much of a refused request's unread body is read and
+/// discarded before its stream (HTTP/2) or connection (HTTP/1.1) ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DrainBounds {
+    pub(crate) timeout: Duration,
+    pub(crate) max_bytes: usize,
+}
+
+impl DrainBounds {
+    fn of(limits: &Limits) -> Self {
+        DrainBounds {
+            timeout: limits.refusal_drain_timeout,
+            max_bytes: limits.refusal_drain_bytes,
+        }
+    }
+}
+
+/// What an answer needs when its request's body was not read in full
+/// (`leftover`) or the connection must close after it (`close`). HTTP/1.1
+/// (`linger` given): `Connection: close`, and the connection lingers when
+/// it closes (`accept/linger.rs`). HTTP/2: the stream ends after the unread
+/// body is drained (`accept/drain.rs`).
+fn finish(
+    mut response: http::Response<Body>,
+    leftover: Leftover,
+    close: bool,
+    linger: Option<&LingerSwitch>,
+    bounds: DrainBounds,
+) -> http::Response<Body> {
+    match (linger, leftover) {
+        (Some(switch), leftover) => {
+            if close || leftover.is_pending() {
+                let close = http::HeaderValue::from_static("close");
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, close);
+                switch.turn_on();
+            }
+        }
+        (None, Leftover::Unread(body)) => {
+            response =
+                response.map(|answer| drain::Drained::new(answer, body, bounds).boxed_unsync());
+        }
+        (None, _) => {}
+    }
+    response
 }
 
 /// hyper's bound on an HTTP/1.1 head, as a multiple of the policy's.

@@ -75,6 +75,19 @@ pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Open client connections from one IP address.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
+/// How long the unread body of a refused request is read and discarded
+/// (HTTP/1.1 lingering close, HTTP/2 stream drain), so that the client
+/// reads the refusal instead of a reset.
+pub const DEFAULT_REFUSAL_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest `limits.refusal_drain_timeout` accepted.
+const MAX_REFUSAL_DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many bytes of a refused request's unread body are read and
+/// discarded at most: above the largest route limit of the shipped policy
+/// (about 2 MiB) with room for an upload a few MiB too large.
+pub const DEFAULT_REFUSAL_DRAIN_BYTES: usize = 8 * 1024 * 1024;
+/// Connections over `max_connections_per_ip` answered per second (TLS
+/// handshake, then 503 with `Retry-After`); the others are closed at once.
+pub const DEFAULT_OVER_CAP_ANSWERS_PER_SECOND: usize = 10;
 /// HSTS `max-age` in seconds: two years, as Mozilla recommends.
 pub const DEFAULT_HSTS_MAX_AGE_SECS: u64 = 63_072_000;
 /// The CSP sent on every HTTPS response: the API serves no documents.
@@ -176,6 +189,9 @@ pub(crate) struct Limits {
     pub(crate) h2_max_concurrent_streams: u32,
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_ip: usize,
+    pub(crate) refusal_drain_timeout: Duration,
+    pub(crate) refusal_drain_bytes: usize,
+    pub(crate) over_cap_answers_per_second: usize,
 }
 
 /// `[headers]`: the security headers added to every HTTPS response.
@@ -654,6 +670,21 @@ fn validate_limits(raw: RawLimits, problems: &mut Problems) -> Limits {
             1..=1_000_000,
             problems,
         ),
+        refusal_drain_timeout: drain_timeout(raw.refusal_drain_timeout, problems),
+        refusal_drain_bytes: count(
+            raw.refusal_drain_bytes,
+            "limits.refusal_drain_bytes",
+            DEFAULT_REFUSAL_DRAIN_BYTES,
+            0..=1 << 30,
+            problems,
+        ),
+        over_cap_answers_per_second: count(
+            raw.over_cap_answers_per_second,
+            "limits.over_cap_answers_per_second",
+            DEFAULT_OVER_CAP_ANSWERS_PER_SECOND,
+            0..=10_000,
+            problems,
+        ),
     }
 }
 
@@ -948,6 +979,18 @@ fn socket_addr(text: &str, key: &str, problems: &mut Problems) -> Option<SocketA
             None
         }
     }
+}
+
+/// `limits.refusal_drain_timeout`: 0 turns draining off; longer than
+/// [`MAX_REFUSAL_DRAIN_TIMEOUT`] would let refused clients hold connections.
+fn drain_timeout(value: Option<String>, problems: &mut Problems) -> Duration {
+    let key = "limits.refusal_drain_timeout";
+    let value = duration(value, key, DEFAULT_REFUSAL_DRAIN_TIMEOUT, problems);
+    if value > MAX_REFUSAL_DRAIN_TIMEOUT {
+        problems.push(key, "must be 60s or less");
+        return DEFAULT_REFUSAL_DRAIN_TIMEOUT;
+    }
+    value
 }
 
 fn duration(

@@ -77,12 +77,34 @@ use body::{BodyWatch, ForwardBody};
 use identify::Identity;
 pub(crate) use shape::AmbiguousFraming;
 
-/// Answers one HTTPS request: checks, forwards, secures the response.
+/// What is left of a request's body once its answer is ready: the
+/// connection layer reads and discards the rest before it ends the stream
+/// (HTTP/2) or the connection (HTTP/1.1), so that the client reads the
+/// answer instead of a reset (`docs/security-controls.md`, F-6 and F-7).
+pub(crate) enum Leftover {
+    /// Nothing: no body, the whole body read, or a forwarded body (the
+    /// upstream exchange owns it).
+    Nothing,
+    /// Not read at all (the request was answered before its body stage).
+    Unread(Incoming),
+    /// Read in part, then given up (over its limit, a failed exchange).
+    Abandoned,
+}
+
+impl Leftover {
+    /// Whether some of the body was not read.
+    pub(crate) fn is_pending(&self) -> bool {
+        !matches!(self, Leftover::Nothing)
+    }
+}
+
+/// Answers one HTTPS request: checks, forwards, secures the response; also
+/// says what is left of the request's body.
 pub(crate) async fn handle(
     request: Request<Incoming>,
     conn: &ConnInfo,
     state: &State,
-) -> Response<Body> {
+) -> (Response<Body>, Leftover) {
     // One snapshot per request: a reload in the middle never mixes policies.
     let config = state.config();
     let identity = identify::identify(
@@ -102,8 +124,12 @@ pub(crate) async fn handle(
     let watch = OnceLock::new();
     // CORS and rate-limit headers gathered by the checks, for every answer.
     let mut policy_headers = HeaderMap::new();
+    let (parts, body) = request.into_parts();
+    // The body until a stage takes it to read it.
+    let mut unread = Some(body);
     let checked = check_and_forward(
-        request,
+        parts,
+        &mut unread,
         &identity,
         &config,
         &state.upstream,
@@ -114,6 +140,7 @@ pub(crate) async fn handle(
     let outcome = tokio::time::timeout(config.limits.request_timeout, checked)
         .instrument(span.clone())
         .await;
+    let allowed = matches!(outcome, Ok(Ok(_)));
     let (mut response, decision) = match outcome {
         Ok(Ok(response)) => (response, Decision::ALLOWED),
         Ok(Err(rejection)) => (
@@ -142,9 +169,18 @@ pub(crate) async fn handle(
         &identity.request_id,
     );
     let bytes_in = watch.get().map_or(0, |w| w.received());
-    audit::record_request(
+    let leftover = match unread {
+        Some(body) if body.is_end_stream() => Leftover::Nothing,
+        Some(body) => Leftover::Unread(body),
+        // Taken by the forward: the upstream exchange owns it.
+        None if allowed => Leftover::Nothing,
+        None if watch.get().is_some_and(|w| !w.is_finished()) => Leftover::Abandoned,
+        None => Leftover::Nothing,
+    };
+    let response = audit::record_request(
         state, conn, &identity, &started, &trail, decision, response, bytes_in,
-    )
+    );
+    (response, leftover)
 }
 
 /// Puts the gathered CORS and rate-limit headers on an answer. Upstream
@@ -186,7 +222,8 @@ fn add_policy_headers(headers: &mut HeaderMap, policy_headers: HeaderMap) {
 
 /// The checks in order (see the module doc), then the forward.
 async fn check_and_forward(
-    request: Request<Incoming>,
+    mut parts: Parts,
+    unread: &mut Option<Incoming>,
     identity: &Identity,
     config: &Config,
     upstream: &Upstream,
@@ -194,11 +231,10 @@ async fn check_and_forward(
     policy_headers: &mut HeaderMap,
     trail: &Trail,
 ) -> Result<Response<Body>, Rejection> {
-    let (mut parts, body) = request.into_parts();
+    let has_body = unread.as_ref().is_some_and(|body| !body.is_end_stream());
     let host = shape::check(&parts, &config.limits)?;
     path::check(parts.uri.path()).map_err(Rejection::PathRefused)?;
     if let Some(endpoint) = tokens::Endpoint::find(parts.uri.path(), &config.checks) {
-        let has_body = !body.is_end_stream();
         return endpoint.serve(&parts, has_body, identity, &host, config, policy_headers);
     }
     if cors::is_preflight(&parts.method, &parts.headers) {
@@ -240,12 +276,12 @@ async fn check_and_forward(
     policy_headers.extend(rate_limit::headers(&usage));
     checks.query.check(parts.uri.query()).map_err(check)?;
 
-    let has_body = !body.is_end_stream();
     if let Some(types) = &checks.content_types {
         upload::check_content_type(types, &parts.headers, has_body).map_err(check)?;
     }
     let decoding = body::check(&mut parts, &route).map_err(|r| upload_too_large(r, &route))?;
     let body_watch = Arc::clone(watch.get_or_init(|| Arc::new(BodyWatch::new(route.body_limit))));
+    let body = unread.take().ok_or(Rejection::BodyIncomplete)?;
     let body = if checks.buffers_body() {
         let bytes = body::collect(body, Arc::clone(&body_watch), decoding)
             .await

@@ -87,6 +87,9 @@ pub(crate) struct RawLimits {
     pub(crate) h2_max_concurrent_streams: Option<i64>,
     pub(crate) max_connections: Option<i64>,
     pub(crate) max_connections_per_ip: Option<i64>,
+    pub(crate) refusal_drain_timeout: Option<String>,
+    pub(crate) refusal_drain_bytes: Option<i64>,
+    pub(crate) over_cap_answers_per_second: Option<i64>,
 }
 
 /// `[headers]`
