@@ -67,9 +67,9 @@ use crate::config::Limits;
 use crate::lifecycle::State;
 use crate::policy::Leftover;
 use crate::{plain_http, policy, tls};
-use linger::{Linger, LingerSwitch};
 pub(crate) use framing::follow as follow_framing;
 pub(crate) use head::HeadError;
+use linger::{Linger, LingerSwitch};
 
 /// After a failed `accept` (e.g. out of file descriptors), pause this long.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);

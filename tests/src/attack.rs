@@ -66,6 +66,9 @@ auth = "none"
 body_limit = 1024
 "#;
 
+/// The `[limits]` of the attack policy: short idle and header deadlines.
+pub const LIMITS: &str = "idle_timeout = \"5s\"\nheader_read_timeout = \"5s\"";
+
 /// Gateway + worker, in-process, files in one temporary directory.
 pub struct Stack {
     dir: tempfile::TempDir,
@@ -85,6 +88,16 @@ impl Stack {
     /// tables `checks` writes (given the temporary directory, where
     /// relative `file = …` secrets are read from).
     pub async fn start_with(checks: impl FnOnce(&Path) -> String, routes: &str) -> Stack {
+        Stack::start_with_limits(LIMITS, checks, routes).await
+    }
+
+    /// [`Stack::start_with`], with `limits` as the body of the `[limits]`
+    /// table instead of [`LIMITS`].
+    pub async fn start_with_limits(
+        limits: &str,
+        checks: impl FnOnce(&Path) -> String,
+        routes: &str,
+    ) -> Stack {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("worker.sock");
         let listening =
@@ -108,7 +121,7 @@ impl Stack {
         )
         .unwrap();
         let checks = checks(dir.path());
-        let policy = write_policy(dir.path(), &socket, &checks, routes);
+        let policy = write_policy(dir.path(), &socket, limits, &checks, routes);
         let config = Config::from_file(&policy).expect("the attack policy is valid");
         let gateway = Gateway::start(config).await.expect("the gateway starts");
         Stack {
@@ -145,6 +158,20 @@ impl Stack {
 
     /// A TLS connection speaking HTTP/1.1.
     pub async fn tls(&self) -> TlsStream<TcpStream> {
+        self.tls_alpn(b"http/1.1").await
+    }
+
+    /// A TLS connection whose ALPN offers only `protocol` (`h2`,
+    /// `http/1.1`).
+    pub async fn tls_alpn(&self, protocol: &[u8]) -> TlsStream<TcpStream> {
+        let addr = self.gateway.as_ref().expect("running").https_addr();
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        self.tls_over(tcp, protocol).await
+    }
+
+    /// A TLS connection over `tcp` (connected to [`Stack::addr`]) whose
+    /// ALPN offers only `protocol`.
+    pub async fn tls_over(&self, tcp: TcpStream, protocol: &[u8]) -> TlsStream<TcpStream> {
         let mut roots = RootCertStore::empty();
         roots.add(self.cert.clone()).unwrap();
         let mut config =
@@ -153,9 +180,7 @@ impl Stack {
                 .unwrap()
                 .with_root_certificates(roots)
                 .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let addr = self.gateway.as_ref().expect("running").https_addr();
-        let tcp = TcpStream::connect(addr).await.expect("connect");
+        config.alpn_protocols = vec![protocol.to_vec()];
         TlsConnector::from(Arc::new(config))
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
@@ -229,11 +254,17 @@ impl Stack {
     }
 }
 
-fn write_policy(dir: &Path, socket: &Path, checks: &str, routes: &str) -> std::path::PathBuf {
+fn write_policy(
+    dir: &Path,
+    socket: &Path,
+    limits: &str,
+    checks: &str,
+    routes: &str,
+) -> std::path::PathBuf {
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
          [tls]\ncert = \"{dir}/cert.pem\"\nkey = \"{dir}/key.pem\"\n\n\
-         [limits]\nidle_timeout = \"5s\"\nheader_read_timeout = \"5s\"\n\n\
+         [limits]\n{limits}\n\n\
          [upstream]\naddress = \"unix:{socket}\"\n\n{checks}\n\n{routes}",
         dir = dir.display(),
         socket = socket.display(),

@@ -14,8 +14,8 @@
 //! first. Only then is the socket closed. A connection not asked to linger
 //! shuts down as before.
 
-use std::io::IoSlice;
 use std::future::Future;
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,7 +52,10 @@ enum Close {
     /// Not closing (or closing without lingering).
     Open,
     /// `close_notify` and FIN sent; discarding until EOF or a bound.
-    Discarding { left: usize, deadline: Pin<Box<Sleep>> },
+    Discarding {
+        left: usize,
+        deadline: Pin<Box<Sleep>>,
+    },
     /// Done: nothing more is read.
     Done,
 }
