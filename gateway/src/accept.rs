@@ -92,10 +92,19 @@ pub(crate) enum Listener {
     PlainHttp,
 }
 
-/// Open connections, in total and per client IP.
+/// Open connections, in total and per client IP, and the budget for
+/// answering connections over the per-IP cap (`accept/over_cap.rs`).
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
     open: Mutex<Open>,
+    over_cap: over_cap::Budget,
+}
+
+/// Which connection cap a new connection hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cap {
+    Total,
+    PerIp,
 }
 
 #[derive(Debug, Default)]
@@ -112,18 +121,21 @@ pub(crate) struct Admitted {
 
 impl Connections {
     /// Admits a connection from `ip` unless a cap is reached.
-    fn admit(self: &Arc<Self>, ip: IpAddr, limits: &Limits) -> Option<Admitted> {
+    fn admit(self: &Arc<Self>, ip: IpAddr, limits: &Limits) -> Result<Admitted, Cap> {
         let mut open = self
             .open
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let from_ip = open.per_ip.get(&ip).copied().unwrap_or(0);
-        if open.total >= limits.max_connections || from_ip >= limits.max_connections_per_ip {
-            return None;
+        if open.total >= limits.max_connections {
+            return Err(Cap::Total);
+        }
+        if from_ip >= limits.max_connections_per_ip {
+            return Err(Cap::PerIp);
         }
         open.total += 1;
         open.per_ip.insert(ip, from_ip + 1);
-        Some(Admitted {
+        Ok(Admitted {
             connections: Arc::clone(self),
             ip,
         })
@@ -164,12 +176,22 @@ pub(crate) async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let config = state.config();
-                    let Some(admitted) = state.connections.admit(peer.ip(), &config.limits) else {
-                        // debug, not info: a connection flood must not become a log flood
-                        // (issue 6 counts these in a metric).
-                        tracing::debug!(client.addr = %peer, "connection cap reached; closing");
-                        state.audit.connection(crate::audit::ConnectionEvent::ConnectionRefused, peer);
-                        continue;
+                    let admitted = match state.connections.admit(peer.ip(), &config.limits) {
+                        Ok(admitted) => admitted,
+                        Err(cap) => {
+                            // debug, not info: a connection flood must not become a log flood
+                            // (issue 6 counts these in a metric).
+                            tracing::debug!(client.addr = %peer, ?cap, "connection cap reached");
+                            state.audit.connection(crate::audit::ConnectionEvent::ConnectionRefused, peer);
+                            let answers = config.limits.over_cap_answers_per_second;
+                            if let (Cap::PerIp, Listener::Https(acceptor)) = (cap, &kind) {
+                                if state.connections.over_cap.take(answers) {
+                                    let task = over_cap::answer(stream, peer, acceptor.clone(), Arc::clone(&state), stop.clone());
+                                    connections.spawn(task.instrument(tracing::info_span!("over_cap", client.addr = %peer)));
+                                }
+                            }
+                            continue;
+                        }
                     };
                     let task = serve_connection(stream, peer, kind.clone(), Arc::clone(&state), stop.clone());
                     let active = state.metrics.connection_opened();
@@ -505,10 +527,10 @@ mod tests {
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let first = connections.admit(a, &limits).unwrap();
         let _second = connections.admit(a, &limits).unwrap();
-        assert!(connections.admit(a, &limits).is_none(), "per-IP cap");
+        assert_eq!(connections.admit(a, &limits).err(), Some(Cap::PerIp));
         let _third = connections.admit(b, &limits).unwrap();
-        assert!(connections.admit(b, &limits).is_none(), "total cap");
+        assert_eq!(connections.admit(b, &limits).err(), Some(Cap::Total));
         drop(first);
-        assert!(connections.admit(a, &limits).is_some());
+        assert!(connections.admit(a, &limits).is_ok());
     }
 }

@@ -75,6 +75,10 @@ pub(crate) enum Rejection {
     /// The upstream broke the exchange (closed early, invalid answer).
     #[error("upstream answer unusable: {0}")]
     UpstreamBroken(String),
+    /// The client's address holds `limits.max_connections_per_ip`
+    /// connections already; this one is answered and closed.
+    #[error("connection cap per client address reached")]
+    TooManyConnections { retry_after: Duration },
     /// No free upstream slot within `upstream.queue_timeout`.
     #[error("upstream concurrency limit reached")]
     UpstreamBusy { retry_after: Duration },
@@ -119,7 +123,9 @@ impl Rejection {
             Rejection::UpstreamUnreachable(_) | Rejection::UpstreamBroken(_) => {
                 StatusCode::BAD_GATEWAY
             }
-            Rejection::UpstreamBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::UpstreamBusy { .. } | Rejection::TooManyConnections { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Rejection::UpstreamFailed { status, .. } => *status,
         }
@@ -153,6 +159,9 @@ impl Rejection {
                 "The service is unavailable"
             }
             Rejection::UpstreamBusy { .. } => "The service is busy; retry later",
+            Rejection::TooManyConnections { .. } => {
+                "Too many connections from this address; retry later"
+            }
             Rejection::UpstreamTimeout => "The service did not answer in time",
             Rejection::UpstreamFailed { status, .. }
                 if *status == StatusCode::SERVICE_UNAVAILABLE =>
@@ -230,7 +239,7 @@ pub(crate) fn respond(rejection: &Rejection) -> Response<Body> {
         Rejection::MethodNotAllowed { allow } => {
             headers.insert(ALLOW, allow.clone());
         }
-        Rejection::UpstreamBusy { retry_after } => {
+        Rejection::UpstreamBusy { retry_after } | Rejection::TooManyConnections { retry_after } => {
             headers.insert(RETRY_AFTER, seconds(*retry_after));
         }
         Rejection::UpstreamFailed {
@@ -322,6 +331,12 @@ mod tests {
                 503,
             ),
             (Rejection::UpstreamTimeout, 504),
+            (
+                Rejection::TooManyConnections {
+                    retry_after: Duration::from_secs(5),
+                },
+                503,
+            ),
         ];
         for (rejection, status) in cases {
             assert_eq!(rejection.status().as_u16(), status, "{rejection:?}");

@@ -317,3 +317,87 @@ async fn http2_early_refusals_of_a_large_upload_are_not_reset() {
     }
     stack.stop().await;
 }
+
+/// Limits for the connection-cap test: two connections per address, held
+/// open for the whole test.
+const TWO_PER_IP: &str = "idle_timeout = \"60s\"\nheader_read_timeout = \"60s\"\n\
+                          max_connections_per_ip = 2";
+
+/// A `GET /api/health` over HTTP/2 on `tls`, with the h2 crate.
+async fn h2_get(tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> Answer {
+    let (client, connection) = h2::client::handshake(tls).await.expect("HTTP/2 handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.expect("a stream");
+    let request = Request::get("https://localhost/api/health")
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).expect("the head");
+    let (parts, mut body) = response.await.expect("an answer").into_parts();
+    let mut data = Vec::new();
+    while let Some(chunk) = body.data().await {
+        data.extend_from_slice(&chunk.expect("the answer body"));
+    }
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: Bytes::from(data),
+    }
+}
+
+#[tokio::test]
+async fn a_connection_over_the_per_ip_cap_gets_503_with_retry_after() {
+    let stack = Stack::start_with_limits(TWO_PER_IP, |_| String::new(), ROUTES).await;
+    // Two connections, handshaken (so admitted), held open.
+    let mut held = vec![stack.tls().await, stack.tls().await];
+
+    // The third, over HTTP/1.1: a handshake and a 503 envelope.
+    let mut third = stack.tls().await;
+    third
+        .write_all(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(SAFETY, third.read_to_end(&mut raw))
+        .await
+        .expect("the over-cap connection is closed after its answer")
+        .expect("closed gracefully");
+    let answer = parse_h1(&raw).unwrap();
+    answer.assert_envelope(503, "HTTP/1.1 over the cap");
+    assert_eq!(answer.headers["connection"], "close", "{answer:?}");
+    assert!(answer.headers.contains_key("retry-after"), "{answer:?}");
+    assert!(
+        answer.headers.contains_key("strict-transport-security"),
+        "the security headers: {answer:?}"
+    );
+
+    // The same over HTTP/2.
+    let answer = h2_get(stack.tls_alpn(b"h2").await).await;
+    answer.assert_envelope(503, "HTTP/2 over the cap");
+    assert!(answer.headers.contains_key("retry-after"), "{answer:?}");
+
+    // Once a held connection closes, the address is served again.
+    drop(held.pop());
+    let served = async {
+        loop {
+            let mut tls = stack.tls().await;
+            tls.write_all(
+                b"GET /api/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            let mut raw = Vec::new();
+            let _ = tls.read_to_end(&mut raw).await;
+            if parse_h1(&raw).is_ok_and(|answer| answer.status == 200) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(SAFETY, served)
+        .await
+        .expect("served again once a held connection closed");
+    drop(held);
+    stack.stop().await;
+}

@@ -77,6 +77,9 @@ pub(crate) fn decision(rejection: &Rejection) -> Decision {
         Rejection::UpstreamUnreachable(_) => Decision::refused("upstream", "upstream.unreachable"),
         Rejection::UpstreamBroken(_) => Decision::refused("upstream", "upstream.broken"),
         Rejection::UpstreamBusy { .. } => Decision::refused("upstream", "upstream.busy"),
+        Rejection::TooManyConnections { .. } => {
+            Decision::refused("accept", "accept.connection_cap")
+        }
         Rejection::UpstreamTimeout => Decision::refused("upstream", "upstream.timeout"),
         Rejection::UpstreamFailed { .. } => Decision::refused("upstream", "upstream.failed"),
     }
