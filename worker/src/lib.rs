@@ -29,7 +29,9 @@
 //!     statistics and diagnostics. Pure and I/O-free.
 //!
 //! Cross-cutting: [`refusal`] (the HTTP layer's own errors → envelope
-//! responses) and [`metrics`] (the registry served on `/internal/metrics`).
+//! responses), [`linger`] (a graceful close after an answer given before
+//! the request body was read) and [`metrics`] (the registry served on
+//! `/internal/metrics`).
 
 pub mod admission;
 pub mod analysis;
@@ -39,6 +41,7 @@ pub mod config;
 pub mod dispatch;
 pub mod engine;
 pub mod identity;
+pub mod linger;
 pub mod metrics;
 pub mod refusal;
 pub mod serve;

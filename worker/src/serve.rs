@@ -12,7 +12,9 @@
 //! [`ConnectionLimits::max_connections`] are open at once (further
 //! connections wait in the kernel's backlog). Request headers must arrive
 //! within [`ConnectionLimits::header_read_timeout`]; bodies have their own
-//! deadline (see [`crate::dispatch`]).
+//! deadline (see [`crate::dispatch`]). A request answered before its body
+//! was read to the end gets `Connection: close` and a lingering close
+//! ([`crate::linger`]), so that the client reads the answer.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -35,6 +37,7 @@ use crate::config::Config;
 use crate::dispatch::{self, State};
 use crate::engine::{self, Engine, EngineMetrics, Handler};
 use crate::identity::TagKey;
+use crate::linger::{self, Linger, LingerSwitch};
 use crate::metrics::{self, RequestMetrics};
 use crate::session::{Clock, SessionMetrics, Store, SystemClock};
 use crate::socket::{BoundSocket, SocketError};
@@ -238,11 +241,27 @@ impl Listening {
             };
             next_id += 1;
             let service_state = Arc::clone(&state);
+            let switch = Arc::new(LingerSwitch::default());
+            let lingers = Arc::clone(&switch);
             let service = service_fn(move |request| {
                 let state = Arc::clone(&service_state);
-                async move { Ok::<_, Infallible>(dispatch::respond(state, request).await) }
+                let lingers = Arc::clone(&lingers);
+                async move {
+                    let (request, read) = linger::watch(request);
+                    let mut response = dispatch::respond(state, request).await;
+                    if !read.is_finished() {
+                        // Answered before the body's end: close, gracefully.
+                        let close = http::HeaderValue::from_static("close");
+                        response
+                            .headers_mut()
+                            .insert(http::header::CONNECTION, close);
+                        lingers.turn_on();
+                    }
+                    Ok::<_, Infallible>(response)
+                }
             });
-            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            let io = TokioIo::new(Linger::new(stream, switch));
+            let connection = graceful.watch(http.serve_connection(io, service));
             let gauge = state.requests.connections().clone();
             gauge.inc();
             let span = tracing::debug_span!("connection", connection.id = next_id);
