@@ -2,7 +2,9 @@
 //! the drain on shutdown.
 //!
 //! For each accepted TCP connection: admit it under `limits.max_connections`
-//! and `limits.max_connections_per_ip` (else close it at once), run the TLS
+//! and `limits.max_connections_per_ip` (else close it at once, or, over the
+//! per-IP cap and within `limits.over_cap_answers_per_second`, answer it
+//! with 503: `accept/over_cap.rs`), run the TLS
 //! handshake under its deadline (`tls.rs`), then serve HTTP/2 if ALPN chose
 //! `h2` and HTTP/1.1 otherwise, every request going to `policy::handle`.
 //! The plain-HTTP listener serves HTTP/1.1 and answers with
@@ -29,6 +31,12 @@
 //! `Transfer-Encoding`, or `Content-Length` twice, is refused with 400 by
 //! `policy::shape` and the connection closed, although hyper would have
 //! resolved it.
+//!
+//! A request answered before its body was read (`policy::Leftover`): on
+//! HTTP/1.1 the answer carries `Connection: close` and the connection
+//! closes gracefully (`accept/linger.rs`); on HTTP/2 the stream ends after
+//! the rest of the body is drained (`accept/drain.rs`); both within
+//! `limits.refusal_drain_timeout` and `limits.refusal_drain_bytes`.
 //!
 //! An HTTPS HTTP/1.1 connection that hyper closes over a request head (timed
 //! out after some bytes, too large, malformed), and an HTTP/2 connection

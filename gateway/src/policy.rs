@@ -128,8 +128,7 @@ pub(crate) async fn handle(
     // The body until a stage takes it to read it.
     let mut unread = Some(body);
     let checked = check_and_forward(
-        parts,
-        &mut unread,
+        Request::from_parts(parts, &mut unread),
         &identity,
         &config,
         &state.upstream,
@@ -221,9 +220,10 @@ fn add_policy_headers(headers: &mut HeaderMap, policy_headers: HeaderMap) {
 }
 
 /// The checks in order (see the module doc), then the forward.
+/// The request's body stays in its slot until the body stage takes it:
+/// a request answered before that leaves it unread for the caller.
 async fn check_and_forward(
-    mut parts: Parts,
-    unread: &mut Option<Incoming>,
+    request: Request<&mut Option<Incoming>>,
     identity: &Identity,
     config: &Config,
     upstream: &Upstream,
@@ -231,6 +231,7 @@ async fn check_and_forward(
     policy_headers: &mut HeaderMap,
     trail: &Trail,
 ) -> Result<Response<Body>, Rejection> {
+    let (mut parts, unread) = request.into_parts();
     let has_body = unread.as_ref().is_some_and(|body| !body.is_end_stream());
     let host = shape::check(&parts, &config.limits)?;
     path::check(parts.uri.path()).map_err(Rejection::PathRefused)?;
