@@ -85,9 +85,11 @@ async fn idle_http2_connections_are_closed() {
 }
 
 #[tokio::test]
-async fn connections_over_the_per_ip_cap_are_closed_at_once() {
+async fn connections_over_the_per_ip_cap_are_closed_at_once_without_an_answer_budget() {
+    // With a budget they are answered with 503 first
+    // (tests/tests/refusals.rs in the end-to-end crate).
     let policy = Policy {
-        limits: "max_connections_per_ip = 2".into(),
+        limits: "max_connections_per_ip = 2\nover_cap_answers_per_second = 0".into(),
         ..Policy::default()
     };
     let (gw, _up) = TestGateway::with_upstream(policy).await;
