@@ -18,12 +18,12 @@
 
 pub(crate) mod chain;
 mod decision;
+mod diagnostics;
+mod writer;
 
 use std::borrow::Cow;
-use std::fs::{File, OpenOptions};
-use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -34,10 +34,12 @@ use serde::Serialize;
 use sha2::Sha256;
 use time::OffsetDateTime;
 
-use crate::config::{self, AuditOutput, PseudonymKey};
+use crate::config::{self, AuditOnFailure, AuditOutput, PseudonymKey};
 
-pub use chain::{verify, Broken};
+pub use chain::{verify, Broken, Gap, Verified};
 pub(crate) use decision::{decision, Decision};
+pub use writer::OpenError;
+use writer::{Sink, Writer};
 
 /// User agents are cut to this many characters.
 const MAX_USER_AGENT_CHARS: usize = 128;
@@ -227,30 +229,16 @@ pub(crate) struct Outcome<'a> {
     pub(crate) tls: &'a TlsInfo,
 }
 
-/// The audit log: its destination, chain state and pseudonym key.
+/// The audit log: its sink (destination, chain state, lost lines), the
+/// pseudonym key, and whether it is failing now.
 pub(crate) struct Log {
     sink: Mutex<Sink>,
-    hash_chain: bool,
     key: Option<PseudonymKey>,
-}
-
-struct Sink {
-    writer: Writer,
-    /// The last line's hash (chain only).
-    prev_hash: String,
-}
-
-enum Writer {
-    Stdout,
-    File { path: PathBuf, file: File },
-}
-
-/// Why the audit file could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot open the audit log {path}: {source}")]
-pub struct OpenError {
-    path: PathBuf,
-    source: std::io::Error,
+    /// Set while the last write failed; every request reads it, without
+    /// the lock, to apply `audit.on_failure`.
+    failing: AtomicBool,
+    /// Lines that could not be written, for `audit_write_failures_total`.
+    lost_total: Arc<AtomicU64>,
 }
 
 impl Log {
@@ -258,11 +246,8 @@ impl Log {
     /// Warns once when no pseudonym key is configured.
     pub(crate) fn open(config: &config::Audit) -> Result<Log, OpenError> {
         let writer = match &config.output {
-            AuditOutput::Stdout => Writer::Stdout,
-            AuditOutput::File(path) => Writer::File {
-                file: append(path)?,
-                path: path.clone(),
-            },
+            AuditOutput::Stdout => Writer::Stdout { torn: false },
+            AuditOutput::File(path) => Writer::file(path)?,
         };
         if config.pseudonym_key.is_none() {
             tracing::warn!(
@@ -270,24 +255,39 @@ impl Log {
                  set it to attribute requests without logging identities"
             );
         }
+        let diagnostics = diagnostics::Diagnostics::new(config.failure_log_interval);
+        let sink = Sink::new(writer, config.hash_chain, diagnostics);
         Ok(Log {
-            sink: Mutex::new(Sink {
-                writer,
-                prev_hash: chain::GENESIS.to_string(),
-            }),
-            hash_chain: config.hash_chain,
+            lost_total: sink.lost_total(),
+            sink: Mutex::new(sink),
             key: config.pseudonym_key.clone(),
+            failing: AtomicBool::new(false),
         })
     }
 
     /// Reopens the file (after logrotate moved it); stdout is left alone.
     /// The hash chain carries on across files.
     pub(crate) fn reopen(&self) -> Result<(), OpenError> {
-        let mut sink = self.lock();
-        if let Writer::File { path, file } = &mut sink.writer {
-            *file = append(path)?;
+        self.lock().writer.reopen()
+    }
+
+    /// The count of lines that could not be written so far.
+    pub(crate) fn lost_lines(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.lost_total)
+    }
+
+    /// Whether a request may pass under `on_failure`: always with
+    /// `Continue`; with `Refuse` only if the log takes lines. While it is
+    /// failing, each call tries to write the pending gap record, so the
+    /// first request after space returns passes again.
+    pub(crate) fn admits(&self, on_failure: AuditOnFailure) -> bool {
+        if on_failure == AuditOnFailure::Continue || !self.failing.load(Ordering::Acquire) {
+            return true;
         }
-        Ok(())
+        let mut sink = self.lock();
+        let resumed = sink.resume();
+        self.failing.store(!resumed, Ordering::Release);
+        resumed
     }
 
     /// Writes the line for one answered request.
@@ -372,34 +372,19 @@ impl Log {
         Some(pseudonym(key, principal))
     }
 
-    fn write(&self, mut record: Record<'_>) {
+    /// Writes one line (after a gap record if lines were lost); returns
+    /// whether it was written.
+    fn write(&self, mut record: Record<'_>) -> bool {
         let mut sink = self.lock();
-        // The chain is extended under the lock so lines and hashes stay in
-        // the same order.
-        let mut line = if self.hash_chain {
-            record.prev_hash = Some(sink.prev_hash.clone());
-            let line = serde_json::to_string(&record).expect("a Record always serialises");
-            let hash = chain::hash(&sink.prev_hash, &line);
-            let sealed = chain::seal(&line, &hash);
-            sink.prev_hash = hash;
-            sealed
-        } else {
+        // Lines and hashes stay in the same order under the lock. Lines
+        // are small; a blocking write under a short std lock is cheaper
+        // than a channel, and the request path learns of a failure at once.
+        let written = sink.write(|prev_hash| {
+            record.prev_hash = prev_hash;
             serde_json::to_string(&record).expect("a Record always serialises")
-        };
-        // Lines are small; a blocking write under a short std lock is
-        // cheaper than a channel and keeps one line per write (one system
-        // call: `writeln!` on a `File` would make two).
-        line.push('\n');
-        let result = match &mut sink.writer {
-            Writer::Stdout => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(line.as_bytes()).and_then(|()| out.flush())
-            }
-            Writer::File { file, .. } => file.write_all(line.as_bytes()),
-        };
-        if let Err(error) = result {
-            tracing::error!(%error, "writing the audit log failed");
-        }
+        });
+        self.failing.store(!written, Ordering::Release);
+        written
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Sink> {
@@ -465,7 +450,7 @@ pub(crate) fn record_request(
         },
     );
     if declared.is_some() {
-        state.audit.write(record);
+        let _ = state.audit.write(record);
         return response;
     }
     let mut record = record.into_owned();
@@ -473,20 +458,9 @@ pub(crate) fn record_request(
     response.map(|body| {
         crate::body::counted(body, move |sent| {
             record.bytes_out = Some(sent);
-            log.write(record);
+            let _ = log.write(record);
         })
     })
-}
-
-fn append(path: &PathBuf) -> Result<File, OpenError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| OpenError {
-            path: path.clone(),
-            source,
-        })
 }
 
 /// HMAC-SHA256 of `principal` under `key`, the first
@@ -514,6 +488,7 @@ fn rfc3339_ms(at: OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn file_log(dir: &std::path::Path, hash_chain: bool) -> (Log, PathBuf) {
         let path = dir.join("audit.log");
@@ -521,6 +496,8 @@ mod tests {
             output: AuditOutput::File(path.clone()),
             hash_chain,
             pseudonym_key: Some(PseudonymKey(b"0123456789abcdef0123".to_vec())),
+            on_failure: config::DEFAULT_AUDIT_ON_FAILURE,
+            failure_log_interval: config::DEFAULT_AUDIT_FAILURE_LOG_INTERVAL,
         })
         .unwrap();
         (log, path)
@@ -611,8 +588,58 @@ mod tests {
         log.reopen().unwrap();
         request_line(&log, "ua", None);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(verify(text.as_bytes()), Ok(3));
+        assert_eq!(verify(text.as_bytes()).unwrap().lines, 3);
         let edited = text.replacen("192.0.2.7", "192.0.2.8", 1);
         assert_eq!(verify(edited.as_bytes()).unwrap_err().line, 1);
+    }
+
+    #[test]
+    fn a_failing_destination_refuses_or_continues_and_counts_every_lost_line() {
+        // `/dev/full`: every write fails with ENOSPC.
+        let log = Log::open(&config::Audit {
+            output: AuditOutput::File(PathBuf::from("/dev/full")),
+            hash_chain: true,
+            pseudonym_key: None,
+            on_failure: AuditOnFailure::Refuse,
+            failure_log_interval: config::DEFAULT_AUDIT_FAILURE_LOG_INTERVAL,
+        })
+        .unwrap();
+        assert!(log.admits(AuditOnFailure::Refuse), "nothing failed yet");
+        request_line(&log, "ua", None);
+        request_line(&log, "ua", None);
+        assert_eq!(log.lost_lines().load(Ordering::Relaxed), 2);
+        assert!(!log.admits(AuditOnFailure::Refuse));
+        assert!(log.admits(AuditOnFailure::Continue));
+        // A failed try of the gap record loses no line.
+        assert_eq!(log.lost_lines().load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn lost_lines_leave_a_chained_gap_record_when_writing_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, path) = file_log(dir.path(), true);
+        request_line(&log, "ua", None);
+        // Point the writer at `/dev/full` for two lines, then back.
+        let file = std::mem::replace(
+            &mut log.lock().writer,
+            writer::Writer::file(std::path::Path::new("/dev/full")).unwrap(),
+        );
+        request_line(&log, "ua", None);
+        request_line(&log, "ua", None);
+        assert!(!log.admits(AuditOnFailure::Refuse));
+        log.lock().writer = file;
+        assert!(
+            log.admits(AuditOnFailure::Refuse),
+            "the gap record is written"
+        );
+        request_line(&log, "ua", None);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let verified = verify(text.as_bytes()).unwrap();
+        assert_eq!(verified.lines, 3);
+        assert_eq!(verified.gaps.len(), 1);
+        assert_eq!((verified.gaps[0].line, verified.gaps[0].lost_lines), (2, 2));
+        let gap: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(gap["event"], "audit_gap");
+        assert_eq!(gap["reason"], "audit.lines_lost");
     }
 }

@@ -39,6 +39,7 @@ use crate::policy::path;
 pub(crate) use admin::Admin;
 pub use admin::{DEFAULT_ADMIN_LISTEN, DEFAULT_READY_PROBE_INTERVAL, DEFAULT_READY_PROBE_TIMEOUT};
 pub(crate) use audit::{Audit, AuditOutput, PseudonymKey};
+pub use audit::{AuditOnFailure, DEFAULT_AUDIT_FAILURE_LOG_INTERVAL, DEFAULT_AUDIT_ON_FAILURE};
 pub(crate) use compressed::{CompressedBody, Encoding};
 pub(crate) use policy::{PolicyChecks, RouteChecks};
 use raw::{
@@ -454,8 +455,8 @@ impl Config {
         if self.admin.listen != next.admin.listen {
             changed.push("admin.listen");
         }
-        if self.audit != next.audit {
-            changed.push("audit");
+        if self.audit.needs_restart(&next.audit) {
+            changed.push("audit (all but on_failure)");
         }
         if self.limits.h2_max_concurrent_streams != next.limits.h2_max_concurrent_streams {
             changed.push("limits.h2_max_concurrent_streams");

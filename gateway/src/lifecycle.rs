@@ -112,6 +112,7 @@ impl Gateway {
         if let Some(supervisor) = &supervisor {
             metrics.watch_restarts(supervisor.restart_counter());
         }
+        metrics.watch_audit_failures(audit.lost_lines());
         let probe = Arc::new(Probe::new(
             &config.upstream,
             config.admin.ready_probe_timeout,

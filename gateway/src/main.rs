@@ -45,7 +45,9 @@ enum Command {
         #[arg(long, default_value = tradehabit_gateway::healthcheck::DEFAULT_URL)]
         url: String,
     },
-    /// Check a hash-chained audit log; reports the first broken line.
+    /// Check a hash-chained audit log; reports the first broken line (exit
+    /// 1) or, with the chain intact, the gaps of lines the gateway could
+    /// not write (exit 2).
     VerifyAudit {
         /// The audit log file.
         file: PathBuf,
@@ -91,11 +93,25 @@ fn main() -> ExitCode {
         .init();
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is::<LinesLost>() => {
+            eprintln!("error: {error}");
+            ExitCode::from(LinesLost::EXIT_CODE)
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `verify-audit`: the chain is intact, but it records lines the gateway
+/// could not write (gap records). Exit status 2, apart from a broken chain (1).
+#[derive(Debug, thiserror::Error)]
+#[error("the chain is intact, but audit lines were lost (see the gaps above)")]
+struct LinesLost;
+
+impl LinesLost {
+    const EXIT_CODE: u8 = 2;
 }
 
 fn execute(command: Command) -> anyhow::Result<()> {
@@ -114,10 +130,23 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::VerifyAudit { file } => {
             let opened = std::fs::File::open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;
-            let lines = tradehabit_gateway::audit::verify(std::io::BufReader::new(opened))
+            let verified = tradehabit_gateway::audit::verify(std::io::BufReader::new(opened))
                 .with_context(|| format!("{}: the hash chain is broken", file.display()))?;
-            println!("{}: {lines} line(s), chain intact", file.display());
-            Ok(())
+            println!(
+                "{}: {} line(s), chain intact",
+                file.display(),
+                verified.lines
+            );
+            if verified.gaps.is_empty() {
+                return Ok(());
+            }
+            for gap in &verified.gaps {
+                println!(
+                    "line {}: gap: {} line(s) could not be written between {} and {}",
+                    gap.line, gap.lost_lines, gap.lost_since, gap.lost_until
+                );
+            }
+            Err(LinesLost.into())
         }
         Command::Keygen { config, id, scopes } => {
             let pepper = Config::api_key_pepper(&config)?;

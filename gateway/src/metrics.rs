@@ -174,6 +174,10 @@ pub(crate) struct Metrics {
     /// The supervisor's restart count, mirrored into `worker_restarts`
     /// at each scrape.
     restarts_source: OnceLock<Arc<AtomicU64>>,
+    audit_write_failures: Counter,
+    /// The audit log's count of lines it could not write, mirrored into
+    /// `audit_write_failures` at each scrape.
+    audit_failures_source: OnceLock<Arc<AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -203,6 +207,8 @@ impl Metrics {
             worker_restarts: Counter::default(),
             upstream_up: Gauge::default(),
             restarts_source: OnceLock::new(),
+            audit_write_failures: Counter::default(),
+            audit_failures_source: OnceLock::new(),
             registry: Registry::default(),
         };
         let m = &metrics;
@@ -275,6 +281,11 @@ impl Metrics {
             "upstream_up",
             "1 when the last readiness probe of the upstream succeeded",
             m.upstream_up.clone(),
+        );
+        registry.register(
+            "audit_write_failures",
+            "Audit lines that could not be written (full disk, I/O error); each is counted in the next audit_gap record",
+            m.audit_write_failures.clone(),
         );
         for result in ["success", "failure"] {
             let _ = m.config_reloads.get_or_create(&ResultLabel { result });
@@ -405,6 +416,11 @@ impl Metrics {
         let _ = self.restarts_source.set(restarts);
     }
 
+    /// Mirrors the audit log's count of lines it could not write from now on.
+    pub(crate) fn watch_audit_failures(&self, lost_lines: Arc<AtomicU64>) {
+        let _ = self.audit_failures_source.set(lost_lines);
+    }
+
     /// Sets `upstream_up` from the last readiness probe.
     pub(crate) fn upstream_up(&self, is_up: bool) {
         self.upstream_up.set(i64::from(is_up));
@@ -416,6 +432,12 @@ impl Metrics {
             let seen = source.load(Ordering::Relaxed);
             let counted = self.worker_restarts.get();
             self.worker_restarts.inc_by(seen.saturating_sub(counted));
+        }
+        if let Some(source) = self.audit_failures_source.get() {
+            let seen = source.load(Ordering::Relaxed);
+            let counted = self.audit_write_failures.get();
+            self.audit_write_failures
+                .inc_by(seen.saturating_sub(counted));
         }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
@@ -508,6 +530,7 @@ mod tests {
             "tradehabit_gateway_config_reloads_total{result=\"failure\"} 0",
             "tradehabit_gateway_worker_restarts_total 0",
             "tradehabit_gateway_upstream_up 0",
+            "tradehabit_gateway_audit_write_failures_total 0",
         ] {
             assert!(text.contains(name), "missing `{name}` in\n{text}");
         }
@@ -594,5 +617,16 @@ mod tests {
         assert!(metrics
             .encode()
             .contains("tradehabit_gateway_worker_restarts_total 2"));
+    }
+
+    #[test]
+    fn audit_write_failures_follow_the_audit_log() {
+        let metrics = Metrics::new();
+        let lost = Arc::new(AtomicU64::new(0));
+        metrics.watch_audit_failures(Arc::clone(&lost));
+        lost.store(7, Ordering::Relaxed);
+        assert!(metrics
+            .encode()
+            .contains("tradehabit_gateway_audit_write_failures_total 7"));
     }
 }

@@ -45,7 +45,9 @@
 //! (`respond.rs`). The whole exchange runs under `limits.request_timeout`.
 //! Finally each request gets exactly one audit line and its metrics
 //! (`audit::record_request`); checks report what they learn (route,
-//! authenticated principal) through the `audit::Trail`.
+//! authenticated principal) through the `audit::Trail`. Before all of
+//! this, while the audit log cannot be written and `audit.on_failure` is
+//! `"refuse"`, a request is answered 503 at once (`audit::Log::admits`).
 
 pub(crate) mod body;
 pub(crate) mod identify;
@@ -127,18 +129,27 @@ pub(crate) async fn handle(
     let (parts, body) = request.into_parts();
     // The body until a stage takes it to read it.
     let mut unread = Some(body);
-    let checked = check_and_forward(
-        Request::from_parts(parts, &mut unread),
-        &identity,
-        &config,
-        &state.upstream,
-        &watch,
-        &mut policy_headers,
-        &trail,
-    );
-    let outcome = tokio::time::timeout(config.limits.request_timeout, checked)
-        .instrument(span.clone())
-        .await;
+    // `audit.on_failure = "refuse"`: nothing passes while the audit log
+    // cannot be written (`docs/audit-and-metrics.md`); the body stays
+    // unread, like any early refusal's.
+    let outcome = if state.audit.admits(config.audit.on_failure) {
+        let checked = check_and_forward(
+            Request::from_parts(parts, &mut unread),
+            &identity,
+            &config,
+            &state.upstream,
+            &watch,
+            &mut policy_headers,
+            &trail,
+        );
+        tokio::time::timeout(config.limits.request_timeout, checked)
+            .instrument(span.clone())
+            .await
+    } else {
+        Ok(Err(Rejection::AuditUnavailable {
+            retry_after: config.upstream.retry_after,
+        }))
+    };
     let allowed = matches!(outcome, Ok(Ok(_)));
     let (mut response, decision) = match outcome {
         Ok(Ok(response)) => (response, Decision::ALLOWED),

@@ -91,6 +91,10 @@ pub(crate) enum Rejection {
         status: StatusCode,
         retry_after: Option<HeaderValue>,
     },
+    /// The audit log cannot be written and `audit.on_failure` is
+    /// `"refuse"`: no request passes unaudited.
+    #[error("the audit log cannot be written")]
+    AuditUnavailable { retry_after: Duration },
 }
 
 impl Rejection {
@@ -123,9 +127,9 @@ impl Rejection {
             Rejection::UpstreamUnreachable(_) | Rejection::UpstreamBroken(_) => {
                 StatusCode::BAD_GATEWAY
             }
-            Rejection::UpstreamBusy { .. } | Rejection::TooManyConnections { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Rejection::UpstreamBusy { .. }
+            | Rejection::TooManyConnections { .. }
+            | Rejection::AuditUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Rejection::UpstreamFailed { status, .. } => *status,
         }
@@ -169,6 +173,9 @@ impl Rejection {
                 "The service is busy; retry later"
             }
             Rejection::UpstreamFailed { .. } => "The service failed to handle the request",
+            Rejection::AuditUnavailable { .. } => {
+                "The service is temporarily unavailable; retry later"
+            }
         }
     }
 
@@ -215,6 +222,9 @@ pub(crate) fn respond(rejection: &Rejection) -> Response<Body> {
             tracing::warn!(http.status = status.as_u16(), reason = %rejection, "refused");
             ErrorEnvelope::new(rejection.message())
         }
+        // Also an unwritable audit log's refusals: the audit writer logs
+        // that failure itself, rate-limited; one line per request here
+        // would be the flood it avoids.
         _ => {
             tracing::debug!(http.status = status.as_u16(), reason = %rejection, "refused");
             match rejection.detail() {
@@ -239,7 +249,9 @@ pub(crate) fn respond(rejection: &Rejection) -> Response<Body> {
         Rejection::MethodNotAllowed { allow } => {
             headers.insert(ALLOW, allow.clone());
         }
-        Rejection::UpstreamBusy { retry_after } | Rejection::TooManyConnections { retry_after } => {
+        Rejection::UpstreamBusy { retry_after }
+        | Rejection::TooManyConnections { retry_after }
+        | Rejection::AuditUnavailable { retry_after } => {
             headers.insert(RETRY_AFTER, seconds(*retry_after));
         }
         Rejection::UpstreamFailed {

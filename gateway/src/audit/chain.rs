@@ -6,6 +6,11 @@
 //! The line's text is what is hashed (not a re-serialisation), so the
 //! writer and the verifier need no shared canonical JSON form: the writer
 //! appends `,"hash":"<hex>"}` to the line it hashed, minus its closing `}`.
+//!
+//! Lines the gateway could not write (a full disk) never enter the chain;
+//! the first write after them starts with a chained `audit_gap` record
+//! counting them (`audit/writer.rs`). [`verify`] reports those gaps apart
+//! from breaks: the chain is intact, and the log says what it is missing.
 
 use std::io::BufRead;
 
@@ -38,14 +43,34 @@ pub struct Broken {
     pub why: &'static str,
 }
 
-/// Checks every line of an audit log; returns how many lines were checked.
-/// The first line's `prev_hash` is taken as given (a rotated file starts
-/// mid-chain); every later one must equal its predecessor's `hash`, or be
-/// [`GENESIS`]: a gateway restart starts a new chain in the same stream
-/// (`docker logs` spans restarts).
-pub fn verify(reader: impl BufRead) -> Result<usize, Broken> {
+/// Lines the gateway could not write, as its gap record states them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// The gap record's 1-based line number.
+    pub line: usize,
+    /// How many lines were lost before it.
+    pub lost_lines: u64,
+    /// When the first and the last of them failed (RFC 3339).
+    pub lost_since: String,
+    pub lost_until: String,
+}
+
+/// An intact chain: how many lines were checked, and the gaps it records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub lines: usize,
+    pub gaps: Vec<Gap>,
+}
+
+/// Checks every line of an audit log: the lines checked and the gap
+/// records found, or the first break. The first line's `prev_hash` is
+/// taken as given (a rotated file starts mid-chain); every later one must
+/// equal its predecessor's `hash`, or be [`GENESIS`]: a gateway restart
+/// starts a new chain in the same stream (`docker logs` spans restarts).
+pub fn verify(reader: impl BufRead) -> Result<Verified, Broken> {
     let mut prev: Option<String> = None;
     let mut count = 0;
+    let mut gaps = Vec::new();
     for (index, line) in reader.lines().enumerate() {
         let number = index + 1;
         let broken = |why| Broken { line: number, why };
@@ -71,10 +96,27 @@ pub fn verify(reader: impl BufRead) -> Result<usize, Broken> {
         if hash(prev_hash, &body) != hash_hex {
             return Err(broken("`hash` does not match the line (edited)"));
         }
+        if value.get("event").and_then(serde_json::Value::as_str) == Some(super::writer::GAP_EVENT)
+        {
+            gaps.push(
+                gap(number, &value).ok_or_else(|| broken("a gap record without its counts"))?,
+            );
+        }
         prev = Some(hash_hex.to_string());
         count = number;
     }
-    Ok(count)
+    Ok(Verified { lines: count, gaps })
+}
+
+/// The gap stated by a gap record on line `line`.
+fn gap(line: usize, value: &serde_json::Value) -> Option<Gap> {
+    let text = |key: &str| value.get(key)?.as_str().map(str::to_string);
+    Some(Gap {
+        line,
+        lost_lines: value.get("lost_lines")?.as_u64()?,
+        lost_since: text("lost_since")?,
+        lost_until: text("lost_until")?,
+    })
 }
 
 /// Splits `{…,"hash":"<hex>"}` into `{…}` and the hex.
@@ -107,7 +149,7 @@ mod tests {
     }
 
     fn check(lines: &[String]) -> Result<usize, Broken> {
-        verify(lines.join("\n").as_bytes())
+        verify(lines.join("\n").as_bytes()).map(|verified| verified.lines)
     }
 
     #[test]
@@ -141,6 +183,27 @@ mod tests {
         let mut lines = chain(&["1", "2"]);
         lines.extend(chain(&["3"]));
         assert_eq!(check(&lines), Ok(3));
+    }
+
+    #[test]
+    fn a_gap_record_is_reported_and_the_chain_stays_intact() {
+        let gap = r#"1,"event":"audit_gap","lost_lines":37,"lost_since":"a","lost_until":"b""#;
+        let lines = chain(&["1", gap, "2"]);
+        let verified = verify(lines.join("\n").as_bytes()).unwrap();
+        assert_eq!(verified.lines, 3);
+        assert_eq!(
+            verified.gaps,
+            [Gap {
+                line: 2,
+                lost_lines: 37,
+                lost_since: "a".into(),
+                lost_until: "b".into()
+            }]
+        );
+        // The count is chained: editing it breaks the chain.
+        let mut edited = lines.clone();
+        edited[1] = edited[1].replace("37", "3");
+        assert_eq!(check(&edited).unwrap_err().line, 2);
     }
 
     #[test]

@@ -82,6 +82,7 @@ pub(crate) fn decision(rejection: &Rejection) -> Decision {
         }
         Rejection::UpstreamTimeout => Decision::refused("upstream", "upstream.timeout"),
         Rejection::UpstreamFailed { .. } => Decision::refused("upstream", "upstream.failed"),
+        Rejection::AuditUnavailable { .. } => Decision::refused("audit", "audit.unavailable"),
     }
 }
 

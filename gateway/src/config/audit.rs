@@ -1,5 +1,6 @@
 //! `[audit]`: where the audit log goes, whether its lines are hash-chained,
-//! and the key that turns principals into pseudonyms.
+//! the key that turns principals into pseudonyms, and what the gateway does
+//! when the log cannot be written.
 //!
 //! # Defaults
 //!
@@ -8,13 +9,27 @@
 //! | `audit.output` | `"stdout"` |
 //! | `audit.hash_chain` | `false` |
 //! | `audit.pseudonym_key` | none: principals are logged as `null` (start-up warning) |
+//! | `audit.on_failure` | [`DEFAULT_AUDIT_ON_FAILURE`] (`"refuse"`) |
+//! | `audit.failure_log_interval` | [`DEFAULT_AUDIT_FAILURE_LOG_INTERVAL`] |
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::Problems;
+use super::{duration, Problems};
+
+/// What happens to traffic while the audit log cannot be written: refused
+/// (503), so no request passes unaudited once the failure is known
+/// (`docs/audit-and-metrics.md`, "When the audit log cannot be written").
+pub const DEFAULT_AUDIT_ON_FAILURE: AuditOnFailure = AuditOnFailure::Refuse;
+/// While the audit log keeps failing, one summary diagnostic line per this
+/// interval (the first failure and the recovery are always logged).
+pub const DEFAULT_AUDIT_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// The bounds of `audit.failure_log_interval`.
+const FAILURE_LOG_INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(3600));
 
 /// The shortest pseudonym key accepted: 128 bits.
 pub(super) const MIN_PSEUDONYM_KEY_BYTES: usize = 16;
@@ -26,6 +41,8 @@ pub(crate) struct RawAudit {
     pub(crate) output: Option<String>,
     pub(crate) hash_chain: Option<bool>,
     pub(crate) pseudonym_key: Option<RawSecret>,
+    pub(crate) on_failure: Option<String>,
+    pub(crate) failure_log_interval: Option<String>,
 }
 
 /// A secret named in the file: `{ env = "NAME" }` or `{ file = "/path" }`.
@@ -53,6 +70,39 @@ pub(crate) struct Audit {
     pub(crate) hash_chain: bool,
     /// The HMAC key for principal pseudonyms; `None` logs no principal.
     pub(crate) pseudonym_key: Option<PseudonymKey>,
+    /// Whether requests pass while the log cannot be written (reloadable).
+    pub(crate) on_failure: AuditOnFailure,
+    /// One summary diagnostic per this interval while writes keep failing.
+    pub(crate) failure_log_interval: Duration,
+}
+
+impl Audit {
+    /// Whether going from `self` to `next` needs a restart: everything but
+    /// `on_failure`, which each request reads from the policy in force.
+    pub(crate) fn needs_restart(&self, next: &Audit) -> bool {
+        (
+            &self.output,
+            self.hash_chain,
+            &self.pseudonym_key,
+            self.failure_log_interval,
+        ) != (
+            &next.output,
+            next.hash_chain,
+            &next.pseudonym_key,
+            next.failure_log_interval,
+        )
+    }
+}
+
+/// `audit.on_failure`: may a request pass while the audit log cannot be
+/// written?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOnFailure {
+    /// No: answered 503 with `Retry-After` until a write succeeds again.
+    Refuse,
+    /// Yes: served as usual; the lost lines are counted and noted in a gap
+    /// record when writing resumes.
+    Continue,
 }
 
 /// The pseudonym HMAC key. Its `Debug` never shows the bytes.
@@ -80,10 +130,35 @@ pub(super) fn validate_audit(raw: RawAudit, problems: &mut Problems) -> Audit {
     let pseudonym_key = raw
         .pseudonym_key
         .and_then(|secret| read_key(secret, problems));
+    let on_failure = match raw.on_failure.as_deref() {
+        None => DEFAULT_AUDIT_ON_FAILURE,
+        Some("refuse") => AuditOnFailure::Refuse,
+        Some("continue") => AuditOnFailure::Continue,
+        Some(other) => {
+            problems.push(
+                "audit.on_failure",
+                format_args!("`{other}` is neither \"refuse\" nor \"continue\""),
+            );
+            DEFAULT_AUDIT_ON_FAILURE
+        }
+    };
+    const KEY: &str = "audit.failure_log_interval";
+    let failure_log_interval = duration(
+        raw.failure_log_interval,
+        KEY,
+        DEFAULT_AUDIT_FAILURE_LOG_INTERVAL,
+        problems,
+    );
+    let (min, max) = FAILURE_LOG_INTERVAL_RANGE;
+    if !(min..=max).contains(&failure_log_interval) {
+        problems.push(KEY, "must be between 1s and 1h");
+    }
     Audit {
         output,
         hash_chain: raw.hash_chain.unwrap_or(false),
         pseudonym_key,
+        on_failure,
+        failure_log_interval,
     }
 }
 

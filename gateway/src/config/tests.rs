@@ -196,6 +196,34 @@ fn admin_and_audit_default_to_loopback_stdout_and_no_key() {
     assert_eq!(config.audit.output, AuditOutput::Stdout);
     assert!(!config.audit.hash_chain);
     assert!(config.audit.pseudonym_key.is_none());
+    assert_eq!(config.audit.on_failure, DEFAULT_AUDIT_ON_FAILURE);
+    assert_eq!(config.audit.on_failure, AuditOnFailure::Refuse);
+    assert_eq!(
+        config.audit.failure_log_interval,
+        DEFAULT_AUDIT_FAILURE_LOG_INTERVAL
+    );
+}
+
+#[test]
+fn audit_on_failure_is_validated_and_reloads_without_a_restart() {
+    let with = |table: &str| format!("{MINIMAL}\n[audit]\n{table}\n");
+    let go_on = Config::from_toml(&with("on_failure = \"continue\"")).unwrap();
+    assert_eq!(go_on.audit.on_failure, AuditOnFailure::Continue);
+    assert!(minimal().restart_only_changes(&go_on).is_empty());
+    let slower = Config::from_toml(&with("failure_log_interval = \"5m\"")).unwrap();
+    assert_eq!(slower.audit.failure_log_interval.as_secs(), 300);
+    assert_eq!(
+        minimal().restart_only_changes(&slower),
+        ["audit (all but on_failure)"]
+    );
+    let text = with("on_failure = \"ignore\"\nfailure_log_interval = \"0s\"");
+    let problems = Config::from_toml(&text).unwrap_err().problems();
+    for key in ["audit.on_failure:", "audit.failure_log_interval:"] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(key)),
+            "{key}: {problems:?}"
+        );
+    }
 }
 
 #[test]
