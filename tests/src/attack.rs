@@ -156,6 +156,23 @@ impl Stack {
         self.gateway.as_ref().expect("running").https_addr()
     }
 
+    /// The gateway's admin listener (`/metrics`).
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        self.gateway.as_ref().expect("running").admin_addr()
+    }
+
+    /// The gateway's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let mut stream = TcpStream::connect(self.admin_addr()).await.expect("admin");
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(SAFETY, stream.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// A TLS connection speaking HTTP/1.1.
     pub async fn tls(&self) -> TlsStream<TcpStream> {
         self.tls_alpn(b"http/1.1").await

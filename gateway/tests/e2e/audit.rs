@@ -273,8 +273,8 @@ async fn the_audit_log_holds_one_allowlisted_line_per_request_and_no_secrets() {
     assert_eq!(lines[1]["route"], serde_json::Value::Null);
     assert_eq!(lines[0]["user_agent"], "audit-test\"},\"forged\":{\"");
     assert_eq!(
-        tradehabit_gateway::audit::verify(text.as_bytes()),
-        Ok(4),
+        tradehabit_gateway::audit::verify(text.as_bytes()).map(|v| (v.lines, v.gaps.len())),
+        Ok((4, 0)),
         "the chain written by the gateway verifies"
     );
     gateway.shutdown().await;
@@ -471,6 +471,46 @@ async fn verify_audit_accepts_the_written_chain_and_finds_edits_deletions_and_re
             "{case}: {stderr}"
         );
     }
+}
+
+#[tokio::test]
+async fn verify_audit_reports_a_gap_record_apart_from_a_break() {
+    let (gateway, _upstream, files, _) = start().await;
+    assert_eq!(gateway.client().get("/api/a").await.status, 404);
+    gateway.shutdown().await;
+    let text = std::fs::read_to_string(files.path().join("audit.log")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let prev = last["hash"].as_str().unwrap();
+    // The record the gateway chains in when writing resumes after 12 lines
+    // could not be written (tests/tests/audit_full_disk.rs makes real ones).
+    let body = format!(
+        "{{\"ts\":\"2026-11-28T03:04:06.000Z\",\"event\":\"audit_gap\",\"decision\":\"audit\",\
+         \"reason\":\"audit.lines_lost\",\"lost_lines\":12,\"lost_since\":\"2026-11-28T03:04:05.000Z\",\
+         \"lost_until\":\"2026-11-28T03:04:05.900Z\",\"prev_hash\":\"{prev}\"}}"
+    );
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(format!(
+        "{prev}{body}"
+    )));
+    let gap = format!("{},\"hash\":\"{hash}\"}}", body.strip_suffix('}').unwrap());
+    let check = |log: &str| {
+        let path = files.path().join("check.log");
+        std::fs::write(&path, log).unwrap();
+        gateway_binary(&["verify-audit", path.to_str().unwrap()])
+    };
+
+    let with_gap = check(&format!("{text}{gap}\n"));
+    let stdout = String::from_utf8_lossy(&with_gap.stdout);
+    assert_eq!(with_gap.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("2 line(s), chain intact"), "{stdout}");
+    assert!(
+        stdout.contains("line 2: gap: 12 line(s) could not be written"),
+        "{stdout}"
+    );
+    // The count is chained like any line: lowering it breaks the chain.
+    let lowered = gap.replace("\"lost_lines\":12", "\"lost_lines\":1");
+    let tampered = check(&format!("{text}{lowered}\n"));
+    assert_eq!(tampered.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&tampered.stderr).contains("line 2:"));
 }
 
 #[tokio::test]
