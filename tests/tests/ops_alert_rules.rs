@@ -24,7 +24,8 @@ const RUNBOOK: &str = "docs/runbook.md";
 /// The alerts the stack must ship: the four rules of the seed document
 /// (5xx ratio, traffic surge, failed authentications, uploads near the
 /// limit) and the operational ones (scrape down, connections abandoned
-/// over their request head, upstream down, rejected reload).
+/// over their request head, upstream down, rejected reload, audit lines
+/// that could not be written).
 const EXPECTED_ALERTS: &[&str] = &[
     "TradeHabitGatewayDown",
     "TradeHabitGatewayHighErrorRate",
@@ -34,6 +35,7 @@ const EXPECTED_ALERTS: &[&str] = &[
     "TradeHabitGatewayRequestHeadFailures",
     "TradeHabitUpstreamDown",
     "TradeHabitGatewayConfigReloadFailed",
+    "TradeHabitGatewayAuditWriteFailures",
 ];
 
 /// Every series name the gateway's admin listener exposes, as Prometheus
@@ -56,6 +58,7 @@ const EXPOSED_SERIES: &[&str] = &[
     "tradehabit_gateway_config_reloads_total",
     "tradehabit_gateway_worker_restarts_total",
     "tradehabit_gateway_upstream_up",
+    "tradehabit_gateway_audit_write_failures_total",
     "tradehabit_worker_sessions_active",
     "tradehabit_worker_session_bytes",
     "tradehabit_worker_analyses_total",
