@@ -46,8 +46,8 @@ enum Command {
         url: String,
     },
     /// Check a hash-chained audit log; reports the first broken line (exit
-    /// 1) or, with the chain intact, the gaps of lines the gateway could
-    /// not write (exit 2).
+    /// status 1) or, with the chain intact, the gaps of lines the gateway
+    /// could not write (exit status 2).
     VerifyAudit {
         /// The audit log file.
         file: PathBuf,
