@@ -30,7 +30,10 @@
 //! wrote it (`accept/framing.rs`): a head with both `Content-Length` and
 //! `Transfer-Encoding`, or `Content-Length` twice, is refused with 400 by
 //! `policy::shape` and the connection closed, although hyper would have
-//! resolved it.
+//! resolved it. Where the reader stops following (an `Upgrade` or `CONNECT`
+//! head, which `policy::shape` refuses, or anything it cannot read), the
+//! answer then being written carries `Connection: close`, and a request
+//! hyper reads after that point is refused the same way.
 //!
 //! A request answered before its body was read (`policy::Leftover`): on
 //! HTTP/1.1 the answer carries `Connection: close` and the connection
@@ -284,10 +287,14 @@ async fn serve_connection(
                     request.extensions_mut().insert(detail);
                 }
                 let lingers = lingers.clone();
+                let reader = Arc::clone(&found);
                 async move {
                     let (response, leftover) = policy::handle(request, &conn, &state).await;
-                    // Nothing after an ambiguous head is read as a request.
-                    let close = ambiguous.is_some();
+                    // Nothing after an ambiguous head, or after the point
+                    // where the reader stopped following the connection
+                    // (upgrade, tunnel, a head or chunk it cannot read), is
+                    // read as a request: this answer is the last.
+                    let close = ambiguous.is_some() || reader.has_stopped();
                     let response = finish(response, leftover, close, lingers.as_deref(), bounds);
                     Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard)))
                 }
@@ -415,7 +422,11 @@ fn h2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
         // The same headroom as HTTP/1.1 (HPACK also counts 32 bytes per
         // field): a head over the policy's limits reaches `policy::shape`
         // and gets the gateway's envelope, not the h2 crate's bare 431.
-        .max_header_list_size(u32::try_from(hyper_head_bytes(limits)).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(hyper_head_bytes(limits)).unwrap_or(u32::MAX))
+        // Extended CONNECT (RFC 8441) is let through to the policy, which
+        // refuses every CONNECT with its 400 envelope and an audit line;
+        // without this h2 would reset such a stream with no answer at all.
+        .enable_connect_protocol();
     builder
 }
 

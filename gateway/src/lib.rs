@@ -54,7 +54,7 @@ mod tls;
 
 pub use config::{Config, ConfigError};
 pub use lifecycle::{run, shutdown_signal, Gateway, Handle, ReloadError, StartError};
-pub use tls::CertError;
+pub use tls::{check_certificate, CertError};
 
 /// Entry points for the fuzz targets (`fuzz/`) and the in-suite fuzz smoke
 /// test; not a stable API.

@@ -13,12 +13,14 @@
 //! the service one at a time in that same order; [`Ambiguity::next_request`]
 //! numbers them and names the one to refuse.
 //!
-//! Anything this reader does not follow (a protocol upgrade, a head hyper
-//! will refuse anyway, a line longer than hyper allows) ends the reading for
-//! the connection: later requests are then left to hyper's own rules, never
-//! refused on a guess.
+//! Anything this reader does not follow (a protocol upgrade or tunnel, a
+//! head hyper will refuse anyway, a line longer than hyper allows, a chunk
+//! size it cannot read) ends the reading for the connection, and with it
+//! the connection: the answer being written when the reader gives up closes
+//! it, and a request hyper reads after that point is refused
+//! ([`Ambiguous::Unfollowed`]), never left to hyper's own rules.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// Why a head's framing is ambiguous, as the refusal's detail.
@@ -28,6 +30,9 @@ pub(crate) enum Ambiguous {
     LengthAndChunked,
     /// `Content-Length` more than once (hyper keeps one when they agree).
     SeveralLengths,
+    /// A request after the point where the reader stopped following the
+    /// connection.
+    Unfollowed,
 }
 
 impl Ambiguous {
@@ -36,6 +41,7 @@ impl Ambiguous {
         match self {
             Self::LengthAndChunked => "both Content-Length and Transfer-Encoding",
             Self::SeveralLengths => "several Content-Length values",
+            Self::Unfollowed => "sent after a request whose framing was not followed",
         }
     }
 
@@ -43,6 +49,7 @@ impl Ambiguous {
         match self {
             Self::LengthAndChunked => 1,
             Self::SeveralLengths => 2,
+            Self::Unfollowed => 3,
         }
     }
 
@@ -50,6 +57,7 @@ impl Ambiguous {
         match code {
             1 => Some(Self::LengthAndChunked),
             2 => Some(Self::SeveralLengths),
+            3 => Some(Self::Unfollowed),
             _ => None,
         }
     }
@@ -65,6 +73,10 @@ pub(crate) struct Ambiguity {
     why: AtomicU8,
     /// Requests handed to the service so far.
     served: AtomicU64,
+    /// Whether the reader has stopped following the connection.
+    stopped: AtomicBool,
+    /// Heads read when it stopped: later requests are not followed.
+    followed_heads: AtomicU64,
 }
 
 impl Ambiguity {
@@ -72,10 +84,23 @@ impl Ambiguity {
     /// head was ambiguous, if it was.
     pub(crate) fn next_request(&self) -> Option<Ambiguous> {
         let number = self.served.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.request.load(Ordering::Acquire) != number {
-            return None;
+        if self.request.load(Ordering::Acquire) == number {
+            return Ambiguous::from_code(self.why.load(Ordering::Relaxed));
         }
-        Ambiguous::from_code(self.why.load(Ordering::Relaxed))
+        let is_unfollowed =
+            self.has_stopped() && number > self.followed_heads.load(Ordering::Relaxed);
+        is_unfollowed.then_some(Ambiguous::Unfollowed)
+    }
+
+    /// Whether the reader has stopped following the connection: the answer
+    /// being written now is the connection's last.
+    pub(crate) fn has_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    fn stop_after(&self, heads: u64) {
+        self.followed_heads.store(heads, Ordering::Relaxed);
+        self.stopped.store(true, Ordering::Release);
     }
 
     /// The first ambiguous request, by number, and why.
@@ -142,7 +167,7 @@ impl Framing {
     pub(crate) fn read(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             match self.phase {
-                Phase::Stopped => return,
+                Phase::Stopped => break,
                 Phase::Body(left) | Phase::ChunkData(left) => {
                     let taken = left.min(bytes.len() as u64);
                     bytes = &bytes[taken as usize..];
@@ -166,6 +191,9 @@ impl Framing {
                     }
                 }
             }
+        }
+        if self.phase == Phase::Stopped && !self.found.has_stopped() {
+            self.found.stop_after(self.heads);
         }
     }
 
@@ -356,7 +384,13 @@ mod tests {
             assert_eq!(framing.heads, 4, "split {split}");
             assert_eq!(
                 verdicts(&found, 5),
-                [None, None, None, Some(Ambiguous::LengthAndChunked), None],
+                [
+                    None,
+                    None,
+                    None,
+                    Some(Ambiguous::LengthAndChunked),
+                    Some(Ambiguous::Unfollowed)
+                ],
                 "split {split}"
             );
         }
@@ -385,7 +419,7 @@ mod tests {
     }
 
     #[test]
-    fn what_it_cannot_follow_stops_it_without_a_verdict() {
+    fn what_it_cannot_follow_stops_it_and_refuses_what_comes_after() {
         let cases: [&[u8]; 5] = [
             b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n",
@@ -401,8 +435,27 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(case)
             );
-            assert_eq!(verdicts(&found, 2), [None, None]);
+            assert!(found.has_stopped());
+            // The head it stopped at is left to the policy (or to hyper,
+            // which refuses the malformed ones); anything after is refused.
+            assert_eq!(
+                verdicts(&found, 3),
+                [
+                    None,
+                    Some(Ambiguous::Unfollowed),
+                    Some(Ambiguous::Unfollowed)
+                ]
+            );
         }
+    }
+
+    #[test]
+    fn a_followed_connection_never_counts_as_stopped() {
+        let (framing, found) =
+            follow(&[GET, GET, b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nab"]);
+        assert_eq!(framing.phase, Phase::Head);
+        assert!(!found.has_stopped());
+        assert_eq!(verdicts(&found, 3), [None, None, None]);
     }
 
     #[test]
@@ -412,6 +465,7 @@ mod tests {
         framing.read(b"GET / HTTP/1.1\r\nX-Long: ");
         framing.read(&[b'a'; 64]);
         assert_eq!(framing.phase, Phase::Stopped);
+        assert!(found.has_stopped());
         assert!(framing.pending.capacity() == 0);
     }
 
