@@ -281,7 +281,7 @@ async fn serve_connection(
             let service = service_fn(move |mut request: Request<Incoming>| {
                 let (state, conn) = (Arc::clone(&state), Arc::clone(&conn));
                 let guard = InFlight::start(&activity);
-                let ambiguous = found.next_request();
+                let (number, ambiguous) = found.next_request();
                 if let Some(why) = ambiguous {
                     let detail = policy::AmbiguousFraming(why.detail());
                     request.extensions_mut().insert(detail);
@@ -293,8 +293,10 @@ async fn serve_connection(
                     // Nothing after an ambiguous head, or after the point
                     // where the reader stopped following the connection
                     // (upgrade, tunnel, a head or chunk it cannot read), is
-                    // read as a request: this answer is the last.
-                    let close = ambiguous.is_some() || reader.has_stopped();
+                    // read as a request: this answer is the last. Checked
+                    // once the answer is ready, as the reader may stop
+                    // while this request's body is read.
+                    let close = ambiguous.is_some() || reader.ends_connection(number);
                     let response = finish(response, leftover, close, lingers.as_deref(), bounds);
                     Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard)))
                 }

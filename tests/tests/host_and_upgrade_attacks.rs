@@ -173,11 +173,15 @@ async fn vr(stack: &Stack) -> serde_json::Value {
 async fn upgrade_and_connect_are_refused_and_nothing_after_them_reaches_the_worker() {
     let stack = Stack::start().await;
     let before = vr(&stack).await;
-    // After the upgrade or tunnel head, a CL.TE request whose chunked body
-    // ends at once, then the request it smuggles.
+    // After the upgrade or tunnel head, a CL.TE request: its chunked body
+    // changes the settings when hyper's reading of it (chunked) is
+    // forwarded, and what its Content-Length leaves over is another
+    // request that would do the same.
+    let settings = "{\"vr\": 0.8}";
     let smuggler = format!(
         "POST /api/settings HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}"
+         Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{settings}\r\n0\r\n\r\n{SMUGGLED}",
+        settings.len()
     );
     let heads = [
         "GET /api/health HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\

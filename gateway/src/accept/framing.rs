@@ -80,21 +80,30 @@ pub(crate) struct Ambiguity {
 }
 
 impl Ambiguity {
-    /// Called by the service once per request, in order: why this request's
-    /// head was ambiguous, if it was.
-    pub(crate) fn next_request(&self) -> Option<Ambiguous> {
+    /// Called by the service once per request, in order: the request's
+    /// number (from 1), and why its head was ambiguous, if it was.
+    pub(crate) fn next_request(&self) -> (u64, Option<Ambiguous>) {
         let number = self.served.fetch_add(1, Ordering::Relaxed) + 1;
         if self.request.load(Ordering::Acquire) == number {
-            return Ambiguous::from_code(self.why.load(Ordering::Relaxed));
+            return (
+                number,
+                Ambiguous::from_code(self.why.load(Ordering::Relaxed)),
+            );
         }
         let is_unfollowed =
             self.has_stopped() && number > self.followed_heads.load(Ordering::Relaxed);
-        is_unfollowed.then_some(Ambiguous::Unfollowed)
+        (number, is_unfollowed.then_some(Ambiguous::Unfollowed))
     }
 
-    /// Whether the reader has stopped following the connection: the answer
-    /// being written now is the connection's last.
-    pub(crate) fn has_stopped(&self) -> bool {
+    /// Whether the answer to request `number` must be the connection's
+    /// last: the reader stopped following at that request or before it.
+    /// Earlier requests, read whole before the reader stopped (pipelined),
+    /// are answered as usual.
+    pub(crate) fn ends_connection(&self, number: u64) -> bool {
+        self.has_stopped() && number >= self.followed_heads.load(Ordering::Relaxed)
+    }
+
+    fn has_stopped(&self) -> bool {
         self.stopped.load(Ordering::Acquire)
     }
 
@@ -341,7 +350,7 @@ mod tests {
 
     /// What the service would be told for the first `count` requests.
     fn verdicts(found: &Ambiguity, count: usize) -> Vec<Option<Ambiguous>> {
-        (0..count).map(|_| found.next_request()).collect()
+        (0..count).map(|_| found.next_request().1).collect()
     }
 
     const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -435,7 +444,7 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(case)
             );
-            assert!(found.has_stopped());
+            assert!(found.ends_connection(1));
             // The head it stopped at is left to the policy (or to hyper,
             // which refuses the malformed ones); anything after is refused.
             assert_eq!(
@@ -454,8 +463,20 @@ mod tests {
         let (framing, found) =
             follow(&[GET, GET, b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nab"]);
         assert_eq!(framing.phase, Phase::Head);
-        assert!(!found.has_stopped());
+        assert!(!found.ends_connection(3));
         assert_eq!(verdicts(&found, 3), [None, None, None]);
+    }
+
+    #[test]
+    fn requests_read_whole_before_it_stopped_are_answered_as_usual() {
+        let upgrade = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n";
+        let (_, found) = follow(&[GET, GET, upgrade, GET]);
+        let ends: Vec<bool> = (1..=4).map(|n| found.ends_connection(n)).collect();
+        assert_eq!(ends, [false, false, true, true]);
+        assert_eq!(
+            verdicts(&found, 4),
+            [None, None, None, Some(Ambiguous::Unfollowed)]
+        );
     }
 
     #[test]
@@ -465,7 +486,7 @@ mod tests {
         framing.read(b"GET / HTTP/1.1\r\nX-Long: ");
         framing.read(&[b'a'; 64]);
         assert_eq!(framing.phase, Phase::Stopped);
-        assert!(found.has_stopped());
+        assert!(found.ends_connection(1));
         assert!(framing.pending.capacity() == 0);
     }
 
