@@ -776,18 +776,22 @@ fn validate_limits(raw: RawLimits, problems: &mut Problems) -> Limits {
             0..=10_000,
             problems,
         ),
-        underscore_headers: match raw.underscore_headers.as_deref() {
-            None => DEFAULT_UNDERSCORE_HEADERS,
-            Some("drop") => UnderscoreHeaders::Drop,
-            Some("refuse") => UnderscoreHeaders::Refuse,
-            Some(other) => {
-                problems.push(
-                    "limits.underscore_headers",
-                    format_args!("`{other}` is not `drop` or `refuse`"),
-                );
-                DEFAULT_UNDERSCORE_HEADERS
-            }
-        },
+        underscore_headers: underscore_headers(raw.underscore_headers.as_deref(), problems),
+    }
+}
+
+fn underscore_headers(value: Option<&str>, problems: &mut Problems) -> UnderscoreHeaders {
+    match value {
+        None => DEFAULT_UNDERSCORE_HEADERS,
+        Some("drop") => UnderscoreHeaders::Drop,
+        Some("refuse") => UnderscoreHeaders::Refuse,
+        Some(other) => {
+            problems.push(
+                "limits.underscore_headers",
+                format_args!("`{other}` is not `drop` or `refuse`"),
+            );
+            DEFAULT_UNDERSCORE_HEADERS
+        }
     }
 }
 
