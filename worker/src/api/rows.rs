@@ -27,7 +27,8 @@ impl Serialize for TradeRow<'_> {
         row.serialize_field("exitPrice", &Finite(trade.exit_price))?;
         row.serialize_field("exitQty", &trade.exit_qty)?;
         row.serialize_field("exitTime", &iso(trade.exit_time))?;
-        row.serialize_field("id", &DisplayText(&trade.id))?;
+        let mut id = uuid::Uuid::encode_buffer();
+        row.serialize_field("id", &*trade.id.hyphenated().encode_lower(&mut id))?;
         row.serialize_field("mistakes", &TagNames(trade))?;
         row.serialize_field("pnl", &Finite(trade.pnl))?;
         row.serialize_field("pointsLost", &Finite(trade.points_lost))?;
@@ -74,15 +75,6 @@ struct TagNames<'a>(&'a Trade);
 impl Serialize for TagNames<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(self.0.tag_names())
-    }
-}
-
-/// A value written as the JSON string of its `Display` text.
-struct DisplayText<'a, T>(&'a T);
-
-impl<T: std::fmt::Display> Serialize for DisplayText<'_, T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self.0)
     }
 }
 

@@ -99,13 +99,16 @@ fn expect(bytes: &[u8], pos: &mut usize, wanted: u8) -> Option<()> {
 
 /// `YYYY-MM-DDTHH:MM:SS`, the API's time text.
 pub fn iso(seconds: i64) -> String {
+    // Times come from `parse_timestamp` (years 1 to 10000) or are 0; the
+    // `large-dates` feature keeps year 10000 in range.
     let date = UNIX_EPOCH + Duration::days(seconds.div_euclid(SECONDS_PER_DAY));
+    let (year, month, day) = date.to_calendar_date();
     let second_of_day = seconds.rem_euclid(SECONDS_PER_DAY);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        date.year(),
-        u8::from(date.month()),
-        date.day(),
+        year,
+        u8::from(month),
+        day,
         second_of_day / 3600,
         second_of_day % 3600 / 60,
         second_of_day % 60

@@ -96,6 +96,9 @@ impl Formatter for PythonFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
+        if fragment.bytes().all(|byte| byte <= b'~') {
+            return writer.write_all(fragment.as_bytes());
+        }
         let mut plain_from = 0;
         for (at, c) in fragment.char_indices() {
             if c <= '~' {
