@@ -2,11 +2,14 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::json;
 
 use super::*;
 use crate::checks::secret::tests::{context, env_of};
+use crate::checks::Problems;
 
 const RSA_PRIVATE: &str = include_str!("../testdata/rsa_private.pem");
 const RSA_PUBLIC: &str = include_str!("../testdata/rsa_public.pem");
