@@ -190,6 +190,7 @@ impl Metrics {
     /// Registers every metric, with `config_reloads` and
     /// `connection_errors` pre-initialised. The upload metrics stay empty
     /// until [`Metrics::follow_upload_routes`] is given a policy.
+    #[allow(clippy::too_many_lines)] // split with the metrics restructuring
     pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("tradehabit_gateway");
         let metrics = Metrics {

@@ -189,11 +189,49 @@ pub(crate) fn validate_route(
         .upload
         .as_ref()
         .map(|section| upload::validate_upload(section, &key("upload"), problems));
+    let content_types = validate_content_types(
+        i,
+        raw,
+        upload.as_ref(),
+        json.is_some(),
+        body_limit,
+        problems,
+    );
+    if let Some(path) = &raw.path {
+        check_reserved_path(i, path, global, problems);
+    }
+    let global = global?;
+    let quotas = quotas?;
+    Some(RouteChecks {
+        auth,
+        scopes: scopes?,
+        cors: cors?,
+        limiters: limiters(&quotas, &global.rate_limit),
+        quotas,
+        query: query?,
+        json: json.map(|j| j.ok_or(())).transpose().ok()?,
+        content_types: content_types?,
+        upload: upload.map(|u| u.ok_or(())).transpose().ok()?,
+    })
+}
+
+/// The route's accepted content types: as listed, or else the upload's or
+/// the JSON body's own type. An upload route must accept multipart, and its
+/// body limit must leave room for its largest file.
+fn validate_content_types(
+    i: usize,
+    raw: &RawRoute,
+    upload: Option<&Option<UploadRules>>,
+    has_json: bool,
+    body_limit: Option<u64>,
+    problems: &mut Problems,
+) -> Option<Option<Vec<String>>> {
+    let key = |field: &str| format!("routes[{i}].{field}");
     // Upload and JSON routes take their own type unless told otherwise.
-    let default_types = match (&upload, &json) {
+    let default_types = match (upload, has_json) {
         (Some(_), _) => Some(vec![MULTIPART.to_owned()]),
-        (None, Some(_)) => Some(vec![JSON.to_owned()]),
-        (None, None) => None,
+        (None, true) => Some(vec![JSON.to_owned()]),
+        (None, false) => None,
     };
     let content_types = match &raw.content_types {
         Some(list) => {
@@ -201,7 +239,7 @@ pub(crate) fn validate_route(
         }
         None => Some(default_types),
     };
-    if let (Some(Some(rules)), Some(types)) = (&upload, &content_types) {
+    if let (Some(Some(rules)), Some(types)) = (upload, &content_types) {
         if !types
             .as_ref()
             .is_some_and(|t| t.iter().any(|t| t == MULTIPART))
@@ -222,42 +260,37 @@ pub(crate) fn validate_route(
             );
         }
     }
-    if let Some(path) = &raw.path {
-        let tokens = global.map(|g| g.auth.tokens());
-        let served = [
-            (
-                SESSION_PATH,
-                tokens.and_then(|t| t.session()).is_some(),
-                "tokens.session",
-            ),
-            (
-                TOKEN_PATH,
-                tokens.and_then(|t| t.exchange()).is_some(),
-                "tokens.exchange",
-            ),
-        ];
-        for (reserved, enabled, section) in served {
-            if enabled && path == reserved {
-                problems.push(
-                    key("path"),
-                    format!(
-                        "{reserved} is served by the gateway itself while {section} is enabled"
-                    ),
-                );
-            }
+    content_types
+}
+
+/// Reports a route on a path the gateway serves itself (the session and
+/// token endpoints) while that endpoint is enabled.
+fn check_reserved_path(
+    i: usize,
+    path: &str,
+    global: Option<&PolicyChecks>,
+    problems: &mut Problems,
+) {
+    let key = |field: &str| format!("routes[{i}].{field}");
+    let tokens = global.map(|g| g.auth.tokens());
+    let served = [
+        (
+            SESSION_PATH,
+            tokens.and_then(|t| t.session()).is_some(),
+            "tokens.session",
+        ),
+        (
+            TOKEN_PATH,
+            tokens.and_then(|t| t.exchange()).is_some(),
+            "tokens.exchange",
+        ),
+    ];
+    for (reserved, enabled, section) in served {
+        if enabled && path == reserved {
+            problems.push(
+                key("path"),
+                format!("{reserved} is served by the gateway itself while {section} is enabled"),
+            );
         }
     }
-    let global = global?;
-    let quotas = quotas?;
-    Some(RouteChecks {
-        auth,
-        scopes: scopes?,
-        cors: cors?,
-        limiters: limiters(&quotas, &global.rate_limit),
-        quotas,
-        query: query?,
-        json: json.map(|j| j.ok_or(())).transpose().ok()?,
-        content_types: content_types?,
-        upload: upload.map(|u| u.ok_or(())).transpose().ok()?,
-    })
 }
