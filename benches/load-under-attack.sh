@@ -9,7 +9,7 @@
 #   benches/load-under-attack.sh --flood-rate 0        # flood as fast as the client can
 #   benches/load-under-attack.sh --help                # every knob
 #
-# Target (issue 7): 100 % success under attack and p99 within 2x of the
+# Target: 100 % success under attack and p99 within 2x of the
 # quiet baseline. Everything listens on loopback addresses only (the clients
 # bind 127.0.0.2, 127.0.1.x and 127.0.2.x so that per-address limits see
 # them as different clients) and is stopped on exit. Prints a Markdown table.

@@ -191,7 +191,7 @@ pub(crate) async fn serve(
                         Ok(admitted) => admitted,
                         Err(cap) => {
                             // debug, not info: a connection flood must not become a log flood
-                            // (issue 6 counts these in a metric).
+                            // (the connection-error metric counts these).
                             tracing::debug!(client.addr = %peer, ?cap, "connection cap reached");
                             state.audit.connection(crate::audit::ConnectionEvent::ConnectionRefused, peer);
                             let answers = config.limits.over_cap_answers_per_second;

@@ -162,7 +162,7 @@ impl Started {
 pub(crate) struct Trail {
     route: OnceLock<String>,
     forwarded_at: OnceLock<Instant>,
-    /// Issue 5 hook: the authentication method and raw principal id; the
+    /// Set by the auth check: the method and the raw principal id; the
     /// principal is only ever logged as a pseudonym.
     authenticated: OnceLock<(&'static str, String)>,
 }

@@ -34,10 +34,10 @@ pub(crate) struct State {
     certs: Arc<CertStore>,
     pub(crate) upstream: Upstream,
     pub(crate) connections: Arc<Connections>,
-    /// The audit log (issue 6); shared with response bodies whose line is
+    /// The audit log; shared with response bodies whose line is
     /// written when they end.
     pub(crate) audit: Arc<audit::Log>,
-    /// The Prometheus registry (issue 6).
+    /// The Prometheus registry.
     pub(crate) metrics: Metrics,
 }
 

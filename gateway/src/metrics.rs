@@ -335,7 +335,7 @@ impl Metrics {
         self.rejections.get_or_create(&CheckLabel { check }).inc();
     }
 
-    /// Counts a failed authentication. Issue 5's auth checks feed this
+    /// Counts a failed authentication. The auth checks feed this
     /// through `audit::decision` (`method` = `api_key` | `jwt` | `session`,
     /// `reason` = the precise reason without the method prefix).
     pub(crate) fn auth_failure(&self, method: &'static str, reason: &'static str) {

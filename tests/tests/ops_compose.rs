@@ -32,13 +32,14 @@ const SOCKET_DIR: &str = "/run/tradehabit";
 const POLICY_DIR: &str = "/etc/tradehabit";
 const TLS_DIR: &str = "/var/lib/tradehabit/tls";
 const GATEWAY_SECRETS: &[&str] = &["jwt_hs256_secret", "api_key_pepper", "audit_pseudonym_key"];
-/// The value of the two variables the legacy app insists on (H-17); a
+/// The value of the two variables the legacy app insists on
+/// (`docs/quirks.md`, H-17); a
 /// placeholder, so that no credential is ever committed here.
 const LEGACY_PLACEHOLDER: &str = "unused-mentor-routes-are-not-forwarded";
 
-/// Every endpoint of shared/spec/legacy-api.md section 4 except the
-/// out-of-scope mentor routes (4.15), plus the worker's
-/// `DELETE /api/session` (issue 4).
+/// Every endpoint of the legacy API except the out-of-scope mentor routes
+/// (`docs/quirks.md`, H-17), plus the worker's `DELETE /api/session`
+/// (`docs/worker.md`, "Endpoints the worker adds").
 const API_ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/api/analyze"),
     ("GET", "/api/summary"),

@@ -47,7 +47,7 @@ impl Decision {
 
 /// The check and precise reason for a rejection.
 ///
-/// Issue 5 hook: an authentication failure maps to
+/// An authentication failure maps to
 /// `Decision { auth_failure: Some((method, reason)), .. }` and a rate limit
 /// to `Decision { is_rate_limited: true, .. }`; the metrics follow.
 pub(crate) fn decision(rejection: &Rejection) -> Decision {
@@ -89,7 +89,7 @@ pub(crate) fn decision(rejection: &Rejection) -> Decision {
     }
 }
 
-/// Issue 5's checks carry their own dotted reason (`jwt.expired`,
+/// The policy checks carry their own dotted reason (`jwt.expired`,
 /// `rate_limit.ip`): the check is the part before the first dot. A 401 is
 /// an authentication failure (`auth_failures_total{method, reason}`), a
 /// 429 a rate limit (`rate_limited_total`).

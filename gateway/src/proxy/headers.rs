@@ -255,8 +255,8 @@ mod tests {
         assert_eq!(h.get_all("x-request-id").iter().count(), 1);
         assert_eq!(h["accept-encoding"], "identity");
         assert_eq!(h["content-length"], "3");
-        // End-to-end credentials are the upstream's business (issue 5
-        // decides what to drop after authenticating).
+        // Credentials the gateway did not verify are the upstream's business
+        // (it drops only the ones it consumed; see the next test).
         assert_eq!(h["authorization"], "Bearer t");
     }
 

@@ -1,4 +1,4 @@
-//! Issue 6: the audit log holds one allowlisted line per request and none
+//! The audit log holds one allowlisted line per request and none
 //! of the credentials or CSV content; metrics move; `/readyz` follows the
 //! upstream; `healthcheck` and `verify-audit` exit as documented.
 
