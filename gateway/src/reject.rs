@@ -61,6 +61,10 @@ pub(crate) enum Rejection {
     /// The client's body ended in an error (reset stream, broken framing).
     #[error("request body incomplete")]
     BodyIncomplete,
+    /// The chunked framing of an HTTP/1.1 body breaks RFC 9112 §7.1 (found
+    /// by the connection's framing reader), in this way.
+    #[error("chunked framing refused: {0}")]
+    ChunkedFraming(&'static str),
     /// A policy check refused the request (CORS, authentication, scopes,
     /// rate limits, query, body and upload rules); it carries its own
     /// status, generic message, details, headers and audit reason.
@@ -105,6 +109,7 @@ impl Rejection {
             | Rejection::AmbiguousLength(_)
             | Rejection::HostInvalid
             | Rejection::BodyIncomplete
+            | Rejection::ChunkedFraming(_)
             | Rejection::EncodingCorrupt => StatusCode::BAD_REQUEST,
             Rejection::Check(check) => check.status,
             Rejection::RequestLineTooLong { .. } => StatusCode::URI_TOO_LONG,
@@ -154,6 +159,7 @@ impl Rejection {
             Rejection::EncodingCorrupt => "The compressed request body could not be decoded",
             Rejection::BodyTimeout => "The request body was not received in time",
             Rejection::BodyIncomplete => "The request body was incomplete",
+            Rejection::ChunkedFraming(_) => "The request body's chunked framing is malformed",
             // Answered from the check's own envelope in `respond`.
             Rejection::Check(_) => "The request was refused",
             Rejection::HttpsRequired => {
@@ -185,7 +191,8 @@ impl Rejection {
         match self {
             Rejection::PathRefused(why)
             | Rejection::HeadersTooLarge(why)
-            | Rejection::AmbiguousLength(why) => Some(why),
+            | Rejection::AmbiguousLength(why)
+            | Rejection::ChunkedFraming(why) => Some(why),
             _ => None,
         }
     }
@@ -332,6 +339,7 @@ mod tests {
             (Rejection::EncodingNotAccepted("br"), 415),
             (Rejection::DecodedTooLarge { limit: 1 }, 413),
             (Rejection::EncodingCorrupt, 400),
+            (Rejection::ChunkedFraming("x"), 400),
             (Rejection::BodyTimeout, 408),
             (Rejection::HttpsRequired, 403),
             (Rejection::UpstreamUnreachable("refused".into()), 502),
