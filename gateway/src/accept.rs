@@ -38,7 +38,11 @@
 //! Each of these answers carries `Connection: close`, and nothing the
 //! client sent after the refused part is read as a request. A head over
 //! the policy's limits but within twice them reaches `policy::shape` whole
-//! and gets the same envelope.
+//! and gets the same envelope. Where the reader stops following the
+//! connection (an `Upgrade` or `CONNECT` head, which `policy::shape`
+//! refuses, or a head it cannot parse), the answer then being written
+//! carries `Connection: close` too, and a request hyper reads after that
+//! point is refused with 400.
 //!
 //! On HTTP/2 the h2 crate bounds a header list at twice
 //! `limits.max_header_bytes` (as HPACK counts it: name, value and 32 bytes
@@ -303,7 +307,7 @@ async fn serve_connection(
             let service = service_fn(move |mut request: Request<Incoming>| {
                 let (state, conn) = (Arc::clone(&state), Arc::clone(&conn));
                 let guard = InFlight::start(&activity);
-                let refused = found.next_request();
+                let (number, refused) = found.next_request();
                 if let Some(why) = refused {
                     request
                         .extensions_mut()
@@ -313,9 +317,14 @@ async fn serve_connection(
                 let found = Arc::clone(&found);
                 async move {
                     let (response, leftover) = policy::handle(request, &conn, &state).await;
-                    // Nothing after a refused head or body is read as a
-                    // request.
-                    let close = refused.is_some() || found.body_refused();
+                    // Nothing after a refused head or body, or after the
+                    // point where the reader stopped following the
+                    // connection (upgrade, tunnel, a head it cannot parse),
+                    // is read as a request: this answer is the last.
+                    // Checked once the answer is ready, as the reader may
+                    // stop or refuse while this request's body is read.
+                    let close =
+                        refused.is_some() || found.body_refused() || found.ends_connection(number);
                     let response = finish(response, leftover, close, lingers.as_deref(), bounds);
                     Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard)))
                 }
@@ -436,7 +445,7 @@ fn reader_bounds(limits: &Limits) -> framing::Bounds {
 fn head_as_written(why: framing::HeadRefusal, bounds: &framing::Bounds) -> policy::HeadAsWritten {
     use framing::HeadRefusal;
     match why {
-        HeadRefusal::LengthAndChunked | HeadRefusal::SeveralLengths => {
+        HeadRefusal::LengthAndChunked | HeadRefusal::SeveralLengths | HeadRefusal::Unfollowed => {
             policy::HeadAsWritten::Ambiguous(why.detail())
         }
         HeadRefusal::TooLarge | HeadRefusal::TooManyFields => {
@@ -471,7 +480,11 @@ fn h2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
         // The same headroom as HTTP/1.1 (HPACK also counts 32 bytes per
         // field): a head over the policy's limits reaches `policy::shape`
         // and gets the gateway's envelope, not the h2 crate's bare 431.
-        .max_header_list_size(u32::try_from(head_bytes(limits)).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(head_bytes(limits)).unwrap_or(u32::MAX))
+        // Extended CONNECT (RFC 8441) is let through to the policy, which
+        // refuses every CONNECT with its 400 envelope and an audit line;
+        // without this h2 would reset such a stream with no answer at all.
+        .enable_connect_protocol();
     builder
 }
 

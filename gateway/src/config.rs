@@ -34,6 +34,7 @@ use http::{HeaderValue, Method};
 
 use crate::checks::secret::{Environment, LoadContext, ProcessEnv, Secret};
 use crate::checks::Problems;
+use crate::policy::host::{Name, ServerNames};
 use crate::policy::identify::Cidr;
 use crate::policy::path;
 pub(crate) use admin::Admin;
@@ -89,6 +90,9 @@ pub const DEFAULT_REFUSAL_DRAIN_BYTES: usize = 8 * 1024 * 1024;
 /// Connections over `max_connections_per_ip` answered per second (TLS
 /// handshake, then 503 with `Retry-After`); the others are closed at once.
 pub const DEFAULT_OVER_CAP_ANSWERS_PER_SECOND: usize = 10;
+/// What happens to request headers whose names contain `_`: dropped before
+/// forwarding, as nginx does (`underscores_in_headers off`).
+pub const DEFAULT_UNDERSCORE_HEADERS: UnderscoreHeaders = UnderscoreHeaders::Drop;
 /// HSTS `max-age` in seconds: two years, as Mozilla recommends.
 pub const DEFAULT_HSTS_MAX_AGE_SECS: u64 = 63_072_000;
 /// The CSP sent on every HTTPS response: the API serves no documents.
@@ -152,6 +156,10 @@ pub(crate) struct Server {
     /// `trusted_proxies`, default none: peers whose `X-Forwarded-For` and
     /// `X-Request-Id` are believed.
     pub(crate) trusted_proxies: Vec<Cidr>,
+    /// `names`, default: every name the certificate covers. A request for
+    /// another host gets 421 (`policy/host.rs`). The certificate is given to
+    /// it at start-up and on reload ([`Config::adopt_certificate`]).
+    pub(crate) names: ServerNames,
 }
 
 /// `[tls]`: PEM files, re-read on every reload.
@@ -170,8 +178,9 @@ pub(crate) struct PlainHttp {
     pub(crate) listen: SocketAddr,
     /// The port put in redirects; default: the HTTPS listener's port.
     pub(crate) https_port: u16,
-    /// The host put in redirects; default: the request's own host.
-    pub(crate) redirect_host: Option<String>,
+    /// The host put in redirects; default: the request's own host when it
+    /// is one of the server's names (else 421). Must itself be served.
+    pub(crate) redirect_host: Option<Name>,
     /// Paths under these prefixes are API calls: refused with 403.
     pub(crate) api_prefixes: Vec<String>,
 }
@@ -193,6 +202,20 @@ pub(crate) struct Limits {
     pub(crate) refusal_drain_timeout: Duration,
     pub(crate) refusal_drain_bytes: usize,
     pub(crate) over_cap_answers_per_second: usize,
+    /// `underscore_headers`, default [`DEFAULT_UNDERSCORE_HEADERS`].
+    pub(crate) underscore_headers: UnderscoreHeaders,
+}
+
+/// `limits.underscore_headers`: request headers whose names contain `_`.
+/// WSGI servers (gunicorn) map `X_Foo` and `X-Foo` to the same variable, so
+/// such a header could pose as one the gateway owns. Whatever the setting,
+/// none is ever forwarded (`proxy/headers.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnderscoreHeaders {
+    /// `"drop"`: removed before forwarding; the request goes on.
+    Drop,
+    /// `"refuse"`: the request is refused with 400.
+    Refuse,
 }
 
 /// `[headers]`: the security headers added to every HTTPS response.
@@ -416,9 +439,49 @@ impl Config {
         self.checks.rate_limit.purge_interval
     }
 
+    /// Gives the policy the certificate now served (its leaf): by default
+    /// its names are the ones served. Every listed name the certificate
+    /// does not cover, and a `plain_http.redirect_host` that is not served,
+    /// is a problem (`key: what`); then nothing changes.
+    pub(crate) fn adopt_certificate(
+        &mut self,
+        leaf: &rustls::pki_types::CertificateDer<'_>,
+    ) -> Result<(), Vec<String>> {
+        let mut names = self.server.names.clone();
+        let mut problems: Vec<String> = match names.adopt(leaf) {
+            Ok(()) => Vec::new(),
+            Err(uncovered) => uncovered
+                .iter()
+                .map(|name| {
+                    format!("server.names: the certificate (tls.cert) is not valid for `{name}`")
+                })
+                .collect(),
+        };
+        let redirect = self
+            .plain_http
+            .as_ref()
+            .and_then(|p| p.redirect_host.as_ref());
+        if let Some(host) = redirect.filter(|host| problems.is_empty() && !names.serves(host)) {
+            problems.push(format!(
+                "plain_http.redirect_host: `{host}` is not one of the names served over HTTPS \
+                 (server.names, default: the certificate's)"
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        self.server.names = names;
+        Ok(())
+    }
+
     /// The file this configuration was read from, if any.
     pub fn source(&self) -> Option<&Path> {
         self.source.as_deref()
+    }
+
+    /// The certificate file (`tls.cert`).
+    pub fn tls_cert(&self) -> &Path {
+        &self.tls.cert
     }
 
     /// The HTTPS listen address as written (port 0 means "any").
@@ -519,11 +582,40 @@ fn validate_server(raw: Option<RawServer>, problems: &mut Problems) -> Option<Se
             Err(message) => problems.push(format_args!("server.trusted_proxies[{i}]"), message),
         }
     }
+    let names = raw.names.map(|names| server_names(&names, problems));
     Some(Server {
         listen: listen?,
         shutdown_timeout,
         trusted_proxies,
+        names: ServerNames::new(names),
     })
+}
+
+/// `server.names`: host names or IP addresses, no ports, no wildcards.
+fn server_names(texts: &[String], problems: &mut Problems) -> Vec<Name> {
+    if texts.is_empty() {
+        problems.push(
+            "server.names",
+            "must list at least one name (leave it out to serve the certificate's names)",
+        );
+    }
+    let mut names = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        match Name::parse(text) {
+            Some(name) if !names.contains(&name) => names.push(name),
+            Some(_) => problems.push(
+                format_args!("server.names[{i}]"),
+                format_args!("`{text}` is listed twice"),
+            ),
+            None => problems.push(
+                format_args!("server.names[{i}]"),
+                format_args!(
+                    "`{text}` is not a host name or IP address (no port, no wildcard, IPv6 in brackets or bare)"
+                ),
+            ),
+        }
+    }
+    names
 }
 
 fn validate_tls(raw: Option<RawTls>, problems: &mut Problems) -> Option<Tls> {
@@ -557,18 +649,16 @@ fn validate_plain_http(
             }
         },
     };
-    if let Some(host) = &raw.redirect_host {
-        let is_plain_host = !host.is_empty()
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
-        if !is_plain_host {
+    let redirect_host = raw.redirect_host.as_deref().and_then(|host| {
+        let name = Name::parse(host);
+        if name.is_none() {
             problems.push(
                 "plain_http.redirect_host",
-                "must be a bare host name or IP address",
+                "must be a bare host name or IP address (no port, no scheme)",
             );
         }
-    }
+        name
+    });
     let api_prefixes = raw
         .api_prefixes
         .unwrap_or_else(|| DEFAULT_API_PREFIXES.iter().map(|p| p.to_string()).collect());
@@ -583,7 +673,7 @@ fn validate_plain_http(
     Some(PlainHttp {
         listen: listen?,
         https_port: https_port?,
-        redirect_host: raw.redirect_host,
+        redirect_host,
         api_prefixes,
     })
 }
@@ -686,6 +776,22 @@ fn validate_limits(raw: RawLimits, problems: &mut Problems) -> Limits {
             0..=10_000,
             problems,
         ),
+        underscore_headers: underscore_headers(raw.underscore_headers.as_deref(), problems),
+    }
+}
+
+fn underscore_headers(value: Option<&str>, problems: &mut Problems) -> UnderscoreHeaders {
+    match value {
+        None => DEFAULT_UNDERSCORE_HEADERS,
+        Some("drop") => UnderscoreHeaders::Drop,
+        Some("refuse") => UnderscoreHeaders::Refuse,
+        Some(other) => {
+            problems.push(
+                "limits.underscore_headers",
+                format_args!("`{other}` is not `drop` or `refuse`"),
+            );
+            DEFAULT_UNDERSCORE_HEADERS
+        }
     }
 }
 

@@ -54,7 +54,7 @@ mod tls;
 
 pub use config::{Config, ConfigError};
 pub use lifecycle::{run, shutdown_signal, Gateway, Handle, ReloadError, StartError};
-pub use tls::CertError;
+pub use tls::{check_certificate, CertError};
 
 /// Entry points for the fuzz targets (`fuzz/`) and the in-suite fuzz smoke
 /// test; not a stable API.
@@ -73,7 +73,8 @@ pub mod fuzzing {
     /// The HTTP/1.1 framing reader over `stream`, fed in pieces cut at the
     /// offsets `cuts`: how many request heads it read, the first request
     /// (numbered from 1) whose head it refuses, with the refusal's detail,
-    /// the refused chunked body's detail, and every byte hyper is shown.
+    /// the refused chunked body's detail, the heads read when it stopped
+    /// following the connection, and every byte hyper is shown.
     pub fn follow_framing(stream: &[u8], cuts: &[usize]) -> Followed {
         crate::accept::follow_framing(stream, cuts)
     }

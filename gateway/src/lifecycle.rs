@@ -1,6 +1,7 @@
 //! Lifecycle: start, reload, stop.
 //!
-//! [`Gateway::start`] loads the certificate, binds the listeners (failing
+//! [`Gateway::start`] loads the certificate (and with it the host names
+//! served, `policy/host.rs`), binds the listeners (failing
 //! before anything else runs if a port is taken), starts and waits for the
 //! supervised upstream if there is one, then accepts. The [`Handle`] it
 //! returns reloads (certificate and policy together, all or nothing) and
@@ -97,8 +98,10 @@ pub struct Gateway;
 
 impl Gateway {
     /// Starts serving `config`; see the module doc for the order of steps.
-    pub async fn start(config: Config) -> Result<Handle, StartError> {
-        let certs = Arc::new(CertStore::new(tls::load(&config.tls)?));
+    pub async fn start(mut config: Config) -> Result<Handle, StartError> {
+        let certificate = tls::load(&config.tls)?;
+        tls::adopt(&mut config, &certificate)?;
+        let certs = Arc::new(CertStore::new(certificate));
         let https = bind(config.server.listen).await?;
         let plain = match &config.plain_http {
             Some(plain) => Some(bind(plain.listen).await?),
@@ -281,6 +284,7 @@ impl Handle {
             return Err(ReloadError::NeedsRestart(needs_restart));
         }
         let certificate = tls::load(&next.tls)?;
+        tls::adopt(&mut next, &certificate)?;
         next.keep_rate_limit_state(&current);
         self.state.certs.replace(certificate);
         self.state.metrics.follow_upload_routes(&next);

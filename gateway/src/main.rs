@@ -117,7 +117,14 @@ impl LinesLost {
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
         Command::CheckConfig { file } => {
-            Config::from_file(&file)?;
+            let config = Config::from_file(&file)?;
+            // The certificate must cover the names served.
+            if !tradehabit_gateway::check_certificate(&config)? {
+                eprintln!(
+                    "note: {} does not exist here; the host names were not checked against it",
+                    config.tls_cert().display()
+                );
+            }
             println!("{}: OK", file.display());
             Ok(())
         }

@@ -1,7 +1,10 @@
 //! The optional plain-HTTP listener: it never forwards anything.
 //!
 //! A browser navigation (`GET`/`HEAD` to a path outside the API prefixes)
-//! gets `301` to the same path on HTTPS. Everything else — API paths under
+//! gets `301` to the same path on HTTPS, on `plain_http.redirect_host` or,
+//! without it, on the request's own host — only when that is one of the
+//! server's names (`policy/host.rs`; otherwise 421): the `Location` never
+//! names a host the client chose. Everything else — API paths under
 //! `plain_http.api_prefixes`, and any other method — gets 403 in the error
 //! envelope: silently redirecting an API call would hide that its
 //! credentials just crossed the network in clear, and clients would keep
@@ -12,6 +15,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::body::{self, Body};
 use crate::config::{Config, PlainHttp};
+use crate::policy::host::{Name, ServerNames};
 use crate::policy::path;
 use crate::reject::{self, Rejection};
 use crate::respond;
@@ -25,7 +29,7 @@ pub(crate) fn answer<B>(request: &Request<B>, config: &Config) -> Response<Body>
         .plain_http
         .as_ref()
         .expect("the plain-HTTP listener runs only when configured");
-    let mut response = match redirect_location(request, plain) {
+    let mut response = match redirect_location(request, plain, &config.server.names) {
         Ok(location) => {
             let mut response = Response::new(body::empty());
             *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
@@ -39,7 +43,11 @@ pub(crate) fn answer<B>(request: &Request<B>, config: &Config) -> Response<Body>
 }
 
 /// Where a browser navigation is sent, or why this request is refused.
-fn redirect_location<B>(request: &Request<B>, plain: &PlainHttp) -> Result<HeaderValue, Rejection> {
+fn redirect_location<B>(
+    request: &Request<B>,
+    plain: &PlainHttp,
+    names: &ServerNames,
+) -> Result<HeaderValue, Rejection> {
     let uri = request.uri();
     path::check(uri.path()).map_err(Rejection::PathRefused)?;
     let is_api = plain.api_prefixes.iter().any(|prefix| {
@@ -51,7 +59,7 @@ fn redirect_location<B>(request: &Request<B>, plain: &PlainHttp) -> Result<Heade
     }
     let host = match &plain.redirect_host {
         Some(host) => host.clone(),
-        None => request_host(request)?,
+        None => request_host(request, names)?,
     };
     let port = match plain.https_port {
         HTTPS_DEFAULT_PORT => String::new(),
@@ -62,8 +70,9 @@ fn redirect_location<B>(request: &Request<B>, plain: &PlainHttp) -> Result<Heade
         .map_err(|_| Rejection::HostInvalid)
 }
 
-/// The host part (no port) of the request's `Host`.
-fn request_host<B>(request: &Request<B>) -> Result<String, Rejection> {
+/// The host part (no port) of the request's `Host`, when it is one of the
+/// server's names.
+fn request_host<B>(request: &Request<B>, names: &ServerNames) -> Result<Name, Rejection> {
     let value = request
         .headers()
         .get(HOST)
@@ -73,7 +82,10 @@ fn request_host<B>(request: &Request<B>) -> Result<String, Rejection> {
     if authority.as_str().contains('@') || authority.host().is_empty() {
         return Err(Rejection::HostInvalid);
     }
-    Ok(authority.host().to_ascii_lowercase())
+    match Name::parse(authority.host()) {
+        Some(name) if names.serves(&name) => Ok(name),
+        _ => Err(Rejection::HostMisdirected),
+    }
 }
 
 #[cfg(test)]
@@ -84,9 +96,22 @@ mod tests {
         PlainHttp {
             listen: "127.0.0.1:0".parse().unwrap(),
             https_port,
-            redirect_host: redirect_host.map(str::to_string),
+            redirect_host: redirect_host.map(|h| Name::parse(h).unwrap()),
             api_prefixes: vec!["/api/".into(), "/auth/".into()],
         }
+    }
+
+    /// The names a certificate for `example.com` and `app.tradehab.it`
+    /// serves.
+    fn names() -> ServerNames {
+        let generated = rcgen::generate_simple_self_signed(vec![
+            "example.com".to_owned(),
+            "app.tradehab.it".to_owned(),
+        ])
+        .unwrap();
+        let mut names = ServerNames::new(None);
+        names.adopt(generated.cert.der()).unwrap();
+        names
     }
 
     fn request(method: &str, uri: &str, host: &str) -> Request<()> {
@@ -98,23 +123,44 @@ mod tests {
             .unwrap()
     }
 
+    fn location(request: &Request<()>, plain: &PlainHttp) -> Result<HeaderValue, Rejection> {
+        redirect_location(request, plain, &names())
+    }
+
     #[test]
     fn navigations_are_redirected_to_the_same_path() {
-        let location = redirect_location(
-            &request("GET", "/app?x=1", "Example.com:8080"),
+        let found = location(
+            &request("GET", "/app?x=1", "Example.com.:8080"),
             &plain(8443, None),
         )
         .unwrap();
-        assert_eq!(location, "https://example.com:8443/app?x=1");
-        let location =
-            redirect_location(&request("HEAD", "/", "example.com"), &plain(443, None)).unwrap();
-        assert_eq!(location, "https://example.com/");
-        let location = redirect_location(
+        assert_eq!(found, "https://example.com:8443/app?x=1");
+        let found = location(&request("HEAD", "/", "example.com"), &plain(443, None)).unwrap();
+        assert_eq!(found, "https://example.com/");
+        let found = location(
             &request("GET", "/", "evil.example"),
             &plain(443, Some("app.tradehab.it")),
         )
         .unwrap();
-        assert_eq!(location, "https://app.tradehab.it/");
+        assert_eq!(found, "https://app.tradehab.it/");
+    }
+
+    #[test]
+    fn a_host_the_server_does_not_serve_is_never_redirected_to() {
+        for host in [
+            "evil.example",
+            "evil.example:8080",
+            "example.com.evil.example",
+            "127.0.0.1",
+        ] {
+            assert!(
+                matches!(
+                    location(&request("GET", "/", host), &plain(443, None)),
+                    Err(Rejection::HostMisdirected)
+                ),
+                "{host}"
+            );
+        }
     }
 
     #[test]
@@ -127,7 +173,7 @@ mod tests {
             ("DELETE", "/"),
         ] {
             assert!(matches!(
-                redirect_location(&request(method, uri, "x"), &plain(443, None)),
+                location(&request(method, uri, "example.com"), &plain(443, None)),
                 Err(Rejection::HttpsRequired)
             ));
         }
@@ -136,11 +182,11 @@ mod tests {
     #[test]
     fn bad_paths_and_hosts_are_refused() {
         assert!(matches!(
-            redirect_location(&request("GET", "/a/../b", "x"), &plain(443, None)),
+            location(&request("GET", "/a/../b", "example.com"), &plain(443, None)),
             Err(Rejection::PathRefused(_))
         ));
         assert!(matches!(
-            redirect_location(&request("GET", "/", "user@evil"), &plain(443, None)),
+            location(&request("GET", "/", "user@evil"), &plain(443, None)),
             Err(Rejection::HostInvalid)
         ));
     }

@@ -5,8 +5,10 @@
 //!
 //! 1. **identify** ([`identify`]) — client IP and request id first, so that
 //!    every answer, even a refusal, carries the request id.
-//! 2. **shape** ([`shape`]) — request line, header sizes and count, framing,
-//!    host: cheap, and everything after relies on a sane head.
+//! 2. **shape** ([`shape`], [`host`]) — request line, header sizes and
+//!    count, framing, no upgrade or tunnel, header names, and a host that
+//!    is one of the server's names (421 otherwise): cheap, and everything
+//!    after relies on a sane head.
 //! 3. **path** ([`path`]) — normalise once (refuse, never rewrite), so
 //!    routing and the upstream see the same bytes.
 //! 4. **gateway endpoints** ([`tokens`]) — `POST /auth/session` and
@@ -50,6 +52,7 @@
 //! `"refuse"`, a request is answered 503 at once (`audit::Log::admits`).
 
 pub(crate) mod body;
+pub(crate) mod host;
 pub(crate) mod identify;
 pub(crate) mod path;
 mod route;
@@ -245,6 +248,7 @@ async fn check_and_forward(
     let (mut parts, unread) = request.into_parts();
     let has_body = unread.as_ref().is_some_and(|body| !body.is_end_stream());
     let host = shape::check(&parts, &config.limits)?;
+    host::check(&host, &config.server.names)?;
     path::check(parts.uri.path()).map_err(Rejection::PathRefused)?;
     if let Some(endpoint) = tokens::Endpoint::find(parts.uri.path(), &config.checks) {
         return endpoint.serve(&parts, has_body, identity, &host, config, policy_headers);

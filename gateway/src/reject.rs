@@ -33,6 +33,17 @@ pub(crate) enum Rejection {
     /// No usable `Host`.
     #[error("host missing or invalid")]
     HostInvalid,
+    /// A well-formed host that is not one of the server's names
+    /// (`server.names`, default the certificate's).
+    #[error("host not served here")]
+    HostMisdirected,
+    /// A protocol upgrade (`Upgrade`) or a tunnel (`CONNECT`, extended
+    /// CONNECT); no route upgrades.
+    #[error("protocol upgrade refused: {0}")]
+    UpgradeRefused(&'static str),
+    /// A header name with `_` under `limits.underscore_headers = "refuse"`.
+    #[error("header name with an underscore")]
+    UnderscoreHeader,
     /// No route matches the path.
     #[error("no route matches")]
     NoRoute,
@@ -108,10 +119,15 @@ impl Rejection {
             Rejection::PathRefused(_)
             | Rejection::AmbiguousLength(_)
             | Rejection::HostInvalid
+            | Rejection::UpgradeRefused(_)
+            | Rejection::UnderscoreHeader
             | Rejection::BodyIncomplete
             | Rejection::ChunkedFraming(_)
             | Rejection::EncodingCorrupt => StatusCode::BAD_REQUEST,
             Rejection::Check(check) => check.status,
+            // RFC 9110 §15.5.20: this server does not answer for that host;
+            // a client may retry on a connection to the right one.
+            Rejection::HostMisdirected => StatusCode::MISDIRECTED_REQUEST,
             Rejection::RequestLineTooLong { .. } => StatusCode::URI_TOO_LONG,
             Rejection::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Rejection::NoRoute => StatusCode::NOT_FOUND,
@@ -148,6 +164,9 @@ impl Rejection {
             Rejection::HeadersTooLarge(_) => "The request headers are too large",
             Rejection::AmbiguousLength(_) => "The request framing is ambiguous",
             Rejection::HostInvalid => "The request host is missing or invalid",
+            Rejection::HostMisdirected => "This server does not serve the requested host",
+            Rejection::UpgradeRefused(_) => "Protocol upgrades and tunnels are not supported",
+            Rejection::UnderscoreHeader => "Header names with underscores are not accepted",
             Rejection::NoRoute => "The requested URL was not found on the server",
             Rejection::MethodNotAllowed { .. } => "The method is not allowed for the requested URL",
             Rejection::BodyTooLarge { .. } => "The request body is too large",
@@ -192,6 +211,7 @@ impl Rejection {
             Rejection::PathRefused(why)
             | Rejection::HeadersTooLarge(why)
             | Rejection::AmbiguousLength(why)
+            | Rejection::UpgradeRefused(why)
             | Rejection::ChunkedFraming(why) => Some(why),
             _ => None,
         }
@@ -342,6 +362,9 @@ mod tests {
             (Rejection::ChunkedFraming("x"), 400),
             (Rejection::BodyTimeout, 408),
             (Rejection::HttpsRequired, 403),
+            (Rejection::HostMisdirected, 421),
+            (Rejection::UpgradeRefused("x"), 400),
+            (Rejection::UnderscoreHeader, 400),
             (Rejection::UpstreamUnreachable("refused".into()), 502),
             (Rejection::UpstreamBroken("closed".into()), 502),
             (

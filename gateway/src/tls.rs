@@ -18,6 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateDer;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
@@ -25,7 +26,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::Tls;
+use crate::config::{Config, Tls};
 
 /// ALPN protocol ids, in server preference order.
 pub(crate) const ALPN_H2: &[u8] = b"h2";
@@ -58,6 +59,12 @@ pub enum CertError {
         path: PathBuf,
         source: rustls::Error,
     },
+    /// The certificate does not cover a name the policy says is served.
+    #[error("{path}: {}", .problems.join("; "))]
+    NamesNotCovered {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
 }
 
 /// The provider every TLS object of the gateway uses.
@@ -77,16 +84,7 @@ pub(crate) fn load(tls: &Tls) -> Result<CertifiedKey, CertError> {
             source,
         })
     };
-    let cert_pem = read(&tls.cert)?;
-    let chain = rustls_pemfile::certs(&mut BufReader::new(cert_pem.as_slice()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| CertError::Read {
-            path: tls.cert.clone(),
-            source,
-        })?;
-    if chain.is_empty() {
-        return Err(CertError::NoCertificate(tls.cert.clone()));
-    }
+    let chain = read_chain(&tls.cert)?;
     let key_pem = read(&tls.key)?;
     let key = rustls_pemfile::private_key(&mut BufReader::new(key_pem.as_slice()))
         .map_err(|source| CertError::Read {
@@ -101,6 +99,70 @@ pub(crate) fn load(tls: &Tls) -> Result<CertifiedKey, CertError> {
         })?;
     Ok(certified)
 }
+
+/// Gives `config` the certificate it will be served with: the host names
+/// it serves by default, and the check that the certificate covers the
+/// names the policy lists (`policy/host.rs`).
+pub(crate) fn adopt(config: &mut Config, certified: &CertifiedKey) -> Result<(), CertError> {
+    let leaf = certified
+        .end_entity_cert()
+        .map_err(|_| CertError::NoCertificate(config.tls.cert.clone()))?;
+    adopt_leaf(config, leaf)
+}
+
+fn adopt_leaf(config: &mut Config, leaf: &CertificateDer<'_>) -> Result<(), CertError> {
+    let path = config.tls.cert.clone();
+    config
+        .adopt_certificate(leaf)
+        .map_err(|problems| CertError::NamesNotCovered { path, problems })
+}
+
+/// What `check-config` asks of the certificate without serving it: that it
+/// parses and covers the policy's names. With `tls.self_signed_if_missing`
+/// and neither file present, the names are checked against the certificate
+/// that would be generated (nothing is written). `Ok(false)`: the
+/// certificate file does not exist here, so nothing was checked.
+pub fn check_certificate(config: &Config) -> Result<bool, CertError> {
+    let tls = &config.tls;
+    let mut config = config.clone();
+    if tls.self_signed_if_missing && !tls.cert.exists() && !tls.key.exists() {
+        let names = SELF_SIGNED_NAMES.map(str::to_owned).to_vec();
+        let generated =
+            rcgen::generate_simple_self_signed(names).map_err(|e| CertError::SelfSigned {
+                path: tls.cert.clone(),
+                reason: e.to_string(),
+            })?;
+        adopt_leaf(&mut config, generated.cert.der())?;
+        return Ok(true);
+    }
+    if !tls.cert.exists() {
+        return Ok(false);
+    }
+    let chain = read_chain(&tls.cert)?;
+    adopt_leaf(&mut config, &chain[0])?;
+    Ok(true)
+}
+
+/// The PEM certificates in `path`, at least one.
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    let pem = std::fs::read(path).map_err(|source| CertError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let chain = rustls_pemfile::certs(&mut BufReader::new(pem.as_slice()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| CertError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if chain.is_empty() {
+        return Err(CertError::NoCertificate(path.to_path_buf()));
+    }
+    Ok(chain)
+}
+
+/// The names of every self-signed certificate the gateway makes.
+const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// Writes a fresh self-signed certificate for `localhost`, `127.0.0.1` and
 /// `::1` when neither file exists (a container's first start); the key file
@@ -138,12 +200,9 @@ pub(crate) fn write_self_signed(cert: &Path, key: &Path) -> Result<(), CertError
         path: path.to_path_buf(),
         reason,
     };
-    let generated = rcgen::generate_simple_self_signed(vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ])
-    .map_err(|error| failed(cert, error.to_string()))?;
+    let generated =
+        rcgen::generate_simple_self_signed(SELF_SIGNED_NAMES.map(str::to_owned).to_vec())
+            .map_err(|error| failed(cert, error.to_string()))?;
     let mut key_file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

@@ -1,20 +1,22 @@
 //! The attack harness: the real worker on a Unix socket in a temporary
 //! directory, the real gateway in front of it over TLS (both in-process),
-//! a hyper client for well-formed requests and raw TLS sockets for the
-//! hand-written malformed ones.
+//! a hyper client for well-formed requests (HTTP/1.1 or HTTP/2) and raw TLS
+//! sockets for the hand-written malformed ones. For what the worker cannot
+//! show (a header name it ignores but a WSGI upstream would read), a
+//! [`Recorder`] takes the worker's place and keeps every request head.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixListener};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_rustls::client::TlsStream;
@@ -78,6 +80,67 @@ pub struct Stack {
     worker: Option<JoinHandle<tradehabit_worker::serve::Stopped>>,
 }
 
+/// One request head as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// The method.
+    pub method: http::Method,
+    /// The request target.
+    pub target: String,
+    /// The headers.
+    pub headers: HeaderMap,
+}
+
+/// An upstream in the worker's place that answers every request `200 {}`
+/// and keeps its head.
+pub struct Recorder {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: JoinHandle<()>,
+}
+
+impl Recorder {
+    async fn start(socket: &Path) -> Recorder {
+        let listener = UnixListener::bind(socket).expect("bind the recorder socket");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&seen);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let kept = Arc::clone(&kept);
+                let service = hyper::service::service_fn(move |request: Request<_>| {
+                    kept.lock().unwrap().push(Seen {
+                        method: request.method().clone(),
+                        target: request.uri().to_string(),
+                        headers: request.headers().clone(),
+                    });
+                    let answer = http::Response::new(Full::new(Bytes::from_static(b"{}")));
+                    async { Ok::<_, std::convert::Infallible>(answer) }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        Recorder { seen, task }
+    }
+
+    /// Every forwarded request head that reached the upstream, in order
+    /// (the gateway's own readiness probes left out).
+    pub fn seen(&self) -> Vec<Seen> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|request| request.target != "/internal/ready")
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 impl Stack {
     /// Starts the worker, then the gateway with [`ROUTES`].
     pub async fn start() -> Stack {
@@ -109,6 +172,31 @@ impl Stack {
             let _ = stopped.await;
         }));
 
+        let mut stack = Stack::start_gateway(dir, &socket, limits, checks, routes).await;
+        stack.worker_stop = Some(worker_stop);
+        stack.worker = Some(worker);
+        stack
+    }
+
+    /// Starts a [`Recorder`] in the worker's place, then the gateway with
+    /// [`ROUTES`] and `limits` as the body of the `[limits]` table.
+    pub async fn start_recording(limits: &str) -> (Stack, Recorder) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("upstream.sock");
+        let recorder = Recorder::start(&socket).await;
+        let stack = Stack::start_gateway(dir, &socket, limits, |_| String::new(), ROUTES).await;
+        (stack, recorder)
+    }
+
+    /// The gateway in `dir`, with a certificate for `localhost` and
+    /// `127.0.0.1`, forwarding to `socket`.
+    async fn start_gateway(
+        dir: tempfile::TempDir,
+        socket: &Path,
+        limits: &str,
+        checks: impl FnOnce(&Path) -> String,
+        routes: &str,
+    ) -> Stack {
         let generated = rcgen::generate_simple_self_signed(vec![
             "localhost".to_string(),
             "127.0.0.1".to_string(),
@@ -121,15 +209,15 @@ impl Stack {
         )
         .unwrap();
         let checks = checks(dir.path());
-        let policy = write_policy(dir.path(), &socket, limits, &checks, routes);
+        let policy = write_policy(dir.path(), socket, limits, &checks, routes);
         let config = Config::from_file(&policy).expect("the attack policy is valid");
         let gateway = Gateway::start(config).await.expect("the gateway starts");
         Stack {
             dir,
             cert: generated.cert.der().clone(),
             gateway: Some(gateway),
-            worker_stop: Some(worker_stop),
-            worker: Some(worker),
+            worker_stop: None,
+            worker: None,
         }
     }
 
@@ -178,6 +266,28 @@ impl Stack {
         self.tls_alpn(b"http/1.1").await
     }
 
+    /// The plain-HTTP listener's address, when the policy has one.
+    pub fn plain_http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.gateway.as_ref().expect("running").plain_http_addr()
+    }
+
+    /// Sends requests one after the other over one new HTTP/2 connection;
+    /// each URI (and so its `:authority`) is sent as the caller wrote it.
+    pub async fn send_h2(&self, requests: Vec<Request<Full<Bytes>>>) -> Vec<Reply> {
+        let io = TokioIo::new(self.tls_alpn(b"h2").await);
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .expect("HTTP/2 handshake");
+        tokio::spawn(connection);
+        let mut replies = Vec::new();
+        for request in requests {
+            let response = sender.send_request(request).await.expect("an answer");
+            replies.push(collect(response).await);
+        }
+        replies
+    }
+
     /// A TLS connection whose ALPN offers only `protocol` (`h2`,
     /// `http/1.1`).
     pub async fn tls_alpn(&self, protocol: &[u8]) -> TlsStream<TcpStream> {
@@ -224,17 +334,7 @@ impl Stack {
             .entry("host")
             .or_insert("localhost".parse().unwrap());
         let response = sender.send_request(request).await.expect("an answer");
-        let (parts, body) = response.into_parts();
-        let body = tokio::time::timeout(SAFETY, body.collect())
-            .await
-            .expect("body within the safety net")
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
+        collect(response).await
     }
 
     /// `GET path` with extra headers.
@@ -268,6 +368,21 @@ impl Stack {
     pub async fn assert_serving(&self) {
         let health = self.get("/api/health").await;
         assert_eq!(health.status, 200, "health after the attack: {health:?}");
+    }
+}
+
+/// A response, read to its end (within the safety net).
+async fn collect(response: http::Response<hyper::body::Incoming>) -> Reply {
+    let (parts, body) = response.into_parts();
+    let body = tokio::time::timeout(SAFETY, body.collect())
+        .await
+        .expect("body within the safety net")
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
     }
 }
 

@@ -261,7 +261,7 @@ fn the_framing_reader_does_not_depend_on_how_bytes_arrive() {
     seeds.sort();
     assert!(seeds.len() >= 4, "seeds in {}", seeds_dir.display());
     let mut rng = Rng(0x5eed_0005);
-    let (mut refused, mut read, mut bodies) = (0, 0, 0);
+    let (mut refused, mut read, mut bodies, mut unfollowed) = (0, 0, 0, 0);
     for case in 0..3000 {
         let stream = mutate(&mut rng, &seeds[case % seeds.len()]);
         let whole = tradehabit_gateway::fuzzing::follow_framing(&stream, &[]);
@@ -282,6 +282,10 @@ fn the_framing_reader_does_not_depend_on_how_bytes_arrive() {
             refused += 1;
             assert!(request >= 1 && request <= whole.heads, "case {case}");
         }
+        if let Some(followed) = whole.unfollowed_after {
+            unfollowed += 1;
+            assert_eq!(followed, whole.heads, "case {case}");
+        }
         if whole.refused_body.is_some() {
             bodies += 1;
         }
@@ -292,7 +296,8 @@ fn the_framing_reader_does_not_depend_on_how_bytes_arrive() {
         }
     }
     assert!(
-        refused > 100 && read > 2000 && bodies > 20,
-        "{refused} heads refused, {bodies} bodies refused, {read} heads"
+        refused > 100 && read > 2000 && bodies > 20 && unfollowed > 100,
+        "{refused} heads refused, {bodies} bodies refused, {read} heads, \
+         {unfollowed} connections not followed to the end"
     );
 }

@@ -33,12 +33,16 @@
 //! hyper hands the requests of a connection to the service one at a time in
 //! the order of their heads; [`Verdicts::next_request`] numbers them and
 //! names the one to refuse. Everything the reader does not follow (a
-//! protocol upgrade, a head `httparse` does not parse, which hyper refuses
-//! itself) makes it pass the rest of the connection through untouched:
-//! later requests are then left to hyper's own rules, never refused on a
-//! guess.
+//! protocol upgrade or tunnel, an ambiguous head, a head `httparse` does
+//! not parse, which hyper refuses itself) makes it pass the rest of the
+//! connection through untouched, and with that ends the connection: the
+//! answer to the request at which it stopped closes it
+//! ([`Verdicts::ends_connection`]), and a request hyper reads after that
+//! point is refused ([`HeadRefusal::Unfollowed`]), never left to hyper's
+//! own rules.
 
 mod chunked;
+mod follow;
 #[cfg(test)]
 mod tests;
 
@@ -46,6 +50,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use chunked::{ChunkedError, DataEnd, SizeLine, Step, Trailers};
+pub(crate) use follow::follow;
+pub use follow::Followed;
 
 /// hyper's cap on a request target (`MAX_URI_LEN`, answered with a bare
 /// 414): the reader ends a longer request line itself.
@@ -73,6 +79,9 @@ pub(crate) enum HeadRefusal {
     TooManyFields,
     /// The request line is longer than hyper's bound (414).
     RequestLineTooLong,
+    /// A request after the point where the reader stopped following the
+    /// connection (400).
+    Unfollowed,
 }
 
 impl HeadRefusal {
@@ -84,15 +93,17 @@ impl HeadRefusal {
             Self::TooLarge => "the header section is too large",
             Self::TooManyFields => "too many header fields",
             Self::RequestLineTooLong => "the request line is too long",
+            Self::Unfollowed => "sent after a request whose framing was not followed",
         }
     }
 
-    const ALL: [HeadRefusal; 5] = [
+    const ALL: [HeadRefusal; 6] = [
         Self::LengthAndChunked,
         Self::SeveralLengths,
         Self::TooLarge,
         Self::TooManyFields,
         Self::RequestLineTooLong,
+        Self::Unfollowed,
     ];
 
     fn code(self) -> u8 {
@@ -132,17 +143,44 @@ pub(crate) struct Verdicts {
     served: AtomicU64,
     /// A chunked body was refused: nothing more is read.
     body_refused: AtomicBool,
+    /// The reader passes the rest of the connection through unfollowed.
+    passing: AtomicBool,
+    /// Heads read when it started passing: later requests are not followed.
+    followed_heads: AtomicU64,
 }
 
 impl Verdicts {
-    /// Called by the service once per request, in order: why this request's
-    /// head is refused, if it is.
-    pub(crate) fn next_request(&self) -> Option<HeadRefusal> {
+    /// Called by the service once per request, in order: the request's
+    /// number (from 1), and why its head is refused, if it is.
+    pub(crate) fn next_request(&self) -> (u64, Option<HeadRefusal>) {
         let number = self.served.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.request.load(Ordering::Acquire) != number {
-            return None;
+        if self.request.load(Ordering::Acquire) == number {
+            return (
+                number,
+                HeadRefusal::from_code(self.why.load(Ordering::Relaxed)),
+            );
         }
-        HeadRefusal::from_code(self.why.load(Ordering::Relaxed))
+        let is_unfollowed =
+            self.is_passing() && number > self.followed_heads.load(Ordering::Relaxed);
+        (number, is_unfollowed.then_some(HeadRefusal::Unfollowed))
+    }
+
+    /// Whether the answer to request `number` must be the connection's
+    /// last: the reader stopped following at that request or before it.
+    /// Earlier requests, read whole before it stopped (pipelined), are
+    /// answered as usual.
+    pub(crate) fn ends_connection(&self, number: u64) -> bool {
+        self.is_passing() && number >= self.followed_heads.load(Ordering::Relaxed)
+    }
+
+    fn is_passing(&self) -> bool {
+        self.passing.load(Ordering::Acquire)
+    }
+
+    /// The reader stopped following after `heads` heads.
+    fn pass_after(&self, heads: u64) {
+        self.followed_heads.store(heads, Ordering::Relaxed);
+        self.passing.store(true, Ordering::Release);
     }
 
     /// Whether the reader refused a chunked body on this connection.
@@ -453,6 +491,7 @@ impl Framing {
                 if let Some(why) = found {
                     self.found.record(self.heads, why);
                 }
+                self.found.pass_after(self.heads);
                 Phase::Passing
             }
         };
@@ -493,53 +532,6 @@ fn stand_in_request_line(line: &[u8]) -> Vec<u8> {
         target => target,
     };
     [method, b" ", target, b" HTTP/1.1\r\n"].concat()
-}
-
-/// What [`follow`] found: heads read, the first refused request (by number,
-/// with its detail), the refused body's detail, and every byte hyper was
-/// shown.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Followed {
-    /// Request heads hyper is shown (each becomes a request).
-    pub heads: u64,
-    /// The first request whose head is refused, and the refusal's detail.
-    pub refused_head: Option<(u64, &'static str)>,
-    /// The detail of a refused chunked body.
-    pub refused_body: Option<&'static str>,
-    /// Every byte hyper is shown, in order.
-    pub shown: Vec<u8>,
-}
-
-/// Reads `stream` cut into pieces at `cuts` (offsets, any order, out of
-/// range ignored) with hyper's default bounds. The answer must not depend
-/// on the cuts (the fuzz target checks it).
-pub(crate) fn follow(stream: &[u8], cuts: &[usize]) -> Followed {
-    let mut cuts: Vec<usize> = cuts.iter().copied().filter(|&c| c < stream.len()).collect();
-    cuts.sort_unstable();
-    cuts.dedup();
-    let found = Arc::new(Verdicts::default());
-    let bounds = Bounds {
-        head_bytes: 16 * 1024,
-        fields: 100,
-        trailer_bytes: 8 * 1024,
-    };
-    let mut framing = Framing::new(bounds, Arc::clone(&found));
-    let mut shown = Vec::new();
-    let mut start = 0;
-    for cut in cuts.into_iter().chain([stream.len()]) {
-        let piece = &stream[start..cut];
-        let seen = framing.read(piece);
-        shown.extend_from_slice(&seen.released);
-        shown.extend_from_slice(&piece[..seen.passed]);
-        shown.extend_from_slice(&seen.injected);
-        start = cut;
-    }
-    Followed {
-        heads: framing.heads,
-        refused_head: found.first().map(|(request, why)| (request, why.detail())),
-        refused_body: framing.body_refusal().map(BodyFramingRefused::detail),
-        shown,
-    }
 }
 
 /// What follows a parsed head: its body's framing, or (as the error) the

@@ -319,7 +319,7 @@ mod tests {
         assert_eq!(shown, b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(
             verdicts.next_request(),
-            Some(crate::accept::framing::HeadRefusal::TooLarge)
+            (1, Some(crate::accept::framing::HeadRefusal::TooLarge))
         );
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         assert!(read_now(&mut watch).await.is_none(), "dropped, never shown");

@@ -59,6 +59,9 @@ pub(crate) fn decision(rejection: &Rejection) -> Decision {
         Rejection::HeadersTooLarge(_) => Decision::refused("shape", "shape.headers_too_large"),
         Rejection::AmbiguousLength(_) => Decision::refused("shape", "shape.ambiguous_length"),
         Rejection::HostInvalid => Decision::refused("shape", "shape.host_invalid"),
+        Rejection::HostMisdirected => Decision::refused("shape", "shape.host_misdirected"),
+        Rejection::UpgradeRefused(_) => Decision::refused("shape", "shape.upgrade_refused"),
+        Rejection::UnderscoreHeader => Decision::refused("shape", "shape.underscore_header"),
         Rejection::NoRoute => Decision::refused("route", "route.not_found"),
         Rejection::MethodNotAllowed { .. } => {
             Decision::refused("route", "route.method_not_allowed")

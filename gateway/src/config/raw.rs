@@ -51,6 +51,7 @@ pub(crate) struct RawServer {
     pub(crate) listen: Option<String>,
     pub(crate) shutdown_timeout: Option<String>,
     pub(crate) trusted_proxies: Option<Vec<String>>,
+    pub(crate) names: Option<Vec<String>>,
 }
 
 /// `[tls]`
@@ -90,6 +91,7 @@ pub(crate) struct RawLimits {
     pub(crate) refusal_drain_timeout: Option<String>,
     pub(crate) refusal_drain_bytes: Option<i64>,
     pub(crate) over_cap_answers_per_second: Option<i64>,
+    pub(crate) underscore_headers: Option<String>,
 }
 
 /// `[headers]`

@@ -1,4 +1,5 @@
 use super::*;
+use crate::policy::host::{Name, ServerNames};
 
 /// The smallest valid policy.
 pub(crate) const MINIMAL: &str = r#"
@@ -495,4 +496,90 @@ fn compressed_body_is_off_by_default_and_validated_per_route() {
     );
     let error = Config::from_toml(&unknown).unwrap_err().to_string();
     assert!(error.contains("max_ratio"), "{error}");
+}
+
+#[test]
+fn server_names_and_underscore_headers_are_validated() {
+    let config = minimal();
+    assert_eq!(config.limits.underscore_headers, DEFAULT_UNDERSCORE_HEADERS);
+    assert_eq!(config.server.names, ServerNames::new(None));
+
+    let listed = MINIMAL.replace(
+        "[server]\n",
+        "[server]\nnames = [\"App.Example.com.\", \"[::1]\", \"192.0.2.7\"]\n",
+    );
+    let config = Config::from_toml(&format!(
+        "{listed}\n[limits]\nunderscore_headers = \"refuse\"\n"
+    ))
+    .unwrap();
+    assert_eq!(config.limits.underscore_headers, UnderscoreHeaders::Refuse);
+    let expected = ["app.example.com", "::1", "192.0.2.7"].map(|n| Name::parse(n).unwrap());
+    assert_eq!(
+        config.server.names,
+        ServerNames::new(Some(expected.to_vec()))
+    );
+
+    let bad = MINIMAL.replace(
+        "[server]\n",
+        "[server]\nnames = [\"*.example.com\", \"a.example:443\", \"x.example\", \"X.example\"]\n",
+    );
+    let problems = Config::from_toml(&format!(
+        "{bad}\n[limits]\nunderscore_headers = \"allow\"\n"
+    ))
+    .unwrap_err()
+    .problems();
+    for key in [
+        "server.names[0]:",
+        "server.names[1]:",
+        "server.names[3]: `X.example` is listed twice",
+        "limits.underscore_headers:",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(key)),
+            "{key}: {problems:?}"
+        );
+    }
+    let empty = MINIMAL.replace("[server]\n", "[server]\nnames = []\n");
+    assert!(Config::from_toml(&empty).is_err());
+}
+
+#[test]
+fn the_certificate_must_cover_the_listed_names_and_the_redirect_host() {
+    let certificate = rcgen::generate_simple_self_signed(vec!["*.example.com".to_owned()]).unwrap();
+    let leaf = certificate.cert.der();
+    let policy = |names: &str, redirect: &str| {
+        let text = MINIMAL.replace("[server]\n", &format!("[server]\n{names}\n"));
+        let text = format!("{text}\n[plain_http]\nlisten = \"127.0.0.1:8080\"\n{redirect}\n");
+        Config::from_toml(&text).unwrap()
+    };
+    let mut covered = policy(
+        "names = [\"app.example.com\"]",
+        "redirect_host = \"app.example.com\"",
+    );
+    covered.adopt_certificate(leaf).unwrap();
+    let served =
+        |config: &Config, host: &str| config.server.names.serves(&Name::parse(host).unwrap());
+    assert!(served(&covered, "app.example.com"));
+    assert!(!served(&covered, "www.example.com"));
+
+    let mut by_default = policy("", "");
+    by_default.adopt_certificate(leaf).unwrap();
+    assert!(served(&by_default, "www.example.com"));
+    assert!(!served(&by_default, "example.com"));
+
+    let mut uncovered = policy("names = [\"example.com\", \"app.example.com\"]", "");
+    let problems = uncovered.adopt_certificate(leaf).unwrap_err();
+    assert_eq!(
+        problems,
+        ["server.names: the certificate (tls.cert) is not valid for `example.com`"]
+    );
+    let mut redirect_elsewhere = policy(
+        "names = [\"app.example.com\"]",
+        "redirect_host = \"www.example.com\"",
+    );
+    let problems = redirect_elsewhere.adopt_certificate(leaf).unwrap_err();
+    assert!(
+        problems[0].starts_with("plain_http.redirect_host:"),
+        "{problems:?}"
+    );
 }

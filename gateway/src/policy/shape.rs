@@ -1,6 +1,20 @@
 //! Request shape: the head must fit the limits the upstream can take
 //! (gunicorn: request line 4094 bytes, 100 fields, 8190 bytes per field),
-//! its framing must be unambiguous, and it must name a host.
+//! its framing must be unambiguous, it must ask for no protocol upgrade or
+//! tunnel, and it must name a host (which `policy/host.rs` then checks is
+//! one of ours).
+//!
+//! Upgrades and tunnels: no route upgrades, so a request with an `Upgrade`
+//! header (HTTP/1.1) or the `CONNECT` method (HTTP/1.1 and HTTP/2, extended
+//! CONNECT included) is refused with 400 before anything else looks at
+//! it. 400, not 501: the request is the client's choice, and a 5xx would
+//! count against the upstream's error-rate alert. On HTTP/1.1 the framing
+//! reader stops following a connection at such a head, so the refusal also
+//! ends the connection (`accept.rs`).
+//!
+//! Header names with `_` (WSGI servers read `X_Foo` as `X-Foo`) are refused
+//! here under `limits.underscore_headers = "refuse"`; otherwise they are
+//! dropped on the way to the upstream (`proxy/headers.rs`).
 //!
 //! hyper already refuses, on HTTP/1.1, differing duplicate
 //! `Content-Length`s and a `Transfer-Encoding` whose last coding is not
@@ -19,11 +33,11 @@
 //! reader found, before anything looks at it. The header checks repeat
 //! hyper's for HTTP/2, where the h2 crate is the only other guard.
 
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::request::Parts;
-use http::Version;
+use http::{Method, Version};
 
-use crate::config::Limits;
+use crate::config::{Limits, UnderscoreHeaders};
 use crate::reject::Rejection;
 
 /// `" HTTP/1.1"` plus the space after the method.
@@ -67,14 +81,35 @@ pub(crate) fn check(parts: &Parts, limits: &Limits) -> Result<String, Rejection>
         ));
     }
     check_framing(parts)?;
+    check_upgrade(parts)?;
+    let has_underscore = || parts.headers.keys().any(|n| n.as_str().contains('_'));
+    if limits.underscore_headers == UnderscoreHeaders::Refuse && has_underscore() {
+        return Err(Rejection::UnderscoreHeader);
+    }
     host(parts)
+}
+
+/// Refuses protocol upgrades and tunnels: no route opts in to either.
+fn check_upgrade(parts: &Parts) -> Result<(), Rejection> {
+    if parts.method == Method::CONNECT {
+        return Err(Rejection::UpgradeRefused(
+            "the CONNECT method is not accepted",
+        ));
+    }
+    if parts.headers.contains_key(UPGRADE) {
+        return Err(Rejection::UpgradeRefused(
+            "the Upgrade header is not accepted",
+        ));
+    }
+    Ok(())
 }
 
 /// A request extension set by the connection's HTTP/1.1 framing reader:
 /// what is wrong with the head as the client wrote it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HeadAsWritten {
-    /// Its length is ambiguous (400), in this way.
+    /// Its length is ambiguous, or it came after the point where the
+    /// reader stopped following the connection (400), in this way.
     Ambiguous(&'static str),
     /// It is over hyper's bound on a head or on its field count (431): the
     /// request carries only the head's beginning.
@@ -238,6 +273,49 @@ mod tests {
             check(&stand_in, &limits()),
             Err(Rejection::RequestLineTooLong { length: 32769 })
         ));
+    }
+
+    #[test]
+    fn upgrades_and_tunnels_are_refused() {
+        let upgrade = parts(
+            "/api/health",
+            &[
+                ("host", "x"),
+                ("upgrade", "websocket"),
+                ("connection", "upgrade"),
+            ],
+        );
+        assert!(matches!(
+            check(&upgrade, &limits()),
+            Err(Rejection::UpgradeRefused(_))
+        ));
+        let mut connect = parts("/", &[("host", "x:443")]);
+        connect.method = Method::CONNECT;
+        connect.uri = "x:443".parse().unwrap();
+        assert!(matches!(
+            check(&connect, &limits()),
+            Err(Rejection::UpgradeRefused(_))
+        ));
+    }
+
+    #[test]
+    fn underscore_names_are_refused_only_when_the_policy_says_so() {
+        let spoof = parts(
+            "/",
+            &[("host", "x"), ("x_tradehabit_principal", "key:admin")],
+        );
+        assert!(
+            check(&spoof, &limits()).is_ok(),
+            "dropped later, by default"
+        );
+        let mut refusing = limits();
+        refusing.underscore_headers = UnderscoreHeaders::Refuse;
+        assert!(matches!(
+            check(&spoof, &refusing),
+            Err(Rejection::UnderscoreHeader)
+        ));
+        let plain = parts("/", &[("host", "x"), ("x-note", "a_b")]);
+        assert!(check(&plain, &refusing).is_ok(), "values may hold `_`");
     }
 
     #[test]

@@ -13,6 +13,13 @@
 //! `X-API-Key`) are not passed on: the upstream trusts the identity headers,
 //! and a token it never needs is a token it cannot leak.
 //!
+//! Every header whose name contains `_` goes too, whatever
+//! `limits.underscore_headers` says (under `"refuse"` none gets here): WSGI
+//! servers (gunicorn) turn `X_TradeHabit_Principal` and
+//! `X-TradeHabit-Principal` into the same variable, so an underscore
+//! spelling of an owned or credential header would otherwise pose as the
+//! real one for a legacy upstream.
+//!
 //! From the upstream: hop-by-hop headers go; `respond.rs` then sets the
 //! security headers.
 
@@ -97,6 +104,7 @@ pub(crate) fn to_upstream(
     host: &str,
 ) {
     strip_hop_by_hop(headers);
+    drop_underscore_names(headers);
     for name in gateway_owned() {
         headers.remove(name);
     }
@@ -120,6 +128,25 @@ pub(crate) fn to_upstream(
     headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
     headers.insert("x-forwarded-host", host);
     headers.insert(REQUEST_ID, identity.request_id.clone());
+}
+
+/// Removes every header whose name contains `_`: the only way to make sure
+/// no name that folds (`_` → `-`) onto an owned or credential header
+/// reaches a WSGI upstream.
+fn drop_underscore_names(headers: &mut HeaderMap) {
+    let has_underscore = |name: &HeaderName| name.as_str().contains('_');
+    if !headers.keys().any(has_underscore) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| has_underscore(n))
+        .cloned()
+        .collect();
+    tracing::debug!(dropped = names.len(), "header names with `_` not forwarded");
+    for name in names {
+        headers.remove(name);
+    }
 }
 
 /// Sets the identity headers. Principal ids and scope tokens are printable
@@ -257,6 +284,40 @@ mod tests {
         assert_eq!(h[AUTH_METHOD], "api-key");
         assert!(!h.contains_key("authorization"));
         assert!(!h.contains_key("x-api-key"));
+    }
+
+    #[test]
+    fn underscore_spellings_of_owned_and_credential_headers_never_pass() {
+        let principal = Principal {
+            id: "key:ci".into(),
+            method: crate::checks::auth::AuthMethod::ApiKey,
+            scopes: ["read".to_owned()].into(),
+        };
+        let folded: Vec<String> = GATEWAY_OWNED
+            .iter()
+            .chain(&["x-api-key", "x-custom-header"])
+            .filter(|name| name.contains('-'))
+            .map(|name| name.replace('-', "_"))
+            .chain(["x-tradehabit_principal".to_owned()])
+            .collect();
+        for caller in [
+            Caller::default(),
+            Caller {
+                principal: Some(&principal),
+                consumed_credentials: true,
+            },
+        ] {
+            let pairs: Vec<(&str, &str)> = folded.iter().map(|n| (n.as_str(), "forged")).collect();
+            let mut h = headers(&pairs);
+            to_upstream(&mut h, &identity(), &caller, "x");
+            let left: Vec<&str> = h
+                .keys()
+                .map(|n| n.as_str())
+                .filter(|n| n.contains('_'))
+                .collect();
+            assert!(left.is_empty(), "forwarded: {left:?}");
+            assert!(h.values().all(|v| v != "forged"), "{h:?}");
+        }
     }
 
     #[test]

@@ -119,3 +119,62 @@ fn keygen_without_a_pepper_fails_and_says_where() {
     assert!(stderr.contains("api_keys.pepper.env"), "{stderr}");
     assert!(out.stdout.is_empty());
 }
+
+/// Runs `check-config` on a policy serving `names` with a certificate for
+/// `certificate_names`: whether it passed, and what it said.
+fn check_names(certificate_names: &[&str], names: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let names_owned: Vec<String> = certificate_names.iter().map(|n| n.to_string()).collect();
+    let generated = rcgen::generate_simple_self_signed(names_owned).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), generated.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("key.pem"),
+        generated.key_pair.serialize_pem(),
+    )
+    .unwrap();
+    let policy = dir.path().join("gateway.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{names}\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
+             [upstream]\naddress = \"unix:/x.sock\"\n\
+             [[routes]]\nname = \"r\"\npath = \"/r\"\nmethods = [\"GET\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tradehabit-gateway"))
+        .arg("check-config")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.success(), said)
+}
+
+#[test]
+fn check_config_refuses_names_the_certificate_does_not_cover() {
+    let wildcard = &["*.example.com", "192.0.2.7"];
+    for (names, uncovered) in [
+        ("names = [\"example.com\"]", "example.com"),
+        ("names = [\"a.b.example.com\"]", "a.b.example.com"),
+        ("names = [\"app.example.com\", \"192.0.2.8\"]", "192.0.2.8"),
+    ] {
+        let (passed, said) = check_names(wildcard, names);
+        assert!(!passed, "{names}: {said}");
+        assert!(
+            said.contains("server.names") && said.contains(&format!("`{uncovered}`")),
+            "{names}: {said}"
+        );
+    }
+    for names in [
+        "",
+        "names = [\"app.example.com\"]",
+        "names = [\"APP.example.com.\", \"192.0.2.7\"]",
+    ] {
+        let (passed, said) = check_names(wildcard, names);
+        assert!(passed, "{names}: {said}");
+    }
+    let (passed, said) = check_names(&["localhost", "127.0.0.1"], "names = [\"::1\"]");
+    assert!(!passed, "{said}");
+}

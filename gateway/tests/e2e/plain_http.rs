@@ -25,15 +25,27 @@ async fn navigations_are_redirected_and_api_calls_refused() {
 
     let answer = plain(
         addr,
-        "GET /dashboard?tab=1 HTTP/1.1\r\nHost: app.example:8080\r\nConnection: close\r\n\r\n",
+        "GET /dashboard?tab=1 HTTP/1.1\r\nHost: LocalHost:8080\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert_eq!(raw_status(&answer), 301, "{answer}");
     let lower = answer.to_ascii_lowercase();
     assert!(
-        lower.contains("location: https://app.example:8443/dashboard?tab=1\r\n"),
+        lower.contains("location: https://localhost:8443/dashboard?tab=1\r\n"),
         "{answer}"
     );
+    // A host the certificate does not cover is never put in a Location.
+    let answer = plain(
+        addr,
+        "GET /dashboard HTTP/1.1\r\nHost: app.example:8080\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 421, "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("location:"),
+        "{answer}"
+    );
+    assert!(answer.contains("\"status\":\"ERROR\""), "{answer}");
     assert!(
         !lower.contains("strict-transport-security"),
         "HSTS over plain HTTP: {answer}"

@@ -27,7 +27,7 @@ fn follow(chunks: &[&[u8]]) -> (Framing, Arc<Verdicts>) {
 
 /// What the service would be told for the first `count` requests.
 fn verdicts(found: &Verdicts, count: usize) -> Vec<Option<HeadRefusal>> {
-    (0..count).map(|_| found.next_request()).collect()
+    (0..count).map(|_| found.next_request().1).collect()
 }
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -72,7 +72,13 @@ fn the_ambiguous_request_is_numbered_after_bodies_of_both_kinds() {
         assert_eq!(seen, stream, "split {split}");
         assert_eq!(
             verdicts(&found, 5),
-            [None, None, None, Some(HeadRefusal::LengthAndChunked), None],
+            [
+                None,
+                None,
+                None,
+                Some(HeadRefusal::LengthAndChunked),
+                Some(HeadRefusal::Unfollowed)
+            ],
             "split {split}"
         );
     }
@@ -101,7 +107,7 @@ fn body_bytes_that_look_like_a_head_are_not_read_as_one() {
 }
 
 #[test]
-fn what_it_cannot_follow_passes_through_without_a_verdict() {
+fn what_it_cannot_follow_passes_through_and_refuses_what_comes_after() {
     let cases: [&[u8]; 4] = [
         b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
         b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n",
@@ -113,8 +119,45 @@ fn what_it_cannot_follow_passes_through_without_a_verdict() {
         let what = String::from_utf8_lossy(case);
         assert_eq!(framing.phase, Phase::Passing, "{what:?}");
         assert_eq!(seen, [case, GET].concat(), "{what:?}");
-        assert_eq!(verdicts(&found, 2), [None, None]);
+        assert!(found.ends_connection(1), "{what:?}");
+        // The head it stopped at is left to the policy (or to hyper, which
+        // refuses the malformed ones); anything after is refused.
+        assert_eq!(
+            verdicts(&found, 3),
+            [
+                None,
+                Some(HeadRefusal::Unfollowed),
+                Some(HeadRefusal::Unfollowed)
+            ],
+            "{what:?}"
+        );
     }
+}
+
+#[test]
+fn a_followed_connection_never_counts_as_stopped() {
+    let (framing, found) = follow(&[
+        GET,
+        GET,
+        b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nab",
+        CHUNKED,
+        b"1\r\na\r\n0\r\n\r\n",
+    ]);
+    assert_eq!(framing.phase, Phase::Head);
+    assert!(!found.ends_connection(4));
+    assert_eq!(verdicts(&found, 4), [None, None, None, None]);
+}
+
+#[test]
+fn requests_read_whole_before_it_stopped_are_answered_as_usual() {
+    let upgrade = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n";
+    let (_, found) = follow(&[GET, GET, upgrade, GET]);
+    let ends: Vec<bool> = (1..=4).map(|n| found.ends_connection(n)).collect();
+    assert_eq!(ends, [false, false, true, true]);
+    assert_eq!(
+        verdicts(&found, 4),
+        [None, None, None, Some(HeadRefusal::Unfollowed)]
+    );
 }
 
 #[test]

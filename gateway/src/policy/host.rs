@@ -1,0 +1,245 @@
+//! Host: a request must name one of the server's own host names.
+//!
+//! The HTTPS listener serves the names in `server.names`, or, when the
+//! policy lists none, every name its certificate is valid for (DNS names,
+//! wildcards and IP addresses of the subject alternative names, decided by
+//! `webpki` exactly as a rustls client decides it; `*.example.com` covers
+//! one label). A request for any other host gets 421 Misdirected Request
+//! (RFC 9110 §15.5.20), so nothing downstream (the upstream's `Host`,
+//! `X-Forwarded-Host`, absolute URLs the upstream builds, the CORS
+//! same-origin test) ever sees a host chosen by the client. The plain-HTTP
+//! redirect uses the same test before it names a host.
+//!
+//! How a request's host is compared: the port is ignored (the certificate
+//! does not bind a port, and behind a port mapping or a load balancer the
+//! client's port is not the listener's); letters are compared without case;
+//! one trailing dot is dropped (`example.com.` is `example.com`); IPv6
+//! literals are written in brackets (`[::1]:8443`) and compared as
+//! addresses, so `[0:0::1]` is `[::1]`.
+//!
+//! [`ServerNames`] is built from the policy file, then given the
+//! certificate at start-up and on every reload
+//! ([`ServerNames::adopt`]), which also checks that the certificate covers
+//! every listed name (`check-config` runs the same check).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, DnsName, ServerName};
+
+use crate::reject::Rejection;
+
+/// Refuses (421) a request whose host (`authority`, as `policy::shape`
+/// returns it) is not one of `names`.
+pub(crate) fn check(authority: &str, names: &ServerNames) -> Result<(), Rejection> {
+    // A host that is no name at all (`a..b`) is not ours either.
+    match Name::of_authority(authority) {
+        Some(name) if names.serves(&name) => Ok(()),
+        _ => Err(Rejection::HostMisdirected),
+    }
+}
+
+/// A host name or address, normalised for comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Name {
+    /// A DNS name: lower case, no trailing dot.
+    Dns(String),
+    /// An IPv4 or IPv6 address.
+    Ip(IpAddr),
+}
+
+impl Name {
+    /// Parses a bare host (no port): a DNS name, an IPv4 address, or an
+    /// IPv6 address with or without brackets. `None` for anything else
+    /// (wildcards, empty labels, user info, ports).
+    pub(crate) fn parse(host: &str) -> Option<Name> {
+        let unbracketed = host
+            .strip_prefix('[')
+            .and_then(|inner| inner.strip_suffix(']'));
+        if let Some(inner) = unbracketed {
+            return match inner.parse() {
+                Ok(IpAddr::V6(ip)) => Some(Name::Ip(IpAddr::V6(ip))),
+                _ => None,
+            };
+        }
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Some(Name::Ip(ip));
+        }
+        let lower = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        // The same syntax rules a TLS client applies to a server name.
+        DnsName::try_from(lower.as_str()).ok()?;
+        Some(Name::Dns(lower))
+    }
+
+    /// The host of a request authority (`host[:port]`, as `policy::shape`
+    /// returns it); the port is ignored.
+    pub(crate) fn of_authority(authority: &str) -> Option<Name> {
+        let authority: http::uri::Authority = authority.parse().ok()?;
+        Name::parse(authority.host())
+    }
+
+    fn server_name(&self) -> Option<ServerName<'static>> {
+        match self {
+            Name::Dns(name) => DnsName::try_from(name.as_str())
+                .ok()
+                .map(|dns| ServerName::DnsName(dns.to_owned())),
+            Name::Ip(ip) => Some(ServerName::IpAddress((*ip).into())),
+        }
+    }
+}
+
+/// As written in a URL: IPv6 addresses in brackets.
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Name::Dns(name) => f.write_str(name),
+            Name::Ip(IpAddr::V4(ip)) => write!(f, "{ip}"),
+            Name::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+        }
+    }
+}
+
+/// The host names the HTTPS listener serves (`server.names`, default: the
+/// certificate's names).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct ServerNames {
+    /// `server.names`; `None`: whatever the certificate covers.
+    listed: Option<Vec<Name>>,
+    /// The certificate's leaf, once [`ServerNames::adopt`] has run. Until
+    /// then no name is served (fails closed).
+    certificate: Option<Arc<CertificateDer<'static>>>,
+}
+
+impl ServerNames {
+    /// The names of `server.names`, or `None` for the certificate's.
+    pub(crate) fn new(listed: Option<Vec<Name>>) -> Self {
+        ServerNames {
+            listed,
+            certificate: None,
+        }
+    }
+
+    /// Takes the certificate now being served (its leaf). The names it
+    /// does not cover are returned as the error, and nothing changes.
+    pub(crate) fn adopt(&mut self, leaf: &CertificateDer<'_>) -> Result<(), Vec<String>> {
+        let uncovered: Vec<String> = self
+            .listed
+            .iter()
+            .flatten()
+            .filter(|name| !covers(leaf, name))
+            .map(ToString::to_string)
+            .collect();
+        if !uncovered.is_empty() {
+            return Err(uncovered);
+        }
+        self.certificate = Some(Arc::new(leaf.clone().into_owned()));
+        Ok(())
+    }
+
+    /// Whether a request for `name` is served here.
+    pub(crate) fn serves(&self, name: &Name) -> bool {
+        match (&self.listed, &self.certificate) {
+            (_, None) => false,
+            (Some(listed), Some(_)) => listed.contains(name),
+            (None, Some(leaf)) => covers(leaf, name),
+        }
+    }
+}
+
+/// Whether the certificate is valid for `name`, by `webpki`'s rules (the
+/// subject alternative names only; a wildcard covers exactly one label).
+fn covers(leaf: &CertificateDer<'_>, name: &Name) -> bool {
+    let (Ok(certificate), Some(name)) = (webpki::EndEntityCert::try_from(leaf), name.server_name())
+    else {
+        return false;
+    };
+    certificate.verify_is_valid_for_subject_name(&name).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(names: &[&str]) -> CertificateDer<'static> {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let generated = rcgen::generate_simple_self_signed(names).unwrap();
+        generated.cert.der().clone()
+    }
+
+    fn name(text: &str) -> Name {
+        Name::parse(text).unwrap_or_else(|| panic!("{text} should parse"))
+    }
+
+    #[test]
+    fn names_are_normalised() {
+        assert_eq!(name("Example.COM."), Name::Dns("example.com".into()));
+        assert_eq!(name("[0:0::1]"), name("::1"));
+        assert_eq!(name("127.0.0.1").to_string(), "127.0.0.1");
+        assert_eq!(name("::1").to_string(), "[::1]");
+        for bad in [
+            "",
+            "*.example.com",
+            "a..b",
+            "user@host",
+            "[127.0.0.1]",
+            "[::1",
+            "a b",
+        ] {
+            assert_eq!(Name::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            Name::of_authority("LOCALHOST.:8443"),
+            Some(Name::Dns("localhost".into()))
+        );
+        assert_eq!(Name::of_authority("[::1]:8443"), Some(name("::1")));
+    }
+
+    #[test]
+    fn by_default_the_certificates_names_are_served() {
+        let mut names = ServerNames::new(None);
+        assert!(!names.serves(&name("localhost")), "nothing before adopt");
+        names
+            .adopt(&leaf(&["localhost", "127.0.0.1", "::1", "*.example.com"]))
+            .unwrap();
+        for served in ["localhost", "127.0.0.1", "::1", "app.example.com"] {
+            assert!(names.serves(&name(served)), "{served}");
+        }
+        for other in [
+            "attacker.example",
+            "example.com",
+            "a.b.example.com",
+            "127.0.0.2",
+        ] {
+            assert!(!names.serves(&name(other)), "{other}");
+        }
+    }
+
+    #[test]
+    fn listed_names_must_be_covered_and_are_all_that_is_served() {
+        let certificate = leaf(&["*.example.com", "192.0.2.7"]);
+        let mut names = ServerNames::new(Some(vec![name("app.example.com"), name("192.0.2.7")]));
+        names.adopt(&certificate).unwrap();
+        assert!(names.serves(&name("APP.example.com.")));
+        assert!(
+            !names.serves(&name("www.example.com")),
+            "covered, not listed"
+        );
+
+        let mut uncovered = ServerNames::new(Some(vec![
+            name("example.com"),
+            name("a.b.example.com"),
+            name("app.example.com"),
+            name("192.0.2.8"),
+        ]));
+        assert_eq!(
+            uncovered.adopt(&certificate),
+            Err(vec![
+                "example.com".to_string(),
+                "a.b.example.com".to_string(),
+                "192.0.2.8".to_string()
+            ])
+        );
+        assert!(!uncovered.serves(&name("app.example.com")));
+    }
+}
