@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use rand::RngCore;
 
+use tradehabit_shared::routes::ROUTES;
+
 use crate::checks::api_key;
 use crate::checks::secret::Secret;
 use crate::config::Config;
@@ -30,19 +32,12 @@ use crate::lifecycle::{Gateway, Handle};
 /// Where the dev stack listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 
-/// `POST /api/analyze`: the legacy 2 MiB file limit plus room for the
-/// multipart framing around it.
-const UPLOAD_BODY_LIMIT: u64 = 2 * 1024 * 1024 + 64 * 1024;
-/// JSON bodies (settings, goals).
-const JSON_BODY_LIMIT: u64 = 64 * 1024;
-/// Routes that take no body.
-const NO_BODY_LIMIT: u64 = 1024;
-
 /// The development key's scopes: everything the routes ask for.
 const DEV_SCOPES: &[&str] = &["analyze", "read", "settings"];
 
-/// Checks per legacy route, beyond name, path, methods and body limit (the
-/// shipped example policy uses the same rules).
+/// Checks per route of the API's route table ([`ROUTES`]), beyond name,
+/// path, method and body limit (the shipped example policy uses the same
+/// rules).
 const ROUTE_CHECKS: &[(&str, &str)] = &[
     (
         "analyze",
@@ -62,48 +57,6 @@ const ROUTE_CHECKS: &[(&str, &str)] = &[
     ("goals-calculate", "json = { max_depth = 8 }"),
     ("settings-write", "scopes = [\"settings\"]\njson = { max_depth = 2 }"),
     ("health", "auth = \"none\""),
-];
-
-/// Every endpoint of `spec/legacy-api.md` (mentor routes are out of scope)
-/// plus the worker's `DELETE /api/session`: name, path, methods, body limit.
-/// The shipped example policy lists the same routes (a test checks it).
-pub(crate) const LEGACY_ROUTES: &[(&str, &str, &[&str], u64)] = &[
-    ("analyze", "/api/analyze", &["POST"], UPLOAD_BODY_LIMIT),
-    ("summary", "/api/summary", &["GET"], NO_BODY_LIMIT),
-    ("trades", "/api/trades", &["GET"], NO_BODY_LIMIT),
-    ("losses", "/api/losses", &["GET"], NO_BODY_LIMIT),
-    ("revenge", "/api/revenge", &["GET"], NO_BODY_LIMIT),
-    ("risk-sizing", "/api/risk-sizing", &["GET"], NO_BODY_LIMIT),
-    (
-        "excessive-risk",
-        "/api/excessive-risk",
-        &["GET"],
-        NO_BODY_LIMIT,
-    ),
-    ("stop-loss", "/api/stop-loss", &["GET"], NO_BODY_LIMIT),
-    (
-        "winrate-payoff",
-        "/api/winrate-payoff",
-        &["GET"],
-        NO_BODY_LIMIT,
-    ),
-    ("insights", "/api/insights", &["GET"], NO_BODY_LIMIT),
-    ("goals", "/api/goals", &["GET"], NO_BODY_LIMIT),
-    (
-        "goals-calculate",
-        "/api/goals/calculate",
-        &["POST"],
-        JSON_BODY_LIMIT,
-    ),
-    ("settings-read", "/api/settings", &["GET"], NO_BODY_LIMIT),
-    (
-        "settings-write",
-        "/api/settings",
-        &["POST"],
-        JSON_BODY_LIMIT,
-    ),
-    ("health", "/api/health", &["GET"], NO_BODY_LIMIT),
-    ("session-delete", "/api/session", &["DELETE"], NO_BODY_LIMIT),
 ];
 
 /// How to run the dev stack.
@@ -275,17 +228,18 @@ fn policy_text(
             .collect::<Vec<_>>()
             .join(", "),
     );
-    for (name, path, methods, body_limit) in LEGACY_ROUTES {
-        let methods: Vec<String> = methods.iter().map(|m| quote(m)).collect();
+    // Every route of the API's route table, one method each.
+    for route in ROUTES {
         text.push_str(&format!(
-            "\n[[routes]]\nname = {}\npath = {}\nmethods = [{}]\nbody_limit = {body_limit}\n",
-            quote(name),
-            quote(path),
-            methods.join(", "),
+            "\n[[routes]]\nname = {}\npath = {}\nmethods = [{}]\nbody_limit = {}\n",
+            quote(route.name),
+            quote(route.path),
+            quote(route.method),
+            route.body.policy_limit_bytes(),
         ));
         let checks = ROUTE_CHECKS
             .iter()
-            .find(|(route, _)| route == name)
+            .find(|(name, _)| *name == route.name)
             .map_or("scopes = [\"read\"]", |(_, checks)| checks);
         text.push_str(checks);
         text.push('\n');
@@ -331,7 +285,7 @@ mod tests {
         };
         let prepared = prepare(&options).unwrap();
         let config = prepared.config;
-        assert_eq!(config.routes.len(), LEGACY_ROUTES.len());
+        assert_eq!(config.routes.len(), ROUTES.len());
         // The printed key works against the written policy.
         let key = config
             .checks
@@ -378,14 +332,14 @@ mod tests {
                 )
             })
             .collect();
-        let expected: Vec<_> = LEGACY_ROUTES
+        let expected: Vec<_> = ROUTES
             .iter()
-            .map(|(name, path, methods, limit)| {
+            .map(|route| {
                 (
-                    name.to_string(),
-                    path.to_string(),
-                    methods.join(","),
-                    *limit,
+                    route.name.to_string(),
+                    route.path.to_string(),
+                    route.method.to_string(),
+                    route.body.policy_limit_bytes(),
                 )
             })
             .collect();

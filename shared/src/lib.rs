@@ -5,6 +5,9 @@
 //!   (identity, scopes, request id). The worker trusts them only because the
 //!   gateway is the only process that can reach its Unix socket; the gateway
 //!   removes any client-sent copy before it forwards a request.
+//! * [`routes`]: the legacy API's routes (method, path, body kind) and the
+//!   size limits that go with them, written once for both sides.
 
 pub mod envelope;
 pub mod headers;
+pub mod routes;

@@ -1,6 +1,7 @@
 //! Parse + full analysis of a deterministically generated ~2 MiB /
 //! ~20,000-order export and of the 92 KB `legacy-314-trades.csv`, plus the
-//! whole `POST /api/analyze` (JSON reply included). Before the timings it
+//! whole `POST /api/analyze` (JSON reply included) and `GET /api/trades`
+//! (mostly the JSON writer). Before the timings it
 //! prints the peak extra resident memory of one analysis (Linux
 //! `VmHWM` after resetting it through `/proc/self/clear_refs`).
 //!
@@ -105,6 +106,22 @@ fn analyze_request(bytes: &[u8]) -> usize {
     r.body.len()
 }
 
+/// `GET /api/trades` over the session an upload of `bytes` left: almost all
+/// of it is writing the JSON reply.
+fn trades_request(session: &mut Session) -> usize {
+    let request = Request {
+        method: "GET",
+        path: "/api/trades",
+        query: "",
+        content_type: None,
+        body: &[],
+        upload: None,
+    };
+    let r = handle(session, request);
+    assert_eq!(r.status, 200);
+    r.body.len()
+}
+
 fn status_kib(field: &str) -> Option<usize> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with(field))?;
@@ -192,6 +209,14 @@ fn main() {
     });
     g.bench_function("POST /api/analyze legacy-314-trades", |b| {
         b.iter(|| analyze_request(black_box(LEGACY_314)))
+    });
+    let mut session = Session::new();
+    assert_eq!(
+        handle(&mut session, Request::upload("bench.csv", &big, "")).status,
+        200
+    );
+    g.bench_function("GET /api/trades 2MiB generated", |b| {
+        b.iter(|| trades_request(black_box(&mut session)))
     });
     g.finish();
     c.final_summary();

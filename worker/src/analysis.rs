@@ -1,11 +1,15 @@
 //! The analysis engine: CSV bytes in, typed results out. No I/O.
 //!
-//! * [`parse`] — the order export → an order table (analysis.md §2).
-//! * [`trades`] — fills → trades, P&L, stop detection and risk points (§3–§6.4).
-//! * [`pipeline`] — the threshold-dependent mistake tags (§6).
-//! * [`stats`] — every statistics block (§7), streaks and goals (§8).
-//! * [`text`] — the diagnostics (§9), in our own words.
-//! * [`num`], [`exact`] — Python/numpy-exact arithmetic (§1).
+//! * [`parse`] — the order export → an order table.
+//! * [`trades`] — fills → trades, P&L, stop detection and risk points.
+//! * [`pipeline`] — the threshold-dependent mistake tags.
+//! * [`stats`] — every statistics block, streaks for the goals.
+//! * [`text`] — the diagnostics, in our own words.
+//! * [`num`], [`exact`] — Python/numpy-exact arithmetic.
+//!
+//! Where the engine keeps or fixes a behaviour of the legacy backend, the
+//! comment names its id in `docs/quirks.md` (E-… for the engine, H-… for
+//! the HTTP API).
 
 pub mod exact;
 pub mod num;

@@ -25,20 +25,67 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::dispatch::BodyLimits;
-use crate::serve::{self, ConnectionLimits};
-use crate::upload::DEFAULT_MAX_BODY_BYTES;
+use tradehabit_shared::routes::MAX_JSON_BODY_BYTES;
+
 use crate::{admission, session};
+
+/// Default time for a client to send a request's headers: 10 s.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default number of open connections: 256.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Default time requests in flight get to finish after shutdown starts: 30 s.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Default time for a request's body to arrive: 30 s.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default limit on a non-upload request body (JSON for settings and
+/// goals): 64 KiB, the API's JSON body limit.
+pub const DEFAULT_MAX_BODY_BYTES: usize = MAX_JSON_BODY_BYTES;
+
+/// Connection limits.
+///
+/// # Defaults
+/// * `max_connections`: [`DEFAULT_MAX_CONNECTIONS`] (256)
+/// * `header_read_timeout`: [`DEFAULT_HEADER_READ_TIMEOUT`] (10 s)
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Connections open at once.
+    pub max_connections: NonZeroUsize,
+    /// Time to receive a request's headers before the connection is closed.
+    /// It also runs while a keep-alive connection waits for its next
+    /// request, so it doubles as the idle-connection timeout.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: NonZeroUsize::new(DEFAULT_MAX_CONNECTIONS)
+                .expect("default is non-zero"),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+        }
+    }
+}
+
+/// Limits on reading a request.
+///
+/// # Defaults
+/// * `max_body_bytes`: [`DEFAULT_MAX_BODY_BYTES`] (64 KiB)
+/// * `read_timeout`: [`DEFAULT_BODY_READ_TIMEOUT`] (30 s)
+#[derive(Debug, Clone)]
+pub struct BodyLimits {
+    /// Non-upload bodies larger than this get 413.
+    pub max_body_bytes: usize,
+    /// The whole body must arrive within this time, or 408.
+    pub read_timeout: Duration,
+}
 
 /// The worker's validated configuration.
 ///
 /// # Defaults
 /// See [`session::Limits`], [`admission::Limits`], [`ConnectionLimits`],
 /// [`BodyLimits`] (max body [`DEFAULT_MAX_BODY_BYTES`], read timeout
-/// [`DEFAULT_BODY_READ_TIMEOUT`]) and [`serve::DEFAULT_SHUTDOWN_GRACE`].
+/// [`DEFAULT_BODY_READ_TIMEOUT`]) and [`DEFAULT_SHUTDOWN_GRACE`].
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the Unix socket is created.
@@ -67,7 +114,7 @@ impl Config {
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             },
-            shutdown_grace: serve::DEFAULT_SHUTDOWN_GRACE,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -131,7 +178,7 @@ pub struct Args {
 
     /// Connections open at once.
     #[arg(long, env = "TRADEHABIT_WORKER_MAX_CONNECTIONS", value_name = "N",
-          default_value_t = serve::DEFAULT_MAX_CONNECTIONS)]
+          default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
 
     /// Largest non-upload request body (JSON), in bytes; larger gets 413.
@@ -141,7 +188,7 @@ pub struct Args {
 
     /// Seconds to receive a request's headers.
     #[arg(long, env = "TRADEHABIT_WORKER_HEADER_READ_TIMEOUT_SECS", value_name = "SECS",
-          default_value_t = serve::DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
+          default_value_t = DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
     pub header_read_timeout_secs: u64,
 
     /// Seconds to receive a request's body; longer gets 408.
@@ -151,7 +198,7 @@ pub struct Args {
 
     /// Seconds requests in flight get to finish on SIGTERM / Ctrl-C.
     #[arg(long, env = "TRADEHABIT_WORKER_SHUTDOWN_GRACE_SECS", value_name = "SECS",
-          default_value_t = serve::DEFAULT_SHUTDOWN_GRACE.as_secs())]
+          default_value_t = DEFAULT_SHUTDOWN_GRACE.as_secs())]
     pub shutdown_grace_secs: u64,
 
     /// Log line format (level from RUST_LOG, default info).

@@ -10,6 +10,9 @@
 //! | `DELETE /api/session` | erases the caller's session; 200 `{"status":"OK"}` |
 //! | anything else | identity → body (size, time, multipart) → session → admission → engine |
 //!
+//! Which request is an upload, and the route labels of metrics and logs,
+//! come from the API's route table ([`tradehabit_shared::routes`]).
+//!
 //! Then it writes exactly one log line: request id, method, route, status,
 //! duration, and counts — never bodies, CSV values or the principal in clear.
 
@@ -24,9 +27,11 @@ use http_body_util::Full;
 use hyper::body::Body;
 use prometheus_client::registry::Registry;
 use tracing::Instrument;
+use tradehabit_shared::routes;
 
 use crate::admission::Admission;
 use crate::api::{Facts, Reply};
+use crate::config::BodyLimits;
 use crate::engine::{Engine, Job, Turn};
 use crate::identity::{self, Principal, TagKey};
 use crate::metrics::{self, RequestMetrics};
@@ -39,48 +44,18 @@ pub const READY_PATH: &str = "/internal/ready";
 /// The metrics exposition.
 pub const METRICS_PATH: &str = "/internal/metrics";
 /// `DELETE` erases the caller's session.
-pub const SESSION_PATH: &str = "/api/session";
-/// The upload route.
-const ANALYZE_PATH: &str = "/api/analyze";
+pub const SESSION_PATH: &str = routes::SESSION_PATH;
 
-/// Route names for metrics and logs: the legacy paths, our own, or `other`.
-/// Labels are exactly these strings, so their number is bounded.
-const ROUTES: &[&str] = &[
-    "/api/analyze",
-    "/api/summary",
-    "/api/trades",
-    "/api/losses",
-    "/api/revenge",
-    "/api/risk-sizing",
-    "/api/excessive-risk",
-    "/api/stop-loss",
-    "/api/winrate-payoff",
-    "/api/insights",
-    "/api/goals",
-    "/api/goals/calculate",
-    "/api/settings",
-    "/api/health",
-    SESSION_PATH,
-    READY_PATH,
-    METRICS_PATH,
-];
-
-/// The route label of a path: itself if it is a known route, else `other`.
+/// The route label of a path: itself if it is a path of the API's route
+/// table or one of our own, else `other`. Labels are exactly these strings,
+/// so their number is bounded.
 pub fn route_name(path: &str) -> &'static str {
-    ROUTES
+    routes::ROUTES
         .iter()
-        .find(|route| **route == path)
-        .copied()
+        .map(|route| route.path)
+        .chain([READY_PATH, METRICS_PATH])
+        .find(|route| *route == path)
         .unwrap_or("other")
-}
-
-/// Limits on reading a request.
-#[derive(Debug, Clone)]
-pub struct BodyLimits {
-    /// Non-upload bodies larger than this get 413.
-    pub max_body_bytes: usize,
-    /// The whole body must arrive within this time, or 408.
-    pub read_timeout: Duration,
 }
 
 /// Everything a request may touch; one per worker.
@@ -235,18 +210,18 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (parts, body) = request.into_parts();
-    let is_upload = parts.method == Method::POST && parts.uri.path() == ANALYZE_PATH;
+    let (head, body) = request.into_parts();
+    let is_upload = routes::is_upload(head.method.as_str(), head.uri.path());
     let read = async {
         if is_upload {
-            let file = upload::read_upload(&parts.headers, body).await?;
-            Ok((Bytes::new(), Some(file)))
+            let file = upload::read_upload(&head.headers, body).await?;
+            Ok((Bytes::new(), file))
         } else {
-            let bytes = upload::read_body(&parts.headers, body, state.body.max_body_bytes).await?;
+            let bytes = upload::read_body(&head.headers, body, state.body.max_body_bytes).await?;
             Ok((bytes, None))
         }
     };
-    let (body, upload) = tokio::time::timeout(state.body.read_timeout, read)
+    let (body, file) = tokio::time::timeout(state.body.read_timeout, read)
         .await
         .map_err(|_| Refusal::BodyTimedOut {
             secs: state.body.read_timeout.as_secs(),
@@ -256,18 +231,7 @@ where
     let _ticket = state.admission.enter(&slot)?;
     let session = state.admission.session(&slot).await;
     let engine_slot = state.admission.engine_slot().await?;
-    let job = Job {
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().unwrap_or_default().to_owned(),
-        content_type: parts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned),
-        method: parts.method,
-        body,
-        upload,
-    };
+    let job = Job { head, body, file };
     let turn = Turn {
         principal,
         slot,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::header::CONTENT_TYPE;
 use http::Method;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -23,6 +24,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tokio::sync::OwnedMutexGuard;
+use tradehabit_shared::routes;
 
 use crate::admission::EngineSlot;
 use crate::api::{self, Reply, Session};
@@ -41,45 +43,51 @@ pub fn legacy_api() -> Handler {
     Arc::new(api::handle)
 }
 
-/// An owned request for the blocking task; [`Job::request`] lends it to the
-/// engine as an [`api::Request`].
+/// A request as the HTTP layer read it, owned so that it can move into the
+/// blocking task; [`Job::request`] lends it to the engine as the one
+/// request type, [`api::Request`].
 #[derive(Debug)]
 pub(crate) struct Job {
-    /// The method.
-    pub(crate) method: Method,
-    /// The path without query string.
-    pub(crate) path: String,
-    /// The raw query string, or empty.
-    pub(crate) query: String,
-    /// The `Content-Type`, if readable as text.
-    pub(crate) content_type: Option<String>,
+    /// Method, URI and headers, as hyper parsed them.
+    pub(crate) head: http::request::Parts,
     /// The body (empty for uploads).
     pub(crate) body: Bytes,
-    /// For `POST /api/analyze`: the file part.
-    pub(crate) upload: Option<FilePart>,
+    /// For an upload: the `file` part, if the form had one.
+    pub(crate) file: Option<FilePart>,
 }
 
 impl Job {
     fn request(&self) -> api::Request<'_> {
+        let upload = self.is_analysis().then(|| match &self.file {
+            Some(file) => api::Upload::File {
+                filename: &file.filename,
+                content: &file.content,
+            },
+            None => api::Upload::Missing,
+        });
         api::Request {
-            method: self.method.as_str(),
-            path: &self.path,
-            query: &self.query,
-            content_type: self.content_type.as_deref(),
+            method: self.head.method.as_str(),
+            path: self.head.uri.path(),
+            query: self.head.uri.query().unwrap_or_default(),
+            content_type: self
+                .head
+                .headers
+                .get(CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok()),
             body: &self.body,
-            upload: self.upload.as_ref().map(FilePart::as_api),
+            upload,
         }
     }
 
     /// Whether this is an upload (`POST /api/analyze`), the call counted as
     /// an analysis in the metrics.
     fn is_analysis(&self) -> bool {
-        self.method == Method::POST && self.path == "/api/analyze"
+        routes::is_upload(self.head.method.as_str(), self.head.uri.path())
     }
 
     /// Whether the call may change the session (and so needs a snapshot).
     fn may_change_session(&self) -> bool {
-        !matches!(self.method, Method::GET | Method::HEAD)
+        !matches!(self.head.method, Method::GET | Method::HEAD)
     }
 }
 
@@ -163,9 +171,10 @@ pub(crate) struct Engine {
     metrics: EngineMetrics,
 }
 
-/// [`Handler`] with a `Debug` impl.
+/// [`Handler`] with a `Debug` impl, so that the types holding it can derive
+/// `Debug`.
 #[derive(Clone)]
-struct HandlerBox(Handler);
+pub(crate) struct HandlerBox(pub(crate) Handler);
 
 impl std::fmt::Debug for HandlerBox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -189,9 +198,9 @@ pub(crate) struct Turn {
 
 impl Engine {
     /// An engine calling `handler` and recording sizes in `sessions`.
-    pub(crate) fn new(handler: Handler, sessions: Arc<Store>, metrics: EngineMetrics) -> Self {
+    pub(crate) fn new(handler: HandlerBox, sessions: Arc<Store>, metrics: EngineMetrics) -> Self {
         Self {
-            handler: HandlerBox(handler),
+            handler,
             sessions,
             metrics,
         }

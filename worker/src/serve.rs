@@ -18,7 +18,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,21 +32,14 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::admission::{Admission, AdmissionMetrics};
-use crate::config::Config;
+use crate::config::{Config, ConnectionLimits};
 use crate::dispatch::{self, State};
-use crate::engine::{self, Engine, EngineMetrics, Handler};
+use crate::engine::{self, Engine, EngineMetrics, Handler, HandlerBox};
 use crate::identity::TagKey;
 use crate::linger::{self, Linger, LingerSwitch};
 use crate::metrics::{self, RequestMetrics};
 use crate::session::{Clock, SessionMetrics, Store, SystemClock};
 use crate::socket::{BoundSocket, SocketError};
-
-/// Default time for a client to send a request's headers: 10 s.
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default number of open connections: 256.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
-/// Default time requests in flight get to finish after shutdown starts: 30 s.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so that
 /// the loop does not spin.
@@ -57,46 +49,12 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Connection limits.
-///
-/// # Defaults
-/// * `max_connections`: [`DEFAULT_MAX_CONNECTIONS`] (256)
-/// * `header_read_timeout`: [`DEFAULT_HEADER_READ_TIMEOUT`] (10 s)
-#[derive(Debug, Clone)]
-pub struct ConnectionLimits {
-    /// Connections open at once.
-    pub max_connections: NonZeroUsize,
-    /// Time to receive a request's headers before the connection is closed.
-    /// It also runs while a keep-alive connection waits for its next
-    /// request, so it doubles as the idle-connection timeout.
-    pub header_read_timeout: Duration,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: NonZeroUsize::new(DEFAULT_MAX_CONNECTIONS)
-                .expect("default is non-zero"),
-            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
-        }
-    }
-}
-
 /// A worker to be started.
 #[derive(Debug)]
 pub struct Worker {
     config: Config,
     clock: Arc<dyn Clock>,
-    handler: HandlerSlot,
-}
-
-/// [`Handler`] with a `Debug` impl.
-struct HandlerSlot(Handler);
-
-impl std::fmt::Debug for HandlerSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Handler")
-    }
+    handler: HandlerBox,
 }
 
 impl Worker {
@@ -106,7 +64,7 @@ impl Worker {
         Self {
             config,
             clock: Arc::new(SystemClock),
-            handler: HandlerSlot(engine::legacy_api()),
+            handler: HandlerBox(engine::legacy_api()),
         }
     }
 
@@ -118,7 +76,7 @@ impl Worker {
 
     /// Uses another engine entry point (tests).
     pub fn with_handler(mut self, handler: Handler) -> Self {
-        self.handler = HandlerSlot(handler);
+        self.handler = HandlerBox(handler);
         self
     }
 
@@ -142,7 +100,7 @@ impl Worker {
             AdmissionMetrics::register(&mut registry),
         );
         let engine = Engine::new(
-            handler.0,
+            handler,
             Arc::clone(&sessions),
             EngineMetrics::register(&mut registry),
         );

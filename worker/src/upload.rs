@@ -1,15 +1,16 @@
 //! Body stage: request body → what the engine gets, with size and shape
 //! limits, read as a stream so that nothing over the limits is buffered.
 //!
-//! * `POST /api/analyze`: the first multipart part named `file` that has a
-//!   filename becomes a `FilePart` (legacy-api 4.1). Its bytes are read up
-//!   to [`MAX_UPLOAD_BYTES`] + 1 and no further — one byte over is enough
-//!   for the engine to refuse the file as too large, and reading stops
-//!   there. Other parts are skipped; the whole multipart stream may be at
-//!   most [`UPLOAD_STREAM_SLACK_BYTES`] longer than the file limit. No
-//!   `Content-Type` at all means no file part (the legacy answer); another
-//!   content type, a missing boundary or a malformed body each get their own
-//!   400, never a 500.
+//! * The upload route (`POST /api/analyze`, see
+//!   [`tradehabit_shared::routes`]): the first multipart part named `file`
+//!   that has a filename becomes a [`FilePart`]. Its bytes are read up to
+//!   [`MAX_UPLOAD_BYTES`] + 1 and no further — one byte over is enough for
+//!   the engine to refuse the file as too large (`docs/quirks.md`, H-10),
+//!   and reading stops there. Other parts are skipped; the whole multipart
+//!   stream may be at most [`UPLOAD_STREAM_SLACK_BYTES`] longer than the
+//!   file limit. No `Content-Type` at all means no file part (the legacy
+//!   answer); another content type, a missing boundary or a malformed body
+//!   each get their own 400, never a 500.
 //! * Every other request: the body is read whole, up to a configured limit
 //!   (413 beyond it, refused from `Content-Length` before reading when the
 //!   length is declared).
@@ -21,8 +22,8 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::HeaderMap;
 use http_body_util::{BodyDataStream, BodyExt, LengthLimitError, Limited};
 use hyper::body::Body;
+use tradehabit_shared::routes::{MAX_UPLOAD_BYTES, UPLOAD_FIELD};
 
-use crate::api::{self, MAX_UPLOAD_BYTES};
 use crate::refusal::Refusal;
 
 /// How much longer than [`MAX_UPLOAD_BYTES`] a whole multipart body may be
@@ -31,46 +32,28 @@ use crate::refusal::Refusal;
 /// large" rule rather than by this cap.
 pub const UPLOAD_STREAM_SLACK_BYTES: u64 = 1024 * 1024;
 
-/// Default limit on a non-upload request body (JSON for settings and
-/// goals): 64 KiB.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// The multipart field the legacy backend reads the CSV from.
-const FILE_FIELD: &str = "file";
-
-/// The owned form of [`api::Upload`]: what the HTTP layer found in an
-/// upload request.
+/// The file part of an upload as received; the engine sees it as
+/// [`crate::api::Upload::File`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum FilePart {
-    /// No part named `file` with a filename.
-    Missing,
-    /// The first such part; `content` is cut at `MAX_UPLOAD_BYTES + 1`.
-    File {
-        /// The filename as sent.
-        filename: String,
-        /// The bytes.
-        content: Bytes,
-    },
+pub(crate) struct FilePart {
+    /// The filename as sent.
+    pub(crate) filename: String,
+    /// The bytes, cut at `MAX_UPLOAD_BYTES + 1`.
+    pub(crate) content: Bytes,
 }
 
-impl FilePart {
-    /// The borrowed view the engine takes.
-    pub(crate) fn as_api(&self) -> api::Upload<'_> {
-        match self {
-            Self::Missing => api::Upload::Missing,
-            Self::File { filename, content } => api::Upload::File { filename, content },
-        }
-    }
-}
-
-/// Reads an upload request's body into its [`FilePart`].
-pub(crate) async fn read_upload<B>(headers: &HeaderMap, body: B) -> Result<FilePart, Refusal>
+/// Reads an upload request's body into its [`FilePart`] (`None`: there is
+/// no `file` part with a filename).
+pub(crate) async fn read_upload<B>(
+    headers: &HeaderMap,
+    body: B,
+) -> Result<Option<FilePart>, Refusal>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let Some(content_type) = headers.get(CONTENT_TYPE) else {
-        return Ok(FilePart::Missing);
+        return Ok(None);
     };
     let content_type = content_type.to_str().map_err(|_| Refusal::NotMultipart)?;
     if !is_form_data(content_type) {
@@ -83,7 +66,7 @@ where
     let mut multipart =
         multer::Multipart::with_constraints(BodyDataStream::new(body), boundary, constraints);
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_refusal)? {
-        if field.name() != Some(FILE_FIELD) {
+        if field.name() != Some(UPLOAD_FIELD) {
             continue;
         }
         // A `file` part without a filename is a plain form field to the
@@ -100,12 +83,12 @@ where
             }
             content.extend_from_slice(&chunk);
         }
-        return Ok(FilePart::File {
+        return Ok(Some(FilePart {
             filename,
             content: content.freeze(),
-        });
+        }));
     }
-    Ok(FilePart::Missing)
+    Ok(None)
 }
 
 /// Entry point for the fuzz targets (`fuzz/`) and the in-suite fuzz smoke
@@ -122,8 +105,7 @@ pub async fn read_upload_bytes(
         headers.insert(CONTENT_TYPE, value);
     }
     match read_upload(&headers, http_body_util::Full::new(body)).await {
-        Ok(FilePart::Missing) => Ok(None),
-        Ok(FilePart::File { filename, content }) => Ok(Some((filename, content.len()))),
+        Ok(file) => Ok(file.map(|file| (file.filename, file.content.len()))),
         Err(refusal) => Err(refusal.status().as_u16()),
     }
 }
@@ -222,7 +204,7 @@ mod tests {
         Full::new(Bytes::from(body))
     }
 
-    async fn upload(parts: &[Vec<u8>]) -> Result<FilePart, Refusal> {
+    async fn upload(parts: &[Vec<u8>]) -> Result<Option<FilePart>, Refusal> {
         read_upload(&form_headers(), form(parts)).await
     }
 
@@ -238,10 +220,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             found,
-            FilePart::File {
+            Some(FilePart {
                 filename: "a.csv".into(),
                 content: Bytes::from_static(b"x,y\n1,2\n")
-            }
+            })
         );
     }
 
@@ -251,16 +233,16 @@ mod tests {
             upload(&[part("upload", Some("a.csv"), b"1")])
                 .await
                 .unwrap(),
-            FilePart::Missing
+            None
         );
         let no_type = read_upload(&HeaderMap::new(), Full::new(Bytes::from_static(b"x"))).await;
-        assert_eq!(no_type.unwrap(), FilePart::Missing);
+        assert_eq!(no_type.unwrap(), None);
     }
 
     #[tokio::test]
     async fn content_is_cut_one_byte_past_the_limit() {
         let exact = vec![b'a'; MAX_UPLOAD_BYTES];
-        let FilePart::File { content, .. } = upload(&[part("file", Some("a.csv"), &exact)])
+        let Some(FilePart { content, .. }) = upload(&[part("file", Some("a.csv"), &exact)])
             .await
             .unwrap()
         else {
@@ -268,7 +250,7 @@ mod tests {
         };
         assert_eq!(content.len(), MAX_UPLOAD_BYTES);
         let over = vec![b'a'; MAX_UPLOAD_BYTES + 5000];
-        let FilePart::File { content, .. } =
+        let Some(FilePart { content, .. }) =
             upload(&[part("file", Some("a.csv"), &over)]).await.unwrap()
         else {
             panic!("expected a file");

@@ -1,5 +1,5 @@
-//! Engine behaviour pinned by the spec's worked examples (analysis.md §4,
-//! §5, §6.1, §6.4, E-15) and the API-level decisions (H-4, H-7, H-16,
+//! Engine behaviour pinned by worked examples (trade reconstruction, P&L,
+//! stop detection, risk points, E-15) and the API-level decisions (H-4, H-7, H-16,
 //! E-20…E-22, CSV-injection defence). `docs/quirks.md` points here.
 
 use tradehabit_worker::analysis::{self, parse::ParseError, tag_trades};
@@ -52,7 +52,7 @@ fn verdict(csv: &str) -> (bool, Option<f64>) {
 
 #[test]
 fn stop_detection_verified_cases() {
-    // analysis.md §6.1 table: (extra order, tagged?, risk points)
+    // Stop detection cases: (extra order, tagged?, risk points)
     let cases: Vec<(String, bool, Option<f64>)> = vec![
         (
             stop("10:00:01", "Canceled", "Stop", "Sell", "95"),
@@ -150,7 +150,7 @@ fn stop_detection_verified_cases() {
 #[test]
 #[allow(clippy::type_complexity)]
 fn reconstruction_worked_example() {
-    // analysis.md §4: two symbols, scale-in, partial exit, reversal.
+    // Two symbols, scale-in, partial exit, reversal.
     let csv = format!(
         "{HDR}{}{}{}{}{}{}{}{}",
         row(1, "9:00:00", "9:00:00", "Buy", "ES", "1", "100", "Market", "", "Filled"),
@@ -254,6 +254,7 @@ fn revenge_and_pipeline_order() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario read top to bottom; the limit is for non-test code
 fn upload_errors_name_rows_and_columns() {
     let bad = |csv: String| analysis::load(csv.as_bytes()).unwrap_err();
     // E-21 blank side on a fill.

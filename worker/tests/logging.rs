@@ -69,6 +69,7 @@ async fn with_id(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::too_many_lines)] // one scenario read top to bottom; the limit is for non-test code
 async fn log_lines_carry_ids_and_counts_but_never_data_or_principals() {
     let capture = install();
     let real = TestWorker::start().await;

@@ -27,8 +27,8 @@ use serde::Deserialize;
 use super::problems::{index, join, Problems};
 use super::Rejection;
 
-/// Default largest uploaded file: 2 MiB, the legacy limit.
-pub const DEFAULT_MAX_FILE_BYTES: u64 = 2 * 1024 * 1024;
+/// Default largest uploaded file: 2 MiB, the API's upload limit.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = tradehabit_shared::routes::MAX_UPLOAD_BYTES as u64;
 
 /// Default form field of the file.
 pub const DEFAULT_FIELD: &str = "file";

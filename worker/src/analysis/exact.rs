@@ -1,4 +1,5 @@
-//! Exact `statistics.mean` and `statistics.pstdev` (analysis.md §1.4): the
+//! Exact `statistics.mean` and `statistics.pstdev` (`docs/quirks.md`,
+//! E-16): the
 //! doubles are summed exactly as integers scaled by a common power of two,
 //! divided exactly, and rounded once to the nearest double (ties to even).
 

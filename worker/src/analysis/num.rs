@@ -1,9 +1,9 @@
 //! Numeric helpers that reproduce the legacy's Python/numpy arithmetic
-//! (analysis.md §1): `py_round`, `np_round`, median, plain sums, number
+//! (`docs/quirks.md`, E-15, E-16): `py_round`, `np_round`, median, plain sums, number
 //! formatting for texts and Python's `float()` / pandas number grammars.
 
 /// Python's `round(x, n)` on a float: round the exact binary value to `n`
-/// decimals, ties to even, return the nearest double (analysis.md §1.2).
+/// decimals, ties to even, return the nearest double.
 pub fn py_round(x: f64, n: u32) -> f64 {
     if !x.is_finite() {
         return x;
@@ -34,7 +34,7 @@ pub fn py_round(x: f64, n: u32) -> f64 {
     text.parse::<f64>().unwrap_or(x)
 }
 
-/// numpy's `round(x, n)`: multiply, round half to even, divide (§1.3).
+/// numpy's `round(x, n)`: multiply, round half to even, divide.
 pub fn np_round(x: f64, n: u32) -> f64 {
     let scale = 10f64.powi(n as i32);
     (x * scale).round_ties_even() / scale

@@ -1,4 +1,4 @@
-//! The mistake pipeline (analysis.md §6): no stop-loss, outsized loss,
+//! The mistake pipeline: no stop-loss, outsized loss,
 //! revenge, (risk points), excessive risk — always in this order, on
 //! cleared tags.
 
@@ -6,7 +6,7 @@ use super::exact::{mean, pstdev};
 use super::num::median;
 use super::trades::{Trade, TAG_EXCESSIVE, TAG_NO_STOP, TAG_OUTSIZED, TAG_REVENGE};
 
-/// The four thresholds (legacy-api §1).
+/// The four thresholds a session stores (`/api/settings`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
     /// Revenge window multiplier.
@@ -35,7 +35,7 @@ pub fn tag_trades(trades: &mut [Trade], sigma_loss: f64, k: f64, sigma_risk: f64
     for t in trades.iter_mut() {
         t.tags = if t.no_stop { TAG_NO_STOP } else { 0 };
     }
-    // §6.2 outsized loss.
+    // Outsized loss.
     let losses: Vec<f64> = trades
         .iter()
         .filter(|t| t.is_loss())
@@ -49,14 +49,14 @@ pub fn tag_trades(trades: &mut [Trade], sigma_loss: f64, k: f64, sigma_risk: f64
             }
         }
     }
-    // §6.3 revenge.
+    // Revenge.
     let flags = revenge_flags(trades, k);
     for (t, f) in trades.iter_mut().zip(flags) {
         if f {
             t.tags |= TAG_REVENGE;
         }
     }
-    // §6.5 excessive risk.
+    // Excessive risk.
     let risks: Vec<f64> = trades.iter().filter_map(|t| t.risk_points).collect();
     if !risks.is_empty() {
         let sd = if risks.len() > 1 { pstdev(&risks) } else { 0.0 };
@@ -69,7 +69,8 @@ pub fn tag_trades(trades: &mut [Trade], sigma_loss: f64, k: f64, sigma_risk: f64
     }
 }
 
-/// §6.3: which trades the revenge rule flags with multiplier `k`.
+/// Which trades the revenge rule flags with multiplier `k`
+/// (`docs/quirks.md`, E-11).
 pub fn revenge_flags(trades: &[Trade], k: f64) -> Vec<bool> {
     let mut out = vec![false; trades.len()];
     if trades.is_empty() {

@@ -1,6 +1,13 @@
-//! Statistics blocks (analysis.md §7), streaks and goals (§8). Every
-//! output is already rounded the way the legacy rounds it; the unrounded
-//! values that decide branches are kept alongside where needed.
+//! Statistics blocks: tag tallies, breakeven, outsized losses, excessive
+//! risk, risk-sizing consistency, stop-loss discipline, revenge trading and
+//! the summary's risk flag; streaks for the goals live in `streaks`. Every
+//! output is already rounded the way the legacy rounds it (`docs/quirks.md`,
+//! E-15); the unrounded values that decide branches are kept alongside
+//! where needed.
+
+mod streaks;
+
+pub use streaks::{streaks, Clean, Metric};
 
 use super::exact::{mean, pstdev};
 use super::num::{median, np_round, plain_sum, py_round};
@@ -15,7 +22,7 @@ pub enum Number {
     Float(f64),
 }
 
-/// §7.1 tag tallies.
+/// Tag tallies: per tag, in total, and trades with any tag.
 #[derive(Debug, Clone, Default)]
 pub struct Tally {
     /// Trades.
@@ -58,7 +65,7 @@ impl Tally {
     }
 }
 
-/// §7.2 categories.
+/// Where the win rate stands against the breakeven win rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Category {
     /// No losing trade.
@@ -73,7 +80,9 @@ pub enum Category {
     Below,
 }
 
-/// §7.2 breakeven block (rounded outputs).
+/// The breakeven block: win rate, averages, payoff, expectancy and the
+/// win rates required to break even (rounded outputs; `docs/quirks.md`,
+/// E-28).
 #[derive(Debug, Clone)]
 pub struct Breakeven {
     /// Trades.
@@ -165,7 +174,7 @@ impl Breakeven {
     }
 }
 
-/// §7.3 outsized-loss statistics (rounded outputs).
+/// Outsized-loss statistics over losing trades (rounded outputs).
 #[derive(Debug, Clone)]
 pub struct Outsized {
     /// |L|.
@@ -252,7 +261,7 @@ impl Outsized {
     }
 }
 
-/// §7.4 excessive-risk statistics (rounded outputs).
+/// Excessive-risk statistics over trades with a stop (rounded outputs).
 #[derive(Debug, Clone)]
 pub struct Excessive {
     /// |V|.
@@ -320,7 +329,7 @@ impl Excessive {
     }
 }
 
-/// §7.5 risk-sizing consistency (rounded outputs).
+/// Risk-sizing consistency: the spread of risk points (rounded outputs).
 #[derive(Debug, Clone)]
 pub struct RiskSizing {
     /// |V|.
@@ -371,7 +380,8 @@ impl RiskSizing {
     }
 }
 
-/// §7.6 stop-loss statistics (rounded outputs).
+/// Stop-loss statistics: trades and losses with and without a stop
+/// (rounded outputs).
 #[derive(Debug, Clone)]
 pub struct StopLoss {
     /// Trades.
@@ -428,7 +438,7 @@ impl StopLoss {
     }
 }
 
-/// §7.7 revenge statistics (rounded outputs).
+/// Revenge-trading statistics against all trades (rounded outputs).
 #[derive(Debug, Clone)]
 pub struct Revenge {
     /// Trades.
@@ -516,7 +526,8 @@ impl Revenge {
     }
 }
 
-/// §7.8 the summary's risk-variation flag (stored `vr`).
+/// The summary's risk-variation flag, with the stored `vr`
+/// (`docs/quirks.md`, E-33).
 pub fn risk_variation_flag(trades: &[Trade], vr: f64) -> bool {
     let v: Vec<f64> = trades.iter().filter_map(|t| t.risk_points).collect();
     if v.is_empty() {
@@ -528,82 +539,4 @@ pub fn risk_variation_flag(trades: &[Trade], vr: f64) -> bool {
         return false;
     }
     sd / m >= vr
-}
-
-/// §8 streak metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Metric {
-    /// By trade.
-    Trades,
-    /// By entry day.
-    Days,
-}
-
-/// §8 clean predicate, reduced to tag bits: an empty `mistake_types` list
-/// means "no tag at all"; a non-empty one means "none of the listed tags"
-/// (names that are not tags never match).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Clean {
-    /// Empty list: any tag breaks the streak.
-    NoTag,
-    /// Non-empty list: these tag bits break the streak.
-    Without(u8),
-}
-
-impl Clean {
-    /// The predicate for a `mistake_types` list.
-    pub fn from_types(types: &[String]) -> Clean {
-        if types.is_empty() {
-            return Clean::NoTag;
-        }
-        let mask = TAGS
-            .iter()
-            .filter(|(_, name)| types.iter().any(|m| m == name))
-            .fold(0, |a, (b, _)| a | b);
-        Clean::Without(mask)
-    }
-    /// Whether a trade is clean.
-    pub fn is_clean(self, t: &Trade) -> bool {
-        match self {
-            Clean::NoTag => t.tags == 0,
-            Clean::Without(mask) => t.tags & mask == 0,
-        }
-    }
-}
-
-/// §8 streaks: `(current, best)`, with an optional start day filter
-/// (days since 1970-01-01, compared with the entry date).
-pub fn streaks(
-    trades: &[Trade],
-    clean: Clean,
-    metric: Metric,
-    start_day: Option<i64>,
-) -> (usize, usize) {
-    let day = |t: &Trade| t.entry_time.div_euclid(86_400);
-    let kept = trades
-        .iter()
-        .filter(|t| start_day.is_none_or(|d| day(t) >= d));
-    let seq: Vec<bool> = match metric {
-        Metric::Trades => kept.map(|t| clean.is_clean(t)).collect(),
-        Metric::Days => {
-            let mut days: std::collections::BTreeMap<i64, bool> = std::collections::BTreeMap::new();
-            for t in kept {
-                let c = clean.is_clean(t);
-                let e = days.entry(day(t)).or_insert(true);
-                *e = *e && c;
-            }
-            days.into_values().collect()
-        }
-    };
-    let mut cur = 0;
-    let mut best = 0;
-    for c in seq {
-        if c {
-            cur += 1;
-            best = best.max(cur);
-        } else {
-            cur = 0;
-        }
-    }
-    (cur, best)
 }

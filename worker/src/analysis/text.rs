@@ -1,4 +1,4 @@
-//! Diagnostics (analysis.md §9): our own wording, the legacy's facts,
+//! Diagnostics: our own wording, the legacy's facts,
 //! numbers and branch conditions.
 
 use super::num::{fixed, pct1, py_repr, py_round, py_round_int};
@@ -6,21 +6,21 @@ use super::stats::{
     Breakeven, Category, Excessive, Outsized, Revenge, RiskSizing, StopLoss, Tally,
 };
 
-/// Which Trading Summary (§9.2).
+/// Which Trading Summary.
 #[derive(Debug, Clone, Copy)]
 pub enum SummaryVariant {
     /// `/api/summary`: may add a secondary issue.
     Summary {
         /// 2-dp win rate below `required_wr_adj`.
         shortfall: bool,
-        /// §7.8 flag.
+        /// The summary's risk-variation flag.
         risk_flag: bool,
     },
     /// `/api/insights`: always the compliment (E-30).
     Insights,
 }
 
-/// §9.2 Trading Summary.
+/// The Trading Summary diagnostic.
 pub fn summary(t: &Tally, variant: SummaryVariant) -> String {
     if t.n == 0 {
         return "There are no trades to analyse yet.".into();
@@ -66,7 +66,7 @@ pub fn summary(t: &Tally, variant: SummaryVariant) -> String {
     s
 }
 
-/// §9.3 Stop-Loss Discipline.
+/// The Stop-Loss Discipline diagnostic.
 pub fn stop_loss(s: &StopLoss) -> String {
     if s.without == 0 {
         if s.n == 0 {
@@ -120,7 +120,7 @@ pub fn stop_loss(s: &StopLoss) -> String {
     )
 }
 
-/// §9.4 Excessive Risk Sizing.
+/// The Excessive Risk Sizing diagnostic.
 pub fn excessive(e: &Excessive) -> String {
     if e.n_with_stops == 0 {
         return "There is no stop-loss data to assess excessive risk.".into();
@@ -160,7 +160,7 @@ pub fn excessive(e: &Excessive) -> String {
     }
 }
 
-/// §9.5 Outsized Losses.
+/// The Outsized Losses diagnostic.
 pub fn outsized(o: &Outsized) -> String {
     if o.total_losing == 0 {
         return "There are no losing trades to analyse.".into();
@@ -194,7 +194,7 @@ pub fn outsized(o: &Outsized) -> String {
     }
 }
 
-/// §9.6 Revenge Trading.
+/// The Revenge Trading diagnostic.
 pub fn revenge(r: &Revenge) -> String {
     if r.n == 0 {
         return "There are no trades to analyse.".into();
@@ -248,7 +248,7 @@ pub fn revenge(r: &Revenge) -> String {
     format!("{head} {body}")
 }
 
-/// §9.7 Risk Sizing Consistency.
+/// The Risk Sizing Consistency diagnostic.
 pub fn risk_sizing(r: &RiskSizing, vr: f64, n: usize) -> String {
     match r.consistent {
         None if r.count == 0 => format!(
@@ -274,7 +274,7 @@ pub fn risk_sizing(r: &RiskSizing, vr: f64, n: usize) -> String {
     }
 }
 
-/// §9.8 Breakeven Analysis.
+/// The Breakeven Analysis diagnostic.
 pub fn breakeven(b: &Breakeven) -> String {
     if b.n == 0 {
         return "There are no trades to analyse.".into();

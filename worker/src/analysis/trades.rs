@@ -1,6 +1,7 @@
-//! Fills → trades (analysis.md §3–§5), and the two order-table facts each
+//! Fills → trades (position tracking, entries, exits, P&L), and the two
+//! order-table facts each
 //! trade needs that do not depend on thresholds: stop-loss protection
-//! (§6.1) and risk points (§6.4). Both use per-symbol, per-side indexes of
+//! and risk points. Both use per-symbol, per-side indexes of
 //! stop orders sorted by time and binary search, so the whole build is
 //! O(n log n) in the number of orders.
 
@@ -50,9 +51,9 @@ pub struct Trade {
     pub pnl: f64,
     /// |points| per contract, 2 dp (also for winners, E-10).
     pub points_lost: f64,
-    /// §6.1 verdict: no protective stop found.
+    /// Stop detection's verdict: no protective stop found.
     pub no_stop: bool,
-    /// §6.4 stop distance (null when `no_stop`).
+    /// Distance from entry to the defining stop (null when `no_stop`).
     pub risk_points: Option<f64>,
     /// Tag bits ([`TAGS`]).
     pub tags: u8,
@@ -138,9 +139,9 @@ struct Position {
     entry_price: f64,
 }
 
-/// Reconstructs trades (§3–§5) and attaches stop detection and risk points.
+/// Reconstructs trades and attaches stop detection and risk points.
 pub fn build_trades(table: &OrderTable) -> Result<Dataset, ParseError> {
-    // §3: fills sorted by fill time, ties in file order (E-14 fixed).
+    // Fills sorted by fill time, ties in file order (E-14 fixed).
     let mut order: Vec<usize> = (0..table.fills.len()).collect();
     order.sort_by_key(|&i| table.fills[i].time);
 
@@ -204,7 +205,7 @@ pub fn build_trades(table: &OrderTable) -> Result<Dataset, ParseError> {
 
     assign_ids(&mut trades);
 
-    // §5: P&L.
+    // P&L.
     for t in &mut trades {
         let is_buy = table.side_text(t.side).to_lowercase() == "buy";
         let dir = if is_buy { 1.0 } else { -1.0 };
@@ -257,7 +258,7 @@ fn any_in(v: &[i64], lo: i64, hi: i64) -> bool {
     i < v.len() && v[i] <= hi
 }
 
-/// §6.1 (no stop-loss) and §6.4 (risk points).
+/// Stop detection (no stop-loss, `docs/quirks.md` E-1…E-6) and risk points.
 fn detect_stops(table: &OrderTable, trades: &mut [Trade]) -> Result<(), ParseError> {
     let ns = table.symbols.len();
     // Event-time column E.

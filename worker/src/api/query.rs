@@ -2,7 +2,9 @@
 //! percent-decoding, first occurrence wins), path decoding, and Python
 //! 3.11's `datetime.fromisoformat` for goal start dates.
 
-use crate::analysis::parse::days_from_civil;
+use time::{Date, Weekday};
+
+use crate::analysis::parse::{calendar_date, epoch_day};
 
 /// A parsed query string.
 #[derive(Debug, Clone, Default)]
@@ -89,6 +91,16 @@ fn digits(b: &[u8], i: &mut usize, n: usize) -> Option<u32> {
     Some(s.iter().fold(0u32, |a, d| a * 10 + (d - b'0') as u32))
 }
 
+/// The date of ISO `year`-W`week`-`weekday` (1 = Monday), if that week
+/// exists in that year.
+fn iso_week_date(year: u32, week: u32, weekday: u32) -> Option<Date> {
+    if !(1..=7).contains(&weekday) {
+        return None;
+    }
+    let weekday = Weekday::Monday.nth_next(u8::try_from(weekday - 1).ok()?);
+    Date::from_iso_week_date(i32::try_from(year).ok()?, u8::try_from(week).ok()?, weekday).ok()
+}
+
 /// Python 3.11 `datetime.fromisoformat(s).date()` as days since
 /// 1970-01-01; `None` when Python would raise (the legacy then ignores the
 /// start date). Dates: `YYYY-MM-DD`, `YYYYMMDD`, `YYYY-Www[-D]`,
@@ -105,7 +117,7 @@ pub(crate) fn fromisoformat_day(s: &str) -> Option<i64> {
     if extended {
         i += 1;
     }
-    let day = if b.get(i) == Some(&b'W') {
+    let date = if b.get(i) == Some(&b'W') {
         i += 1;
         let week = digits(b, &mut i, 2)?;
         let mut weekday = 1;
@@ -120,22 +132,7 @@ pub(crate) fn fromisoformat_day(s: &str) -> Option<i64> {
             }
             weekday = digits(b, &mut i, 1)?;
         }
-        if !(1..=7).contains(&weekday) || week == 0 || week > 53 {
-            return None;
-        }
-        // ISO week 1 contains Jan 4.
-        let jan4 = days_from_civil(year as i64, 1, 4);
-        let jan4_wd = (jan4 + 3).rem_euclid(7) + 1; // 1970-01-01 was a Thursday (4)
-        let week1_monday = jan4 - (jan4_wd - 1);
-        if week == 53 {
-            let dec28 = days_from_civil(year as i64, 12, 28);
-            let dec28_wd = (dec28 + 3).rem_euclid(7) + 1;
-            let last_week_monday = dec28 - (dec28_wd - 1);
-            if (last_week_monday - week1_monday) / 7 + 1 < 53 {
-                return None;
-            }
-        }
-        week1_monday + (week as i64 - 1) * 7 + (weekday as i64 - 1)
+        iso_week_date(year, week, weekday)?
     } else {
         let month = digits(b, &mut i, 2)?;
         if extended {
@@ -144,20 +141,10 @@ pub(crate) fn fromisoformat_day(s: &str) -> Option<i64> {
             }
             i += 1;
         }
-        let d = digits(b, &mut i, 2)?;
-        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-        let dim = match month {
-            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-            4 | 6 | 9 | 11 => 30,
-            2 if leap => 29,
-            2 => 28,
-            _ => return None,
-        };
-        if d == 0 || d > dim {
-            return None;
-        }
-        days_from_civil(year as i64, month, d)
+        let day = digits(b, &mut i, 2)?;
+        calendar_date(year, month, day)?
     };
+    let day = epoch_day(date);
     if i == b.len() {
         return Some(day);
     }
@@ -273,7 +260,7 @@ mod tests {
 
     #[test]
     fn iso_dates() {
-        let d = days_from_civil(2024, 3, 1);
+        let d = epoch_day(calendar_date(2024, 3, 1).unwrap());
         assert_eq!(fromisoformat_day("2024-03-01"), Some(d));
         assert_eq!(fromisoformat_day("20240301"), Some(d));
         assert_eq!(fromisoformat_day("2024-03-01T12:00:00"), Some(d));

@@ -1,7 +1,7 @@
 //! Golden replay: send a golden file's request sequence over the socket and
 //! compare every answer with the legacy backend's (`tests/fixtures/GOLDEN.md`).
 //!
-//! Comparison rules (the same as the engine's parity test, issue 3):
+//! Comparison rules (the same as the engine's parity test, `docs/worker.md`):
 //! * the values at the file's `ignore_paths` (`$..trades[*].id`,
 //!   `$..losses[*].tradeId`) are not compared, but must be strings;
 //! * the file's `free_text_keys` (`diagnostic`, `diagnostic_text`,
@@ -12,7 +12,7 @@
 //!   `null`s; status codes and `Content-Type: application/json` too.
 //!
 //! `errors.json` was captured from the unpatched legacy backend, so where
-//! `spec/decisions.md` changes an answer the expectation follows the
+//! `docs/quirks.md` changes an answer the expectation follows the
 //! decision instead of the capture:
 //! * a legacy 500, and a non-finite numeric query parameter (`nan`, `inf`)
 //!   that the legacy accepted, become a 400 error envelope (H-4 … H-7,
@@ -45,7 +45,7 @@ pub const CSV_GOLDENS: &[&str] = &[
     "legacy-test-data",
 ];
 
-/// The numeric query parameters (legacy-api section 3).
+/// The numeric query parameters of the API.
 const NUMERIC_PARAMS: &[&str] = &["sigma", "sigma_risk", "k", "vr", "sigma_loss"];
 
 /// The group whose probes show the state right after a baseline upload.
@@ -225,7 +225,7 @@ pub fn upload_bytes(golden: &Value, upload: &Value) -> Vec<u8> {
 fn check_decided_refusal(label: &str, answer: &Answer, mismatches: &mut Vec<String>) {
     if answer.status != 400 {
         mismatches.push(format!(
-            "{label}: expected a 400 (decisions.md) but got {}: {}",
+            "{label}: expected a 400 (docs/quirks.md) but got {}: {}",
             answer.status,
             truncate(&answer.text())
         ));
