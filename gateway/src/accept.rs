@@ -18,22 +18,46 @@
 //! gracefully (HTTP/1.1 closes after the current response, HTTP/2 sends
 //! GOAWAY); whatever is still open at `server.shutdown_timeout` is dropped.
 //!
-//! hyper's own bound on an HTTP/1.1 head, and the h2 crate's on an HTTP/2
-//! header list, is twice `limits.max_header_bytes`: a head over the
-//! policy's limits but within that reaches `policy::shape` and gets the
-//! gateway's 431/414 envelope with the security headers and a request audit
-//! line. Only beyond it (and for more than `limits.max_header_count` fields
-//! on HTTP/1.1, which hyper counts itself) do hyper or h2 answer a bare 431
-//! (HTTP/1.1 then closes the connection).
+//! On HTTP/1.1 hyper reads the connection through the gateway's framing
+//! reader (`accept/framing.rs`), which follows each request's framing as
+//! the client wrote it and decides what hyper is shown:
 //!
-//! On HTTP/1.1 the gateway also follows each request's framing as the client
-//! wrote it (`accept/framing.rs`): a head with both `Content-Length` and
-//! `Transfer-Encoding`, or `Content-Length` twice, is refused with 400 by
-//! `policy::shape` and the connection closed, although hyper would have
-//! resolved it. Where the reader stops following (an `Upgrade` or `CONNECT`
-//! head, which `policy::shape` refuses, or anything it cannot read), the
-//! answer then being written carries `Connection: close`, and a request
-//! hyper reads after that point is refused the same way.
+//! * a head with both `Content-Length` and `Transfer-Encoding`, or
+//!   `Content-Length` twice, is refused with 400 by `policy::shape`,
+//!   although hyper would have resolved it;
+//! * a head over twice `limits.max_header_bytes`, with more than
+//!   `limits.max_header_count` fields, or with a request line beyond those
+//!   bounds, is ended short by the reader before hyper's own bounds (set
+//!   just above the reader's) are reached, so hyper never answers its bare
+//!   431/414: `policy::shape` refuses it with the gateway's 431/414
+//!   envelope, security headers, request id and audit line;
+//! * a chunked body that breaks RFC 9112 §7.1 (lenient chunk-size lines,
+//!   control bytes, bare LF, oversized extensions or trailers) ends in an
+//!   error the body stage answers with a 400 envelope.
+//!
+//! Each of these answers carries `Connection: close`, and nothing the
+//! client sent after the refused part is read as a request. A head over
+//! the policy's limits but within twice them reaches `policy::shape` whole
+//! and gets the same envelope. Where the reader stops following the
+//! connection (an `Upgrade` or `CONNECT` head, which `policy::shape`
+//! refuses, or a head it cannot parse), the answer then being written
+//! carries `Connection: close` too, and a request hyper reads after that
+//! point is refused with 400.
+//!
+//! On HTTP/2 the h2 crate bounds a header list at twice
+//! `limits.max_header_bytes` (as HPACK counts it: name, value and 32 bytes
+//! per field), advertised to the client in `SETTINGS_MAX_HEADER_LIST_SIZE`.
+//! A list within that reaches `policy::shape` and gets the envelope. Beyond
+//! it, h2 answers the stream itself, inside the crate, before hyper or the
+//! gateway learn of the request: a HEADERS frame with `:status 431` and
+//! END_STREAM (no body, no security headers, no request id, no request
+//! audit line), then RST_STREAM; the connection stays open. No hook exists
+//! there, and the bound cannot go: it also sets h2's limit on CONTINUATION
+//! frames per header block (the CONTINUATION-flood protection) and on the
+//! header block h2 buffers, and a list far beyond it (h2's abuse limit)
+//! ends the connection with GOAWAY `ENHANCE_YOUR_CALM`, audited as a
+//! protocol violation (below). Conforming clients read the advertised
+//! setting and never send such a list.
 //!
 //! A request answered before its body was read (`policy::Leftover`): on
 //! HTTP/1.1 the answer carries `Connection: close` and the connection
@@ -78,7 +102,8 @@ use crate::config::Limits;
 use crate::lifecycle::State;
 use crate::policy::Leftover;
 use crate::{plain_http, policy, tls};
-pub(crate) use framing::follow as follow_framing;
+pub use framing::Followed;
+pub(crate) use framing::{follow as follow_framing, BodyFramingRefused};
 pub(crate) use head::HeadError;
 use linger::{Linger, LingerSwitch};
 
@@ -276,27 +301,30 @@ async fn serve_connection(
             let records = Arc::clone(&state);
             // What the HTTP/1.1 framing reader finds (HTTP/2 has no reader,
             // so nothing is ever found there).
-            let ambiguity = Arc::new(framing::Ambiguity::default());
-            let found = Arc::clone(&ambiguity);
+            let head_bounds = reader_bounds(&limits);
+            let verdicts = Arc::new(framing::Verdicts::default());
+            let found = Arc::clone(&verdicts);
             let service = service_fn(move |mut request: Request<Incoming>| {
                 let (state, conn) = (Arc::clone(&state), Arc::clone(&conn));
                 let guard = InFlight::start(&activity);
-                let (number, ambiguous) = found.next_request();
-                if let Some(why) = ambiguous {
-                    let detail = policy::AmbiguousFraming(why.detail());
-                    request.extensions_mut().insert(detail);
+                let (number, refused) = found.next_request();
+                if let Some(why) = refused {
+                    request
+                        .extensions_mut()
+                        .insert(head_as_written(why, &head_bounds));
                 }
                 let lingers = lingers.clone();
-                let reader = Arc::clone(&found);
+                let found = Arc::clone(&found);
                 async move {
                     let (response, leftover) = policy::handle(request, &conn, &state).await;
-                    // Nothing after an ambiguous head, or after the point
-                    // where the reader stopped following the connection
-                    // (upgrade, tunnel, a head or chunk it cannot read), is
-                    // read as a request: this answer is the last. Checked
-                    // once the answer is ready, as the reader may stop
-                    // while this request's body is read.
-                    let close = ambiguous.is_some() || reader.ends_connection(number);
+                    // Nothing after a refused head or body, or after the
+                    // point where the reader stopped following the
+                    // connection (upgrade, tunnel, a head it cannot parse),
+                    // is read as a request: this answer is the last.
+                    // Checked once the answer is ready, as the reader may
+                    // stop or refuse while this request's body is read.
+                    let close =
+                        refused.is_some() || found.body_refused() || found.ends_connection(number);
                     let response = finish(response, leftover, close, lingers.as_deref(), bounds);
                     Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard)))
                 }
@@ -311,11 +339,7 @@ async fn serve_connection(
                     records.audit.connection(event, peer);
                 }
             } else {
-                let framing = framing::Framing::new(
-                    hyper_head_bytes(&limits),
-                    limits.max_header_count,
-                    ambiguity,
-                );
+                let framing = framing::Framing::new(head_bounds, verdicts);
                 let switch = linger.unwrap_or_default();
                 let io = Linger::new(io.into_inner(), switch, bounds);
                 let (io, client_sent) = head::HeadWatch::new(io, framing);
@@ -390,26 +414,58 @@ fn finish(
     response
 }
 
-/// hyper's bound on an HTTP/1.1 head, as a multiple of the policy's.
-const HYPER_HEAD_BYTES_FACTOR: usize = 2;
+/// The framing reader's bound on an HTTP/1.1 head, and h2's on an HTTP/2
+/// header list, as a multiple of the policy's.
+const HEAD_BYTES_FACTOR: usize = 2;
+
+/// hyper's default bound on its read buffer; raised when a head may be
+/// longer.
+const HYPER_DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
 
 /// hyper keeps this many header slots on the stack; any other
 /// `max_headers` moves them to the heap for every request.
 const HYPER_STACK_HEADERS: usize = 100;
 
-/// hyper's bound on an HTTP/1.1 head, and on an HTTP/2 header list.
-fn hyper_head_bytes(limits: &Limits) -> usize {
-    limits
-        .max_header_bytes
-        .saturating_mul(HYPER_HEAD_BYTES_FACTOR)
+/// The framing reader's bound on an HTTP/1.1 head, and h2's on an HTTP/2
+/// header list.
+fn head_bytes(limits: &Limits) -> usize {
+    limits.max_header_bytes.saturating_mul(HEAD_BYTES_FACTOR)
+}
+
+/// The HTTP/1.1 framing reader's bounds.
+fn reader_bounds(limits: &Limits) -> framing::Bounds {
+    framing::Bounds {
+        head_bytes: head_bytes(limits),
+        fields: limits.max_header_count,
+        trailer_bytes: limits.max_header_bytes,
+    }
+}
+
+/// The request extension for a head the reader refused.
+fn head_as_written(why: framing::HeadRefusal, bounds: &framing::Bounds) -> policy::HeadAsWritten {
+    use framing::HeadRefusal;
+    match why {
+        HeadRefusal::LengthAndChunked | HeadRefusal::SeveralLengths | HeadRefusal::Unfollowed => {
+            policy::HeadAsWritten::Ambiguous(why.detail())
+        }
+        HeadRefusal::TooLarge | HeadRefusal::TooManyFields => {
+            policy::HeadAsWritten::TooLarge(why.detail())
+        }
+        HeadRefusal::RequestLineTooLong => policy::HeadAsWritten::RequestLineTooLong {
+            at_least: bounds.request_line_bytes() + 1,
+        },
+    }
 }
 
 fn h1_builder(limits: &Limits) -> http1::Builder {
+    // Just above the reader's bounds: every head the reader shows fits.
+    let hyper_head_bytes = reader_bounds(limits).hyper_head_bytes();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_header_size(hyper_head_bytes(limits));
+        .max_header_size(hyper_head_bytes)
+        .max_buf_size(hyper_head_bytes.max(HYPER_DEFAULT_MAX_BUF));
     if limits.max_header_count != HYPER_STACK_HEADERS {
         builder.max_headers(limits.max_header_count);
     }
@@ -424,7 +480,7 @@ fn h2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
         // The same headroom as HTTP/1.1 (HPACK also counts 32 bytes per
         // field): a head over the policy's limits reaches `policy::shape`
         // and gets the gateway's envelope, not the h2 crate's bare 431.
-        .max_header_list_size(u32::try_from(hyper_head_bytes(limits)).unwrap_or(u32::MAX))
+        .max_header_list_size(u32::try_from(head_bytes(limits)).unwrap_or(u32::MAX))
         // Extended CONNECT (RFC 8441) is let through to the policy, which
         // refuses every CONNECT with its 400 envelope and an audit line;
         // without this h2 would reset such a stream with no answer at all.

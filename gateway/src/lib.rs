@@ -66,11 +66,16 @@ pub mod fuzzing {
         crate::policy::path::check(path)
     }
 
-    /// The HTTP/1.1 framing reader (`accept/framing.rs`) over `stream`, fed
-    /// in pieces cut at the offsets `cuts`: how many request heads it read,
-    /// and the first request (numbered from 1) it would refuse as
-    /// ambiguous, with the refusal's detail.
-    pub fn follow_framing(stream: &[u8], cuts: &[usize]) -> (u64, Option<(u64, &'static str)>) {
+    /// What the HTTP/1.1 framing reader (`accept/framing.rs`) finds in
+    /// `stream`, fed in pieces cut at the offsets `cuts`.
+    pub use crate::accept::Followed;
+
+    /// The HTTP/1.1 framing reader over `stream`, fed in pieces cut at the
+    /// offsets `cuts`: how many request heads it read, the first request
+    /// (numbered from 1) whose head it refuses, with the refusal's detail,
+    /// the refused chunked body's detail, the heads read when it stopped
+    /// following the connection, and every byte hyper is shown.
+    pub fn follow_framing(stream: &[u8], cuts: &[usize]) -> Followed {
         crate::accept::follow_framing(stream, cuts)
     }
 }

@@ -80,7 +80,7 @@ use crate::reject::{self, check, Rejection};
 use crate::respond;
 use body::{BodyWatch, ForwardBody};
 use identify::Identity;
-pub(crate) use shape::AmbiguousFraming;
+pub(crate) use shape::HeadAsWritten;
 
 /// What is left of a request's body once its answer is ready: the
 /// connection layer reads and discards the rest before it ends the stream

@@ -72,6 +72,10 @@ pub(crate) enum Rejection {
     /// The client's body ended in an error (reset stream, broken framing).
     #[error("request body incomplete")]
     BodyIncomplete,
+    /// The chunked framing of an HTTP/1.1 body breaks RFC 9112 §7.1 (found
+    /// by the connection's framing reader), in this way.
+    #[error("chunked framing refused: {0}")]
+    ChunkedFraming(&'static str),
     /// A policy check refused the request (CORS, authentication, scopes,
     /// rate limits, query, body and upload rules); it carries its own
     /// status, generic message, details, headers and audit reason.
@@ -118,6 +122,7 @@ impl Rejection {
             | Rejection::UpgradeRefused(_)
             | Rejection::UnderscoreHeader
             | Rejection::BodyIncomplete
+            | Rejection::ChunkedFraming(_)
             | Rejection::EncodingCorrupt => StatusCode::BAD_REQUEST,
             Rejection::Check(check) => check.status,
             // RFC 9110 §15.5.20: this server does not answer for that host;
@@ -173,6 +178,7 @@ impl Rejection {
             Rejection::EncodingCorrupt => "The compressed request body could not be decoded",
             Rejection::BodyTimeout => "The request body was not received in time",
             Rejection::BodyIncomplete => "The request body was incomplete",
+            Rejection::ChunkedFraming(_) => "The request body's chunked framing is malformed",
             // Answered from the check's own envelope in `respond`.
             Rejection::Check(_) => "The request was refused",
             Rejection::HttpsRequired => {
@@ -205,7 +211,8 @@ impl Rejection {
             Rejection::PathRefused(why)
             | Rejection::HeadersTooLarge(why)
             | Rejection::AmbiguousLength(why)
-            | Rejection::UpgradeRefused(why) => Some(why),
+            | Rejection::UpgradeRefused(why)
+            | Rejection::ChunkedFraming(why) => Some(why),
             _ => None,
         }
     }
@@ -352,6 +359,7 @@ mod tests {
             (Rejection::EncodingNotAccepted("br"), 415),
             (Rejection::DecodedTooLarge { limit: 1 }, 413),
             (Rejection::EncodingCorrupt, 400),
+            (Rejection::ChunkedFraming("x"), 400),
             (Rejection::BodyTimeout, 408),
             (Rejection::HttpsRequired, 403),
             (Rejection::HostMisdirected, 421),

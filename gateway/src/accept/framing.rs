@@ -1,127 +1,248 @@
 //! The framing of HTTP/1.1 requests as the client wrote it.
 //!
-//! hyper settles a head that carries both `Content-Length` and
-//! `Transfer-Encoding` by dropping `Content-Length` (RFC 9112 §6.3), and it
-//! folds repeated equal `Content-Length` fields into one, so by the time
-//! `policy::shape` sees the request the ambiguity is gone. The gateway
-//! refuses such requests instead (a client that sends them is broken or is
-//! probing for request smuggling), so it follows the framing itself:
-//! [`Framing`] reads the same bytes hyper reads, in the same order — a head,
-//! then its body by length or by chunks, then the next head — parses each
-//! head with `httparse`, hyper's own parser, and notes the first request
-//! whose head was ambiguous. hyper hands the requests of a connection to
-//! the service one at a time in that same order; [`Ambiguity::next_request`]
-//! numbers them and names the one to refuse.
+//! [`Framing`] sits between the connection and hyper and reads the same
+//! bytes hyper reads, in the same order — a head, then its body by length
+//! or by chunks, then the next head — and decides what hyper is *shown*
+//! ([`Shown`]). It refuses three things hyper would let through or answer
+//! with its own bare response:
 //!
-//! Anything this reader does not follow (a protocol upgrade or tunnel, a
-//! head hyper will refuse anyway, a line longer than hyper allows, a chunk
-//! size it cannot read) ends the reading for the connection, and with it
-//! the connection: the answer being written when the reader gives up closes
-//! it, and a request hyper reads after that point is refused
-//! ([`Ambiguous::Unfollowed`]), never left to hyper's own rules.
+//! * **Ambiguous heads.** hyper settles a head with both `Content-Length`
+//!   and `Transfer-Encoding` by dropping `Content-Length` (RFC 9112 §6.3)
+//!   and folds repeated equal `Content-Length`s into one, so `policy::shape`
+//!   never sees the ambiguity. The reader parses each complete head with
+//!   `httparse`, hyper's own parser, and notes the request as refused.
+//! * **Heads over hyper's bounds**: longer than twice
+//!   `limits.max_header_bytes`, a request line longer than that or than
+//!   hyper's URI cap, or more than `limits.max_header_count` fields. hyper
+//!   would answer those with a bare 431 (no security headers, no request
+//!   id, no audit line). The reader shows hyper a head only line by line —
+//!   a line is held back until its LF arrives — so at any moment hyper has
+//!   complete lines only; when the head goes over a bound, the reader ends
+//!   it right there (an empty line after the lines already shown, or a
+//!   short stand-in request line if not even that was complete), notes the
+//!   request as refused, and drops everything the client sends afterwards.
+//!   hyper parses a head within its bounds and hands it to the service,
+//!   which answers the gateway's 431 (or 414) envelope through
+//!   `reject.rs` and closes the connection.
+//! * **Chunked bodies that break RFC 9112 §7.1** (`chunked.rs`): the reader
+//!   shows hyper the body up to the offending byte only, and the next read
+//!   fails with [`BodyFramingRefused`]. hyper's body then ends in that
+//!   error, `policy::body` recognises it and the request gets a 400
+//!   envelope naming the reason, with `Connection: close`.
+//!
+//! hyper hands the requests of a connection to the service one at a time in
+//! the order of their heads; [`Verdicts::next_request`] numbers them and
+//! names the one to refuse. Everything the reader does not follow (a
+//! protocol upgrade or tunnel, an ambiguous head, a head `httparse` does
+//! not parse, which hyper refuses itself) makes it pass the rest of the
+//! connection through untouched, and with that ends the connection: the
+//! answer to the request at which it stopped closes it
+//! ([`Verdicts::ends_connection`]), and a request hyper reads after that
+//! point is refused ([`HeadRefusal::Unfollowed`]), never left to hyper's
+//! own rules.
+
+mod chunked;
+mod follow;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
-/// Why a head's framing is ambiguous, as the refusal's detail.
+use chunked::{ChunkedError, DataEnd, SizeLine, Step, Trailers};
+pub(crate) use follow::follow;
+pub use follow::Followed;
+
+/// hyper's cap on a request target (`MAX_URI_LEN`, answered with a bare
+/// 414): the reader ends a longer request line itself.
+const HYPER_MAX_URI_BYTES: usize = u16::MAX as usize - 1;
+
+/// The longest request target kept in a stand-in request line.
+const STAND_IN_TARGET_BYTES: usize = 256;
+
+/// The longest method kept in a stand-in request line.
+const STAND_IN_METHOD_BYTES: usize = 32;
+
+/// A retained buffer larger than this is given back after its head.
+const KEEP_CAPACITY: usize = 4096;
+
+/// Why a head is refused; the service turns it into the gateway's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ambiguous {
-    /// `Content-Length` and `Transfer-Encoding` together.
+pub(crate) enum HeadRefusal {
+    /// `Content-Length` and `Transfer-Encoding` together (400).
     LengthAndChunked,
-    /// `Content-Length` more than once (hyper keeps one when they agree).
+    /// `Content-Length` more than once (400; hyper keeps one when they agree).
     SeveralLengths,
+    /// The head is longer than hyper's bound (431).
+    TooLarge,
+    /// More header fields than `limits.max_header_count` (431).
+    TooManyFields,
+    /// The request line is longer than hyper's bound (414).
+    RequestLineTooLong,
     /// A request after the point where the reader stopped following the
-    /// connection.
+    /// connection (400).
     Unfollowed,
 }
 
-impl Ambiguous {
-    /// The detail of the 400 envelope.
+impl HeadRefusal {
+    /// The detail of the refusal's envelope.
     pub(crate) fn detail(self) -> &'static str {
         match self {
             Self::LengthAndChunked => "both Content-Length and Transfer-Encoding",
             Self::SeveralLengths => "several Content-Length values",
+            Self::TooLarge => "the header section is too large",
+            Self::TooManyFields => "too many header fields",
+            Self::RequestLineTooLong => "the request line is too long",
             Self::Unfollowed => "sent after a request whose framing was not followed",
         }
     }
 
+    const ALL: [HeadRefusal; 6] = [
+        Self::LengthAndChunked,
+        Self::SeveralLengths,
+        Self::TooLarge,
+        Self::TooManyFields,
+        Self::RequestLineTooLong,
+        Self::Unfollowed,
+    ];
+
     fn code(self) -> u8 {
-        match self {
-            Self::LengthAndChunked => 1,
-            Self::SeveralLengths => 2,
-            Self::Unfollowed => 3,
-        }
+        Self::ALL
+            .iter()
+            .position(|&r| r == self)
+            .map_or(0, |i| i as u8 + 1)
     }
 
     fn from_code(code: u8) -> Option<Self> {
-        match code {
-            1 => Some(Self::LengthAndChunked),
-            2 => Some(Self::SeveralLengths),
-            3 => Some(Self::Unfollowed),
-            _ => None,
-        }
+        Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
+    }
+}
+
+/// The error a read returns once the reader has refused a chunked body;
+/// it reaches the service as the cause of the request body's error.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("chunked framing refused: {}", .0.detail())]
+pub(crate) struct BodyFramingRefused(ChunkedError);
+
+impl BodyFramingRefused {
+    /// The detail of the 400 envelope.
+    pub(crate) fn detail(self) -> &'static str {
+        self.0.detail()
     }
 }
 
 /// What the reader found, shared with the connection's service.
 #[derive(Debug, Default)]
-pub(crate) struct Ambiguity {
-    /// The number (from 1) of the first request with an ambiguous head; 0
+pub(crate) struct Verdicts {
+    /// The number (from 1) of the first request with a refused head; 0
     /// while there is none.
     request: AtomicU64,
-    /// [`Ambiguous::code`] of that request.
+    /// [`HeadRefusal::code`] of that request.
     why: AtomicU8,
     /// Requests handed to the service so far.
     served: AtomicU64,
-    /// Whether the reader has stopped following the connection.
-    stopped: AtomicBool,
-    /// Heads read when it stopped: later requests are not followed.
+    /// A chunked body was refused: nothing more is read.
+    body_refused: AtomicBool,
+    /// The reader passes the rest of the connection through unfollowed.
+    passing: AtomicBool,
+    /// Heads read when it started passing: later requests are not followed.
     followed_heads: AtomicU64,
 }
 
-impl Ambiguity {
+impl Verdicts {
     /// Called by the service once per request, in order: the request's
-    /// number (from 1), and why its head was ambiguous, if it was.
-    pub(crate) fn next_request(&self) -> (u64, Option<Ambiguous>) {
+    /// number (from 1), and why its head is refused, if it is.
+    pub(crate) fn next_request(&self) -> (u64, Option<HeadRefusal>) {
         let number = self.served.fetch_add(1, Ordering::Relaxed) + 1;
         if self.request.load(Ordering::Acquire) == number {
             return (
                 number,
-                Ambiguous::from_code(self.why.load(Ordering::Relaxed)),
+                HeadRefusal::from_code(self.why.load(Ordering::Relaxed)),
             );
         }
         let is_unfollowed =
-            self.has_stopped() && number > self.followed_heads.load(Ordering::Relaxed);
-        (number, is_unfollowed.then_some(Ambiguous::Unfollowed))
+            self.is_passing() && number > self.followed_heads.load(Ordering::Relaxed);
+        (number, is_unfollowed.then_some(HeadRefusal::Unfollowed))
     }
 
     /// Whether the answer to request `number` must be the connection's
     /// last: the reader stopped following at that request or before it.
-    /// Earlier requests, read whole before the reader stopped (pipelined),
-    /// are answered as usual.
+    /// Earlier requests, read whole before it stopped (pipelined), are
+    /// answered as usual.
     pub(crate) fn ends_connection(&self, number: u64) -> bool {
-        self.has_stopped() && number >= self.followed_heads.load(Ordering::Relaxed)
+        self.is_passing() && number >= self.followed_heads.load(Ordering::Relaxed)
     }
 
-    fn has_stopped(&self) -> bool {
-        self.stopped.load(Ordering::Acquire)
+    fn is_passing(&self) -> bool {
+        self.passing.load(Ordering::Acquire)
     }
 
-    fn stop_after(&self, heads: u64) {
+    /// The reader stopped following after `heads` heads.
+    fn pass_after(&self, heads: u64) {
         self.followed_heads.store(heads, Ordering::Relaxed);
-        self.stopped.store(true, Ordering::Release);
+        self.passing.store(true, Ordering::Release);
     }
 
-    /// The first ambiguous request, by number, and why.
-    fn first(&self) -> Option<(u64, Ambiguous)> {
+    /// Whether the reader refused a chunked body on this connection.
+    pub(crate) fn body_refused(&self) -> bool {
+        self.body_refused.load(Ordering::Acquire)
+    }
+
+    /// The first refused head, by request number, and why.
+    fn first(&self) -> Option<(u64, HeadRefusal)> {
         let request = self.request.load(Ordering::Acquire);
-        let why = Ambiguous::from_code(self.why.load(Ordering::Relaxed))?;
+        let why = HeadRefusal::from_code(self.why.load(Ordering::Relaxed))?;
         (request > 0).then_some((request, why))
     }
 
-    fn record(&self, request: u64, why: Ambiguous) {
+    fn record(&self, request: u64, why: HeadRefusal) {
         self.why.store(why.code(), Ordering::Relaxed);
         self.request.store(request, Ordering::Release);
+    }
+}
+
+/// The reader's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bounds {
+    /// Longest head (request line, fields, line ends, and any empty lines
+    /// before the request line, which hyper counts too).
+    pub(crate) head_bytes: usize,
+    /// Most header fields in a head.
+    pub(crate) fields: usize,
+    /// Longest trailer section.
+    pub(crate) trailer_bytes: usize,
+}
+
+impl Bounds {
+    /// The longest request line: the head's bound, and hyper's URI cap.
+    pub(crate) fn request_line_bytes(&self) -> usize {
+        self.head_bytes.min(HYPER_MAX_URI_BYTES)
+    }
+
+    /// What hyper must accept for every head the reader shows it: the head
+    /// bound plus the line end the reader adds when it cuts a head short.
+    pub(crate) fn hyper_head_bytes(&self) -> usize {
+        self.head_bytes + 2
+    }
+}
+
+/// What hyper is shown of one read, in order: `released`, then the first
+/// `passed` bytes of the read, then `injected`. Whatever else the read
+/// held is kept back (an incomplete head line) or dropped (after a refusal).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Shown {
+    /// Bytes held back by earlier reads, now complete lines.
+    pub(crate) released: Vec<u8>,
+    /// How many bytes from the start of this read.
+    pub(crate) passed: usize,
+    /// The end of a head cut short (or a stand-in request line and end).
+    pub(crate) injected: Vec<u8>,
+}
+
+impl Shown {
+    /// Whether hyper sees exactly the `read` bytes that came in.
+    pub(crate) fn is_unchanged(&self, read: usize) -> bool {
+        self.passed == read && self.released.is_empty() && self.injected.is_empty()
     }
 }
 
@@ -132,115 +253,233 @@ enum Phase {
     Head,
     /// This many bytes of a body with a length are still to come.
     Body(u64),
-    /// Collecting a chunk-size line.
-    ChunkLine,
-    /// This many bytes of chunk data and its CRLF are still to come.
+    /// In a chunk-size line.
+    ChunkLine(SizeLine),
+    /// This many bytes of chunk data are still to come.
     ChunkData(u64),
-    /// After the last chunk: trailer lines until an empty one.
-    Trailers,
-    /// Not following this connection any more.
-    Stopped,
+    /// The CRLF after chunk data.
+    DataEnd(DataEnd),
+    /// After the last chunk: the trailer section.
+    Trailers(Trailers),
+    /// Not following this connection any more: everything passes.
+    Passing,
+    /// A head was refused: nothing more is shown.
+    HeadRefused,
+    /// A chunked body was refused: nothing more is shown, reads fail.
+    BodyRefused(ChunkedError),
 }
 
 /// Follows the framing of one HTTP/1.1 connection's requests.
 #[derive(Debug)]
 pub(crate) struct Framing {
     phase: Phase,
-    /// The head, chunk-size line or trailer line read so far.
+    bounds: Bounds,
+    /// The head read so far, without the empty lines before its request
+    /// line.
     pending: Vec<u8>,
-    /// Complete heads read so far.
+    /// Where the current (incomplete) line starts in `pending`.
+    line_start: usize,
+    /// Bytes of the current line that earlier reads held back.
+    held: usize,
+    /// The head's length as hyper counts it (with leading empty lines).
+    head_len: usize,
+    /// Whether the head's request line is complete.
+    has_request_line: bool,
+    /// Header fields of the head so far.
+    fields: usize,
+    /// Chunk-extension bytes of the current body.
+    ext_bytes: usize,
+    /// Heads hyper has been shown so far (each becomes a request).
     heads: u64,
-    /// hyper's bound on a head; also bounds a chunk or trailer line.
-    max_head_bytes: usize,
-    /// hyper's bound on the number of header fields.
-    max_headers: usize,
-    found: Arc<Ambiguity>,
+    found: Arc<Verdicts>,
 }
 
-/// A retained buffer larger than this is given back after its head.
-const KEEP_CAPACITY: usize = 4096;
-
 impl Framing {
-    pub(crate) fn new(max_head_bytes: usize, max_headers: usize, found: Arc<Ambiguity>) -> Self {
+    pub(crate) fn new(bounds: Bounds, found: Arc<Verdicts>) -> Self {
         Framing {
             phase: Phase::Head,
+            bounds,
             pending: Vec::new(),
+            line_start: 0,
+            held: 0,
+            head_len: 0,
+            has_request_line: false,
+            fields: 0,
+            ext_bytes: 0,
             heads: 0,
-            max_head_bytes,
-            max_headers,
             found,
         }
     }
 
-    /// Follows `bytes`, the next bytes the client sent.
-    pub(crate) fn read(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() {
+    /// Why reads must fail: the chunked body the reader refused.
+    pub(crate) fn body_refusal(&self) -> Option<BodyFramingRefused> {
+        match self.phase {
+            Phase::BodyRefused(why) => Some(BodyFramingRefused(why)),
+            _ => None,
+        }
+    }
+
+    /// Whether a head was refused: nothing the client sends is shown.
+    pub(crate) fn is_discarding(&self) -> bool {
+        self.phase == Phase::HeadRefused
+    }
+
+    /// Follows `input`, the next bytes the client sent: what hyper sees.
+    pub(crate) fn read(&mut self, input: &[u8]) -> Shown {
+        let mut shown = Shown::default();
+        let mut at = 0;
+        while at < input.len() {
             match self.phase {
-                Phase::Stopped => break,
+                Phase::HeadRefused | Phase::BodyRefused(_) => break,
+                Phase::Passing => at = input.len(),
                 Phase::Body(left) | Phase::ChunkData(left) => {
-                    let taken = left.min(bytes.len() as u64);
-                    bytes = &bytes[taken as usize..];
+                    let taken = left.min((input.len() - at) as u64);
+                    at += taken as usize;
                     let left = left - taken;
                     self.phase = match (self.phase, left) {
                         (Phase::Body(_), 0) => Phase::Head,
                         (Phase::Body(_), _) => Phase::Body(left),
-                        (_, 0) => Phase::ChunkLine,
+                        (_, 0) => Phase::DataEnd(DataEnd::new()),
                         (_, _) => Phase::ChunkData(left),
                     };
                 }
-                Phase::Head | Phase::ChunkLine | Phase::Trailers => {
-                    let line_end = bytes.iter().position(|&b| b == b'\n');
-                    let (line, rest) = bytes.split_at(line_end.map_or(bytes.len(), |i| i + 1));
-                    bytes = rest;
-                    self.pending.extend_from_slice(line);
-                    if self.pending.len() > self.max_head_bytes {
-                        self.stop();
-                    } else if line_end.is_some() {
-                        self.line_ended();
+                Phase::ChunkLine(_) | Phase::DataEnd(_) | Phase::Trailers(_) => {
+                    if let Err(why) = self.chunked_byte(input[at]) {
+                        self.phase = Phase::BodyRefused(why);
+                        self.found.body_refused.store(true, Ordering::Release);
+                        break;
+                    }
+                    at += 1;
+                }
+                Phase::Head => {
+                    at = self.head_line(input, at, &mut shown);
+                    if self.phase == Phase::Head || self.phase == Phase::HeadRefused {
+                        // A head line shows itself when it is complete.
+                        continue;
                     }
                 }
             }
+            shown.passed = at;
         }
-        if self.phase == Phase::Stopped && !self.found.has_stopped() {
-            self.found.stop_after(self.heads);
+        if self.phase == Phase::Head {
+            self.held = self.pending.len() - self.line_start;
+        }
+        shown
+    }
+
+    /// One byte of a chunked body's framing.
+    fn chunked_byte(&mut self, byte: u8) -> Result<(), ChunkedError> {
+        self.phase = match self.phase {
+            Phase::ChunkLine(mut line) => match line.feed(byte)? {
+                Step::More => Phase::ChunkLine(line),
+                Step::Size { size, ext_bytes } => {
+                    self.ext_bytes += ext_bytes;
+                    if self.ext_bytes > chunked::MAX_EXT_BYTES_PER_BODY {
+                        return Err(ChunkedError::ExtensionsTooLong);
+                    }
+                    match size {
+                        0 => Phase::Trailers(Trailers::new(
+                            self.bounds.trailer_bytes,
+                            self.bounds.fields,
+                        )),
+                        size => Phase::ChunkData(size),
+                    }
+                }
+            },
+            Phase::DataEnd(mut end) => match end.feed(byte)? {
+                true => Phase::ChunkLine(SizeLine::new()),
+                false => Phase::DataEnd(end),
+            },
+            Phase::Trailers(mut trailers) => match trailers.feed(byte)? {
+                true => Phase::Head,
+                false => Phase::Trailers(trailers),
+            },
+            other => other,
+        };
+        Ok(())
+    }
+
+    /// Takes head bytes from `input[at..]` up to the end of the current
+    /// line (or of the input); returns where it stopped. A complete line
+    /// within the bounds is shown (with what earlier reads held back of
+    /// it); a head over a bound is cut short and refused.
+    fn head_line(&mut self, input: &[u8], at: usize, shown: &mut Shown) -> usize {
+        let rest = &input[at..];
+        let line_end = rest.iter().position(|&b| b == b'\n');
+        let piece = &rest[..line_end.map_or(rest.len(), |i| i + 1)];
+        if let Some(why) = self.over_bound(piece.len()) {
+            if !self.has_request_line {
+                let mut line = std::mem::take(&mut self.pending);
+                line.extend_from_slice(&piece[..piece.len().min(STAND_IN_TARGET_BYTES * 2)]);
+                shown.injected = stand_in_request_line(&line);
+            }
+            self.refuse_head(why, shown);
+            return input.len();
+        }
+        self.pending.extend_from_slice(piece);
+        self.head_len += piece.len();
+        let end = at + piece.len();
+        if line_end.is_none() {
+            return end;
+        }
+        let line = &self.pending[self.line_start..];
+        let is_empty = line == b"\r\n" || line == b"\n";
+        if !is_empty && self.has_request_line {
+            self.fields += 1;
+            if self.fields > self.bounds.fields {
+                self.refuse_head(HeadRefusal::TooManyFields, shown);
+                return input.len();
+            }
+        }
+        // The line is complete and within the bounds: hyper may see it.
+        if self.held > 0 {
+            let held = self.line_start..self.line_start + self.held;
+            shown.released.extend_from_slice(&self.pending[held]);
+            self.held = 0;
+        }
+        shown.passed = end;
+        match (is_empty, self.has_request_line) {
+            // Empty lines before a request line are skipped (RFC 9112 §2.2).
+            (true, false) => self.pending.clear(),
+            (true, true) => self.head_ended(),
+            (false, _) => self.has_request_line = true,
+        }
+        self.line_start = self.pending.len();
+        end
+    }
+
+    /// Whether `more` further bytes of the current line break a bound, and
+    /// which one breaks first (the request line's on a tie).
+    fn over_bound(&self, more: usize) -> Option<HeadRefusal> {
+        let head_at = (self.head_len + more > self.bounds.head_bytes)
+            .then(|| self.bounds.head_bytes + 1 - self.head_len);
+        let line = self.pending.len() - self.line_start;
+        let line_bound = self.bounds.request_line_bytes();
+        let line_at =
+            (!self.has_request_line && line + more > line_bound).then(|| line_bound + 1 - line);
+        match (head_at, line_at) {
+            (Some(head), Some(line)) if head < line => Some(HeadRefusal::TooLarge),
+            (_, Some(_)) => Some(HeadRefusal::RequestLineTooLong),
+            (Some(_), None) => Some(HeadRefusal::TooLarge),
+            (None, None) => None,
         }
     }
 
-    /// `pending` ends with a line feed.
-    fn line_ended(&mut self) {
-        match self.phase {
-            Phase::Head => {
-                if is_empty_line(&self.pending) {
-                    // Empty lines before a request line are skipped (RFC 9112 §2.2).
-                    self.pending.clear();
-                } else if self.pending.ends_with(b"\n\r\n") || self.pending.ends_with(b"\n\n") {
-                    self.head_ended();
-                }
-            }
-            Phase::ChunkLine => {
-                self.phase = match httparse::parse_chunk_size(&self.pending) {
-                    Ok(httparse::Status::Complete((_, 0))) => Phase::Trailers,
-                    Ok(httparse::Status::Complete((_, size))) => match size.checked_add(2) {
-                        Some(with_crlf) => Phase::ChunkData(with_crlf),
-                        None => Phase::Stopped,
-                    },
-                    _ => Phase::Stopped,
-                };
-                self.pending.clear();
-            }
-            Phase::Trailers => {
-                if is_empty_line(&self.pending) {
-                    self.phase = Phase::Head;
-                }
-                self.pending.clear();
-            }
-            Phase::Body(_) | Phase::ChunkData(_) | Phase::Stopped => {}
-        }
+    /// Ends the current head short: hyper is shown the lines it already
+    /// has (or the stand-in request line already in `shown.injected`) and
+    /// an empty line, the service is told why, and nothing more is shown.
+    fn refuse_head(&mut self, why: HeadRefusal, shown: &mut Shown) {
+        self.heads += 1;
+        self.found.record(self.heads, why);
+        shown.injected.extend_from_slice(b"\r\n");
+        self.phase = Phase::HeadRefused;
+        self.pending = Vec::new();
+        self.held = 0;
     }
 
     fn head_ended(&mut self) {
         self.heads += 1;
-        let mut fields = vec![httparse::EMPTY_HEADER; self.max_headers];
+        let mut fields = vec![httparse::EMPTY_HEADER; self.bounds.fields];
         let mut request = httparse::Request::new(&mut fields);
         let next = match request.parse(&self.pending) {
             Ok(httparse::Status::Complete(_)) => next_phase(&request),
@@ -252,47 +491,52 @@ impl Framing {
                 if let Some(why) = found {
                     self.found.record(self.heads, why);
                 }
-                Phase::Stopped
+                self.found.pass_after(self.heads);
+                Phase::Passing
             }
         };
         self.pending.clear();
         if self.pending.capacity() > KEEP_CAPACITY {
             self.pending.shrink_to(KEEP_CAPACITY);
         }
-    }
-
-    fn stop(&mut self) {
-        self.phase = Phase::Stopped;
-        self.pending = Vec::new();
+        self.head_len = 0;
+        self.has_request_line = false;
+        self.fields = 0;
+        self.ext_bytes = 0;
     }
 }
 
-/// Reads `stream` cut into pieces at `cuts` (offsets, any order, out of
-/// range ignored) with hyper's default head bounds: how many heads were read
-/// and the first ambiguous request, by number, with its detail. The answer
-/// must not depend on the cuts (the fuzz target checks it).
-pub(crate) fn follow(stream: &[u8], cuts: &[usize]) -> (u64, Option<(u64, &'static str)>) {
-    let mut cuts: Vec<usize> = cuts.iter().copied().filter(|&c| c < stream.len()).collect();
-    cuts.sort_unstable();
-    cuts.dedup();
-    let found = Arc::new(Ambiguity::default());
-    let mut framing = Framing::new(16 * 1024, 100, Arc::clone(&found));
-    let mut start = 0;
-    for cut in cuts.into_iter().chain([stream.len()]) {
-        framing.read(&stream[start..cut]);
-        start = cut;
+/// A request line hyper accepts in place of one too long to show: the
+/// client's method and the start of its target, so that the audit line
+/// names them. Without a method that is a token (nothing but empty lines,
+/// or garbage) it is a line hyper refuses as malformed (its bare 400, like
+/// any malformed head), never an invented request.
+fn stand_in_request_line(line: &[u8]) -> Vec<u8> {
+    let method_len = line.iter().position(|&b| b == b' ').unwrap_or(line.len());
+    let method = &line[..method_len];
+    if method.is_empty()
+        || method_len == line.len()
+        || method.len() > STAND_IN_METHOD_BYTES
+        || !method.iter().all(|&b| chunked::is_tchar(b))
+    {
+        return b"\0\r\n".to_vec();
     }
-    let first = found.first().map(|(request, why)| (request, why.detail()));
-    (framing.heads, first)
-}
-
-fn is_empty_line(line: &[u8]) -> bool {
-    line == b"\r\n" || line == b"\n"
+    let after = line.get(method_len + 1..).unwrap_or_default();
+    let target_len = after
+        .iter()
+        .take(STAND_IN_TARGET_BYTES)
+        .position(|&b| !(0x21..=0x7e).contains(&b))
+        .unwrap_or(after.len().min(STAND_IN_TARGET_BYTES));
+    let target: &[u8] = match &after[..target_len] {
+        [] => b"/",
+        target => target,
+    };
+    [method, b" ", target, b" HTTP/1.1\r\n"].concat()
 }
 
 /// What follows a parsed head: its body's framing, or (as the error) the
-/// end of the reading, with the ambiguity that ended it if there was one.
-fn next_phase(request: &httparse::Request<'_, '_>) -> Result<Phase, Option<Ambiguous>> {
+/// end of the following, with the refusal that ended it if there was one.
+fn next_phase(request: &httparse::Request<'_, '_>) -> Result<Phase, Option<HeadRefusal>> {
     let mut lengths = 0usize;
     let mut length = None;
     let mut chunked = None;
@@ -309,16 +553,16 @@ fn next_phase(request: &httparse::Request<'_, '_>) -> Result<Phase, Option<Ambig
         }
     }
     if chunked.is_some() && lengths > 0 {
-        return Err(Some(Ambiguous::LengthAndChunked));
+        return Err(Some(HeadRefusal::LengthAndChunked));
     }
     if lengths > 1 {
-        return Err(Some(Ambiguous::SeveralLengths));
+        return Err(Some(HeadRefusal::SeveralLengths));
     }
     if request.method == Some("CONNECT") {
         return Err(None);
     }
     match (chunked, length) {
-        (Some(true), _) => Ok(Phase::ChunkLine),
+        (Some(true), _) => Ok(Phase::ChunkLine(SizeLine::new())),
         (None, _) if lengths == 0 => Ok(Phase::Head),
         (None, Some(0)) => Ok(Phase::Head),
         (None, Some(bytes)) => Ok(Phase::Body(bytes)),
@@ -333,168 +577,4 @@ fn digits(value: &[u8]) -> Option<u64> {
         return None;
     }
     std::str::from_utf8(value).ok()?.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn follow(chunks: &[&[u8]]) -> (Framing, Arc<Ambiguity>) {
-        let found = Arc::new(Ambiguity::default());
-        let mut framing = Framing::new(8192, 100, Arc::clone(&found));
-        for chunk in chunks {
-            framing.read(chunk);
-        }
-        (framing, found)
-    }
-
-    /// What the service would be told for the first `count` requests.
-    fn verdicts(found: &Ambiguity, count: usize) -> Vec<Option<Ambiguous>> {
-        (0..count).map(|_| found.next_request().1).collect()
-    }
-
-    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-
-    #[test]
-    fn both_length_and_chunked_is_found_in_either_order() {
-        for head in [
-            &b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
-            b"POST / HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n",
-        ] {
-            let (framing, found) = follow(&[head, b"0\r\n\r\n"]);
-            assert_eq!(framing.phase, Phase::Stopped);
-            assert_eq!(verdicts(&found, 1), [Some(Ambiguous::LengthAndChunked)]);
-        }
-    }
-
-    #[test]
-    fn repeated_equal_lengths_are_found() {
-        let head =
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc";
-        let (_, found) = follow(&[head]);
-        assert_eq!(verdicts(&found, 1), [Some(Ambiguous::SeveralLengths)]);
-    }
-
-    #[test]
-    fn the_ambiguous_request_is_numbered_after_bodies_of_both_kinds() {
-        // A request with a length, a chunked one with a trailer, a bodiless
-        // one, then the ambiguous one: pipelined and split at awkward places.
-        let stream: Vec<u8> = [
-            &b"\r\nPOST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789"[..],
-            b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-            b"4;ext=1\r\nwxyz\r\n3\r\na\r\n\r\n0\r\nX-Trailer: 1\r\n\r\n",
-            GET,
-            b"POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n",
-        ]
-        .concat();
-        for split in [1, 2, 3, 7, 64, stream.len()] {
-            let chunks: Vec<&[u8]> = stream.chunks(split).collect();
-            let (framing, found) = follow(&chunks);
-            assert_eq!(framing.heads, 4, "split {split}");
-            assert_eq!(
-                verdicts(&found, 5),
-                [
-                    None,
-                    None,
-                    None,
-                    Some(Ambiguous::LengthAndChunked),
-                    Some(Ambiguous::Unfollowed)
-                ],
-                "split {split}"
-            );
-        }
-    }
-
-    #[test]
-    fn body_bytes_that_look_like_a_head_are_not_read_as_one() {
-        let smuggled = b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let head = format!(
-            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-            smuggled.len()
-        );
-        let chunked = format!("{:x}\r\n", smuggled.len());
-        let (framing, found) = follow(&[
-            head.as_bytes(),
-            smuggled,
-            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
-            chunked.as_bytes(),
-            smuggled,
-            b"\r\n0\r\n\r\n",
-            GET,
-        ]);
-        assert_eq!(framing.phase, Phase::Head);
-        assert_eq!(framing.heads, 3);
-        assert_eq!(verdicts(&found, 3), [None, None, None]);
-    }
-
-    #[test]
-    fn what_it_cannot_follow_stops_it_and_refuses_what_comes_after() {
-        let cases: [&[u8]; 5] = [
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-            b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-            b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
-        ];
-        for case in cases {
-            let (framing, found) = follow(&[case, GET]);
-            assert_eq!(
-                framing.phase,
-                Phase::Stopped,
-                "{:?}",
-                String::from_utf8_lossy(case)
-            );
-            assert!(found.ends_connection(1));
-            // The head it stopped at is left to the policy (or to hyper,
-            // which refuses the malformed ones); anything after is refused.
-            assert_eq!(
-                verdicts(&found, 3),
-                [
-                    None,
-                    Some(Ambiguous::Unfollowed),
-                    Some(Ambiguous::Unfollowed)
-                ]
-            );
-        }
-    }
-
-    #[test]
-    fn a_followed_connection_never_counts_as_stopped() {
-        let (framing, found) =
-            follow(&[GET, GET, b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nab"]);
-        assert_eq!(framing.phase, Phase::Head);
-        assert!(!found.ends_connection(3));
-        assert_eq!(verdicts(&found, 3), [None, None, None]);
-    }
-
-    #[test]
-    fn requests_read_whole_before_it_stopped_are_answered_as_usual() {
-        let upgrade = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n";
-        let (_, found) = follow(&[GET, GET, upgrade, GET]);
-        let ends: Vec<bool> = (1..=4).map(|n| found.ends_connection(n)).collect();
-        assert_eq!(ends, [false, false, true, true]);
-        assert_eq!(
-            verdicts(&found, 4),
-            [None, None, None, Some(Ambiguous::Unfollowed)]
-        );
-    }
-
-    #[test]
-    fn a_head_longer_than_hyper_allows_stops_it() {
-        let found = Arc::new(Ambiguity::default());
-        let mut framing = Framing::new(64, 100, Arc::clone(&found));
-        framing.read(b"GET / HTTP/1.1\r\nX-Long: ");
-        framing.read(&[b'a'; 64]);
-        assert_eq!(framing.phase, Phase::Stopped);
-        assert!(found.ends_connection(1));
-        assert!(framing.pending.capacity() == 0);
-    }
-
-    #[test]
-    fn more_fields_than_allowed_stop_it() {
-        let found = Arc::new(Ambiguity::default());
-        let mut framing = Framing::new(8192, 2, Arc::clone(&found));
-        framing.read(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n");
-        assert_eq!(framing.phase, Phase::Stopped);
-    }
 }

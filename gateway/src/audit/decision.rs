@@ -75,6 +75,7 @@ pub(crate) fn decision(rejection: &Rejection) -> Decision {
         Rejection::EncodingCorrupt => Decision::refused("body", "body.encoding_corrupt"),
         Rejection::BodyTimeout => Decision::refused("body", "body.timeout"),
         Rejection::BodyIncomplete => Decision::refused("body", "body.incomplete"),
+        Rejection::ChunkedFraming(_) => Decision::refused("body", "body.chunked_framing"),
         Rejection::Check(check) => from_check(check),
         Rejection::HttpsRequired => Decision::refused("plain_http", "plain_http.https_required"),
         Rejection::UpstreamUnreachable(_) => Decision::refused("upstream", "upstream.unreachable"),

@@ -10,9 +10,28 @@
 //! * Quotas are written `"5/minute"`, `"200/day"`, `"10/second"`,
 //!   `"100/hour"`; a route may have several per kind. Each (route, quota)
 //!   pair has its own keyed limiter, because a governor limiter enforces one
-//!   quota. Quotas are checked in order; a request refused by a later quota
-//!   has still used a cell of the earlier ones (the client was active, and
-//!   the stricter window is the one it hit).
+//!   quota.
+//! * **All or nothing within a stage.** The per-IP quotas of a route are one
+//!   stage, its per-principal quotas another. A stage first *looks* at every
+//!   one of its quotas (governor's own decision on the stored state, with
+//!   nothing stored: `rate_limit/store.rs`), and only when all of them allow
+//!   the request does it spend one cell of each. A request refused by any
+//!   quota of a stage spends none of that stage's quotas, so a client held
+//!   back by `5/minute` does not burn its `200/day` with refused requests.
+//!   Its `Retry-After` is the longest wait among the refusing quotas (the
+//!   earliest moment all of them allow it). A stage with several quotas
+//!   decides one request at a time (a lock per stage and route, held for the
+//!   look and the spend, never across an await), so no other request can
+//!   spend in between; a stage with one quota needs no lock (governor's
+//!   single decision is atomic).
+//! * **Across stages, in order.** The per-IP stage runs before
+//!   authentication and is spent as soon as the request passes it: whatever
+//!   happens afterwards (failed authentication, missing scopes, a refusal
+//!   by the per-principal stage, a bad body) the request has used its per-IP
+//!   cells. That is deliberate: the per-IP quotas bound how often one
+//!   address gets its credentials checked, so failed authentication must
+//!   count. A request refused by the per-IP stage never reaches the
+//!   per-principal stage and spends nothing there.
 //! * IPv6 clients are keyed by their /64 network: one host usually owns a
 //!   whole /64 and could otherwise rotate addresses to escape the limit.
 //! * Memory is bounded. Idle keys are dropped by [`RouteLimiters::retain_recent`]
@@ -34,21 +53,22 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
-use governor::nanos::Nanos;
-use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
-use governor::state::StateStore;
-use governor::{Quota, RateLimiter};
+use governor::{NotUntil, Quota, RateLimiter};
 use http::header::RETRY_AFTER;
 use http::{HeaderName, HeaderValue, StatusCode};
 use serde::Deserialize;
 
 use super::problems::{index, join, Problems};
 use super::Rejection;
+use store::BoundedStore;
+use store::Probe;
+
+mod store;
 
 /// Default cap on keys tracked by one limiter. At roughly 100 bytes per
 /// entry this is about 1 MB per limiter.
@@ -300,73 +320,7 @@ pub fn validate_quotas(texts: &[String], path: &str, problems: &mut Problems) ->
     quotas
 }
 
-/// A key slot in a bounded store: a tracked key, or the shared overflow.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Slot<K> {
-    Key(K),
-    Overflow,
-}
-
-/// A governor key store that tracks at most `max_keys` keys; further keys
-/// share one overflow slot. Under concurrent first requests the bound can
-/// be exceeded by the number of requests in flight, never more.
-pub struct BoundedStore<K: Hash + Eq + Clone> {
-    inner: DashMapStateStore<Slot<K>>,
-    max_keys: usize,
-    /// Decisions made in the overflow slot; shared with the owning [`Limit`].
-    overflowed: Arc<AtomicU64>,
-}
-
-impl<K: Hash + Eq + Clone> BoundedStore<K> {
-    fn new(max_keys: usize, overflowed: Arc<AtomicU64>) -> Self {
-        Self {
-            inner: DashMapStateStore::default(),
-            max_keys,
-            overflowed,
-        }
-    }
-
-    fn slot_for(&self, key: &K) -> Slot<K> {
-        let slot = Slot::Key(key.clone());
-        if self.inner.contains_key(&slot) || self.inner.len() < self.max_keys {
-            slot
-        } else {
-            self.overflowed.fetch_add(1, Ordering::Relaxed);
-            Slot::Overflow
-        }
-    }
-}
-
-impl<K: Hash + Eq + Clone> StateStore for BoundedStore<K> {
-    type Key = K;
-
-    fn measure_and_replace<T, F, E>(&self, key: &K, f: F) -> Result<T, E>
-    where
-        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
-    {
-        self.inner.measure_and_replace(&self.slot_for(key), f)
-    }
-}
-
-impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for BoundedStore<K> {
-    fn retain_recent(&self, drop_below: Nanos) {
-        self.inner.retain_recent(drop_below);
-    }
-
-    fn shrink_to_fit(&self) {
-        self.inner.shrink_to_fit();
-    }
-
-    fn len(&self) -> usize {
-        self.inner.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.inner.is_empty()
-    }
-}
-
-type Limiter<K, C> = RateLimiter<K, BoundedStore<K>, C, StateInformationMiddleware>;
+type Limiter<K, C> = RateLimiter<Probe<K>, BoundedStore<K>, C, StateInformationMiddleware>;
 
 struct Limit<K: Hash + Eq + Clone, C: Clock> {
     name: String,
@@ -395,10 +349,12 @@ pub struct Usage {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("rate limited by {}", .usage.name)]
 pub struct RateLimited {
-    /// The exhausted quota (remaining 0, reset = retry after).
+    /// The exhausted quota with the longest wait (remaining 0, reset =
+    /// retry after).
     pub usage: Usage,
-    /// Usage of the quotas checked before it, for the headers.
-    pub earlier: Vec<Usage>,
+    /// The stage's other quotas as they stand (nothing was spent), for the
+    /// headers.
+    pub others: Vec<Usage>,
     /// Whole seconds until a retry can succeed (rounded up, at least 1).
     pub retry_after_seconds: u64,
     /// Whether the key was in the shared overflow bucket.
@@ -412,7 +368,7 @@ impl From<RateLimited> for Rejection {
         } else {
             "rate_limit.exceeded"
         };
-        let mut usages = limited.earlier.clone();
+        let mut usages = limited.others.clone();
         usages.push(limited.usage.clone());
         let mut rejection =
             Rejection::new(StatusCode::TOO_MANY_REQUESTS, "too many requests", reason)
@@ -431,6 +387,9 @@ impl From<RateLimited> for Rejection {
 pub struct RouteLimiters<C: Clock = DefaultClock> {
     per_ip: Vec<Limit<IpAddr, C>>,
     per_principal: Vec<Limit<String, C>>,
+    /// One decision at a time per stage (used when it has several quotas).
+    ip_stage: Mutex<()>,
+    principal_stage: Mutex<()>,
     clock: C,
 }
 
@@ -459,6 +418,8 @@ impl<C: Clock + Clone> RouteLimiters<C> {
         Self {
             per_ip: build(&quotas.per_ip, KeyKind::Ip, settings, &clock),
             per_principal: build(&quotas.per_principal, KeyKind::Principal, settings, &clock),
+            ip_stage: Mutex::new(()),
+            principal_stage: Mutex::new(()),
             clock,
         }
     }
@@ -473,17 +434,19 @@ impl<C: Clock + Clone> RouteLimiters<C> {
         !self.per_principal.is_empty()
     }
 
-    /// Counts a request from `ip` against the per-IP quotas.
+    /// Counts a request from `ip` against the per-IP quotas, all or
+    /// nothing.
     pub fn check_ip(&self, ip: IpAddr) -> Result<Vec<Usage>, RateLimited> {
         let key = rate_key_for_ip(ip);
-        check_all(&self.per_ip, &key, &self.clock)
+        check_all(&self.per_ip, &self.ip_stage, key, &self.clock)
     }
 
-    /// Counts a request by `principal` against the per-principal quotas.
-    /// Anonymous callers pass a key derived from their IP
+    /// Counts a request by `principal` against the per-principal quotas,
+    /// all or nothing. Anonymous callers pass a key derived from their IP
     /// ([`anonymous_key`]).
     pub fn check_principal(&self, principal: &str) -> Result<Vec<Usage>, RateLimited> {
-        check_all(&self.per_principal, &principal.to_owned(), &self.clock)
+        let key = principal.to_owned();
+        check_all(&self.per_principal, &self.principal_stage, key, &self.clock)
     }
 
     /// Drops keys whose state is indistinguishable from a fresh one, and
@@ -547,37 +510,106 @@ fn build<K: Hash + Eq + Clone, C: Clock + Clone>(
         .collect()
 }
 
+/// Decides a request against every quota of one stage, all or nothing
+/// (see the module doc).
 fn check_all<K: Hash + Eq + Clone, C: Clock>(
     limits: &[Limit<K, C>],
-    key: &K,
+    stage: &Mutex<()>,
+    key: K,
     clock: &C,
 ) -> Result<Vec<Usage>, RateLimited> {
-    let mut usages = Vec::with_capacity(limits.len());
+    let look = Probe { key, spend: false };
+    let spend = Probe {
+        spend: true,
+        ..look.clone()
+    };
+    if let [only] = limits {
+        // One quota: governor's decision is already one atomic step.
+        return match decide(only, &spend, clock) {
+            Ok(usage) => Ok(vec![usage]),
+            Err(refused) => Err(refused.limited(Vec::new())),
+        };
+    }
+    let _one_at_a_time = stage.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut others = Vec::with_capacity(limits.len());
+    let mut worst: Option<Refused> = None;
     for limit in limits {
-        // Under concurrency another key's overflow may land in between; the
-        // flag only labels the audit reason, so that is acceptable.
-        let overflowed_before = limit.overflowed.load(Ordering::Relaxed);
-        match limit.limiter.check_key(key) {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                usages.push(usage(limit, remaining));
-            }
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(clock.now());
-                let retry_after_seconds = ceil_seconds(wait).max(1);
-                let overflow = limit.overflowed.load(Ordering::Relaxed) != overflowed_before;
-                let mut exhausted = usage(limit, 0);
-                exhausted.reset_seconds = retry_after_seconds;
-                return Err(RateLimited {
-                    usage: exhausted,
-                    earlier: usages,
-                    retry_after_seconds,
-                    overflow,
-                });
-            }
+        match decide(limit, &look, clock) {
+            // It would have one cell less after the spend that did not happen.
+            Ok(after) => others.push(usage(limit, after.remaining.saturating_add(1))),
+            Err(refused) => match worst.take() {
+                Some(other) if other.wait >= refused.wait => {
+                    others.push(refused.usage);
+                    worst = Some(other);
+                }
+                Some(other) => {
+                    others.push(other.usage);
+                    worst = Some(refused);
+                }
+                None => worst = Some(refused),
+            },
         }
     }
-    Ok(usages)
+    if let Some(refused) = worst {
+        return Err(refused.limited(others));
+    }
+    // Every quota allows it, and no other decision of this stage can come
+    // in between: spend one cell of each. (Time only moves on, and a purge
+    // only drops states equal to fresh ones, so a quota that allowed the
+    // look allows the spend.)
+    limits
+        .iter()
+        .map(|limit| decide(limit, &spend, clock).map_err(|refused| refused.limited(Vec::new())))
+        .collect()
+}
+
+/// One quota refusing a request.
+struct Refused {
+    usage: Usage,
+    wait: Duration,
+    overflow: bool,
+}
+
+impl Refused {
+    fn limited(self, others: Vec<Usage>) -> RateLimited {
+        RateLimited {
+            retry_after_seconds: self.usage.reset_seconds,
+            usage: self.usage,
+            others,
+            overflow: self.overflow,
+        }
+    }
+}
+
+/// One quota's decision for `probe`: its usage afterwards, or why not.
+fn decide<K: Hash + Eq + Clone, C: Clock>(
+    limit: &Limit<K, C>,
+    probe: &Probe<K>,
+    clock: &C,
+) -> Result<Usage, Refused> {
+    // Under concurrency another key's overflow may land in between; the
+    // flag only labels the audit reason, so that is acceptable.
+    let overflowed_before = limit.overflowed.load(Ordering::Relaxed);
+    match limit.limiter.check_key(probe) {
+        Ok(snapshot) => Ok(usage(limit, snapshot.remaining_burst_capacity())),
+        Err(not_until) => Err(refusal(limit, &not_until, clock, overflowed_before)),
+    }
+}
+
+fn refusal<K: Hash + Eq + Clone, C: Clock>(
+    limit: &Limit<K, C>,
+    not_until: &NotUntil<C::Instant>,
+    clock: &C,
+    overflowed_before: u64,
+) -> Refused {
+    let wait = not_until.wait_time_from(clock.now());
+    let mut exhausted = usage(limit, 0);
+    exhausted.reset_seconds = ceil_seconds(wait).max(1);
+    Refused {
+        usage: exhausted,
+        wait,
+        overflow: limit.overflowed.load(Ordering::Relaxed) != overflowed_before,
+    }
 }
 
 fn usage<K: Hash + Eq + Clone, C: Clock>(limit: &Limit<K, C>, remaining: u32) -> Usage {
@@ -836,7 +868,59 @@ mod tests {
             "{}",
             limited.retry_after_seconds
         );
-        assert_eq!(limited.earlier.len(), 1);
+        assert_eq!(limited.others.len(), 1);
+    }
+
+    #[test]
+    fn a_request_refused_by_one_quota_spends_none_of_its_stage() {
+        // The day quota is listed first: before, each refusal by the minute
+        // quota still used a cell of the day.
+        let (limits, clock) = limiters(&["10/day", "1/minute"], &[], 100);
+        let client = ip("203.0.113.9");
+        let usages = limits.check_ip(client).unwrap();
+        assert_eq!((usages[0].remaining, usages[1].remaining), (9, 0));
+        for _ in 0..5 {
+            let limited = limits.check_ip(client).unwrap_err();
+            assert_eq!(limited.usage.name, "ip-minute");
+            assert_eq!(limited.others[0].name, "ip-day");
+            assert_eq!(limited.others[0].remaining, 9, "nothing spent");
+        }
+        clock.advance(Duration::from_secs(60));
+        let usages = limits.check_ip(client).unwrap();
+        assert_eq!((usages[0].remaining, usages[1].remaining), (8, 0));
+    }
+
+    #[test]
+    fn retry_after_is_the_longest_wait_of_the_refusing_quotas() {
+        let (limits, _clock) = limiters(&[], &["1/minute", "1/day"], 100);
+        limits.check_principal("key:ci").unwrap();
+        let limited = limits.check_principal("key:ci").unwrap_err();
+        assert_eq!(limited.usage.name, "principal-day");
+        assert_eq!(limited.retry_after_seconds, 86_400);
+        assert_eq!(limited.others.len(), 1);
+        assert_eq!(limited.others[0].name, "principal-minute");
+    }
+
+    #[test]
+    fn the_ip_stage_is_spent_even_when_the_principal_stage_refuses() {
+        // The per-IP stage runs before authentication and counts every
+        // request that passes it, whatever happens later.
+        let (limits, _clock) = limiters(&["3/minute"], &["1/minute"], 100);
+        let client = ip("198.51.100.7");
+        limits.check_ip(client).unwrap();
+        limits.check_principal("key:ci").unwrap();
+        assert_eq!(limits.check_ip(client).unwrap()[0].remaining, 1);
+        assert!(limits.check_principal("key:ci").is_err());
+        assert_eq!(limits.check_ip(client).unwrap()[0].remaining, 0);
+    }
+
+    #[test]
+    fn looks_never_create_state_for_unknown_keys() {
+        let (limits, _clock) = limiters(&["1/minute", "1/hour"], &[], 100);
+        limits.check_ip(ip("192.0.2.1")).unwrap();
+        assert_eq!(limits.tracked_keys(), 2);
+        assert!(limits.check_ip(ip("192.0.2.1")).is_err());
+        assert_eq!(limits.tracked_keys(), 2);
     }
 
     #[test]

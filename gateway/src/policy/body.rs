@@ -33,6 +33,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::Notify;
 
+use crate::accept::BodyFramingRefused;
 use crate::body::BoxError;
 use crate::config::{Encoding, Route};
 use crate::reject::Rejection;
@@ -103,6 +104,9 @@ pub(crate) struct BodyWatch {
     received: AtomicU64,
     exceeded: AtomicBool,
     malformed: AtomicBool,
+    /// Why the connection's framing reader refused the body's chunked
+    /// framing, if it did.
+    chunked_framing: OnceLock<&'static str>,
     finished: AtomicBool,
     finished_notify: Notify,
     /// Why decoding a compressed body failed, if it did.
@@ -117,6 +121,7 @@ impl BodyWatch {
             received: AtomicU64::new(0),
             exceeded: AtomicBool::new(false),
             malformed: AtomicBool::new(false),
+            chunked_framing: OnceLock::new(),
             finished: AtomicBool::new(false),
             finished_notify: Notify::new(),
             decode_failure: OnceLock::new(),
@@ -161,10 +166,14 @@ impl BodyWatch {
     }
 
     /// The precise answer for a body failure the forwarder reported in
-    /// general terms: a decoding failure (decoded body over its cap,
-    /// corrupt stream) replaces the 413 / 400 it was reported as.
+    /// general terms: a refused chunked framing replaces the 400 it was
+    /// reported as, a decoding failure (decoded body over its cap, corrupt
+    /// stream) the 413 / 400.
     pub(crate) fn refine(&self, rejection: Rejection) -> Rejection {
         match (self.decode_failure.get(), &rejection) {
+            (_, Rejection::BodyIncomplete) if self.chunked_framing.get().is_some() => {
+                self.failure()
+            }
             (Some(failure), Rejection::BodyTooLarge { .. } | Rejection::BodyIncomplete) => {
                 failure.rejection()
             }
@@ -172,9 +181,12 @@ impl BodyWatch {
         }
     }
 
-    /// Why the body could not be read: decoding, the limit, or the client.
+    /// Why the body could not be read: its framing, decoding, the limit,
+    /// or the client.
     fn failure(&self) -> Rejection {
-        if let Some(failure) = self.decode_failure.get() {
+        if let Some(why) = self.chunked_framing.get() {
+            Rejection::ChunkedFraming(why)
+        } else if let Some(failure) = self.decode_failure.get() {
             failure.rejection()
         } else if self.is_exceeded() {
             Rejection::BodyTooLarge { limit: self.limit }
@@ -300,6 +312,22 @@ impl Limited {
     }
 }
 
+/// The framing reader's refusal behind a body error, if that is what
+/// ended the body (hyper wraps the failed read's `io::Error`).
+fn framing_refusal(error: &hyper::Error) -> Option<BodyFramingRefused> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        let inner = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref);
+        if let Some(refused) = inner.and_then(|e| e.downcast_ref::<BodyFramingRefused>()) {
+            return Some(*refused);
+        }
+        cause = error.source();
+    }
+    None
+}
+
 impl HttpBody for Limited {
     type Data = Bytes;
     type Error = BoxError;
@@ -329,6 +357,9 @@ impl HttpBody for Limited {
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(error))) => {
+                if let Some(refused) = framing_refusal(&error) {
+                    let _ = this.watch.chunked_framing.set(refused.detail());
+                }
                 this.watch.malformed.store(true, Ordering::Release);
                 Poll::Ready(Some(Err(error.into())))
             }

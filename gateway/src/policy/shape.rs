@@ -22,10 +22,16 @@
 //! `Content-Length` when `Transfer-Encoding` is present (RFC 9112 §6.3),
 //! keeps one of several equal `Content-Length`s — before this check sees
 //! them; the connection's framing reader (`accept/framing.rs`) notes such a
-//! head as [`AmbiguousFraming`] on the request, and it is refused here. The
-//! request is re-framed toward the upstream in any case, so the two hops
-//! can never disagree on where it ends. The header checks repeat hyper's
-//! for HTTP/2, where the h2 crate is the only other guard.
+//! head as [`HeadAsWritten::Ambiguous`] on the request, and it is refused
+//! here. The request is re-framed toward the upstream in any case, so the
+//! two hops can never disagree on where it ends. The reader also ends a
+//! head that is over hyper's own bounds (twice `max_header_bytes`, more than
+//! `max_header_count` fields, a request line beyond them) before hyper sees
+//! all of it, and notes why as [`HeadAsWritten::TooLarge`] or
+//! [`HeadAsWritten::RequestLineTooLong`]: the head that reaches this check
+//! is then only its beginning, and is refused here (431 / 414) by what the
+//! reader found, before anything looks at it. The header checks repeat
+//! hyper's for HTTP/2, where the h2 crate is the only other guard.
 
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::request::Parts;
@@ -39,6 +45,14 @@ const REQUEST_LINE_OVERHEAD: usize = 10;
 
 /// Checks the head and returns the request's host (`host[:port]`).
 pub(crate) fn check(parts: &Parts, limits: &Limits) -> Result<String, Rejection> {
+    match parts.extensions.get() {
+        Some(HeadAsWritten::Ambiguous(why)) => return Err(Rejection::AmbiguousLength(why)),
+        Some(HeadAsWritten::TooLarge(why)) => return Err(Rejection::HeadersTooLarge(why)),
+        Some(HeadAsWritten::RequestLineTooLong { at_least }) => {
+            return Err(Rejection::RequestLineTooLong { length: *at_least })
+        }
+        None => {}
+    }
     let target_len = parts
         .uri
         .path_and_query()
@@ -90,15 +104,22 @@ fn check_upgrade(parts: &Parts) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// A request extension: the HTTP/1.1 head, as the client wrote it, was
-/// ambiguous in this way (set by the connection's framing reader).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct AmbiguousFraming(pub(crate) &'static str);
+/// A request extension set by the connection's HTTP/1.1 framing reader:
+/// what is wrong with the head as the client wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeadAsWritten {
+    /// Its length is ambiguous, or it came after the point where the
+    /// reader stopped following the connection (400), in this way.
+    Ambiguous(&'static str),
+    /// It is over hyper's bound on a head or on its field count (431): the
+    /// request carries only the head's beginning.
+    TooLarge(&'static str),
+    /// Its request line is over hyper's bound (414), at least this long:
+    /// the request carries a stand-in request line.
+    RequestLineTooLong { at_least: usize },
+}
 
 fn check_framing(parts: &Parts) -> Result<(), Rejection> {
-    if let Some(AmbiguousFraming(why)) = parts.extensions.get() {
-        return Err(Rejection::AmbiguousLength(why));
-    }
     let lengths: Vec<_> = parts.headers.get_all(CONTENT_LENGTH).iter().collect();
     if lengths.len() > 1
         || lengths
@@ -223,7 +244,7 @@ mod tests {
         let mut noted = parts("/", &[("host", "x"), ("content-length", "3")]);
         noted
             .extensions
-            .insert(AmbiguousFraming("noted by the reader"));
+            .insert(HeadAsWritten::Ambiguous("noted by the reader"));
         assert!(matches!(
             check(&noted, &limits()),
             Err(Rejection::AmbiguousLength("noted by the reader"))
@@ -232,6 +253,25 @@ mod tests {
         assert!(matches!(
             check(&listed, &limits()),
             Err(Rejection::AmbiguousLength(_))
+        ));
+    }
+
+    #[test]
+    fn what_the_reader_found_is_refused_before_anything_else() {
+        let mut cut = parts("/", &[("host", "x")]);
+        cut.extensions
+            .insert(HeadAsWritten::TooLarge("too many header fields"));
+        assert!(matches!(
+            check(&cut, &limits()),
+            Err(Rejection::HeadersTooLarge("too many header fields"))
+        ));
+        let mut stand_in = parts("/a", &[]);
+        stand_in
+            .extensions
+            .insert(HeadAsWritten::RequestLineTooLong { at_least: 32769 });
+        assert!(matches!(
+            check(&stand_in, &limits()),
+            Err(Rejection::RequestLineTooLong { length: 32769 })
         ));
     }
 

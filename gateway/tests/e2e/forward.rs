@@ -339,6 +339,7 @@ async fn oversized_heads_are_refused() {
     raw.push_str("\r\n");
     let answer = raw_exchange(&client, raw.as_bytes()).await;
     assert_eq!(raw_status(&answer), 431, "{answer}");
+    assert!(answer.contains("too many header fields"), "{answer}");
 
     // Over the policy's head limits but within twice them: the gateway's
     // own answer, with the security headers and the envelope.
@@ -383,7 +384,9 @@ async fn oversized_heads_are_refused() {
         reply.json()["details"][0],
         "the header section is too large"
     );
-    // Beyond twice the limit hyper refuses the head itself.
+    // Beyond twice the limit the framing reader ends the head before
+    // hyper's bound: still the gateway's own answer, and the connection
+    // closes.
     let answer = raw_exchange(
         &client,
         format!(
@@ -394,5 +397,37 @@ async fn oversized_heads_are_refused() {
     )
     .await;
     assert_eq!(raw_status(&answer), 431, "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(
+        lower.contains("strict-transport-security: max-age=")
+            && lower.contains("connection: close"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("the header section is too large"),
+        "{answer}"
+    );
     assert!(up.seen().is_empty());
+}
+
+#[tokio::test]
+async fn a_streamed_body_with_a_lenient_chunk_line_is_400_while_the_upstream_reads_it() {
+    let (gw, _up) = TestGateway::with_upstream(Policy::default()).await;
+    let client = gw.client();
+    for (line, detail) in [
+        ("2 ", "whitespace out of place in a chunk-size line"),
+        ("2;a\0b", "a control byte in the chunked framing"),
+    ] {
+        let attack = format!(
+            "POST /api/echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n\
+             3\r\nabc\r\n{line}\r\nxy\r\n0\r\n\r\n"
+        );
+        let answer = raw_exchange(&client, attack.as_bytes()).await;
+        assert_eq!(raw_status(&answer), 400, "{answer}");
+        assert!(answer.contains(detail), "{detail}: {answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+    }
 }
