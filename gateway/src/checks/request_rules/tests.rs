@@ -1,4 +1,7 @@
+use std::collections::BTreeMap;
+
 use super::*;
+use crate::checks::Problems;
 
 /// The shipped ranges (see the example policy).
 fn analyze_rules() -> QueryRules {
