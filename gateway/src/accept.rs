@@ -12,9 +12,11 @@
 //!
 //! Deadlines on a connection: the handshake; the request head
 //! (`header_read_timeout`, hyper's timer — for HTTP/1.1 it also bounds how
-//! long a kept-alive connection waits for its next request); and
+//! long a kept-alive connection waits for its next request);
 //! `idle_timeout` for a connection with no request in flight (the only
-//! idle bound HTTP/2 has). On shutdown every connection is asked to finish
+//! idle bound HTTP/2 has); and `send_timeout` for a response body the
+//! client takes nothing of (`accept/send_watch.rs`): the HTTP/2 stream is
+//! reset, the HTTP/1.1 connection closed. On shutdown every connection is asked to finish
 //! gracefully (HTTP/1.1 closes after the current response, HTTP/2 sends
 //! GOAWAY); whatever is still open at `server.shutdown_timeout` is dropped.
 //!
@@ -75,6 +77,7 @@ mod framing;
 mod head;
 mod linger;
 mod over_cap;
+mod send_watch;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -88,7 +91,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -97,6 +100,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
+use crate::body::progress::Marked;
 use crate::body::{Body, Guarded};
 use crate::config::Limits;
 use crate::lifecycle::State;
@@ -275,6 +279,9 @@ async fn serve_connection(
     let in_flight = Arc::clone(&activity);
     match kind {
         Listener::Https(acceptor) => {
+            // HTTP/1.1 watches its socket for a client that takes no bytes.
+            let progress = Arc::new(send_watch::Progress::default());
+            let stream = send_watch::WriteWatch::new(stream, Arc::clone(&progress));
             let stream = match tls::handshake(&acceptor, stream, limits.tls_handshake_timeout)
                 .instrument(tracing::debug_span!("tls"))
                 .await
@@ -316,7 +323,10 @@ async fn serve_connection(
                 let lingers = lingers.clone();
                 let found = Arc::clone(&found);
                 async move {
-                    let (response, leftover) = policy::handle(request, &conn, &state).await;
+                    // HTTP/2: this stream's; HTTP/1.1: this connection's.
+                    let progress = send_watch::current().unwrap_or_default();
+                    let (response, leftover) =
+                        policy::handle(request, &conn, &state, Some(&progress)).await;
                     // Nothing after a refused head or body, or after the
                     // point where the reader stopped following the
                     // connection (upgrade, tunnel, a head it cannot parse),
@@ -326,13 +336,17 @@ async fn serve_connection(
                     let close =
                         refused.is_some() || found.body_refused() || found.ends_connection(number);
                     let response = finish(response, leftover, close, lingers.as_deref(), bounds);
-                    Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard)))
+                    Ok::<_, Infallible>(
+                        response.map(|body| Guarded::new(Marked::new(body, progress), guard)),
+                    )
                 }
             });
             let io = TokioIo::new(stream);
             if is_h2 {
-                let connection = h2_builder(&limits).serve_connection(io, service);
-                let ended = drive(connection, in_flight, limits.idle_timeout, stop).await;
+                let streams = h2_streams(&limits, &records);
+                let connection = h2_builder(&limits, streams).serve_connection(io, service);
+                let never = std::future::pending();
+                let ended = drive(connection, in_flight, limits.idle_timeout, stop, never).await;
                 if let Some(error) = ended.err().and_then(|e| head::classify_h2(&e)) {
                     records.metrics.connection_error(error);
                     let event = crate::audit::ConnectionEvent::RequestHeadFailed(error);
@@ -344,7 +358,8 @@ async fn serve_connection(
                 let io = Linger::new(io.into_inner(), switch, bounds);
                 let (io, client_sent) = head::HeadWatch::new(io, framing);
                 let connection = h1_builder(&limits).serve_connection(TokioIo::new(io), service);
-                let ended = drive(connection, in_flight, limits.idle_timeout, stop).await;
+                let ended = drive_h1(connection, in_flight, &limits, stop, &progress).await;
+                record_h1_stall(&records, &progress, peer);
                 let sent = head::sent_since_answer(&client_sent);
                 if let Some(error) = ended.err().and_then(|e| head::classify(&e, sent)) {
                     records.metrics.connection_error(error);
@@ -361,7 +376,8 @@ async fn serve_connection(
                 async move { Ok::<_, Infallible>(response) }
             });
             let connection = h1_builder(&limits).serve_connection(TokioIo::new(stream), service);
-            let _ = drive(connection, in_flight, limits.idle_timeout, stop).await;
+            let never = std::future::pending();
+            let _ = drive(connection, in_flight, limits.idle_timeout, stop, never).await;
         }
     }
 }
@@ -412,6 +428,46 @@ fn finish(
         (None, _) => {}
     }
     response
+}
+
+/// The executor of an HTTP/2 connection's streams: each is reset when its
+/// client takes nothing of its answer for `limits.send_timeout`.
+pub(crate) fn h2_streams(limits: &Limits, state: &State) -> send_watch::StreamExecutor {
+    let stalls = state.metrics.client_stalls("h2");
+    send_watch::StreamExecutor::new(limits.clients.send_timeout, stalls)
+}
+
+/// [`drive`] for an HTTP/1.1 connection whose socket and answers
+/// `progress` follows: closed at once when its client takes nothing for
+/// `limits.send_timeout`.
+async fn drive_h1<C>(
+    connection: C,
+    in_flight: Arc<Activity>,
+    limits: &Limits,
+    stop: watch::Receiver<bool>,
+    progress: &Arc<send_watch::Progress>,
+) -> Result<(), C::Error>
+where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    // The handshake's writes are not the answer's.
+    progress.written();
+    let stalled = send_watch::stalled(progress, limits.clients.send_timeout);
+    let driving = drive(connection, in_flight, limits.idle_timeout, stop, stalled);
+    send_watch::scoped(Arc::clone(progress), driving).await
+}
+
+/// Counts an HTTP/1.1 connection closed over a stall, and audits it when
+/// no request's line does (the answers had been handed over whole).
+fn record_h1_stall(state: &State, progress: &send_watch::Progress, peer: SocketAddr) {
+    if progress.is_stalled() {
+        state.metrics.client_stalls("http1").inc();
+    }
+    if progress.is_stalled_after_body() {
+        let event = crate::audit::ConnectionEvent::SendStalled;
+        state.audit.connection(event, peer);
+    }
 }
 
 /// The framing reader's bound on an HTTP/1.1 head, and h2's on an HTTP/2
@@ -472,8 +528,11 @@ fn h1_builder(limits: &Limits) -> http1::Builder {
     builder
 }
 
-fn h2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
-    let mut builder = http2::Builder::new(TokioExecutor::new());
+fn h2_builder(
+    limits: &Limits,
+    streams: send_watch::StreamExecutor,
+) -> http2::Builder<send_watch::StreamExecutor> {
+    let mut builder = http2::Builder::new(streams);
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
@@ -489,18 +548,21 @@ fn h2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
 }
 
 /// Runs a connection until it ends, asking it to finish gracefully on
-/// shutdown or when it has been idle too long; returns how it ended.
+/// shutdown or when it has been idle too long, and dropping it at once
+/// when `stalled` resolves (its client stopped taking a response); returns
+/// how it ended.
 async fn drive<C>(
     connection: C,
     in_flight: Arc<Activity>,
     idle_timeout: Duration,
     mut stop: watch::Receiver<bool>,
+    stalled: impl std::future::Future<Output = ()>,
 ) -> Result<(), C::Error>
 where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
-    tokio::pin!(connection);
+    tokio::pin!(connection, stalled);
     tokio::select! {
         result = connection.as_mut() => {
             if let Err(error) = &result {
@@ -508,11 +570,21 @@ where
             }
             return result;
         }
+        () = stalled.as_mut() => {
+            tracing::debug!("response stalled; closing the connection");
+            return Ok(());
+        }
         () = stopped(&mut stop) => tracing::debug!("shutting down"),
         () = idle(&in_flight, idle_timeout) => tracing::debug!("idle timeout"),
     }
     connection.as_mut().graceful_shutdown();
-    let result = connection.await;
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stalled => {
+            tracing::debug!("response stalled; closing the connection");
+            Ok(())
+        }
+    };
     if let Err(error) = &result {
         tracing::debug!(%error, "connection ended");
     }

@@ -4,10 +4,14 @@
 //! In: what the pipeline learnt about a request ([`Started`], [`Trail`],
 //! the [`Decision`]) or a connection event. Out: one line to stdout or an
 //! append-only file (`[audit] output`), optionally hash-chained
-//! (`audit/chain.rs`). A response whose body has a known length gets its
-//! line when its head is ready; a streamed one (no length) when its body
-//! ends, fails or is dropped, with the bytes actually sent — still exactly
-//! one line.
+//! (`audit/chain.rs`). A response with an empty body gets its line when
+//! its head is ready; any other when its body ends, fails or is dropped,
+//! with the bytes actually sent and the time until then — still exactly
+//! one line. A forwarded answer abandoned because the client stopped
+//! reading for `limits.send_timeout` is logged with decision `send`,
+//! reason `send.client_stalled` (`docs/security-controls.md`, F-4); its
+//! `bytes_out` counts what was handed to the connection, at most one chunk
+//! more than the client received.
 //!
 //! Privacy by construction: a line is the fixed [`Record`] struct, so only
 //! its fields can ever appear — never query strings, bodies,
@@ -103,6 +107,10 @@ pub(crate) enum ConnectionEvent {
     /// out after some bytes, too large, malformed), or h2 an HTTP/2
     /// connection over a protocol violation: no request exists.
     RequestHeadFailed(crate::accept::HeadError),
+    /// An HTTP/1.1 connection was closed because the client took none of
+    /// the answers already handed to it for `limits.send_timeout` (a stall
+    /// with a body in flight is on that request's line instead).
+    SendStalled,
 }
 
 /// What is known about a request when it arrives.
@@ -341,6 +349,11 @@ impl Log {
                 ("connection_refused", "accept", "accept.connection_cap")
             }
             ConnectionEvent::RequestHeadFailed(error) => (error.event(), "http", error.reason()),
+            ConnectionEvent::SendStalled => {
+                let stalled = Decision::CLIENT_STALLED;
+                let reason = stalled.reason.unwrap_or("send.client_stalled");
+                ("send_stalled", stalled.outcome, reason)
+            }
         };
         self.write(Record {
             ts: rfc3339_ms(OffsetDateTime::now_utc()),
@@ -396,9 +409,10 @@ impl Log {
 
 /// Records one answered request: its metrics and its audit line. Called
 /// once per request when the response head is ready; `bytes_in` is what was
-/// read so far. With a known body length the line is written now, with that
-/// length as `bytes_out`; a streamed body is wrapped so that its line is
-/// written when it ends, fails or is dropped, with the bytes sent.
+/// read so far. With an empty body the line is written now; any other body
+/// is wrapped so that its line is written when it ends, fails or is
+/// dropped, with the bytes sent, the duration until then, and — when
+/// `progress` says the client stalled — the stall as its decision.
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 pub(crate) fn record_request(
     state: &crate::lifecycle::State,
@@ -406,6 +420,7 @@ pub(crate) fn record_request(
     identity: &crate::policy::identify::Identity,
     started: &Started,
     trail: &Trail,
+    progress: Option<&Arc<crate::body::progress::Progress>>,
     decision: Decision,
     response: http::Response<crate::body::Body>,
     bytes_in: u64,
@@ -449,15 +464,23 @@ pub(crate) fn record_request(
             tls: &conn.tls,
         },
     );
-    if declared.is_some() {
+    if response.body().is_end_stream() {
         let _ = state.audit.write(record);
         return response;
     }
     let mut record = record.into_owned();
     let log = Arc::clone(&state.audit);
+    let (at, progress) = (started.at, progress.cloned());
     response.map(|body| {
         crate::body::counted(body, move |sent| {
             record.bytes_out = Some(sent);
+            record.duration_ms = Some(millis(at.elapsed()));
+            // A refusal keeps its reason: the stall did not change what
+            // the gateway decided (the metric still counts it).
+            if record.reason.is_none() && progress.is_some_and(|p| p.is_stalled()) {
+                let stalled = Decision::CLIENT_STALLED;
+                (record.decision, record.reason) = (stalled.outcome, stalled.reason);
+            }
             let _ = log.write(record);
         })
     })

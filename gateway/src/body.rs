@@ -1,7 +1,10 @@
 //! The one response body type, a wrapper that keeps a guard alive until a
 //! body has been sent (an upstream slot, a connection's in-flight count),
 //! and one that reports how many bytes a body yielded (`bytes_out` of a
-//! streamed response's audit line).
+//! streamed response's audit line). `body/progress.rs` tells whether a
+//! response body is still being taken by the client.
+
+pub(crate) mod progress;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -93,6 +93,15 @@ pub const DEFAULT_OVER_CAP_ANSWERS_PER_SECOND: usize = 10;
 /// What happens to request headers whose names contain `_`: dropped before
 /// forwarding, as nginx does (`underscores_in_headers off`).
 pub const DEFAULT_UNDERSCORE_HEADERS: UnderscoreHeaders = UnderscoreHeaders::Drop;
+/// A response body that makes no progress toward the client for this long
+/// is abandoned (`docs/security-controls.md`, F-4 and F-5).
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests (HTTP/2 streams included) one client IP may have in flight at
+/// once, across all its connections.
+pub const DEFAULT_MAX_REQUESTS_PER_IP: usize = 128;
+/// Unless set, one client IP may hold this fraction of
+/// `upstream.max_in_flight` (a quarter), and at least one slot.
+pub const DEFAULT_UPSTREAM_SHARE_DIVISOR: usize = 4;
 /// HSTS `max-age` in seconds: two years, as Mozilla recommends.
 pub const DEFAULT_HSTS_MAX_AGE_SECS: u64 = 63_072_000;
 /// The CSP sent on every HTTPS response: the API serves no documents.
@@ -115,6 +124,9 @@ pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_POOL_MAX_IDLE: usize = 64;
 /// `Retry-After` sent with a 503 when the upstream gave none.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// An upstream answer up to this size is read in full and its connection
+/// released before the client reads it (proxy buffering).
+pub const DEFAULT_RESPONSE_BUFFER_BYTES: usize = 64 * 1024;
 /// How long start-up waits for a spawned upstream to accept connections.
 pub const DEFAULT_SPAWN_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest pause between two restarts of a spawned upstream.
@@ -204,6 +216,21 @@ pub(crate) struct Limits {
     pub(crate) over_cap_answers_per_second: usize,
     /// `underscore_headers`, default [`DEFAULT_UNDERSCORE_HEADERS`].
     pub(crate) underscore_headers: UnderscoreHeaders,
+    /// What one client may hold, and for how long.
+    pub(crate) clients: ClientLimits,
+}
+
+/// `[limits]` on what one client may hold, and for how long
+/// (`docs/security-controls.md`, F-4 and F-5).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ClientLimits {
+    /// How long a response may make no progress toward the client.
+    pub(crate) send_timeout: Duration,
+    /// Requests in flight per client IP, across its connections.
+    pub(crate) max_requests_per_ip: usize,
+    /// Upstream slots held per client IP (set, or a share of
+    /// `upstream.max_in_flight`).
+    pub(crate) max_upstream_per_ip: usize,
 }
 
 /// `limits.underscore_headers`: request headers whose names contain `_`.
@@ -246,6 +273,9 @@ pub(crate) struct Upstream {
     pub(crate) pool_idle_timeout: Duration,
     pub(crate) pool_max_idle: usize,
     pub(crate) retry_after: Duration,
+    /// Answers up to this many bytes are read in full before the client
+    /// gets them (0: always streamed).
+    pub(crate) response_buffer_bytes: usize,
     /// Replace the bodies of upstream 5xx answers with a generic envelope
     /// (the legacy backend puts Python exception texts in its 500s).
     pub(crate) replace_error_bodies: bool,
@@ -532,9 +562,16 @@ fn validate(mut raw: RawConfig, ctx: &LoadContext<'_>, problems: &mut Problems) 
     let checks = policy::validate_global(&mut raw, ctx, problems);
     let server = validate_server(raw.server, problems);
     let tls = validate_tls(raw.tls, problems);
-    let limits = validate_limits(raw.limits.unwrap_or_default(), problems);
+    let mut limits = validate_limits(raw.limits.unwrap_or_default(), problems);
     let headers = validate_headers(raw.headers.unwrap_or_default(), problems);
     let upstream = validate_upstream(raw.upstream, problems);
+    if limits.clients.max_upstream_per_ip == 0 {
+        // Unset: a share of the upstream slots.
+        let slots = upstream
+            .as_ref()
+            .map_or(DEFAULT_MAX_IN_FLIGHT, |u| u.max_in_flight.get());
+        limits.clients.max_upstream_per_ip = (slots / DEFAULT_UPSTREAM_SHARE_DIVISOR).max(1);
+    }
     let routes = validate_routes(raw.routes.unwrap_or_default(), checks.as_ref(), problems);
     let admin = admin::validate_admin(raw.admin.unwrap_or_default(), problems);
     let audit = audit::validate_audit(raw.audit.unwrap_or_default(), problems);
@@ -679,6 +716,7 @@ fn validate_plain_http(
 }
 
 fn validate_limits(raw: RawLimits, problems: &mut Problems) -> Limits {
+    let clients = validate_client_limits(&raw, problems);
     let d = |value, key, default, problems: &mut Problems| {
         let value = duration(value, key, default, problems);
         if value.is_zero() {
@@ -777,6 +815,7 @@ fn validate_limits(raw: RawLimits, problems: &mut Problems) -> Limits {
             problems,
         ),
         underscore_headers: underscore_headers(raw.underscore_headers.as_deref(), problems),
+        clients,
     }
 }
 
@@ -792,6 +831,38 @@ fn underscore_headers(value: Option<&str>, problems: &mut Problems) -> Underscor
             );
             DEFAULT_UNDERSCORE_HEADERS
         }
+    }
+}
+
+/// The `[limits]` on what one client may hold, and for how long.
+fn validate_client_limits(raw: &RawLimits, problems: &mut Problems) -> ClientLimits {
+    let key = "limits.send_timeout";
+    let send_timeout = duration(
+        raw.send_timeout.clone(),
+        key,
+        DEFAULT_SEND_TIMEOUT,
+        problems,
+    );
+    if send_timeout.is_zero() {
+        problems.push(key, "must be longer than 0");
+    }
+    ClientLimits {
+        send_timeout,
+        max_requests_per_ip: count(
+            raw.max_requests_per_ip,
+            "limits.max_requests_per_ip",
+            DEFAULT_MAX_REQUESTS_PER_IP,
+            1..=1_000_000,
+            problems,
+        ),
+        // 0 until resolved against `upstream.max_in_flight` in `validate`.
+        max_upstream_per_ip: count(
+            raw.max_upstream_per_ip,
+            "limits.max_upstream_per_ip",
+            0,
+            1..=1_000_000,
+            problems,
+        ),
     }
 }
 
@@ -891,6 +962,13 @@ fn validate_upstream(raw: Option<RawUpstream>, problems: &mut Problems) -> Optio
         DEFAULT_RETRY_AFTER,
         problems,
     );
+    let response_buffer_bytes = count(
+        raw.response_buffer_bytes,
+        "upstream.response_buffer_bytes",
+        DEFAULT_RESPONSE_BUFFER_BYTES,
+        0..=16 << 20,
+        problems,
+    );
     let spawn = raw
         .spawn
         .map(|spawn| validate_spawn(spawn, &address, problems));
@@ -903,6 +981,7 @@ fn validate_upstream(raw: Option<RawUpstream>, problems: &mut Problems) -> Optio
         pool_idle_timeout,
         pool_max_idle,
         retry_after,
+        response_buffer_bytes,
         replace_error_bodies: raw.replace_error_bodies.unwrap_or(true),
         ready_path: ready_path(raw.ready_path, problems),
         spawn: spawn.flatten(),

@@ -44,6 +44,7 @@ pub mod healthcheck;
 mod lifecycle;
 pub mod logging;
 mod metrics;
+mod per_ip;
 mod plain_http;
 mod policy;
 mod proxy;

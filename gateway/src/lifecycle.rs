@@ -34,6 +34,8 @@ pub(crate) struct State {
     certs: Arc<CertStore>,
     pub(crate) upstream: Upstream,
     pub(crate) connections: Arc<Connections>,
+    /// Requests in flight per client IP (`limits.max_requests_per_ip`).
+    pub(crate) requests_per_ip: Arc<crate::per_ip::PerIp>,
     /// The audit log; shared with response bodies whose line is
     /// written when they end.
     pub(crate) audit: Arc<audit::Log>,
@@ -127,6 +129,7 @@ impl Gateway {
             config: RwLock::new(Arc::new(config)),
             certs: Arc::clone(&certs),
             connections: Arc::new(Connections::default()),
+            requests_per_ip: Arc::default(),
             audit,
             metrics,
         });

@@ -73,6 +73,14 @@ struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabel {
+    protocol: &'static str,
+}
+
+/// The `protocol` labels of `client_stalls_total`.
+pub(crate) const STALL_PROTOCOLS: [&str; 2] = ["h2", "http1"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -168,6 +176,7 @@ pub(crate) struct Metrics {
     active_connections: Gauge,
     tls_handshake_failures: Counter,
     connection_errors: Family<ReasonLabel, Counter>,
+    client_stalls: Family<ProtocolLabel, Counter>,
     config_reloads: Family<ResultLabel, Counter>,
     worker_restarts: Counter,
     upstream_up: Gauge,
@@ -204,6 +213,7 @@ impl Metrics {
             active_connections: Gauge::default(),
             tls_handshake_failures: Counter::default(),
             connection_errors: Family::default(),
+            client_stalls: Family::default(),
             config_reloads: Family::default(),
             worker_restarts: Counter::default(),
             upstream_up: Gauge::default(),
@@ -269,6 +279,11 @@ impl Metrics {
             m.connection_errors.clone(),
         );
         registry.register(
+            "client_stalls",
+            "Response bodies abandoned because the client took nothing for limits.send_timeout, by protocol",
+            m.client_stalls.clone(),
+        );
+        registry.register(
             "config_reloads",
             "Policy reloads, by result",
             m.config_reloads.clone(),
@@ -290,6 +305,9 @@ impl Metrics {
         );
         for result in ["success", "failure"] {
             let _ = m.config_reloads.get_or_create(&ResultLabel { result });
+        }
+        for protocol in STALL_PROTOCOLS {
+            let _ = m.client_stalls.get_or_create(&ProtocolLabel { protocol });
         }
         for error in HeadError::ALL {
             let _ = m.connection_errors.get_or_create(&ReasonLabel {
@@ -402,6 +420,14 @@ impl Metrics {
                 reason: error.label(),
             })
             .inc();
+    }
+
+    /// The counter of stalled responses on `protocol` (one of
+    /// [`STALL_PROTOCOLS`]), for the connection layer to count into.
+    pub(crate) fn client_stalls(&self, protocol: &'static str) -> Counter {
+        self.client_stalls
+            .get_or_create(&ProtocolLabel { protocol })
+            .clone()
     }
 
     /// Counts a reload attempt.

@@ -45,6 +45,9 @@
 //! headers gathered on the way (upstream copies of CORS headers are
 //! replaced: CORS is the gateway's job) and the security headers
 //! (`respond.rs`). The whole exchange runs under `limits.request_timeout`.
+//! Before any of it, a client IP with `limits.max_requests_per_ip` requests
+//! (HTTP/2 streams included) already in flight gets 503 + `Retry-After`;
+//! a request counts until its response body has been sent or abandoned.
 //! Finally each request gets exactly one audit line and its metrics
 //! (`audit::record_request`); checks report what they learn (route,
 //! authenticated principal) through the `audit::Trail`. Before all of
@@ -64,13 +67,15 @@ use std::sync::{Arc, OnceLock};
 use http::header::VARY;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
 use hyper::body::{Body as _, Incoming};
 use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::accept::ConnInfo;
 use crate::audit::{self, Decision, Started, Trail};
-use crate::body::Body;
+use crate::body::progress::Progress;
+use crate::body::{Body, Guarded};
 use crate::checks::auth::AuthMode;
 use crate::checks::{cors, rate_limit, request_rules, scopes, upload};
 use crate::config::{Config, Route};
@@ -104,11 +109,14 @@ impl Leftover {
 }
 
 /// Answers one HTTPS request: checks, forwards, secures the response; also
-/// says what is left of the request's body.
+/// says what is left of the request's body. `progress` is the send progress
+/// of its stream or connection, if it is watched: the audit line of an
+/// abandoned response says so.
 pub(crate) async fn handle(
     request: Request<Incoming>,
     conn: &ConnInfo,
     state: &State,
+    progress: Option<&Arc<Progress>>,
 ) -> (Response<Body>, Leftover) {
     // One snapshot per request: a reload in the middle never mixes policies.
     let config = state.config();
@@ -132,26 +140,26 @@ pub(crate) async fn handle(
     let (parts, body) = request.into_parts();
     // The body until a stage takes it to read it.
     let mut unread = Some(body);
-    // `audit.on_failure = "refuse"`: nothing passes while the audit log
-    // cannot be written (`docs/audit-and-metrics.md`); the body stays
-    // unread, like any early refusal's.
-    let outcome = if state.audit.admits(config.audit.on_failure) {
-        let checked = check_and_forward(
-            Request::from_parts(parts, &mut unread),
-            &identity,
-            &config,
-            &state.upstream,
-            &watch,
-            &mut policy_headers,
-            &trail,
-        );
-        tokio::time::timeout(config.limits.request_timeout, checked)
-            .instrument(span.clone())
-            .await
-    } else {
-        Ok(Err(Rejection::AuditUnavailable {
-            retry_after: config.upstream.retry_after,
-        }))
+    let in_flight = state.requests_per_ip.try_take(
+        identity.client_ip,
+        config.limits.clients.max_requests_per_ip,
+    );
+    let outcome = match admit(state, &config, in_flight.is_some()) {
+        Ok(()) => {
+            let checked = check_and_forward(
+                Request::from_parts(parts, &mut unread),
+                &identity,
+                &config,
+                &state.upstream,
+                &watch,
+                &mut policy_headers,
+                &trail,
+            );
+            tokio::time::timeout(config.limits.request_timeout, checked)
+                .instrument(span.clone())
+                .await
+        }
+        Err(rejection) => Ok(Err(rejection)),
     };
     let allowed = matches!(outcome, Ok(Ok(_)));
     let (mut response, decision) = match outcome {
@@ -191,9 +199,34 @@ pub(crate) async fn handle(
         None => Leftover::Nothing,
     };
     let response = audit::record_request(
-        state, conn, &identity, &started, &trail, decision, response, bytes_in,
+        state, conn, &identity, &started, &trail, progress, decision, response, bytes_in,
     );
+    let response = match in_flight {
+        // Counted until the body has been sent or abandoned.
+        Some(held) => response.map(|body| Guarded::new(body, held).boxed_unsync()),
+        None => response,
+    };
     (response, leftover)
+}
+
+/// Whether a request may go through the checks at all: not while the
+/// audit log cannot be written and `audit.on_failure = "refuse"`
+/// (`docs/audit-and-metrics.md`), nor from a client IP that already has
+/// `limits.max_requests_per_ip` requests in flight (`has_place` false). The
+/// body of a request refused here stays unread, like any early refusal's.
+fn admit(state: &State, config: &Config, has_place: bool) -> Result<(), Rejection> {
+    if !state.audit.admits(config.audit.on_failure) {
+        return Err(Rejection::AuditUnavailable {
+            retry_after: config.upstream.retry_after,
+        });
+    }
+    if !has_place {
+        return Err(Rejection::ClientBusy {
+            reason: "limits.client_requests",
+            retry_after: config.upstream.retry_after,
+        });
+    }
+    Ok(())
 }
 
 /// Puts the gathered CORS and rate-limit headers on an answer. Upstream
@@ -315,14 +348,7 @@ async fn check_and_forward(
     let request = Request::from_parts(parts, body);
     trail.forwarding();
     upstream
-        .forward(
-            request,
-            identity,
-            &caller,
-            &host,
-            &config.upstream,
-            &body_watch,
-        )
+        .forward(request, identity, &caller, &host, config, &body_watch)
         .await
         .map_err(|rejection| body_watch.refine(rejection))
 }

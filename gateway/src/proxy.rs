@@ -19,15 +19,24 @@
 //! | connection closed early, invalid answer, compressed answer | 502 |
 //! | the client's streamed body went over the route limit | 413 |
 //! | upstream answered 5xx (and `replace_error_bodies`) | same status, generic envelope; 503 keeps/gets `Retry-After` |
+//! | the client's IP holds `limits.max_upstream_per_ip` slots and none of them comes free within `upstream.queue_timeout` | 503 + `Retry-After` |
+//!
+//! An answer that declares a length within `upstream.response_buffer_bytes`
+//! is read in full before it is returned (`proxy/buffer.rs`), so its slot
+//! and connection are free before the client reads a byte; a larger one
+//! holds them until the client has read it (or the send watch gives up on
+//! the client, `limits.send_timeout`).
 //!
 //! Upstream 5xx bodies are replaced by default because the legacy backend
 //! writes Python exception texts into its 500s (ASVS 16.5.1); 4xx bodies
 //! pass through, they are the API's own validation messages.
 
+mod buffer;
 mod connector;
 mod headers;
 mod pool;
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -37,12 +46,12 @@ use http::header::{CONTENT_ENCODING, RETRY_AFTER};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::body::{Body, BodyError};
+use crate::body::Body;
 use crate::config;
+use crate::per_ip::{Held, PerIp};
 use crate::policy::body::{BodyWatch, ForwardBody};
 use crate::policy::identify::Identity;
 use crate::reject::Rejection;
@@ -55,6 +64,14 @@ use pool::{ConnectError, Lease, Pool};
 pub(crate) struct Upstream {
     pool: Arc<Pool>,
     slots: Arc<Semaphore>,
+    /// The slots each client IP holds (`limits.max_upstream_per_ip`).
+    per_ip: Arc<PerIp>,
+}
+
+/// One upstream slot, counted in total and for the client's IP.
+struct Slot {
+    _total: OwnedSemaphorePermit,
+    _client: Held,
 }
 
 impl Upstream {
@@ -65,6 +82,7 @@ impl Upstream {
         Self {
             pool: Pool::new(connector, config.pool_max_idle, config.pool_idle_timeout),
             slots: Arc::new(Semaphore::new(config.max_in_flight.get())),
+            per_ip: Arc::new(PerIp::default()),
         }
     }
 
@@ -75,22 +93,11 @@ impl Upstream {
         identity: &Identity,
         caller: &Caller<'_>,
         host: &str,
-        config: &config::Upstream,
+        policy: &config::Config,
         watch: &BodyWatch,
     ) -> Result<Response<Body>, Rejection> {
-        // A free slot is taken at once; only a wait for one needs a timer.
-        let slot = match Arc::clone(&self.slots).try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => tokio::time::timeout(
-                config.queue_timeout,
-                Arc::clone(&self.slots).acquire_owned(),
-            )
-            .await
-            .map_err(|_| Rejection::UpstreamBusy {
-                retry_after: config.retry_after,
-            })?
-            .expect("the semaphore is never closed"),
-        };
+        let config = &policy.upstream;
+        let slot = self.slot(identity.client_ip, policy).await?;
 
         let request = to_upstream(request, identity, caller, host);
         let exchange = self.exchange(request);
@@ -105,7 +112,45 @@ impl Upstream {
             result = exchange => result.map_err(|error| classify(&error, watch))?,
             () = response_deadline => return Err(Rejection::UpstreamTimeout),
         };
-        from_upstream(response, lease, &self.pool, config, slot)
+        let response = from_upstream(response, lease, &self.pool, config, slot)?;
+        let (parts, body) = response.into_parts();
+        let body = buffer::buffer(body, config.response_buffer_bytes).await?;
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// An upstream slot within the client's share
+    /// (`limits.max_upstream_per_ip`), waiting at most
+    /// `upstream.queue_timeout` for both: 503 when the client's share did
+    /// not come free (`limits.client_upstream_slots`), or no slot did
+    /// (`upstream.busy`).
+    async fn slot(&self, client: IpAddr, policy: &config::Config) -> Result<Slot, Rejection> {
+        let (share, config) = (policy.limits.clients.max_upstream_per_ip, &policy.upstream);
+        let deadline = tokio::time::Instant::now() + config.queue_timeout;
+        // Free places are taken at once; only a wait needs a timer. The
+        // client's share first: a client at its share does not queue for
+        // the slots others need.
+        let client = match self.per_ip.try_take(client, share) {
+            Some(held) => held,
+            None => tokio::time::timeout_at(deadline, self.per_ip.take(client, share))
+                .await
+                .map_err(|_| Rejection::ClientBusy {
+                    reason: "limits.client_upstream_slots",
+                    retry_after: config.retry_after,
+                })?,
+        };
+        let total = match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(total) => total,
+            Err(_) => tokio::time::timeout_at(deadline, Arc::clone(&self.slots).acquire_owned())
+                .await
+                .map_err(|_| Rejection::UpstreamBusy {
+                    retry_after: config.retry_after,
+                })?
+                .expect("the semaphore is never closed"),
+        };
+        Ok(Slot {
+            _total: total,
+            _client: client,
+        })
     }
 
     /// Sends the request on an idle connection or a new one and waits for
@@ -288,8 +333,8 @@ fn from_upstream(
     lease: Lease,
     pool: &Arc<Pool>,
     config: &config::Upstream,
-    slot: OwnedSemaphorePermit,
-) -> Result<Response<Body>, Rejection> {
+    slot: Slot,
+) -> Result<Response<UpstreamBody>, Rejection> {
     let (mut parts, body) = response.into_parts();
     // Built first, so a refused answer with an empty body still returns
     // its connection to the pool when dropped.
@@ -316,9 +361,6 @@ fn from_upstream(
         });
     }
     strip_hop_by_hop(&mut parts.headers);
-    let body = body
-        .map_err(|error| BodyError(Box::new(error)))
-        .boxed_unsync();
     Ok(Response::from_parts(parts, body))
 }
 
@@ -330,7 +372,7 @@ struct UpstreamBody {
     body: Incoming,
     lease: Option<Lease>,
     pool: Arc<Pool>,
-    slot: Option<OwnedSemaphorePermit>,
+    slot: Option<Slot>,
 }
 
 impl UpstreamBody {

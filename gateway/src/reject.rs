@@ -97,6 +97,13 @@ pub(crate) enum Rejection {
     /// No free upstream slot within `upstream.queue_timeout`.
     #[error("upstream concurrency limit reached")]
     UpstreamBusy { retry_after: Duration },
+    /// The client's IP already holds its share (requests in flight, or
+    /// upstream slots); `reason` is the audit reason naming which.
+    #[error("client share reached: {reason}")]
+    ClientBusy {
+        reason: &'static str,
+        retry_after: Duration,
+    },
     /// The upstream answered no response head within its timeout.
     #[error("upstream did not answer in time")]
     UpstreamTimeout,
@@ -150,6 +157,7 @@ impl Rejection {
             }
             Rejection::UpstreamBusy { .. }
             | Rejection::TooManyConnections { .. }
+            | Rejection::ClientBusy { .. }
             | Rejection::AuditUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Rejection::UpstreamFailed { status, .. } => *status,
@@ -190,6 +198,9 @@ impl Rejection {
             Rejection::UpstreamBusy { .. } => "The service is busy; retry later",
             Rejection::TooManyConnections { .. } => {
                 "Too many connections from this address; retry later"
+            }
+            Rejection::ClientBusy { .. } => {
+                "Too many requests in flight from this client; retry later"
             }
             Rejection::UpstreamTimeout => "The service did not answer in time",
             Rejection::UpstreamFailed { status, .. }
@@ -278,6 +289,7 @@ pub(crate) fn respond(rejection: &Rejection) -> Response<Body> {
         }
         Rejection::UpstreamBusy { retry_after }
         | Rejection::TooManyConnections { retry_after }
+        | Rejection::ClientBusy { retry_after, .. }
         | Rejection::AuditUnavailable { retry_after } => {
             headers.insert(RETRY_AFTER, seconds(*retry_after));
         }

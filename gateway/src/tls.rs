@@ -22,7 +22,6 @@ use rustls::pki_types::CertificateDer;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
-use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -276,11 +275,14 @@ pub(crate) enum HandshakeError {
 }
 
 /// Runs the server handshake, giving up after `timeout`.
-pub(crate) async fn handshake(
+pub(crate) async fn handshake<S>(
     acceptor: &TlsAcceptor,
-    stream: TcpStream,
+    stream: S,
     timeout: Duration,
-) -> Result<TlsStream<TcpStream>, HandshakeError> {
+) -> Result<TlsStream<S>, HandshakeError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(error)) => Err(HandshakeError::Failed(error)),

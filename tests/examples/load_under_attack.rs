@@ -24,7 +24,13 @@
 //!    * `--slow-connections` slow clients spread over `--slow-addresses`
 //!      loopback addresses hold connections open: half stall the TLS
 //!      handshake, half send a request head one header line every 2 s
-//!      (slowloris); each reconnects as soon as the gateway drops it.
+//!      (slowloris); each reconnects as soon as the gateway drops it;
+//!    * clients that stop taking their answers (`load_under_attack/stalling.rs`):
+//!      `--stall-h2-connections` zero-window HTTP/2 connections from
+//!      127.0.0.4 keeping `--stall-streams` streams each open, and
+//!      `--nonreading-connections` HTTP/1.1 connections from 127.0.0.5 that
+//!      pipeline requests for large answers and never read; both with their
+//!      own valid keys and data, both reopening whatever the gateway ends.
 //!
 //! It prints, per phase, the traders' request count, success rate (200
 //! answers) and latency percentiles, and what the attackers got. Latency is
@@ -54,6 +60,9 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tradehabit_gateway::checks::api_key::keygen;
 use tradehabit_gateway::checks::secret::Secret;
+
+#[path = "load_under_attack/stalling.rs"]
+mod stalling;
 
 /// The read routes a trader's dashboard calls.
 const READ_ROUTES: [&str; 11] = [
@@ -111,7 +120,21 @@ struct Args {
     /// Loopback addresses the slow connections come from.
     #[arg(long, default_value_t = 8)]
     slow_addresses: u8,
+    /// Zero-window HTTP/2 connections (from 127.0.0.4).
+    #[arg(long, default_value_t = 2)]
+    stall_h2_connections: u32,
+    /// Streams each zero-window connection keeps open.
+    #[arg(long, default_value_t = 50)]
+    stall_streams: usize,
+    /// Non-reading HTTP/1.1 connections (from 127.0.0.5).
+    #[arg(long, default_value_t = 16)]
+    nonreading_connections: u32,
 }
+
+/// The zero-window HTTP/2 attacker's address.
+const STALL_H2_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
+/// The non-reading HTTP/1.1 attacker's address.
+const STALL_H1_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 5);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -135,6 +158,19 @@ async fn main() -> anyhow::Result<()> {
             .map_err(|error| anyhow::anyhow!("the first upload: {error}"))?;
         if status != StatusCode::OK {
             bail!("a trader's first upload was answered {status}");
+        }
+    }
+
+    // The stalling attackers have data too: their reads get real answers
+    // (the trades: larger than the gateway's response buffer).
+    for (source, key) in [STALL_H2_SOURCE, STALL_H1_SOURCE]
+        .into_iter()
+        .zip(&stack.stall_keys)
+    {
+        let sender = stack.http1(source.into()).await?;
+        let status = send_status(sender, multipart(&stack, Some(key), &stack.stall_upload)).await?;
+        if status != StatusCode::OK {
+            bail!("a stalling attacker's upload was answered {status}");
         }
     }
 
@@ -184,10 +220,14 @@ struct Stack {
     _worker: Child,
     addr: SocketAddr,
     connector: TlsConnector,
+    h2_connector: TlsConnector,
     trader_keys: Vec<String>,
     flooder_key: String,
+    /// The zero-window HTTP/2 attacker's key, then the non-reading one's.
+    stall_keys: Vec<String>,
     upload: Bytes,
     flood_upload: Bytes,
+    stall_upload: Bytes,
 }
 
 impl Stack {
@@ -207,6 +247,12 @@ impl Stack {
         }
         let flooder = keygen(&pepper, "flooder", &scopes, &mut rng)?;
         entries.push(flooder.policy_entry);
+        let mut stall_keys = Vec::new();
+        for name in ["staller-h2", "staller-h1"] {
+            let key = keygen(&pepper, name, &scopes, &mut rng)?;
+            entries.push(key.policy_entry);
+            stall_keys.push(key.key);
+        }
 
         let socket = dir.path().join("worker.sock");
         let port = free_port()?;
@@ -242,9 +288,12 @@ impl Stack {
         let root = tradehabit_e2e::workspace_root();
         Ok(Self {
             addr,
-            connector: connector(cert),
+            connector: connector(cert.clone(), b"http/1.1"),
+            h2_connector: connector(cert, b"h2"),
             trader_keys,
             flooder_key: flooder.key,
+            stall_keys,
+            stall_upload: std::fs::read(root.join("tests/fixtures/csv/gen-seed3.csv"))?.into(),
             upload: std::fs::read(root.join("tests/fixtures/csv/legacy-314-trades.csv"))?.into(),
             flood_upload: std::fs::read(root.join("examples/sample-orders.csv"))?.into(),
             _gateway: gateway,
@@ -258,6 +307,22 @@ impl Stack {
         let tcp = tcp_from(source, self.addr).await?;
         let name = ServerName::try_from("localhost")?;
         Ok(self.connector.connect(name, tcp).await?)
+    }
+
+    /// A TLS connection from `source` offering only `alpn`.
+    async fn connect_alpn(
+        &self,
+        source: IpAddr,
+        alpn: &[u8],
+    ) -> anyhow::Result<TlsStream<TcpStream>> {
+        let connector = if alpn == b"h2" {
+            &self.h2_connector
+        } else {
+            &self.connector
+        };
+        let tcp = tcp_from(source, self.addr).await?;
+        let name = ServerName::try_from("localhost")?;
+        Ok(connector.connect(name, tcp).await?)
     }
 
     async fn http1(&self, source: IpAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
@@ -293,7 +358,7 @@ fn policy(dir: &Path, socket: &Path, port: u16, keys: &[String]) -> anyhow::Resu
     Ok(toml::to_string(&table)?)
 }
 
-fn connector(cert: CertificateDer<'static>) -> TlsConnector {
+fn connector(cert: CertificateDer<'static>, alpn: &[u8]) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert).expect("trust the test certificate");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -302,7 +367,7 @@ fn connector(cert: CertificateDer<'static>) -> TlsConnector {
         .expect("TLS versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     TlsConnector::from(Arc::new(config))
 }
 
@@ -368,6 +433,18 @@ fn multipart(stack: &Stack, key: Option<&str>, file: &Bytes) -> Request<Full<Byt
     request
         .body(Full::new(Bytes::from(body)))
         .expect("a valid request")
+}
+
+/// Sends one request on `sender` and reads the answer; its status.
+async fn send_status(
+    mut sender: SendRequest<Full<Bytes>>,
+    request: Request<Full<Bytes>>,
+) -> anyhow::Result<StatusCode> {
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    response.into_body().collect().await?;
+    Ok(status)
 }
 
 fn upload_request(stack: &Stack) -> Request<Full<Bytes>> {
@@ -498,6 +575,7 @@ struct Attack {
     tasks: tokio::task::JoinSet<()>,
     slow: Arc<SlowCounters>,
     flood: Arc<FloodCounters>,
+    stalls: Arc<stalling::StallCounters>,
     started: Instant,
 }
 
@@ -510,6 +588,7 @@ struct AttackReport {
     slow_refused: u64,
     slow_dropped: u64,
     slow_mean_held_ms: u64,
+    stalls: Arc<stalling::StallCounters>,
 }
 
 impl Attack {
@@ -538,11 +617,30 @@ impl Attack {
                 slow_connection(&stack, source.into(), index % 2 == 0, &stop, &slow).await
             });
         }
+        let stalls = Arc::new(stalling::StallCounters::default());
+        for _ in 0..args.stall_h2_connections {
+            let (stack, stop, stalls) = (Arc::clone(stack), Arc::clone(&stop), Arc::clone(&stalls));
+            let streams = args.stall_streams;
+            tasks.spawn(async move {
+                let key = stack.stall_keys[0].clone();
+                let source = STALL_H2_SOURCE.into();
+                stalling::zero_window_h2(&stack, source, &key, streams, &stop, &stalls).await
+            });
+        }
+        for _ in 0..args.nonreading_connections {
+            let (stack, stop, stalls) = (Arc::clone(stack), Arc::clone(&stop), Arc::clone(&stalls));
+            tasks.spawn(async move {
+                let key = stack.stall_keys[1].clone();
+                let source = STALL_H1_SOURCE.into();
+                stalling::never_reading_h1(&stack, source, &key, &stop, &stalls).await
+            });
+        }
         Self {
             stop,
             tasks,
             slow,
             flood,
+            stalls,
             started: Instant::now(),
         }
     }
@@ -562,6 +660,7 @@ impl Attack {
             slow_refused: self.slow.refused.load(Ordering::Relaxed),
             slow_dropped: dropped,
             slow_mean_held_ms: self.slow.held_ms.load(Ordering::Relaxed) / dropped.max(1),
+            stalls: Arc::clone(&self.stalls),
         }
     }
 }
@@ -695,6 +794,23 @@ async fn slow_connection(
     }
 }
 
+fn stalling_report(args: &Args, stalls: &stalling::StallCounters) -> String {
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let closed = load(&stalls.h1_closed);
+    format!(
+        "zero-window h2: {} connections x {} streams, {} heads ({} of them 200), {} streams reset by the gateway; \
+         non-reading h1: {} connections opened, {} closed by the gateway after a mean {} ms",
+        args.stall_h2_connections,
+        args.stall_streams,
+        load(&stalls.h2_heads),
+        load(&stalls.h2_heads_ok),
+        load(&stalls.h2_resets),
+        load(&stalls.h1_opened),
+        closed,
+        load(&stalls.h1_held_ms) / closed.max(1),
+    )
+}
+
 struct Summary {
     requests: usize,
     succeeded: usize,
@@ -794,6 +910,7 @@ fn report(
             attack.slow_mean_held_ms,
             attack.slow_refused
         ),
+        stalling_report(args, &attack.stalls),
         format!("after the attack: {after:?}"),
     ];
     for (name, summary) in [("quiet", &quiet), ("under attack", &loud)] {

@@ -161,6 +161,17 @@ impl Stack {
         checks: impl FnOnce(&Path) -> String,
         routes: &str,
     ) -> Stack {
+        Stack::start_tuned(limits, "", checks, routes).await
+    }
+
+    /// [`Stack::start_with_limits`], with `upstream` (TOML `key = value`
+    /// lines) added to the `[upstream]` table.
+    pub async fn start_tuned(
+        limits: &str,
+        upstream: &str,
+        checks: impl FnOnce(&Path) -> String,
+        routes: &str,
+    ) -> Stack {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("worker.sock");
         let listening =
@@ -172,7 +183,8 @@ impl Stack {
             let _ = stopped.await;
         }));
 
-        let mut stack = Stack::start_gateway(dir, &socket, limits, checks, routes).await;
+        let tables = Tables { limits, upstream };
+        let mut stack = Stack::start_gateway(dir, &socket, &tables, checks, routes).await;
         stack.worker_stop = Some(worker_stop);
         stack.worker = Some(worker);
         stack
@@ -184,7 +196,11 @@ impl Stack {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("upstream.sock");
         let recorder = Recorder::start(&socket).await;
-        let stack = Stack::start_gateway(dir, &socket, limits, |_| String::new(), ROUTES).await;
+        let tables = Tables {
+            limits,
+            upstream: "",
+        };
+        let stack = Stack::start_gateway(dir, &socket, &tables, |_| String::new(), ROUTES).await;
         (stack, recorder)
     }
 
@@ -193,7 +209,7 @@ impl Stack {
     async fn start_gateway(
         dir: tempfile::TempDir,
         socket: &Path,
-        limits: &str,
+        tables: &Tables<'_>,
         checks: impl FnOnce(&Path) -> String,
         routes: &str,
     ) -> Stack {
@@ -209,7 +225,7 @@ impl Stack {
         )
         .unwrap();
         let checks = checks(dir.path());
-        let policy = write_policy(dir.path(), socket, limits, &checks, routes);
+        let policy = write_policy(dir.path(), socket, tables, &checks, routes);
         let config = Config::from_file(&policy).expect("the attack policy is valid");
         let gateway = Gateway::start(config).await.expect("the gateway starts");
         Stack {
@@ -259,6 +275,67 @@ impl Stack {
         let mut out = Vec::new();
         let _ = tokio::time::timeout(SAFETY, stream.read_to_end(&mut out)).await;
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// One sample of the gateway's metrics (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// The audit lines written so far, when the policy writes them to
+    /// `audit.log` in the temporary directory.
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir().join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("every audit line is JSON"))
+            .collect()
+    }
+
+    /// Polls the audit log until a line satisfies `wanted` (bounded by the
+    /// safety net); returns that line.
+    pub async fn wait_for_audit(
+        &self,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let waiting = async {
+            loop {
+                if let Some(line) = self.audit_lines().into_iter().find(|l| wanted(l)) {
+                    return line;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(SAFETY, waiting)
+            .await
+            .unwrap_or_else(|_| panic!("no such audit line in {:?}", self.audit_lines()))
+    }
+
+    /// A TLS connection whose ALPN offers only `protocol`, from the
+    /// loopback address `from` (any 127.0.0.0/8 address is local on Linux:
+    /// a client of its own), with its receive buffer set to
+    /// `receive_buffer` bytes if given (a client that stops reading then
+    /// fills its TCP window early).
+    pub async fn tls_from(
+        &self,
+        from: std::net::IpAddr,
+        protocol: &[u8],
+        receive_buffer: Option<u32>,
+    ) -> TlsStream<TcpStream> {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind((from, 0).into())
+            .expect("bind the client address");
+        if let Some(bytes) = receive_buffer {
+            socket.set_recv_buffer_size(bytes).expect("receive buffer");
+        }
+        let addr = self.gateway.as_ref().expect("running").https_addr();
+        let tcp = socket.connect(addr).await.expect("connect");
+        self.tls_over(tcp, protocol).await
     }
 
     /// A TLS connection speaking HTTP/1.1.
@@ -386,10 +463,17 @@ async fn collect(response: http::Response<hyper::body::Incoming>) -> Reply {
     }
 }
 
+/// The bodies of the attack policy's `[limits]` table and the extra lines
+/// of its `[upstream]` table.
+struct Tables<'a> {
+    limits: &'a str,
+    upstream: &'a str,
+}
+
 fn write_policy(
     dir: &Path,
     socket: &Path,
-    limits: &str,
+    tables: &Tables<'_>,
     checks: &str,
     routes: &str,
 ) -> std::path::PathBuf {
@@ -397,9 +481,11 @@ fn write_policy(
         "[server]\nlisten = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
          [tls]\ncert = \"{dir}/cert.pem\"\nkey = \"{dir}/key.pem\"\n\n\
          [limits]\n{limits}\n\n\
-         [upstream]\naddress = \"unix:{socket}\"\n\n{checks}\n\n{routes}",
+         [upstream]\naddress = \"unix:{socket}\"\n{upstream}\n\n{checks}\n\n{routes}",
         dir = dir.display(),
         socket = socket.display(),
+        limits = tables.limits,
+        upstream = tables.upstream,
     );
     let path = dir.join("gateway.toml");
     std::fs::write(&path, text).unwrap();

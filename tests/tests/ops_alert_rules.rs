@@ -24,8 +24,8 @@ const RUNBOOK: &str = "docs/runbook.md";
 /// The alerts the stack must ship: the four rules of the seed document
 /// (5xx ratio, traffic surge, failed authentications, uploads near the
 /// limit) and the operational ones (scrape down, connections abandoned
-/// over their request head, upstream down, rejected reload, audit lines
-/// that could not be written).
+/// over their request head, answers abandoned over stalled clients,
+/// upstream down, rejected reload, audit lines that could not be written).
 const EXPECTED_ALERTS: &[&str] = &[
     "TradeHabitGatewayDown",
     "TradeHabitGatewayHighErrorRate",
@@ -33,6 +33,7 @@ const EXPECTED_ALERTS: &[&str] = &[
     "TradeHabitGatewayAuthFailures",
     "TradeHabitGatewayUploadNearLimit",
     "TradeHabitGatewayRequestHeadFailures",
+    "TradeHabitGatewayClientStalls",
     "TradeHabitUpstreamDown",
     "TradeHabitGatewayConfigReloadFailed",
     "TradeHabitGatewayAuditWriteFailures",
@@ -55,6 +56,7 @@ const EXPOSED_SERIES: &[&str] = &[
     "tradehabit_gateway_active_connections",
     "tradehabit_gateway_tls_handshake_failures_total",
     "tradehabit_gateway_connection_errors_total",
+    "tradehabit_gateway_client_stalls_total",
     "tradehabit_gateway_config_reloads_total",
     "tradehabit_gateway_worker_restarts_total",
     "tradehabit_gateway_upstream_up",

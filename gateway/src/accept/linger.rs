@@ -26,6 +26,8 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_rustls::server::TlsStream;
 
+use super::send_watch::WriteWatch;
+
 use super::DrainBounds;
 
 /// Bytes read (and discarded) per read while lingering.
@@ -62,7 +64,7 @@ enum Close {
 
 /// A TLS connection that lingers on close when its switch is on.
 pub(crate) struct Linger {
-    inner: TlsStream<TcpStream>,
+    inner: TlsStream<WriteWatch<TcpStream>>,
     switch: Arc<LingerSwitch>,
     bounds: DrainBounds,
     close: Close,
@@ -71,7 +73,7 @@ pub(crate) struct Linger {
 impl Linger {
     /// Wraps `inner`; `switch` asks it to linger when it closes.
     pub(crate) fn new(
-        inner: TlsStream<TcpStream>,
+        inner: TlsStream<WriteWatch<TcpStream>>,
         switch: Arc<LingerSwitch>,
         bounds: DrainBounds,
     ) -> Self {

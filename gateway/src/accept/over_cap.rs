@@ -31,6 +31,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::drain::Drained;
 use super::linger::{Linger, LingerSwitch};
+use super::send_watch::WriteWatch;
 use super::{drive, h1_builder, h2_builder, Activity, DrainBounds, InFlight};
 use crate::body::Guarded;
 use crate::lifecycle::State;
@@ -97,12 +98,15 @@ pub(crate) async fn answer(
     let limits = state.config().limits.clone();
     let served = async move {
         let handshake = limits.tls_handshake_timeout.min(DEADLINE);
+        // Not watched: the whole connection is bounded by `DEADLINE`.
+        let stream = WriteWatch::new(stream, Arc::default());
         let Ok(stream) = tls::handshake(&acceptor, stream, handshake).await else {
             state.metrics.tls_handshake_failed();
             return;
         };
         let is_h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
         let bounds = DrainBounds::of(&limits);
+        let streams = super::h2_streams(&limits, &state);
         let activity = Arc::new(Activity::new());
         let in_flight = Arc::clone(&activity);
         let service = service_fn(move |request: Request<Incoming>| {
@@ -134,8 +138,10 @@ pub(crate) async fn answer(
             async move { Ok::<_, Infallible>(response) }
         });
         if is_h2 {
-            let connection = h2_builder(&limits).serve_connection(TokioIo::new(stream), service);
-            let _ = drive(connection, in_flight, IDLE, stop).await;
+            let connection =
+                h2_builder(&limits, streams).serve_connection(TokioIo::new(stream), service);
+            let never = std::future::pending();
+            let _ = drive(connection, in_flight, IDLE, stop, never).await;
         } else {
             // One answer, then a lingering close (the client may be
             // sending a body).
@@ -145,7 +151,8 @@ pub(crate) async fn answer(
             let mut builder = h1_builder(&limits);
             builder.keep_alive(false);
             let connection = builder.serve_connection(TokioIo::new(io), service);
-            let _ = drive(connection, in_flight, IDLE, stop).await;
+            let never = std::future::pending();
+            let _ = drive(connection, in_flight, IDLE, stop, never).await;
         }
     };
     let _ = tokio::time::timeout(DEADLINE, served).await;

@@ -30,6 +30,10 @@ impl Decision {
         is_rate_limited: false,
     };
 
+    /// Forwarded (or answered), but the response was abandoned because the
+    /// client took none of its body for `limits.send_timeout`.
+    pub(crate) const CLIENT_STALLED: Decision = Decision::refused("send", "send.client_stalled");
+
     const fn refused(check: &'static str, reason: &'static str) -> Decision {
         Decision {
             outcome: check,
@@ -84,6 +88,7 @@ pub(crate) fn decision(rejection: &Rejection) -> Decision {
         Rejection::TooManyConnections { .. } => {
             Decision::refused("accept", "accept.connection_cap")
         }
+        Rejection::ClientBusy { reason, .. } => Decision::refused("limits", reason),
         Rejection::UpstreamTimeout => Decision::refused("upstream", "upstream.timeout"),
         Rejection::UpstreamFailed { .. } => Decision::refused("upstream", "upstream.failed"),
         Rejection::AuditUnavailable { .. } => Decision::refused("audit", "audit.unavailable"),

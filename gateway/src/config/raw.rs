@@ -92,6 +92,9 @@ pub(crate) struct RawLimits {
     pub(crate) refusal_drain_bytes: Option<i64>,
     pub(crate) over_cap_answers_per_second: Option<i64>,
     pub(crate) underscore_headers: Option<String>,
+    pub(crate) send_timeout: Option<String>,
+    pub(crate) max_requests_per_ip: Option<i64>,
+    pub(crate) max_upstream_per_ip: Option<i64>,
 }
 
 /// `[headers]`
@@ -116,6 +119,7 @@ pub(crate) struct RawUpstream {
     pub(crate) pool_idle_timeout: Option<String>,
     pub(crate) pool_max_idle: Option<i64>,
     pub(crate) retry_after: Option<String>,
+    pub(crate) response_buffer_bytes: Option<i64>,
     pub(crate) replace_error_bodies: Option<bool>,
     pub(crate) ready_path: Option<String>,
     pub(crate) spawn: Option<RawSpawn>,

@@ -1,0 +1,197 @@
+//! The send watch: a response body that makes no progress toward the
+//! client for `limits.send_timeout` is abandoned (`docs/security-controls.md`,
+//! F-4 and F-5).
+//!
+//! On HTTP/2, hyper runs each stream (the request's service future, then
+//! the piping of its response body) as a future it hands to the
+//! connection's executor. [`StreamExecutor`] is that executor: it gives each
+//! stream its own [`Progress`], visible to the service through a task-local
+//! ([`current`]), and drops the stream when [`stalled`] says the body has
+//! not been polled for `send_timeout` (hyper polls it only when the client's
+//! window has room). Dropping an unfinished stream makes h2 send
+//! `RST_STREAM(CANCEL)`; the response body goes with it, so its upstream
+//! connection is closed and its slot freed.
+//!
+//! On HTTP/1.1 the connection runs in the gateway's own task: one
+//! [`Progress`] per connection (requests on it come one at a time), fed
+//! also by the socket ([`WriteWatch`]: hyper hands a whole answer to its
+//! write buffer and then only waits for the socket), and the connection
+//! task closes the connection when [`stalled`] resolves.
+//!
+//! The flag is set before anything is dropped, so the request's audit line
+//! (written when its body is dropped) records the stall.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use prometheus_client::metrics::counter::Counter;
+use tokio::time::{sleep, sleep_until, Instant};
+
+pub(crate) use crate::body::progress::Progress;
+
+tokio::task_local! {
+    /// The send progress of the stream or connection being served.
+    static PROGRESS: Arc<Progress>;
+}
+
+/// The progress of the stream (HTTP/2) or connection (HTTP/1.1) whose
+/// request is being served, if the caller runs inside one.
+pub(crate) fn current() -> Option<Arc<Progress>> {
+    PROGRESS.try_with(Arc::clone).ok()
+}
+
+/// Runs `future` with `progress` as [`current`].
+pub(crate) async fn scoped<F: Future>(progress: Arc<Progress>, future: F) -> F::Output {
+    PROGRESS.scope(progress, future).await
+}
+
+/// Resolves once a body has been in flight on `progress` with no progress
+/// for `timeout`, after marking it stalled. Never resolves while no body is
+/// in flight; it looks again every `timeout` meanwhile.
+pub(crate) async fn stalled(progress: &Progress, timeout: Duration) {
+    loop {
+        match progress.deadline(timeout) {
+            Some(at) if at <= Instant::now() => {
+                progress.set_stalled();
+                return;
+            }
+            Some(at) => sleep_until(at).await,
+            None => sleep(timeout).await,
+        }
+    }
+}
+
+/// The executor of an HTTP/2 connection's streams: each stream is spawned
+/// with its own [`Progress`] and dropped when it stalls.
+#[derive(Clone)]
+pub(crate) struct StreamExecutor {
+    send_timeout: Duration,
+    /// `client_stalls_total{protocol="h2"}`.
+    stalls: Counter,
+}
+
+impl StreamExecutor {
+    pub(crate) fn new(send_timeout: Duration, stalls: Counter) -> Self {
+        StreamExecutor {
+            send_timeout,
+            stalls,
+        }
+    }
+}
+
+impl<F> hyper::rt::Executor<F> for StreamExecutor
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, stream: F) {
+        let progress = Arc::new(Progress::default());
+        let (timeout, stalls) = (self.send_timeout, self.stalls.clone());
+        let watched = async move {
+            let progress = current().expect("scoped below");
+            tokio::select! {
+                () = stream => {}
+                () = stalled(&progress, timeout) => {
+                    // `stream` is dropped here: h2 resets it.
+                    stalls.inc();
+                    tracing::debug!(?timeout, "response stalled; resetting the stream");
+                }
+            }
+        };
+        tokio::spawn(scoped(progress, watched));
+    }
+}
+
+/// A socket that reports to a [`Progress`] whether it takes the bytes
+/// written to it.
+pub(crate) struct WriteWatch<S> {
+    inner: S,
+    progress: Arc<Progress>,
+}
+
+impl<S> WriteWatch<S> {
+    pub(crate) fn new(inner: S, progress: Arc<Progress>) -> Self {
+        WriteWatch { inner, progress }
+    }
+
+    /// Notes how a write went.
+    fn report<T>(&self, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match &polled {
+            Poll::Pending => self.progress.write_blocked(),
+            Poll::Ready(_) => self.progress.written(),
+        }
+        polled
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteWatch<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteWatch<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.report(polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.report(polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::progress::Marked;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_not_polled_for_the_timeout_is_stalled() {
+        let progress = Arc::new(Progress::default());
+        let timeout = Duration::from_secs(30);
+        let watch = stalled(&progress, timeout);
+        tokio::pin!(watch);
+        // Nothing in flight: no stall however long it waits.
+        assert!(tokio::time::timeout(timeout * 3, watch.as_mut())
+            .await
+            .is_err());
+        let started = Instant::now();
+        let body = Marked::new(crate::body::empty(), Arc::clone(&progress));
+        watch.await;
+        assert!(progress.is_stalled());
+        assert!(started.elapsed() >= timeout);
+        assert!(started.elapsed() <= timeout * 2);
+        drop(body);
+    }
+}
