@@ -79,11 +79,10 @@ mod linger;
 mod over_cap;
 mod send_watch;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
@@ -103,25 +102,17 @@ use tracing::Instrument;
 use crate::body::progress::Marked;
 use crate::body::{Body, Guarded};
 use crate::config::Limits;
-use crate::lifecycle::State;
+use crate::conn::{stopped, ConnInfo};
 use crate::policy::Leftover;
+use crate::state::connections::Cap;
+use crate::state::State;
 use crate::{plain_http, policy, tls};
+pub(crate) use framing::follow as follow_framing;
 pub use framing::Followed;
-pub(crate) use framing::{follow as follow_framing, BodyFramingRefused};
-pub(crate) use head::HeadError;
 use linger::{Linger, LingerSwitch};
 
 /// After a failed `accept` (e.g. out of file descriptors), pause this long.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
-
-/// What a request knows about its connection.
-#[derive(Debug)]
-pub(crate) struct ConnInfo {
-    /// The TCP peer.
-    pub(crate) peer: SocketAddr,
-    /// TLS version and ALPN, for the audit log.
-    pub(crate) tls: crate::audit::TlsInfo,
-}
 
 /// Which kind of listener.
 #[derive(Clone)]
@@ -130,73 +121,6 @@ pub(crate) enum Listener {
     Https(TlsAcceptor),
     /// Plain HTTP: redirect or refuse, never forward.
     PlainHttp,
-}
-
-/// Open connections, in total and per client IP, and the budget for
-/// answering connections over the per-IP cap (`accept/over_cap.rs`).
-#[derive(Debug, Default)]
-pub(crate) struct Connections {
-    open: Mutex<Open>,
-    over_cap: over_cap::Budget,
-}
-
-/// Which connection cap a new connection hit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cap {
-    Total,
-    PerIp,
-}
-
-#[derive(Debug, Default)]
-struct Open {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-/// One admitted connection; dropping it frees its place.
-pub(crate) struct Admitted {
-    connections: Arc<Connections>,
-    ip: IpAddr,
-}
-
-impl Connections {
-    /// Admits a connection from `ip` unless a cap is reached.
-    fn admit(self: &Arc<Self>, ip: IpAddr, limits: &Limits) -> Result<Admitted, Cap> {
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let from_ip = open.per_ip.get(&ip).copied().unwrap_or(0);
-        if open.total >= limits.max_connections {
-            return Err(Cap::Total);
-        }
-        if from_ip >= limits.max_connections_per_ip {
-            return Err(Cap::PerIp);
-        }
-        open.total += 1;
-        open.per_ip.insert(ip, from_ip + 1);
-        Ok(Admitted {
-            connections: Arc::clone(self),
-            ip,
-        })
-    }
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        let mut open = self
-            .connections
-            .open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        open.total -= 1;
-        if let Some(count) = open.per_ip.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                open.per_ip.remove(&self.ip);
-            }
-        }
-    }
 }
 
 /// Accepts until `stop` turns true, then drains the connections within
@@ -298,7 +222,7 @@ async fn serve_connection(
             };
             let conn = Arc::new(ConnInfo {
                 peer,
-                tls: crate::audit::TlsInfo::of(stream.get_ref().1),
+                tls: crate::conn::TlsInfo::of(stream.get_ref().1),
             });
             let is_h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
             let bounds = DrainBounds::of(&limits);
@@ -591,13 +515,6 @@ where
     result
 }
 
-/// Resolves once `stop` turns true (or its sender is gone).
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is dropped here, never held across an
-    // await by the caller.
-    let _ = stop.wait_for(|stopping| *stopping).await;
-}
-
 /// Resolves once no request has been in flight for `timeout`. One timer
 /// per connection, looked at only when it fires: requests do not touch it.
 async fn idle(activity: &Activity, timeout: Duration) {
@@ -659,27 +576,5 @@ impl Drop for InFlight {
         let micros = u64::try_from(since_open).unwrap_or(u64::MAX);
         self.0.last_done.fetch_max(micros, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn caps_count_totals_and_per_ip_and_free_on_drop() {
-        let mut limits = crate::config::tests::minimal().limits;
-        limits.max_connections = 3;
-        limits.max_connections_per_ip = 2;
-        let connections = Arc::new(Connections::default());
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let first = connections.admit(a, &limits).unwrap();
-        let _second = connections.admit(a, &limits).unwrap();
-        assert_eq!(connections.admit(a, &limits).err(), Some(Cap::PerIp));
-        let _third = connections.admit(b, &limits).unwrap();
-        assert_eq!(connections.admit(b, &limits).err(), Some(Cap::Total));
-        drop(first);
-        assert!(connections.admit(a, &limits).is_ok());
     }
 }

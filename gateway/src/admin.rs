@@ -30,10 +30,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::accept::stopped;
 use crate::config::{self, UpstreamAddress};
-use crate::lifecycle::State;
+use crate::conn::stopped;
 use crate::proxy::Connector;
+use crate::state::State;
 
 /// The worker's metrics endpoint (docs/worker.md).
 const WORKER_METRICS_PATH: &str = "/internal/metrics";

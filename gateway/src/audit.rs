@@ -38,7 +38,10 @@ use serde::Serialize;
 use sha2::Sha256;
 use time::OffsetDateTime;
 
+use crate::body::progress::Progress;
+use crate::body::Body;
 use crate::config::{self, AuditOnFailure, AuditOutput, PseudonymKey};
+use crate::conn::TlsInfo;
 
 pub use chain::{verify, Broken, Gap, Verified};
 pub(crate) use decision::{decision, Decision};
@@ -106,7 +109,7 @@ pub(crate) enum ConnectionEvent {
     /// hyper closed an HTTP/1.1 connection over its request head (timed
     /// out after some bytes, too large, malformed), or h2 an HTTP/2
     /// connection over a protocol violation: no request exists.
-    RequestHeadFailed(crate::accept::HeadError),
+    RequestHeadFailed(crate::conn::HeadError),
     /// An HTTP/1.1 connection was closed because the client took none of
     /// the answers already handed to it for `limits.send_timeout` (a stall
     /// with a body in flight is on that request's line instead).
@@ -199,30 +202,6 @@ impl Trail {
     /// How long the upstream has had the request, if it was forwarded.
     pub(crate) fn upstream_elapsed(&self) -> Option<Duration> {
         self.forwarded_at.get().map(Instant::elapsed)
-    }
-}
-
-/// The TLS facts of a connection.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct TlsInfo {
-    /// `TLSv1.3`, `TLSv1.2`.
-    pub(crate) version: Option<&'static str>,
-    /// The negotiated ALPN protocol (`h2`, `http/1.1`).
-    pub(crate) alpn: Option<String>,
-}
-
-impl TlsInfo {
-    /// The facts of an established server connection.
-    pub(crate) fn of(connection: &rustls::ServerConnection) -> TlsInfo {
-        let version = connection.protocol_version().map(|v| match v {
-            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
-            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
-            _ => "other",
-        });
-        let alpn = connection
-            .alpn_protocol()
-            .map(|p| String::from_utf8_lossy(p).into_owned());
-        TlsInfo { version, alpn }
     }
 }
 
@@ -407,83 +386,46 @@ impl Log {
     }
 }
 
-/// Records one answered request: its metrics and its audit line. Called
-/// once per request when the response head is ready; `bytes_in` is what was
-/// read so far. With an empty body the line is written now; any other body
-/// is wrapped so that its line is written when it ends, fails or is
-/// dropped, with the bytes sent, the duration until then, and — when
-/// `progress` says the client stalled — the stall as its decision.
-#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
-pub(crate) fn record_request(
-    state: &crate::lifecycle::State,
-    conn: &crate::accept::ConnInfo,
-    identity: &crate::policy::identify::Identity,
-    started: &Started,
-    trail: &Trail,
-    progress: Option<&Arc<crate::body::progress::Progress>>,
-    decision: Decision,
-    response: http::Response<crate::body::Body>,
-    bytes_in: u64,
-) -> http::Response<crate::body::Body> {
-    let status = response.status();
-    let metrics = &state.metrics;
-    let route = trail.route();
-    metrics.request(
-        route,
-        started.method(),
-        status,
-        started.elapsed(),
-        trail.upstream_elapsed(),
-    );
-    if decision.is_refused() {
-        metrics.rejection(decision.outcome);
-    }
-    if let Some((method, reason)) = decision.auth_failure {
-        metrics.auth_failure(method, reason);
-    }
-    if decision.is_rate_limited {
-        metrics.rate_limited(route.unwrap_or("unmatched"));
-    }
-    if let Some(route) = route {
-        // Counted only on routes with an upload rule. A refused oversized
-        // upload counts at its declared size: the "near the limit" alert
-        // includes uploads over it.
-        metrics.upload(route, bytes_in.max(started.declared_length().unwrap_or(0)));
-    }
-    let declared = response.body().size_hint().exact();
-    let record = state.audit.request_record(
-        started,
-        trail,
-        &Outcome {
-            request_id: identity.request_id.to_str().unwrap_or("invalid"),
-            client_ip: identity.client_ip,
-            status,
-            decision,
-            bytes_in: Some(bytes_in),
-            bytes_out: declared,
-            tls: &conn.tls,
-        },
-    );
-    if response.body().is_end_stream() {
-        let _ = state.audit.write(record);
-        return response;
-    }
-    let mut record = record.into_owned();
-    let log = Arc::clone(&state.audit);
-    let (at, progress) = (started.at, progress.cloned());
-    response.map(|body| {
-        crate::body::counted(body, move |sent| {
-            record.bytes_out = Some(sent);
-            record.duration_ms = Some(millis(at.elapsed()));
-            // A refusal keeps its reason: the stall did not change what
-            // the gateway decided (the metric still counts it).
-            if record.reason.is_none() && progress.is_some_and(|p| p.is_stalled()) {
-                let stalled = Decision::CLIENT_STALLED;
-                (record.decision, record.reason) = (stalled.outcome, stalled.reason);
-            }
-            let _ = log.write(record);
+impl Log {
+    /// Writes the line of one answered request, whose response head is
+    /// ready: at once when its body is empty, otherwise when the body ends,
+    /// fails or is dropped, with the bytes sent, the duration until then,
+    /// and — when `progress` says the client stalled — the stall as its
+    /// decision. `outcome.bytes_out` is taken from the response.
+    pub(crate) fn answered(
+        self: &Arc<Self>,
+        started: &Started,
+        trail: &Trail,
+        outcome: Outcome<'_>,
+        progress: Option<&Arc<Progress>>,
+        response: http::Response<Body>,
+    ) -> http::Response<Body> {
+        let outcome = Outcome {
+            bytes_out: response.body().size_hint().exact(),
+            ..outcome
+        };
+        let record = self.request_record(started, trail, &outcome);
+        if response.body().is_end_stream() {
+            let _ = self.write(record);
+            return response;
+        }
+        let mut record = record.into_owned();
+        let log = Arc::clone(self);
+        let (at, progress) = (started.at, progress.cloned());
+        response.map(|body| {
+            crate::body::counted(body, move |sent| {
+                record.bytes_out = Some(sent);
+                record.duration_ms = Some(millis(at.elapsed()));
+                // A refusal keeps its reason: the stall did not change what
+                // the gateway decided (the metric still counts it).
+                if record.reason.is_none() && progress.is_some_and(|p| p.is_stalled()) {
+                    let stalled = Decision::CLIENT_STALLED;
+                    (record.decision, record.reason) = (stalled.outcome, stalled.reason);
+                }
+                let _ = log.write(record);
+            })
         })
-    })
+    }
 }
 
 /// HMAC-SHA256 of `principal` under `key`, the first

@@ -6,7 +6,7 @@
 //! either what the next stage needs or a typed failure that converts into a
 //! [`Rejection`]. The pipeline that calls them lives in `policy.rs`.
 //!
-//! The client address they use comes from `policy::identify` (the socket
+//! The client address they use comes from `identity` (the socket
 //! peer, or `X-Forwarded-For` through trusted proxies).
 //!
 //! 1. [`cors`]: preflights are answered here, before authentication; every

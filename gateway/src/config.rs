@@ -34,9 +34,9 @@ use http::{HeaderValue, Method};
 
 use crate::checks::secret::{Environment, LoadContext, ProcessEnv, Secret};
 use crate::checks::Problems;
-use crate::policy::host::{Name, ServerNames};
-use crate::policy::identify::Cidr;
-use crate::policy::path;
+use crate::host::{Name, ServerNames};
+use crate::identity::Cidr;
+use crate::path;
 pub(crate) use admin::Admin;
 pub use admin::{DEFAULT_ADMIN_LISTEN, DEFAULT_READY_PROBE_INTERVAL, DEFAULT_READY_PROBE_TIMEOUT};
 pub(crate) use audit::{Audit, AuditOutput, PseudonymKey};
@@ -169,7 +169,7 @@ pub(crate) struct Server {
     /// `X-Request-Id` are believed.
     pub(crate) trusted_proxies: Vec<Cidr>,
     /// `names`, default: every name the certificate covers. A request for
-    /// another host gets 421 (`policy/host.rs`). The certificate is given to
+    /// another host gets 421 (`host.rs`). The certificate is given to
     /// it at start-up and on reload ([`Config::adopt_certificate`]).
     pub(crate) names: ServerNames,
 }

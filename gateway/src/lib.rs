@@ -39,17 +39,24 @@ pub mod audit;
 mod body;
 pub mod checks;
 pub mod config;
+mod conn;
 pub mod dev;
 pub mod healthcheck;
+mod host;
+mod identity;
 mod lifecycle;
 pub mod logging;
 mod metrics;
+mod path;
 mod per_ip;
 mod plain_http;
 mod policy;
 mod proxy;
+mod record;
 mod reject;
+mod request_body;
 mod respond;
+mod state;
 mod supervise;
 mod tls;
 
@@ -61,10 +68,10 @@ pub use tls::{check_certificate, CertError};
 /// test; not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
-    /// Path normalisation (`policy::path::check`): `Err` says why a request
+    /// Path normalisation (`path::check`): `Err` says why a request
     /// path is refused.
     pub fn check_path(path: &str) -> Result<(), &'static str> {
-        crate::policy::path::check(path)
+        crate::path::check(path)
     }
 
     /// What the HTTP/1.1 framing reader (`accept/framing.rs`) finds in

@@ -1,7 +1,7 @@
 //! Lifecycle: start, reload, stop.
 //!
 //! [`Gateway::start`] loads the certificate (and with it the host names
-//! served, `policy/host.rs`), binds the listeners (failing
+//! served, `host.rs`), binds the listeners (failing
 //! before anything else runs if a port is taken), starts and waits for the
 //! supervised upstream if there is one, then accepts. The [`Handle`] it
 //! returns reloads (certificate and policy together, all or nothing) and
@@ -19,41 +19,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::accept::{self, Connections, Listener};
+use crate::accept::{self, Listener};
 use crate::admin::{self, Probe};
 use crate::audit;
 use crate::config::{Config, ConfigError, UpstreamAddress};
 use crate::metrics::Metrics;
 use crate::proxy::Upstream;
+use crate::state::{Connections, State};
 use crate::supervise::{self, Supervisor};
 use crate::tls::{self, CertError, CertStore};
-
-/// What every connection task shares.
-pub(crate) struct State {
-    config: RwLock<Arc<Config>>,
-    certs: Arc<CertStore>,
-    pub(crate) upstream: Upstream,
-    pub(crate) connections: Arc<Connections>,
-    /// Requests in flight per client IP (`limits.max_requests_per_ip`).
-    pub(crate) requests_per_ip: Arc<crate::per_ip::PerIp>,
-    /// The audit log; shared with response bodies whose line is
-    /// written when they end.
-    pub(crate) audit: Arc<audit::Log>,
-    /// The Prometheus registry.
-    pub(crate) metrics: Metrics,
-}
-
-impl State {
-    /// The policy in force now. Each request takes one snapshot.
-    pub(crate) fn config(&self) -> Arc<Config> {
-        Arc::clone(
-            &self
-                .config
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
-    }
-}
 
 /// Why the gateway did not start.
 #[derive(Debug, thiserror::Error)]

@@ -21,8 +21,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::accept::HeadError;
 use crate::config::Config;
+use crate::conn::HeadError;
 
 /// Request and upstream duration buckets, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [

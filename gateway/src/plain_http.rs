@@ -3,7 +3,7 @@
 //! A browser navigation (`GET`/`HEAD` to a path outside the API prefixes)
 //! gets `301` to the same path on HTTPS, on `plain_http.redirect_host` or,
 //! without it, on the request's own host — only when that is one of the
-//! server's names (`policy/host.rs`; otherwise 421): the `Location` never
+//! server's names (`host.rs`; otherwise 421): the `Location` never
 //! names a host the client chose. Everything else — API paths under
 //! `plain_http.api_prefixes`, and any other method — gets 403 in the error
 //! envelope: silently redirecting an API call would hide that its
@@ -15,8 +15,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::body::{self, Body};
 use crate::config::{Config, PlainHttp};
-use crate::policy::host::{Name, ServerNames};
-use crate::policy::path;
+use crate::host::{Name, ServerNames};
+use crate::path;
 use crate::reject::{self, Rejection};
 use crate::respond;
 

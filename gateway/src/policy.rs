@@ -3,13 +3,13 @@
 //!
 //! The order, and why:
 //!
-//! 1. **identify** ([`identify`]) — client IP and request id first, so that
+//! 1. **identify** (`identity.rs`) — client IP and request id first, so that
 //!    every answer, even a refusal, carries the request id.
-//! 2. **shape** ([`shape`], [`host`]) — request line, header sizes and
+//! 2. **shape** ([`shape`], `host.rs`) — request line, header sizes and
 //!    count, framing, no upgrade or tunnel, header names, and a host that
 //!    is one of the server's names (421 otherwise): cheap, and everything
 //!    after relies on a sane head.
-//! 3. **path** ([`path`]) — normalise once (refuse, never rewrite), so
+//! 3. **path** (`path.rs`) — normalise once (refuse, never rewrite), so
 //!    routing and the upstream see the same bytes.
 //! 4. **gateway endpoints** ([`tokens`]) — `POST /auth/session` and
 //!    `POST /auth/token`, when enabled, are answered here.
@@ -31,7 +31,7 @@
 //!     anonymous caller is counted by IP (429).
 //! 12. **query** (`checks::request_rules`) — the route's parameters only,
 //!     typed and in range (400).
-//! 13. **body** ([`body`], `checks::upload`) — content type (415); declared
+//! 13. **body** (`request_body.rs`, `checks::upload`) — content type (415); declared
 //!     length over the route limit (413; 400 on the upload route, as the
 //!     legacy backend answers) and compressed bodies (415, unless the route
 //!     accepts them: then decoded under a cap) before a byte is read. The
@@ -49,15 +49,11 @@
 //! (HTTP/2 streams included) already in flight gets 503 + `Retry-After`;
 //! a request counts until its response body has been sent or abandoned.
 //! Finally each request gets exactly one audit line and its metrics
-//! (`audit::record_request`); checks report what they learn (route,
+//! (`record.rs`, from the exchange); checks report what they learn (route,
 //! authenticated principal) through the `audit::Trail`. Before all of
 //! this, while the audit log cannot be written and `audit.on_failure` is
 //! `"refuse"`, a request is answered 503 at once (`audit::Log::admits`).
 
-pub(crate) mod body;
-pub(crate) mod host;
-pub(crate) mod identify;
-pub(crate) mod path;
 mod route;
 mod shape;
 mod tokens;
@@ -72,19 +68,21 @@ use hyper::body::{Body as _, Incoming};
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use crate::accept::ConnInfo;
 use crate::audit::{self, Decision, Started, Trail};
 use crate::body::progress::Progress;
 use crate::body::{Body, Guarded};
 use crate::checks::auth::AuthMode;
 use crate::checks::{cors, rate_limit, request_rules, scopes, upload};
 use crate::config::{Config, Route};
-use crate::lifecycle::State;
+use crate::conn::ConnInfo;
+use crate::identity::{self, Identity};
 use crate::proxy::{Caller, Upstream};
+use crate::record::{self, Exchange};
 use crate::reject::{self, check, Rejection};
+use crate::request_body::{self, BodyWatch, ForwardBody};
 use crate::respond;
-use body::{BodyWatch, ForwardBody};
-use identify::Identity;
+use crate::state::State;
+use crate::{host, path};
 pub(crate) use shape::HeadAsWritten;
 
 /// What is left of a request's body once its answer is ready: the
@@ -120,7 +118,7 @@ pub(crate) async fn handle(
 ) -> (Response<Body>, Leftover) {
     // One snapshot per request: a reload in the middle never mixes policies.
     let config = state.config();
-    let identity = identify::identify(
+    let identity = identity::identify(
         request.headers(),
         conn.peer.ip(),
         &config.server.trusted_proxies,
@@ -198,9 +196,16 @@ pub(crate) async fn handle(
         None if watch.get().is_some_and(|w| !w.is_finished()) => Leftover::Abandoned,
         None => Leftover::Nothing,
     };
-    let response = audit::record_request(
-        state, conn, &identity, &started, &trail, progress, decision, response, bytes_in,
-    );
+    let exchange = Exchange {
+        conn,
+        identity: &identity,
+        started: &started,
+        trail: &trail,
+        decision,
+        bytes_in,
+        progress,
+    };
+    let response = record::record(state, &exchange, response);
     let response = match in_flight {
         // Counted until the body has been sent or abandoned.
         Some(held) => response.map(|body| Guarded::new(body, held).boxed_unsync()),
@@ -281,7 +286,7 @@ async fn check_and_forward(
     let (mut parts, unread) = request.into_parts();
     let has_body = unread.as_ref().is_some_and(|body| !body.is_end_stream());
     let host = shape::check(&parts, &config.limits)?;
-    host::check(&host, &config.server.names)?;
+    check_host(&host, &config.server.names)?;
     path::check(parts.uri.path()).map_err(Rejection::PathRefused)?;
     if let Some(endpoint) = tokens::Endpoint::find(parts.uri.path(), &config.checks) {
         return endpoint.serve(&parts, has_body, identity, &host, config, policy_headers);
@@ -328,11 +333,12 @@ async fn check_and_forward(
     if let Some(types) = &checks.content_types {
         upload::check_content_type(types, &parts.headers, has_body).map_err(check)?;
     }
-    let decoding = body::check(&mut parts, &route).map_err(|r| upload_too_large(r, &route))?;
+    let decoding =
+        request_body::check(&mut parts, &route).map_err(|r| upload_too_large(r, &route))?;
     let body_watch = Arc::clone(watch.get_or_init(|| Arc::new(BodyWatch::new(route.body_limit))));
     let body = unread.take().ok_or(Rejection::BodyIncomplete)?;
     let body = if checks.buffers_body() {
-        let bytes = body::collect(body, Arc::clone(&body_watch), decoding)
+        let bytes = request_body::collect(body, Arc::clone(&body_watch), decoding)
             .await
             .map_err(|r| upload_too_large(r, &route))?;
         check_buffered(&route, &parts, &bytes).await?;
@@ -418,6 +424,16 @@ async fn check_buffered(
         rules.check(bytes).map_err(check)?;
     }
     Ok(())
+}
+
+/// Refuses (421) a request whose host (`authority`, as `policy::shape`
+/// returns it) is not one of `names` (`host.rs`).
+fn check_host(authority: &str, names: &host::ServerNames) -> Result<(), Rejection> {
+    // A host that is no name at all (`a..b`) is not ours either.
+    match host::Name::of_authority(authority) {
+        Some(name) if names.serves(&name) => Ok(()),
+        _ => Err(Rejection::HostMisdirected),
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! [`Upstream::exchange`]).
 //!
 //! In: a request that passed every check, its [`Identity`] and host, and the
-//! body wrapped by `policy::body`. Out: the upstream's response with its
+//! body wrapped by `request_body`. Out: the upstream's response with its
 //! body streaming, or a [`Rejection`] saying whose fault the failure was:
 //!
 //! | what happened | answer |
@@ -51,10 +51,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::body::Body;
 use crate::config;
+use crate::identity::Identity;
 use crate::per_ip::{Held, PerIp};
-use crate::policy::body::{BodyWatch, ForwardBody};
-use crate::policy::identify::Identity;
 use crate::reject::Rejection;
+use crate::request_body::{BodyWatch, ForwardBody};
 
 pub(crate) use connector::{is_accepting, Connector};
 pub(crate) use headers::{strip_hop_by_hop, Caller};

@@ -18,7 +18,8 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::config::Spawn;
-use crate::{accept, proxy};
+use crate::conn::stopped;
+use crate::proxy;
 
 /// The first pause before a restart; doubled on each quick failure.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -103,7 +104,7 @@ async fn supervise(
                     status = child.wait() => {
                         tracing::warn!(?status, "upstream exited; restarting");
                     }
-                    () = accept::stopped(&mut stop) => {
+                    () = stopped(&mut stop) => {
                         let _ = child.start_kill();
                         let _ = child.wait().await;
                         tracing::info!("upstream stopped");
@@ -121,7 +122,7 @@ async fn supervise(
         restarts.fetch_add(1, Ordering::Relaxed);
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
-            () = accept::stopped(&mut stop) => return,
+            () = stopped(&mut stop) => return,
         }
         backoff = (backoff * 2).min(backoff_max);
     }

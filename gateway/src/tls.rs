@@ -101,7 +101,7 @@ pub(crate) fn load(tls: &Tls) -> Result<CertifiedKey, CertError> {
 
 /// Gives `config` the certificate it will be served with: the host names
 /// it serves by default, and the check that the certificate covers the
-/// names the policy lists (`policy/host.rs`).
+/// names the policy lists (`host.rs`).
 pub(crate) fn adopt(config: &mut Config, certified: &CertifiedKey) -> Result<(), CertError> {
     let leaf = certified
         .end_entity_cert()

@@ -27,7 +27,7 @@
 //! * **Chunked bodies that break RFC 9112 §7.1** (`chunked.rs`): the reader
 //!   shows hyper the body up to the offending byte only, and the next read
 //!   fails with [`BodyFramingRefused`]. hyper's body then ends in that
-//!   error, `policy::body` recognises it and the request gets a 400
+//!   error, `request_body` recognises it and the request gets a 400
 //!   envelope naming the reason, with `Connection: close`.
 //!
 //! hyper hands the requests of a connection to the service one at a time in
@@ -49,6 +49,7 @@ mod tests;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
+pub(crate) use crate::conn::BodyFramingRefused;
 use chunked::{ChunkedError, DataEnd, SizeLine, Step, Trailers};
 pub(crate) use follow::follow;
 pub use follow::Followed;
@@ -115,19 +116,6 @@ impl HeadRefusal {
 
     fn from_code(code: u8) -> Option<Self> {
         Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
-    }
-}
-
-/// The error a read returns once the reader has refused a chunked body;
-/// it reaches the service as the cause of the request body's error.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("chunked framing refused: {}", .0.detail())]
-pub(crate) struct BodyFramingRefused(ChunkedError);
-
-impl BodyFramingRefused {
-    /// The detail of the 400 envelope.
-    pub(crate) fn detail(self) -> &'static str {
-        self.0.detail()
     }
 }
 

@@ -24,58 +24,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::framing::Framing;
-
-/// Why hyper (or h2) closed a connection outside any request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HeadError {
-    /// Part of a request head arrived, the rest not within
-    /// `limits.header_read_timeout` (slowloris).
-    HeaderTimeout,
-    /// The request head exceeded `limits.max_header_bytes` or
-    /// `limits.max_header_count`, or its URI was too long (hyper: 431/414).
-    HeadTooLarge,
-    /// The request head did not parse (hyper: 400).
-    MalformedHead,
-    /// An HTTP/2 client broke the protocol (malformed or illegal frames,
-    /// a flood of resets or other abuse): h2 ended the connection with a
-    /// GOAWAY carrying an error code.
-    Http2ProtocolViolation,
-}
-
-impl HeadError {
-    /// Every kind, for pre-initialised metric series.
-    pub(crate) const ALL: [HeadError; 4] = [
-        HeadError::HeaderTimeout,
-        HeadError::HeadTooLarge,
-        HeadError::MalformedHead,
-        HeadError::Http2ProtocolViolation,
-    ];
-
-    /// The audit event.
-    pub(crate) fn event(self) -> &'static str {
-        match self {
-            Self::Http2ProtocolViolation => "protocol_violation",
-            _ => "request_head_failed",
-        }
-    }
-
-    /// The audit reason, `http.<why>`.
-    pub(crate) fn reason(self) -> &'static str {
-        match self {
-            Self::HeaderTimeout => "http.header_timeout",
-            Self::HeadTooLarge => "http.head_too_large",
-            Self::MalformedHead => "http.malformed_head",
-            Self::Http2ProtocolViolation => "http.h2_protocol_violation",
-        }
-    }
-
-    /// The `reason` label of `connection_errors`: the audit reason without
-    /// its `http.` prefix.
-    pub(crate) fn label(self) -> &'static str {
-        let reason = self.reason();
-        reason.split_once('.').map_or(reason, |(_, why)| why)
-    }
-}
+pub(crate) use crate::conn::HeadError;
 
 /// What hyper's error on an HTTP/1.1 connection means for the audit log;
 /// `None` for everything that is not about a request head (the client went

@@ -16,7 +16,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
@@ -26,7 +26,6 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::drain::Drained;
@@ -34,8 +33,8 @@ use super::linger::{Linger, LingerSwitch};
 use super::send_watch::WriteWatch;
 use super::{drive, h1_builder, h2_builder, Activity, DrainBounds, InFlight};
 use crate::body::Guarded;
-use crate::lifecycle::State;
 use crate::reject::{self, Rejection};
+use crate::state::State;
 use crate::{respond, tls};
 
 /// From accept to close, handshake included, for one answered connection.
@@ -44,46 +43,6 @@ pub(crate) const DEADLINE: Duration = Duration::from_secs(5);
 /// An answered HTTP/2 connection is ended (GOAWAY) once it has had no
 /// request in flight for this long.
 const IDLE: Duration = Duration::from_secs(1);
-
-/// The rate at which over-cap connections may be answered.
-#[derive(Debug, Default)]
-pub(crate) struct Budget {
-    bucket: Mutex<Bucket>,
-}
-
-#[derive(Debug, Default)]
-struct Bucket {
-    tokens: f64,
-    /// The last refill; `None` before the first: the bucket starts full.
-    refilled: Option<Instant>,
-}
-
-impl Budget {
-    /// Takes one answer from a budget of `per_second` a second (and as
-    /// many at once); `false` when it is spent.
-    pub(crate) fn take(&self, per_second: usize) -> bool {
-        if per_second == 0 {
-            return false;
-        }
-        let rate = per_second as f64;
-        let now = Instant::now();
-        let mut bucket = self
-            .bucket
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let refill = bucket.refilled.map_or(rate, |last| {
-            now.saturating_duration_since(last).as_secs_f64() * rate
-        });
-        bucket.tokens = (bucket.tokens + refill).min(rate);
-        bucket.refilled = Some(now);
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 /// Answers every request of an over-cap connection with 503, within
 /// [`DEADLINE`].
@@ -112,7 +71,7 @@ pub(crate) async fn answer(
         let service = service_fn(move |request: Request<Incoming>| {
             let guard = InFlight::start(&activity);
             let config = state.config();
-            let identity = crate::policy::identify::identify(
+            let identity = crate::identity::identify(
                 request.headers(),
                 peer.ip(),
                 &config.server.trusted_proxies,
@@ -156,25 +115,4 @@ pub(crate) async fn answer(
         }
     };
     let _ = tokio::time::timeout(DEADLINE, served).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn the_budget_refills_at_its_rate_and_zero_answers_none() {
-        let budget = Budget::default();
-        assert!(!budget.take(0));
-        for _ in 0..3 {
-            assert!(budget.take(3));
-        }
-        assert!(!budget.take(3), "spent");
-        tokio::time::advance(Duration::from_millis(340)).await;
-        assert!(budget.take(3), "one more after a third of a second");
-        assert!(!budget.take(3));
-        tokio::time::advance(Duration::from_secs(60)).await;
-        let refilled = (0..10).filter(|_| budget.take(3)).count();
-        assert_eq!(refilled, 3, "never more than a second's worth at once");
-    }
 }

@@ -3,7 +3,7 @@
 //!
 //! Absent, the route refuses every `Content-Encoding` other than `identity`
 //! (415). Present, the listed encodings are decoded while the body streams
-//! (`policy::body::decode`), and the decoded size is capped at
+//! (`request_body::decode`), and the decoded size is capped at
 //! `max_decoded_bytes` (413), so a decompression bomb never grows past the
 //! cap in memory (ASVS 5.0 5.2.3).
 

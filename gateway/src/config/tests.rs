@@ -1,5 +1,5 @@
 use super::*;
-use crate::policy::host::{Name, ServerNames};
+use crate::host::{Name, ServerNames};
 
 /// The smallest valid policy.
 pub(crate) const MINIMAL: &str = r#"

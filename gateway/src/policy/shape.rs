@@ -1,7 +1,7 @@
 //! Request shape: the head must fit the limits the upstream can take
 //! (gunicorn: request line 4094 bytes, 100 fields, 8190 bytes per field),
 //! its framing must be unambiguous, it must ask for no protocol upgrade or
-//! tunnel, and it must name a host (which `policy/host.rs` then checks is
+//! tunnel, and it must name a host (which `host.rs` then checks is
 //! one of ours).
 //!
 //! Upgrades and tunnels: no route upgrades, so a request with an `Upgrade`

@@ -22,7 +22,7 @@ use crate::checks::rate_limit::{self, RouteLimiters};
 use crate::checks::session_token::{IssuedToken, SESSION_PATH, TOKEN_PATH};
 use crate::checks::{cors, request_rules, upload};
 use crate::config::{Config, PolicyChecks};
-use crate::policy::identify::Identity;
+use crate::identity::Identity;
 use crate::reject::{check, Rejection};
 
 /// Which gateway endpoint a request is for.

@@ -33,7 +33,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use tradehabit_shared::headers::{AUTH_METHOD, GATEWAY_OWNED, PRINCIPAL, REQUEST_ID, SCOPES};
 
 use crate::checks::auth::{Principal, X_API_KEY};
-use crate::policy::identify::Identity;
+use crate::identity::Identity;
 
 /// Who is calling, as the policy checks established it.
 #[derive(Debug, Default)]

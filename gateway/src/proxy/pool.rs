@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::connector::{Connector, Stream};
-use crate::policy::body::ForwardBody;
+use crate::request_body::ForwardBody;
 
 /// The hyper side of one upstream connection.
 type Connection = http1::Connection<TokioIo<Stream>, ForwardBody>;

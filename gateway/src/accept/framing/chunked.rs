@@ -38,63 +38,7 @@ pub(crate) const MAX_EXT_BYTES_PER_LINE: usize = 1024;
 /// this one answers first, with the gateway's reason).
 pub(crate) const MAX_EXT_BYTES_PER_BODY: usize = 8 * 1024;
 
-/// Why a chunked body was refused; the detail of the 400 envelope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ChunkedError {
-    /// A chunk size that is empty or has a byte other than a hex digit.
-    NotHex,
-    /// More than [`MAX_SIZE_DIGITS`] digits.
-    TooManyDigits,
-    /// Whitespace the grammar does not allow (e.g. at the end of the line).
-    Whitespace,
-    /// A chunk extension that is not `;name[=value]`.
-    Extension,
-    /// Extensions over [`MAX_EXT_BYTES_PER_LINE`] or [`MAX_EXT_BYTES_PER_BODY`].
-    ExtensionsTooLong,
-    /// A control byte (NUL, DEL, C0 other than HTAB).
-    ControlByte,
-    /// A line ended by a bare LF, or a CR not followed by LF.
-    LineEnd,
-    /// Chunk data not followed by CRLF.
-    DataNotEnded,
-    /// A trailer line that is not `name: value`.
-    TrailerField,
-    /// The trailer section over its byte or field bound.
-    TrailersTooLarge,
-}
-
-impl ChunkedError {
-    /// Every kind, for tests.
-    #[cfg(test)]
-    pub(crate) const ALL: [ChunkedError; 10] = [
-        Self::NotHex,
-        Self::TooManyDigits,
-        Self::Whitespace,
-        Self::Extension,
-        Self::ExtensionsTooLong,
-        Self::ControlByte,
-        Self::LineEnd,
-        Self::DataNotEnded,
-        Self::TrailerField,
-        Self::TrailersTooLarge,
-    ];
-
-    /// The detail of the 400 envelope.
-    pub(crate) fn detail(self) -> &'static str {
-        match self {
-            Self::NotHex => "a chunk size that is not hexadecimal",
-            Self::TooManyDigits => "a chunk size with more than 16 digits",
-            Self::Whitespace => "whitespace out of place in a chunk-size line",
-            Self::Extension => "a malformed chunk extension",
-            Self::ExtensionsTooLong => "chunk extensions over their size limit",
-            Self::ControlByte => "a control byte in the chunked framing",
-            Self::LineEnd => "a chunked framing line not ended by CRLF",
-            Self::DataNotEnded => "chunk data not followed by CRLF",
-            Self::TrailerField => "a malformed trailer field",
-            Self::TrailersTooLarge => "a trailer section over its limit",
-        }
-    }
-}
+pub(crate) use crate::conn::ChunkedError;
 
 /// A byte RFC 9110 calls a control: C0 other than HTAB, and DEL.
 fn is_control(byte: u8) -> bool {

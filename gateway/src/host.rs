@@ -28,18 +28,6 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, DnsName, ServerName};
 
-use crate::reject::Rejection;
-
-/// Refuses (421) a request whose host (`authority`, as `policy::shape`
-/// returns it) is not one of `names`.
-pub(crate) fn check(authority: &str, names: &ServerNames) -> Result<(), Rejection> {
-    // A host that is no name at all (`a..b`) is not ours either.
-    match Name::of_authority(authority) {
-        Some(name) if names.serves(&name) => Ok(()),
-        _ => Err(Rejection::HostMisdirected),
-    }
-}
-
 /// A host name or address, normalised for comparison.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Name {

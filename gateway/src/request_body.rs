@@ -33,9 +33,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::Notify;
 
-use crate::accept::BodyFramingRefused;
 use crate::body::BoxError;
 use crate::config::{Encoding, Route};
+use crate::conn::BodyFramingRefused;
 use crate::reject::Rejection;
 
 pub(crate) mod decode;
