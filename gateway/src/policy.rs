@@ -58,7 +58,7 @@ mod route;
 mod shape;
 mod tokens;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use http::header::VARY;
 use http::request::Parts;
@@ -66,12 +66,13 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::{Body as _, Incoming};
 use time::OffsetDateTime;
+use tokio::time::error::Elapsed;
 use tracing::Instrument;
 
 use crate::audit::{self, Decision, Started, Trail};
 use crate::body::progress::Progress;
 use crate::body::{Body, Guarded};
-use crate::checks::auth::AuthMode;
+use crate::checks::auth::{AuthMode, Principal};
 use crate::checks::{cors, rate_limit, request_rules, scopes, upload};
 use crate::config::{Config, Route};
 use crate::conn::ConnInfo;
@@ -79,7 +80,7 @@ use crate::identity::{self, Identity};
 use crate::proxy::{Caller, Upstream};
 use crate::record::{self, Exchange};
 use crate::reject::{self, check, Rejection};
-use crate::request_body::{self, BodyWatch, ForwardBody};
+use crate::request_body::{self, BodyWatch, Decoding, ForwardBody};
 use crate::respond;
 use crate::state::State;
 use crate::{host, path};
@@ -132,70 +133,46 @@ pub(crate) async fn handle(
     );
     let started = Started::now(&request);
     let trail = Trail::default();
-    let watch = OnceLock::new();
-    // CORS and rate-limit headers gathered by the checks, for every answer.
-    let mut policy_headers = HeaderMap::new();
-    let (parts, body) = request.into_parts();
-    // The body until a stage takes it to read it.
-    let mut unread = Some(body);
     let in_flight = state.requests_per_ip.try_take(
         identity.client_ip,
         config.limits.clients.max_requests_per_ip,
     );
-    let outcome = match admit(state, &config, in_flight.is_some()) {
-        Ok(()) => {
-            let checked = check_and_forward(
-                Request::from_parts(parts, &mut unread),
-                &identity,
-                &config,
-                &state.upstream,
-                &watch,
-                &mut policy_headers,
-                &trail,
-            );
-            tokio::time::timeout(config.limits.request_timeout, checked)
-                .instrument(span.clone())
-                .await
-        }
-        Err(rejection) => Ok(Err(rejection)),
-    };
+    // admit → forward
+    let passage = Passage::run(
+        request,
+        state,
+        &config,
+        &identity,
+        &trail,
+        &span,
+        in_flight.is_some(),
+    )
+    .await;
+    let Passage {
+        outcome,
+        policy_headers,
+        unread,
+        watch,
+    } = passage;
     let allowed = matches!(outcome, Ok(Ok(_)));
-    let (mut response, decision) = match outcome {
-        Ok(Ok(response)) => (response, Decision::ALLOWED),
-        Ok(Err(rejection)) => (
-            span.in_scope(|| reject::respond(&rejection)),
-            audit::decision(&rejection),
-        ),
-        Err(_elapsed) => {
-            let is_body_pending = watch
-                .get()
-                .is_some_and(|w: &Arc<BodyWatch>| !w.is_finished());
-            let rejection = if is_body_pending {
-                Rejection::BodyTimeout
-            } else {
-                Rejection::UpstreamTimeout
-            };
-            (
-                span.in_scope(|| reject::respond(&rejection)),
-                audit::decision(&rejection),
-            )
-        }
-    };
+    // respond
+    let (mut response, decision) = answer(outcome, watch.as_deref(), &span);
     add_policy_headers(response.headers_mut(), policy_headers);
     respond::secure(
         response.headers_mut(),
         &config.headers,
         &identity.request_id,
     );
-    let bytes_in = watch.get().map_or(0, |w| w.received());
+    let bytes_in = watch.as_ref().map_or(0, |w| w.received());
     let leftover = match unread {
         Some(body) if body.is_end_stream() => Leftover::Nothing,
         Some(body) => Leftover::Unread(body),
         // Taken by the forward: the upstream exchange owns it.
         None if allowed => Leftover::Nothing,
-        None if watch.get().is_some_and(|w| !w.is_finished()) => Leftover::Abandoned,
+        None if watch.as_ref().is_some_and(|w| !w.is_finished()) => Leftover::Abandoned,
         None => Leftover::Nothing,
     };
+    // record
     let exchange = Exchange {
         conn,
         identity: &identity,
@@ -214,12 +191,103 @@ pub(crate) async fn handle(
     (response, leftover)
 }
 
+/// A request's way through the admit and forward stages.
+struct Passage {
+    /// The answer, a refusal, or the request timeout.
+    outcome: Result<Result<Response<Body>, Rejection>, Elapsed>,
+    /// The CORS and rate-limit headers every answer gets.
+    policy_headers: HeaderMap,
+    /// The body while no stage has taken it.
+    unread: Option<Incoming>,
+    /// The body's watch once the forward stage took the body.
+    watch: Option<Arc<BodyWatch>>,
+}
+
+impl Passage {
+    /// Admits (or refuses) the request, and forwards what passes; the whole
+    /// of it, checks included, under `limits.request_timeout`.
+    async fn run(
+        request: Request<Incoming>,
+        state: &State,
+        config: &Config,
+        identity: &Identity,
+        trail: &Trail,
+        span: &tracing::Span,
+        has_place: bool,
+    ) -> Passage {
+        let began = tokio::time::Instant::now();
+        if let Err(rejection) = gate(state, config, has_place) {
+            return Passage::answered(Err(rejection), HeaderMap::new(), Some(request.into_body()));
+        }
+        let admission = span.in_scope(|| admit(request, identity, config, trail));
+        let passed = match admission.verdict {
+            Ok(Admitted::Forward(passed)) => passed,
+            Ok(Admitted::Answered(response)) => {
+                return Passage::answered(Ok(response), admission.headers, admission.unread)
+            }
+            Err(rejection) => {
+                return Passage::answered(Err(rejection), admission.headers, admission.unread)
+            }
+        };
+        let watch = Arc::clone(&passed.watch);
+        let forwarded = forward(passed, identity, config, &state.upstream, trail);
+        let left = config
+            .limits
+            .request_timeout
+            .saturating_sub(began.elapsed());
+        let outcome = tokio::time::timeout(left, forwarded)
+            .instrument(span.clone())
+            .await;
+        Passage {
+            outcome,
+            policy_headers: admission.headers,
+            unread: None,
+            watch: Some(watch),
+        }
+    }
+
+    /// Answered without forwarding.
+    fn answered(
+        answer: Result<Response<Body>, Rejection>,
+        policy_headers: HeaderMap,
+        unread: Option<Incoming>,
+    ) -> Passage {
+        Passage {
+            outcome: Ok(answer),
+            policy_headers,
+            unread,
+            watch: None,
+        }
+    }
+}
+
+/// The respond stage's first step: the response for an outcome (a refusal
+/// becomes its envelope through `reject.rs`; a timeout is the body's while
+/// the body was still arriving, the upstream's otherwise) and the decision
+/// the audit line records.
+fn answer(
+    outcome: Result<Result<Response<Body>, Rejection>, Elapsed>,
+    watch: Option<&BodyWatch>,
+    span: &tracing::Span,
+) -> (Response<Body>, Decision) {
+    let rejection = match outcome {
+        Ok(Ok(response)) => return (response, Decision::ALLOWED),
+        Ok(Err(rejection)) => rejection,
+        Err(_elapsed) if watch.is_some_and(|w| !w.is_finished()) => Rejection::BodyTimeout,
+        Err(_elapsed) => Rejection::UpstreamTimeout,
+    };
+    (
+        span.in_scope(|| reject::respond(&rejection)),
+        audit::decision(&rejection),
+    )
+}
+
 /// Whether a request may go through the checks at all: not while the
 /// audit log cannot be written and `audit.on_failure = "refuse"`
 /// (`docs/audit-and-metrics.md`), nor from a client IP that already has
 /// `limits.max_requests_per_ip` requests in flight (`has_place` false). The
 /// body of a request refused here stays unread, like any early refusal's.
-fn admit(state: &State, config: &Config, has_place: bool) -> Result<(), Rejection> {
+fn gate(state: &State, config: &Config, has_place: bool) -> Result<(), Rejection> {
     if !state.audit.admits(config.audit.on_failure) {
         return Err(Rejection::AuditUnavailable {
             retry_after: config.upstream.retry_after,
@@ -271,29 +339,110 @@ fn add_policy_headers(headers: &mut HeaderMap, policy_headers: HeaderMap) {
     }
 }
 
-/// The checks in order (see the module doc), then the forward.
-/// The request's body stays in its slot until the body stage takes it:
-/// a request answered before that leaves it unread for the caller.
-async fn check_and_forward(
-    request: Request<&mut Option<Incoming>>,
+/// What the admit stage decided: the policy headers every answer gets
+/// (CORS, rate limits; gathered whatever the outcome), the verdict, and the
+/// request's body while no stage has taken it.
+struct Admission {
+    headers: HeaderMap,
+    verdict: Result<Admitted, Rejection>,
+    unread: Option<Incoming>,
+}
+
+/// A request that passed the checks.
+enum Admitted {
+    /// Answered by the gateway itself: a CORS preflight, a token endpoint.
+    Answered(Response<Body>),
+    /// To be forwarded, with everything the forward stage needs.
+    Forward(Box<Forward>),
+}
+
+/// A request on its way to the upstream: its head, its body (not read
+/// yet), and what the checks found.
+struct Forward {
+    parts: Parts,
+    body: Incoming,
+    route: Arc<Route>,
+    host: String,
+    principal: Option<Principal>,
+    decoding: Option<Decoding>,
+    /// Counts the body as it is read; shared with the caller, which needs
+    /// it after a timeout (was the body still arriving?).
+    watch: Arc<BodyWatch>,
+}
+
+/// The admit stage: the checks in order (see the module doc), up to and
+/// including the body's head (content type, declared length, encoding).
+/// Nothing here awaits; the body is read by the forward stage.
+fn admit(
+    request: Request<Incoming>,
     identity: &Identity,
     config: &Config,
-    upstream: &Upstream,
-    watch: &OnceLock<Arc<BodyWatch>>,
-    policy_headers: &mut HeaderMap,
     trail: &Trail,
-) -> Result<Response<Body>, Rejection> {
-    let (mut parts, unread) = request.into_parts();
-    let has_body = unread.as_ref().is_some_and(|body| !body.is_end_stream());
-    let host = shape::check(&parts, &config.limits)?;
+) -> Admission {
+    let (mut parts, body) = request.into_parts();
+    let mut headers = HeaderMap::new();
+    let has_body = !body.is_end_stream();
+    let checked = run_checks(&mut parts, has_body, identity, config, trail, &mut headers);
+    let (verdict, unread) = match checked {
+        Ok(Checked::Answered(response)) => (Ok(Admitted::Answered(response)), Some(body)),
+        Ok(Checked::Forward {
+            route,
+            host,
+            principal,
+        }) => match request_body::check(&mut parts, &route) {
+            Err(rejection) => (Err(upload_too_large(rejection, &route)), Some(body)),
+            Ok(decoding) => {
+                let watch = Arc::new(BodyWatch::new(route.body_limit));
+                let forward = Forward {
+                    parts,
+                    body,
+                    route,
+                    host,
+                    principal,
+                    decoding,
+                    watch,
+                };
+                (Ok(Admitted::Forward(Box::new(forward))), None)
+            }
+        },
+        Err(rejection) => (Err(rejection), Some(body)),
+    };
+    Admission {
+        headers,
+        verdict,
+        unread,
+    }
+}
+
+/// What the head checks let through, before the body's head is checked.
+enum Checked {
+    Answered(Response<Body>),
+    Forward {
+        route: Arc<Route>,
+        host: String,
+        principal: Option<Principal>,
+    },
+}
+
+/// The head checks in order, gathering the policy headers into `headers`.
+fn run_checks(
+    parts: &mut Parts,
+    has_body: bool,
+    identity: &Identity,
+    config: &Config,
+    trail: &Trail,
+    headers: &mut HeaderMap,
+) -> Result<Checked, Rejection> {
+    let host = shape::check(parts, &config.limits)?;
     check_host(&host, &config.server.names)?;
     path::check(parts.uri.path()).map_err(Rejection::PathRefused)?;
     if let Some(endpoint) = tokens::Endpoint::find(parts.uri.path(), &config.checks) {
-        return endpoint.serve(&parts, has_body, identity, &host, config, policy_headers);
+        let answer = endpoint.serve(parts, has_body, identity, &host, config, headers)?;
+        return Ok(Checked::Answered(answer));
     }
     if cors::is_preflight(&parts.method, &parts.headers) {
-        policy_headers.extend(preflight(&parts, config)?);
-        return Ok(no_content());
+        headers.extend(preflight(parts, config)?);
+        return Ok(Checked::Answered(no_content()));
     }
     let route = route::find(&config.routes, parts.uri.path(), &parts.method)?;
     tracing::Span::current().record("route", route.name.as_str());
@@ -304,7 +453,7 @@ async fn check_and_forward(
         .cors
         .actual(&parts.method, &parts.headers, Some(&host))
         .map_err(check)?;
-    policy_headers.extend(cors_headers);
+    headers.extend(cors_headers);
     request_rules::refuse_credentials_in_url(parts.uri.query()).map_err(check)?;
     let mut usage = checks
         .limiters
@@ -327,26 +476,48 @@ async fn check_and_forward(
         };
         usage.extend(checks.limiters.check_principal(&rate_key).map_err(check)?);
     }
-    policy_headers.extend(rate_limit::headers(&usage));
+    headers.extend(rate_limit::headers(&usage));
     checks.query.check(parts.uri.query()).map_err(check)?;
 
     if let Some(types) = &checks.content_types {
         upload::check_content_type(types, &parts.headers, has_body).map_err(check)?;
     }
-    let decoding =
-        request_body::check(&mut parts, &route).map_err(|r| upload_too_large(r, &route))?;
-    let body_watch = Arc::clone(watch.get_or_init(|| Arc::new(BodyWatch::new(route.body_limit))));
-    let body = unread.take().ok_or(Rejection::BodyIncomplete)?;
+    Ok(Checked::Forward {
+        route,
+        host,
+        principal,
+    })
+}
+
+/// The forward stage: reads a buffered route's body in full and checks it
+/// (the upload form, JSON depth), or streams it, then forwards the request
+/// (`proxy.rs`).
+async fn forward(
+    forward: Box<Forward>,
+    identity: &Identity,
+    config: &Config,
+    upstream: &Upstream,
+    trail: &Trail,
+) -> Result<Response<Body>, Rejection> {
+    let Forward {
+        parts,
+        body,
+        route,
+        host,
+        principal,
+        decoding,
+        watch,
+    } = *forward;
+    let checks = &route.checks;
     let body = if checks.buffers_body() {
-        let bytes = request_body::collect(body, Arc::clone(&body_watch), decoding)
+        let bytes = request_body::collect(body, Arc::clone(&watch), decoding)
             .await
             .map_err(|r| upload_too_large(r, &route))?;
         check_buffered(&route, &parts, &bytes).await?;
         ForwardBody::Buffered(Some(bytes))
     } else {
-        ForwardBody::streamed(body, Arc::clone(&body_watch), decoding)
+        ForwardBody::streamed(body, Arc::clone(&watch), decoding)
     };
-
     let caller = Caller {
         principal: principal.as_ref(),
         consumed_credentials: checks.auth != AuthMode::None,
@@ -354,9 +525,9 @@ async fn check_and_forward(
     let request = Request::from_parts(parts, body);
     trail.forwarding();
     upstream
-        .forward(request, identity, &caller, &host, config, &body_watch)
+        .forward(request, identity, &caller, &host, config, &watch)
         .await
-        .map_err(|rejection| body_watch.refine(rejection))
+        .map_err(|rejection| watch.refine(rejection))
 }
 
 /// Checks a CORS preflight against the route serving the method it asks
