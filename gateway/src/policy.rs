@@ -54,6 +54,8 @@
 //! this, while the audit log cannot be written and `audit.on_failure` is
 //! `"refuse"`, a request is answered 503 at once (`audit::Log::admits`).
 
+mod admit;
+mod forward;
 mod route;
 mod shape;
 mod tokens;
@@ -61,29 +63,25 @@ mod tokens;
 use std::sync::Arc;
 
 use http::header::VARY;
-use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::BodyExt as _;
 use hyper::body::{Body as _, Incoming};
-use time::OffsetDateTime;
 use tokio::time::error::Elapsed;
 use tracing::Instrument;
 
 use crate::audit::{self, Decision, Started, Trail};
 use crate::body::progress::Progress;
 use crate::body::{Body, Guarded};
-use crate::checks::auth::{AuthMode, Principal};
-use crate::checks::{cors, rate_limit, request_rules, scopes, upload};
-use crate::config::{Config, Route};
+use crate::config::Config;
 use crate::conn::ConnInfo;
 use crate::identity::{self, Identity};
-use crate::proxy::{Caller, Upstream};
 use crate::record::{self, Exchange};
-use crate::reject::{self, check, Rejection};
-use crate::request_body::{self, BodyWatch, Decoding, ForwardBody};
+use crate::reject::{self, Rejection};
+use crate::request_body::BodyWatch;
 use crate::respond;
 use crate::state::State;
-use crate::{host, path};
+use admit::{admit, Admitted};
+use forward::forward;
 pub(crate) use shape::HeadAsWritten;
 
 /// What is left of a request's body once its answer is ready: the
@@ -336,274 +334,6 @@ fn add_policy_headers(headers: &mut HeaderMap, policy_headers: HeaderMap) {
     }
     if !headers.contains_key(VARY) {
         headers.insert(VARY, HeaderValue::from_static("Origin"));
-    }
-}
-
-/// What the admit stage decided: the policy headers every answer gets
-/// (CORS, rate limits; gathered whatever the outcome), the verdict, and the
-/// request's body while no stage has taken it.
-struct Admission {
-    headers: HeaderMap,
-    verdict: Result<Admitted, Rejection>,
-    unread: Option<Incoming>,
-}
-
-/// A request that passed the checks.
-enum Admitted {
-    /// Answered by the gateway itself: a CORS preflight, a token endpoint.
-    Answered(Response<Body>),
-    /// To be forwarded, with everything the forward stage needs.
-    Forward(Box<Forward>),
-}
-
-/// A request on its way to the upstream: its head, its body (not read
-/// yet), and what the checks found.
-struct Forward {
-    parts: Parts,
-    body: Incoming,
-    route: Arc<Route>,
-    host: String,
-    principal: Option<Principal>,
-    decoding: Option<Decoding>,
-    /// Counts the body as it is read; shared with the caller, which needs
-    /// it after a timeout (was the body still arriving?).
-    watch: Arc<BodyWatch>,
-}
-
-/// The admit stage: the checks in order (see the module doc), up to and
-/// including the body's head (content type, declared length, encoding).
-/// Nothing here awaits; the body is read by the forward stage.
-fn admit(
-    request: Request<Incoming>,
-    identity: &Identity,
-    config: &Config,
-    trail: &Trail,
-) -> Admission {
-    let (mut parts, body) = request.into_parts();
-    let mut headers = HeaderMap::new();
-    let has_body = !body.is_end_stream();
-    let checked = run_checks(&mut parts, has_body, identity, config, trail, &mut headers);
-    let (verdict, unread) = match checked {
-        Ok(Checked::Answered(response)) => (Ok(Admitted::Answered(response)), Some(body)),
-        Ok(Checked::Forward {
-            route,
-            host,
-            principal,
-        }) => match request_body::check(&mut parts, &route) {
-            Err(rejection) => (Err(upload_too_large(rejection, &route)), Some(body)),
-            Ok(decoding) => {
-                let watch = Arc::new(BodyWatch::new(route.body_limit));
-                let forward = Forward {
-                    parts,
-                    body,
-                    route,
-                    host,
-                    principal,
-                    decoding,
-                    watch,
-                };
-                (Ok(Admitted::Forward(Box::new(forward))), None)
-            }
-        },
-        Err(rejection) => (Err(rejection), Some(body)),
-    };
-    Admission {
-        headers,
-        verdict,
-        unread,
-    }
-}
-
-/// What the head checks let through, before the body's head is checked.
-enum Checked {
-    Answered(Response<Body>),
-    Forward {
-        route: Arc<Route>,
-        host: String,
-        principal: Option<Principal>,
-    },
-}
-
-/// The head checks in order, gathering the policy headers into `headers`.
-fn run_checks(
-    parts: &mut Parts,
-    has_body: bool,
-    identity: &Identity,
-    config: &Config,
-    trail: &Trail,
-    headers: &mut HeaderMap,
-) -> Result<Checked, Rejection> {
-    let host = shape::check(parts, &config.limits)?;
-    check_host(&host, &config.server.names)?;
-    path::check(parts.uri.path()).map_err(Rejection::PathRefused)?;
-    if let Some(endpoint) = tokens::Endpoint::find(parts.uri.path(), &config.checks) {
-        let answer = endpoint.serve(parts, has_body, identity, &host, config, headers)?;
-        return Ok(Checked::Answered(answer));
-    }
-    if cors::is_preflight(&parts.method, &parts.headers) {
-        headers.extend(preflight(parts, config)?);
-        return Ok(Checked::Answered(no_content()));
-    }
-    let route = route::find(&config.routes, parts.uri.path(), &parts.method)?;
-    tracing::Span::current().record("route", route.name.as_str());
-    trail.routed(&route.name);
-    let checks = &route.checks;
-
-    let cors_headers = checks
-        .cors
-        .actual(&parts.method, &parts.headers, Some(&host))
-        .map_err(check)?;
-    headers.extend(cors_headers);
-    request_rules::refuse_credentials_in_url(parts.uri.query()).map_err(check)?;
-    let mut usage = checks
-        .limiters
-        .check_ip(identity.client_ip)
-        .map_err(check)?;
-    let now = OffsetDateTime::now_utc();
-    let principal = config
-        .checks
-        .auth
-        .authenticate(&parts.headers, checks.auth, now)
-        .map_err(check)?;
-    if let Some(principal) = &principal {
-        trail.authenticated(principal.method.as_str(), &principal.id);
-    }
-    scopes::check(&checks.scopes, principal.as_ref().map(|p| &p.scopes)).map_err(check)?;
-    if checks.limiters.has_principal_quotas() {
-        let rate_key = match &principal {
-            Some(principal) => principal.id.clone(),
-            None => rate_limit::anonymous_key(identity.client_ip),
-        };
-        usage.extend(checks.limiters.check_principal(&rate_key).map_err(check)?);
-    }
-    headers.extend(rate_limit::headers(&usage));
-    checks.query.check(parts.uri.query()).map_err(check)?;
-
-    if let Some(types) = &checks.content_types {
-        upload::check_content_type(types, &parts.headers, has_body).map_err(check)?;
-    }
-    Ok(Checked::Forward {
-        route,
-        host,
-        principal,
-    })
-}
-
-/// The forward stage: reads a buffered route's body in full and checks it
-/// (the upload form, JSON depth), or streams it, then forwards the request
-/// (`proxy.rs`).
-async fn forward(
-    forward: Box<Forward>,
-    identity: &Identity,
-    config: &Config,
-    upstream: &Upstream,
-    trail: &Trail,
-) -> Result<Response<Body>, Rejection> {
-    let Forward {
-        parts,
-        body,
-        route,
-        host,
-        principal,
-        decoding,
-        watch,
-    } = *forward;
-    let checks = &route.checks;
-    let body = if checks.buffers_body() {
-        let bytes = request_body::collect(body, Arc::clone(&watch), decoding)
-            .await
-            .map_err(|r| upload_too_large(r, &route))?;
-        check_buffered(&route, &parts, &bytes).await?;
-        ForwardBody::Buffered(Some(bytes))
-    } else {
-        ForwardBody::streamed(body, Arc::clone(&watch), decoding)
-    };
-    let caller = Caller {
-        principal: principal.as_ref(),
-        consumed_credentials: checks.auth != AuthMode::None,
-    };
-    let request = Request::from_parts(parts, body);
-    trail.forwarding();
-    upstream
-        .forward(request, identity, &caller, &host, config, &watch)
-        .await
-        .map_err(|rejection| watch.refine(rejection))
-}
-
-/// Checks a CORS preflight against the route serving the method it asks
-/// about: the CORS headers of the 204 answer, or 403 without them.
-fn preflight(parts: &Parts, config: &Config) -> Result<HeaderMap, Rejection> {
-    let method_refused = || check(cors::CorsError::MethodNotAllowed);
-    let requested = parts
-        .headers
-        .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
-        .and_then(|v| http::Method::from_bytes(v.as_bytes()).ok())
-        .ok_or_else(method_refused)?;
-    // A path served with other methods: the preflight is refused (403);
-    // an unrouted path stays a 404.
-    let route = match route::find(&config.routes, parts.uri.path(), &requested) {
-        Err(Rejection::MethodNotAllowed { .. }) => return Err(method_refused()),
-        other => other?,
-    };
-    tracing::Span::current().record("route", route.name.as_str());
-    route
-        .checks
-        .cors
-        .preflight(&parts.headers, &served_methods(&route))
-        .map_err(check)
-}
-
-/// The methods a route serves, `HEAD` included with `GET`.
-fn served_methods(route: &Route) -> Vec<http::Method> {
-    let mut methods = route.methods.clone();
-    if methods.contains(&http::Method::GET) && !methods.contains(&http::Method::HEAD) {
-        methods.push(http::Method::HEAD);
-    }
-    methods
-}
-
-/// An empty 204 answer (a preflight's; its CORS headers are added with
-/// the other policy headers).
-pub(crate) fn no_content() -> Response<Body> {
-    let mut response = Response::new(crate::body::empty());
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    response
-}
-
-/// On the upload route an oversize body is a bad upload (400, the legacy
-/// backend's answer and its security tests' expectation), not a 413.
-fn upload_too_large(rejection: Rejection, route: &Route) -> Rejection {
-    match (&rejection, &route.checks.upload) {
-        (Rejection::BodyTooLarge { .. }, Some(rules)) => check(rules.too_large()),
-        _ => rejection,
-    }
-}
-
-/// The checks that need the whole body: the upload form, JSON depth.
-async fn check_buffered(
-    route: &Route,
-    parts: &Parts,
-    bytes: &bytes::Bytes,
-) -> Result<(), Rejection> {
-    if let Some(rules) = &route.checks.upload {
-        rules
-            .check(&parts.headers, bytes.clone())
-            .await
-            .map_err(check)?;
-    }
-    if let Some(rules) = &route.checks.json {
-        rules.check(bytes).map_err(check)?;
-    }
-    Ok(())
-}
-
-/// Refuses (421) a request whose host (`authority`, as `policy::shape`
-/// returns it) is not one of `names` (`host.rs`).
-fn check_host(authority: &str, names: &host::ServerNames) -> Result<(), Rejection> {
-    // A host that is no name at all (`a..b`) is not ours either.
-    match host::Name::of_authority(authority) {
-        Some(name) if names.serves(&name) => Ok(()),
-        _ => Err(Rejection::HostMisdirected),
     }
 }
 

@@ -65,7 +65,7 @@ impl Endpoint {
                 .preflight(&parts.headers, &[Method::POST])
                 .map_err(check)?;
             policy_headers.extend(headers);
-            return Ok(super::no_content());
+            return Ok(super::admit::no_content());
         }
         if parts.method != Method::POST {
             return Err(Rejection::MethodNotAllowed {

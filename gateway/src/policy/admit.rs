@@ -1,0 +1,230 @@
+//! Admit: the ordered checks of the module doc of `policy.rs`, from the
+//! request's shape to the head of its body, as one function that returns
+//! an [`Admission`]. Nothing here awaits or talks to the upstream.
+
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::{HeaderMap, Request, Response, StatusCode};
+use hyper::body::{Body as _, Incoming};
+use time::OffsetDateTime;
+
+use super::{route, shape, tokens};
+use crate::audit::Trail;
+use crate::body::Body;
+use crate::checks::auth::Principal;
+use crate::checks::{cors, rate_limit, request_rules, scopes, upload};
+use crate::config::{Config, Route};
+use crate::identity::Identity;
+use crate::reject::{check, Rejection};
+use crate::request_body::{self, BodyWatch, Decoding};
+use crate::{host, path};
+
+/// What the admit stage decided: the policy headers every answer gets
+/// (CORS, rate limits; gathered whatever the outcome), the verdict, and the
+/// request's body while no stage has taken it.
+pub(super) struct Admission {
+    pub(super) headers: HeaderMap,
+    pub(super) verdict: Result<Admitted, Rejection>,
+    pub(super) unread: Option<Incoming>,
+}
+
+/// A request that passed the checks.
+pub(super) enum Admitted {
+    /// Answered by the gateway itself: a CORS preflight, a token endpoint.
+    Answered(Response<Body>),
+    /// To be forwarded, with everything the forward stage needs.
+    Forward(Box<Forward>),
+}
+
+/// A request on its way to the upstream: its head, its body (not read
+/// yet), and what the checks found.
+pub(super) struct Forward {
+    pub(super) parts: Parts,
+    pub(super) body: Incoming,
+    pub(super) route: Arc<Route>,
+    pub(super) host: String,
+    pub(super) principal: Option<Principal>,
+    pub(super) decoding: Option<Decoding>,
+    /// Counts the body as it is read; shared with the caller, which needs
+    /// it after a timeout (was the body still arriving?).
+    pub(super) watch: Arc<BodyWatch>,
+}
+
+/// The admit stage: the checks in order (see the module doc), up to and
+/// including the body's head (content type, declared length, encoding).
+/// Nothing here awaits; the body is read by the forward stage.
+pub(super) fn admit(
+    request: Request<Incoming>,
+    identity: &Identity,
+    config: &Config,
+    trail: &Trail,
+) -> Admission {
+    let (mut parts, body) = request.into_parts();
+    let mut headers = HeaderMap::new();
+    let has_body = !body.is_end_stream();
+    let checked = run_checks(&mut parts, has_body, identity, config, trail, &mut headers);
+    let (verdict, unread) = match checked {
+        Ok(Checked::Answered(response)) => (Ok(Admitted::Answered(response)), Some(body)),
+        Ok(Checked::Forward {
+            route,
+            host,
+            principal,
+        }) => match request_body::check(&mut parts, &route) {
+            Err(rejection) => (Err(upload_too_large(rejection, &route)), Some(body)),
+            Ok(decoding) => {
+                let watch = Arc::new(BodyWatch::new(route.body_limit));
+                let forward = Forward {
+                    parts,
+                    body,
+                    route,
+                    host,
+                    principal,
+                    decoding,
+                    watch,
+                };
+                (Ok(Admitted::Forward(Box::new(forward))), None)
+            }
+        },
+        Err(rejection) => (Err(rejection), Some(body)),
+    };
+    Admission {
+        headers,
+        verdict,
+        unread,
+    }
+}
+
+/// What the head checks let through, before the body's head is checked.
+enum Checked {
+    Answered(Response<Body>),
+    Forward {
+        route: Arc<Route>,
+        host: String,
+        principal: Option<Principal>,
+    },
+}
+
+/// The head checks in order, gathering the policy headers into `headers`.
+fn run_checks(
+    parts: &mut Parts,
+    has_body: bool,
+    identity: &Identity,
+    config: &Config,
+    trail: &Trail,
+    headers: &mut HeaderMap,
+) -> Result<Checked, Rejection> {
+    let host = shape::check(parts, &config.limits)?;
+    check_host(&host, &config.server.names)?;
+    path::check(parts.uri.path()).map_err(Rejection::PathRefused)?;
+    if let Some(endpoint) = tokens::Endpoint::find(parts.uri.path(), &config.checks) {
+        let answer = endpoint.serve(parts, has_body, identity, &host, config, headers)?;
+        return Ok(Checked::Answered(answer));
+    }
+    if cors::is_preflight(&parts.method, &parts.headers) {
+        headers.extend(preflight(parts, config)?);
+        return Ok(Checked::Answered(no_content()));
+    }
+    let route = route::find(&config.routes, parts.uri.path(), &parts.method)?;
+    tracing::Span::current().record("route", route.name.as_str());
+    trail.routed(&route.name);
+    let checks = &route.checks;
+
+    let cors_headers = checks
+        .cors
+        .actual(&parts.method, &parts.headers, Some(&host))
+        .map_err(check)?;
+    headers.extend(cors_headers);
+    request_rules::refuse_credentials_in_url(parts.uri.query()).map_err(check)?;
+    let mut usage = checks
+        .limiters
+        .check_ip(identity.client_ip)
+        .map_err(check)?;
+    let now = OffsetDateTime::now_utc();
+    let principal = config
+        .checks
+        .auth
+        .authenticate(&parts.headers, checks.auth, now)
+        .map_err(check)?;
+    if let Some(principal) = &principal {
+        trail.authenticated(principal.method.as_str(), &principal.id);
+    }
+    scopes::check(&checks.scopes, principal.as_ref().map(|p| &p.scopes)).map_err(check)?;
+    if checks.limiters.has_principal_quotas() {
+        let rate_key = match &principal {
+            Some(principal) => principal.id.clone(),
+            None => rate_limit::anonymous_key(identity.client_ip),
+        };
+        usage.extend(checks.limiters.check_principal(&rate_key).map_err(check)?);
+    }
+    headers.extend(rate_limit::headers(&usage));
+    checks.query.check(parts.uri.query()).map_err(check)?;
+
+    if let Some(types) = &checks.content_types {
+        upload::check_content_type(types, &parts.headers, has_body).map_err(check)?;
+    }
+    Ok(Checked::Forward {
+        route,
+        host,
+        principal,
+    })
+}
+
+/// Checks a CORS preflight against the route serving the method it asks
+/// about: the CORS headers of the 204 answer, or 403 without them.
+fn preflight(parts: &Parts, config: &Config) -> Result<HeaderMap, Rejection> {
+    let method_refused = || check(cors::CorsError::MethodNotAllowed);
+    let requested = parts
+        .headers
+        .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        .and_then(|v| http::Method::from_bytes(v.as_bytes()).ok())
+        .ok_or_else(method_refused)?;
+    // A path served with other methods: the preflight is refused (403);
+    // an unrouted path stays a 404.
+    let route = match route::find(&config.routes, parts.uri.path(), &requested) {
+        Err(Rejection::MethodNotAllowed { .. }) => return Err(method_refused()),
+        other => other?,
+    };
+    tracing::Span::current().record("route", route.name.as_str());
+    route
+        .checks
+        .cors
+        .preflight(&parts.headers, &served_methods(&route))
+        .map_err(check)
+}
+
+/// The methods a route serves, `HEAD` included with `GET`.
+fn served_methods(route: &Route) -> Vec<http::Method> {
+    let mut methods = route.methods.clone();
+    if methods.contains(&http::Method::GET) && !methods.contains(&http::Method::HEAD) {
+        methods.push(http::Method::HEAD);
+    }
+    methods
+}
+
+/// An empty 204 answer (a preflight's; its CORS headers are added with
+/// the other policy headers).
+pub(crate) fn no_content() -> Response<Body> {
+    let mut response = Response::new(crate::body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+/// On the upload route an oversize body is a bad upload (400, the legacy
+/// backend's answer and its security tests' expectation), not a 413.
+pub(super) fn upload_too_large(rejection: Rejection, route: &Route) -> Rejection {
+    match (&rejection, &route.checks.upload) {
+        (Rejection::BodyTooLarge { .. }, Some(rules)) => check(rules.too_large()),
+        _ => rejection,
+    }
+}
+
+/// Refuses (421) a request whose host (`authority`, as `policy::shape`
+/// returns it) is not one of `names` (`host.rs`).
+fn check_host(authority: &str, names: &host::ServerNames) -> Result<(), Rejection> {
+    // A host that is no name at all (`a..b`) is not ours either.
+    match host::Name::of_authority(authority) {
+        Some(name) if names.serves(&name) => Ok(()),
+        _ => Err(Rejection::HostMisdirected),
+    }
+}

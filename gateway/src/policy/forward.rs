@@ -1,0 +1,77 @@
+//! Forward: the body read in full and checked (buffered routes) or
+//! streamed, then the request handed to the upstream (`proxy.rs`). The
+//! caller runs this under `limits.request_timeout`.
+
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::{Request, Response};
+
+use super::admit::{upload_too_large, Forward};
+use crate::audit::Trail;
+use crate::body::Body;
+use crate::checks::auth::AuthMode;
+use crate::config::{Config, Route};
+use crate::identity::Identity;
+use crate::proxy::{Caller, Upstream};
+use crate::reject::{check, Rejection};
+use crate::request_body::{self, ForwardBody};
+
+/// The forward stage: reads a buffered route's body in full and checks it
+/// (the upload form, JSON depth), or streams it, then forwards the request
+/// (`proxy.rs`).
+pub(super) async fn forward(
+    forward: Box<Forward>,
+    identity: &Identity,
+    config: &Config,
+    upstream: &Upstream,
+    trail: &Trail,
+) -> Result<Response<Body>, Rejection> {
+    let Forward {
+        parts,
+        body,
+        route,
+        host,
+        principal,
+        decoding,
+        watch,
+    } = *forward;
+    let checks = &route.checks;
+    let body = if checks.buffers_body() {
+        let bytes = request_body::collect(body, Arc::clone(&watch), decoding)
+            .await
+            .map_err(|r| upload_too_large(r, &route))?;
+        check_buffered(&route, &parts, &bytes).await?;
+        ForwardBody::Buffered(Some(bytes))
+    } else {
+        ForwardBody::streamed(body, Arc::clone(&watch), decoding)
+    };
+    let caller = Caller {
+        principal: principal.as_ref(),
+        consumed_credentials: checks.auth != AuthMode::None,
+    };
+    let request = Request::from_parts(parts, body);
+    trail.forwarding();
+    upstream
+        .forward(request, identity, &caller, &host, config, &watch)
+        .await
+        .map_err(|rejection| watch.refine(rejection))
+}
+
+/// The checks that need the whole body: the upload form, JSON depth.
+async fn check_buffered(
+    route: &Route,
+    parts: &Parts,
+    bytes: &bytes::Bytes,
+) -> Result<(), Rejection> {
+    if let Some(rules) = &route.checks.upload {
+        rules
+            .check(&parts.headers, bytes.clone())
+            .await
+            .map_err(check)?;
+    }
+    if let Some(rules) = &route.checks.json {
+        rules.check(bytes).map_err(check)?;
+    }
+    Ok(())
+}
