@@ -199,7 +199,6 @@ impl Metrics {
     /// Registers every metric, with `config_reloads` and
     /// `connection_errors` pre-initialised. The upload metrics stay empty
     /// until [`Metrics::follow_upload_routes`] is given a policy.
-    #[allow(clippy::too_many_lines)] // split with the metrics restructuring
     pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("tradehabit_gateway");
         let metrics = Metrics {
@@ -222,87 +221,10 @@ impl Metrics {
             audit_failures_source: OnceLock::new(),
             registry: Registry::default(),
         };
+        metrics.register_requests(&mut registry);
+        metrics.register_connections(&mut registry);
+        metrics.register_services(&mut registry);
         let m = &metrics;
-        registry.register(
-            "requests",
-            "Requests answered, by route name, method and status class",
-            m.requests.clone(),
-        );
-        registry.register(
-            "request_duration_seconds",
-            "Time from the request head to the response head",
-            m.request_duration.clone(),
-        );
-        registry.register(
-            "upstream_duration_seconds",
-            "Time the upstream took to answer a forwarded request",
-            m.upstream_duration.clone(),
-        );
-        registry.register(
-            "auth_failures",
-            "Failed authentications, by method and reason",
-            m.auth_failures.clone(),
-        );
-        registry.register(
-            "rate_limited",
-            "Requests refused by a rate limit, by route",
-            m.rate_limited.clone(),
-        );
-        registry.register(
-            "rejections",
-            "Requests refused by the gateway, by the check that refused",
-            m.rejections.clone(),
-        );
-        registry.register(
-            "upload_bytes",
-            "Request body sizes on the routes with an upload rule, by route",
-            UploadSizes(m.upload_routes.clone()),
-        );
-        registry.register(
-            "upload_limit_bytes",
-            "The configured upload file limit, by route",
-            UploadLimits(m.upload_routes.clone()),
-        );
-        registry.register(
-            "active_connections",
-            "Open client connections",
-            m.active_connections.clone(),
-        );
-        registry.register(
-            "tls_handshake_failures",
-            "TLS handshakes that failed or timed out",
-            m.tls_handshake_failures.clone(),
-        );
-        registry.register(
-            "connection_errors",
-            "Connections closed before a request existed (request head timed out, too large or malformed), by reason",
-            m.connection_errors.clone(),
-        );
-        registry.register(
-            "client_stalls",
-            "Response bodies abandoned because the client took nothing for limits.send_timeout, by protocol",
-            m.client_stalls.clone(),
-        );
-        registry.register(
-            "config_reloads",
-            "Policy reloads, by result",
-            m.config_reloads.clone(),
-        );
-        registry.register(
-            "worker_restarts",
-            "Restarts of the supervised upstream",
-            m.worker_restarts.clone(),
-        );
-        registry.register(
-            "upstream_up",
-            "1 when the last readiness probe of the upstream succeeded",
-            m.upstream_up.clone(),
-        );
-        registry.register(
-            "audit_write_failures",
-            "Audit lines that could not be written (full disk, I/O error); each is counted in the next audit_gap record",
-            m.audit_write_failures.clone(),
-        );
         for result in ["success", "failure"] {
             let _ = m.config_reloads.get_or_create(&ResultLabel { result });
         }
@@ -318,6 +240,98 @@ impl Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// Registers the per-request series (counts, durations, refusals, uploads).
+    fn register_requests(&self, registry: &mut Registry) {
+        registry.register(
+            "requests",
+            "Requests answered, by route name, method and status class",
+            self.requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from the request head to the response head",
+            self.request_duration.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time the upstream took to answer a forwarded request",
+            self.upstream_duration.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Failed authentications, by method and reason",
+            self.auth_failures.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit, by route",
+            self.rate_limited.clone(),
+        );
+        registry.register(
+            "rejections",
+            "Requests refused by the gateway, by the check that refused",
+            self.rejections.clone(),
+        );
+        registry.register(
+            "upload_bytes",
+            "Request body sizes on the routes with an upload rule, by route",
+            UploadSizes(self.upload_routes.clone()),
+        );
+        registry.register(
+            "upload_limit_bytes",
+            "The configured upload file limit, by route",
+            UploadLimits(self.upload_routes.clone()),
+        );
+    }
+
+    /// Registers the connection series (open connections, handshake failures, connection errors, stalls).
+    fn register_connections(&self, registry: &mut Registry) {
+        registry.register(
+            "active_connections",
+            "Open client connections",
+            self.active_connections.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            self.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "connection_errors",
+            "Connections closed before a request existed (request head timed out, too large or malformed), by reason",
+            self.connection_errors.clone(),
+        );
+        registry.register(
+            "client_stalls",
+            "Response bodies abandoned because the client took nothing for limits.send_timeout, by protocol",
+            self.client_stalls.clone(),
+        );
+    }
+
+    /// Registers the gateway's own series (reloads, upstream restarts and readiness, audit failures).
+    fn register_services(&self, registry: &mut Registry) {
+        registry.register(
+            "config_reloads",
+            "Policy reloads, by result",
+            self.config_reloads.clone(),
+        );
+        registry.register(
+            "worker_restarts",
+            "Restarts of the supervised upstream",
+            self.worker_restarts.clone(),
+        );
+        registry.register(
+            "upstream_up",
+            "1 when the last readiness probe of the upstream succeeded",
+            self.upstream_up.clone(),
+        );
+        registry.register(
+            "audit_write_failures",
+            "Audit lines that could not be written (full disk, I/O error); each is counted in the next audit_gap record",
+            self.audit_write_failures.clone(),
+        );
     }
 
     /// Counts one answered request and its durations.
