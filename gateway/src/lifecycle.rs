@@ -252,6 +252,20 @@ impl Handle {
         result
     }
 
+    /// The reload rules, all in this one function:
+    ///
+    /// | what | on `SIGHUP` |
+    /// |---|---|
+    /// | routes, checks, limits, headers, CORS, keys, `audit.on_failure` (the validated `Config`) | rebuilt from the file |
+    /// | the certificate and the host names it covers (`CertStore`, `server.names`) | rebuilt from the files the policy names |
+    /// | the rate-limit buckets of each route whose quotas did not change, and of the token endpoints while their `[auth.tokens]` settings did not change | kept (`Config::keep_rate_limit_state`) |
+    /// | the upload-route metric series | follow the new routes |
+    /// | listen addresses, `[upstream]` address, spawn, pool and slot settings, `[audit]` but `on_failure`, `limits.h2_max_concurrent_streams` | kept: a change refuses the whole reload (`Config::restart_only_changes`) |
+    /// | open connections, per-IP counters, the upstream pool and supervised child, the metrics registry | kept (`State`) |
+    /// | the audit log file | reopened (`serve_until`, before the reload), chain and sink kept |
+    ///
+    /// All or nothing: the new policy and certificate replace the old only
+    /// once both are valid.
     fn try_reload(&self) -> Result<(), ReloadError> {
         let current = self.state.config();
         let source = current.source().ok_or(ReloadError::NoSource)?;
