@@ -21,8 +21,11 @@ mod admin;
 mod audit;
 mod compressed;
 mod duration;
+mod limits;
 mod policy;
 mod raw;
+mod routes;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -42,11 +45,18 @@ pub use admin::{DEFAULT_ADMIN_LISTEN, DEFAULT_READY_PROBE_INTERVAL, DEFAULT_READ
 pub(crate) use audit::{Audit, AuditOutput, PseudonymKey};
 pub use audit::{AuditOnFailure, DEFAULT_AUDIT_FAILURE_LOG_INTERVAL, DEFAULT_AUDIT_ON_FAILURE};
 pub(crate) use compressed::{CompressedBody, Encoding};
+use limits::validate_limits;
+pub(crate) use limits::Limits;
+pub use limits::UnderscoreHeaders;
 pub(crate) use policy::{PolicyChecks, RouteChecks};
 use raw::{
     RawConfig, RawHeaders, RawLimits, RawPlainHttp, RawRoute, RawServer, RawSpawn, RawTls,
     RawUpstream,
 };
+use routes::validate_routes;
+pub(crate) use routes::{PathMatch, Route};
+use upstream::validate_upstream;
+pub(crate) use upstream::{Spawn, Upstream, UpstreamAddress};
 
 /// How long shutdown waits for in-flight requests before closing anyway.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -197,126 +207,12 @@ pub(crate) struct PlainHttp {
     pub(crate) api_prefixes: Vec<String>,
 }
 
-/// `[limits]`: connection and request hardening.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Limits {
-    pub(crate) tls_handshake_timeout: Duration,
-    pub(crate) header_read_timeout: Duration,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) request_timeout: Duration,
-    pub(crate) max_header_bytes: usize,
-    pub(crate) max_header_count: usize,
-    pub(crate) max_header_field_bytes: usize,
-    pub(crate) max_request_line_bytes: usize,
-    pub(crate) h2_max_concurrent_streams: u32,
-    pub(crate) max_connections: usize,
-    pub(crate) max_connections_per_ip: usize,
-    pub(crate) refusal_drain_timeout: Duration,
-    pub(crate) refusal_drain_bytes: usize,
-    pub(crate) over_cap_answers_per_second: usize,
-    /// `underscore_headers`, default [`DEFAULT_UNDERSCORE_HEADERS`].
-    pub(crate) underscore_headers: UnderscoreHeaders,
-    /// What one client may hold, and for how long.
-    pub(crate) clients: ClientLimits,
-}
-
-/// `[limits]` on what one client may hold, and for how long
-/// (`docs/security-controls.md`, F-4 and F-5).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ClientLimits {
-    /// How long a response may make no progress toward the client.
-    pub(crate) send_timeout: Duration,
-    /// Requests in flight per client IP, across its connections.
-    pub(crate) max_requests_per_ip: usize,
-    /// Upstream slots held per client IP (set, or a share of
-    /// `upstream.max_in_flight`).
-    pub(crate) max_upstream_per_ip: usize,
-}
-
-/// `limits.underscore_headers`: request headers whose names contain `_`.
-/// WSGI servers (gunicorn) map `X_Foo` and `X-Foo` to the same variable, so
-/// such a header could pose as one the gateway owns. Whatever the setting,
-/// none is ever forwarded (`proxy/headers.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnderscoreHeaders {
-    /// `"drop"`: removed before forwarding; the request goes on.
-    Drop,
-    /// `"refuse"`: the request is refused with 400.
-    Refuse,
-}
-
 /// `[headers]`: the security headers added to every HTTPS response.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct SecurityHeaders {
     /// The complete `Strict-Transport-Security` value.
     pub(crate) hsts: HeaderValue,
     pub(crate) content_security_policy: HeaderValue,
-}
-
-/// Where requests go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum UpstreamAddress {
-    /// `unix:/path/to.sock`
-    Unix(PathBuf),
-    /// `http://host:port`
-    Tcp { host: String, port: u16 },
-}
-
-/// `[upstream]`
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Upstream {
-    pub(crate) address: UpstreamAddress,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) response_timeout: Duration,
-    pub(crate) max_in_flight: NonZeroUsize,
-    pub(crate) queue_timeout: Duration,
-    pub(crate) pool_idle_timeout: Duration,
-    pub(crate) pool_max_idle: usize,
-    pub(crate) retry_after: Duration,
-    /// Answers up to this many bytes are read in full before the client
-    /// gets them (0: always streamed).
-    pub(crate) response_buffer_bytes: usize,
-    /// Replace the bodies of upstream 5xx answers with a generic envelope
-    /// (the legacy backend puts Python exception texts in its 500s).
-    pub(crate) replace_error_bodies: bool,
-    /// The path the readiness probe GETs, default [`DEFAULT_READY_PATH`].
-    pub(crate) ready_path: String,
-    pub(crate) spawn: Option<Spawn>,
-}
-
-/// `[upstream.spawn]`: a child process the gateway supervises.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Spawn {
-    /// Program and arguments; `{socket}` is replaced by the socket path.
-    pub(crate) command: Vec<String>,
-    pub(crate) ready_timeout: Duration,
-    pub(crate) restart_backoff_max: Duration,
-}
-
-/// How a route's `path` is compared with the request path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PathMatch {
-    /// The request path equals `path`.
-    Exact,
-    /// The request path is `path` or continues it after a `/`.
-    Prefix,
-}
-
-/// One `[[routes]]` entry.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Route {
-    pub(crate) name: String,
-    pub(crate) path: String,
-    pub(crate) path_match: PathMatch,
-    /// Allowed methods; `GET` implies `HEAD`.
-    pub(crate) methods: Vec<Method>,
-    /// Largest request body in bytes, default [`DEFAULT_ROUTE_BODY_LIMIT`].
-    pub(crate) body_limit: u64,
-    /// Authentication, scopes, rate limits, CORS, query and body rules.
-    pub(crate) checks: RouteChecks,
-    /// Compressed bodies accepted and decoded (`compressed_body`); `None`
-    /// refuses them (415).
-    pub(crate) compressed_body: Option<CompressedBody>,
 }
 
 /// Why a policy file was not accepted.
@@ -715,157 +611,6 @@ fn validate_plain_http(
     })
 }
 
-fn validate_limits(raw: RawLimits, problems: &mut Problems) -> Limits {
-    let clients = validate_client_limits(&raw, problems);
-    let d = |value, key, default, problems: &mut Problems| {
-        let value = duration(value, key, default, problems);
-        if value.is_zero() {
-            problems.push(key, "must be longer than 0");
-        }
-        value
-    };
-    Limits {
-        tls_handshake_timeout: d(
-            raw.tls_handshake_timeout,
-            "limits.tls_handshake_timeout",
-            DEFAULT_TLS_HANDSHAKE_TIMEOUT,
-            problems,
-        ),
-        header_read_timeout: d(
-            raw.header_read_timeout,
-            "limits.header_read_timeout",
-            DEFAULT_HEADER_READ_TIMEOUT,
-            problems,
-        ),
-        idle_timeout: d(
-            raw.idle_timeout,
-            "limits.idle_timeout",
-            DEFAULT_IDLE_TIMEOUT,
-            problems,
-        ),
-        request_timeout: d(
-            raw.request_timeout,
-            "limits.request_timeout",
-            DEFAULT_REQUEST_TIMEOUT,
-            problems,
-        ),
-        // hyper refuses header buffers under 8 KiB.
-        max_header_bytes: count(
-            raw.max_header_bytes,
-            "limits.max_header_bytes",
-            DEFAULT_MAX_HEADER_BYTES,
-            8192..=1 << 20,
-            problems,
-        ),
-        max_header_count: count(
-            raw.max_header_count,
-            "limits.max_header_count",
-            DEFAULT_MAX_HEADER_COUNT,
-            1..=1000,
-            problems,
-        ),
-        max_header_field_bytes: count(
-            raw.max_header_field_bytes,
-            "limits.max_header_field_bytes",
-            DEFAULT_MAX_HEADER_FIELD_BYTES,
-            64..=1 << 20,
-            problems,
-        ),
-        max_request_line_bytes: count(
-            raw.max_request_line_bytes,
-            "limits.max_request_line_bytes",
-            DEFAULT_MAX_REQUEST_LINE_BYTES,
-            64..=1 << 20,
-            problems,
-        ),
-        h2_max_concurrent_streams: count(
-            raw.h2_max_concurrent_streams,
-            "limits.h2_max_concurrent_streams",
-            DEFAULT_H2_MAX_CONCURRENT_STREAMS as usize,
-            1..=10_000,
-            problems,
-        ) as u32,
-        max_connections: count(
-            raw.max_connections,
-            "limits.max_connections",
-            DEFAULT_MAX_CONNECTIONS,
-            1..=1_000_000,
-            problems,
-        ),
-        max_connections_per_ip: count(
-            raw.max_connections_per_ip,
-            "limits.max_connections_per_ip",
-            DEFAULT_MAX_CONNECTIONS_PER_IP,
-            1..=1_000_000,
-            problems,
-        ),
-        refusal_drain_timeout: drain_timeout(raw.refusal_drain_timeout, problems),
-        refusal_drain_bytes: count(
-            raw.refusal_drain_bytes,
-            "limits.refusal_drain_bytes",
-            DEFAULT_REFUSAL_DRAIN_BYTES,
-            0..=1 << 30,
-            problems,
-        ),
-        over_cap_answers_per_second: count(
-            raw.over_cap_answers_per_second,
-            "limits.over_cap_answers_per_second",
-            DEFAULT_OVER_CAP_ANSWERS_PER_SECOND,
-            0..=10_000,
-            problems,
-        ),
-        underscore_headers: underscore_headers(raw.underscore_headers.as_deref(), problems),
-        clients,
-    }
-}
-
-fn underscore_headers(value: Option<&str>, problems: &mut Problems) -> UnderscoreHeaders {
-    match value {
-        None => DEFAULT_UNDERSCORE_HEADERS,
-        Some("drop") => UnderscoreHeaders::Drop,
-        Some("refuse") => UnderscoreHeaders::Refuse,
-        Some(other) => {
-            problems.push(
-                "limits.underscore_headers",
-                format_args!("`{other}` is not `drop` or `refuse`"),
-            );
-            DEFAULT_UNDERSCORE_HEADERS
-        }
-    }
-}
-
-/// The `[limits]` on what one client may hold, and for how long.
-fn validate_client_limits(raw: &RawLimits, problems: &mut Problems) -> ClientLimits {
-    let key = "limits.send_timeout";
-    let send_timeout = duration(
-        raw.send_timeout.clone(),
-        key,
-        DEFAULT_SEND_TIMEOUT,
-        problems,
-    );
-    if send_timeout.is_zero() {
-        problems.push(key, "must be longer than 0");
-    }
-    ClientLimits {
-        send_timeout,
-        max_requests_per_ip: count(
-            raw.max_requests_per_ip,
-            "limits.max_requests_per_ip",
-            DEFAULT_MAX_REQUESTS_PER_IP,
-            1..=1_000_000,
-            problems,
-        ),
-        // 0 until resolved against `upstream.max_in_flight` in `validate`.
-        max_upstream_per_ip: count(
-            raw.max_upstream_per_ip,
-            "limits.max_upstream_per_ip",
-            0,
-            1..=1_000_000,
-            problems,
-        ),
-    }
-}
-
 fn validate_headers(raw: RawHeaders, problems: &mut Problems) -> Option<SecurityHeaders> {
     let max_age = match raw.hsts_max_age {
         None => Some(DEFAULT_HSTS_MAX_AGE_SECS),
@@ -911,242 +656,6 @@ fn validate_headers(raw: RawHeaders, problems: &mut Problems) -> Option<Security
     })
 }
 
-fn validate_upstream(raw: Option<RawUpstream>, problems: &mut Problems) -> Option<Upstream> {
-    let Some(raw) = raw else {
-        problems.push("upstream", "missing table (it needs at least `address`)");
-        return None;
-    };
-    let address = required(raw.address, "upstream.address", problems)
-        .and_then(|text| upstream_address(&text, problems));
-    let connect_timeout = duration(
-        raw.connect_timeout,
-        "upstream.connect_timeout",
-        DEFAULT_CONNECT_TIMEOUT,
-        problems,
-    );
-    let response_timeout = duration(
-        raw.response_timeout,
-        "upstream.response_timeout",
-        DEFAULT_RESPONSE_TIMEOUT,
-        problems,
-    );
-    let max_in_flight = count(
-        raw.max_in_flight,
-        "upstream.max_in_flight",
-        DEFAULT_MAX_IN_FLIGHT,
-        1..=1_000_000,
-        problems,
-    );
-    let queue_timeout = duration(
-        raw.queue_timeout,
-        "upstream.queue_timeout",
-        DEFAULT_QUEUE_TIMEOUT,
-        problems,
-    );
-    let pool_idle_timeout = duration(
-        raw.pool_idle_timeout,
-        "upstream.pool_idle_timeout",
-        DEFAULT_POOL_IDLE_TIMEOUT,
-        problems,
-    );
-    let pool_max_idle = count(
-        raw.pool_max_idle,
-        "upstream.pool_max_idle",
-        DEFAULT_POOL_MAX_IDLE,
-        0..=1_000_000,
-        problems,
-    );
-    let retry_after = duration(
-        raw.retry_after,
-        "upstream.retry_after",
-        DEFAULT_RETRY_AFTER,
-        problems,
-    );
-    let response_buffer_bytes = count(
-        raw.response_buffer_bytes,
-        "upstream.response_buffer_bytes",
-        DEFAULT_RESPONSE_BUFFER_BYTES,
-        0..=16 << 20,
-        problems,
-    );
-    let spawn = raw
-        .spawn
-        .map(|spawn| validate_spawn(spawn, &address, problems));
-    Some(Upstream {
-        address: address?,
-        connect_timeout,
-        response_timeout,
-        max_in_flight: NonZeroUsize::new(max_in_flight).unwrap_or(NonZeroUsize::MIN),
-        queue_timeout,
-        pool_idle_timeout,
-        pool_max_idle,
-        retry_after,
-        response_buffer_bytes,
-        replace_error_bodies: raw.replace_error_bodies.unwrap_or(true),
-        ready_path: ready_path(raw.ready_path, problems),
-        spawn: spawn.flatten(),
-    })
-}
-
-fn validate_spawn(
-    raw: RawSpawn,
-    address: &Option<UpstreamAddress>,
-    problems: &mut Problems,
-) -> Option<Spawn> {
-    if matches!(address, Some(UpstreamAddress::Tcp { .. })) {
-        problems.push(
-            "upstream.spawn",
-            "needs a `unix:` upstream address (the child is given the socket path)",
-        );
-    }
-    let command = required(raw.command, "upstream.spawn.command", problems);
-    if command.as_ref().is_some_and(|c| c.is_empty()) {
-        problems.push("upstream.spawn.command", "must name a program");
-    }
-    let ready_timeout = duration(
-        raw.ready_timeout,
-        "upstream.spawn.ready_timeout",
-        DEFAULT_SPAWN_READY_TIMEOUT,
-        problems,
-    );
-    let restart_backoff_max = duration(
-        raw.restart_backoff_max,
-        "upstream.spawn.restart_backoff_max",
-        DEFAULT_RESTART_BACKOFF_MAX,
-        problems,
-    );
-    Some(Spawn {
-        command: command?,
-        ready_timeout,
-        restart_backoff_max,
-    })
-}
-
-fn validate_routes(
-    raw: Vec<RawRoute>,
-    checks: Option<&PolicyChecks>,
-    problems: &mut Problems,
-) -> Vec<Arc<Route>> {
-    if raw.is_empty() {
-        problems.push(
-            "routes",
-            "no [[routes]]: every request would be refused with 404",
-        );
-    }
-    let mut routes = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    for (i, raw) in raw.into_iter().enumerate() {
-        if let Some(name) = &raw.name {
-            if names.contains(name) {
-                problems.push(
-                    format_args!("routes[{i}].name"),
-                    format_args!("`{name}` is used by an earlier route"),
-                );
-            }
-            names.push(name.clone());
-        }
-        if let Some(route) = validate_route(i, raw, checks, problems) {
-            routes.push(Arc::new(route));
-        }
-    }
-    routes
-}
-
-fn validate_route(
-    i: usize,
-    raw: RawRoute,
-    checks: Option<&PolicyChecks>,
-    problems: &mut Problems,
-) -> Option<Route> {
-    let key = |field: &str| format!("routes[{i}].{field}");
-    let limit_for_checks = raw
-        .body_limit
-        .map_or(Some(DEFAULT_ROUTE_BODY_LIMIT), |l| u64::try_from(l).ok());
-    let route_checks = policy::validate_route(i, &raw, limit_for_checks, checks, problems);
-    let compressed_body = match raw.compressed_body {
-        None => Some(None),
-        Some(allowance) => {
-            compressed::validate(allowance, &key("compressed_body"), problems).map(Some)
-        }
-    };
-    let name = required(raw.name, &key("name"), problems);
-    if name.as_ref().is_some_and(|n| n.trim().is_empty()) {
-        problems.push(key("name"), "must not be empty");
-    }
-    let route_path = required(raw.path, &key("path"), problems);
-    if let Some(p) = &route_path {
-        if let Err(reason) = path::check(p) {
-            problems.push(key("path"), format_args!("`{p}` {reason}"));
-        }
-    }
-    let path_match = match raw.match_.as_deref() {
-        None | Some("exact") => Some(PathMatch::Exact),
-        Some("prefix") => Some(PathMatch::Prefix),
-        Some(other) => {
-            problems.push(
-                key("match"),
-                format_args!("`{other}` is not `exact` or `prefix`"),
-            );
-            None
-        }
-    };
-    let methods = required(raw.methods, &key("methods"), problems).map(|list| {
-        if list.is_empty() {
-            problems.push(key("methods"), "must list at least one method");
-        }
-        list.iter()
-            .enumerate()
-            .filter_map(|(j, text)| {
-                route_method(text, &format!("{}[{j}]", key("methods")), problems)
-            })
-            .collect::<Vec<_>>()
-    });
-    let body_limit = match raw.body_limit {
-        None => Some(DEFAULT_ROUTE_BODY_LIMIT),
-        Some(limit) if limit > 0 && limit as u64 <= MAX_ROUTE_BODY_LIMIT => Some(limit as u64),
-        Some(limit) if limit <= 0 => {
-            problems.push(key("body_limit"), "must be > 0");
-            None
-        }
-        Some(_) => {
-            problems.push(
-                key("body_limit"),
-                format_args!("must be at most {MAX_ROUTE_BODY_LIMIT} bytes"),
-            );
-            None
-        }
-    };
-    Some(Route {
-        name: name?,
-        path: route_path?,
-        path_match: path_match?,
-        methods: methods?,
-        body_limit: body_limit?,
-        checks: route_checks?,
-        compressed_body: compressed_body?,
-    })
-}
-
-fn route_method(text: &str, key: &str, problems: &mut Problems) -> Option<Method> {
-    if text != text.to_ascii_uppercase() {
-        problems.push(key, format_args!("`{text}` must be upper case"));
-        return None;
-    }
-    // TRACE reflects requests (credentials included) and CONNECT opens
-    // tunnels: a gateway never forwards either (ASVS 13.4.4).
-    if text == "TRACE" || text == "CONNECT" {
-        problems.push(key, format_args!("`{text}` is never forwarded"));
-        return None;
-    }
-    match Method::from_bytes(text.as_bytes()) {
-        Ok(method) => Some(method),
-        Err(_) => {
-            problems.push(key, format_args!("`{text}` is not an HTTP method"));
-            None
-        }
-    }
-}
-
 fn required<T>(value: Option<T>, key: &str, problems: &mut Problems) -> Option<T> {
     if value.is_none() {
         problems.push(key, "is required");
@@ -1165,18 +674,6 @@ fn socket_addr(text: &str, key: &str, problems: &mut Problems) -> Option<SocketA
             None
         }
     }
-}
-
-/// `limits.refusal_drain_timeout`: 0 turns draining off; longer than
-/// [`MAX_REFUSAL_DRAIN_TIMEOUT`] would let refused clients hold connections.
-fn drain_timeout(value: Option<String>, problems: &mut Problems) -> Duration {
-    let key = "limits.refusal_drain_timeout";
-    let value = duration(value, key, DEFAULT_REFUSAL_DRAIN_TIMEOUT, problems);
-    if value > MAX_REFUSAL_DRAIN_TIMEOUT {
-        problems.push(key, "must be 60s or less");
-        return DEFAULT_REFUSAL_DRAIN_TIMEOUT;
-    }
-    value
 }
 
 fn duration(
@@ -1212,50 +709,6 @@ fn count(
                 format_args!("must be between {} and {}", range.start(), range.end()),
             );
             default
-        }
-    }
-}
-
-fn ready_path(value: Option<String>, problems: &mut Problems) -> String {
-    let path = value.unwrap_or_else(|| DEFAULT_READY_PATH.to_string());
-    if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
-        problems.push(
-            "upstream.ready_path",
-            "must be an absolute path with no query",
-        );
-    }
-    path
-}
-
-fn upstream_address(text: &str, problems: &mut Problems) -> Option<UpstreamAddress> {
-    const KEY: &str = "upstream.address";
-    if let Some(socket) = text.strip_prefix("unix:") {
-        if !socket.starts_with('/') {
-            problems.push(KEY, "a unix: socket path must be absolute");
-            return None;
-        }
-        return Some(UpstreamAddress::Unix(PathBuf::from(socket)));
-    }
-    let Some(authority) = text.strip_prefix("http://") else {
-        problems.push(
-            KEY,
-            format_args!("`{text}` is neither `unix:/path.sock` nor `http://host:port`"),
-        );
-        return None;
-    };
-    let authority = authority.strip_suffix('/').unwrap_or(authority);
-    let uri_authority: Option<http::uri::Authority> = authority.parse().ok();
-    match uri_authority {
-        Some(a) if !authority.contains('@') && !a.host().is_empty() => Some(UpstreamAddress::Tcp {
-            host: a.host().trim_matches(['[', ']']).to_string(),
-            port: a.port_u16().unwrap_or(80),
-        }),
-        _ => {
-            problems.push(
-                KEY,
-                format_args!("`{text}` must be http://host:port with no path or credentials"),
-            );
-            None
         }
     }
 }
