@@ -109,7 +109,7 @@ use crate::state::State;
 use crate::{plain_http, policy, tls};
 pub(crate) use framing::follow as follow_framing;
 pub use framing::Followed;
-use linger::{Linger, LingerSwitch};
+use linger::LingerSwitch;
 
 /// After a failed `accept` (e.g. out of file descriptors), pause this long.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
@@ -279,7 +279,7 @@ async fn serve_connection(
             } else {
                 let framing = framing::Framing::new(head_bounds, verdicts);
                 let switch = linger.unwrap_or_default();
-                let io = Linger::new(io.into_inner(), switch, bounds);
+                let io = linger::lingering(io.into_inner(), switch, bounds);
                 let (io, client_sent) = head::HeadWatch::new(io, framing);
                 let connection = h1_builder(&limits).serve_connection(TokioIo::new(io), service);
                 let ended = drive_h1(connection, in_flight, &limits, stop, &progress).await;

@@ -5,9 +5,12 @@
 //!   (identity, scopes, request id). The worker trusts them only because the
 //!   gateway is the only process that can reach its Unix socket; the gateway
 //!   removes any client-sent copy before it forwards a request.
+//! * [`linger`]: the lingering close both sides' HTTP/1.1 connections use
+//!   after answering a request whose body they did not read.
 //! * [`routes`]: the legacy API's routes (method, path, body kind) and the
 //!   size limits that go with them, written once for both sides.
 
 pub mod envelope;
 pub mod headers;
+pub mod linger;
 pub mod routes;

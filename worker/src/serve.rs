@@ -36,10 +36,11 @@ use crate::config::{Config, ConnectionLimits};
 use crate::dispatch::{self, State};
 use crate::engine::{self, Engine, EngineMetrics, Handler, HandlerBox};
 use crate::identity::TagKey;
-use crate::linger::{self, Linger, LingerSwitch};
+use crate::linger;
 use crate::metrics::{self, RequestMetrics};
 use crate::session::{Clock, SessionMetrics, Store, SystemClock};
 use crate::socket::{BoundSocket, SocketError};
+use tradehabit_shared::linger::{Linger, LingerSwitch};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so that
 /// the loop does not spin.
@@ -218,7 +219,7 @@ impl Listening {
                     Ok::<_, Infallible>(response)
                 }
             });
-            let io = TokioIo::new(Linger::new(stream, switch));
+            let io = TokioIo::new(Linger::new(stream, switch, linger::BOUNDS));
             let connection = graceful.watch(http.serve_connection(io, service));
             let gauge = state.requests.connections().clone();
             gauge.inc();

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::drain::Drained;
-use super::linger::{Linger, LingerSwitch};
+use super::linger::{lingering, LingerSwitch};
 use super::send_watch::WriteWatch;
 use super::{drive, h1_builder, h2_builder, Activity, DrainBounds, InFlight};
 use crate::body::Guarded;
@@ -106,7 +106,7 @@ pub(crate) async fn answer(
             // sending a body).
             let switch = Arc::new(LingerSwitch::default());
             switch.turn_on();
-            let io = Linger::new(stream, switch, bounds);
+            let io = lingering(stream, switch, bounds);
             let mut builder = h1_builder(&limits);
             builder.keep_alive(false);
             let connection = builder.serve_connection(TokioIo::new(io), service);
