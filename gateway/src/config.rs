@@ -431,7 +431,12 @@ fn validate(mut raw: RawConfig, ctx: &LoadContext<'_>, problems: &mut Problems) 
             .map_or(DEFAULT_MAX_IN_FLIGHT, |u| u.max_in_flight.get());
         limits.clients.max_upstream_per_ip = (slots / DEFAULT_UPSTREAM_SHARE_DIVISOR).max(1);
     }
-    let routes = validate_routes(raw.routes.unwrap_or_default(), checks.as_ref(), problems);
+    let routes = validate_routes(
+        raw.routes.unwrap_or_default(),
+        checks.as_ref(),
+        &ctx.base_dir,
+        problems,
+    );
     let admin = admin::validate_admin(raw.admin.unwrap_or_default(), problems);
     let audit = audit::validate_audit(raw.audit.unwrap_or_default(), problems);
     let plain_http = raw

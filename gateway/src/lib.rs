@@ -57,6 +57,7 @@ mod reject;
 mod request_body;
 mod respond;
 mod state;
+pub mod static_files;
 mod supervise;
 mod tls;
 

@@ -156,11 +156,7 @@ pub(crate) async fn handle(
     // respond
     let (mut response, decision) = answer(outcome, watch.as_deref(), &span);
     add_policy_headers(response.headers_mut(), policy_headers);
-    respond::secure(
-        response.headers_mut(),
-        &config.headers,
-        &identity.request_id,
-    );
+    respond::secure_response(&mut response, &config.headers, &identity.request_id);
     let bytes_in = watch.as_ref().map_or(0, |w| w.received());
     let leftover = match unread {
         Some(body) if body.is_end_stream() => Leftover::Nothing,

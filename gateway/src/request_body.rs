@@ -390,6 +390,7 @@ mod tests {
             body_limit: limit,
             checks: crate::config::tests::minimal().routes[0].checks.clone(),
             compressed_body: None,
+            static_files: None,
         }
     }
 

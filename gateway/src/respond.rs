@@ -8,15 +8,51 @@
 //! must not sit in caches). Upstream `Server` and `X-Powered-By` are
 //! removed. Over plain HTTP the same, minus HSTS, which RFC 6797 §7.2 forbids
 //! on insecure transport.
+//!
+//! One exception: an answer marked [`OwnCaching`] (a static file the
+//! gateway serves itself, `static_files.rs`) keeps its own `Cache-Control`
+//! and `Content-Security-Policy`, unless it sets a cookie: then it is
+//! `no-store` like every other answer.
 
+use http::header::SET_COOKIE;
 use http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, SERVER, STRICT_TRANSPORT_SECURITY,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue, Response};
 use tradehabit_shared::headers::REQUEST_ID;
 
 use crate::config::SecurityHeaders;
+
+/// Marks a response whose `Cache-Control` and `Content-Security-Policy`
+/// the gateway chose itself for a public file (see the module doc).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OwnCaching;
+
+/// [`secure`] for a whole response, honouring [`OwnCaching`].
+pub(crate) fn secure_response<B>(
+    response: &mut Response<B>,
+    config: &SecurityHeaders,
+    request_id: &HeaderValue,
+) {
+    let own = response.extensions().get::<OwnCaching>().is_some();
+    let headers = response.headers_mut();
+    let kept = own.then(|| {
+        (
+            headers.get(CACHE_CONTROL).cloned(),
+            headers.get(CONTENT_SECURITY_POLICY).cloned(),
+        )
+    });
+    secure(headers, config, request_id);
+    if let Some((cache, csp)) = kept {
+        if let Some(cache) = cache.filter(|_| !headers.contains_key(SET_COOKIE)) {
+            headers.insert(CACHE_CONTROL, cache);
+        }
+        if let Some(csp) = csp {
+            headers.insert(CONTENT_SECURITY_POLICY, csp);
+        }
+    }
+}
 
 /// Sets the HTTPS security headers and the request id.
 pub(crate) fn secure(headers: &mut HeaderMap, config: &SecurityHeaders, request_id: &HeaderValue) {

@@ -18,6 +18,7 @@ use crate::checks::rate_limit::{RateLimitSettingsRaw, RouteRateLimitsRaw};
 use crate::checks::request_rules::{JsonRaw, ParamRaw};
 use crate::checks::session_token::TokensRaw;
 use crate::checks::upload::UploadRaw;
+use crate::static_files::StaticFilesRaw;
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -162,4 +163,7 @@ pub(crate) struct RawRoute {
     pub(crate) upload: Option<UploadRaw>,
     /// Compressed bodies accepted, with a decoded-size cap.
     pub(crate) compressed_body: Option<RawCompressedBody>,
+    /// Files served by the gateway itself instead of forwarding
+    /// (`static_files.rs`).
+    pub(crate) static_files: Option<StaticFilesRaw>,
 }

@@ -2,6 +2,7 @@
 //! their validation.
 
 use super::*;
+use crate::static_files::{self, StaticFiles};
 
 /// How a route's `path` is compared with the request path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,11 +28,14 @@ pub(crate) struct Route {
     /// Compressed bodies accepted and decoded (`compressed_body`); `None`
     /// refuses them (415).
     pub(crate) compressed_body: Option<CompressedBody>,
+    /// Served from a directory by the gateway itself (`static_files`).
+    pub(crate) static_files: Option<Arc<StaticFiles>>,
 }
 
 pub(super) fn validate_routes(
     raw: Vec<RawRoute>,
     checks: Option<&PolicyChecks>,
+    base_dir: &Path,
     problems: &mut Problems,
 ) -> Vec<Arc<Route>> {
     if raw.is_empty() {
@@ -52,7 +56,7 @@ pub(super) fn validate_routes(
             }
             names.push(name.clone());
         }
-        if let Some(route) = validate_route(i, raw, checks, problems) {
+        if let Some(route) = validate_route(i, raw, checks, base_dir, problems) {
             routes.push(Arc::new(route));
         }
     }
@@ -63,6 +67,7 @@ pub(super) fn validate_route(
     i: usize,
     raw: RawRoute,
     checks: Option<&PolicyChecks>,
+    base_dir: &Path,
     problems: &mut Problems,
 ) -> Option<Route> {
     let key = |field: &str| format!("routes[{i}].{field}");
@@ -70,6 +75,14 @@ pub(super) fn validate_route(
         .body_limit
         .map_or(Some(DEFAULT_ROUTE_BODY_LIMIT), |l| u64::try_from(l).ok());
     let route_checks = policy::validate_route(i, &raw, limit_for_checks, checks, problems);
+    let static_files = validate_static(i, &raw, base_dir, problems);
+    // A static route takes no body unless told otherwise.
+    let route_checks = route_checks.map(|mut checks| {
+        if matches!(static_files, Some(Some(_))) && raw.content_types.is_none() {
+            checks.content_types = Some(Vec::new());
+        }
+        checks
+    });
     let compressed_body = match raw.compressed_body {
         None => Some(None),
         Some(allowance) => {
@@ -131,7 +144,41 @@ pub(super) fn validate_route(
         body_limit: body_limit?,
         checks: route_checks?,
         compressed_body: compressed_body?,
+        static_files: static_files?,
     })
+}
+
+/// A route's `static_files`: valid, on a route that only reads (`GET`,
+/// `HEAD`) and has no body rules. `Some(None)`: not a static route.
+fn validate_static(
+    i: usize,
+    raw: &RawRoute,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Option<Option<Arc<StaticFiles>>> {
+    let Some(section) = &raw.static_files else {
+        return Some(None);
+    };
+    let key = |field: &str| format!("routes[{i}].{field}");
+    let reads_only = raw
+        .methods
+        .iter()
+        .flatten()
+        .all(|m| m == "GET" || m == "HEAD");
+    if !reads_only {
+        problems.push(
+            key("methods"),
+            "a static_files route serves only GET and HEAD",
+        );
+    }
+    if raw.upload.is_some() || raw.json.is_some() || raw.compressed_body.is_some() {
+        problems.push(
+            key("static_files"),
+            "a static_files route takes no upload, json or compressed_body rules",
+        );
+    }
+    static_files::validate(section, &key("static_files"), base_dir, problems)
+        .map(|files| Some(Arc::new(files)))
 }
 
 pub(super) fn route_method(text: &str, key: &str, problems: &mut Problems) -> Option<Method> {

@@ -1,6 +1,7 @@
 //! Forward: the body read in full and checked (buffered routes) or
-//! streamed, then the request handed to the upstream (`proxy.rs`). The
-//! caller runs this under `limits.request_timeout`.
+//! streamed, then the request handed to the upstream (`proxy.rs`); a
+//! static-files route is answered from its directory instead
+//! (`static_files.rs`). The caller runs this under `limits.request_timeout`.
 
 use std::sync::Arc;
 
@@ -36,6 +37,15 @@ pub(super) async fn forward(
         decoding,
         watch,
     } = *forward;
+    if let Some(files) = &route.static_files {
+        // Answered from the route's directory; no body (refused earlier).
+        let below = parts
+            .uri
+            .path()
+            .strip_prefix(route.path.as_str())
+            .unwrap_or_default();
+        return files.serve(&parts.method, below, &parts.headers).await;
+    }
     let checks = &route.checks;
     let body = if checks.buffers_body() {
         let bytes = request_body::collect(body, Arc::clone(&watch), decoding)

@@ -3,7 +3,8 @@
 //! The first route whose path *and* method match wins. When some routes
 //! match the path but none allows the method, the answer is 405 with the
 //! union of their methods in `Allow`; when no route matches the path, 404.
-//! Either way nothing is forwarded. `GET` implies `HEAD`.
+//! Either way nothing is forwarded. `GET` implies `HEAD`. A static-files
+//! route never matches a path under its `exclude_prefixes`.
 
 use std::sync::Arc;
 
@@ -46,6 +47,14 @@ pub(crate) fn find(
 }
 
 fn matches_path(route: &Route, path: &str) -> bool {
+    // A static route leaves the API's paths alone (`exclude_prefixes`).
+    if route
+        .static_files
+        .as_ref()
+        .is_some_and(|f| f.excludes(path))
+    {
+        return false;
+    }
     match route.path_match {
         PathMatch::Exact => path == route.path,
         // Segment-aware: `/api` covers `/api` and `/api/x`, never `/apix`.
@@ -74,6 +83,7 @@ mod tests {
             body_limit: 1,
             checks: crate::config::tests::minimal().routes[0].checks.clone(),
             compressed_body: None,
+            static_files: None,
         })
     }
 
