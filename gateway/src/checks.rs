@@ -37,6 +37,7 @@ pub mod rate_limit;
 pub mod request_rules;
 pub mod scopes;
 pub mod secret;
+pub mod session_cookie;
 pub mod session_token;
 pub mod upload;
 

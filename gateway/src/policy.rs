@@ -25,7 +25,9 @@
 //! 8. **rate limit per client IP** (`checks::rate_limit`) — before
 //!    authentication, so guessing credentials is throttled too (429).
 //! 9. **authenticate** (`checks::auth`) — API key or bearer token → the
-//!    principal (401 + `WWW-Authenticate`).
+//!    principal (401 + `WWW-Authenticate`); with `[tokens.cookie]`, a
+//!    same-origin session cookie when neither is present, and a session
+//!    cookie issued on the app's pages ([`cookie_session`]).
 //! 10. **authorize** (`checks::scopes`) — every scope of the route (403).
 //! 11. **rate limit per principal** — each principal its own budget; an
 //!     anonymous caller is counted by IP (429).
@@ -55,6 +57,7 @@
 //! `"refuse"`, a request is answered 503 at once (`audit::Log::admits`).
 
 mod admit;
+mod cookie_session;
 mod forward;
 mod route;
 mod shape;

@@ -26,11 +26,15 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
 use super::api_key::KeyMatch;
 use super::jwt::{Issuer, GATEWAY_ISSUER};
 use super::problems::{join, Problems};
 use super::rate_limit::{validate_quotas, QuotaSpec};
 use super::secret::{self, LoadContext, Secret, SecretSourceRaw, MIN_SECRET_BYTES};
+use super::session_cookie::{self, SessionCookieRaw, SessionCookies};
 use super::{is_scope_token, problems::index};
 
 /// Path of the session endpoint.
@@ -71,6 +75,8 @@ pub struct TokensRaw {
     pub session: Option<SessionRaw>,
     /// `POST /auth/token`.
     pub exchange: Option<ExchangeRaw>,
+    /// Cookie-carried sessions (`session_cookie.rs`).
+    pub cookie: Option<SessionCookieRaw>,
 }
 
 /// `[tokens.session]`.
@@ -117,6 +123,7 @@ pub struct GatewayTokens {
     signing: Option<Secret>,
     session: Option<(Endpoint, BTreeSet<String>)>,
     exchange: Option<Endpoint>,
+    cookie: Option<SessionCookies>,
 }
 
 impl fmt::Debug for GatewayTokens {
@@ -124,6 +131,7 @@ impl fmt::Debug for GatewayTokens {
         f.debug_struct("GatewayTokens")
             .field("session", &self.session)
             .field("exchange", &self.exchange)
+            .field("cookie", &self.cookie)
             .finish_non_exhaustive()
     }
 }
@@ -180,10 +188,17 @@ pub fn validate(
         }
         None => None,
     };
+    let cookie = session_cookie::validate(
+        raw.cookie.as_ref(),
+        session.is_some(),
+        &join(path, "cookie"),
+        problems,
+    );
     (problems.len() == before).then_some(GatewayTokens {
         signing,
         session,
         exchange,
+        cookie,
     })
 }
 
@@ -315,6 +330,32 @@ impl GatewayTokens {
     /// The scopes sessions currently get (empty when sessions are off).
     pub fn session_scopes(&self) -> Option<&BTreeSet<String>> {
         self.session.as_ref().map(|(_, scopes)| scopes)
+    }
+
+    /// Cookie sessions (`[tokens.cookie]`), if enabled.
+    pub fn cookie(&self) -> Option<&SessionCookies> {
+        self.cookie.as_ref()
+    }
+
+    /// HMAC-SHA256 of `label` then `payload` under the signing secret
+    /// (`session_cookie.rs`); `None` without a secret.
+    pub(crate) fn mac(&self, label: &[u8], payload: &[u8]) -> Option<[u8; 32]> {
+        Some(self.hmac(label, payload)?.finalize().into_bytes().into())
+    }
+
+    /// Whether `tag` is the MAC of `label` then `payload` (constant time).
+    pub(crate) fn verify_mac(&self, label: &[u8], payload: &[u8], tag: &[u8]) -> bool {
+        self.hmac(label, payload)
+            .is_some_and(|mac| mac.verify_slice(tag).is_ok())
+    }
+
+    fn hmac(&self, label: &[u8], payload: &[u8]) -> Option<Hmac<Sha256>> {
+        let secret = self.signing.as_ref()?;
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC accepts any key length");
+        mac.update(label);
+        mac.update(payload);
+        Some(mac)
     }
 
     /// Issues a session token at `now` (Unix seconds), or `None` when

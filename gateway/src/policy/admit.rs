@@ -9,7 +9,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::{Body as _, Incoming};
 use time::OffsetDateTime;
 
-use super::{route, shape, tokens};
+use super::{cookie_session, route, shape, tokens};
 use crate::audit::Trail;
 use crate::body::Body;
 use crate::checks::auth::Principal;
@@ -141,11 +141,21 @@ fn run_checks(
         .check_ip(identity.client_ip)
         .map_err(check)?;
     let now = OffsetDateTime::now_utc();
-    let principal = config
-        .checks
-        .auth
-        .authenticate(&parts.headers, checks.auth, now)
-        .map_err(check)?;
+    let unix_now = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+    if let Some(answer) =
+        cookie_session::on_page(parts, &route, identity, config, unix_now, headers)?
+    {
+        return Ok(Checked::Answered(answer));
+    }
+    let principal =
+        match cookie_session::authenticate(parts, &route, &host, config, unix_now, headers)? {
+            Some(principal) => Some(principal),
+            None => config
+                .checks
+                .auth
+                .authenticate(&parts.headers, checks.auth, now)
+                .map_err(check)?,
+        };
     if let Some(principal) = &principal {
         trail.authenticated(principal.method.as_str(), &principal.id);
     }
