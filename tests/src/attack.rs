@@ -204,6 +204,23 @@ impl Stack {
         (stack, recorder)
     }
 
+    /// [`Stack::start_recording`] with `routes` and the policy tables
+    /// `checks` writes (as [`Stack::start_with`]).
+    pub async fn start_recording_with(
+        checks: impl FnOnce(&Path) -> String,
+        routes: &str,
+    ) -> (Stack, Recorder) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("upstream.sock");
+        let recorder = Recorder::start(&socket).await;
+        let tables = Tables {
+            limits: LIMITS,
+            upstream: "",
+        };
+        let stack = Stack::start_gateway(dir, &socket, &tables, checks, routes).await;
+        (stack, recorder)
+    }
+
     /// The gateway in `dir`, with a certificate for `localhost` and
     /// `127.0.0.1`, forwarding to `socket`.
     async fn start_gateway(

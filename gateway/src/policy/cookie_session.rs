@@ -44,10 +44,13 @@ pub(super) fn on_page(
     now: u64,
     out: &mut HeaderMap,
 ) -> Result<Option<Response<Body>>, Rejection> {
+    let Some(files) = &route.static_files else {
+        return Ok(None);
+    };
     let value = session_cookie::find(&parts.headers);
     session_cookie::strip(&mut parts.headers);
     let tokens = config.checks.auth.tokens();
-    let (Some(files), Some(cookies)) = (&route.static_files, tokens.cookie()) else {
+    let Some(cookies) = tokens.cookie() else {
         return Ok(None);
     };
     let below = parts
