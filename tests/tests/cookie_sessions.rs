@@ -77,7 +77,10 @@ fn origin(_stack: &Stack) -> String {
 /// A new browser: loads the page, returns its cookie.
 async fn new_browser(stack: &Stack) -> String {
     let page = stack
-        .get_with("/", &[("sec-fetch-site", "none"), ("sec-fetch-dest", "document")])
+        .get_with(
+            "/",
+            &[("sec-fetch-site", "none"), ("sec-fetch-dest", "document")],
+        )
         .await;
     assert_eq!(page.status, 200, "{page:?}");
     cookie_of(&page).expect("a session cookie on the page")
@@ -107,13 +110,25 @@ async fn a_page_gives_each_browser_its_own_session() {
     let stack = Stack::start_with(policy(3600, 86_400), ROUTES).await;
     let page = stack.get("/").await;
     let set = page.headers["set-cookie"].to_str().unwrap().to_owned();
-    for attribute in ["__Host-th_session=v1.", "Path=/", "Secure", "HttpOnly", "SameSite=Strict", "Max-Age=3600"] {
+    for attribute in [
+        "__Host-th_session=v1.",
+        "Path=/",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Max-Age=3600",
+    ] {
         assert!(set.contains(attribute), "{attribute}: {set}");
     }
     // A page answer that sets a cookie is never stored by a cache.
     assert_eq!(page.headers["cache-control"], "no-store");
     // Assets issue nothing.
-    assert!(stack.get("/favicon.ico").await.headers.get("set-cookie").is_none());
+    assert!(stack
+        .get("/favicon.ico")
+        .await
+        .headers
+        .get("set-cookie")
+        .is_none());
 
     let (alice, bob) = (new_browser(&stack).await, new_browser(&stack).await);
     assert_ne!(alice, bob);
@@ -122,11 +137,16 @@ async fn a_page_gives_each_browser_its_own_session() {
     assert_eq!(uploaded.status, 200, "{uploaded:?}");
     let mine = summary(&stack, &alice).await;
     assert_eq!(mine.status, 200, "{mine:?}");
-    assert!(mine.json()["total_trades"].as_u64().unwrap() > 0, "{mine:?}");
+    assert!(
+        mine.json()["total_trades"].as_u64().unwrap() > 0,
+        "{mine:?}"
+    );
     let theirs = summary(&stack, &bob).await;
     assert_ne!(theirs.body, mine.body, "bob must not see alice's data");
     // The audit line names a session principal, never the cookie.
-    stack.wait_for_audit(|l| l["auth_method"] == "session").await;
+    stack
+        .wait_for_audit(|l| l["auth_method"] == "session")
+        .await;
     let lines = stack.audit_lines();
     let value = alice.split_once('=').unwrap().1;
     assert!(!lines.iter().any(|l| l.to_string().contains(value)));
@@ -183,7 +203,11 @@ async fn bearer_tokens_win_and_the_cookie_never_reaches_the_upstream() {
     let (stack, recorder) = Stack::start_recording_with(policy(3600, 86_400), ROUTES).await;
     let cookie = new_browser(&stack).await;
     let token = stack
-        .send(Request::post("/auth/session").body(Full::default()).unwrap())
+        .send(
+            Request::post("/auth/session")
+                .body(Full::default())
+                .unwrap(),
+        )
         .await
         .json()["access_token"]
         .as_str()
@@ -204,9 +228,17 @@ async fn bearer_tokens_win_and_the_cookie_never_reaches_the_upstream() {
     assert_eq!(seen.len(), 2, "{seen:?}");
     let principals: Vec<_> = seen
         .iter()
-        .map(|s| s.headers["x-tradehabit-principal"].to_str().unwrap().to_owned())
+        .map(|s| {
+            s.headers["x-tradehabit-principal"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
-    assert_ne!(principals[0], principals[1], "the bearer token's principal wins");
+    assert_ne!(
+        principals[0], principals[1],
+        "the bearer token's principal wins"
+    );
     for request in &seen {
         let cookies: Vec<_> = request.headers.get_all("cookie").iter().collect();
         assert_eq!(cookies, ["other=1; theme=dark"], "{request:?}");
@@ -220,7 +252,12 @@ async fn logout_clears_the_cookie_and_a_cross_site_navigation_never_replaces_it(
     let stack = Stack::start_with(policy(3600, 86_400), ROUTES).await;
     let cookie = new_browser(&stack).await;
     let origin = origin(&stack);
-    assert_eq!(upload(&stack, &[("cookie", &cookie), ("origin", &origin)]).await.status, 200);
+    assert_eq!(
+        upload(&stack, &[("cookie", &cookie), ("origin", &origin)])
+            .await
+            .status,
+        200
+    );
 
     // A link from another site: the browser withholds the strict cookie;
     // the page reloads itself instead of starting a new session.
@@ -254,7 +291,12 @@ async fn a_busy_session_is_renewed_until_its_absolute_lifetime() {
     let stack = Stack::start_with(policy(2, 6), ROUTES).await;
     let first = new_browser(&stack).await;
     let origin = origin(&stack);
-    assert_eq!(upload(&stack, &[("cookie", &first), ("origin", &origin)]).await.status, 200);
+    assert_eq!(
+        upload(&stack, &[("cookie", &first), ("origin", &origin)])
+            .await
+            .status,
+        200
+    );
     let began = tokio::time::Instant::now();
     let mut cookie = first.clone();
     let mut renewals = 0;
@@ -273,8 +315,16 @@ async fn a_busy_session_is_renewed_until_its_absolute_lifetime() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Alive past several cookie lifetimes, then ended by the 6 s cap.
-    assert!(began.elapsed() >= Duration::from_secs(4), "{:?}", began.elapsed());
+    assert!(
+        began.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        began.elapsed()
+    );
     assert!(renewals >= 2, "{renewals} renewals");
-    assert_eq!(summary(&stack, &first).await.status, 401, "the first cookie expired");
+    assert_eq!(
+        summary(&stack, &first).await.status,
+        401,
+        "the first cookie expired"
+    );
     stack.stop().await;
 }
