@@ -3,7 +3,7 @@
 # checks. A few tests drive real external tools (promtool from Debian's
 # `prometheus` package, `docker-compose` for compose-file validation,
 # `openssl` for TLS-version probes, headless `chromium` for the real-browser
-# CORS test, `cargo-deny` for the dependency
+# tests (CORS, the web app with cookie sessions), `cargo-deny` for the dependency
 # policy); this script installs the missing ones
 # when it can (root or passwordless sudo with apt-get) and otherwise says
 # what to install. Those tests fail, not skip, when their tool is absent.
