@@ -195,7 +195,7 @@ impl StaticFiles {
                 return Err(symlink_refused());
             }
         };
-        Ok(self.respond(method, request, opened))
+        Ok(self.respond(method, request, *opened))
     }
 
     fn respond(&self, method: &Method, request: &HeaderMap, opened: Opened) -> Response<Body> {

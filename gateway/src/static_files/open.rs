@@ -22,7 +22,7 @@ use crate::body::{Body, BodyError};
 /// What a request path resolved to.
 pub(super) enum Resolved {
     /// A regular file, opened.
-    File(Opened),
+    File(Box<Opened>),
     /// Nothing to serve (no such file, a directory without its index, a
     /// hidden or special file).
     Missing,
@@ -160,13 +160,13 @@ fn open(
     if (metadata.dev(), metadata.ino()) != (looked_at.dev(), looked_at.ino()) {
         return Resolved::Symlink;
     }
-    Resolved::File(Opened {
+    Resolved::File(Box::new(Opened {
         file,
         len: metadata.len(),
         name,
         encoding,
         metadata,
-    })
+    }))
 }
 
 /// The file's first `len` bytes as a body, read [`CHUNK_BYTES`] at a time;
