@@ -25,7 +25,9 @@
 //!   [`DEFAULT_STATIC_CSP`]); other files keep the gateway's;
 //! * files are streamed in chunks of [`CHUNK_BYTES`], never read whole.
 //!
-//! Every refusal is a `Rejection` answered by `reject.rs`.
+//! A file that cannot be served is a [`Refused`]; the policy's forward
+//! stage turns it into a `Rejection` answered by `reject.rs`, and marks
+//! the answers it serves as keeping their own caching (`respond.rs`).
 
 mod headers;
 mod open;
@@ -38,9 +40,7 @@ use serde::Deserialize;
 
 use crate::body::{self, Body};
 use crate::checks::problems::join;
-use crate::checks::{self, Problems};
-use crate::reject::Rejection;
-use crate::respond::OwnCaching;
+use crate::checks::Problems;
 use open::{Opened, Resolved};
 
 /// The file a directory (and the fallback) serves.
@@ -178,21 +178,21 @@ impl StaticFiles {
         method: &Method,
         path: &str,
         request: &HeaderMap,
-    ) -> Result<Response<Body>, Rejection> {
-        let relative = decode(path.trim_start_matches('/')).ok_or_else(not_found)?;
+    ) -> Result<Response<Body>, Refused> {
+        let relative = decode(path.trim_start_matches('/')).ok_or(Refused::NotFound)?;
         let accepted = headers::accepted_encodings(request);
         let (root, index, fallback) = (self.root.clone(), self.index.clone(), self.fallback);
         let opened = tokio::task::spawn_blocking(move || {
             open::resolve(&root, &relative, &index, fallback, accepted)
         })
         .await
-        .map_err(|_| not_found())?;
+        .map_err(|_| Refused::NotFound)?;
         let opened = match opened {
             Resolved::File(opened) => opened,
-            Resolved::Missing => return Err(not_found()),
+            Resolved::Missing => return Err(Refused::NotFound),
             Resolved::Symlink => {
                 tracing::warn!("static file refused: a path component is a symlink");
-                return Err(symlink_refused());
+                return Err(Refused::Symlink);
             }
         };
         Ok(self.respond(method, request, *opened))
@@ -212,7 +212,6 @@ impl StaticFiles {
         if content_type.starts_with("text/html") {
             out.insert(http::header::CONTENT_SECURITY_POLICY, self.csp.clone());
         }
-        response.extensions_mut().insert(OwnCaching);
         if headers::none_match(request, &etag) {
             *response.status_mut() = StatusCode::NOT_MODIFIED;
             return response;
@@ -251,16 +250,13 @@ fn decode(path: &str) -> Option<String> {
     (!text.contains('\0')).then_some(text)
 }
 
-fn not_found() -> Rejection {
-    Rejection::NoRoute
-}
-
-fn symlink_refused() -> Rejection {
-    Rejection::from(checks::Rejection::new(
-        StatusCode::NOT_FOUND,
-        "The requested URL was not found on the server",
-        "static.symlink",
-    ))
+/// Why a static route served nothing: both are answered 404.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// No such file, a directory without its index, a hidden file.
+    NotFound,
+    /// A symlink on the way (audit reason `static.symlink`).
+    Symlink,
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ use crate::identity::Identity;
 use crate::proxy::{Caller, Upstream};
 use crate::reject::{check, Rejection};
 use crate::request_body::{self, ForwardBody};
+use crate::respond::OwnCaching;
+use crate::static_files::Refused;
 
 /// The forward stage: reads a buffered route's body in full and checks it
 /// (the upload form, JSON depth), or streams it, then forwards the request
@@ -44,7 +46,13 @@ pub(super) async fn forward(
             .path()
             .strip_prefix(route.path.as_str())
             .unwrap_or_default();
-        return files.serve(&parts.method, below, &parts.headers).await;
+        return match files.serve(&parts.method, below, &parts.headers).await {
+            Ok(mut response) => {
+                response.extensions_mut().insert(OwnCaching);
+                Ok(response)
+            }
+            Err(refused) => Err(static_refusal(refused)),
+        };
     }
     let checks = &route.checks;
     let body = if checks.buffers_body() {
@@ -66,6 +74,19 @@ pub(super) async fn forward(
         .forward(request, identity, &caller, &host, config, &watch)
         .await
         .map_err(|rejection| watch.refine(rejection))
+}
+
+/// A static file not served: 404, the symlink case with its own audit
+/// reason.
+fn static_refusal(refused: Refused) -> Rejection {
+    match refused {
+        Refused::NotFound => Rejection::NoRoute,
+        Refused::Symlink => check(crate::checks::Rejection::new(
+            http::StatusCode::NOT_FOUND,
+            "The requested URL was not found on the server",
+            "static.symlink",
+        )),
+    }
 }
 
 /// The checks that need the whole body: the upload form, JSON depth.
