@@ -313,6 +313,42 @@ mod tests {
         }
     }
 
+    /// The example policy's commented web-app block, uncommented after the
+    /// strict policy, is valid and serves the app last, with cookie sessions.
+    #[test]
+    fn the_example_web_app_block_is_valid() {
+        let text = include_str!("../../config/gateway.example.toml");
+        let start = text
+            .find("# ---------------------------------------- the web app")
+            .unwrap();
+        let end = text
+            .find("# ============================================ legacy")
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let tables = start + text[start..].find("# [tokens]").unwrap();
+        let block: String = text[tables..end]
+            .lines()
+            .map(|line| {
+                line.strip_prefix("# ")
+                    .or(line.strip_prefix('#'))
+                    .unwrap_or(line)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("/srv/tradehabit/app", dir.path().to_str().unwrap());
+        let env = crate::checks::secret::tests::env_of(&[(
+            "TRADEHABIT_TOKEN_SECRET",
+            "example-secret-example-secret-0123456789",
+        )]);
+        let policy = format!("{}\n{block}\n", &text[..start]);
+        let config = crate::config::Config::from_toml_with(&policy, Path::new("/"), &env)
+            .unwrap_or_else(|e| panic!("the web-app block is invalid: {e}"));
+        let app = config.routes.last().unwrap();
+        assert_eq!(app.name, "app");
+        assert!(app.static_files.is_some());
+        assert!(config.checks.auth.tokens().cookie().is_some());
+    }
+
     #[test]
     fn decoding_keeps_names_and_refuses_nul() {
         assert_eq!(decode("a%20b/caf%C3%A9.txt").unwrap(), "a b/café.txt");
