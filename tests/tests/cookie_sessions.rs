@@ -328,3 +328,36 @@ async fn a_busy_session_is_renewed_until_its_absolute_lifetime() {
     );
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn issuing_cookies_spends_the_session_quota_per_ip() {
+    let checks = |dir: &Path| {
+        std::fs::create_dir_all(dir.join("app")).unwrap();
+        std::fs::write(dir.join("app/index.html"), "<!doctype html><p>app</p>").unwrap();
+        std::fs::write(dir.join("token_secret"), SECRET).unwrap();
+        "[tokens]\nsecret = { file = \"token_secret\" }\n\
+         session = { enabled = true, scopes = [\"analyze\"], rate_limit_per_ip = [\"2/minute\"] }\n\
+         cookie = { enabled = true }\n"
+            .to_owned()
+    };
+    let stack = Stack::start_with(checks, ROUTES).await;
+    let first = new_browser(&stack).await;
+    // `POST /auth/session` and the cookie share one budget.
+    let token = stack
+        .send(
+            Request::post("/auth/session")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(token.status, 200);
+    let refused = stack.get("/").await;
+    assert_eq!(refused.status, 429, "{refused:?}");
+    assert_eq!(refused.json()["status"], "ERROR");
+    assert!(refused.headers.contains_key("retry-after"));
+    assert!(cookie_of(&refused).is_none());
+    // A browser with its cookie is not issuing: its page loads.
+    let page = stack.get_with("/", &[("cookie", &first)]).await;
+    assert_eq!(page.status, 200, "{page:?}");
+    stack.stop().await;
+}

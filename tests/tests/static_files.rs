@@ -213,3 +213,33 @@ async fn large_files_are_streamed_whole() {
     assert_eq!(big.headers["content-type"], "application/octet-stream");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn http2_serves_the_same_files_and_head() {
+    let stack = start().await;
+    let uri = |path: &str| format!("https://localhost{path}");
+    let replies = stack
+        .send_h2(vec![
+            Request::get(uri("/dashboard"))
+                .body(Full::default())
+                .unwrap(),
+            Request::head(uri("/assets/index-3f9a1c2b.js"))
+                .body(Full::default())
+                .unwrap(),
+            Request::get(uri("/linked.txt"))
+                .body(Full::default())
+                .unwrap(),
+        ])
+        .await;
+    assert_eq!(replies[0].status, 200);
+    assert_eq!(replies[0].text(), INDEX);
+    assert_eq!(replies[1].status, 200);
+    assert!(replies[1].body.is_empty());
+    assert_eq!(
+        replies[1].headers["content-length"],
+        SCRIPT.len().to_string().as_str()
+    );
+    assert_eq!(replies[2].status, 404);
+    assert!(!replies[2].text().contains(SECRET));
+    stack.stop().await;
+}
