@@ -65,7 +65,7 @@ mod tokens;
 
 use std::sync::Arc;
 
-use http::header::VARY;
+use http::header::{SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::BodyExt as _;
 use hyper::body::{Body as _, Incoming};
@@ -327,6 +327,10 @@ fn add_policy_headers(headers: &mut HeaderMap, policy_headers: HeaderMap) {
             if !varies_by_origin {
                 headers.append(VARY, value);
             }
+        } else if name == SET_COOKIE {
+            // The session cookie (`cookie_session.rs`) joins the
+            // upstream's cookies, never replaces them.
+            headers.append(SET_COOKIE, value);
         } else {
             headers.insert(name, value);
         }

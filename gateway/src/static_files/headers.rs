@@ -19,6 +19,9 @@ pub(super) const REVALIDATE: &str = "no-cache";
 /// Shortest hash part of a hashed asset name (`index-3f9a1c2b.js`).
 const MIN_HASH_CHARS: usize = 8;
 
+/// Longest hash part looked for.
+const MAX_HASH_CHARS: usize = 64;
+
 /// The precompressed encodings a client accepts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Accepted {
@@ -97,10 +100,12 @@ pub(super) fn cache_control(name: &str) -> HeaderValue {
 }
 
 /// Whether a file name carries a content hash, as bundlers write them:
-/// `name-HASH.ext` or `name.HASH.ext`, the hash at least
-/// [`MIN_HASH_CHARS`] letters, digits, `_` or `-`, with a digit in it (so
-/// plain words are not taken for hashes). HTML never is: it must always
-/// be revalidated.
+/// `name-HASH.ext` or `name.HASH.ext`. The hash is at least
+/// [`MIN_HASH_CHARS`] letters, digits, `_` or `-` (Vite's eight base64url
+/// characters may contain `-` themselves: `index-Cgtn-PNc.css`) and looks
+/// like one: a digit, or at least two capitals and a small letter, so plain
+/// words (`icon-Settings.svg`) are not taken for hashes. HTML never is: it
+/// must always be revalidated. A miss only costs a revalidation.
 fn is_hashed(name: &str) -> bool {
     let Some((stem, ext)) = name.rsplit_once('.') else {
         return false;
@@ -108,11 +113,20 @@ fn is_hashed(name: &str) -> bool {
     if ext.eq_ignore_ascii_case("html") {
         return false;
     }
-    let hash = stem.rsplit(['-', '.']).next().unwrap_or_default();
-    hash.len() >= MIN_HASH_CHARS
-        && hash.len() < stem.len()
-        && hash.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && hash.bytes().any(|b| b.is_ascii_digit())
+    let bytes = stem.as_bytes();
+    (MIN_HASH_CHARS..bytes.len().saturating_sub(1).min(MAX_HASH_CHARS + 1)).any(|len| {
+        let at = bytes.len() - len;
+        matches!(bytes[at - 1], b'-' | b'.') && looks_like_hash(&bytes[at..])
+    })
+}
+
+fn looks_like_hash(candidate: &[u8]) -> bool {
+    let count = |f: fn(&u8) -> bool| candidate.iter().filter(|b| f(b)).count();
+    candidate
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
+        && (count(u8::is_ascii_digit) > 0
+            || (count(u8::is_ascii_uppercase) >= 2 && count(u8::is_ascii_lowercase) >= 1))
 }
 
 /// The content type of a file, by its extension.
@@ -158,6 +172,11 @@ mod tests {
             "index-BkD1x8Qz.css",
             "logo.5d41402a.svg",
             "chunk-a1b2c3d4e5f6.mjs",
+            // A Vite build of the web app.
+            "index-B5QVE5_u.js",
+            "index-Cgtn-PNc.css",
+            "favicon-th-DAFF56-DBRdABAP.svg",
+            "icon-settings-BlpMRqKf.svg",
         ] {
             assert!(is_hashed(hashed), "{hashed}");
         }
@@ -168,6 +187,9 @@ mod tests {
             "index-abcdefgh.js",
             "12345678.js",
             "page-12345678.html",
+            "icon-Settings.svg",
+            "314_synthetic_trades-FINAL.csv",
+            "TradeHabit_Dashboard_Live.png",
         ] {
             assert!(!is_hashed(plain), "{plain}");
         }
