@@ -10,8 +10,9 @@
 //! Each scenario is one Chromium run; a profile directory is one browser
 //! (its cookies persist between runs). Shown: upload of the app's demo
 //! CSV, summary and settings work; a second browser sees none of the
-//! first one's data; a page on another origin cannot use the cookie; a
-//! session kept busy over several cookie lifetimes keeps working; logging
+//! first one's data; a page on another origin cannot use the cookie, and a
+//! link from it to the app keeps the session; a session kept busy over
+//! several cookie lifetimes keeps working; logging
 //! out (`DELETE /api/session`) ends it. Requires `/usr/bin/chromium`
 //! (`scripts/test.sh` installs it; missing, the test fails under
 //! `CI=true` and otherwise prints `SKIPPED`).
@@ -128,7 +129,7 @@ const scenarios = { upload, look, logout };
 (async () => {
   const out = document.getElementById('out');
   try {
-    const result = await scenarios[location.hash.slice(1)]();
+    const result = await scenarios[location.hash.slice(1) || 'look']();
     out.textContent = 'RESULT:' + JSON.stringify(result) + ':END';
   } catch (e) {
     out.textContent = 'RESULT:' + JSON.stringify({ error: String(e) }) + ':END';
@@ -297,6 +298,21 @@ async fn the_app_works_same_origin_with_one_session_per_browser() {
             "cookie used cross-origin: {line}"
         );
     }
+
+    // A link to a page of the app (a client-side route) from another site:
+    // the browser withholds the strict cookie on that navigation; the
+    // gateway's reload page brings it back instead of replacing her
+    // session with a new one.
+    let link = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let link_url = format!("http://127.0.0.1:{}/", link.local_addr().unwrap().port());
+    let link_page = serve_page(
+        link,
+        format!("<!doctype html><script>location.href = '{app}dashboard';</script>"),
+    );
+    let followed = run(&link_url, &alice).await;
+    link_page.abort();
+    assert_eq!(followed["trades"].as_u64(), Some(trades), "{followed}");
+    assert_eq!(followed["k"], 2.5, "{followed}");
 
     // Kept busy over several cookie lifetimes, Alice's session lives on.
     let began = tokio::time::Instant::now();

@@ -266,7 +266,9 @@ async fn logout_clears_the_cookie_and_a_cross_site_navigation_never_replaces_it(
         .await;
     assert_eq!(bounced.status, 200);
     assert!(bounced.headers.get("set-cookie").is_none());
-    assert!(bounced.text().contains("http-equiv=\"refresh\""));
+    assert!(bounced
+        .text()
+        .contains("http-equiv=\"refresh\" content=\"0; url=/\""));
 
     let logout = stack
         .send(

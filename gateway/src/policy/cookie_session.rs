@@ -28,10 +28,28 @@ use crate::config::{Config, Route};
 use crate::identity::Identity;
 use crate::reject::{check, Rejection};
 
-/// The page that reloads itself (see the module doc): no script, so the
-/// strict CSP of the app's pages allows it.
-const RELOAD_PAGE: &str =
-    "<!doctype html><html><head><meta http-equiv=\"refresh\" content=\"0\"></head></html>\n";
+/// The page that loads its own URL again (see the module doc): a meta
+/// refresh, no script, so no CSP stands in its way. It names the path and
+/// query (a refresh to the document's own URL with a fragment would only
+/// scroll); the fragment is lost.
+fn reload_page(target: &str) -> Response<Body> {
+    let escaped = target
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let html = format!(
+        "<!doctype html><html><head><meta http-equiv=\"refresh\" content=\"0; url={escaped}\"></head></html>\n"
+    );
+    let mut response = Response::new(body::full(html));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // Not cached (`respond.rs` sets `no-store`); the gateway's CSP
+    // (`default-src 'none'`) does not stop a meta refresh.
+    response
+}
 
 /// A page request on a static-files route: issues or renews the session
 /// cookie into `out`; `Some` is an answer in the page's place (the reload
@@ -73,7 +91,8 @@ pub(super) fn on_page(
         .get("sec-fetch-site")
         .map(HeaderValue::as_bytes);
     if matches!(fetch_site, Some(b"cross-site" | b"same-site")) {
-        return Ok(Some(reload_page()));
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        return Ok(Some(reload_page(target)));
     }
     if let Some(limiters) = &config.checks.session_endpoint {
         limiters.check_ip(identity.client_ip).map_err(check)?;
@@ -124,15 +143,4 @@ pub(super) fn authenticate(
         method: AuthMethod::Session,
         scopes: tokens.session_scopes().cloned().unwrap_or_default(),
     }))
-}
-
-fn reload_page() -> Response<Body> {
-    let mut response = Response::new(body::full(RELOAD_PAGE));
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    // Not cached (`respond.rs` sets `no-store`); the gateway's CSP
-    // (`default-src 'none'`) does not stop a meta refresh.
-    response
 }
