@@ -6,9 +6,9 @@
 //!   (rate limited per client IP with `[tokens.session]`'s quotas, like
 //!   `POST /auth/session`); a valid one past half its life is renewed. A
 //!   cross-site navigation without the cookie is answered with a page that
-//!   reloads itself: the browser withholds a `SameSite=Strict` cookie on
-//!   such a navigation, and the reload, same-origin, carries it, so an
-//!   existing session is never replaced by a new one;
+//!   loads the same path again: the browser withholds a `SameSite=Strict`
+//!   cookie on such a navigation, and the second load, same-origin,
+//!   carries it, so an existing session is never replaced by a new one;
 //! * on the other routes the cookie is a credential for same-origin
 //!   requests only (403 otherwise), unless `Authorization` or `X-API-Key`
 //!   is present (they win); it is renewed while in use, cleared by
