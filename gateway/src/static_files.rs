@@ -350,6 +350,34 @@ mod tests {
     }
 
     #[test]
+    fn a_static_route_only_reads_and_takes_no_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let route = |extra: &str| {
+            format!(
+                "{}\n[[routes]]\nname = \"app\"\npath = \"/\"\nmatch = \"prefix\"\n{extra}\n\
+                 static_files = {{ root = {:?} }}\n",
+                crate::config::tests::MINIMAL,
+                dir.path().to_str().unwrap()
+            )
+        };
+        let problems = crate::config::Config::from_toml(&route(
+            "methods = [\"GET\", \"POST\"]\njson = { max_depth = 2 }",
+        ))
+        .unwrap_err()
+        .problems();
+        for key in ["routes[1].methods", "routes[1].static_files"] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(key)),
+                "{key}: {problems:?}"
+            );
+        }
+        let config = crate::config::Config::from_toml(&route("methods = [\"GET\"]")).unwrap();
+        let app = &config.routes[1];
+        assert_eq!(app.checks.content_types, Some(Vec::new()), "no body");
+        assert!(app.static_files.is_some());
+    }
+
+    #[test]
     fn decoding_keeps_names_and_refuses_nul() {
         assert_eq!(decode("a%20b/caf%C3%A9.txt").unwrap(), "a b/café.txt");
         assert!(decode("a%00").is_none());
