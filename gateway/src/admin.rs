@@ -5,8 +5,10 @@
 //!   (`/internal/metrics` fetched over the upstream socket) when the
 //!   upstream serves one; one OpenMetrics document ending in `# EOF`.
 //! * `GET /healthz` — 200 while the process runs.
-//! * `GET /readyz` — 200 when the policy is loaded and the upstream answers
-//!   its readiness path (`[upstream] ready_path`), else 503. Each call
+//! * `GET /readyz` — 200 when the policy is loaded, the audit log takes
+//!   lines (or `audit.on_failure = "continue"`) and the upstream answers
+//!   its readiness path (`[upstream] ready_path`), else 503 with the reason
+//!   in the body. Each call
 //!   probes on demand; a background task also probes every
 //!   `admin.ready_probe_interval`. Every probe sets `upstream_up`.
 //!
@@ -39,6 +41,9 @@ use crate::state::State;
 const WORKER_METRICS_PATH: &str = "/internal/metrics";
 /// OpenMetrics text, what both registries produce.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// `/readyz` while requests are refused for want of an audit log.
+const AUDIT_FAILING: &str =
+    "not ready: the audit log cannot be written and audit.on_failure = \"refuse\"\n";
 /// An admin request head must arrive within this time.
 const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -173,8 +178,13 @@ async fn answer(
             let is_up = probe.is_ready().await;
             state.metrics.upstream_up(is_up);
             // The policy is loaded whenever the gateway runs: a start-up
-            // without a valid policy never gets this far.
-            if is_up {
+            // without a valid policy never gets this far. While the audit
+            // log refuses traffic, so does the gateway: not ready
+            // (`docs/security-controls.md`, F-15).
+            let on_failure = state.config().audit.on_failure;
+            if !state.audit.admits(on_failure) {
+                text(StatusCode::SERVICE_UNAVAILABLE, AUDIT_FAILING)
+            } else if is_up {
                 text(StatusCode::OK, "ready\n")
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "upstream not ready\n")

@@ -44,6 +44,7 @@ pub mod dev;
 pub mod healthcheck;
 mod host;
 mod identity;
+pub mod keys;
 mod lifecycle;
 pub mod logging;
 mod metrics;

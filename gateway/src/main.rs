@@ -47,7 +47,8 @@ enum Command {
     },
     /// Check a hash-chained audit log; reports the first broken line (exit
     /// status 1) or, with the chain intact, the gaps of lines the gateway
-    /// could not write (exit status 2).
+    /// could not write (exit status 2); an empty file has nothing to verify
+    /// (exit status 3).
     VerifyAudit {
         /// The audit log file.
         file: PathBuf,
@@ -61,9 +62,24 @@ enum Command {
         /// The key's id (A-Z a-z 0-9 . _ -); the principal is `key:<id>`.
         #[arg(long)]
         id: String,
-        /// Scopes, separated by commas or spaces.
+        /// Scopes, separated by commas or spaces; each must be one some
+        /// route requires.
         #[arg(long, default_value = "")]
         scopes: String,
+        /// Append the entry to the policy's `[api_keys] keys_file` (then
+        /// reload) instead of printing it for pasting.
+        #[arg(long)]
+        append: bool,
+    },
+    /// Print the audit-log pseudonym of a principal (`key:<id>` or
+    /// `jwt:<iss>|<sub>`; a bare id means `key:<id>`), computed with the
+    /// policy's `[audit] pseudonym_key` as the audit log does.
+    Pseudonym {
+        /// The policy file whose `[audit] pseudonym_key` is used.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The principal.
+        principal: String,
     },
     /// The local development stack: self-signed certificate, worker as a
     /// supervised child, gateway on https://127.0.0.1:8443.
@@ -97,6 +113,10 @@ fn main() -> ExitCode {
             eprintln!("error: {error}");
             ExitCode::from(LinesLost::EXIT_CODE)
         }
+        Err(error) if error.is::<EmptyLog>() => {
+            eprintln!("error: {error}");
+            ExitCode::from(EmptyLog::EXIT_CODE)
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -112,6 +132,16 @@ struct LinesLost;
 
 impl LinesLost {
     const EXIT_CODE: u8 = 2;
+}
+
+/// `verify-audit`: the file has no line, so there is nothing to vouch for
+/// (a wrong path, or a log that was never written). Exit status 3.
+#[derive(Debug, thiserror::Error)]
+#[error("the audit log is empty: no line to verify (wrong file, or nothing was logged yet?)")]
+struct EmptyLog;
+
+impl EmptyLog {
+    const EXIT_CODE: u8 = 3;
 }
 
 fn execute(command: Command) -> anyhow::Result<()> {
@@ -139,6 +169,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 .with_context(|| format!("opening {}", file.display()))?;
             let verified = tradehabit_gateway::audit::verify(std::io::BufReader::new(opened))
                 .with_context(|| format!("{}: the hash chain is broken", file.display()))?;
+            if verified.lines == 0 {
+                return Err(EmptyLog.into());
+            }
             println!(
                 "{}: {} line(s), chain intact",
                 file.display(),
@@ -155,23 +188,23 @@ fn execute(command: Command) -> anyhow::Result<()> {
             }
             Err(LinesLost.into())
         }
-        Command::Keygen { config, id, scopes } => {
-            let pepper = Config::api_key_pepper(&config)?;
-            let scopes: Vec<String> = scopes
-                .split([',', ' '])
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect();
-            let key = tradehabit_gateway::checks::api_key::keygen(
-                &pepper,
-                &id,
-                &scopes,
-                &mut rand::rngs::OsRng,
+        Command::Keygen {
+            config,
+            id,
+            scopes,
+            append,
+        } => keygen(&config, &id, &scopes, append),
+        Command::Pseudonym { config, principal } => {
+            let config = Config::from_file(&config)?;
+            let principal = if principal.contains(':') {
+                principal
+            } else {
+                format!("key:{principal}")
+            };
+            let pseudonym = tradehabit_gateway::audit::pseudonym_for(&config, &principal).context(
+                "the policy sets no [audit] pseudonym_key: the audit log has no pseudonyms",
             )?;
-            eprintln!("New API key {id:?}: give it to its holder now, it is not stored anywhere.");
-            println!("{}", key.key);
-            eprintln!("Add this entry to [api_keys] keys in the policy, then reload (SIGHUP):");
-            println!("{},", key.policy_entry);
+            println!("{pseudonym}");
             Ok(())
         }
         Command::Run { config } => {
@@ -200,6 +233,40 @@ fn execute(command: Command) -> anyhow::Result<()> {
             runtime()?.block_on(dev::run(options, tradehabit_gateway::shutdown_signal()))
         }
     }
+}
+
+/// `keygen`: a key checked against the policy's routes and keys, printed
+/// once, its entry printed or appended to the policy's keys file.
+fn keygen(policy: &std::path::Path, id: &str, scopes: &str, append: bool) -> anyhow::Result<()> {
+    let pepper = Config::api_key_pepper(policy)?;
+    let config = Config::from_file(policy)
+        .context("keygen checks the scopes and id against the policy; fix it first")?;
+    let scopes: Vec<String> = scopes
+        .split([',', ' '])
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let (key, appended) = tradehabit_gateway::keys::keygen(
+        &config,
+        &pepper,
+        id,
+        &scopes,
+        append,
+        &mut rand::rngs::OsRng,
+    )?;
+    eprintln!("New API key {id:?}: give it to its holder now, it is not stored anywhere.");
+    println!("{}", key.key);
+    match appended {
+        Some(path) => eprintln!(
+            "Appended to {}; reload (SIGHUP) to put it in force.",
+            path.display()
+        ),
+        None => {
+            eprintln!("Add this entry to [api_keys] keys in the policy, then reload (SIGHUP):");
+            println!("{},", key.policy_entry);
+        }
+    }
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -10,6 +10,7 @@ mod cli;
 mod compressed;
 mod failures;
 mod forward;
+mod keys;
 mod lifecycle;
 mod plain_http;
 mod timeouts;
