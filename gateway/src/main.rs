@@ -81,6 +81,11 @@ enum Command {
         /// The principal.
         principal: String,
     },
+    /// Probe a running deployment from outside: TLS versions, ALPN, the
+    /// certificate, HSTS, security headers, CORS, credentials, body limits,
+    /// rate-limit headers, Host and plain HTTP; pass/fail per check with
+    /// its ASVS / Mozilla TLS / RFC 6797 reference. Exit 1 on any failure.
+    Selftest(SelftestArgs),
     /// The local development stack: self-signed certificate, worker as a
     /// supervised child, gateway on https://127.0.0.1:8443.
     Dev {
@@ -97,6 +102,80 @@ enum Command {
         #[arg(long, default_value = tradehabit_gateway::config::DEFAULT_ADMIN_LISTEN)]
         admin_listen: SocketAddr,
     },
+}
+
+#[derive(clap::Args)]
+struct SelftestArgs {
+    /// The deployment, https://HOST[:PORT].
+    url: String,
+    /// A file holding an API key (sent as X-API-Key).
+    #[arg(long, conflicts_with = "token_file")]
+    api_key_file: Option<PathBuf>,
+    /// A file holding a bearer token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// An origin the deployment allows (repeat for several).
+    #[arg(long = "origin")]
+    origins: Vec<String>,
+    /// Trusted certificates (PEM) [default: the system bundle].
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The plain-HTTP listener, http://HOST[:PORT], if it has one.
+    #[arg(long)]
+    plain_http: Option<String>,
+    /// An open path answering 200.
+    #[arg(long, default_value = tradehabit_gateway::selftest::DEFAULT_HEALTH_PATH)]
+    health_path: String,
+    /// A GET path that needs a credential.
+    #[arg(long, default_value = tradehabit_gateway::selftest::DEFAULT_PROTECTED_PATH)]
+    protected_path: String,
+    /// A POST path (not the upload route) for the oversized body.
+    #[arg(long, default_value = tradehabit_gateway::selftest::DEFAULT_POST_PATH)]
+    post_path: String,
+    /// Fail when the certificate expires within this many days.
+    #[arg(long, default_value_t = tradehabit_gateway::selftest::DEFAULT_MIN_CERT_DAYS)]
+    min_cert_days: u32,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `selftest`: at least one check failed (the report says which).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} selftest check(s) failed")]
+struct ChecksFailed(usize);
+
+fn selftest(args: SelftestArgs) -> anyhow::Result<()> {
+    use tradehabit_gateway::selftest::{self, Credential, Options, Outcome};
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let credential = match (&args.api_key_file, &args.token_file) {
+        (Some(file), _) => Some(Credential::ApiKey(read(file)?)),
+        (None, Some(file)) => Some(Credential::Token(read(file)?)),
+        (None, None) => None,
+    };
+    let options = Options {
+        ca: args.ca,
+        credential,
+        origins: args.origins,
+        plain_http: args.plain_http,
+        health_path: args.health_path,
+        protected_path: args.protected_path,
+        post_path: args.post_path,
+        min_cert_days: args.min_cert_days,
+        ..Options::new(args.url)
+    };
+    let report = runtime()?.block_on(selftest::run(&options))?;
+    if args.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.render());
+    }
+    match report.count(Outcome::Fail) {
+        0 => Ok(()),
+        failed => Err(ChecksFailed(failed).into()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -207,6 +286,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             println!("{pseudonym}");
             Ok(())
         }
+        Command::Selftest(args) => selftest(args),
         Command::Run { config } => {
             let config = Config::from_file(&config)?;
             runtime()?.block_on(tradehabit_gateway::run(
