@@ -69,6 +69,27 @@ pub enum ReloadError {
     Certificate(#[from] CertError),
 }
 
+impl ReloadError {
+    /// The error on one line (every problem, `; `-separated), for the
+    /// diagnostic log: a refused reload is one log line.
+    pub fn one_line(&self) -> String {
+        self.to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// The settings whose change needs a restart, when that is why.
+    pub fn restart_only(&self) -> &[&'static str] {
+        match self {
+            ReloadError::NeedsRestart(fields) => fields,
+            _ => &[],
+        }
+    }
+}
+
 /// The gateway's entry point for the binary, tests and the dev stack.
 pub struct Gateway;
 
@@ -77,6 +98,7 @@ impl Gateway {
     pub async fn start(mut config: Config) -> Result<Handle, StartError> {
         let certificate = tls::load(&config.tls)?;
         tls::adopt(&mut config, &certificate)?;
+        let expires = not_after(&certificate);
         let certs = Arc::new(CertStore::new(certificate));
         let https = bind(config.server.listen).await?;
         let plain = match &config.plain_http {
@@ -88,6 +110,7 @@ impl Gateway {
         let supervisor = start_upstream(&config).await?;
         let metrics = Metrics::new();
         metrics.follow_upload_routes(&config);
+        metrics.policy_in_force(&config, expires);
         if let Some(supervisor) = &supervisor {
             metrics.watch_restarts(supervisor.restart_counter());
         }
@@ -141,7 +164,8 @@ impl Gateway {
                 stopping,
             )));
         }
-        tracing::info!(https = %https_addr, plain_http = ?plain_http_addr, admin = %admin_addr, "gateway listening");
+        let sha256 = state.config().sha256().to_string();
+        tracing::info!(https = %https_addr, plain_http = ?plain_http_addr, admin = %admin_addr, %sha256, "gateway listening");
         Ok(Handle {
             state,
             https_addr,
@@ -165,6 +189,11 @@ async fn purge_rate_limits(state: Arc<State>, mut stopping: watch::Receiver<bool
             _ = stopping.changed() => return,
         }
     }
+}
+
+/// The served certificate's `notAfter`, if it can be read.
+fn not_after(certified: &rustls::sign::CertifiedKey) -> Option<time::OffsetDateTime> {
+    crate::cert_dates::not_after(certified.end_entity_cert().ok()?)
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -277,8 +306,10 @@ impl Handle {
         let certificate = tls::load(&next.tls)?;
         tls::adopt(&mut next, &certificate)?;
         next.keep_rate_limit_state(&current);
+        let expires = not_after(&certificate);
         self.state.certs.replace(certificate);
         self.state.metrics.follow_upload_routes(&next);
+        self.state.metrics.policy_in_force(&next, expires);
         *self
             .state
             .config
@@ -327,8 +358,15 @@ pub(crate) async fn serve_until(
             Some(()) = hangups.recv() => {
                 handle.reopen_audit_log();
                 match handle.reload() {
-                    Ok(()) => tracing::info!("reloaded the policy and certificate"),
-                    Err(error) => tracing::error!(%error, "reload refused; the running policy stays"),
+                    Ok(()) => tracing::info!(
+                        sha256 = handle.state.config().sha256(),
+                        "reloaded the policy and certificate"
+                    ),
+                    Err(error) => tracing::error!(
+                        error = error.one_line(),
+                        restart_only = ?error.restart_only(),
+                        "reload refused; the running policy stays"
+                    ),
                 }
             }
         }

@@ -23,6 +23,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Diagnostic log lines on stderr: text, or one JSON object per line.
+    #[arg(long, global = true, env = "TRADEHABIT_GATEWAY_LOG_FORMAT", value_enum,
+          default_value_t = tradehabit_gateway::logging::DEFAULT_LOG_FORMAT)]
+    log_format: tradehabit_gateway::logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -180,12 +184,15 @@ fn selftest(args: SelftestArgs) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tradehabit_gateway::logging::filter_from_env())
         .with_writer(std::io::stderr)
         // Colours only for a terminal, never into a log file or journald.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    match cli.log_format {
+        tradehabit_gateway::logging::LogFormat::Json => builder.json().flatten_event(true).init(),
+        tradehabit_gateway::logging::LogFormat::Text => builder.init(),
+    }
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if error.is::<LinesLost>() => {

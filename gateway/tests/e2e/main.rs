@@ -15,3 +15,4 @@ mod lifecycle;
 mod plain_http;
 mod timeouts;
 mod tls;
+mod visibility;
