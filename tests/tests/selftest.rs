@@ -162,3 +162,81 @@ async fn a_lookalike_origin_allowed_fails_the_lookalike_check() {
     );
     stack.stop().await;
 }
+
+/// The control for the TLS-version checks, which the gateway can never
+/// fail (rustls speaks nothing below TLS 1.2): `openssl s_server` offering
+/// only TLS 1.1 is caught.
+#[tokio::test]
+async fn a_server_accepting_tls_1_1_fails_the_tls_1_1_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), generated.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("key.pem"),
+        generated.key_pair.serialize_pem(),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-tls1_1"])
+        .args(["-cipher", "DEFAULT@SECLEVEL=0"])
+        .args(["-accept", &format!("127.0.0.1:{port}")])
+        .arg("-cert")
+        .arg(dir.path().join("cert.pem"))
+        .arg("-key")
+        .arg(dir.path().join("key.pem"))
+        // The distribution's configuration may forbid TLS 1.1 outright.
+        .env("OPENSSL_CONF", "/dev/null")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run openssl s_server (scripts/test.sh installs openssl)");
+    // Wait on readiness: the port accepts.
+    let ready = tokio::time::timeout(selftest_patience(), async {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    if ready.is_err() {
+        let _ = server.kill();
+        panic!("openssl s_server did not listen on {port}");
+    }
+    let options = Options {
+        ca: Some(dir.path().join("cert.pem")),
+        ..Options::new(format!("https://localhost:{port}"))
+    };
+    let report = selftest::run(&options).await.expect("the target is usable");
+    let _ = server.kill();
+    let _ = server.wait();
+    let result = |name: &str| {
+        report
+            .checks
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no {name} check"))
+            .clone()
+    };
+    let tls11 = result("TLS 1.1 refused");
+    assert_eq!(tls11.result, Outcome::Fail, "{}", report.render());
+    assert!(tls11.detail.contains("ServerHello"), "{}", report.render());
+    assert_eq!(
+        result("TLS 1.0 refused").result,
+        Outcome::Pass,
+        "{}",
+        report.render()
+    );
+}
+
+/// A safety net for the helper server's start-up; never asserted on.
+fn selftest_patience() -> std::time::Duration {
+    std::time::Duration::from_secs(20)
+}
