@@ -115,11 +115,7 @@ impl Gateway {
             metrics.watch_restarts(supervisor.restart_counter());
         }
         metrics.watch_audit_failures(audit.lost_lines());
-        let probe = Arc::new(Probe::new(
-            &config.upstream,
-            config.admin.ready_probe_timeout,
-        ));
-        let probe_interval = config.admin.ready_probe_interval;
+        let probe = Arc::new(Probe::new(&config.upstream));
 
         let state = Arc::new(State {
             upstream: Upstream::new(&config.upstream),
@@ -152,7 +148,6 @@ impl Gateway {
         listeners.push(tokio::spawn(admin::probe_periodically(
             Arc::clone(&state),
             probe,
-            probe_interval,
             stopping.clone(),
         )));
         let plain_http_addr = plain.as_ref().map(local_addr);
@@ -289,6 +284,8 @@ impl Handle {
     /// | the certificate and the host names it covers (`CertStore`, `server.names`) | rebuilt from the files the policy names |
     /// | the rate-limit buckets of each route whose quotas did not change, and of the token endpoints while their `[auth.tokens]` settings did not change | kept (`Config::keep_rate_limit_state`) |
     /// | the upload-route metric series | follow the new routes |
+    /// | `upstream.ready_path`, `admin.ready_probe_interval` and `ready_probe_timeout` | read at each probe |
+    /// | the policy hash, reload time and certificate expiry metrics | follow the new policy and certificate |
     /// | listen addresses, `[upstream]` address, spawn, pool and slot settings, `[audit]` but `on_failure`, `limits.h2_max_concurrent_streams` | kept: a change refuses the whole reload (`Config::restart_only_changes`) |
     /// | open connections, per-IP counters, the upstream pool and supervised child, the metrics registry | kept (`State`) |
     /// | the audit log file | reopened (`serve_until`, before the reload), chain and sink kept |
@@ -351,6 +348,8 @@ pub(crate) async fn serve_until(
     use tokio::signal::unix::{signal, SignalKind};
 
     let mut hangups = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    // From here a SIGHUP reloads (before, it would end the process).
+    tracing::info!("SIGHUP reloads the policy and certificate");
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -99,6 +99,8 @@ fn a_refused_reload_is_one_json_line_naming_restart_only_settings() {
     let listening: serde_json::Value =
         serde_json::from_str(&line_with(&mut lines, "gateway listening")).unwrap();
     assert_eq!(listening["sha256"], sha256_of(&path));
+    // Wait on readiness: the handler is installed.
+    line_with(&mut lines, "SIGHUP reloads");
 
     // Two problems at once: one line holding both.
     let broken = good
@@ -130,4 +132,21 @@ fn a_refused_reload_is_one_json_line_naming_restart_only_settings() {
 
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let _ = child.wait();
+}
+
+#[tokio::test]
+async fn a_reload_changes_the_readiness_path_probed() {
+    let (gateway, _upstream) = TestGateway::with_upstream(Policy::default()).await;
+    let admin = gateway.handle().admin_addr();
+    assert_eq!(admin_get(admin, "/readyz").await.0, 200);
+    // The test upstream answers `/api/busy` with 503.
+    let busy = Policy {
+        upstream: "ready_path = \"/api/busy\"\n".to_string(),
+        ..Policy::default()
+    };
+    TestGateway::write_policy(gateway.dir.path(), &busy);
+    gateway.handle().reload().expect("ready_path reloads");
+    let (status, body) = admin_get(admin, "/readyz").await;
+    assert_eq!(status, 503, "the new ready_path is probed: {body}");
+    gateway.shutdown().await;
 }
