@@ -448,7 +448,7 @@ fn validate(mut raw: RawConfig, ctx: &LoadContext<'_>, problems: &mut Problems) 
     }
     let routes = validate_routes(raw.routes.unwrap_or_default(), checks.as_ref(), problems);
     let admin = admin::validate_admin(raw.admin.unwrap_or_default(), problems);
-    let audit = audit::validate_audit(raw.audit.unwrap_or_default(), problems);
+    let audit = audit::validate_audit(raw.audit.unwrap_or_default(), ctx, problems);
     let plain_http = raw
         .plain_http
         .map(|p| validate_plain_http(p, server.as_ref().map(|s| s.listen.port()), problems));

@@ -14,12 +14,13 @@
 //! | `audit.file_mode` | [`DEFAULT_AUDIT_FILE_MODE`] (`0o600`) |
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::{duration, Problems};
+use crate::checks::secret::LoadContext;
 
 /// What happens to traffic while the audit log cannot be written: refused
 /// (503), so no request passes unaudited once the failure is known
@@ -130,7 +131,11 @@ impl fmt::Debug for PseudonymKey {
     }
 }
 
-pub(super) fn validate_audit(raw: RawAudit, problems: &mut Problems) -> Audit {
+pub(super) fn validate_audit(
+    raw: RawAudit,
+    ctx: &LoadContext<'_>,
+    problems: &mut Problems,
+) -> Audit {
     let output = match raw.output.as_deref() {
         None | Some("stdout") => AuditOutput::Stdout,
         Some(path) if path.starts_with('/') => AuditOutput::File(PathBuf::from(path)),
@@ -144,7 +149,7 @@ pub(super) fn validate_audit(raw: RawAudit, problems: &mut Problems) -> Audit {
     };
     let pseudonym_key = raw
         .pseudonym_key
-        .and_then(|secret| read_key(secret, problems));
+        .and_then(|secret| read_key(secret, ctx, problems));
     let on_failure = match raw.on_failure.as_deref() {
         None => DEFAULT_AUDIT_ON_FAILURE,
         Some("refuse") => AuditOnFailure::Refuse,
@@ -188,7 +193,11 @@ pub(super) fn validate_audit(raw: RawAudit, problems: &mut Problems) -> Audit {
     }
 }
 
-fn read_key(secret: RawSecret, problems: &mut Problems) -> Option<PseudonymKey> {
+fn read_key(
+    secret: RawSecret,
+    ctx: &LoadContext<'_>,
+    problems: &mut Problems,
+) -> Option<PseudonymKey> {
     const KEY: &str = "audit.pseudonym_key";
     // Never echo the value itself in a problem message.
     let text = match secret {
@@ -202,7 +211,8 @@ fn read_key(secret: RawSecret, problems: &mut Problems) -> Option<PseudonymKey> 
                 return None;
             }
         },
-        RawSecret::File(path) => match std::fs::read_to_string(&path) {
+        // Relative to the policy file, like every other file it names.
+        RawSecret::File(path) => match std::fs::read_to_string(ctx.resolve(Path::new(&path))) {
             Ok(value) => value,
             Err(error) => {
                 problems.push(KEY, format_args!("cannot read `{path}`: {error}"));

@@ -53,10 +53,9 @@ fn policy(dir: &Path, keys: &str) -> std::path::PathBuf {
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n\
              [upstream]\naddress = \"unix:/x.sock\"\n\
-             [audit]\npseudonym_key = {{ file = \"{dir}/pseudonym\" }}\n\
+             [audit]\npseudonym_key = {{ file = \"pseudonym\" }}\n\
              [api_keys]\npepper = {{ file = \"pepper\" }}\nkeys_file = \"keys.toml\"\nkeys = [{keys}]\n\
-             {ROUTES}",
-            dir = dir.display()
+             {ROUTES}"
         ),
     )
     .unwrap();

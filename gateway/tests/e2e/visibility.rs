@@ -150,3 +150,45 @@ async fn a_reload_changes_the_readiness_path_probed() {
     assert_eq!(status, 503, "the new ready_path is probed: {body}");
     gateway.shutdown().await;
 }
+
+/// The `selftest` command: JSON on stdout, exit status 1 when a check
+/// fails. The test policy's routes are open, so the credential check fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_selftest_command_prints_json_and_exits_1_on_a_failed_check() {
+    let (gateway, _upstream) = TestGateway::with_upstream(Policy::default()).await;
+    let url = format!("https://localhost:{}", gateway.addr().port());
+    let ca = gateway.dir.path().join("cert.pem");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_tradehabit-gateway"))
+            .args(["selftest", &url, "--json", "--protected-path", "/api/echo"])
+            .arg("--ca")
+            .arg(ca)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let result = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["result"].clone())
+    };
+    assert_eq!(
+        result("no credential → 401 envelope"),
+        Some("fail".into()),
+        "{report}"
+    );
+    assert_eq!(result("TLS 1.1 refused"), Some("pass".into()), "{report}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("check(s) failed"));
+    gateway.shutdown().await;
+}
