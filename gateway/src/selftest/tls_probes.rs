@@ -19,7 +19,10 @@ pub(super) async fn legacy_versions_refused(target: &Target) -> Vec<Check> {
                 Outcome::Fail,
                 format!("the server answered with a ServerHello (version {server_version:#06x})"),
             ),
-            Ok(None) => (Outcome::Pass, "no ServerHello: alert or close".to_string()),
+            Ok(None) => (
+                Outcome::Pass,
+                "no ServerHello: alert, close or silence".to_string(),
+            ),
             Err(error) => (Outcome::Fail, error),
         };
         checks.push(Check::new(name, MOZILLA_PROTOCOLS, result, detail));
@@ -35,15 +38,18 @@ async fn legacy_hello(target: &Target, version: u16) -> Result<Option<u16>, Stri
     bounded(tcp.write_all(&hello))
         .await?
         .map_err(|e| format!("cannot send the ClientHello: {e}"))?;
-    let mut head = [0u8; 11];
-    match bounded(tcp.read_exact(&mut head)).await? {
-        // Closed or reset before a whole record head: refused.
-        Err(_) => Ok(None),
-        // A handshake record holding a ServerHello (type 2).
-        Ok(_) if head[0] == 0x16 && head[5] == 0x02 => {
-            Ok(Some(u16::from_be_bytes([head[9], head[10]])))
-        }
-        Ok(_) => Ok(None),
+    // The first record's header: an alert (21), a close or silence is a
+    // refusal; only a handshake record (22) can hold a ServerHello.
+    let mut header = [0u8; 5];
+    match bounded(tcp.read_exact(&mut header)).await {
+        Ok(Ok(_)) if header[0] == 0x16 => {}
+        _ => return Ok(None),
+    }
+    // A ServerHello (handshake type 2) and the version it picked?
+    let mut hello = [0u8; 6];
+    match bounded(tcp.read_exact(&mut hello)).await {
+        Ok(Ok(_)) if hello[0] == 0x02 => Ok(Some(u16::from_be_bytes([hello[4], hello[5]]))),
+        _ => Ok(None),
     }
 }
 
