@@ -5,8 +5,10 @@
 //!   (`/internal/metrics` fetched over the upstream socket) when the
 //!   upstream serves one; one OpenMetrics document ending in `# EOF`.
 //! * `GET /healthz` — 200 while the process runs.
-//! * `GET /readyz` — 200 when the policy is loaded and the upstream answers
-//!   its readiness path (`[upstream] ready_path`), else 503. Each call
+//! * `GET /readyz` — 200 when the policy is loaded, the audit log takes
+//!   lines (or `audit.on_failure = "continue"`) and the upstream answers
+//!   its readiness path (`[upstream] ready_path`), else 503 with the reason
+//!   in the body. Each call
 //!   probes on demand; a background task also probes every
 //!   `admin.ready_probe_interval`. Every probe sets `upstream_up`.
 //!
@@ -39,6 +41,9 @@ use crate::state::State;
 const WORKER_METRICS_PATH: &str = "/internal/metrics";
 /// OpenMetrics text, what both registries produce.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// `/readyz` while requests are refused for want of an audit log.
+const AUDIT_FAILING: &str =
+    "not ready: the audit log cannot be written and audit.on_failure = \"refuse\"\n";
 /// An admin request head must arrive within this time.
 const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -46,14 +51,13 @@ const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct Probe {
     client: Client<Connector, Empty<Bytes>>,
     authority: String,
-    ready_path: String,
-    timeout: Duration,
 }
 
 impl Probe {
     /// A probe of the configured upstream; no pooling, so a restarted
-    /// upstream is seen at once.
-    pub(crate) fn new(upstream: &config::Upstream, timeout: Duration) -> Probe {
+    /// upstream is seen at once. The readiness path and the deadline are
+    /// the policy's in force at each probe, so a reload changes them.
+    pub(crate) fn new(upstream: &config::Upstream) -> Probe {
         let connector = Connector::new(upstream.address.clone(), upstream.connect_timeout);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
@@ -63,24 +67,21 @@ impl Probe {
             UpstreamAddress::Tcp { host, port } if host.contains(':') => format!("[{host}]:{port}"),
             UpstreamAddress::Tcp { host, port } => format!("{host}:{port}"),
         };
-        Probe {
-            client,
-            authority,
-            ready_path: upstream.ready_path.clone(),
-            timeout,
-        }
+        Probe { client, authority }
     }
 
-    /// Whether the upstream answers its readiness path with a 2xx in time.
-    pub(crate) async fn is_ready(&self) -> bool {
-        self.get(&self.ready_path)
+    /// Whether the upstream answers the readiness path of `policy` with a
+    /// 2xx within its `admin.ready_probe_timeout`.
+    pub(crate) async fn is_ready(&self, policy: &config::Config) -> bool {
+        let timeout = policy.admin.ready_probe_timeout;
+        self.get(&policy.upstream.ready_path, timeout)
             .await
             .is_some_and(|response| response.status().is_success())
     }
 
     /// The worker's metrics text, if the upstream has that endpoint.
-    async fn worker_metrics(&self) -> Option<String> {
-        let response = self.get(WORKER_METRICS_PATH).await?;
+    async fn worker_metrics(&self, timeout: Duration) -> Option<String> {
+        let response = self.get(WORKER_METRICS_PATH, timeout).await?;
         // Only a real OpenMetrics document is appended (the legacy backend
         // answers this path with something else, or not at all).
         let is_openmetrics = response
@@ -91,7 +92,7 @@ impl Probe {
         if !response.status().is_success() || !is_openmetrics {
             return None;
         }
-        let body = tokio::time::timeout(self.timeout, response.into_body().collect())
+        let body = tokio::time::timeout(timeout, response.into_body().collect())
             .await
             .ok()?
             .ok()?;
@@ -100,30 +101,30 @@ impl Probe {
             .filter(|text| text.ends_with("# EOF\n"))
     }
 
-    async fn get(&self, path: &str) -> Option<Response<Incoming>> {
+    async fn get(&self, path: &str, timeout: Duration) -> Option<Response<Incoming>> {
         let uri: Uri = format!("http://{}{path}", self.authority).parse().ok()?;
         let request = Request::get(uri).body(Empty::new()).ok()?;
-        tokio::time::timeout(self.timeout, self.client.request(request))
+        tokio::time::timeout(timeout, self.client.request(request))
             .await
             .ok()?
             .ok()
     }
 }
 
-/// Probes readiness every `interval` until `stop`, keeping `upstream_up`
-/// current for the alert rules.
+/// Probes readiness every `admin.ready_probe_interval` of the policy in
+/// force until `stop`, keeping `upstream_up` current for the alert rules.
 pub(crate) async fn probe_periodically(
     state: Arc<State>,
     probe: Arc<Probe>,
-    interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let is_up = probe.is_ready().await;
+        let policy = state.config();
+        let is_up = probe.is_ready(&policy).await;
         state.metrics.upstream_up(is_up);
         tokio::select! {
             () = stopped(&mut stop) => return,
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep(policy.admin.ready_probe_interval) => {}
         }
     }
 }
@@ -170,11 +171,17 @@ async fn answer(
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "alive\n"),
         "/readyz" => {
-            let is_up = probe.is_ready().await;
+            let policy = state.config();
+            let is_up = probe.is_ready(&policy).await;
             state.metrics.upstream_up(is_up);
             // The policy is loaded whenever the gateway runs: a start-up
-            // without a valid policy never gets this far.
-            if is_up {
+            // without a valid policy never gets this far. While the audit
+            // log refuses traffic, so does the gateway: not ready
+            // (`docs/security-controls.md`, F-15).
+            let on_failure = policy.audit.on_failure;
+            if !state.audit.admits(on_failure) {
+                text(StatusCode::SERVICE_UNAVAILABLE, AUDIT_FAILING)
+            } else if is_up {
                 text(StatusCode::OK, "ready\n")
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "upstream not ready\n")
@@ -182,7 +189,8 @@ async fn answer(
         }
         "/metrics" => {
             let mut body = state.metrics.encode();
-            if let Some(worker) = probe.worker_metrics().await {
+            let timeout = state.config().admin.ready_probe_timeout;
+            if let Some(worker) = probe.worker_metrics(timeout).await {
                 // One document: drop our `# EOF`, the worker's ends it.
                 if let Some(ours) = body.strip_suffix("# EOF\n") {
                     body = format!("{ours}{worker}");

@@ -234,7 +234,7 @@ impl Log {
     pub(crate) fn open(config: &config::Audit) -> Result<Log, OpenError> {
         let writer = match &config.output {
             AuditOutput::Stdout => Writer::Stdout { torn: false },
-            AuditOutput::File(path) => Writer::file(path)?,
+            AuditOutput::File(path) => Writer::file(path, config.file_mode)?,
         };
         if config.pseudonym_key.is_none() {
             tracing::warn!(
@@ -428,6 +428,17 @@ impl Log {
     }
 }
 
+/// The pseudonym the audit log writes for `principal` (`key:<id>`,
+/// `jwt:<iss>|<sub>`) under the policy's `audit.pseudonym_key`; `None` when
+/// the policy sets no key. The `pseudonym` command prints it.
+pub fn pseudonym_for(config: &config::Config, principal: &str) -> Option<String> {
+    config
+        .audit
+        .pseudonym_key
+        .as_ref()
+        .map(|key| pseudonym(key, principal))
+}
+
 /// HMAC-SHA256 of `principal` under `key`, the first
 /// [`PSEUDONYM_HEX_CHARS`] hex characters.
 fn pseudonym(key: &PseudonymKey, principal: &str) -> String {
@@ -463,6 +474,7 @@ mod tests {
             pseudonym_key: Some(PseudonymKey(b"0123456789abcdef0123".to_vec())),
             on_failure: config::DEFAULT_AUDIT_ON_FAILURE,
             failure_log_interval: config::DEFAULT_AUDIT_FAILURE_LOG_INTERVAL,
+            file_mode: config::DEFAULT_AUDIT_FILE_MODE,
         })
         .unwrap();
         (log, path)
@@ -559,6 +571,16 @@ mod tests {
     }
 
     #[test]
+    fn a_new_audit_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let (log, path) = file_log(dir.path(), false);
+        request_line(&log, "ua", None);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "audit file mode {mode:o}");
+    }
+
+    #[test]
     fn a_failing_destination_refuses_or_continues_and_counts_every_lost_line() {
         // `/dev/full`: every write fails with ENOSPC.
         let log = Log::open(&config::Audit {
@@ -567,6 +589,7 @@ mod tests {
             pseudonym_key: None,
             on_failure: AuditOnFailure::Refuse,
             failure_log_interval: config::DEFAULT_AUDIT_FAILURE_LOG_INTERVAL,
+            file_mode: config::DEFAULT_AUDIT_FILE_MODE,
         })
         .unwrap();
         assert!(log.admits(AuditOnFailure::Refuse), "nothing failed yet");
@@ -587,7 +610,7 @@ mod tests {
         // Point the writer at `/dev/full` for two lines, then back.
         let file = std::mem::replace(
             &mut log.lock().writer,
-            writer::Writer::file(std::path::Path::new("/dev/full")).unwrap(),
+            writer::Writer::file(std::path::Path::new("/dev/full"), 0o600).unwrap(),
         );
         request_line(&log, "ua", None);
         request_line(&log, "ua", None);

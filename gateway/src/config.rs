@@ -51,7 +51,10 @@ use crate::path;
 pub(crate) use admin::Admin;
 pub use admin::{DEFAULT_ADMIN_LISTEN, DEFAULT_READY_PROBE_INTERVAL, DEFAULT_READY_PROBE_TIMEOUT};
 pub(crate) use audit::{Audit, AuditOutput, PseudonymKey};
-pub use audit::{AuditOnFailure, DEFAULT_AUDIT_FAILURE_LOG_INTERVAL, DEFAULT_AUDIT_ON_FAILURE};
+pub use audit::{
+    AuditOnFailure, DEFAULT_AUDIT_FAILURE_LOG_INTERVAL, DEFAULT_AUDIT_FILE_MODE,
+    DEFAULT_AUDIT_ON_FAILURE,
+};
 pub(crate) use compressed::{CompressedBody, Encoding};
 use limits::validate_limits;
 pub(crate) use limits::Limits;
@@ -176,6 +179,8 @@ pub struct Config {
     pub(crate) routes: Vec<Arc<Route>>,
     pub(crate) admin: Admin,
     pub(crate) audit: Audit,
+    /// SHA-256 of the policy text, hex (`tradehabit_gateway_config_info`).
+    pub(crate) sha256: String,
 }
 
 /// Why a policy file was not accepted.
@@ -249,7 +254,11 @@ impl Config {
         let mut problems = Problems::new();
         let config = validate(raw, &ctx, &mut problems);
         match config {
-            Some(config) if problems.is_empty() => Ok(config),
+            Some(mut config) if problems.is_empty() => {
+                use sha2::Digest as _;
+                config.sha256 = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+                Ok(config)
+            }
             _ => Err(ConfigError::Invalid(
                 problems.iter().map(ToString::to_string).collect(),
             )),
@@ -363,7 +372,13 @@ impl Config {
         Ok(())
     }
 
-    /// The file this configuration was read from, if any.
+    /// SHA-256 of the policy text it was validated from, in hex: what
+    /// `tradehabit_gateway_config_info{sha256}` reports.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The file this policy was read from, if any.
     pub fn source(&self) -> Option<&Path> {
         self.source.as_deref()
     }
@@ -438,7 +453,7 @@ fn validate(mut raw: RawConfig, ctx: &LoadContext<'_>, problems: &mut Problems) 
         problems,
     );
     let admin = admin::validate_admin(raw.admin.unwrap_or_default(), problems);
-    let audit = audit::validate_audit(raw.audit.unwrap_or_default(), problems);
+    let audit = audit::validate_audit(raw.audit.unwrap_or_default(), ctx, problems);
     let plain_http = raw
         .plain_http
         .map(|p| validate_plain_http(p, server.as_ref().map(|s| s.listen.port()), problems));
@@ -454,6 +469,7 @@ fn validate(mut raw: RawConfig, ctx: &LoadContext<'_>, problems: &mut Problems) 
         routes,
         admin: admin?,
         audit,
+        sha256: String::new(),
     })
 }
 

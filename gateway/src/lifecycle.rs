@@ -69,6 +69,27 @@ pub enum ReloadError {
     Certificate(#[from] CertError),
 }
 
+impl ReloadError {
+    /// The error on one line (every problem, `; `-separated), for the
+    /// diagnostic log: a refused reload is one log line.
+    pub fn one_line(&self) -> String {
+        self.to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// The settings whose change needs a restart, when that is why.
+    pub fn restart_only(&self) -> &[&'static str] {
+        match self {
+            ReloadError::NeedsRestart(fields) => fields,
+            _ => &[],
+        }
+    }
+}
+
 /// The gateway's entry point for the binary, tests and the dev stack.
 pub struct Gateway;
 
@@ -77,6 +98,7 @@ impl Gateway {
     pub async fn start(mut config: Config) -> Result<Handle, StartError> {
         let certificate = tls::load(&config.tls)?;
         tls::adopt(&mut config, &certificate)?;
+        let expires = not_after(&certificate);
         let certs = Arc::new(CertStore::new(certificate));
         let https = bind(config.server.listen).await?;
         let plain = match &config.plain_http {
@@ -88,15 +110,12 @@ impl Gateway {
         let supervisor = start_upstream(&config).await?;
         let metrics = Metrics::new();
         metrics.follow_upload_routes(&config);
+        metrics.policy_in_force(&config, expires);
         if let Some(supervisor) = &supervisor {
             metrics.watch_restarts(supervisor.restart_counter());
         }
         metrics.watch_audit_failures(audit.lost_lines());
-        let probe = Arc::new(Probe::new(
-            &config.upstream,
-            config.admin.ready_probe_timeout,
-        ));
-        let probe_interval = config.admin.ready_probe_interval;
+        let probe = Arc::new(Probe::new(&config.upstream));
 
         let state = Arc::new(State {
             upstream: Upstream::new(&config.upstream),
@@ -129,7 +148,6 @@ impl Gateway {
         listeners.push(tokio::spawn(admin::probe_periodically(
             Arc::clone(&state),
             probe,
-            probe_interval,
             stopping.clone(),
         )));
         let plain_http_addr = plain.as_ref().map(local_addr);
@@ -141,7 +159,8 @@ impl Gateway {
                 stopping,
             )));
         }
-        tracing::info!(https = %https_addr, plain_http = ?plain_http_addr, admin = %admin_addr, "gateway listening");
+        let sha256 = state.config().sha256().to_string();
+        tracing::info!(https = %https_addr, plain_http = ?plain_http_addr, admin = %admin_addr, %sha256, "gateway listening");
         Ok(Handle {
             state,
             https_addr,
@@ -165,6 +184,11 @@ async fn purge_rate_limits(state: Arc<State>, mut stopping: watch::Receiver<bool
             _ = stopping.changed() => return,
         }
     }
+}
+
+/// The served certificate's `notAfter`, if it can be read.
+fn not_after(certified: &rustls::sign::CertifiedKey) -> Option<time::OffsetDateTime> {
+    crate::cert_dates::not_after(certified.end_entity_cert().ok()?)
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -260,6 +284,8 @@ impl Handle {
     /// | the certificate and the host names it covers (`CertStore`, `server.names`) | rebuilt from the files the policy names |
     /// | the rate-limit buckets of each route whose quotas did not change, and of the token endpoints while their `[auth.tokens]` settings did not change | kept (`Config::keep_rate_limit_state`) |
     /// | the upload-route metric series | follow the new routes |
+    /// | `upstream.ready_path`, `admin.ready_probe_interval` and `ready_probe_timeout` | read at each probe |
+    /// | the policy hash, reload time and certificate expiry metrics | follow the new policy and certificate |
     /// | listen addresses, `[upstream]` address, spawn, pool and slot settings, `[audit]` but `on_failure`, `limits.h2_max_concurrent_streams` | kept: a change refuses the whole reload (`Config::restart_only_changes`) |
     /// | open connections, per-IP counters, the upstream pool and supervised child, the metrics registry | kept (`State`) |
     /// | the audit log file | reopened (`serve_until`, before the reload), chain and sink kept |
@@ -277,8 +303,10 @@ impl Handle {
         let certificate = tls::load(&next.tls)?;
         tls::adopt(&mut next, &certificate)?;
         next.keep_rate_limit_state(&current);
+        let expires = not_after(&certificate);
         self.state.certs.replace(certificate);
         self.state.metrics.follow_upload_routes(&next);
+        self.state.metrics.policy_in_force(&next, expires);
         *self
             .state
             .config
@@ -320,6 +348,8 @@ pub(crate) async fn serve_until(
     use tokio::signal::unix::{signal, SignalKind};
 
     let mut hangups = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    // From here a SIGHUP reloads (before, it would end the process).
+    tracing::info!("SIGHUP reloads the policy and certificate");
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -327,8 +357,15 @@ pub(crate) async fn serve_until(
             Some(()) = hangups.recv() => {
                 handle.reopen_audit_log();
                 match handle.reload() {
-                    Ok(()) => tracing::info!("reloaded the policy and certificate"),
-                    Err(error) => tracing::error!(%error, "reload refused; the running policy stays"),
+                    Ok(()) => tracing::info!(
+                        sha256 = handle.state.config().sha256(),
+                        "reloaded the policy and certificate"
+                    ),
+                    Err(error) => tracing::error!(
+                        error = error.one_line(),
+                        restart_only = ?error.restart_only(),
+                        "reload refused; the running policy stays"
+                    ),
                 }
             }
         }

@@ -9,6 +9,21 @@
 
 use tracing_subscriber::EnvFilter;
 
+/// How diagnostic lines are written to stderr (`--log-format`,
+/// `TRADEHABIT_GATEWAY_LOG_FORMAT`): text by default, or one JSON object
+/// per line, as the worker writes them, for log collectors. Either way a
+/// refused reload is one line (`docs/runbook.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The diagnostic log format when neither the flag nor the variable is set.
+pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
+
 /// The level when `RUST_LOG` is unset or invalid.
 const DEFAULT_LEVEL: &str = "info";
 

@@ -23,6 +23,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Diagnostic log lines on stderr: text, or one JSON object per line.
+    #[arg(long, global = true, env = "TRADEHABIT_GATEWAY_LOG_FORMAT", value_enum,
+          default_value_t = tradehabit_gateway::logging::DEFAULT_LOG_FORMAT)]
+    log_format: tradehabit_gateway::logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -47,7 +51,8 @@ enum Command {
     },
     /// Check a hash-chained audit log; reports the first broken line (exit
     /// status 1) or, with the chain intact, the gaps of lines the gateway
-    /// could not write (exit status 2).
+    /// could not write (exit status 2); an empty file has nothing to verify
+    /// (exit status 3).
     VerifyAudit {
         /// The audit log file.
         file: PathBuf,
@@ -61,10 +66,30 @@ enum Command {
         /// The key's id (A-Z a-z 0-9 . _ -); the principal is `key:<id>`.
         #[arg(long)]
         id: String,
-        /// Scopes, separated by commas or spaces.
+        /// Scopes, separated by commas or spaces; each must be one some
+        /// route requires.
         #[arg(long, default_value = "")]
         scopes: String,
+        /// Append the entry to the policy's `[api_keys] keys_file` (then
+        /// reload) instead of printing it for pasting.
+        #[arg(long)]
+        append: bool,
     },
+    /// Print the audit-log pseudonym of a principal (`key:<id>` or
+    /// `jwt:<iss>|<sub>`; a bare id means `key:<id>`), computed with the
+    /// policy's `[audit] pseudonym_key` as the audit log does.
+    Pseudonym {
+        /// The policy file whose `[audit] pseudonym_key` is used.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The principal.
+        principal: String,
+    },
+    /// Probe a running deployment from outside: TLS versions, ALPN, the
+    /// certificate, HSTS, security headers, CORS, credentials, body limits,
+    /// rate-limit headers, Host and plain HTTP; pass/fail per check with
+    /// its ASVS / Mozilla TLS / RFC 6797 reference. Exit 1 on any failure.
+    Selftest(SelftestArgs),
     /// The local development stack: self-signed certificate, worker as a
     /// supervised child, gateway on https://127.0.0.1:8443.
     Dev {
@@ -83,19 +108,100 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct SelftestArgs {
+    /// The deployment, https://HOST[:PORT].
+    url: String,
+    /// A file holding an API key (sent as X-API-Key).
+    #[arg(long, conflicts_with = "token_file")]
+    api_key_file: Option<PathBuf>,
+    /// A file holding a bearer token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// An origin the deployment allows (repeat for several).
+    #[arg(long = "origin")]
+    origins: Vec<String>,
+    /// Trusted certificates (PEM) [default: the system bundle].
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The plain-HTTP listener, http://HOST[:PORT], if it has one.
+    #[arg(long)]
+    plain_http: Option<String>,
+    /// An open path answering 200.
+    #[arg(long, default_value = tradehabit_gateway::selftest::DEFAULT_HEALTH_PATH)]
+    health_path: String,
+    /// A GET path that needs a credential.
+    #[arg(long, default_value = tradehabit_gateway::selftest::DEFAULT_PROTECTED_PATH)]
+    protected_path: String,
+    /// A POST path (not the upload route) for the oversized body.
+    #[arg(long, default_value = tradehabit_gateway::selftest::DEFAULT_POST_PATH)]
+    post_path: String,
+    /// Fail when the certificate expires within this many days.
+    #[arg(long, default_value_t = tradehabit_gateway::selftest::DEFAULT_MIN_CERT_DAYS)]
+    min_cert_days: u32,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `selftest`: at least one check failed (the report says which).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} selftest check(s) failed")]
+struct ChecksFailed(usize);
+
+fn selftest(args: SelftestArgs) -> anyhow::Result<()> {
+    use tradehabit_gateway::selftest::{self, Credential, Options, Outcome};
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let credential = match (&args.api_key_file, &args.token_file) {
+        (Some(file), _) => Some(Credential::ApiKey(read(file)?)),
+        (None, Some(file)) => Some(Credential::Token(read(file)?)),
+        (None, None) => None,
+    };
+    let options = Options {
+        ca: args.ca,
+        credential,
+        origins: args.origins,
+        plain_http: args.plain_http,
+        health_path: args.health_path,
+        protected_path: args.protected_path,
+        post_path: args.post_path,
+        min_cert_days: args.min_cert_days,
+        ..Options::new(args.url)
+    };
+    let report = runtime()?.block_on(selftest::run(&options))?;
+    if args.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.render());
+    }
+    match report.count(Outcome::Fail) {
+        0 => Ok(()),
+        failed => Err(ChecksFailed(failed).into()),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tradehabit_gateway::logging::filter_from_env())
         .with_writer(std::io::stderr)
         // Colours only for a terminal, never into a log file or journald.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    match cli.log_format {
+        tradehabit_gateway::logging::LogFormat::Json => builder.json().flatten_event(true).init(),
+        tradehabit_gateway::logging::LogFormat::Text => builder.init(),
+    }
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if error.is::<LinesLost>() => {
             eprintln!("error: {error}");
             ExitCode::from(LinesLost::EXIT_CODE)
+        }
+        Err(error) if error.is::<EmptyLog>() => {
+            eprintln!("error: {error}");
+            ExitCode::from(EmptyLog::EXIT_CODE)
         }
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -112,6 +218,16 @@ struct LinesLost;
 
 impl LinesLost {
     const EXIT_CODE: u8 = 2;
+}
+
+/// `verify-audit`: the file has no line, so there is nothing to vouch for
+/// (a wrong path, or a log that was never written). Exit status 3.
+#[derive(Debug, thiserror::Error)]
+#[error("the audit log is empty: no line to verify (wrong file, or nothing was logged yet?)")]
+struct EmptyLog;
+
+impl EmptyLog {
+    const EXIT_CODE: u8 = 3;
 }
 
 fn execute(command: Command) -> anyhow::Result<()> {
@@ -139,6 +255,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 .with_context(|| format!("opening {}", file.display()))?;
             let verified = tradehabit_gateway::audit::verify(std::io::BufReader::new(opened))
                 .with_context(|| format!("{}: the hash chain is broken", file.display()))?;
+            if verified.lines == 0 {
+                return Err(EmptyLog.into());
+            }
             println!(
                 "{}: {} line(s), chain intact",
                 file.display(),
@@ -155,25 +274,26 @@ fn execute(command: Command) -> anyhow::Result<()> {
             }
             Err(LinesLost.into())
         }
-        Command::Keygen { config, id, scopes } => {
-            let pepper = Config::api_key_pepper(&config)?;
-            let scopes: Vec<String> = scopes
-                .split([',', ' '])
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect();
-            let key = tradehabit_gateway::checks::api_key::keygen(
-                &pepper,
-                &id,
-                &scopes,
-                &mut rand::rngs::OsRng,
+        Command::Keygen {
+            config,
+            id,
+            scopes,
+            append,
+        } => keygen(&config, &id, &scopes, append),
+        Command::Pseudonym { config, principal } => {
+            let config = Config::from_file(&config)?;
+            let principal = if principal.contains(':') {
+                principal
+            } else {
+                format!("key:{principal}")
+            };
+            let pseudonym = tradehabit_gateway::audit::pseudonym_for(&config, &principal).context(
+                "the policy sets no [audit] pseudonym_key: the audit log has no pseudonyms",
             )?;
-            eprintln!("New API key {id:?}: give it to its holder now, it is not stored anywhere.");
-            println!("{}", key.key);
-            eprintln!("Add this entry to [api_keys] keys in the policy, then reload (SIGHUP):");
-            println!("{},", key.policy_entry);
+            println!("{pseudonym}");
             Ok(())
         }
+        Command::Selftest(args) => selftest(args),
         Command::Run { config } => {
             let config = Config::from_file(&config)?;
             runtime()?.block_on(tradehabit_gateway::run(
@@ -200,6 +320,40 @@ fn execute(command: Command) -> anyhow::Result<()> {
             runtime()?.block_on(dev::run(options, tradehabit_gateway::shutdown_signal()))
         }
     }
+}
+
+/// `keygen`: a key checked against the policy's routes and keys, printed
+/// once, its entry printed or appended to the policy's keys file.
+fn keygen(policy: &std::path::Path, id: &str, scopes: &str, append: bool) -> anyhow::Result<()> {
+    let pepper = Config::api_key_pepper(policy)?;
+    let config = Config::from_file(policy)
+        .context("keygen checks the scopes and id against the policy; fix it first")?;
+    let scopes: Vec<String> = scopes
+        .split([',', ' '])
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let (key, appended) = tradehabit_gateway::keys::keygen(
+        &config,
+        &pepper,
+        id,
+        &scopes,
+        append,
+        &mut rand::rngs::OsRng,
+    )?;
+    eprintln!("New API key {id:?}: give it to its holder now, it is not stored anywhere.");
+    println!("{}", key.key);
+    match appended {
+        Some(path) => eprintln!(
+            "Appended to {}; reload (SIGHUP) to put it in force.",
+            path.display()
+        ),
+        None => {
+            eprintln!("Add this entry to [api_keys] keys in the policy, then reload (SIGHUP):");
+            println!("{},", key.policy_entry);
+        }
+    }
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

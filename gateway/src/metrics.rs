@@ -24,6 +24,8 @@ use prometheus_client::registry::Registry;
 use crate::config::Config;
 use crate::conn::HeadError;
 
+mod info;
+
 /// Request and upstream duration buckets, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -187,6 +189,8 @@ pub(crate) struct Metrics {
     /// The audit log's count of lines it could not write, mirrored into
     /// `audit_write_failures` at each scrape.
     audit_failures_source: OnceLock<Arc<AtomicU64>>,
+    /// The policy hash, last reload and certificate expiry (`info.rs`).
+    in_force: info::InForce,
 }
 
 impl Default for Metrics {
@@ -219,11 +223,13 @@ impl Metrics {
             restarts_source: OnceLock::new(),
             audit_write_failures: Counter::default(),
             audit_failures_source: OnceLock::new(),
+            in_force: info::InForce::default(),
             registry: Registry::default(),
         };
         metrics.register_requests(&mut registry);
         metrics.register_connections(&mut registry);
         metrics.register_services(&mut registry);
+        metrics.in_force.register(&mut registry);
         let m = &metrics;
         for result in ["success", "failure"] {
             let _ = m.config_reloads.get_or_create(&ResultLabel { result });
@@ -450,6 +456,12 @@ impl Metrics {
         self.config_reloads
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+
+    /// `config` and a certificate valid until `not_after` are in force
+    /// from now (start-up, or a successful reload).
+    pub(crate) fn policy_in_force(&self, config: &Config, not_after: Option<time::OffsetDateTime>) {
+        self.in_force.loaded(config.sha256(), not_after);
     }
 
     /// Mirrors the supervisor's restart count from now on.

@@ -25,7 +25,8 @@ const RUNBOOK: &str = "docs/runbook.md";
 /// (5xx ratio, traffic surge, failed authentications, uploads near the
 /// limit) and the operational ones (scrape down, connections abandoned
 /// over their request head, answers abandoned over stalled clients,
-/// upstream down, rejected reload, audit lines that could not be written).
+/// upstream down, rejected reload, audit lines that could not be written,
+/// certificate about to expire).
 const EXPECTED_ALERTS: &[&str] = &[
     "TradeHabitGatewayDown",
     "TradeHabitGatewayHighErrorRate",
@@ -37,6 +38,7 @@ const EXPECTED_ALERTS: &[&str] = &[
     "TradeHabitUpstreamDown",
     "TradeHabitGatewayConfigReloadFailed",
     "TradeHabitGatewayAuditWriteFailures",
+    "TradeHabitGatewayCertificateExpiresSoon",
 ];
 
 /// Every series name the gateway's admin listener exposes, as Prometheus
@@ -61,6 +63,9 @@ const EXPOSED_SERIES: &[&str] = &[
     "tradehabit_gateway_worker_restarts_total",
     "tradehabit_gateway_upstream_up",
     "tradehabit_gateway_audit_write_failures_total",
+    "tradehabit_gateway_config_info",
+    "tradehabit_gateway_config_last_reload_success_timestamp_seconds",
+    "tradehabit_gateway_certificate_not_after_timestamp_seconds",
     "tradehabit_worker_sessions_active",
     "tradehabit_worker_session_bytes",
     "tradehabit_worker_analyses_total",

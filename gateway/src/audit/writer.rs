@@ -38,6 +38,8 @@ pub(super) enum Writer {
     /// before anything else is written (a torn line's truncation failed).
     File {
         path: PathBuf,
+        /// The permissions the file is created with.
+        mode: u32,
         file: File,
         truncate_to: Option<u64>,
     },
@@ -52,11 +54,12 @@ pub struct OpenError {
 }
 
 impl Writer {
-    /// Opens `path` for appending (created if missing).
-    pub(super) fn file(path: &Path) -> Result<Writer, OpenError> {
+    /// Opens `path` for appending (created with `mode` if missing).
+    pub(super) fn file(path: &Path, mode: u32) -> Result<Writer, OpenError> {
         Ok(Writer::File {
-            file: append(path)?,
+            file: append(path, mode)?,
             path: path.to_path_buf(),
+            mode,
             truncate_to: None,
         })
     }
@@ -66,11 +69,12 @@ impl Writer {
     pub(super) fn reopen(&mut self) -> Result<(), OpenError> {
         if let Writer::File {
             path,
+            mode,
             file,
             truncate_to,
         } = self
         {
-            *file = append(path)?;
+            *file = append(path, *mode)?;
             *truncate_to = None;
         }
         Ok(())
@@ -143,10 +147,12 @@ fn cut_back(file: &File, length: u64) -> io::Result<()> {
     Ok(())
 }
 
-fn append(path: &Path) -> Result<File, OpenError> {
+fn append(path: &Path, mode: u32) -> Result<File, OpenError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(mode)
         .open(path)
         .map_err(|source| OpenError {
             path: path.to_path_buf(),

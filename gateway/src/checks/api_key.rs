@@ -57,6 +57,9 @@ pub struct ApiKeysRaw {
     /// The keys, as printed by `tradehabit-gateway keygen`.
     #[serde(default)]
     pub keys: Vec<ApiKeyRaw>,
+    /// A file of more `[[keys]]` entries, relative to the policy file
+    /// (`keys_file.rs`); read again on every reload.
+    pub keys_file: Option<String>,
 }
 
 /// One key entry.
@@ -93,6 +96,8 @@ struct StoredKey {
 pub struct ApiKeys {
     pepper: Option<Secret>,
     keys: Vec<StoredKey>,
+    /// `keys_file`, resolved against the policy file's directory.
+    keys_file: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for ApiKeys {
@@ -164,10 +169,14 @@ pub fn validate(
     problems: &mut Problems,
 ) -> Option<ApiKeys> {
     let before = problems.len();
+    let mut listed = raw.keys.clone();
+    if let Some(file) = &raw.keys_file {
+        listed.extend(keys_file::load(file, path, ctx, problems));
+    }
     // The pepper is only read when there are keys to check; `keygen` reads
     // it on its own.
     let pepper = match &raw.pepper {
-        Some(_) if raw.keys.is_empty() => None,
+        Some(_) if listed.is_empty() => None,
         Some(source) => secret::load(
             source,
             &join(path, "pepper"),
@@ -175,7 +184,7 @@ pub fn validate(
             MIN_SECRET_BYTES,
             problems,
         ),
-        None if raw.keys.is_empty() => None,
+        None if listed.is_empty() => None,
         None => {
             problems.push(
                 join(path, "pepper"),
@@ -189,8 +198,12 @@ pub fn validate(
     let mut ids = HashSet::new();
     let mut hashes = HashSet::new();
     let mut keys = Vec::new();
-    for (i, key) in raw.keys.iter().enumerate() {
-        let key_path = index(&keys_path, i);
+    let inline = raw.keys.len();
+    for (i, key) in listed.iter().enumerate() {
+        let key_path = match i.checked_sub(inline) {
+            None => index(&keys_path, i),
+            Some(i) => format!("{}[{i}]", join(path, "keys_file")),
+        };
         if let Some(stored) = validate_key(key, &key_path, problems) {
             if !ids.insert(stored.id.clone()) {
                 problems.push(
@@ -204,7 +217,15 @@ pub fn validate(
             keys.push(stored);
         }
     }
-    (problems.len() == before).then_some(ApiKeys { pepper, keys })
+    let keys_file = raw
+        .keys_file
+        .as_ref()
+        .map(|file| ctx.resolve(std::path::Path::new(file)));
+    (problems.len() == before).then_some(ApiKeys {
+        pepper,
+        keys,
+        keys_file,
+    })
 }
 
 /// Loads the pepper of an `[api_keys]` section (for `keygen`), reporting a
@@ -294,7 +315,18 @@ impl ApiKeys {
         Self {
             pepper: None,
             keys: Vec::new(),
+            keys_file: None,
         }
+    }
+
+    /// Whether a key with this id is listed (inline or in the keys file).
+    pub fn has_id(&self, id: &str) -> bool {
+        self.keys.iter().any(|key| key.id == id)
+    }
+
+    /// The keys file the policy includes, resolved (`keys_file.rs`).
+    pub fn keys_file(&self) -> Option<&std::path::Path> {
+        self.keys_file.as_deref()
     }
 
     /// Whether any key is configured.
@@ -358,6 +390,8 @@ pub struct GeneratedKey {
     pub key: String,
     /// The entry to paste into `[api_keys] keys = [...]`.
     pub policy_entry: String,
+    /// The same entry as a `[[keys]]` table for `[api_keys] keys_file`.
+    pub keys_file_entry: String,
 }
 
 impl fmt::Debug for GeneratedKey {
@@ -402,8 +436,16 @@ pub fn keygen<R: RngCore + CryptoRng>(
         "{{ id = \"{id}\", hash = \"{hash}\", scopes = [{}] }}",
         scopes_toml.join(", ")
     );
-    Ok(GeneratedKey { key, policy_entry })
+    let keys_file_entry = keys_file::entry(id, &hash, scopes);
+    Ok(GeneratedKey {
+        key,
+        policy_entry,
+        keys_file_entry,
+    })
 }
+
+mod keys_file;
+pub use keys_file::append as append_to_keys_file;
 
 #[cfg(test)]
 mod tests;

@@ -11,14 +11,16 @@
 //! | `audit.pseudonym_key` | none: principals are logged as `null` (start-up warning) |
 //! | `audit.on_failure` | [`DEFAULT_AUDIT_ON_FAILURE`] (`"refuse"`) |
 //! | `audit.failure_log_interval` | [`DEFAULT_AUDIT_FAILURE_LOG_INTERVAL`] |
+//! | `audit.file_mode` | [`DEFAULT_AUDIT_FILE_MODE`] (`0o600`) |
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::{duration, Problems};
+use crate::checks::secret::LoadContext;
 
 /// What happens to traffic while the audit log cannot be written: refused
 /// (503), so no request passes unaudited once the failure is known
@@ -30,6 +32,15 @@ pub const DEFAULT_AUDIT_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60)
 /// The bounds of `audit.failure_log_interval`.
 const FAILURE_LOG_INTERVAL_RANGE: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(3600));
+
+/// The permissions an audit file is created with: the owner only, since its
+/// lines hold client IP addresses (`docs/audit-and-metrics.md`). An
+/// existing file keeps its own.
+pub const DEFAULT_AUDIT_FILE_MODE: u32 = 0o600;
+/// The permission bits `audit.file_mode` may hold: read and write only, and
+/// the owner's read and write always.
+const FILE_MODE_ALLOWED: u32 = 0o666;
+const FILE_MODE_REQUIRED: u32 = 0o600;
 
 /// The shortest pseudonym key accepted: 128 bits.
 pub(super) const MIN_PSEUDONYM_KEY_BYTES: usize = 16;
@@ -43,6 +54,7 @@ pub(crate) struct RawAudit {
     pub(crate) pseudonym_key: Option<RawSecret>,
     pub(crate) on_failure: Option<String>,
     pub(crate) failure_log_interval: Option<String>,
+    pub(crate) file_mode: Option<u32>,
 }
 
 /// A secret named in the file: `{ env = "NAME" }` or `{ file = "/path" }`.
@@ -74,6 +86,8 @@ pub(crate) struct Audit {
     pub(crate) on_failure: AuditOnFailure,
     /// One summary diagnostic per this interval while writes keep failing.
     pub(crate) failure_log_interval: Duration,
+    /// The permissions a new audit file is created with (restart-only).
+    pub(crate) file_mode: u32,
 }
 
 impl Audit {
@@ -85,11 +99,13 @@ impl Audit {
             self.hash_chain,
             &self.pseudonym_key,
             self.failure_log_interval,
+            self.file_mode,
         ) != (
             &next.output,
             next.hash_chain,
             &next.pseudonym_key,
             next.failure_log_interval,
+            next.file_mode,
         )
     }
 }
@@ -115,7 +131,11 @@ impl fmt::Debug for PseudonymKey {
     }
 }
 
-pub(super) fn validate_audit(raw: RawAudit, problems: &mut Problems) -> Audit {
+pub(super) fn validate_audit(
+    raw: RawAudit,
+    ctx: &LoadContext<'_>,
+    problems: &mut Problems,
+) -> Audit {
     let output = match raw.output.as_deref() {
         None | Some("stdout") => AuditOutput::Stdout,
         Some(path) if path.starts_with('/') => AuditOutput::File(PathBuf::from(path)),
@@ -129,7 +149,7 @@ pub(super) fn validate_audit(raw: RawAudit, problems: &mut Problems) -> Audit {
     };
     let pseudonym_key = raw
         .pseudonym_key
-        .and_then(|secret| read_key(secret, problems));
+        .and_then(|secret| read_key(secret, ctx, problems));
     let on_failure = match raw.on_failure.as_deref() {
         None => DEFAULT_AUDIT_ON_FAILURE,
         Some("refuse") => AuditOnFailure::Refuse,
@@ -153,16 +173,31 @@ pub(super) fn validate_audit(raw: RawAudit, problems: &mut Problems) -> Audit {
     if !(min..=max).contains(&failure_log_interval) {
         problems.push(KEY, "must be between 1s and 1h");
     }
+    let file_mode = raw.file_mode.unwrap_or(DEFAULT_AUDIT_FILE_MODE);
+    if file_mode & !FILE_MODE_ALLOWED != 0 || file_mode & FILE_MODE_REQUIRED != FILE_MODE_REQUIRED {
+        problems.push(
+            "audit.file_mode",
+            format_args!(
+                "{file_mode:#o}: must give the owner read and write and nobody execute \
+                 (between 0o600 and 0o666; write it as an octal number, e.g. 0o640)"
+            ),
+        );
+    }
     Audit {
         output,
         hash_chain: raw.hash_chain.unwrap_or(false),
         pseudonym_key,
         on_failure,
         failure_log_interval,
+        file_mode,
     }
 }
 
-fn read_key(secret: RawSecret, problems: &mut Problems) -> Option<PseudonymKey> {
+fn read_key(
+    secret: RawSecret,
+    ctx: &LoadContext<'_>,
+    problems: &mut Problems,
+) -> Option<PseudonymKey> {
     const KEY: &str = "audit.pseudonym_key";
     // Never echo the value itself in a problem message.
     let text = match secret {
@@ -176,7 +211,8 @@ fn read_key(secret: RawSecret, problems: &mut Problems) -> Option<PseudonymKey> 
                 return None;
             }
         },
-        RawSecret::File(path) => match std::fs::read_to_string(&path) {
+        // Relative to the policy file, like every other file it names.
+        RawSecret::File(path) => match std::fs::read_to_string(ctx.resolve(Path::new(&path))) {
             Ok(value) => value,
             Err(error) => {
                 problems.push(KEY, format_args!("cannot read `{path}`: {error}"));

@@ -53,7 +53,16 @@ fn keygen_prints_a_key_and_an_entry_the_policy_accepts() {
     let pepper = dir.path().join("pepper");
     std::fs::write(&pepper, "p".repeat(40)).unwrap();
     let policy = dir.path().join("gateway.toml");
-    std::fs::write(&policy, "[api_keys]\npepper = { file = \"pepper\" }\n").unwrap();
+    // keygen checks the scopes against the routes: one needs each.
+    let routes = "[[routes]]\nname = \"r\"\npath = \"/r\"\nmethods = [\"GET\"]\nscopes = [\"read\"]\n\
+                  [[routes]]\nname = \"a\"\npath = \"/a\"\nmethods = [\"POST\"]\nscopes = [\"analyze\"]\n";
+    let base = "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n\
+                [upstream]\naddress = \"unix:/x.sock\"\n";
+    std::fs::write(
+        &policy,
+        format!("{base}[api_keys]\npepper = {{ file = \"pepper\" }}\n{routes}"),
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_tradehabit-gateway"))
         .args(["keygen", "--config"])
         .arg(&policy)
@@ -79,10 +88,7 @@ fn keygen_prints_a_key_and_an_entry_the_policy_accepts() {
 
     // The printed entry, pasted into a policy, authenticates the key.
     let full = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n\
-         [upstream]\naddress = \"unix:/x.sock\"\n\
-         [api_keys]\npepper = {{ file = \"pepper\" }}\nkeys = [{}]\n\
-         [[routes]]\nname = \"r\"\npath = \"/r\"\nmethods = [\"GET\"]\n",
+        "{base}[api_keys]\npepper = {{ file = \"pepper\" }}\nkeys = [{}]\n{routes}",
         entry.trim_end_matches(',')
     );
     std::fs::write(&policy, full).unwrap();
