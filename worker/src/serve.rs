@@ -40,6 +40,7 @@ use crate::linger;
 use crate::metrics::{self, RequestMetrics};
 use crate::session::{Clock, SessionMetrics, Store, SystemClock};
 use crate::socket::{BoundSocket, SocketError};
+use crate::trust::TrustMetrics;
 use tradehabit_shared::linger::{Linger, LingerSwitch};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so that
@@ -106,6 +107,7 @@ impl Worker {
             EngineMetrics::register(&mut registry),
         );
         let requests = RequestMetrics::register(&mut registry);
+        let untrusted = TrustMetrics::register(&mut registry);
         let state = State {
             body: config.body.clone(),
             sessions,
@@ -115,6 +117,8 @@ impl Worker {
             requests,
             tag_key: TagKey::random(),
             draining: AtomicBool::new(false),
+            trust: config.trust,
+            untrusted,
         };
         tracing::info!(socket = %socket.path().display(), "listening");
         Ok(Listening {
@@ -199,6 +203,7 @@ impl Listening {
                 }
             };
             next_id += 1;
+            let peer = state.trust.judge_peer(stream.peer_cred().ok());
             let service_state = Arc::clone(&state);
             let switch = Arc::new(LingerSwitch::default());
             let lingers = Arc::clone(&switch);
@@ -206,10 +211,12 @@ impl Listening {
                 let state = Arc::clone(&service_state);
                 let lingers = Arc::clone(&lingers);
                 async move {
-                    let (request, read) = linger::watch(request);
+                    let (mut request, read) = linger::watch(request);
+                    request.extensions_mut().insert(peer);
                     let mut response = dispatch::respond(state, request).await;
-                    if !read.is_finished() {
-                        // Answered before the body's end: close, gracefully.
+                    if !read.is_finished() || !peer.allowed {
+                        // Answered before the body's end, or a peer that
+                        // is not allowed: close, gracefully.
                         let close = http::HeaderValue::from_static("close");
                         response
                             .headers_mut()
