@@ -139,7 +139,10 @@ pub fn canonical(timestamp: u64, request: &Signed<'_>) -> Vec<u8> {
 
 /// The [`SIGNATURE`] header value for `request` at `timestamp`.
 pub fn sign(key: &Key, timestamp: u64, request: &Signed<'_>) -> String {
-    let digest = key.mac(&canonical(timestamp, request)).finalize().into_bytes();
+    let digest = key
+        .mac(&canonical(timestamp, request))
+        .finalize()
+        .into_bytes();
     format!("t={timestamp},v1={}", hex::encode(digest))
 }
 
@@ -223,7 +226,15 @@ mod tests {
     #[test]
     fn a_signature_verifies_within_the_window_only() {
         let value = sign(&key(), 1_000, &request(Some(b"key:alice")));
-        let check = |now| verify(&key(), value.as_bytes(), &request(Some(b"key:alice")), now, 30);
+        let check = |now| {
+            verify(
+                &key(),
+                value.as_bytes(),
+                &request(Some(b"key:alice")),
+                now,
+                30,
+            )
+        };
         assert_eq!(check(1_000), Ok(()));
         assert_eq!(check(1_030), Ok(()));
         assert_eq!(check(970), Ok(()));

@@ -219,13 +219,21 @@ pub struct Args {
 
     /// Peer uids (comma-separated) whose connections are answered; with
     /// neither this nor --allowed-peer-gids, any peer the socket mode lets in.
-    #[arg(long, env = "TRADEHABIT_WORKER_ALLOWED_PEER_UIDS", value_name = "UIDS",
-          value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "TRADEHABIT_WORKER_ALLOWED_PEER_UIDS",
+        value_name = "UIDS",
+        value_delimiter = ','
+    )]
     pub allowed_peer_uids: Vec<u32>,
 
     /// Peer gids (comma-separated) whose connections are answered.
-    #[arg(long, env = "TRADEHABIT_WORKER_ALLOWED_PEER_GIDS", value_name = "GIDS",
-          value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "TRADEHABIT_WORKER_ALLOWED_PEER_GIDS",
+        value_name = "GIDS",
+        value_delimiter = ','
+    )]
     pub allowed_peer_gids: Vec<u32>,
 
     /// File holding the key the gateway signs requests with (at least 32
@@ -426,10 +434,15 @@ mod tests {
         assert_eq!(config.trust.allowed_uids, vec![0, 65532]);
         assert!(config.trust.hmac_key.is_some());
         std::fs::write(&key, "short").unwrap();
-        let error = parse(&["--socket", "/w.sock", "--hmac-key-file", key.to_str().unwrap()])
-            .unwrap()
-            .into_config()
-            .unwrap_err();
+        let error = parse(&[
+            "--socket",
+            "/w.sock",
+            "--hmac-key-file",
+            key.to_str().unwrap(),
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap_err();
         assert!(error.to_string().contains("--hmac-key-file"), "{error}");
         assert!(!error.to_string().contains("short"), "{error}");
     }

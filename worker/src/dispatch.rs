@@ -108,9 +108,11 @@ where
         .map(|principal| principal.tag(&state.tag_key));
     let span = tracing::info_span!("request", request.id = %request_id, http.route = route);
     let answer = match state.trust.check(&request, &state.untrusted) {
-        Ok(()) => answer(&state, route, principal, request)
-            .instrument(span)
-            .await,
+        Ok(()) => {
+            answer(&state, route, principal, request)
+                .instrument(span)
+                .await
+        }
         Err(refusal) => Answer::from(refusal),
     };
     let status = answer.response.status().as_u16();

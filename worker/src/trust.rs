@@ -24,9 +24,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::net::unix::UCred;
-use tradehabit_shared::signature::{
-    self, Key, SignatureError, Signed, SIGNATURE, SIGNED_HEADERS,
-};
+use tradehabit_shared::signature::{self, Key, SignatureError, Signed, SIGNATURE, SIGNED_HEADERS};
 
 use crate::refusal::Refusal;
 
@@ -109,7 +107,11 @@ impl Trust {
 
     /// Checks one request (its peer's verdict rides in its extensions);
     /// counts a refusal.
-    pub(crate) fn check<B>(&self, request: &Request<B>, metrics: &TrustMetrics) -> Result<(), Refusal> {
+    pub(crate) fn check<B>(
+        &self,
+        request: &Request<B>,
+        metrics: &TrustMetrics,
+    ) -> Result<(), Refusal> {
         let peer_allowed = request
             .extensions()
             .get::<PeerVerdict>()
