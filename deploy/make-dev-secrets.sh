@@ -1,5 +1,6 @@
 #!/bin/sh
-# Creates the three gateway secrets for the compose stack in deploy/secrets/,
+# Creates the gateway secrets for the compose stack in deploy/secrets/ (and
+# the `scale` profile's upstream_hmac_key),
 # 32 random bytes each, as hex. Existing files are left alone, so running it
 # again never rotates a secret by accident (see docs/containers.md to rotate).
 set -eu
@@ -8,7 +9,7 @@ dir="$(cd "$(dirname "$0")" && pwd)/secrets"
 mkdir -p "$dir"
 chmod 0700 "$dir"
 
-for name in jwt_hs256_secret api_key_pepper audit_pseudonym_key; do
+for name in jwt_hs256_secret api_key_pepper audit_pseudonym_key upstream_hmac_key; do
     file="$dir/$name"
     if [ -e "$file" ]; then
         echo "kept    $file"

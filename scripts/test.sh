@@ -15,6 +15,8 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# The compose `scale` profile's balancer configuration (tests/ops_compose_scale.rs).
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
@@ -24,7 +26,7 @@ if [ ${#need[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     # The Debian packages start daemons on install; the tests need none of them.
-    for svc in prometheus prometheus-node-exporter; do
+    for svc in prometheus prometheus-node-exporter haproxy; do
       $sudo service "$svc" stop >/dev/null 2>&1 || true
     done
   else

@@ -8,9 +8,11 @@
 //! * `GET /readyz` — 200 when the policy is loaded, the audit log takes
 //!   lines (or `audit.on_failure = "continue"`) and the upstream answers
 //!   its readiness path (`[upstream] ready_path`), else 503 with the reason
-//!   in the body. Each call
-//!   probes on demand; a background task also probes every
-//!   `admin.ready_probe_interval`. Every probe sets `upstream_up`.
+//!   in the body; with several workers, when at least one does
+//!   (`admin/probe.rs`: the others are ejected). Each call probes on
+//!   demand; a background task also probes every
+//!   `admin.ready_probe_interval`. Every probe sets `upstream_up` and
+//!   `upstream_workers_ready`.
 //!
 //! Nothing here touches the request path: a slow scrape cannot delay a
 //! trader's request.
@@ -19,26 +21,24 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod probe;
+
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Full};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{self, UpstreamAddress};
 use crate::conn::stopped;
-use crate::proxy::Connector;
 use crate::state::State;
+pub(crate) use probe::Probe;
 
-/// The worker's metrics endpoint (docs/worker.md).
-const WORKER_METRICS_PATH: &str = "/internal/metrics";
 /// OpenMetrics text, what both registries produce.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// `/readyz` while requests are refused for want of an audit log.
@@ -46,70 +46,6 @@ const AUDIT_FAILING: &str =
     "not ready: the audit log cannot be written and audit.on_failure = \"refuse\"\n";
 /// An admin request head must arrive within this time.
 const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Asks the upstream whether it is ready, and for its metrics.
-pub(crate) struct Probe {
-    client: Client<Connector, Empty<Bytes>>,
-    authority: String,
-}
-
-impl Probe {
-    /// A probe of the configured upstream; no pooling, so a restarted
-    /// upstream is seen at once. The readiness path and the deadline are
-    /// the policy's in force at each probe, so a reload changes them.
-    pub(crate) fn new(upstream: &config::Upstream) -> Probe {
-        let connector = Connector::new(upstream.address.clone(), upstream.connect_timeout);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build(connector);
-        let authority = match &upstream.address {
-            UpstreamAddress::Unix(_) => "localhost".to_string(),
-            UpstreamAddress::Tcp { host, port } if host.contains(':') => format!("[{host}]:{port}"),
-            UpstreamAddress::Tcp { host, port } => format!("{host}:{port}"),
-        };
-        Probe { client, authority }
-    }
-
-    /// Whether the upstream answers the readiness path of `policy` with a
-    /// 2xx within its `admin.ready_probe_timeout`.
-    pub(crate) async fn is_ready(&self, policy: &config::Config) -> bool {
-        let timeout = policy.admin.ready_probe_timeout;
-        self.get(&policy.upstream.ready_path, timeout)
-            .await
-            .is_some_and(|response| response.status().is_success())
-    }
-
-    /// The worker's metrics text, if the upstream has that endpoint.
-    async fn worker_metrics(&self, timeout: Duration) -> Option<String> {
-        let response = self.get(WORKER_METRICS_PATH, timeout).await?;
-        // Only a real OpenMetrics document is appended (the legacy backend
-        // answers this path with something else, or not at all).
-        let is_openmetrics = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/openmetrics-text"));
-        if !response.status().is_success() || !is_openmetrics {
-            return None;
-        }
-        let body = tokio::time::timeout(timeout, response.into_body().collect())
-            .await
-            .ok()?
-            .ok()?;
-        String::from_utf8(body.to_bytes().to_vec())
-            .ok()
-            .filter(|text| text.ends_with("# EOF\n"))
-    }
-
-    async fn get(&self, path: &str, timeout: Duration) -> Option<Response<Incoming>> {
-        let uri: Uri = format!("http://{}{path}", self.authority).parse().ok()?;
-        let request = Request::get(uri).body(Empty::new()).ok()?;
-        tokio::time::timeout(timeout, self.client.request(request))
-            .await
-            .ok()?
-            .ok()
-    }
-}
 
 /// Probes readiness every `admin.ready_probe_interval` of the policy in
 /// force until `stop`, keeping `upstream_up` current for the alert rules.
@@ -120,8 +56,7 @@ pub(crate) async fn probe_periodically(
 ) {
     loop {
         let policy = state.config();
-        let is_up = probe.is_ready(&policy).await;
-        state.metrics.upstream_up(is_up);
+        probe::check(&state, &probe).await;
         tokio::select! {
             () = stopped(&mut stop) => return,
             () = tokio::time::sleep(policy.admin.ready_probe_interval) => {}
@@ -163,7 +98,7 @@ pub(crate) async fn serve(
 async fn answer(
     request: &Request<Incoming>,
     state: &State,
-    probe: &Probe,
+    probe: &Arc<Probe>,
 ) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
@@ -172,8 +107,7 @@ async fn answer(
         "/healthz" => text(StatusCode::OK, "alive\n"),
         "/readyz" => {
             let policy = state.config();
-            let is_up = probe.is_ready(&policy).await;
-            state.metrics.upstream_up(is_up);
+            let is_up = probe::check(state, probe).await;
             // The policy is loaded whenever the gateway runs: a start-up
             // without a valid policy never gets this far. While the audit
             // log refuses traffic, so does the gateway: not ready

@@ -69,6 +69,7 @@ pub(crate) use routes::{PathMatch, Route};
 use server::{validate_headers, validate_plain_http, validate_server, validate_tls};
 pub(crate) use server::{PlainHttp, SecurityHeaders, Server, Tls};
 use upstream::validate_upstream;
+pub use upstream::DEFAULT_EJECT_FOR;
 pub(crate) use upstream::{Spawn, Upstream, UpstreamAddress};
 
 /// How long shutdown waits for in-flight requests before closing anyway.
@@ -405,8 +406,11 @@ impl Config {
             changed.push("plain_http.listen");
         }
         let (a, b) = (&self.upstream, &next.upstream);
-        if a.address != b.address {
+        if a.addresses != b.addresses {
             changed.push("upstream.address");
+        }
+        if (a.hmac_key.as_ref(), a.eject_for) != (b.hmac_key.as_ref(), b.eject_for) {
+            changed.push("upstream.hmac_key/eject_for");
         }
         if a.spawn != b.spawn {
             changed.push("upstream.spawn");
@@ -438,7 +442,7 @@ fn validate(mut raw: RawConfig, ctx: &LoadContext<'_>, problems: &mut Problems) 
     let tls = validate_tls(raw.tls, problems);
     let mut limits = validate_limits(raw.limits.unwrap_or_default(), problems);
     let headers = validate_headers(raw.headers.unwrap_or_default(), problems);
-    let upstream = validate_upstream(raw.upstream, problems);
+    let upstream = validate_upstream(raw.upstream, ctx, problems);
     if limits.clients.max_upstream_per_ip == 0 {
         // Unset: a share of the upstream slots.
         let slots = upstream

@@ -182,6 +182,7 @@ pub(crate) struct Metrics {
     config_reloads: Family<ResultLabel, Counter>,
     worker_restarts: Counter,
     upstream_up: Gauge,
+    upstream_workers_ready: Gauge,
     /// The supervisor's restart count, mirrored into `worker_restarts`
     /// at each scrape.
     restarts_source: OnceLock<Arc<AtomicU64>>,
@@ -220,6 +221,7 @@ impl Metrics {
             config_reloads: Family::default(),
             worker_restarts: Counter::default(),
             upstream_up: Gauge::default(),
+            upstream_workers_ready: Gauge::default(),
             restarts_source: OnceLock::new(),
             audit_write_failures: Counter::default(),
             audit_failures_source: OnceLock::new(),
@@ -332,6 +334,11 @@ impl Metrics {
             "upstream_up",
             "1 when the last readiness probe of the upstream succeeded",
             self.upstream_up.clone(),
+        );
+        registry.register(
+            "upstream_workers_ready",
+            "Workers of upstream.addresses that passed the last readiness probe",
+            self.upstream_workers_ready.clone(),
         );
         registry.register(
             "audit_write_failures",
@@ -477,6 +484,12 @@ impl Metrics {
     /// Sets `upstream_up` from the last readiness probe.
     pub(crate) fn upstream_up(&self, is_up: bool) {
         self.upstream_up.set(i64::from(is_up));
+    }
+
+    /// Sets `upstream_workers_ready` from the last readiness probe.
+    pub(crate) fn upstream_workers_ready(&self, ready: usize) {
+        self.upstream_workers_ready
+            .set(i64::try_from(ready).unwrap_or(i64::MAX));
     }
 
     /// The registry as OpenMetrics text, ending with `# EOF`.

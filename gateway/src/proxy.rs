@@ -27,6 +27,13 @@
 //! holds them until the client has read it (or the send watch gives up on
 //! the client, `limits.send_timeout`).
 //!
+//! With several workers (`upstream.addresses`), each request goes to its
+//! principal's worker (`proxy/workers.rs`), each worker with its own pool;
+//! there a refused connection or a broken exchange answers 503 "session
+//! lost, upload again" and ejects the worker for `upstream.eject_for`
+//! (one worker: 502 as above). With `upstream.hmac_key`, every forwarded
+//! request is signed for the worker (`proxy/sign.rs`).
+//!
 //! Upstream 5xx bodies are replaced by default because the legacy backend
 //! writes Python exception texts into its 500s (ASVS 16.5.1); 4xx bodies
 //! pass through, they are the API's own validation messages.
@@ -35,6 +42,8 @@ mod buffer;
 mod connector;
 mod headers;
 mod pool;
+mod sign;
+mod workers;
 
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -59,10 +68,12 @@ use crate::request_body::{BodyWatch, ForwardBody};
 pub(crate) use connector::{is_accepting, Connector};
 pub(crate) use headers::{strip_hop_by_hop, Caller};
 use pool::{ConnectError, Lease, Pool};
+pub(crate) use sign::sign;
+use workers::Workers;
 
-/// The connections to the one upstream, and its concurrency slots.
+/// The connections to the upstream's workers, and the concurrency slots.
 pub(crate) struct Upstream {
-    pool: Arc<Pool>,
+    workers: Workers,
     slots: Arc<Semaphore>,
     /// The slots each client IP holds (`limits.max_upstream_per_ip`).
     per_ip: Arc<PerIp>,
@@ -78,9 +89,8 @@ impl Upstream {
     /// Builds the pool (inside the runtime: it starts the idle reaper).
     /// Nothing connects until the first request.
     pub(crate) fn new(config: &config::Upstream) -> Self {
-        let connector = Connector::new(config.address.clone(), config.connect_timeout);
         Self {
-            pool: Pool::new(connector, config.pool_max_idle, config.pool_idle_timeout),
+            workers: Workers::new(config),
             slots: Arc::new(Semaphore::new(config.max_in_flight.get())),
             per_ip: Arc::new(PerIp::default()),
         }
@@ -99,8 +109,13 @@ impl Upstream {
         let config = &policy.upstream;
         let slot = self.slot(identity.client_ip, policy).await?;
 
-        let request = to_upstream(request, identity, caller, host);
-        let exchange = self.exchange(request);
+        let mut request = to_upstream(request, identity, caller, host);
+        if let Some(key) = &config.hmac_key {
+            let (method, uri) = (request.method().clone(), request.uri().clone());
+            sign(key, &method, &uri, request.headers_mut());
+        }
+        let worker = self.workers.pick(caller.principal.map(|p| p.id.as_str()));
+        let exchange = exchange(worker.pool, request);
         // The response clock starts once the client's body has been sent,
         // so a slow upload is not blamed on the upstream (the total
         // request timeout covers the upload).
@@ -109,10 +124,13 @@ impl Upstream {
             tokio::time::sleep(config.response_timeout).await;
         };
         let (response, lease) = tokio::select! {
-            result = exchange => result.map_err(|error| classify(&error, watch))?,
+            result = exchange => result.map_err(|error| {
+                let rejection = classify(&error, watch);
+                self.worker_lost(worker.index, rejection, config)
+            })?,
             () = response_deadline => return Err(Rejection::UpstreamTimeout),
         };
-        let response = from_upstream(response, lease, &self.pool, config, slot)?;
+        let response = from_upstream(response, lease, worker.pool, config, slot)?;
         let (parts, body) = response.into_parts();
         let body = buffer::buffer(body, config.response_buffer_bytes).await?;
         Ok(Response::from_parts(parts, body))
@@ -153,50 +171,82 @@ impl Upstream {
         })
     }
 
-    /// Sends the request on an idle connection or a new one and waits for
-    /// the answer's head, driving the connection in this task.
-    ///
-    /// Retries, once and on a new connection, a request that an idle
-    /// connection could not carry because the upstream had closed it (the
-    /// keep-alive race): always when the request was handed back unsent;
-    /// for a bodiless request with an idempotent method also when the
-    /// connection closed after it was written but before any answer, if
-    /// the connection had been idle for [`STALE_RISK_IDLE`] or longer.
-    async fn exchange(
+    /// With several workers, a worker that refused the connection or broke
+    /// the exchange has lost its sessions: it is ejected, and the caller
+    /// is told to upload again (503, never 502 or 500).
+    fn worker_lost(
         &self,
-        mut request: Request<ForwardBody>,
-    ) -> Result<(Response<Incoming>, Lease), ExchangeError> {
-        let mut fresh_only = false;
-        loop {
-            let idle = if fresh_only {
-                None
-            } else {
-                self.pool.checkout().await
-            };
-            let mut lease = match idle {
-                Some(lease) => lease,
-                None => self.pool.connect().await.map_err(ExchangeError::Connect)?,
-            };
-            let mut replay = match lease.idle_for {
-                Some(idle) if idle >= STALE_RISK_IDLE && !fresh_only => Replay::of(&request),
-                _ => None,
-            };
-            let sending = lease.sender.try_send_request(request);
-            let mut error = match pool::drive(&mut lease, sending).await {
-                Ok(response) => return Ok((response, lease)),
-                Err(error) => error,
-            };
-            if !lease.reused {
-                return Err(ExchangeError::Http(error.into_error()));
+        index: usize,
+        rejection: Rejection,
+        config: &config::Upstream,
+    ) -> Rejection {
+        match rejection {
+            Rejection::UpstreamUnreachable(error) | Rejection::UpstreamBroken(error)
+                if self.workers.is_pool() =>
+            {
+                self.workers.eject(index);
+                Rejection::WorkerLost {
+                    worker: index,
+                    error,
+                    retry_after: config.retry_after,
+                }
             }
-            request = match (error.take_message(), replay.take()) {
-                (Some(unsent), _) => unsent,
-                (None, Some(replay)) if closed_before_answer(error.error()) => replay.request(),
-                _ => return Err(ExchangeError::Http(error.into_error())),
-            };
-            tracing::debug!(error = %error.error(), "stale upstream connection; retrying on a new one");
-            fresh_only = true;
+            other => other,
         }
+    }
+
+    /// Leaves worker `index` out for `upstream.eject_for` (the readiness
+    /// probe found it not ready); a no-op with one worker.
+    pub(crate) fn eject(&self, index: usize) {
+        if self.workers.is_pool() {
+            self.workers.eject(index);
+        }
+    }
+}
+
+/// Sends the request on an idle connection of `pool` or a new one and waits
+/// for the answer's head, driving the connection in this task.
+///
+/// Retries, once and on a new connection, a request that an idle
+/// connection could not carry because the upstream had closed it (the
+/// keep-alive race): always when the request was handed back unsent;
+/// for a bodiless request with an idempotent method also when the
+/// connection closed after it was written but before any answer, if
+/// the connection had been idle for [`STALE_RISK_IDLE`] or longer.
+async fn exchange(
+    pool: &Pool,
+    mut request: Request<ForwardBody>,
+) -> Result<(Response<Incoming>, Lease), ExchangeError> {
+    let mut fresh_only = false;
+    loop {
+        let idle = if fresh_only {
+            None
+        } else {
+            pool.checkout().await
+        };
+        let mut lease = match idle {
+            Some(lease) => lease,
+            None => pool.connect().await.map_err(ExchangeError::Connect)?,
+        };
+        let mut replay = match lease.idle_for {
+            Some(idle) if idle >= STALE_RISK_IDLE && !fresh_only => Replay::of(&request),
+            _ => None,
+        };
+        let sending = lease.sender.try_send_request(request);
+        let mut error = match pool::drive(&mut lease, sending).await {
+            Ok(response) => return Ok((response, lease)),
+            Err(error) => error,
+        };
+        if !lease.reused {
+            return Err(ExchangeError::Http(error.into_error()));
+        }
+        request = match (error.take_message(), replay.take()) {
+            (Some(unsent), _) => unsent,
+            (None, Some(replay)) if closed_before_answer(error.error()) => replay.request(),
+            _ => return Err(ExchangeError::Http(error.into_error())),
+        };
+        tracing::debug!(error = %error.error(), "stale upstream connection; retrying on a new one");
+        fresh_only = true;
     }
 }
 

@@ -90,6 +90,15 @@ pub(crate) enum Rejection {
     /// The upstream broke the exchange (closed early, invalid answer).
     #[error("upstream answer unusable: {0}")]
     UpstreamBroken(String),
+    /// With several workers (`upstream.addresses`): the caller's worker
+    /// refused the connection or broke the exchange. Its sessions are gone;
+    /// it is ejected for `upstream.eject_for` (see `proxy/workers.rs`).
+    #[error("worker {worker} lost: {error}")]
+    WorkerLost {
+        worker: usize,
+        error: String,
+        retry_after: Duration,
+    },
     /// The client's address holds `limits.max_connections_per_ip`
     /// connections already; this one is answered and closed.
     #[error("connection cap per client address reached")]
@@ -158,6 +167,7 @@ impl Rejection {
             Rejection::UpstreamBusy { .. }
             | Rejection::TooManyConnections { .. }
             | Rejection::ClientBusy { .. }
+            | Rejection::WorkerLost { .. }
             | Rejection::AuditUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Rejection::UpstreamFailed { status, .. } => *status,
@@ -196,6 +206,9 @@ impl Rejection {
                 "The service is unavailable"
             }
             Rejection::UpstreamBusy { .. } => "The service is busy; retry later",
+            Rejection::WorkerLost { .. } => {
+                "Your analysis session was lost; upload your file again"
+            }
             Rejection::TooManyConnections { .. } => {
                 "Too many connections from this address; retry later"
             }
@@ -234,6 +247,7 @@ impl Rejection {
             self,
             Rejection::UpstreamUnreachable(_)
                 | Rejection::UpstreamBroken(_)
+                | Rejection::WorkerLost { .. }
                 | Rejection::UpstreamBusy { .. }
                 | Rejection::UpstreamTimeout
                 | Rejection::UpstreamFailed { .. }
@@ -288,6 +302,7 @@ pub(crate) fn respond(rejection: &Rejection) -> Response<Body> {
             headers.insert(ALLOW, allow.clone());
         }
         Rejection::UpstreamBusy { retry_after }
+        | Rejection::WorkerLost { retry_after, .. }
         | Rejection::TooManyConnections { retry_after }
         | Rejection::ClientBusy { retry_after, .. }
         | Rejection::AuditUnavailable { retry_after } => {

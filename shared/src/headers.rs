@@ -20,6 +20,10 @@ pub const AUTH_METHOD: &str = "x-tradehabit-auth-method";
 /// and echoed in responses and logs.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// The gateway's HMAC over the identity headers and the request line, when
+/// the gateway and the worker share a key (see `signature`).
+pub const SIGNATURE: &str = "x-tradehabit-signature";
+
 /// Every header the gateway owns on the upstream hop. A client-sent copy of
 /// any of these never reaches the upstream.
 pub const GATEWAY_OWNED: &[&str] = &[
@@ -27,6 +31,7 @@ pub const GATEWAY_OWNED: &[&str] = &[
     SCOPES,
     AUTH_METHOD,
     REQUEST_ID,
+    SIGNATURE,
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",

@@ -9,8 +9,11 @@
 //!   after answering a request whose body they did not read.
 //! * [`routes`]: the legacy API's routes (method, path, body kind) and the
 //!   size limits that go with them, written once for both sides.
+//! * [`signature`]: the HMAC the gateway adds to each forwarded request
+//!   when both sides share a key, and the one canonical string it covers.
 
 pub mod envelope;
 pub mod headers;
 pub mod linger;
 pub mod routes;
+pub mod signature;

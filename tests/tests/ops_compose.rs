@@ -310,6 +310,17 @@ fn the_default_stack_is_gateway_and_worker_and_profiles_add_the_rest() {
         ("(default)", &["gateway", "worker"][..]),
         ("legacy", &["legacy", "legacy-gateway"][..]),
         ("monitoring", &["prometheus"][..]),
+        (
+            "scale",
+            &[
+                "scale-balancer",
+                "scale-gateway-1",
+                "scale-gateway-2",
+                "scale-redis",
+                "scale-worker-1",
+                "scale-worker-2",
+            ][..],
+        ),
     ]
     .into_iter()
     .map(|(profile, names)| {
@@ -591,6 +602,8 @@ fn the_policy_is_mounted_read_only_and_secrets_are_compose_secrets_from_ignored_
         declared.iter().collect::<BTreeSet<_>>(),
         GATEWAY_SECRETS
             .iter()
+            // The `scale` profile's signing key (tests/ops_compose_scale.rs).
+            .chain(&["upstream_hmac_key"])
             .map(|s| s.to_string())
             .collect::<BTreeSet<_>>()
             .iter()

@@ -18,6 +18,10 @@
 //! | `--body-read-timeout-secs` | `TRADEHABIT_WORKER_BODY_READ_TIMEOUT_SECS` | 30 |
 //! | `--shutdown-grace-secs` | `TRADEHABIT_WORKER_SHUTDOWN_GRACE_SECS` | 30 |
 //! | `--log-format` | `TRADEHABIT_WORKER_LOG_FORMAT` | `json` |
+//! | `--allowed-peer-uids` | `TRADEHABIT_WORKER_ALLOWED_PEER_UIDS` | none (any peer the socket mode lets in) |
+//! | `--allowed-peer-gids` | `TRADEHABIT_WORKER_ALLOWED_PEER_GIDS` | none |
+//! | `--hmac-key-file` | `TRADEHABIT_WORKER_HMAC_KEY_FILE` | none (no signature required) |
+//! | `--hmac-max-skew-secs` | `TRADEHABIT_WORKER_HMAC_MAX_SKEW_SECS` | 30 |
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -27,7 +31,9 @@ use clap::{Parser, ValueEnum};
 
 use tradehabit_shared::routes::MAX_JSON_BODY_BYTES;
 
+use crate::trust::Trust;
 use crate::{admission, session};
+use tradehabit_shared::signature::{Key, DEFAULT_MAX_SKEW_SECS};
 
 /// Default time for a client to send a request's headers: 10 s.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -100,6 +106,8 @@ pub struct Config {
     pub body: BodyLimits,
     /// Time requests in flight get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Which peers and which requests are trusted (default: no check).
+    pub trust: Trust,
 }
 
 impl Config {
@@ -115,6 +123,10 @@ impl Config {
                 read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             },
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            trust: Trust {
+                max_skew_secs: DEFAULT_MAX_SKEW_SECS,
+                ..Trust::default()
+            },
         }
     }
 }
@@ -204,6 +216,35 @@ pub struct Args {
     /// Log line format (level from RUST_LOG, default info).
     #[arg(long, env = "TRADEHABIT_WORKER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+
+    /// Peer uids (comma-separated) whose connections are answered; with
+    /// neither this nor --allowed-peer-gids, any peer the socket mode lets in.
+    #[arg(
+        long,
+        env = "TRADEHABIT_WORKER_ALLOWED_PEER_UIDS",
+        value_name = "UIDS",
+        value_delimiter = ','
+    )]
+    pub allowed_peer_uids: Vec<u32>,
+
+    /// Peer gids (comma-separated) whose connections are answered.
+    #[arg(
+        long,
+        env = "TRADEHABIT_WORKER_ALLOWED_PEER_GIDS",
+        value_name = "GIDS",
+        value_delimiter = ','
+    )]
+    pub allowed_peer_gids: Vec<u32>,
+
+    /// File holding the key the gateway signs requests with (at least 32
+    /// bytes); every request must then carry a valid signature.
+    #[arg(long, env = "TRADEHABIT_WORKER_HMAC_KEY_FILE", value_name = "PATH")]
+    pub hmac_key_file: Option<PathBuf>,
+
+    /// Seconds a signature's timestamp may differ from the worker's clock.
+    #[arg(long, env = "TRADEHABIT_WORKER_HMAC_MAX_SKEW_SECS", value_name = "SECS",
+          default_value_t = DEFAULT_MAX_SKEW_SECS)]
+    pub hmac_max_skew_secs: u64,
 }
 
 /// The configuration is invalid; every problem is listed.
@@ -247,6 +288,19 @@ impl Args {
         if self.socket.as_os_str().is_empty() {
             problems.push("--socket must not be empty".to_owned());
         }
+        let hmac_key = match &self.hmac_key_file {
+            Some(path) => match Key::from_file(path) {
+                Ok(key) => Some(key),
+                Err(error) => {
+                    problems.push(format!("--hmac-key-file: {error}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        if self.hmac_max_skew_secs == 0 {
+            problems.push("--hmac-max-skew-secs must be at least 1".to_owned());
+        }
         let (
             Some(max_sessions),
             Some(max_concurrent),
@@ -286,6 +340,12 @@ impl Args {
                 read_timeout: Duration::from_secs(self.body_read_timeout_secs),
             },
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            trust: Trust {
+                allowed_uids: self.allowed_peer_uids,
+                allowed_gids: self.allowed_peer_gids,
+                hmac_key,
+                max_skew_secs: self.hmac_max_skew_secs,
+            },
         })
     }
 }
@@ -347,6 +407,44 @@ mod tests {
         assert!(text.contains("--max-sessions"));
         assert!(text.contains("--max-concurrent-analyses"));
         assert!(text.contains("--session-idle-secs"));
+    }
+
+    #[test]
+    fn trust_is_off_by_default_and_read_from_the_flags() {
+        let config = parse(&["--socket", "/run/w.sock"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert!(!config.trust.is_configured());
+        assert_eq!(config.trust.max_skew_secs, 30);
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, format!("{}\n", "k".repeat(32))).unwrap();
+        let config = parse(&[
+            "--socket",
+            "/run/w.sock",
+            "--allowed-peer-uids",
+            "0,65532",
+            "--hmac-key-file",
+            key.to_str().unwrap(),
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap();
+        assert_eq!(config.trust.allowed_uids, vec![0, 65532]);
+        assert!(config.trust.hmac_key.is_some());
+        std::fs::write(&key, "short").unwrap();
+        let error = parse(&[
+            "--socket",
+            "/w.sock",
+            "--hmac-key-file",
+            key.to_str().unwrap(),
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap_err();
+        assert!(error.to_string().contains("--hmac-key-file"), "{error}");
+        assert!(!error.to_string().contains("short"), "{error}");
     }
 
     #[test]

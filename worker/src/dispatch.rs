@@ -37,6 +37,7 @@ use crate::identity::{self, Principal, TagKey};
 use crate::metrics::{self, RequestMetrics};
 use crate::refusal::{json_response, Refusal};
 use crate::session::Store;
+use crate::trust::{Trust, TrustMetrics};
 use crate::upload;
 
 /// The readiness answer.
@@ -69,6 +70,8 @@ pub(crate) struct State {
     pub(crate) requests: RequestMetrics,
     pub(crate) tag_key: TagKey,
     pub(crate) draining: AtomicBool,
+    pub(crate) trust: Trust,
+    pub(crate) untrusted: TrustMetrics,
 }
 
 /// What a request produced, for the response and the log line.
@@ -104,9 +107,14 @@ where
         .ok()
         .map(|principal| principal.tag(&state.tag_key));
     let span = tracing::info_span!("request", request.id = %request_id, http.route = route);
-    let answer = answer(&state, route, principal, request)
-        .instrument(span)
-        .await;
+    let answer = match state.trust.check(&request, &state.untrusted) {
+        Ok(()) => {
+            answer(&state, route, principal, request)
+                .instrument(span)
+                .await
+        }
+        Err(refusal) => Answer::from(refusal),
+    };
     let status = answer.response.status().as_u16();
     state.requests.count(route, status);
     log_request(&LogLine {

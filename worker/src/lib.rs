@@ -9,6 +9,8 @@
 //!    permissions in a directory nobody else can write to. No TCP.
 //! 3. [`serve`] — accept loop, one HTTP/1.1 connection task each, header
 //!    timeout, connection cap, graceful drain on shutdown.
+//!    [`trust`] — with allowed peer uids/gids or a shared key configured,
+//!    only the gateway's connections and signed requests are answered.
 //! 4. [`dispatch`] — one request: our own routes (readiness, metrics,
 //!    `DELETE /api/session`) or the legacy API; one log line each.
 //! 5. [`identity`] — the principal the gateway forwards (or the shared
@@ -47,4 +49,5 @@ pub mod refusal;
 pub mod serve;
 pub mod session;
 pub mod socket;
+pub mod trust;
 pub mod upload;

@@ -84,6 +84,12 @@ pub(crate) enum Refusal {
     /// The worker is shutting down (readiness answer).
     #[error("the worker is shutting down")]
     Draining,
+    /// The connecting process's uid/gid is not allowed (`crate::trust`).
+    #[error("peer process not allowed")]
+    PeerNotAllowed,
+    /// The gateway's signature is missing or wrong (`crate::trust`).
+    #[error("gateway signature refused: {0}")]
+    NotSigned(tradehabit_shared::signature::SignatureError),
 }
 
 impl Refusal {
@@ -98,6 +104,8 @@ impl Refusal {
             | Self::NoBoundary
             | Self::MalformedMultipart { .. } => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PeerNotAllowed => StatusCode::FORBIDDEN,
+            Self::NotSigned(_) => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimedOut { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::PrincipalBusy => StatusCode::TOO_MANY_REQUESTS,
@@ -145,6 +153,10 @@ impl Refusal {
             }
             Self::MetricsUnavailable => ErrorEnvelope::new("Internal error."),
             Self::Draining => ErrorEnvelope::new("The worker is shutting down."),
+            Self::PeerNotAllowed | Self::NotSigned(_) => {
+                ErrorEnvelope::new("The worker answers the gateway only.")
+                    .with_detail(self.to_string())
+            }
         }
     }
 

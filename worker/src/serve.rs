@@ -23,6 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -40,6 +44,7 @@ use crate::linger;
 use crate::metrics::{self, RequestMetrics};
 use crate::session::{Clock, SessionMetrics, Store, SystemClock};
 use crate::socket::{BoundSocket, SocketError};
+use crate::trust::{PeerVerdict, TrustMetrics};
 use tradehabit_shared::linger::{Linger, LingerSwitch};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so that
@@ -106,6 +111,7 @@ impl Worker {
             EngineMetrics::register(&mut registry),
         );
         let requests = RequestMetrics::register(&mut registry);
+        let untrusted = TrustMetrics::register(&mut registry);
         let state = State {
             body: config.body.clone(),
             sessions,
@@ -115,6 +121,8 @@ impl Worker {
             requests,
             tag_key: TagKey::random(),
             draining: AtomicBool::new(false),
+            trust: config.trust,
+            untrusted,
         };
         tracing::info!(socket = %socket.path().display(), "listening");
         Ok(Listening {
@@ -199,25 +207,17 @@ impl Listening {
                 }
             };
             next_id += 1;
+            let peer = state.trust.judge_peer(stream.peer_cred().ok());
             let service_state = Arc::clone(&state);
             let switch = Arc::new(LingerSwitch::default());
             let lingers = Arc::clone(&switch);
             let service = service_fn(move |request| {
-                let state = Arc::clone(&service_state);
-                let lingers = Arc::clone(&lingers);
-                async move {
-                    let (request, read) = linger::watch(request);
-                    let mut response = dispatch::respond(state, request).await;
-                    if !read.is_finished() {
-                        // Answered before the body's end: close, gracefully.
-                        let close = http::HeaderValue::from_static("close");
-                        response
-                            .headers_mut()
-                            .insert(http::header::CONNECTION, close);
-                        lingers.turn_on();
-                    }
-                    Ok::<_, Infallible>(response)
-                }
+                answer(
+                    Arc::clone(&service_state),
+                    Arc::clone(&lingers),
+                    peer,
+                    request,
+                )
             });
             let io = TokioIo::new(Linger::new(stream, switch, linger::BOUNDS));
             let connection = graceful.watch(http.serve_connection(io, service));
@@ -256,6 +256,28 @@ impl Listening {
         while tasks.join_next().await.is_some() {}
         stopped
     }
+}
+
+/// Answers one request of a connection whose peer was judged `peer`.
+async fn answer(
+    state: Arc<State>,
+    lingers: Arc<LingerSwitch>,
+    peer: PeerVerdict,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (mut request, read) = linger::watch(request);
+    request.extensions_mut().insert(peer);
+    let mut response = dispatch::respond(state, request).await;
+    if !read.is_finished() || !peer.allowed {
+        // Answered before the body's end, or a peer that is not allowed:
+        // close, gracefully.
+        let close = http::HeaderValue::from_static("close");
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, close);
+        lingers.turn_on();
+    }
+    Ok(response)
 }
 
 /// Ends idle sessions periodically, so that memory is freed without traffic.

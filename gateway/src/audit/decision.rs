@@ -84,6 +84,7 @@ pub(crate) fn decision(rejection: &Rejection) -> Decision {
         Rejection::HttpsRequired => Decision::refused("plain_http", "plain_http.https_required"),
         Rejection::UpstreamUnreachable(_) => Decision::refused("upstream", "upstream.unreachable"),
         Rejection::UpstreamBroken(_) => Decision::refused("upstream", "upstream.broken"),
+        Rejection::WorkerLost { .. } => Decision::refused("upstream", "upstream.worker_lost"),
         Rejection::UpstreamBusy { .. } => Decision::refused("upstream", "upstream.busy"),
         Rejection::TooManyConnections { .. } => {
             Decision::refused("accept", "accept.connection_cap")

@@ -16,6 +16,7 @@ use crate::checks::cors::CorsRaw;
 use crate::checks::jwt::JwtRaw;
 use crate::checks::rate_limit::{RateLimitSettingsRaw, RouteRateLimitsRaw};
 use crate::checks::request_rules::{JsonRaw, ParamRaw};
+use crate::checks::secret::SecretSourceRaw;
 use crate::checks::session_token::TokensRaw;
 use crate::checks::upload::UploadRaw;
 use crate::static_files::StaticFilesRaw;
@@ -113,6 +114,9 @@ pub(crate) struct RawHeaders {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawUpstream {
     pub(crate) address: Option<String>,
+    pub(crate) addresses: Option<Vec<String>>,
+    pub(crate) eject_for: Option<String>,
+    pub(crate) hmac_key: Option<SecretSourceRaw>,
     pub(crate) connect_timeout: Option<String>,
     pub(crate) response_timeout: Option<String>,
     pub(crate) max_in_flight: Option<i64>,

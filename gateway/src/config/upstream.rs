@@ -2,6 +2,12 @@
 //! supervised child, and their validation.
 
 use super::*;
+use crate::checks::secret::load;
+use tradehabit_shared::signature::{Key, MIN_KEY_BYTES};
+
+/// How long a worker that refused a connection or broke an exchange gets no
+/// requests (`upstream.eject_for`), when there are several.
+pub const DEFAULT_EJECT_FOR: Duration = Duration::from_secs(10);
 
 /// Where requests go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,7 +21,17 @@ pub(crate) enum UpstreamAddress {
 /// `[upstream]`
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Upstream {
+    /// The first (with `address`, the only) worker: the one a spawned
+    /// child listens on.
     pub(crate) address: UpstreamAddress,
+    /// Every worker, `address` first: one with `address`, those of
+    /// `addresses` otherwise (`proxy/workers.rs` picks one per principal).
+    pub(crate) addresses: Vec<UpstreamAddress>,
+    /// How long a failing worker is left out when there are several.
+    pub(crate) eject_for: Duration,
+    /// The key the gateway signs forwarded requests with, shared with the
+    /// worker (`tradehabit_shared::signature`); none: no signature.
+    pub(crate) hmac_key: Option<Key>,
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Duration,
     pub(crate) max_in_flight: NonZeroUsize,
@@ -45,14 +61,31 @@ pub(crate) struct Spawn {
 
 pub(super) fn validate_upstream(
     raw: Option<RawUpstream>,
+    ctx: &LoadContext<'_>,
     problems: &mut Problems,
 ) -> Option<Upstream> {
-    let Some(raw) = raw else {
+    let Some(mut raw) = raw else {
         problems.push("upstream", "missing table (it needs at least `address`)");
         return None;
     };
-    let address = required(raw.address, "upstream.address", problems)
-        .and_then(|text| upstream_address(&text, problems));
+    let addresses = worker_addresses(raw.address.take(), raw.addresses.take(), problems);
+    let address = addresses.as_ref().and_then(|all| all.first().cloned());
+    let eject_for = duration(
+        raw.eject_for.take(),
+        "upstream.eject_for",
+        DEFAULT_EJECT_FOR,
+        problems,
+    );
+    let hmac_key = raw.hmac_key.take().and_then(|source| {
+        let secret = load(&source, "upstream.hmac_key", ctx, MIN_KEY_BYTES, problems)?;
+        Key::new(secret.expose()).ok()
+    });
+    if raw.spawn.is_some() && addresses.as_ref().is_some_and(|all| all.len() > 1) {
+        problems.push(
+            "upstream.spawn",
+            "supervises one worker: use `address`, not several `addresses`",
+        );
+    }
     let connect_timeout = duration(
         raw.connect_timeout,
         "upstream.connect_timeout",
@@ -109,6 +142,9 @@ pub(super) fn validate_upstream(
         .map(|spawn| validate_spawn(spawn, &address, problems));
     Some(Upstream {
         address: address?,
+        addresses: addresses?,
+        eject_for,
+        hmac_key,
         connect_timeout,
         response_timeout,
         max_in_flight: NonZeroUsize::new(max_in_flight).unwrap_or(NonZeroUsize::MIN),
@@ -168,6 +204,46 @@ pub(super) fn ready_path(value: Option<String>, problems: &mut Problems) -> Stri
     path
 }
 
+/// `address` (one worker) or `addresses` (several, each once), not both.
+fn worker_addresses(
+    address: Option<String>,
+    addresses: Option<Vec<String>>,
+    problems: &mut Problems,
+) -> Option<Vec<UpstreamAddress>> {
+    const KEY: &str = "upstream.addresses";
+    match (address, addresses) {
+        (Some(_), Some(_)) => {
+            problems.push(KEY, "give either `address` or `addresses`, not both");
+            None
+        }
+        (None, None) => {
+            problems.push("upstream.address", "is required (or `addresses`)");
+            None
+        }
+        (Some(one), None) => Some(vec![upstream_address(&one, problems)?]),
+        (None, Some(many)) => {
+            if many.is_empty() || many.len() > MAX_WORKERS {
+                problems.push(KEY, format_args!("must list 1 to {MAX_WORKERS} workers"));
+                return None;
+            }
+            let parsed: Vec<_> = many
+                .iter()
+                .filter_map(|text| upstream_address(text, problems))
+                .collect();
+            let mut unique = parsed.clone();
+            unique.sort_by_key(|a| format!("{a:?}"));
+            unique.dedup();
+            if unique.len() != parsed.len() {
+                problems.push(KEY, "lists a worker twice");
+            }
+            (parsed.len() == many.len()).then_some(parsed)
+        }
+    }
+}
+
+/// A typo guard: more workers than this behind one gateway is a mistake.
+const MAX_WORKERS: usize = 64;
+
 pub(super) fn upstream_address(text: &str, problems: &mut Problems) -> Option<UpstreamAddress> {
     const KEY: &str = "upstream.address";
     if let Some(socket) = text.strip_prefix("unix:") {
@@ -197,6 +273,78 @@ pub(super) fn upstream_address(text: &str, problems: &mut Problems) -> Option<Up
                 format_args!("`{text}` must be http://host:port with no path or credentials"),
             );
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::MINIMAL;
+    use super::*;
+    use std::collections::HashMap;
+
+    const ONE: &str = r#"address = "unix:/run/tradehabit/worker.sock""#;
+
+    fn with(upstream: &str) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = HashMap::from([("HMAC".to_owned(), "h".repeat(32))]);
+        Config::from_toml_with(&MINIMAL.replace(ONE, upstream), Path::new("."), &env)
+    }
+
+    #[test]
+    fn one_address_is_one_worker_with_no_key_and_the_default_ejection() {
+        let upstream = with(ONE).unwrap().upstream;
+        assert_eq!(upstream.addresses, vec![upstream.address.clone()]);
+        assert_eq!(upstream.eject_for, DEFAULT_EJECT_FOR);
+        assert!(upstream.hmac_key.is_none());
+    }
+
+    #[test]
+    fn several_addresses_a_key_and_an_ejection_time() {
+        let upstream = with(
+            r#"addresses = ["unix:/run/a/w.sock", "unix:/run/b/w.sock"]
+eject_for = "3s"
+hmac_key = { env = "HMAC" }"#,
+        )
+        .unwrap()
+        .upstream;
+        assert_eq!(upstream.addresses.len(), 2);
+        assert_eq!(
+            upstream.address,
+            UpstreamAddress::Unix("/run/a/w.sock".into())
+        );
+        assert_eq!(upstream.eject_for, Duration::from_secs(3));
+        assert!(upstream.hmac_key.is_some());
+        assert!(!format!("{upstream:?}").contains("hhhh"));
+    }
+
+    #[test]
+    fn bad_worker_lists_and_keys_are_refused() {
+        for (upstream, key) in [
+            (
+                r#"address = "unix:/a.sock"
+addresses = ["unix:/b.sock"]"#,
+                "upstream.addresses",
+            ),
+            ("addresses = []", "upstream.addresses"),
+            (
+                r#"addresses = ["unix:/a.sock", "unix:/a.sock"]"#,
+                "upstream.addresses",
+            ),
+            (r#"addresses = ["unix:relative.sock"]"#, "upstream.address"),
+            (
+                r#"addresses = ["unix:/a.sock", "unix:/b.sock"]
+spawn = { command = ["w"] }"#,
+                "upstream.spawn",
+            ),
+            (
+                r#"address = "unix:/a.sock"
+hmac_key = { env = "UNSET_HMAC_FOR_TEST" }"#,
+                "upstream.hmac_key",
+            ),
+            ("", "upstream.address"),
+        ] {
+            let error = with(upstream).unwrap_err().to_string();
+            assert!(error.contains(key), "{upstream}: {error}");
         }
     }
 }
