@@ -4,7 +4,7 @@
 //! every key with its default). Loading has two steps: `raw` mirrors the file
 //! with serde and refuses unknown keys; [`Config::from_toml`] then checks
 //! every value and reports **all** problems at once, each with its key path
-//! (`routes[3].body_limit: must be > 0`). Nothing binds a socket before this
+//! (`routes["analyze"].body_limit: must be > 0`). Nothing binds a socket before this
 //! has succeeded.
 //!
 //! # Defaults
@@ -31,6 +31,7 @@ mod duration;
 mod limits;
 mod policy;
 mod raw;
+mod route_defaults;
 mod routes;
 mod server;
 mod upstream;
@@ -250,9 +251,17 @@ impl Config {
         let config = validate(raw, &ctx, &mut problems);
         match config {
             Some(config) if problems.is_empty() => Ok(config),
-            _ => Err(ConfigError::Invalid(
-                problems.iter().map(ToString::to_string).collect(),
-            )),
+            _ => {
+                // A route listing several `paths` reports a problem of its
+                // shared policy once, not once per path.
+                let mut listed: Vec<String> = Vec::new();
+                for problem in problems.iter().map(ToString::to_string) {
+                    if !listed.contains(&problem) {
+                        listed.push(problem);
+                    }
+                }
+                Err(ConfigError::Invalid(listed))
+            }
         }
     }
 
@@ -283,10 +292,11 @@ impl Config {
     /// a reload does not hand every client a fresh budget.
     pub(crate) fn keep_rate_limit_state(&mut self, previous: &Config) {
         for route in &mut self.routes {
-            let kept = previous
-                .routes
-                .iter()
-                .find(|old| old.name == route.name && old.checks.quotas == route.checks.quotas);
+            let kept = previous.routes.iter().find(|old| {
+                old.name == route.name
+                    && old.path == route.path
+                    && old.checks.quotas == route.checks.quotas
+            });
             if let (Some(old), Some(route)) = (kept, Arc::get_mut(route)) {
                 route.checks.limiters = Arc::clone(&old.checks.limiters);
             }
@@ -431,7 +441,12 @@ fn validate(mut raw: RawConfig, ctx: &LoadContext<'_>, problems: &mut Problems) 
             .map_or(DEFAULT_MAX_IN_FLIGHT, |u| u.max_in_flight.get());
         limits.clients.max_upstream_per_ip = (slots / DEFAULT_UPSTREAM_SHARE_DIVISOR).max(1);
     }
-    let routes = validate_routes(raw.routes.unwrap_or_default(), checks.as_ref(), problems);
+    let routes = validate_routes(
+        raw.route_defaults.take(),
+        raw.routes.unwrap_or_default(),
+        checks.as_ref(),
+        problems,
+    );
     let admin = admin::validate_admin(raw.admin.unwrap_or_default(), problems);
     let audit = audit::validate_audit(raw.audit.unwrap_or_default(), problems);
     let plain_http = raw

@@ -1,6 +1,7 @@
 //! `[[routes]]`: path, methods, body limit and checks of each route, and
 //! their validation.
 
+use super::route_defaults::{self, Resolved};
 use super::*;
 
 /// How a route's `path` is compared with the request path.
@@ -30,6 +31,7 @@ pub(crate) struct Route {
 }
 
 pub(super) fn validate_routes(
+    defaults: Option<RawRoute>,
     raw: Vec<RawRoute>,
     checks: Option<&PolicyChecks>,
     problems: &mut Problems,
@@ -41,18 +43,19 @@ pub(super) fn validate_routes(
         );
     }
     let mut routes = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    for (i, raw) in raw.into_iter().enumerate() {
+    let mut names: Vec<(String, usize)> = Vec::new();
+    for resolved in route_defaults::resolve(defaults, raw, problems) {
+        let Resolved { key, entry, raw } = resolved;
         if let Some(name) = &raw.name {
-            if names.contains(name) {
+            if names.iter().any(|(n, e)| n == name && *e != entry) {
                 problems.push(
-                    format_args!("routes[{i}].name"),
+                    format_args!("{key}.name"),
                     format_args!("`{name}` is used by an earlier route"),
                 );
             }
-            names.push(name.clone());
+            names.push((name.clone(), entry));
         }
-        if let Some(route) = validate_route(i, raw, checks, problems) {
+        if let Some(route) = validate_route(&key, raw, checks, problems) {
             routes.push(Arc::new(route));
         }
     }
@@ -60,16 +63,16 @@ pub(super) fn validate_routes(
 }
 
 pub(super) fn validate_route(
-    i: usize,
+    route_key: &str,
     raw: RawRoute,
     checks: Option<&PolicyChecks>,
     problems: &mut Problems,
 ) -> Option<Route> {
-    let key = |field: &str| format!("routes[{i}].{field}");
+    let key = |field: &str| format!("{route_key}.{field}");
     let limit_for_checks = raw
         .body_limit
         .map_or(Some(DEFAULT_ROUTE_BODY_LIMIT), |l| u64::try_from(l).ok());
-    let route_checks = policy::validate_route(i, &raw, limit_for_checks, checks, problems);
+    let route_checks = policy::validate_route(route_key, &raw, limit_for_checks, checks, problems);
     let compressed_body = match raw.compressed_body {
         None => Some(None),
         Some(allowance) => {

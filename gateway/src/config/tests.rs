@@ -89,13 +89,13 @@ methods = []
         "limits.idle_timeout: must be longer than 0",
         "headers.hsts_preload:",
         "upstream.address:",
-        "routes[0].path:",
-        "routes[0].match:",
-        "routes[0].methods[0]:",
-        "routes[0].methods[1]: `TRACE` is never forwarded",
-        "routes[0].body_limit: must be > 0",
-        "routes[1].methods: must list at least one method",
-        "routes[1].name: `a` is used by an earlier route",
+        "routes[\"a\"].path:",
+        "routes[\"a\"].match:",
+        "routes[\"a\"].methods[0]:",
+        "routes[\"a\"].methods[1]: `TRACE` is never forwarded",
+        "routes[\"a\"].body_limit: must be > 0",
+        "routes[\"a\"].methods: must list at least one method",
+        "routes[\"a\"].name: `a` is used by an earlier route",
     ];
     for prefix in expected {
         assert!(
@@ -364,11 +364,11 @@ methods = ["POST"]
         "tokens.secret:",
         "rate_limit.max_tracked_keys:",
         "server.trusted_proxies[0]:",
-        "routes[0].scopes: a route with auth = \"none\"",
-        "routes[0].content_types: an upload route must accept multipart/form-data",
-        "routes[0].body_limit: must be at least",
-        "routes[0].rate_limit.per_ip[0]:",
-        "routes[0].query.a.type:",
+        "routes[\"upload\"].scopes: a route with auth = \"none\"",
+        "routes[\"upload\"].content_types: an upload route must accept multipart/form-data",
+        "routes[\"upload\"].body_limit: must be at least",
+        "routes[\"upload\"].rate_limit.per_ip[0]:",
+        "routes[\"upload\"].query.a.type:",
     ];
     for prefix in expected {
         assert!(
@@ -378,7 +378,9 @@ methods = ["POST"]
     }
     // Routes are still checked when a global section is broken.
     assert!(
-        !problems.iter().any(|p| p.starts_with("routes[1].path")),
+        !problems
+            .iter()
+            .any(|p| p.starts_with("routes[\"session\"].path")),
         "sessions failed validation, so /auth/session is not reserved: {problems:#?}"
     );
 }
@@ -398,7 +400,7 @@ fn the_session_endpoint_path_is_reserved_while_enabled() {
         .unwrap_err()
         .problems();
     assert_eq!(problems.len(), 1, "{problems:#?}");
-    assert!(problems[0].starts_with("routes[1].path: /auth/session is served by the gateway"));
+    assert!(problems[0].starts_with("routes[\"s\"].path: /auth/session is served by the gateway"));
 }
 
 #[test]
@@ -482,11 +484,13 @@ fn compressed_body_is_off_by_default_and_validated_per_route() {
     );
     let error = Config::from_toml(&bad).unwrap_err().to_string();
     assert!(
-        error.contains("routes[0].compressed_body.encodings[0]: `br` is not a supported encoding"),
+        error.contains(
+            "routes[\"health\"].compressed_body.encodings[0]: `br` is not a supported encoding"
+        ),
         "{error}"
     );
     assert!(
-        error.contains("routes[0].compressed_body.max_decoded_bytes: must be > 0"),
+        error.contains("routes[\"health\"].compressed_body.max_decoded_bytes: must be > 0"),
         "{error}"
     );
 

@@ -23,8 +23,8 @@ fn check_config_lists_every_problem_and_fails() {
         "server.listen:",
         "tls:",
         "upstream.address:",
-        "routes[0].path:",
-        "routes[0].body_limit:",
+        "routes[\"r\"].path:",
+        "routes[\"r\"].body_limit:",
     ] {
         assert!(stderr.contains(key), "{key} missing from:\n{stderr}");
     }

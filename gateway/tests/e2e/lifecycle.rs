@@ -44,13 +44,13 @@ async fn an_invalid_reload_is_refused_and_the_running_policy_stays() {
             assert!(
                 problems
                     .iter()
-                    .any(|p| p.starts_with("routes[0].body_limit")),
+                    .any(|p| p.starts_with("routes[\"echo\"].body_limit")),
                 "{problems:?}"
             );
             assert!(
                 problems
                     .iter()
-                    .any(|p| p.starts_with("routes[1].body_limit")),
+                    .any(|p| p.starts_with("routes[\"api\"].body_limit")),
                 "{problems:?}"
             );
         }
