@@ -262,38 +262,35 @@ fn a_pseudonym_key_file_is_read_and_never_debug_printed() {
     assert!(!format!("{config:?}").contains("secret"));
 }
 
-/// The shipped example: the strict policy, and the legacy-compatible variant
-/// that its comments describe (uncommented in place of the strict part).
+/// The two shipped policies: the strict example, and the legacy-compatible
+/// one with the same endpoints, no credentials, the legacy backend's
+/// readiness path, quotas its users never reach and its upload wording.
 #[test]
-fn the_example_policy_and_its_legacy_variant_are_valid() {
-    let text = include_str!("../../../config/gateway.example.toml");
-    let strict = Config::from_toml(text).expect("the strict example is valid");
+fn the_strict_and_the_legacy_policies_are_valid() {
+    use crate::checks::auth::AuthMode;
+    use crate::checks::upload::UploadMessages;
+    let strict = Config::from_toml(include_str!("../../../config/gateway.example.toml"))
+        .expect("the strict example is valid");
     assert!(strict
         .routes
         .iter()
-        .all(|r| r.name == "health" || r.checks.auth == crate::checks::auth::AuthMode::Required));
+        .all(|r| r.name == "health" || r.checks.auth == AuthMode::Required));
     assert_eq!(strict.routes.len(), 16);
+    assert_eq!(strict.upstream.ready_path, DEFAULT_READY_PATH);
 
-    let common = &text[..text.find("# ===").expect("the strict-policy marker")];
-    let variant_start = text
-        .find("# [cors]\n# allowed_origins = [")
-        .expect("the commented legacy variant");
-    let variant: String = text[variant_start..]
-        .lines()
-        .map(|line| {
-            line.strip_prefix("# ")
-                .or(line.strip_prefix('#'))
-                .unwrap_or(line)
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let legacy = Config::from_toml(&format!("{common}\n{variant}\n"))
-        .unwrap_or_else(|e| panic!("the legacy variant is invalid: {e}"));
-    assert_eq!(legacy.routes.len(), strict.routes.len());
+    let legacy = Config::from_toml(include_str!("../../../config/gateway.legacy.toml"))
+        .unwrap_or_else(|e| panic!("the legacy policy is invalid: {e}"));
     assert!(legacy
         .routes
         .iter()
-        .all(|r| r.checks.auth == crate::checks::auth::AuthMode::None));
+        .all(|r| r.checks.auth == AuthMode::None));
+    assert_eq!(legacy.upstream.ready_path, "/api/health");
+    let analyze = legacy.routes.iter().find(|r| r.name == "analyze").unwrap();
+    let upload = analyze.checks.upload.as_ref().unwrap();
+    assert_eq!(upload.messages(), UploadMessages::Legacy);
+    // 60 analyses a minute from one address: the legacy API suite passes.
+    let per_minute = analyze.checks.quotas.per_ip[0].to_string();
+    assert!(per_minute.starts_with("60/"), "{per_minute}");
     // The same endpoints, nothing more (the mentor routes stay unrouted).
     let endpoints = |config: &Config| {
         let mut list: Vec<_> = config
