@@ -295,7 +295,10 @@ async fn legacy_messages_are_the_legacy_backends_words() {
             file("trades.xlsx", b"a,b\n"),
             "TradeHabit only works with the CSV file format.",
         ),
-        (file("t.csv", &big), "This file exceeds the 2 MB size limit."),
+        (
+            file("t.csv", &big),
+            "This file exceeds the 2 MB size limit.",
+        ),
     ];
     for (body, expected) in cases {
         let err = legacy
