@@ -34,6 +34,7 @@ mod raw;
 mod route_defaults;
 mod routes;
 mod server;
+mod unknown_keys;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -241,23 +242,26 @@ impl Config {
         base_dir: &Path,
         env: &dyn Environment,
     ) -> Result<Config, ConfigError> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let mut problems = Problems::new();
+        let parsed = unknown_keys::parse(text, &mut problems)?;
         let ctx = LoadContext {
             env,
             base_dir: base_dir.to_path_buf(),
         };
-        let mut problems = Problems::new();
-        let config = validate(raw, &ctx, &mut problems);
+        let unknown = problems.len();
+        let config = validate(parsed.raw, &ctx, &mut problems);
         match config {
             Some(config) if problems.is_empty() => Ok(config),
             _ => {
                 // A route listing several `paths` reports a problem of its
                 // shared policy once, not once per path.
+                // A misspelt key is not reported again as missing.
                 let mut listed: Vec<String> = Vec::new();
-                for problem in problems.iter().map(ToString::to_string) {
-                    if !listed.contains(&problem) {
-                        listed.push(problem);
+                for (i, problem) in problems.iter().enumerate() {
+                    let follow_on = i >= unknown && parsed.reported.contains(&problem.path);
+                    let text = problem.to_string();
+                    if !follow_on && !listed.contains(&text) {
+                        listed.push(text);
                     }
                 }
                 Err(ConfigError::Invalid(listed))
