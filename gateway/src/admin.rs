@@ -46,7 +46,6 @@ const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct Probe {
     client: Client<Connector, Empty<Bytes>>,
     authority: String,
-    ready_path: String,
     timeout: Duration,
 }
 
@@ -66,14 +65,15 @@ impl Probe {
         Probe {
             client,
             authority,
-            ready_path: upstream.ready_path.clone(),
             timeout,
         }
     }
 
-    /// Whether the upstream answers its readiness path with a 2xx in time.
-    pub(crate) async fn is_ready(&self) -> bool {
-        self.get(&self.ready_path)
+    /// Whether the upstream answers `ready_path` (the running policy's
+    /// `[upstream] ready_path`, so that a reload applies it) with a 2xx in
+    /// time.
+    pub(crate) async fn is_ready(&self, ready_path: &str) -> bool {
+        self.get(ready_path)
             .await
             .is_some_and(|response| response.status().is_success())
     }
@@ -119,7 +119,7 @@ pub(crate) async fn probe_periodically(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let is_up = probe.is_ready().await;
+        let is_up = probe.is_ready(&state.config().upstream.ready_path).await;
         state.metrics.upstream_up(is_up);
         tokio::select! {
             () = stopped(&mut stop) => return,
@@ -170,7 +170,7 @@ async fn answer(
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "alive\n"),
         "/readyz" => {
-            let is_up = probe.is_ready().await;
+            let is_up = probe.is_ready(&state.config().upstream.ready_path).await;
             state.metrics.upstream_up(is_up);
             // The policy is loaded whenever the gateway runs: a start-up
             // without a valid policy never gets this far.

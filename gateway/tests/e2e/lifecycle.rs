@@ -296,3 +296,19 @@ async fn the_dev_stack_serves_through_its_supervised_worker() {
     );
     handle.shutdown().await;
 }
+
+/// `[upstream] ready_path` applies on reload: `/readyz` asks the new path
+/// (here one the upstream answers 503) from the next probe on.
+#[tokio::test]
+async fn a_reload_applies_a_new_ready_path() {
+    let (gw, _up) = TestGateway::with_upstream(Policy::default()).await;
+    let admin = gw.handle().admin_addr();
+    assert_eq!(crate::audit::admin_get(admin, "/readyz").await.0, 200);
+    let policy = Policy {
+        upstream: "ready_path = \"/api/busy\"\n".to_owned(),
+        ..Policy::default()
+    };
+    TestGateway::write_policy(gw.dir.path(), &policy);
+    gw.handle().reload().expect("valid policy reloads");
+    assert_eq!(crate::audit::admin_get(admin, "/readyz").await.0, 503);
+}
