@@ -169,6 +169,13 @@ async fn answer(
     }
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "alive\n"),
+        // Digests of the running policy's restart-only settings, for
+        // `check-config --admin` (no values leave the process).
+        crate::check_config::restart::RESTART_ONLY_PATH => {
+            let mut response = text(StatusCode::OK, "");
+            *response.body_mut() = Full::new(Bytes::from(state.config().restart_only_digest()));
+            response
+        }
         "/readyz" => {
             let is_up = probe.is_ready(&state.config().upstream.ready_path).await;
             state.metrics.upstream_up(is_up);

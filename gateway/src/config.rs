@@ -28,9 +28,11 @@ mod admin;
 mod audit;
 mod compressed;
 mod duration;
+mod effective;
 mod limits;
 mod policy;
 mod raw;
+mod restart;
 mod route_defaults;
 mod routes;
 mod server;
@@ -63,6 +65,7 @@ use raw::{
     RawConfig, RawHeaders, RawLimits, RawPlainHttp, RawRoute, RawServer, RawSpawn, RawTls,
     RawUpstream,
 };
+pub use restart::differing as restart_only_differences;
 use routes::validate_routes;
 pub(crate) use routes::{PathMatch, Route};
 use server::{validate_headers, validate_plain_http, validate_server, validate_tls};
@@ -183,11 +186,15 @@ pub struct Config {
 /// Why a policy file was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    /// The file could not be read (its full path, the I/O error once).
+    #[error(
+        "cannot read {}: {}",
+        crate::checks::problems::shown_path(path),
+        crate::checks::problems::io_text(error)
+    )]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Not TOML, an unknown key, or a value of the wrong type.
     #[error("{0}")]
@@ -213,9 +220,9 @@ impl Config {
     /// resolved against its directory; environment variables come from
     /// the process.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
         let mut config = Config::from_toml_with(&text, base_dir, &ProcessEnv)?;
@@ -272,9 +279,9 @@ impl Config {
     /// Reads the API-key pepper a policy file names (for `keygen`): the
     /// file must be valid TOML of this schema; the rest is not validated.
     pub fn api_key_pepper(path: &Path) -> Result<Secret, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let raw: RawConfig =
             toml::from_str(&text).map_err(|e| ConfigError::Syntax(e.to_string()))?;

@@ -37,6 +37,7 @@ mod accept;
 mod admin;
 pub mod audit;
 mod body;
+pub mod check_config;
 pub mod checks;
 pub mod config;
 mod conn;

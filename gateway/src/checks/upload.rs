@@ -302,6 +302,16 @@ impl UploadRules {
         self.max_file_bytes + MULTIPART_OVERHEAD_BYTES
     }
 
+    /// The form field of the file.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// The accepted filename endings.
+    pub fn extensions(&self) -> &[String] {
+        &self.extensions
+    }
+
     /// How this route words its refusals.
     pub fn messages(&self) -> UploadMessages {
         self.messages
