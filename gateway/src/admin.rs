@@ -171,7 +171,7 @@ async fn answer(
         "/healthz" => text(StatusCode::OK, "alive\n"),
         // Digests of the running policy's restart-only settings, for
         // `check-config --admin` (no values leave the process).
-        crate::check_config::restart::RESTART_ONLY_PATH => {
+        config::RESTART_ONLY_PATH => {
             let mut response = text(StatusCode::OK, "");
             *response.body_mut() = Full::new(Bytes::from(state.config().restart_only_digest()));
             response

@@ -65,7 +65,7 @@ use raw::{
     RawConfig, RawHeaders, RawLimits, RawPlainHttp, RawRoute, RawServer, RawSpawn, RawTls,
     RawUpstream,
 };
-pub use restart::differing as restart_only_differences;
+pub use restart::{differing as restart_only_differences, RESTART_ONLY_PATH};
 use routes::validate_routes;
 pub(crate) use routes::{PathMatch, Route};
 use server::{validate_headers, validate_plain_http, validate_server, validate_tls};

@@ -10,10 +10,7 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::config::{restart_only_differences, Config};
-
-/// The admin endpoint with the running policy's restart-only digests.
-pub const RESTART_ONLY_PATH: &str = "/policy/restart-only";
+use crate::config::{restart_only_differences, Config, RESTART_ONLY_PATH};
 
 /// How long the running gateway has to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);

@@ -11,6 +11,9 @@ use sha2::{Digest, Sha256};
 
 use super::Config;
 
+/// The admin endpoint that serves the running policy's digests.
+pub const RESTART_ONLY_PATH: &str = "/policy/restart-only";
+
 impl Config {
     /// One `key digest` line per restart-only setting (the keys of
     /// [`Config::restart_only_changes`]).
