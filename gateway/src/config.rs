@@ -536,4 +536,8 @@ fn count(
 }
 
 #[cfg(test)]
+mod doc_snippets;
+#[cfg(test)]
+mod example_defaults;
+#[cfg(test)]
 pub(crate) mod tests;
