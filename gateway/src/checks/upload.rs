@@ -149,6 +149,9 @@ pub enum UploadMessages {
     Legacy,
 }
 
+/// How refusals are worded when the route's `upload` sets no `messages`.
+pub const DEFAULT_MESSAGES: UploadMessages = UploadMessages::Gateway;
+
 /// The `messages` values, as written in the policy.
 pub const UPLOAD_MESSAGES: &[&str] = &["gateway", "legacy"];
 
@@ -167,7 +170,7 @@ impl Default for UploadRules {
             field: DEFAULT_FIELD.to_owned(),
             extensions: DEFAULT_EXTENSIONS.iter().map(|e| (*e).to_owned()).collect(),
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
-            messages: UploadMessages::Gateway,
+            messages: DEFAULT_MESSAGES,
         }
     }
 }
@@ -222,7 +225,8 @@ pub fn validate_upload(
         );
     }
     let messages = match raw.messages.as_deref() {
-        None | Some("gateway") => UploadMessages::Gateway,
+        None => DEFAULT_MESSAGES,
+        Some("gateway") => UploadMessages::Gateway,
         Some("legacy") => UploadMessages::Legacy,
         Some(other) => {
             problems.push(

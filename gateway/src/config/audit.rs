@@ -179,7 +179,14 @@ fn read_key(secret: RawSecret, problems: &mut Problems) -> Option<PseudonymKey> 
         RawSecret::File(path) => match std::fs::read_to_string(&path) {
             Ok(value) => value,
             Err(error) => {
-                problems.push(KEY, format_args!("cannot read `{path}`: {error}"));
+                problems.push(
+                    KEY,
+                    format_args!(
+                        "cannot read {}: {}",
+                        crate::checks::problems::shown_path(std::path::Path::new(&path)),
+                        crate::checks::problems::io_text(&error)
+                    ),
+                );
                 return None;
             }
         },
