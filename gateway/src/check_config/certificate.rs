@@ -172,4 +172,50 @@ mod tests {
         );
         assert_eq!(not_after(b"\x30\x03\x02\x01"), None);
     }
+
+    /// A valid pair that expires on 2031-07-09, and the policy naming it.
+    fn policy_with_certificate(dir: &std::path::Path) -> Config {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2031, 7, 9);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+        let text = crate::config::tests::MINIMAL
+            .replace(
+                "cert = \"cert.pem\"",
+                &format!("cert = {:?}", dir.join("cert.pem")),
+            )
+            .replace(
+                "key = \"key.pem\"",
+                &format!("key = {:?}", dir.join("key.pem")),
+            );
+        Config::from_toml(&text).unwrap()
+    }
+
+    #[test]
+    fn a_certificate_close_to_expiry_or_expired_is_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = policy_with_certificate(dir.path());
+        let at = |y, m, d| {
+            PrimitiveDateTime::new(Date::from_calendar_date(y, m, d).unwrap(), Time::MIDNIGHT)
+                .assume_utc()
+        };
+        let found = check(&config, at(2031, Month::January, 1));
+        assert!(
+            found.problems.is_empty() && found.warnings.is_empty(),
+            "{found:?}"
+        );
+        let found = check(&config, at(2031, Month::June, 30));
+        assert!(found.problems.is_empty(), "{found:?}");
+        assert_eq!(
+            found.warnings,
+            ["tls.cert: the certificate expires on 2031-07-09, in 9 day(s)"]
+        );
+        let found = check(&config, at(2031, Month::August, 1));
+        assert!(
+            found.warnings[0].contains("EXPIRED on 2031-07-09"),
+            "{found:?}"
+        );
+    }
 }
