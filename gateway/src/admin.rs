@@ -105,6 +105,13 @@ async fn answer(
     }
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "alive\n"),
+        // Digests of the running policy's restart-only settings, for
+        // `check-config --admin` (no values leave the process).
+        config::RESTART_ONLY_PATH => {
+            let mut response = text(StatusCode::OK, "");
+            *response.body_mut() = Full::new(Bytes::from(state.config().restart_only_digest()));
+            response
+        }
         "/readyz" => {
             let policy = state.config();
             let is_up = probe::check(state, probe).await;

@@ -4,7 +4,7 @@
 //! every key with its default). Loading has two steps: `raw` mirrors the file
 //! with serde and refuses unknown keys; [`Config::from_toml`] then checks
 //! every value and reports **all** problems at once, each with its key path
-//! (`routes[3].body_limit: must be > 0`). Nothing binds a socket before this
+//! (`routes["analyze"].body_limit: must be > 0`). Nothing binds a socket before this
 //! has succeeded.
 //!
 //! # Defaults
@@ -28,11 +28,15 @@ mod admin;
 mod audit;
 mod compressed;
 mod duration;
+mod effective;
 mod limits;
 mod policy;
 mod raw;
+mod restart;
+mod route_defaults;
 mod routes;
 mod server;
+mod unknown_keys;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -64,6 +68,7 @@ use raw::{
     RawConfig, RawHeaders, RawLimits, RawPlainHttp, RawRoute, RawServer, RawSpawn, RawTls,
     RawUpstream,
 };
+pub use restart::{differing as restart_only_differences, RESTART_ONLY_PATH};
 use routes::validate_routes;
 pub(crate) use routes::{PathMatch, Route};
 use server::{validate_headers, validate_plain_http, validate_server, validate_tls};
@@ -187,11 +192,15 @@ pub struct Config {
 /// Why a policy file was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    /// The file could not be read (its full path, the I/O error once).
+    #[error(
+        "cannot read {}: {}",
+        crate::checks::problems::shown_path(path),
+        crate::checks::problems::io_text(error)
+    )]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Not TOML, an unknown key, or a value of the wrong type.
     #[error("{0}")]
@@ -217,9 +226,9 @@ impl Config {
     /// resolved against its directory; environment variables come from
     /// the process.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
         let mut config = Config::from_toml_with(&text, base_dir, &ProcessEnv)?;
@@ -246,32 +255,43 @@ impl Config {
         base_dir: &Path,
         env: &dyn Environment,
     ) -> Result<Config, ConfigError> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let mut problems = Problems::new();
+        let parsed = unknown_keys::parse(text, &mut problems)?;
         let ctx = LoadContext {
             env,
             base_dir: base_dir.to_path_buf(),
         };
-        let mut problems = Problems::new();
-        let config = validate(raw, &ctx, &mut problems);
+        let unknown = problems.len();
+        let config = validate(parsed.raw, &ctx, &mut problems);
         match config {
             Some(mut config) if problems.is_empty() => {
                 use sha2::Digest as _;
                 config.sha256 = hex::encode(sha2::Sha256::digest(text.as_bytes()));
                 Ok(config)
             }
-            _ => Err(ConfigError::Invalid(
-                problems.iter().map(ToString::to_string).collect(),
-            )),
+            _ => {
+                // A route listing several `paths` reports a problem of its
+                // shared policy once, not once per path.
+                // A misspelt key is not reported again as missing.
+                let mut listed: Vec<String> = Vec::new();
+                for (i, problem) in problems.iter().enumerate() {
+                    let follow_on = i >= unknown && parsed.reported.contains(&problem.path);
+                    let text = problem.to_string();
+                    if !follow_on && !listed.contains(&text) {
+                        listed.push(text);
+                    }
+                }
+                Err(ConfigError::Invalid(listed))
+            }
         }
     }
 
     /// Reads the API-key pepper a policy file names (for `keygen`): the
     /// file must be valid TOML of this schema; the rest is not validated.
     pub fn api_key_pepper(path: &Path) -> Result<Secret, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let raw: RawConfig =
             toml::from_str(&text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
@@ -293,10 +313,11 @@ impl Config {
     /// a reload does not hand every client a fresh budget.
     pub(crate) fn keep_rate_limit_state(&mut self, previous: &Config) {
         for route in &mut self.routes {
-            let kept = previous
-                .routes
-                .iter()
-                .find(|old| old.name == route.name && old.checks.quotas == route.checks.quotas);
+            let kept = previous.routes.iter().find(|old| {
+                old.name == route.name
+                    && old.path == route.path
+                    && old.checks.quotas == route.checks.quotas
+            });
             if let (Some(old), Some(route)) = (kept, Arc::get_mut(route)) {
                 route.checks.limiters = Arc::clone(&old.checks.limiters);
             }
@@ -451,6 +472,7 @@ fn validate(mut raw: RawConfig, ctx: &LoadContext<'_>, problems: &mut Problems) 
         limits.clients.max_upstream_per_ip = (slots / DEFAULT_UPSTREAM_SHARE_DIVISOR).max(1);
     }
     let routes = validate_routes(
+        raw.route_defaults.take(),
         raw.routes.unwrap_or_default(),
         checks.as_ref(),
         &ctx.base_dir,
@@ -534,5 +556,9 @@ fn count(
     }
 }
 
+#[cfg(test)]
+mod doc_snippets;
+#[cfg(test)]
+mod example_defaults;
 #[cfg(test)]
 pub(crate) mod tests;

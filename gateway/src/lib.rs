@@ -38,6 +38,7 @@ mod admin;
 pub mod audit;
 mod body;
 mod cert_dates;
+pub mod check_config;
 pub mod checks;
 pub mod config;
 mod conn;

@@ -37,10 +37,19 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validate a policy file without starting; lists every problem.
+    /// Validate a policy file without starting: everything `run` would
+    /// refuse (every key and value, secrets, key files, the certificate and
+    /// key), every problem at once.
     CheckConfig {
         /// The policy file (TOML).
         file: PathBuf,
+        /// Also print every route's resolved policy.
+        #[arg(long)]
+        effective: bool,
+        /// The admin listener of the running gateway (e.g.
+        /// http://127.0.0.1:9901): report changes that need a restart.
+        #[arg(long, value_name = "URL")]
+        admin: Option<String>,
     },
     /// Probe the admin listener (exit 0 on 200, else 1): the container
     /// health check for images with no shell or curl.
@@ -232,14 +241,25 @@ impl EmptyLog {
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::CheckConfig { file } => {
-            let config = Config::from_file(&file)?;
-            // The certificate must cover the names served.
-            if !tradehabit_gateway::check_certificate(&config)? {
-                eprintln!(
-                    "note: {} does not exist here; the host names were not checked against it",
-                    config.tls_cert().display()
-                );
+        Command::CheckConfig {
+            file,
+            effective,
+            admin,
+        } => {
+            use tradehabit_gateway::check_config::{check, Options};
+            let report = check(&file, &Options { effective, admin });
+            for warning in &report.warnings {
+                eprintln!("warning: {warning}");
+            }
+            anyhow::ensure!(
+                report.is_ok(),
+                "{} problem(s) in {}:\n  {}",
+                report.problems.len(),
+                file.display(),
+                report.problems.join("\n  ")
+            );
+            if let Some(routes) = &report.effective {
+                println!("{routes}");
             }
             println!("{}: OK", file.display());
             Ok(())

@@ -34,11 +34,16 @@ const ALPN_HTTP1: &[u8] = b"http/1.1";
 /// Why a certificate or key could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
-    /// A PEM file could not be read.
-    #[error("cannot read {path}: {source}")]
+    /// A PEM file could not be read (shown with its full path, the I/O
+    /// error once).
+    #[error(
+        "cannot read {}: {}",
+        crate::checks::problems::shown_path(path),
+        crate::checks::problems::io_text(error)
+    )]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The certificate file holds no certificate.
     #[error("{0}: no PEM certificate found")]
@@ -53,17 +58,33 @@ pub enum CertError {
     #[error("{present} exists but {missing} does not; refusing to generate a certificate over half a pair")]
     HalfPair { present: PathBuf, missing: PathBuf },
     /// rustls refused the key, or it does not match the certificate.
-    #[error("{path}: {source}")]
-    Unusable {
-        path: PathBuf,
-        source: rustls::Error,
-    },
+    #[error(
+        "{}: {}",
+        crate::checks::problems::shown_path(path),
+        unusable_text(error)
+    )]
+    Unusable { path: PathBuf, error: rustls::Error },
     /// The certificate does not cover a name the policy says is served.
     #[error("{path}: {}", .problems.join("; "))]
     NamesNotCovered {
         path: PathBuf,
         problems: Vec<String>,
     },
+}
+
+/// Why rustls refused a certificate/key pair, in operator terms.
+fn unusable_text(error: &rustls::Error) -> String {
+    use rustls::InconsistentKeys;
+    match error {
+        rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
+            "this private key (tls.key) does not belong to the certificate (tls.cert)".to_owned()
+        }
+        rustls::Error::InconsistentKeys(InconsistentKeys::Unknown) => {
+            "cannot tell whether the private key (tls.key) belongs to the certificate (tls.cert)"
+                .to_owned()
+        }
+        other => format!("the private key (tls.key) is not usable: {other}"),
+    }
 }
 
 /// The provider every TLS object of the gateway uses.
@@ -77,26 +98,27 @@ pub(crate) fn load(tls: &Tls) -> Result<CertifiedKey, CertError> {
     if tls.self_signed_if_missing {
         generate_if_missing(&tls.cert, &tls.key)?;
     }
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| CertError::Read {
-            path: path.to_path_buf(),
-            source,
-        })
-    };
-    let chain = read_chain(&tls.cert)?;
-    let key_pem = read(&tls.key)?;
+    load_pair(&tls.cert, &tls.key)
+}
+
+/// Loads an existing chain and key and checks they belong together
+/// (`check-config` asks this without generating anything).
+pub(crate) fn load_pair(cert: &Path, key_path: &Path) -> Result<CertifiedKey, CertError> {
+    let chain = read_chain(cert)?;
+    let key_pem = std::fs::read(key_path).map_err(|error| CertError::Read {
+        path: key_path.to_path_buf(),
+        error,
+    })?;
     let key = rustls_pemfile::private_key(&mut BufReader::new(key_pem.as_slice()))
-        .map_err(|source| CertError::Read {
-            path: tls.key.clone(),
-            source,
+        .map_err(|error| CertError::Read {
+            path: key_path.to_path_buf(),
+            error,
         })?
-        .ok_or_else(|| CertError::NoKey(tls.key.clone()))?;
-    let certified =
-        CertifiedKey::from_der(chain, key, &provider()).map_err(|source| CertError::Unusable {
-            path: tls.key.clone(),
-            source,
-        })?;
-    Ok(certified)
+        .ok_or_else(|| CertError::NoKey(key_path.to_path_buf()))?;
+    CertifiedKey::from_der(chain, key, &provider()).map_err(|error| CertError::Unusable {
+        path: key_path.to_path_buf(),
+        error,
+    })
 }
 
 /// Gives `config` the certificate it will be served with: the host names
@@ -144,15 +166,15 @@ pub fn check_certificate(config: &Config) -> Result<bool, CertError> {
 
 /// The PEM certificates in `path`, at least one.
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
-    let pem = std::fs::read(path).map_err(|source| CertError::Read {
+    let pem = std::fs::read(path).map_err(|error| CertError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let chain = rustls_pemfile::certs(&mut BufReader::new(pem.as_slice()))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| CertError::Read {
+        .map_err(|error| CertError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
     if chain.is_empty() {
         return Err(CertError::NoCertificate(path.to_path_buf()));

@@ -29,7 +29,7 @@ pub const SAFETY: Duration = Duration::from_secs(20);
 
 /// The routes of the shipped example policy that the attack tests use,
 /// every route exact as in `config/gateway.example.toml`, without
-/// authentication (the legacy-compatible variant): these tests attack the
+/// authentication (as in `config/gateway.legacy.toml`): these tests attack the
 /// core, not the credential checks.
 pub const ROUTES: &str = r#"
 [[routes]]

@@ -89,6 +89,13 @@ fn open_routes(policy: &mut toml::Table) {
         route.remove("scopes");
         route.remove("rate_limit");
     }
+    if let Some(defaults) = policy
+        .get_mut("route_defaults")
+        .and_then(toml::Value::as_table_mut)
+    {
+        defaults.remove("scopes");
+        defaults.remove("rate_limit");
+    }
 }
 
 /// Where the example policy is deliberately stricter than the legacy

@@ -65,7 +65,10 @@ impl Probe {
     /// Which workers answer their readiness path with a 2xx in time, in
     /// configuration order (all probed at once).
     async fn ready_workers(&self, policy: &config::Config) -> Vec<bool> {
-        let (path, timeout) = (&policy.upstream.ready_path, policy.admin.ready_probe_timeout);
+        let (path, timeout) = (
+            &policy.upstream.ready_path,
+            policy.admin.ready_probe_timeout,
+        );
         join_all(self.targets.iter().map(|target| async move {
             self.get(target, path, timeout)
                 .await

@@ -302,6 +302,11 @@ fn is_state_changing(method: &Method) -> bool {
 }
 
 impl CorsPolicy {
+    /// The allowed origins, normalised.
+    pub fn allowed_origins(&self) -> &[String] {
+        &self.origins
+    }
+
     /// The allowed origin this request comes from, if any.
     fn allowed_origin<'h>(&self, headers: &'h HeaderMap) -> Option<&'h HeaderValue> {
         let origin = headers.get(ORIGIN)?;

@@ -6,6 +6,7 @@
 //! any were found.
 
 use std::fmt;
+use std::path::Path;
 
 /// One problem: where in the file, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +53,32 @@ impl Problems {
     /// Whether some problem sits at exactly `path` (used by tests).
     pub fn has(&self, path: &str) -> bool {
         self.0.iter().any(|p| p.path == path)
+    }
+}
+
+/// A path as an operator should look for it: absolute (relative paths are
+/// resolved against the working directory).
+pub fn shown_path(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// An I/O error in plain words, without the `(os error N)` suffix.
+pub fn io_text(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::NotFound => "no such file".to_owned(),
+        ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        ErrorKind::IsADirectory => "it is a directory".to_owned(),
+        _ => {
+            let text = error.to_string();
+            match text.find(" (os error") {
+                Some(at) => text[..at].to_owned(),
+                None => text,
+            }
+        }
     }
 }
 

@@ -112,7 +112,11 @@ impl LoadContext<'_> {
             Err(err) => {
                 problems.push(
                     path_key,
-                    format!("cannot read {}: {err}", resolved.display()),
+                    format!(
+                        "cannot read {}: {}",
+                        super::problems::shown_path(&resolved),
+                        super::problems::io_text(&err)
+                    ),
                 );
                 None
             }

@@ -133,7 +133,27 @@ pub struct UploadRaw {
     pub extensions: Option<Vec<String>>,
     /// Largest accepted file in bytes. Default 2 MiB.
     pub max_file_bytes: Option<u64>,
+    /// `"gateway"` (default) or `"legacy"`: the refusal messages word for
+    /// word as the legacy backend writes them.
+    pub messages: Option<String>,
 }
+
+/// How upload refusals are worded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UploadMessages {
+    /// The gateway's own wording (the legacy meanings, not its words).
+    #[default]
+    Gateway,
+    /// The legacy backend's exact texts, which its web app shows users
+    /// verbatim: a drop-in front of that backend changes nothing they see.
+    Legacy,
+}
+
+/// How refusals are worded when the route's `upload` sets no `messages`.
+pub const DEFAULT_MESSAGES: UploadMessages = UploadMessages::Gateway;
+
+/// The `messages` values, as written in the policy.
+pub const UPLOAD_MESSAGES: &[&str] = &["gateway", "legacy"];
 
 /// Validated upload rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +161,7 @@ pub struct UploadRules {
     field: String,
     extensions: Vec<String>,
     max_file_bytes: u64,
+    messages: UploadMessages,
 }
 
 impl Default for UploadRules {
@@ -149,6 +170,7 @@ impl Default for UploadRules {
             field: DEFAULT_FIELD.to_owned(),
             extensions: DEFAULT_EXTENSIONS.iter().map(|e| (*e).to_owned()).collect(),
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            messages: DEFAULT_MESSAGES,
         }
     }
 }
@@ -202,10 +224,23 @@ pub fn validate_upload(
             "must be between 1 and 67108864 (64 MiB)",
         );
     }
+    let messages = match raw.messages.as_deref() {
+        None => DEFAULT_MESSAGES,
+        Some("gateway") => UploadMessages::Gateway,
+        Some("legacy") => UploadMessages::Legacy,
+        Some(other) => {
+            problems.push(
+                join(path, "messages"),
+                format!("{other:?} is not one of {}", UPLOAD_MESSAGES.join(", ")),
+            );
+            UploadMessages::Gateway
+        }
+    };
     (problems.len() == before).then_some(UploadRules {
         field,
         extensions,
         max_file_bytes,
+        messages,
     })
 }
 
@@ -269,6 +304,51 @@ impl UploadRules {
     /// backend, not a 413.
     pub fn body_limit(&self) -> u64 {
         self.max_file_bytes + MULTIPART_OVERHEAD_BYTES
+    }
+
+    /// The form field of the file.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// The accepted filename endings.
+    pub fn extensions(&self) -> &[String] {
+        &self.extensions
+    }
+
+    /// How this route words its refusals.
+    pub fn messages(&self) -> UploadMessages {
+        self.messages
+    }
+
+    /// The answer to a refused upload, worded as `messages` says. With the
+    /// legacy wording, the three refusals the legacy backend has (no file
+    /// part, not CSV, too large) read exactly as its own, and a broken
+    /// multipart body is "no file part" as it is there; the refusals it
+    /// does not make keep the gateway's words.
+    pub fn refusal(&self, err: UploadError) -> Rejection {
+        if self.messages == UploadMessages::Gateway {
+            return err.into();
+        }
+        let reason = err.reason();
+        let legacy = |message: String, detail: String| {
+            Rejection::new(StatusCode::BAD_REQUEST, message, reason).with_detail(detail)
+        };
+        match err {
+            UploadError::NoFilePart | UploadError::Malformed => legacy(
+                "No file part".to_owned(),
+                format!("form field {}", self.field),
+            ),
+            UploadError::NotCsv => legacy(
+                "TradeHabit only works with the CSV file format.".to_owned(),
+                format!("extension: {} required", self.extensions.join(" or ")),
+            ),
+            UploadError::TooLarge { limit_text } => legacy(
+                format!("This file exceeds the {limit_text} size limit."),
+                format!("limit {} bytes", self.max_file_bytes),
+            ),
+            other => other.into(),
+        }
     }
 
     /// The refusal for a file over the limit.

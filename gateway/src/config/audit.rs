@@ -215,7 +215,14 @@ fn read_key(
         RawSecret::File(path) => match std::fs::read_to_string(ctx.resolve(Path::new(&path))) {
             Ok(value) => value,
             Err(error) => {
-                problems.push(KEY, format_args!("cannot read `{path}`: {error}"));
+                problems.push(
+                    KEY,
+                    format_args!(
+                        "cannot read {}: {}",
+                        crate::checks::problems::shown_path(std::path::Path::new(&path)),
+                        crate::checks::problems::io_text(&error)
+                    ),
+                );
                 return None;
             }
         },

@@ -13,7 +13,7 @@ use super::MAX_ROUTE_BODY_LIMIT;
 use crate::checks::Problems;
 
 /// `routes[i].compressed_body`, as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCompressedBody {
     pub(crate) encodings: Option<Vec<String>>,

@@ -148,13 +148,13 @@ pub(crate) fn validate_global(
 /// Validates one route's checks; `body_limit` is the route's validated
 /// limit, when it is valid.
 pub(crate) fn validate_route(
-    i: usize,
+    route_key: &str,
     raw: &RawRoute,
     body_limit: Option<u64>,
     global: Option<&PolicyChecks>,
     problems: &mut Problems,
 ) -> Option<RouteChecks> {
-    let key = |field: &str| format!("routes[{i}].{field}");
+    let key = |field: &str| format!("{route_key}.{field}");
     let auth = raw.auth.unwrap_or_default();
     let scopes = scopes::validate(
         raw.scopes.as_deref().unwrap_or_default(),
@@ -190,7 +190,7 @@ pub(crate) fn validate_route(
         .as_ref()
         .map(|section| upload::validate_upload(section, &key("upload"), problems));
     let content_types = validate_content_types(
-        i,
+        route_key,
         raw,
         upload.as_ref(),
         json.is_some(),
@@ -198,7 +198,7 @@ pub(crate) fn validate_route(
         problems,
     );
     if let Some(path) = &raw.path {
-        check_reserved_path(i, path, global, problems);
+        check_reserved_path(route_key, path, global, problems);
     }
     let global = global?;
     let quotas = quotas?;
@@ -219,14 +219,14 @@ pub(crate) fn validate_route(
 /// the JSON body's own type. An upload route must accept multipart, and its
 /// body limit must leave room for its largest file.
 fn validate_content_types(
-    i: usize,
+    route_key: &str,
     raw: &RawRoute,
     upload: Option<&Option<UploadRules>>,
     has_json: bool,
     body_limit: Option<u64>,
     problems: &mut Problems,
 ) -> Option<Option<Vec<String>>> {
-    let key = |field: &str| format!("routes[{i}].{field}");
+    let key = |field: &str| format!("{route_key}.{field}");
     // Upload and JSON routes take their own type unless told otherwise.
     let default_types = match (upload, has_json) {
         (Some(_), _) => Some(vec![MULTIPART.to_owned()]),
@@ -266,12 +266,12 @@ fn validate_content_types(
 /// Reports a route on a path the gateway serves itself (the session and
 /// token endpoints) while that endpoint is enabled.
 fn check_reserved_path(
-    i: usize,
+    route_key: &str,
     path: &str,
     global: Option<&PolicyChecks>,
     problems: &mut Problems,
 ) {
-    let key = |field: &str| format!("routes[{i}].{field}");
+    let key = |field: &str| format!("{route_key}.{field}");
     let tokens = global.map(|g| g.auth.tokens());
     let served = [
         (

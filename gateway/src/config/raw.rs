@@ -41,6 +41,9 @@ pub(crate) struct RawConfig {
     pub(crate) tokens: Option<TokensRaw>,
     /// Rate-limit memory bounds (`checks::rate_limit`).
     pub(crate) rate_limit: Option<RateLimitSettingsRaw>,
+    /// What every route inherits unless it sets its own
+    /// (`config/route_defaults.rs`).
+    pub(crate) route_defaults: Option<RawRoute>,
     pub(crate) routes: Option<Vec<RawRoute>>,
     pub(crate) admin: Option<RawAdmin>,
     pub(crate) audit: Option<RawAudit>,
@@ -139,12 +142,15 @@ pub(crate) struct RawSpawn {
     pub(crate) restart_backoff_max: Option<String>,
 }
 
-/// One `[[routes]]` entry.
-#[derive(Debug, Default, Deserialize)]
+/// One `[[routes]]` entry (also the shape of `[route_defaults]`, which
+/// may not name a path).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRoute {
     pub(crate) name: Option<String>,
     pub(crate) path: Option<String>,
+    /// Several paths with one policy: one route per path, all named `name`.
+    pub(crate) paths: Option<Vec<String>>,
     #[serde(rename = "match")]
     pub(crate) match_: Option<String>,
     pub(crate) methods: Option<Vec<String>>,

@@ -1,6 +1,7 @@
 //! `[[routes]]`: path, methods, body limit and checks of each route, and
 //! their validation.
 
+use super::route_defaults::{self, Resolved};
 use super::*;
 use crate::static_files::{self, StaticFiles};
 
@@ -33,6 +34,7 @@ pub(crate) struct Route {
 }
 
 pub(super) fn validate_routes(
+    defaults: Option<RawRoute>,
     raw: Vec<RawRoute>,
     checks: Option<&PolicyChecks>,
     base_dir: &Path,
@@ -45,18 +47,19 @@ pub(super) fn validate_routes(
         );
     }
     let mut routes = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    for (i, raw) in raw.into_iter().enumerate() {
+    let mut names: Vec<(String, usize)> = Vec::new();
+    for resolved in route_defaults::resolve(defaults, raw, problems) {
+        let Resolved { key, entry, raw } = resolved;
         if let Some(name) = &raw.name {
-            if names.contains(name) {
+            if names.iter().any(|(n, e)| n == name && *e != entry) {
                 problems.push(
-                    format_args!("routes[{i}].name"),
+                    format_args!("{key}.name"),
                     format_args!("`{name}` is used by an earlier route"),
                 );
             }
-            names.push(name.clone());
+            names.push((name.clone(), entry));
         }
-        if let Some(route) = validate_route(i, raw, checks, base_dir, problems) {
+        if let Some(route) = validate_route(&key, raw, checks, base_dir, problems) {
             routes.push(Arc::new(route));
         }
     }
@@ -64,18 +67,18 @@ pub(super) fn validate_routes(
 }
 
 pub(super) fn validate_route(
-    i: usize,
+    route_key: &str,
     raw: RawRoute,
     checks: Option<&PolicyChecks>,
     base_dir: &Path,
     problems: &mut Problems,
 ) -> Option<Route> {
-    let key = |field: &str| format!("routes[{i}].{field}");
+    let key = |field: &str| format!("{route_key}.{field}");
     let limit_for_checks = raw
         .body_limit
         .map_or(Some(DEFAULT_ROUTE_BODY_LIMIT), |l| u64::try_from(l).ok());
-    let route_checks = policy::validate_route(i, &raw, limit_for_checks, checks, problems);
-    let static_files = validate_static(i, &raw, base_dir, problems);
+    let route_checks = policy::validate_route(route_key, &raw, limit_for_checks, checks, problems);
+    let static_files = validate_static(route_key, &raw, base_dir, problems);
     // A static route takes no body unless told otherwise.
     let route_checks = route_checks.map(|mut checks| {
         if matches!(static_files, Some(Some(_))) && raw.content_types.is_none() {
@@ -151,7 +154,7 @@ pub(super) fn validate_route(
 /// A route's `static_files`: valid, on a route that only reads (`GET`,
 /// `HEAD`) and has no body rules. `Some(None)`: not a static route.
 fn validate_static(
-    i: usize,
+    route_key: &str,
     raw: &RawRoute,
     base_dir: &Path,
     problems: &mut Problems,
@@ -159,7 +162,7 @@ fn validate_static(
     let Some(section) = &raw.static_files else {
         return Some(None);
     };
-    let key = |field: &str| format!("routes[{i}].{field}");
+    let key = |field: &str| format!("{route_key}.{field}");
     let reads_only = raw
         .methods
         .iter()

@@ -89,13 +89,13 @@ methods = []
         "limits.idle_timeout: must be longer than 0",
         "headers.hsts_preload:",
         "upstream.address:",
-        "routes[0].path:",
-        "routes[0].match:",
-        "routes[0].methods[0]:",
-        "routes[0].methods[1]: `TRACE` is never forwarded",
-        "routes[0].body_limit: must be > 0",
-        "routes[1].methods: must list at least one method",
-        "routes[1].name: `a` is used by an earlier route",
+        "routes[\"a\"].path:",
+        "routes[\"a\"].match:",
+        "routes[\"a\"].methods[0]:",
+        "routes[\"a\"].methods[1]: `TRACE` is never forwarded",
+        "routes[\"a\"].body_limit: must be > 0",
+        "routes[\"a\"].methods: must list at least one method",
+        "routes[\"a\"].name: `a` is used by an earlier route",
     ];
     for prefix in expected {
         assert!(
@@ -262,38 +262,35 @@ fn a_pseudonym_key_file_is_read_and_never_debug_printed() {
     assert!(!format!("{config:?}").contains("secret"));
 }
 
-/// The shipped example: the strict policy, and the legacy-compatible variant
-/// that its comments describe (uncommented in place of the strict part).
+/// The two shipped policies: the strict example, and the legacy-compatible
+/// one with the same endpoints, no credentials, the legacy backend's
+/// readiness path, quotas its users never reach and its upload wording.
 #[test]
-fn the_example_policy_and_its_legacy_variant_are_valid() {
-    let text = include_str!("../../../config/gateway.example.toml");
-    let strict = Config::from_toml(text).expect("the strict example is valid");
+fn the_strict_and_the_legacy_policies_are_valid() {
+    use crate::checks::auth::AuthMode;
+    use crate::checks::upload::UploadMessages;
+    let strict = Config::from_toml(include_str!("../../../config/gateway.example.toml"))
+        .expect("the strict example is valid");
     assert!(strict
         .routes
         .iter()
-        .all(|r| r.name == "health" || r.checks.auth == crate::checks::auth::AuthMode::Required));
+        .all(|r| r.name == "health" || r.checks.auth == AuthMode::Required));
     assert_eq!(strict.routes.len(), 16);
+    assert_eq!(strict.upstream.ready_path, DEFAULT_READY_PATH);
 
-    let common = &text[..text.find("# ===").expect("the strict-policy marker")];
-    let variant_start = text
-        .find("# [cors]\n# allowed_origins = [")
-        .expect("the commented legacy variant");
-    let variant: String = text[variant_start..]
-        .lines()
-        .map(|line| {
-            line.strip_prefix("# ")
-                .or(line.strip_prefix('#'))
-                .unwrap_or(line)
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let legacy = Config::from_toml(&format!("{common}\n{variant}\n"))
-        .unwrap_or_else(|e| panic!("the legacy variant is invalid: {e}"));
-    assert_eq!(legacy.routes.len(), strict.routes.len());
+    let legacy = Config::from_toml(include_str!("../../../config/gateway.legacy.toml"))
+        .unwrap_or_else(|e| panic!("the legacy policy is invalid: {e}"));
     assert!(legacy
         .routes
         .iter()
-        .all(|r| r.checks.auth == crate::checks::auth::AuthMode::None));
+        .all(|r| r.checks.auth == AuthMode::None));
+    assert_eq!(legacy.upstream.ready_path, "/api/health");
+    let analyze = legacy.routes.iter().find(|r| r.name == "analyze").unwrap();
+    let upload = analyze.checks.upload.as_ref().unwrap();
+    assert_eq!(upload.messages(), UploadMessages::Legacy);
+    // 60 analyses a minute from one address: the legacy API suite passes.
+    let per_minute = analyze.checks.quotas.per_ip[0].to_string();
+    assert!(per_minute.starts_with("60/"), "{per_minute}");
     // The same endpoints, nothing more (the mentor routes stay unrouted).
     let endpoints = |config: &Config| {
         let mut list: Vec<_> = config
@@ -359,16 +356,16 @@ methods = ["POST"]
         "cors.allowed_origins[0]:",
         "api_keys.pepper:",
         "api_keys.keys[0].hash:",
-        "jwt.issuers[0].audiences:",
-        "jwt.issuers[0].algorithms[0]: \"none\" is not allowed",
+        "jwt.issuers[\"https://idp.example/\"].audiences:",
+        "jwt.issuers[\"https://idp.example/\"].algorithms[0]: \"none\" is not allowed",
         "tokens.secret:",
         "rate_limit.max_tracked_keys:",
         "server.trusted_proxies[0]:",
-        "routes[0].scopes: a route with auth = \"none\"",
-        "routes[0].content_types: an upload route must accept multipart/form-data",
-        "routes[0].body_limit: must be at least",
-        "routes[0].rate_limit.per_ip[0]:",
-        "routes[0].query.a.type:",
+        "routes[\"upload\"].scopes: a route with auth = \"none\"",
+        "routes[\"upload\"].content_types: an upload route must accept multipart/form-data",
+        "routes[\"upload\"].body_limit: must be at least",
+        "routes[\"upload\"].rate_limit.per_ip[0]:",
+        "routes[\"upload\"].query.a.type:",
     ];
     for prefix in expected {
         assert!(
@@ -378,7 +375,9 @@ methods = ["POST"]
     }
     // Routes are still checked when a global section is broken.
     assert!(
-        !problems.iter().any(|p| p.starts_with("routes[1].path")),
+        !problems
+            .iter()
+            .any(|p| p.starts_with("routes[\"session\"].path")),
         "sessions failed validation, so /auth/session is not reserved: {problems:#?}"
     );
 }
@@ -398,7 +397,7 @@ fn the_session_endpoint_path_is_reserved_while_enabled() {
         .unwrap_err()
         .problems();
     assert_eq!(problems.len(), 1, "{problems:#?}");
-    assert!(problems[0].starts_with("routes[1].path: /auth/session is served by the gateway"));
+    assert!(problems[0].starts_with("routes[\"s\"].path: /auth/session is served by the gateway"));
 }
 
 #[test]
@@ -482,11 +481,13 @@ fn compressed_body_is_off_by_default_and_validated_per_route() {
     );
     let error = Config::from_toml(&bad).unwrap_err().to_string();
     assert!(
-        error.contains("routes[0].compressed_body.encodings[0]: `br` is not a supported encoding"),
+        error.contains(
+            "routes[\"health\"].compressed_body.encodings[0]: `br` is not a supported encoding"
+        ),
         "{error}"
     );
     assert!(
-        error.contains("routes[0].compressed_body.max_decoded_bytes: must be > 0"),
+        error.contains("routes[\"health\"].compressed_body.max_decoded_bytes: must be > 0"),
         "{error}"
     );
 

@@ -224,7 +224,7 @@ pub(crate) fn no_content() -> Response<Body> {
 /// backend's answer and its security tests' expectation), not a 413.
 pub(super) fn upload_too_large(rejection: Rejection, route: &Route) -> Rejection {
     match (&rejection, &route.checks.upload) {
-        (Rejection::BodyTooLarge { .. }, Some(rules)) => check(rules.too_large()),
+        (Rejection::BodyTooLarge { .. }, Some(rules)) => check(rules.refusal(rules.too_large())),
         _ => rejection,
     }
 }

@@ -99,7 +99,7 @@ async fn check_buffered(
         rules
             .check(&parts.headers, bytes.clone())
             .await
-            .map_err(check)?;
+            .map_err(|err| check(rules.refusal(err)))?;
     }
     if let Some(rules) = &route.checks.json {
         rules.check(bytes).map_err(check)?;

@@ -44,13 +44,13 @@ async fn an_invalid_reload_is_refused_and_the_running_policy_stays() {
             assert!(
                 problems
                     .iter()
-                    .any(|p| p.starts_with("routes[0].body_limit")),
+                    .any(|p| p.starts_with("routes[\"echo\"].body_limit")),
                 "{problems:?}"
             );
             assert!(
                 problems
                     .iter()
-                    .any(|p| p.starts_with("routes[1].body_limit")),
+                    .any(|p| p.starts_with("routes[\"api\"].body_limit")),
                 "{problems:?}"
             );
         }
@@ -295,4 +295,20 @@ async fn the_dev_stack_serves_through_its_supervised_worker() {
         "internal paths are not routed"
     );
     handle.shutdown().await;
+}
+
+/// `[upstream] ready_path` applies on reload: `/readyz` asks the new path
+/// (here one the upstream answers 503) from the next probe on.
+#[tokio::test]
+async fn a_reload_applies_a_new_ready_path() {
+    let (gw, _up) = TestGateway::with_upstream(Policy::default()).await;
+    let admin = gw.handle().admin_addr();
+    assert_eq!(crate::audit::admin_get(admin, "/readyz").await.0, 200);
+    let policy = Policy {
+        upstream: "ready_path = \"/api/busy\"\n".to_owned(),
+        ..Policy::default()
+    };
+    TestGateway::write_policy(gw.dir.path(), &policy);
+    gw.handle().reload().expect("valid policy reloads");
+    assert_eq!(crate::audit::admin_get(admin, "/readyz").await.0, 503);
 }

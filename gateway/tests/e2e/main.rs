@@ -5,6 +5,7 @@
 mod support;
 
 mod audit;
+mod check_config;
 mod checks;
 mod cli;
 mod compressed;

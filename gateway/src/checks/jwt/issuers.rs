@@ -27,8 +27,15 @@ pub fn validate(
     let mut names = HashSet::new();
     let mut issuers = Vec::new();
     for (i, issuer) in raw.issuers.iter().enumerate() {
-        let issuer_path = index(&issuers_path, i);
-        if !names.insert(issuer.issuer.as_str()) {
+        // Named by its issuer, as the operator knows it; by position only
+        // when it has none.
+        let first = names.insert(issuer.issuer.as_str());
+        let issuer_path = if issuer.issuer.trim().is_empty() || !first {
+            index(&issuers_path, i)
+        } else {
+            format!("{issuers_path}[{:?}]", issuer.issuer)
+        };
+        if !first {
             problems.push(
                 join(&issuer_path, "issuer"),
                 format!("{:?} is listed twice", issuer.issuer),
@@ -88,10 +95,9 @@ fn validate_issuer(
     let required_typ = validate_required_typ(raw.required_typ.as_deref(), path, problems);
 
     let algorithms = validate_algorithms(&raw.algorithms, &join(path, "algorithms"), problems);
-    let families: HashSet<Family> = algorithms.iter().map(|a| Family::of(*a)).collect();
 
-    let keys = load_keys(raw, path, ctx, problems);
-    check_keys_against_algorithms(&keys, &families, path, problems);
+    let (keys, failed) = load_keys(raw, path, ctx, problems);
+    check_keys_against_algorithms(&keys, &algorithms, failed, path, problems);
     (problems.len() == before).then(|| Issuer {
         name: raw.issuer.clone(),
         audiences: raw.audiences.clone(),
@@ -128,15 +134,23 @@ fn validate_required_typ(
     required_typ
 }
 
+/// Which key sources failed to load (each failure is reported already).
+#[derive(Debug, Clone, Copy, Default)]
+struct Failed {
+    secret: bool,
+    public: bool,
+}
+
 /// The issuer's keys: its HMAC secret, its PEM keys and its JWKS file's
-/// keys, in that order.
+/// keys, in that order, and which sources failed.
 fn load_keys(
     raw: &IssuerRaw,
     path: &str,
     ctx: &LoadContext<'_>,
     problems: &mut Problems,
-) -> Vec<VerifyKey> {
+) -> (Vec<VerifyKey>, Failed) {
     let mut keys = Vec::new();
+    let before = problems.len();
     if let Some(source) = &raw.secret {
         let secret_path = join(path, "secret");
         if let Some(secret) = secret::load(source, &secret_path, ctx, MIN_SECRET_BYTES, problems) {
@@ -155,6 +169,8 @@ fn load_keys(
             }
         }
     }
+    let secret = problems.len() > before;
+    let before = problems.len();
     for (i, pem) in raw.keys.iter().enumerate() {
         let key_path = index(&join(path, "keys"), i);
         if let Some(key) = load_pem_key(pem, &key_path, ctx, problems) {
@@ -164,7 +180,8 @@ fn load_keys(
     if let Some(file) = &raw.jwks_file {
         keys.extend(load_jwks(file, &join(path, "jwks_file"), ctx, problems));
     }
-    keys
+    let public = problems.len() > before;
+    (keys, Failed { secret, public })
 }
 
 fn validate_algorithms(names: &[String], path: &str, problems: &mut Problems) -> Vec<Algorithm> {
@@ -189,36 +206,61 @@ fn validate_algorithms(names: &[String], path: &str, problems: &mut Problems) ->
     algorithms
 }
 
+/// Every key needs an allowed algorithm it can verify, and every allowed
+/// algorithm needs a key: a token signed with an algorithm that has no key
+/// could never be accepted (`jwt.algorithm_key_mismatch` on every token).
+/// A key source that `failed` (reported already) is not reported again as
+/// missing: that would only mislead.
 fn check_keys_against_algorithms(
     keys: &[VerifyKey],
-    families: &HashSet<Family>,
+    algorithms: &[Algorithm],
+    failed: Failed,
     path: &str,
     problems: &mut Problems,
 ) {
-    let has_asymmetric = families.iter().any(|f| *f != Family::Hmac);
-    if families.contains(&Family::Hmac) && !keys.iter().any(|k| k.family == Family::Hmac) {
+    let families: HashSet<Family> = algorithms.iter().map(|a| Family::of(*a)).collect();
+    let serves = |key: &VerifyKey, alg: Algorithm| {
+        key.family == Family::of(alg) && key.pinned.is_none_or(|pinned| pinned == alg)
+    };
+    for alg in algorithms {
+        let hmac = Family::of(*alg) == Family::Hmac;
+        if keys.iter().any(|key| serves(key, *alg))
+            || (hmac && failed.secret)
+            || (!hmac && failed.public)
+        {
+            continue;
+        }
+        let (key, wanted) = match Family::of(*alg) {
+            Family::Hmac => ("secret", "no secret is configured".to_owned()),
+            family => (
+                "keys",
+                format!("no {} (keys or jwks_file) can verify it", family.name()),
+            ),
+        };
         problems.push(
-            join(path, "secret"),
-            "HS* algorithms are allowed but no secret is configured",
-        );
-    }
-    if has_asymmetric && !keys.iter().any(|k| k.family != Family::Hmac) {
-        problems.push(
-            join(path, "keys"),
-            "asymmetric algorithms are allowed but no public key (keys or jwks_file) is configured",
+            join(path, key),
+            format!("algorithms allows {alg:?}, but {wanted}"),
         );
     }
     for key in keys {
+        let kid = key
+            .kid
+            .as_deref()
+            .map(|k| format!(" (kid {k:?})"))
+            .unwrap_or_default();
         if !families.contains(&key.family) {
-            let kid = key
-                .kid
-                .as_deref()
-                .map(|k| format!(" (kid {k:?})"))
-                .unwrap_or_default();
             problems.push(
                 join(path, "algorithms"),
                 format!(
                     "a configured {}{kid} has no matching algorithm in the allowlist",
+                    key.family.name()
+                ),
+            );
+        } else if let Some(pinned) = key.pinned.filter(|p| !algorithms.contains(p)) {
+            problems.push(
+                join(path, "algorithms"),
+                format!(
+                    "the {}{kid} is pinned to {pinned:?} (its JWKS `alg`), which algorithms does not allow: it could verify no token",
                     key.family.name()
                 ),
             );

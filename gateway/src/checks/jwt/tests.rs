@@ -93,7 +93,11 @@ impl Fixture {
 
     fn validate(&self, toml_text: &str) -> (Option<JwtVerifier>, Problems) {
         let raw: JwtRaw = toml::from_str(toml_text).unwrap();
-        let env = env_of(&[("HMAC", HMAC_SECRET), ("PEM_AS_SECRET", RSA_PUBLIC)]);
+        let env = env_of(&[
+            ("HMAC", HMAC_SECRET),
+            ("PEM_AS_SECRET", RSA_PUBLIC),
+            ("SHORT", "too-short"),
+        ]);
         let ctx = context(&env, self.dir.path());
         let mut problems = Problems::new();
         let verifier = validate(&raw, "auth.jwt", &ctx, &mut problems);
@@ -227,7 +231,10 @@ fn a_public_key_can_never_be_configured_as_a_secret() {
         "#
     ));
     assert!(verifier.is_none());
-    assert!(problems.has("auth.jwt.issuers[0].secret"), "{problems}");
+    assert!(
+        problems.has(&format!("auth.jwt.issuers[{ISS:?}].secret")),
+        "{problems}"
+    );
 }
 
 #[test]
@@ -430,10 +437,14 @@ fn es256_and_eddsa_from_pem_files() {
 fn keys_from_a_jwks_file_are_selected_by_kid() {
     let (ec_private, _, ec_raw) = keypair(&rcgen::PKCS_ECDSA_P256_SHA256);
     let (ed_private, _, ed_raw) = keypair(&rcgen::PKCS_ED25519);
+    // ES384 is allowed, so some key must serve it (check-config insists).
+    let (_, _, p384_raw) = keypair(&rcgen::PKCS_ECDSA_P384_SHA384);
     // Uncompressed point: 0x04 || x || y.
     let jwks = json!({"keys": [
         {"kty": "EC", "crv": "P-256", "kid": "ec-2025", "alg": "ES256", "use": "sig",
          "x": URL_SAFE_NO_PAD.encode(&ec_raw[1..33]), "y": URL_SAFE_NO_PAD.encode(&ec_raw[33..])},
+        {"kty": "EC", "crv": "P-384", "kid": "ec-384", "alg": "ES384", "use": "sig",
+         "x": URL_SAFE_NO_PAD.encode(&p384_raw[1..49]), "y": URL_SAFE_NO_PAD.encode(&p384_raw[49..])},
         {"kty": "OKP", "crv": "Ed25519", "kid": "ed-2025", "x": URL_SAFE_NO_PAD.encode(&ed_raw)},
     ]});
     let fixture = Fixture::new();
@@ -542,20 +553,25 @@ fn every_configuration_problem_is_reported() {
     ));
     assert!(verifier.is_none());
     let text = problems.to_string();
+    let first = format!("auth.jwt.issuers[{ISS:?}]");
+    let text = text.replace(&first, "auth.jwt.issuers[0]").replace(
+        &format!("auth.jwt.issuers[{GATEWAY_ISSUER:?}]"),
+        "auth.jwt.issuers[2]",
+    );
     for expected in [
         "auth.jwt.issuers[0].audiences:",
         "auth.jwt.issuers[0].algorithms[0]: \"none\" is not allowed",
         "auth.jwt.issuers[0].algorithms[1]:",
         "auth.jwt.issuers[0].algorithms[3]:",
         "auth.jwt.issuers[0].leeway_seconds:",
-        "auth.jwt.issuers[0].keys: asymmetric",
+        "auth.jwt.issuers[0].keys: algorithms allows RS256, but no RSA key",
         "auth.jwt.issuers[1].issuer: \"https://idp.example.com/\" is listed twice",
         "auth.jwt.issuers[1].keys[0].pem_file: this is a private key",
         "auth.jwt.issuers[1].keys[1].pem_file: not an RSA",
         "auth.jwt.issuers[1].keys[2].pem_file: cannot read",
         "auth.jwt.issuers[1].jwks_file (keys[0]):",
         "auth.jwt.issuers[1].jwks_file (keys[1]): every JWKS key needs a kid",
-        "auth.jwt.issuers[1].secret: HS* algorithms are allowed but no secret",
+        "auth.jwt.issuers[1].secret: algorithms allows HS256, but no secret is configured",
         "auth.jwt.issuers[2].issuer: \"tradehabit-gateway\" is reserved",
         "auth.jwt.issuers[2].algorithms: a configured RSA key",
     ] {
@@ -681,9 +697,9 @@ fn required_typ_must_be_a_media_type() {
         ));
         assert!(verifier.is_none(), "{bad:?}");
         assert!(
-            problems
-                .to_string()
-                .contains("auth.jwt.issuers[0].required_typ: must be a media type"),
+            problems.to_string().contains(&format!(
+                "auth.jwt.issuers[{ISS:?}].required_typ: must be a media type"
+            )),
             "{bad:?}: {problems}"
         );
     }
@@ -726,4 +742,67 @@ fn a_reloaded_policy_does_not_inherit_remembered_tokens() {
     let after = rsa_issuer_for("another-api");
     assert_eq!(after.verify(&token), Err(JwtError::WrongAudience));
     assert!(before.verify(&token).is_ok());
+}
+
+/// A key pinned (JWKS `alg`) to an algorithm the allowlist lacks verifies
+/// nothing, and an allowed algorithm without a key fails every token: both
+/// are configuration problems, not surprises at run time.
+#[test]
+fn keys_and_algorithms_must_fit_both_ways() {
+    let (_, _, ec_raw) = keypair(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let jwks = json!({"keys": [
+        {"kty": "EC", "crv": "P-256", "kid": "ec-pinned", "alg": "ES256",
+         "x": URL_SAFE_NO_PAD.encode(&ec_raw[1..33]), "y": URL_SAFE_NO_PAD.encode(&ec_raw[33..])},
+    ]});
+    let fixture = Fixture::new();
+    fixture.file("jwks.json", &jwks.to_string());
+    let (verifier, problems) = fixture.validate(&format!(
+        r#"
+        [[issuers]]
+        issuer = "{ISS}"
+        audiences = ["{AUD}"]
+        algorithms = ["ES384"]
+        jwks_file = "jwks.json"
+
+        [[issuers]]
+        issuer = "https://second.example.com/"
+        audiences = ["{AUD}"]
+        algorithms = ["RS256", "ES256"]
+        keys = [{{ kid = "rsa-1", pem_file = "rsa.pem" }}]
+        "#
+    ));
+    assert!(verifier.is_none());
+    let text = problems.to_string();
+    for expected in [
+        format!("auth.jwt.issuers[{ISS:?}].algorithms: the EC key (kid \"ec-pinned\") is pinned to ES256"),
+        format!("auth.jwt.issuers[{ISS:?}].keys: algorithms allows ES384, but no EC key"),
+        "auth.jwt.issuers[\"https://second.example.com/\"].keys: algorithms allows ES256, but no EC key".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("RS256, but"), "{text}");
+}
+
+/// A key source that fails is reported once: not again as "no key".
+#[test]
+fn a_broken_key_source_is_not_also_reported_missing() {
+    let fixture = Fixture::new();
+    fixture.file("jwks.json", "{ not json");
+    let (verifier, problems) = fixture.validate(&format!(
+        r#"
+        [[issuers]]
+        issuer = "{ISS}"
+        audiences = ["{AUD}"]
+        algorithms = ["HS256", "RS256"]
+        secret = {{ env = "SHORT" }}
+        jwks_file = "jwks.json"
+        "#
+    ));
+    assert!(verifier.is_none());
+    let text = problems.to_string();
+    assert_eq!(problems.len(), 2, "{text}");
+    assert!(text.contains(".secret:") && text.contains("32"), "{text}");
+    assert!(text.contains(".jwks_file: not a JWKS document"), "{text}");
+    assert!(!text.contains("no secret"), "{text}");
+    assert!(!text.contains("no RSA key"), "{text}");
 }

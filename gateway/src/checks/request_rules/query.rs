@@ -198,6 +198,11 @@ fn validate_param(raw: &ParamRaw, path: &str, problems: &mut Problems) -> Option
 }
 
 impl QueryRules {
+    /// The accepted parameters and their rules, by name.
+    pub fn params(&self) -> &BTreeMap<String, ParamRule> {
+        &self.params
+    }
+
     /// Checks a raw query string (without the `?`).
     pub fn check(&self, query: Option<&str>) -> Result<(), RuleError> {
         let Some(query) = query else {

@@ -259,10 +259,12 @@ fn configuration_is_validated() {
         field: Some("".into()),
         extensions: Some(vec!["csv".into(), ".c s v".into()]),
         max_file_bytes: Some(0),
+        messages: Some("loud".into()),
     };
     let mut problems = Problems::new();
     assert!(validate_upload(&raw, "routes[0].upload", &mut problems).is_none());
     for path in [
+        "routes[0].upload.messages",
         "routes[0].upload.field",
         "routes[0].upload.extensions[0]",
         "routes[0].upload.extensions[1]",
@@ -273,4 +275,45 @@ fn configuration_is_validated() {
     let rules = validate_upload(&UploadRaw::default(), "u", &mut Problems::new()).unwrap();
     assert_eq!(rules, UploadRules::default());
     assert_eq!(rules.body_limit(), 2 * 1024 * 1024 + 16 * 1024);
+}
+
+/// `messages = "legacy"`: the three refusals the legacy backend makes read
+/// exactly as its own (its web app shows them to users verbatim).
+#[tokio::test]
+async fn legacy_messages_are_the_legacy_backends_words() {
+    let raw = UploadRaw {
+        messages: Some("legacy".into()),
+        ..UploadRaw::default()
+    };
+    let legacy = validate_upload(&raw, "u", &mut Problems::new()).unwrap();
+    let gateway = UploadRules::default();
+    let big = vec![b'a'; 2 * 1024 * 1024 + 1];
+    let cases: [(Vec<u8>, &str); 4] = [
+        (form(&[]), "No file part"),
+        (b"--broken".to_vec(), "No file part"),
+        (
+            file("trades.xlsx", b"a,b\n"),
+            "TradeHabit only works with the CSV file format.",
+        ),
+        (
+            file("t.csv", &big),
+            "This file exceeds the 2 MB size limit.",
+        ),
+    ];
+    for (body, expected) in cases {
+        let err = legacy
+            .check(&multipart_headers(), Bytes::from(body.clone()))
+            .await
+            .unwrap_err();
+        let answer = legacy.refusal(err.clone());
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert_eq!(answer.message, expected);
+        assert_eq!(answer.reason, err.reason());
+        // The gateway's own wording is unchanged by default.
+        assert_ne!(gateway.refusal(err).message, expected);
+    }
+    assert_eq!(
+        legacy.refusal(legacy.too_large()).message,
+        "This file exceeds the 2 MB size limit."
+    );
 }
