@@ -107,7 +107,7 @@ async fn answer(
         "/healthz" => text(StatusCode::OK, "alive\n"),
         // Digests of the running policy's restart-only settings, for
         // `check-config --admin` (no values leave the process).
-        config::RESTART_ONLY_PATH => {
+        crate::config::RESTART_ONLY_PATH => {
             let mut response = text(StatusCode::OK, "");
             *response.body_mut() = Full::new(Bytes::from(state.config().restart_only_digest()));
             response

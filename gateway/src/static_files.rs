@@ -363,7 +363,7 @@ mod tests {
         ))
         .unwrap_err()
         .problems();
-        for key in ["routes[1].methods", "routes[1].static_files"] {
+        for key in [r#"routes["app"].methods"#, r#"routes["app"].static_files"#] {
             assert!(
                 problems.iter().any(|p| p.starts_with(key)),
                 "{key}: {problems:?}"

@@ -91,9 +91,12 @@ fn every_commented_value_in_the_shipped_policies_is_the_default() {
     ] {
         let claimed = claimed_defaults(text);
         assert!(!claimed.is_empty() || name.contains("legacy"), "{name}");
-        let as_shipped = Config::from_toml(text).unwrap();
-        let uncommented = Config::from_toml(&with_defaults_uncommented(text))
+        let mut as_shipped = Config::from_toml(text).unwrap();
+        let mut uncommented = Config::from_toml(&with_defaults_uncommented(text))
             .unwrap_or_else(|e| panic!("{name} with its defaults uncommented: {e}"));
+        // The hash of the policy text differs with the text, by design.
+        as_shipped.sha256.clear();
+        uncommented.sha256.clear();
         assert_eq!(
             format!("{:?}", as_shipped),
             format!("{:?}", uncommented),

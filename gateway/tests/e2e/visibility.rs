@@ -112,7 +112,7 @@ fn a_refused_reload_is_one_json_line_naming_restart_only_settings() {
     let refused: serde_json::Value = serde_json::from_str(&refused).expect("one JSON line");
     let error = refused["error"].as_str().unwrap();
     assert!(
-        error.contains("2 problem(s)") && error.contains("routes[0]"),
+        error.contains("2 problem(s)") && error.contains(r#"routes["echo"]"#),
         "{refused}"
     );
     assert!(!error.contains('\n'), "{refused}");
