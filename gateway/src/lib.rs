@@ -56,6 +56,7 @@ mod record;
 mod reject;
 mod request_body;
 mod respond;
+mod shard;
 mod state;
 mod supervise;
 mod tls;

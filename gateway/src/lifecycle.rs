@@ -19,6 +19,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+mod threads;
+
 use crate::accept::{self, Listener};
 use crate::admin::{self, Probe};
 use crate::audit;
@@ -35,6 +37,9 @@ pub enum StartError {
     /// The certificate or key could not be loaded.
     #[error(transparent)]
     Certificate(#[from] CertError),
+    /// A serving thread (`server.threads`) could not be started.
+    #[error("cannot start a serving thread: {source}")]
+    Serving { source: std::io::Error },
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -78,7 +83,8 @@ impl Gateway {
         let certificate = tls::load(&config.tls)?;
         tls::adopt(&mut config, &certificate)?;
         let certs = Arc::new(CertStore::new(certificate));
-        let https = bind(config.server.listen).await?;
+        let config_listen = config.server.listen;
+        let https = threads::bind(config.server.listen, config.server.threads)?;
         let plain = match &config.plain_http {
             Some(plain) => Some(bind(plain.listen).await?),
             None => None,
@@ -99,7 +105,7 @@ impl Gateway {
         let probe_interval = config.admin.ready_probe_interval;
 
         let state = Arc::new(State {
-            upstream: Upstream::new(&config.upstream),
+            upstream: Upstream::new(&config.upstream, https.len()),
             config: RwLock::new(Arc::new(config)),
             certs: Arc::clone(&certs),
             connections: Arc::new(Connections::default()),
@@ -112,13 +118,21 @@ impl Gateway {
             purge_rate_limits(Arc::clone(&state), stopping.clone())
                 .instrument(tracing::info_span!("rate_limit_purge")),
         );
-        let https_addr = local_addr(&https);
-        let mut listeners = vec![tokio::spawn(accept::serve(
-            https,
-            Listener::Https(tls::acceptor(certs)),
-            Arc::clone(&state),
-            stopping.clone(),
-        ))];
+        let https_addr = https[0].local_addr().map_err(|source| StartError::Bind {
+            addr: config_listen,
+            source,
+        })?;
+        let acceptor = tls::acceptor(certs);
+        let mut listeners = Vec::new();
+        for (index, listener) in https.into_iter().enumerate() {
+            listeners.push(threads::spawn(
+                index,
+                listener,
+                Listener::Https(acceptor.clone()),
+                Arc::clone(&state),
+                stopping.clone(),
+            )?);
+        }
         let admin_addr = local_addr(&admin_listener);
         listeners.push(tokio::spawn(admin::serve(
             admin_listener,
@@ -260,7 +274,7 @@ impl Handle {
     /// | the certificate and the host names it covers (`CertStore`, `server.names`) | rebuilt from the files the policy names |
     /// | the rate-limit buckets of each route whose quotas did not change, and of the token endpoints while their `[auth.tokens]` settings did not change | kept (`Config::keep_rate_limit_state`) |
     /// | the upload-route metric series | follow the new routes |
-    /// | listen addresses, `[upstream]` address, spawn, pool and slot settings, `[audit]` but `on_failure`, `limits.h2_max_concurrent_streams` | kept: a change refuses the whole reload (`Config::restart_only_changes`) |
+    /// | listen addresses, `server.threads`, `[upstream]` address, spawn, pool and slot settings, `[audit]` but `on_failure`, `limits.h2_max_concurrent_streams` | kept: a change refuses the whole reload (`Config::restart_only_changes`) |
     /// | open connections, per-IP counters, the upstream pool and supervised child, the metrics registry | kept (`State`) |
     /// | the audit log file | reopened (`serve_until`, before the reload), chain and sink kept |
     ///

@@ -75,12 +75,18 @@ struct Slot {
 }
 
 impl Upstream {
-    /// Builds the pool (inside the runtime: it starts the idle reaper).
-    /// Nothing connects until the first request.
-    pub(crate) fn new(config: &config::Upstream) -> Self {
+    /// Builds the pool, one idle list per serving thread (inside the
+    /// runtime: it starts the idle reaper). Nothing connects until the
+    /// first request.
+    pub(crate) fn new(config: &config::Upstream, serving_threads: usize) -> Self {
         let connector = Connector::new(config.address.clone(), config.connect_timeout);
         Self {
-            pool: Pool::new(connector, config.pool_max_idle, config.pool_idle_timeout),
+            pool: Pool::new(
+                connector,
+                config.pool_max_idle,
+                config.pool_idle_timeout,
+                serving_threads,
+            ),
             slots: Arc::new(Semaphore::new(config.max_in_flight.get())),
             per_ip: Arc::new(PerIp::default()),
         }
