@@ -1,31 +1,52 @@
 #!/usr/bin/env bash
-# Keep-alive HTTPS GET throughput and latency: the gateway vs nginx doing the
-# same job (TLS 1.3, the same security headers, proxy to the same Unix-socket
-# upstream), plus the upstream on its own. Runs alternate within one run.
-# A second gateway, "gw-full", runs the full policy on the same route: a
-# bearer JWT (HS256) verified with issuer, audience, expiry and a scope,
-# per-IP and per-principal rate limits (quotas high enough never to refuse),
-# CORS for the request's Origin, and the audit line; its cost is reported
-# against the bare gateway.
+# The gateway against nginx and HAProxy doing the same job, five scenarios in
+# one run, rounds alternating (docs/benchmarks.md has the method and results):
 #
-#   benches/gateway-vs-nginx.sh            # defaults: 3 rounds x 10 s, 2 threads, 50 connections
-#   ROUNDS=5 DURATION=20s CONNECTIONS=100 benches/gateway-vs-nginx.sh
-#   NGINX_ACCESS_LOG=off benches/gateway-vs-nginx.sh   # nginx without its log line
-#   GATEWAY_BIN=/path/to/tradehabit-gateway benches/gateway-vs-nginx.sh  # no build
+#   get       HTTPS/1.1 keep-alive GET, 64 connections (wrk)
+#   h2        HTTP/2 GET, 16 connections x 4 streams (h2load)
+#   post      POST of a 92 KB multipart upload, 64 connections (wrk)
+#   resumed   a new TLS connection per request, session resumed (benches/connect)
+#   full      a new TLS connection per request, full handshake (benches/connect)
 #
-# Needs: nginx and wrk (Debian: apt-get install -y nginx wrk), openssl, cargo.
-# Everything listens on 127.0.0.1 only and is stopped on exit.
+# Front doors (all TLS 1.3, the same ECDSA certificate, the same security
+# headers, a request id, one log line per request, proxying with keep-alive
+# to the same Unix-socket upstream):
+#   gateway     tradehabit-gateway, open routes, the audit line
+#   nginx       nginx, its access log (JSON, buffered 64 KiB, flushed each second)
+#   haproxy     HAProxy, its log line (to stdout, a file)
+#   gw-full     the gateway with the full policy: bearer JWT (HS256, iss, aud,
+#               exp, sub, a scope), per-IP and per-principal rate limits,
+#               CORS, the audit line; on the upload route the multipart check
+#   nginx-full  nginx's closest equivalent: the bearer token checked through a
+#               `map` (nginx cannot verify a JWT), per-IP and per-token
+#               `limit_req`, the CORS allowlist through a `map`, the log line
+#
+# Reported per scenario (medians over the rounds): requests/s, p50, p99 and
+# CPU µs per request of each front door (user + system time of all its
+# processes from /proc, divided by the requests it served), and the ratios
+# gateway ÷ reference and gw-full ÷ nginx-full.
+#
+#   benches/gateway-vs-nginx.sh                 # 5 rounds x 6 s per scenario and door (~13 min)
+#   benches/gateway-vs-nginx.sh --quick         # 2 rounds x 3 s (~3 min)
+#   ROUNDS=7 DURATION=10 benches/gateway-vs-nginx.sh
+#   REFERENCE=haproxy benches/gateway-vs-nginx.sh          # ratios against HAProxy
+#   SCENARIOS="get h2" DOORS="gateway nginx" benches/gateway-vs-nginx.sh
+#   GATEWAY_BIN=/path/to/tradehabit-gateway benches/gateway-vs-nginx.sh  # another build
+#   BASELINE_BIN=/path/to/old/tradehabit-gateway benches/gateway-vs-nginx.sh  # + door "gw-base"
+#   (GATEWAY_BIN and CONNECT_BIN both set: nothing is built)
+#
+# Needs: nginx, haproxy, wrk, h2load (Debian: apt-get install -y nginx haproxy
+# wrk nghttp2-client), openssl, python3, cargo. Everything listens on
+# 127.0.0.1 only and is stopped on exit.
 set -euo pipefail
 
-ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-10s}
-THREADS=${THREADS:-2}
-CONNECTIONS=${CONNECTIONS:-50}
-GATEWAY_PORT=${GATEWAY_PORT:-18443}
-NGINX_PORT=${NGINX_PORT:-19443}
-FULL_PORT=${FULL_PORT:-18444}
-UPSTREAM_PORT=${UPSTREAM_PORT:-18081}
-PATH_UNDER_TEST=/api/health
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-6}
+if [ "${1:-}" = --quick ]; then ROUNDS=${QUICK_ROUNDS:-2}; DURATION=${QUICK_DURATION:-3}; fi
+SCENARIOS=${SCENARIOS:-get h2 post resumed full}
+DOORS=${DOORS:-gateway nginx haproxy gw-full nginx-full}
+REFERENCE=${REFERENCE:-nginx}
+BASE_PORT=${BASE_PORT:-18440}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
@@ -39,206 +60,159 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in nginx wrk openssl cargo python3; do
-    command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install -y nginx wrk python3)" >&2; exit 1; }
+for tool in nginx haproxy wrk h2load openssl cargo python3 curl; do
+    command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install -y nginx haproxy wrk nghttp2-client python3 curl)" >&2; exit 1; }
 done
 
-if [ -n "${GATEWAY_BIN:-}" ]; then
-    gateway_bin=$GATEWAY_BIN   # another build, e.g. of an earlier commit
+if [ -n "${GATEWAY_BIN:-}" ] && [ -n "${CONNECT_BIN:-}" ]; then
+    gateway_bin=$GATEWAY_BIN connect_bin=$CONNECT_BIN   # no build
 else
-    echo "building the gateway (release)…" >&2
-    (cd "$root" && cargo build --release -q -p tradehabit-gateway)
-    gateway_bin=$target/release/tradehabit-gateway
+    echo "building the gateway and the connection client (release)…" >&2
+    (cd "$root" && cargo build --release -q -p tradehabit-gateway -p tradehabit-bench-connect)
+    gateway_bin=${GATEWAY_BIN:-$target/release/tradehabit-gateway}
+    connect_bin=$target/release/bench-connect
 fi
+# BASELINE_BIN: another gateway build (e.g. of an earlier commit) as one
+# more door, "gw-base", with the same open policy as "gateway".
+if [ -n "${BASELINE_BIN:-}" ]; then DOORS="$DOORS gw-base"; fi
 
-# One self-signed ECDSA P-256 certificate for both front doors.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-
+declare -A port=([gateway]=$BASE_PORT [gw-full]=$((BASE_PORT + 1)) [nginx]=$((BASE_PORT + 2))
+                 [nginx-full]=$((BASE_PORT + 3)) [haproxy]=$((BASE_PORT + 4)) [gw-base]=$((BASE_PORT + 5)))
 socket=$work/upstream.sock
-mkdir -p "$work/nginx"
-
-# The upstream: a small fixed JSON answer from nginx on a Unix socket (and
-# on a TCP port, to measure it directly). Both front doors proxy to it.
-cat >"$work/nginx/upstream.conf" <<EOF
-worker_processes 1;
-pid $work/nginx/upstream.pid;
-error_log $work/nginx/upstream-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    server_tokens off;
-    keepalive_requests 1000000;
-    server {
-        listen unix:$socket;
-        listen 127.0.0.1:$UPSTREAM_PORT;
-        location / {
-            default_type application/json;
-            return 200 '{"Status":"fine"}\n';
-        }
-    }
-}
-EOF
-
-# nginx as the front door: the same job as the gateway, including one log
-# line per request (the gateway's audit line), unless NGINX_ACCESS_LOG=off.
-if [ "${NGINX_ACCESS_LOG:-on}" = off ]; then
-    nginx_access_log="access_log off;"
-else
-    nginx_access_log="access_log $work/nginx/access.log;"
-fi
-cat >"$work/nginx/front.conf" <<EOF
-worker_processes auto;
-pid $work/nginx/front.pid;
-error_log $work/nginx/front-error.log warn;
-events { worker_connections 4096; }
-http {
-    $nginx_access_log
-    server_tokens off;
-    keepalive_requests 1000000;
-    upstream app { server unix:$socket; keepalive 64; }
-    server {
-        listen 127.0.0.1:$NGINX_PORT ssl http2;
-        ssl_certificate $work/cert.pem;
-        ssl_certificate_key $work/key.pem;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        location = $PATH_UNDER_TEST {
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$remote_addr;
-            proxy_set_header X-Forwarded-Proto https;
-            proxy_set_header X-Forwarded-Host \$host;
-            proxy_set_header X-Request-Id \$request_id;
-            proxy_set_header Accept-Encoding identity;
-            proxy_hide_header Server;
-            proxy_hide_header X-Powered-By;
-            proxy_hide_header Strict-Transport-Security;
-            proxy_hide_header Cache-Control;
-            add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;
-            add_header X-Content-Type-Options nosniff always;
-            add_header X-Frame-Options DENY always;
-            add_header Referrer-Policy no-referrer always;
-            add_header Content-Security-Policy "default-src 'none'; frame-ancestors 'none'" always;
-            add_header Cache-Control no-store always;
-            add_header X-Request-Id \$request_id always;
-        }
-        location / { return 404; }
-    }
-}
-EOF
-
-cat >"$work/gateway.toml" <<EOF
-[server]
-listen = "127.0.0.1:$GATEWAY_PORT"
-[tls]
-cert = "$work/cert.pem"
-key = "$work/key.pem"
-[limits]
-max_connections_per_ip = 4096
-[upstream]
-address = "unix:$socket"
-[admin]
-listen = "127.0.0.1:0"
-[audit]
-output = "$work/audit.log"
-[[routes]]
-name = "health"
-path = "$PATH_UNDER_TEST"
-methods = ["GET"]
-auth = "none"
-EOF
-
-# The full policy: the same route behind a JWT, a scope, two rate limiters
-# and CORS, with the audit line.
-head -c 48 /dev/urandom | base64 | tr -d '\n' >"$work/jwt_secret"
-sed -e "s/127.0.0.1:$GATEWAY_PORT/127.0.0.1:$FULL_PORT/" -e "s#$work/audit.log#$work/audit-full.log#" \
-    -e '/^auth = "none"$/d' "$work/gateway.toml" >"$work/gateway-full.toml"
-cat >>"$work/gateway-full.toml" <<EOF
-scopes = ["read"]
-rate_limit = { per_ip = ["1000000/second"], per_principal = ["1000000/second"] }
-[cors]
-allowed_origins = ["https://app.tradehab.it"]
-[[jwt.issuers]]
-issuer = "https://bench.tradehabit.internal/"
-audiences = ["tradehabit-api"]
-algorithms = ["HS256"]
-secret = { file = "$work/jwt_secret" }
-EOF
-token=$(python3 - "$work/jwt_secret" <<'PY'
-import base64, hashlib, hmac, json, sys, time
-secret = open(sys.argv[1], "rb").read()
-b64 = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=")
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-now = int(time.time())
-claims = {"iss": "https://bench.tradehabit.internal/", "aud": "tradehabit-api",
-          "sub": "bench-trader", "scope": "read", "iat": now, "exp": now + 86400}
-body = b64(json.dumps(claims).encode())
-signature = b64(hmac.new(secret, head + b"." + body, hashlib.sha256).digest())
-print((head + b"." + body + b"." + signature).decode())
+# The bearer token (HS256, one day), the configurations, the 92 KB multipart body.
+token=$(python3 "$root/benches/gateway-vs-nginx/token.py" "$work/jwt_secret")
+source "$root/benches/gateway-vs-nginx/configs.sh"
+write_configs
+boundary=bench-boundary-7c1f
+python3 - "$work/upload.body" "$boundary" <<'PY'
+import sys
+path, boundary = sys.argv[1], sys.argv[2]
+rows = ["Instrument,Action,Quantity,Price,Time,ID,E/X,Position,Order ID,Name,Commission,Rate,Account,Connection"]
+i = 0
+while sum(len(r) + 1 for r in rows) < 92 * 1024 - 400:
+    i += 1
+    rows.append(f"MNQ 03-25,Buy,1,{21000 + i % 50}.25,1/2/2025 9:{i % 60:02d}:00 AM,{i},Entry,1 L,{10000 + i},Entry,0.52,1,Sim101,Bench")
+csv = "\n".join(rows) + "\n"
+body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"orders.csv\"\r\n"
+        f"Content-Type: text/csv\r\n\r\n{csv}\r\n--{boundary}--\r\n")
+open(path, "w").write(body)
 PY
-)
-# Sent to every target (the others ignore them), so requests are the same size.
-client_headers=(-H "Authorization: Bearer $token" -H "Origin: https://app.tradehab.it")
+cat >"$work/post.lua" <<EOF
+local f = io.open("$work/upload.body", "rb")
+wrk.body = f:read("*a")
+f:close()
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "multipart/form-data; boundary=$boundary"
+EOF
+auth="Authorization: Bearer $token"
+origin="Origin: https://app.tradehab.it"
+# The credentials and the Origin go to the full-policy doors only (an open
+# route without a CORS allowlist refuses a cross-origin upload).
+set_headers() {
+    case $1 in
+        *-full) hdr=(-H "$auth" -H "$origin"); chdr=(--header "$auth" --header "$origin") ;;
+        *) hdr=(); chdr=() ;;
+    esac
+}
 
 nginx -c "$work/nginx/upstream.conf" -g 'daemon off;' & pids+=($!)
-nginx -c "$work/nginx/front.conf" -g 'daemon off;' & pids+=($!)
-RUST_LOG=warn "$gateway_bin" run --config "$work/gateway.toml" & pids+=($!)
-RUST_LOG=warn "$gateway_bin" run --config "$work/gateway-full.toml" & pids+=($!)
-
-for url in "https://127.0.0.1:$GATEWAY_PORT$PATH_UNDER_TEST" "https://127.0.0.1:$FULL_PORT$PATH_UNDER_TEST" "https://127.0.0.1:$NGINX_PORT$PATH_UNDER_TEST" "http://127.0.0.1:$UPSTREAM_PORT$PATH_UNDER_TEST"; do
+declare -A door_pid
+for door in $DOORS; do
+    case $door in
+        gateway|gw-full) RUST_LOG=warn "$gateway_bin" run --config "$work/$door.toml" & ;;
+        gw-base) RUST_LOG=warn "$BASELINE_BIN" run --config "$work/$door.toml" & ;;
+        nginx|nginx-full) nginx -c "$work/nginx/$door.conf" -g 'daemon off;' & ;;
+        haproxy) haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy-access.log" 2>"$work/haproxy-error.log" & ;;
+        *) echo "unknown door: $door" >&2; exit 1 ;;
+    esac
+    door_pid[$door]=$!; pids+=($!)
+done
+for door in $DOORS; do
+    set_headers "$door"
+    url="https://127.0.0.1:${port[$door]}/api/health"
     for _ in $(seq 100); do
-        curl -sfk "${client_headers[@]}" -o /dev/null "$url" && break
+        curl -sfk "${hdr[@]}" -o /dev/null "$url" && break
         sleep 0.1
     done
-    curl -sfk "${client_headers[@]}" -o /dev/null "$url" || { echo "not answering: $url" >&2; cat "$work"/nginx/*-error.log >&2; exit 1; }
+    curl -sfk "${hdr[@]}" -o /dev/null "$url" \
+        || { echo "not answering: $door $url" >&2; cat "$work"/nginx/*-error.log "$work/haproxy-error.log" >&2 2>/dev/null; exit 1; }
+    curl -sfk "${hdr[@]}" -o /dev/null -F "file=@$root/examples/sample-orders.csv" "https://127.0.0.1:${port[$door]}/api/analyze" \
+        || { echo "upload refused: $door" >&2; exit 1; }
+    case $door in *-full)
+        status=$(curl -sk -o /dev/null -w '%{http_code}' "$url")
+        [ "$status" = 401 ] || { echo "$door answered $status without a token" >&2; exit 1; } ;;
+    esac
 done
-# The full policy really is enforced: no token, 401.
-status=$(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$FULL_PORT$PATH_UNDER_TEST")
-[ "$status" = 401 ] || { echo "gw-full answered $status without a token" >&2; exit 1; }
 
-# One wrk run → "rps p50_ms p99_ms".
-measure() {
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${client_headers[@]}" "$1" | awk '
-        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-        /^ +50%/ { p50 = ms($2) }
-        /^ +99%/ { p99 = ms($2) }
-        /^Requests\/sec/ { rps = $2 }
-        /Non-2xx/ { bad = $NF }
-        END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 } printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
+# CPU ticks (user + system) of a door's processes: the process and its children.
+cpu_ticks() {
+    local pid=$1 total=0 p
+    for p in $pid $(pgrep -P "$pid" || true); do
+        # Fields 14 and 15 after the command name (which may hold spaces).
+        total=$((total + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{ print $12 + $13 }')))
+    done
+    echo "$total"
 }
 
-declare -A rps p50 p99
-targets=(gateway gw-full nginx upstream)
-for name in "${targets[@]}"; do rps[$name]=0; p50[$name]=0; p99[$name]=0; done
-printf "%-6s %-9s %10s %9s %9s\n" round target req/s p50_ms p99_ms
+# One measurement → "requests seconds p50_ms p99_ms".
+run_client() {
+    local scenario=$1 url=$2 door=$3
+    set_headers "$door"
+    case $scenario in
+        get|post)
+            local script=()
+            [ "$scenario" = post ] && { script=(-s "$work/post.lua"); url=${url%/api/health}/api/analyze; }
+            wrk -t2 -c64 -d"${DURATION}s" --latency "${hdr[@]}" "${script[@]}" "$url" | awk -v d="$DURATION" '
+                function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+                /^ +50%/ { p50 = ms($2) }
+                /^ +99%/ { p99 = ms($2) }
+                / requests in / { n = $1 }
+                /Non-2xx/ { bad = $NF }
+                /Socket errors/ { print "wrk: " $0 > "/dev/stderr" }
+                END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 } printf "%d %s %.3f %.3f\n", n, d, p50, p99 }' ;;
+        h2)
+            rm -f "$work/h2load.log"
+            h2load -t2 -c16 -m4 -D "$DURATION" --warm-up-time=1 "${hdr[@]}" \
+                --log-file="$work/h2load.log" "$url" >"$work/h2load.out"
+            grep -q '0 4xx, 0 5xx' "$work/h2load.out" || { cat "$work/h2load.out" >&2; exit 1; }
+            python3 - "$work/h2load.log" "$DURATION" <<'PY'
+import sys
+times = sorted(int(line.split("\t")[2]) for line in open(sys.argv[1]) if line.split("\t")[1] == "200")
+pick = lambda q: times[min(len(times) - 1, int(len(times) * q))] / 1000
+print(len(times), sys.argv[2], f"{pick(0.5):.3f}", f"{pick(0.99):.3f}")
+PY
+            ;;
+        resumed|full)
+            local flags=()
+            [ "$scenario" = full ] && flags=(--full)
+            read -r n p50 p99 resumed errors < <("$connect_bin" --addr "127.0.0.1:${port[$door]}" --ca "$work/cert.pem" \
+                --connections 16 --seconds "$DURATION" "${chdr[@]}" "${flags[@]}")
+            [ "$errors" = 0 ] || echo "$door $scenario: $errors failed connections" >&2
+            echo "$resumed" >>"$work/resumed-$scenario-$door"
+            echo "$n $DURATION $p50 $p99" ;;
+    esac
+}
+
+results=$work/results.tsv
+printf "%-6s %-9s %-11s %9s %8s %8s %8s\n" round scenario door req/s p50_ms p99_ms cpu_us/req >&2
 for round in $(seq "$ROUNDS"); do
-    for name in "${targets[@]}"; do
-        case $name in
-            gateway) url="https://127.0.0.1:$GATEWAY_PORT$PATH_UNDER_TEST" ;;
-            gw-full) url="https://127.0.0.1:$FULL_PORT$PATH_UNDER_TEST" ;;
-            nginx) url="https://127.0.0.1:$NGINX_PORT$PATH_UNDER_TEST" ;;
-            upstream) url="http://127.0.0.1:$UPSTREAM_PORT$PATH_UNDER_TEST" ;;
-        esac
-        read -r r a b < <(measure "$url")
-        printf "%-6s %-9s %10s %9s %9s\n" "$round" "$name" "$r" "$a" "$b"
-        rps[$name]=$(echo "${rps[$name]} + $r" | bc -l)
-        p50[$name]=$(echo "${p50[$name]} + $a" | bc -l)
-        p99[$name]=$(echo "${p99[$name]} + $b" | bc -l)
+    # Rotate the order of the doors each round so none always goes first.
+    read -r -a order <<<"$DOORS"
+    shift_by=$(( (round - 1) % ${#order[@]} ))
+    order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
+    for scenario in $SCENARIOS; do
+        for door in "${order[@]}"; do
+            before=$(cpu_ticks "${door_pid[$door]}")
+            read -r n seconds p50 p99 < <(run_client "$scenario" "https://127.0.0.1:${port[$door]}/api/health" "$door")
+            after=$(cpu_ticks "${door_pid[$door]}")
+            line=$(python3 -c "import os,sys; n,s,a,b,t=map(float,sys.argv[1:]); tck=os.sysconf('SC_CLK_TCK'); print(f'{n/s:.0f}\t{a}\t{b}\t{t*1e6/tck/n:.1f}')" \
+                "$n" "$seconds" "$p50" "$p99" "$((after - before))")
+            printf "%s\t%s\t%s\t%s\n" "$round" "$scenario" "$door" "$line" >>"$results"
+            printf "%-6s %-9s %-11s %9s %8s %8s %8s\n" "$round" "$scenario" "$door" $line >&2
+        done
     done
 done
 
 echo
-echo "mean over $ROUNDS rounds ($THREADS threads, $CONNECTIONS connections, $DURATION each, TLS via wrk/OpenSSL, HTTP/1.1 keep-alive):"
-printf "%-9s %10s %9s %9s\n" target req/s p50_ms p99_ms
-for name in "${targets[@]}"; do
-    printf "%-9s %10.0f %9.3f %9.3f\n" "$name" \
-        "$(echo "${rps[$name]} / $ROUNDS" | bc -l)" \
-        "$(echo "${p50[$name]} / $ROUNDS" | bc -l)" \
-        "$(echo "${p99[$name]} / $ROUNDS" | bc -l)"
-done
-printf "gateway/nginx throughput ratio: %.2f\n" "$(echo "${rps[gateway]} / ${rps[nginx]}" | bc -l)"
-printf "gateway/nginx p99 ratio:        %.2f\n" "$(echo "${p99[gateway]} / ${p99[nginx]}" | bc -l)"
-printf "full policy cost (1 - gw-full/gateway throughput): %.1f %%\n" "$(echo "100 * (1 - ${rps[gw-full]} / ${rps[gateway]})" | bc -l)"
+echo "gateway vs nginx/HAProxy: $ROUNDS rounds x ${DURATION} s, medians; $(uptime | sed 's/^.*load/load/'); $(nproc) cores; commit $(cd "$root" && git rev-parse --short HEAD)"
+python3 "$root/benches/gateway-vs-nginx/table.py" "$results" "$REFERENCE" "$work"

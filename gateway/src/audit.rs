@@ -367,13 +367,23 @@ impl Log {
     /// Writes one line (after a gap record if lines were lost); returns
     /// whether it was written.
     fn write(&self, mut record: Record<'_>) -> bool {
+        // Serialised before the lock is taken; `prev_hash`, the last field,
+        // is spliced in under the lock when the log is chained (the same
+        // text serde would write with it set).
+        record.prev_hash = None;
+        let mut line = serde_json::to_string(&record).expect("a Record always serialises");
         let mut sink = self.lock();
         // Lines and hashes stay in the same order under the lock. Lines
         // are small; a blocking write under a short std lock is cheaper
         // than a channel, and the request path learns of a failure at once.
         let written = sink.write(|prev_hash| {
-            record.prev_hash = prev_hash;
-            serde_json::to_string(&record).expect("a Record always serialises")
+            if let Some(prev_hash) = prev_hash {
+                line.pop(); // the closing brace
+                line.push_str(",\"prev_hash\":");
+                line.push_str(&serde_json::to_string(&prev_hash).expect("a string serialises"));
+                line.push('}');
+            }
+            line
         });
         self.failing.store(!written, Ordering::Release);
         written

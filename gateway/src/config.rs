@@ -79,6 +79,11 @@ pub(crate) use upstream::{Spawn, Upstream, UpstreamAddress};
 
 /// How long shutdown waits for in-flight requests before closing anyway.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// `server.threads`: `0` serves the HTTPS listener on one thread per CPU
+/// core (each its own single-threaded runtime and `SO_REUSEPORT` listener).
+pub const DEFAULT_SERVER_THREADS: usize = 0;
+/// The most serving threads `server.threads` may ask for.
+pub const MAX_SERVER_THREADS: usize = 256;
 /// A TLS handshake that has not finished by then is dropped.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request head (request line and headers) must arrive within this time
@@ -421,6 +426,9 @@ impl Config {
         let mut changed = Vec::new();
         if self.server.listen != next.server.listen {
             changed.push("server.listen");
+        }
+        if self.server.threads != next.server.threads {
+            changed.push("server.threads");
         }
         if self.plain_http.as_ref().map(|p| p.listen) != next.plain_http.as_ref().map(|p| p.listen)
         {

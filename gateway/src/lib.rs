@@ -60,6 +60,7 @@ mod reject;
 mod request_body;
 mod respond;
 pub mod selftest;
+mod shard;
 mod state;
 pub mod static_files;
 mod supervise;

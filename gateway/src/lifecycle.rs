@@ -19,6 +19,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+mod threads;
+
 use crate::accept::{self, Listener};
 use crate::admin::{self, Probe};
 use crate::audit;
@@ -35,6 +37,9 @@ pub enum StartError {
     /// The certificate or key could not be loaded.
     #[error(transparent)]
     Certificate(#[from] CertError),
+    /// A serving thread (`server.threads`) could not be started.
+    #[error("cannot start a serving thread: {source}")]
+    Serving { source: std::io::Error },
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -100,7 +105,8 @@ impl Gateway {
         tls::adopt(&mut config, &certificate)?;
         let expires = not_after(&certificate);
         let certs = Arc::new(CertStore::new(certificate));
-        let https = bind(config.server.listen).await?;
+        let config_listen = config.server.listen;
+        let https = threads::bind(config.server.listen, config.server.threads)?;
         let plain = match &config.plain_http {
             Some(plain) => Some(bind(plain.listen).await?),
             None => None,
@@ -118,7 +124,7 @@ impl Gateway {
         let probe = Arc::new(Probe::new(&config.upstream));
 
         let state = Arc::new(State {
-            upstream: Upstream::new(&config.upstream),
+            upstream: Upstream::new(&config.upstream, https.len()),
             config: RwLock::new(Arc::new(config)),
             certs: Arc::clone(&certs),
             connections: Arc::new(Connections::default()),
@@ -131,13 +137,21 @@ impl Gateway {
             purge_rate_limits(Arc::clone(&state), stopping.clone())
                 .instrument(tracing::info_span!("rate_limit_purge")),
         );
-        let https_addr = local_addr(&https);
-        let mut listeners = vec![tokio::spawn(accept::serve(
-            https,
-            Listener::Https(tls::acceptor(certs)),
-            Arc::clone(&state),
-            stopping.clone(),
-        ))];
+        let https_addr = https[0].local_addr().map_err(|source| StartError::Bind {
+            addr: config_listen,
+            source,
+        })?;
+        let acceptor = tls::acceptor(certs);
+        let mut listeners = Vec::new();
+        for (index, listener) in https.into_iter().enumerate() {
+            listeners.push(threads::spawn(
+                index,
+                listener,
+                Listener::Https(acceptor.clone()),
+                Arc::clone(&state),
+                stopping.clone(),
+            )?);
+        }
         let admin_addr = local_addr(&admin_listener);
         listeners.push(tokio::spawn(admin::serve(
             admin_listener,
@@ -286,7 +300,7 @@ impl Handle {
     /// | the upload-route metric series | follow the new routes |
     /// | `upstream.ready_path`, `admin.ready_probe_interval` and `ready_probe_timeout` | read at each probe |
     /// | the policy hash, reload time and certificate expiry metrics | follow the new policy and certificate |
-    /// | listen addresses, `[upstream]` address, spawn, pool and slot settings, `[audit]` but `on_failure`, `limits.h2_max_concurrent_streams` | kept: a change refuses the whole reload (`Config::restart_only_changes`) |
+    /// | listen addresses, `server.threads`, `[upstream]` address, spawn, pool and slot settings, `[audit]` but `on_failure`, `limits.h2_max_concurrent_streams` | kept: a change refuses the whole reload (`Config::restart_only_changes`) |
     /// | open connections, per-IP counters, the upstream pool and supervised child, the metrics registry | kept (`State`) |
     /// | the audit log file | reopened (`serve_until`, before the reload), chain and sink kept |
     ///

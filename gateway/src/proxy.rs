@@ -86,11 +86,12 @@ struct Slot {
 }
 
 impl Upstream {
-    /// Builds the pool (inside the runtime: it starts the idle reaper).
+    /// Builds the pools, one per worker and in each one idle list per
+    /// serving thread (inside the runtime: they start the idle reapers).
     /// Nothing connects until the first request.
-    pub(crate) fn new(config: &config::Upstream) -> Self {
+    pub(crate) fn new(config: &config::Upstream, serving_threads: usize) -> Self {
         Self {
-            workers: Workers::new(config),
+            workers: Workers::new(config, serving_threads),
             slots: Arc::new(Semaphore::new(config.max_in_flight.get())),
             per_ip: Arc::new(PerIp::default()),
         }

@@ -57,6 +57,7 @@ pub(crate) struct RawServer {
     pub(crate) shutdown_timeout: Option<String>,
     pub(crate) trusted_proxies: Option<Vec<String>>,
     pub(crate) names: Option<Vec<String>>,
+    pub(crate) threads: Option<i64>,
 }
 
 /// `[tls]`

@@ -18,6 +18,9 @@ pub(crate) struct Server {
     /// another host gets 421 (`host.rs`). The certificate is given to
     /// it at start-up and on reload ([`Config::adopt_certificate`]).
     pub(crate) names: ServerNames,
+    /// `threads`, default [`DEFAULT_SERVER_THREADS`] (one per core), here
+    /// resolved to the number of threads serving the HTTPS listener.
+    pub(crate) threads: usize,
 }
 
 /// `[tls]`: PEM files, re-read on every reload.
@@ -78,12 +81,28 @@ pub(super) fn validate_server(raw: Option<RawServer>, problems: &mut Problems) -
         }
     }
     let names = raw.names.map(|names| server_names(&names, problems));
+    let threads = count(
+        raw.threads,
+        "server.threads",
+        DEFAULT_SERVER_THREADS,
+        0..=MAX_SERVER_THREADS,
+        problems,
+    );
     Some(Server {
         listen: listen?,
         shutdown_timeout,
         trusted_proxies,
         names: ServerNames::new(names),
+        threads: serving_threads(threads),
     })
+}
+
+/// `server.threads`: `0` is one per CPU core.
+fn serving_threads(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_SERVER_THREADS)),
+        n => n,
+    }
 }
 
 /// `server.names`: host names or IP addresses, no ports, no wildcards.

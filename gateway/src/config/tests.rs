@@ -584,3 +584,26 @@ fn the_certificate_must_cover_the_listed_names_and_the_redirect_host() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn server_threads_default_to_one_per_core_are_bounded_and_need_a_restart() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(DEFAULT_SERVER_THREADS, 0);
+    assert_eq!(minimal().server.threads, cores.min(MAX_SERVER_THREADS));
+    let with = |threads: &str| {
+        Config::from_toml(&MINIMAL.replace(
+            "listen = \"127.0.0.1:8443\"",
+            &format!("listen = \"127.0.0.1:8443\"\nthreads = {threads}"),
+        ))
+    };
+    assert_eq!(with("3").unwrap().server.threads, 3);
+    for bad in ["-1", "257"] {
+        let error = with(bad).unwrap_err().to_string();
+        assert!(error.contains("server.threads"), "{bad}: {error}");
+    }
+    let other = (cores.min(MAX_SERVER_THREADS - 1) + 1).to_string();
+    assert_eq!(
+        minimal().restart_only_changes(&with(&other).unwrap()),
+        ["server.threads"]
+    );
+}

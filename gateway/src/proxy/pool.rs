@@ -11,6 +11,10 @@
 //! Idle connections wait in a LIFO list of at most `upstream.pool_max_idle`
 //! entries and are closed `upstream.pool_idle_timeout` after they were last
 //! used, by one housekeeping task that sleeps until the oldest one expires.
+//! There is one list per serving thread (`shard.rs`), each holding its
+//! share of `pool_max_idle`: a connection is registered with the event
+//! loop of the thread that opened it, so it is only handed to requests on
+//! that thread, and no two threads take the same list's lock.
 //! An idle connection is not polled, so one the upstream closed meanwhile
 //! is noticed when it is next taken (one poll sees the end of stream, and
 //! it is dropped before any request is written) or at its idle timeout.
@@ -92,7 +96,9 @@ pub(crate) enum ConnectError {
 /// The idle connections to the one upstream, and how to open new ones.
 pub(crate) struct Pool {
     connector: Connector,
-    idle: Mutex<VecDeque<Idle>>,
+    /// One idle list per serving thread.
+    idle: Box<[Mutex<VecDeque<Idle>>]>,
+    /// Per list.
     max_idle: usize,
     idle_timeout: Duration,
     reaper: Option<JoinHandle<()>>,
@@ -104,13 +110,28 @@ struct Idle {
 }
 
 impl Pool {
-    /// An empty pool. With `max_idle > 0` it starts the task that closes
-    /// expired idle connections, so it must be called inside the runtime.
-    pub(crate) fn new(connector: Connector, max_idle: usize, idle_timeout: Duration) -> Arc<Pool> {
+    /// An empty pool of `shards` idle lists sharing `max_idle` (each
+    /// keeps at least one). With `max_idle > 0` it starts the task that
+    /// closes expired idle connections, so it must be called inside the
+    /// runtime.
+    pub(crate) fn new(
+        connector: Connector,
+        max_idle: usize,
+        idle_timeout: Duration,
+        shards: usize,
+    ) -> Arc<Pool> {
+        let shards = shards.max(1);
+        let per_shard = if max_idle == 0 {
+            0
+        } else {
+            max_idle.div_ceil(shards)
+        };
         Arc::new_cyclic(|pool: &Weak<Pool>| Pool {
             connector,
-            idle: Mutex::new(VecDeque::with_capacity(max_idle.min(1024))),
-            max_idle,
+            idle: (0..shards)
+                .map(|_| Mutex::new(VecDeque::with_capacity(per_shard.min(1024))))
+                .collect(),
+            max_idle: per_shard,
             idle_timeout,
             reaper: (max_idle > 0).then(|| tokio::spawn(reap(pool.clone(), idle_timeout))),
         })
@@ -170,14 +191,17 @@ impl Pool {
     /// How many connections are idle now.
     #[cfg(test)]
     fn idle_count(&self) -> usize {
-        self.lock().len()
+        self.idle.iter().map(|list| lock(list).len()).sum()
     }
 
+    /// The calling serving thread's idle list.
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.idle[crate::shard::current(self.idle.len())])
     }
+}
+
+fn lock(list: &Mutex<VecDeque<Idle>>) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+    list.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Drop for Pool {
@@ -213,8 +237,12 @@ async fn reap(pool: Weak<Pool>, timeout: Duration) {
             return;
         };
         let now = Instant::now();
-        let expired_or_next = evict_expired(&mut pool.lock(), timeout, now);
-        next = expired_or_next.unwrap_or(now + timeout);
+        next = now + timeout;
+        for list in pool.idle.iter() {
+            if let Some(expires) = evict_expired(&mut lock(list), timeout, now) {
+                next = next.min(expires);
+            }
+        }
     }
 }
 
@@ -274,6 +302,7 @@ mod tests {
             Connector::new(address, Duration::from_secs(5)),
             max_idle,
             timeout,
+            1,
         )
     }
 
@@ -308,6 +337,42 @@ mod tests {
         // polls the OS for events (it parks during the sleep).
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(pool.checkout().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_only_handed_out_on_the_thread_that_returned_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let _up = answer(UnixListener::bind(dir.path().join("up.sock")).unwrap());
+        let address = UpstreamAddress::Unix(dir.path().join("up.sock"));
+        let pool = Pool::new(
+            Connector::new(address, Duration::from_secs(5)),
+            4,
+            Duration::from_secs(60),
+            2,
+        );
+        let mut lease = pool.connect().await.unwrap();
+        assert_eq!(exchange(&mut lease).await, "ok");
+        pool.checkin(lease);
+        // Serving thread 1, with its own event loop: not this thread's list.
+        let other = Arc::clone(&pool);
+        let taken_elsewhere = std::thread::spawn(move || {
+            crate::shard::enter(1);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(other.checkout()).is_some()
+        })
+        .join()
+        .unwrap();
+        assert!(
+            !taken_elsewhere,
+            "a connection crossed to another serving thread"
+        );
+        assert!(
+            pool.checkout().await.is_some(),
+            "the returning thread gets it back"
+        );
     }
 
     #[tokio::test(start_paused = true)]

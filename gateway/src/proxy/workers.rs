@@ -56,8 +56,9 @@ pub(crate) struct Chosen<'a> {
 }
 
 impl Workers {
-    /// One connection pool per worker (inside the runtime).
-    pub(crate) fn new(config: &config::Upstream) -> Workers {
+    /// One connection pool per worker, with one idle list per serving
+    /// thread (inside the runtime).
+    pub(crate) fn new(config: &config::Upstream, serving_threads: usize) -> Workers {
         let members = config
             .addresses
             .iter()
@@ -67,6 +68,7 @@ impl Workers {
                     Connector::new(address.clone(), config.connect_timeout),
                     config.pool_max_idle,
                     config.pool_idle_timeout,
+                    serving_threads,
                 ),
                 ejected_until: Mutex::new(None),
             })

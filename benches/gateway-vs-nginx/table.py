@@ -1,0 +1,52 @@
+"""Medians per scenario and front door from the bench's results
+(round, scenario, door, req/s, p50 ms, p99 ms, CPU µs per request), printed
+as Markdown tables ready to paste into docs/benchmarks.md."""
+import collections, os, statistics, sys
+
+results, reference, work = sys.argv[1], sys.argv[2], sys.argv[3]
+rows = collections.defaultdict(list)
+scenarios, doors = [], []
+for line in open(results):
+    _, scenario, door, rps, p50, p99, cpu = line.split("\t")
+    rows[scenario, door].append((float(rps), float(p50), float(p99), float(cpu)))
+    if scenario not in scenarios:
+        scenarios.append(scenario)
+    if door not in doors:
+        doors.append(door)
+med = {key: [statistics.median(v[i] for v in values) for i in range(4)] for key, values in rows.items()}
+
+def ratio(scenario, a, b, i):
+    if (scenario, a) not in med or (scenario, b) not in med or med[scenario, b][i] == 0:
+        return "–"
+    return f"{med[scenario, a][i] / med[scenario, b][i]:.2f}"
+
+def resumed(scenario, door):
+    path = os.path.join(work, f"resumed-{scenario}-{door}")
+    if not os.path.exists(path):
+        return None
+    return statistics.median(float(x) for x in open(path).read().split())
+
+print()
+print(f"| scenario | gateway ÷ {reference}: req/s, p50, p99 | gw-full ÷ nginx-full: req/s, p50, p99 | CPU µs/request: " + " / ".join(doors) + " |")
+print("|---|---|---|---|")
+for s in scenarios:
+    cpu = " / ".join(f"{med[s, d][3]:.1f}" if (s, d) in med else "–" for d in doors)
+    print(f"| {s} | {ratio(s, 'gateway', reference, 0)}, {ratio(s, 'gateway', reference, 1)}, {ratio(s, 'gateway', reference, 2)}"
+          f" | {ratio(s, 'gw-full', 'nginx-full', 0)}, {ratio(s, 'gw-full', 'nginx-full', 1)}, {ratio(s, 'gw-full', 'nginx-full', 2)}"
+          f" | {cpu} |")
+if any(d == "gw-base" for d in doors):
+    print()
+    print("| scenario | gateway ÷ gw-base: req/s, p50, p99, CPU µs/request |")
+    print("|---|---|")
+    for s in scenarios:
+        print(f"| {s} | {ratio(s, 'gateway', 'gw-base', 0)}, {ratio(s, 'gateway', 'gw-base', 1)}, {ratio(s, 'gateway', 'gw-base', 2)}, {ratio(s, 'gateway', 'gw-base', 3)} |")
+print()
+print("| scenario | door | req/s | p50 ms | p99 ms | CPU µs/req | resumed % |")
+print("|---|---|---:|---:|---:|---:|---:|")
+for s in scenarios:
+    for d in doors:
+        if (s, d) not in med:
+            continue
+        rps, p50, p99, cpu = med[s, d]
+        r = resumed(s, d)
+        print(f"| {s} | {d} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.1f} | {'' if r is None else f'{r:.0f}'} |")
