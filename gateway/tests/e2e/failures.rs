@@ -158,7 +158,13 @@ fn one_answer_per_connection(
 #[tokio::test]
 async fn a_stale_keep_alive_connection_does_not_fail_a_request() {
     for hangup in [Hangup::AfterAnswer, Hangup::OnNextRequest] {
-        let gw = TestGateway::without_upstream(Policy::default()).await;
+        // One serving thread: an idle upstream connection is only reused by
+        // the thread that returned it, and this test counts reuses.
+        let gw = TestGateway::without_upstream(Policy {
+            server: "threads = 1".into(),
+            ..Policy::default()
+        })
+        .await;
         let (upstream, requests) =
             one_answer_per_connection(&TestGateway::socket_in(gw.dir.path()), hangup);
         let client = gw.client();
