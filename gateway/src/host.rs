@@ -125,6 +125,11 @@ impl ServerNames {
         Ok(())
     }
 
+    /// `server.names` as listed (`None`: the certificate's names).
+    pub(crate) fn listed(&self) -> Option<&[Name]> {
+        self.listed.as_deref()
+    }
+
     /// Whether a request for `name` is served here.
     pub(crate) fn serves(&self, name: &Name) -> bool {
         match (&self.listed, &self.certificate) {

@@ -43,6 +43,7 @@ pub mod checks;
 pub mod config;
 mod conn;
 pub mod dev;
+pub mod explain;
 pub mod healthcheck;
 mod host;
 mod identity;

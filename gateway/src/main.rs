@@ -50,7 +50,14 @@ enum Command {
         /// http://127.0.0.1:9901): report changes that need a restart.
         #[arg(long, value_name = "URL")]
         admin: Option<String>,
+        /// Also run this policy tests file against it (expected decisions;
+        /// exit 1 on any difference).
+        #[arg(long)]
+        tests: Option<PathBuf>,
     },
+    /// Show what the gateway would decide for one request, check by check,
+    /// without starting anything.
+    Explain(ExplainArgs),
     /// Probe the admin listener (exit 0 on 200, else 1): the container
     /// health check for images with no shell or curl.
     Healthcheck {
@@ -191,6 +198,34 @@ fn selftest(args: SelftestArgs) -> anyhow::Result<()> {
     }
 }
 
+/// `explain`'s arguments.
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// The policy file (TOML).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The request method.
+    method: String,
+    /// `https://HOST[:PORT]/PATH[?QUERY]`.
+    url: String,
+    /// A request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// The body's length in bytes (sent as `Content-Length`).
+    #[arg(long)]
+    body_size: Option<u64>,
+    /// The client's address.
+    #[arg(long, default_value_t = tradehabit_gateway::explain::DEFAULT_CLIENT_IP)]
+    client_ip: std::net::IpAddr,
+    /// Call as an API key holding these scopes (commas or spaces), made for
+    /// this run only.
+    #[arg(long)]
+    caller_scopes: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let builder = tracing_subscriber::fmt()
@@ -241,10 +276,12 @@ impl EmptyLog {
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Explain(args) => explain(args),
         Command::CheckConfig {
             file,
             effective,
             admin,
+            tests,
         } => {
             use tradehabit_gateway::check_config::{check, Options};
             let report = check(&file, &Options { effective, admin });
@@ -262,7 +299,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 println!("{routes}");
             }
             println!("{}: OK", file.display());
-            Ok(())
+            match tests {
+                Some(tests) => policy_tests(&file, &tests),
+                None => Ok(()),
+            }
         }
         Command::Healthcheck { url } => {
             let check = tradehabit_gateway::healthcheck::check(&url);
@@ -373,6 +413,46 @@ fn keygen(policy: &std::path::Path, id: &str, scopes: &str, append: bool) -> any
             println!("{},", key.policy_entry);
         }
     }
+    Ok(())
+}
+
+/// `explain`: the report on stdout.
+fn explain(args: ExplainArgs) -> anyhow::Result<()> {
+    let config = Config::from_file(&args.config)?;
+    let request = tradehabit_gateway::explain::ExplainRequest {
+        method: args.method,
+        url: args.url,
+        headers: args.headers,
+        body_size: args.body_size,
+        client_ip: Some(args.client_ip),
+        caller_scopes: args.caller_scopes.map(|scopes| {
+            scopes
+                .split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }),
+        caller_id: None,
+    };
+    let report = tradehabit_gateway::explain::explain(config, &request)?;
+    if args.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.human());
+    }
+    Ok(())
+}
+
+/// `check-config --tests`: each test's outcome, exit 1 on any failure.
+fn policy_tests(policy: &std::path::Path, tests: &std::path::Path) -> anyhow::Result<()> {
+    let run = tradehabit_gateway::explain::run_policy_tests(policy, tests)?;
+    println!("{run}");
+    anyhow::ensure!(
+        run.failed == 0,
+        "{}: {} policy test(s) failed",
+        tests.display(),
+        run.failed
+    );
     Ok(())
 }
 

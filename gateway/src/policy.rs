@@ -58,10 +58,13 @@
 
 mod admit;
 mod cookie_session;
+mod describe;
+pub(crate) mod dry_run;
 mod forward;
 mod route;
 mod shape;
 mod tokens;
+mod trace;
 
 use std::sync::Arc;
 
@@ -86,6 +89,7 @@ use crate::state::State;
 use admit::{admit, Admitted};
 use forward::forward;
 pub(crate) use shape::HeadAsWritten;
+pub(crate) use trace::{Outcome, Step};
 
 /// What is left of a request's body once its answer is ready: the
 /// connection layer reads and discards the rest before it ends the stream

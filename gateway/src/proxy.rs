@@ -66,7 +66,7 @@ use crate::reject::Rejection;
 use crate::request_body::{BodyWatch, ForwardBody};
 
 pub(crate) use connector::{is_accepting, Connector};
-pub(crate) use headers::{strip_hop_by_hop, Caller};
+pub(crate) use headers::{strip_hop_by_hop, to_upstream as upstream_headers, Caller};
 use pool::{ConnectError, Lease, Pool};
 pub(crate) use sign::sign;
 use workers::Workers;

@@ -384,6 +384,35 @@ impl ApiKeys {
     }
 }
 
+impl ApiKeys {
+    /// A copy with one more key, made now and returned with it: a dry
+    /// run's stand-in for a caller holding `scopes` (`explain
+    /// --caller-scopes`, the policy tests' `[callers]`). It is hashed with
+    /// the configured pepper, or with a throwaway one when none is.
+    pub(crate) fn with_probe_key(
+        &self,
+        id: &str,
+        scopes: &[String],
+    ) -> Result<(ApiKeys, String), KeygenError> {
+        let pepper = self.pepper.clone().unwrap_or_else(|| {
+            let mut random = [0u8; KEY_RANDOM_BYTES];
+            rand::rngs::OsRng.fill_bytes(&mut random);
+            Secret::new(random.to_vec())
+        });
+        let generated = keygen(&pepper, id, scopes, &mut rand::rngs::OsRng)?;
+        let mut keys = self.clone();
+        keys.keys.push(StoredKey {
+            id: id.to_owned(),
+            hash: keyed_hash(&pepper, generated.key.as_bytes()),
+            scopes: scopes.iter().cloned().collect(),
+            expires: None,
+            revoked: false,
+        });
+        keys.pepper = Some(pepper);
+        Ok((keys, generated.key))
+    }
+}
+
 /// A freshly generated key: shown once, never stored by the gateway.
 pub struct GeneratedKey {
     /// The key to hand to the client.

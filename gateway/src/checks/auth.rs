@@ -204,6 +204,14 @@ impl Authenticator {
         &self.api_keys
     }
 
+    /// The same, with these API keys instead (a dry run's probe keys).
+    pub(crate) fn with_api_keys(&self, api_keys: ApiKeys) -> Self {
+        Self {
+            api_keys,
+            ..self.clone()
+        }
+    }
+
     /// The gateway token settings (for `POST /auth/session` and `/auth/token`).
     pub fn tokens(&self) -> &GatewayTokens {
         &self.tokens

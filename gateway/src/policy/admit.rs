@@ -9,7 +9,8 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::{Body as _, Incoming};
 use time::OffsetDateTime;
 
-use super::{cookie_session, route, shape, tokens};
+use super::trace::{Outcome, Trace};
+use super::{cookie_session, describe, route, shape, tokens};
 use crate::audit::Trail;
 use crate::body::Body;
 use crate::checks::auth::Principal;
@@ -63,29 +64,36 @@ pub(super) fn admit(
     let (mut parts, body) = request.into_parts();
     let mut headers = HeaderMap::new();
     let has_body = !body.is_end_stream();
-    let checked = run_checks(&mut parts, has_body, identity, config, trail, &mut headers);
+    let mut trace = Trace::off();
+    let checked = admit_head(
+        &mut parts,
+        has_body,
+        identity,
+        config,
+        trail,
+        &mut headers,
+        &mut trace,
+    );
     let (verdict, unread) = match checked {
         Ok(Checked::Answered(response)) => (Ok(Admitted::Answered(response)), Some(body)),
         Ok(Checked::Forward {
             route,
             host,
             principal,
-        }) => match request_body::check(&mut parts, &route) {
-            Err(rejection) => (Err(upload_too_large(rejection, &route)), Some(body)),
-            Ok(decoding) => {
-                let watch = Arc::new(BodyWatch::new(route.body_limit));
-                let forward = Forward {
-                    parts,
-                    body,
-                    route,
-                    host,
-                    principal,
-                    decoding,
-                    watch,
-                };
-                (Ok(Admitted::Forward(Box::new(forward))), None)
-            }
-        },
+            decoding,
+        }) => {
+            let watch = Arc::new(BodyWatch::new(route.body_limit));
+            let forward = Forward {
+                parts,
+                body,
+                route,
+                host,
+                principal,
+                decoding,
+                watch,
+            };
+            (Ok(Admitted::Forward(Box::new(forward))), None)
+        }
         Err(rejection) => (Err(rejection), Some(body)),
     };
     Admission {
@@ -95,17 +103,63 @@ pub(super) fn admit(
     }
 }
 
-/// What the head checks let through, before the body's head is checked.
-enum Checked {
+/// The admit stage on a request's head alone (`has_body`: whether a body
+/// follows): the head checks, then the body's head. The live path calls it
+/// from [`admit`] with [`Trace::off`]; the dry run (`explain`, policy
+/// tests) with a synthetic head and [`Trace::on`].
+pub(super) fn admit_head(
+    parts: &mut Parts,
+    has_body: bool,
+    identity: &Identity,
+    config: &Config,
+    trail: &Trail,
+    headers: &mut HeaderMap,
+    trace: &mut Trace,
+) -> Result<Checked, Rejection> {
+    let checked = run_checks(parts, has_body, identity, config, trail, headers, trace)?;
+    let Checked::Forward { route, .. } = &checked else {
+        return Ok(checked);
+    };
+    let decoding = request_body::check(parts, route).map_err(|r| upload_too_large(r, route));
+    let decoding = trace.step("body", decoding, |decoding| {
+        describe::body_head(parts, route, decoding.as_ref())
+    })?;
+    trace.note(
+        "body_contents",
+        describe::body_contents_outcome(route),
+        || describe::body_contents(route),
+    );
+    Ok(match checked {
+        Checked::Forward {
+            route,
+            host,
+            principal,
+            ..
+        } => Checked::Forward {
+            route,
+            host,
+            principal,
+            decoding,
+        },
+        answered => answered,
+    })
+}
+
+/// What the head checks let through.
+pub(super) enum Checked {
+    /// Answered by the gateway itself: a CORS preflight, a token endpoint.
     Answered(Response<Body>),
+    /// To be forwarded; `decoding` is set once the body's head is checked.
     Forward {
         route: Arc<Route>,
         host: String,
         principal: Option<Principal>,
+        decoding: Option<Decoding>,
     },
 }
 
-/// The head checks in order, gathering the policy headers into `headers`.
+/// The head checks in order, gathering the policy headers into `headers`
+/// and each decision into `trace`.
 fn run_checks(
     parts: &mut Parts,
     has_body: bool,
@@ -113,19 +167,29 @@ fn run_checks(
     config: &Config,
     trail: &Trail,
     headers: &mut HeaderMap,
+    trace: &mut Trace,
 ) -> Result<Checked, Rejection> {
-    let host = shape::check(parts, &config.limits)?;
-    check_host(&host, &config.server.names)?;
-    path::check(parts.uri.path()).map_err(Rejection::PathRefused)?;
+    let host = trace.step("shape", shape::check(parts, &config.limits), |host| {
+        format!("head within the limits; host {host}")
+    })?;
+    trace.step("host", check_host(&host, &config.server.names), |()| {
+        format!("{host} is served here")
+    })?;
+    let path = path::check(parts.uri.path()).map_err(Rejection::PathRefused);
+    trace.step("path", path, |()| "already normal".to_owned())?;
     if let Some(endpoint) = tokens::Endpoint::find(parts.uri.path(), &config.checks) {
-        let answer = endpoint.serve(parts, has_body, identity, &host, config, headers)?;
+        let answer = endpoint.serve(parts, has_body, identity, &host, config, headers);
+        let answer = trace.step("endpoint", answer, |_| {
+            format!("{} is the gateway's own endpoint", parts.uri.path())
+        })?;
         return Ok(Checked::Answered(answer));
     }
     if cors::is_preflight(&parts.method, &parts.headers) {
-        headers.extend(preflight(parts, config)?);
+        headers.extend(preflight(parts, config, trace)?);
         return Ok(Checked::Answered(no_content()));
     }
-    let route = route::find(&config.routes, parts.uri.path(), &parts.method)?;
+    let route = route::find(&config.routes, parts.uri.path(), &parts.method);
+    let route = trace.step("route", route, |route| describe::route(route))?;
     tracing::Span::current().record("route", route.name.as_str());
     trail.routed(&route.name);
     let checks = &route.checks;
@@ -133,74 +197,115 @@ fn run_checks(
     let cors_headers = checks
         .cors
         .actual(&parts.method, &parts.headers, Some(&host))
-        .map_err(check)?;
+        .map_err(check);
+    let cors_headers = trace.step("cors", cors_headers, |cors| {
+        describe::cors(&parts.headers, cors)
+    })?;
     headers.extend(cors_headers);
-    request_rules::refuse_credentials_in_url(parts.uri.query()).map_err(check)?;
-    let mut usage = checks
-        .limiters
-        .check_ip(identity.client_ip)
-        .map_err(check)?;
+    let in_url = request_rules::refuse_credentials_in_url(parts.uri.query()).map_err(check);
+    trace.step("credentials_in_url", in_url, |()| "none".to_owned())?;
+    let usage = checks.limiters.check_ip(identity.client_ip).map_err(check);
+    let mut usage = trace.step("rate_limit_ip", usage, |usage| {
+        describe::usage(
+            usage,
+            "per_ip",
+            &rate_limit::rate_key_for_ip(identity.client_ip).to_string(),
+        )
+    })?;
     let now = OffsetDateTime::now_utc();
     let unix_now = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-    if let Some(answer) =
-        cookie_session::on_page(parts, &route, identity, config, unix_now, headers)?
-    {
+    let page = cookie_session::on_page(parts, &route, identity, config, unix_now, headers);
+    if let Some(answer) = trace.answer_if("cookie_session", page, || {
+        "a cross-site page load without the session cookie: the page that loads it again".to_owned()
+    })? {
         return Ok(Checked::Answered(answer));
     }
     let principal =
-        match cookie_session::authenticate(parts, &route, &host, config, unix_now, headers)? {
-            Some(principal) => Some(principal),
-            None => config
+        match cookie_session::authenticate(parts, &route, &host, config, unix_now, headers) {
+            Ok(Some(principal)) => Ok(Some(principal)),
+            Ok(None) => config
                 .checks
                 .auth
                 .authenticate(&parts.headers, checks.auth, now)
-                .map_err(check)?,
+                .map_err(check),
+            Err(rejection) => Err(rejection),
         };
+    let principal = trace.step("authenticate", principal, |principal| {
+        describe::principal(checks.auth, principal.as_ref())
+    })?;
     if let Some(principal) = &principal {
         trail.authenticated(principal.method.as_str(), &principal.id);
     }
-    scopes::check(&checks.scopes, principal.as_ref().map(|p| &p.scopes)).map_err(check)?;
+    let held = principal.as_ref().map(|p| &p.scopes);
+    let scoped = scopes::check(&checks.scopes, held).map_err(check);
+    trace.step("scopes", scoped, |()| {
+        describe::scopes(&checks.scopes, held)
+    })?;
     if checks.limiters.has_principal_quotas() {
         let rate_key = match &principal {
             Some(principal) => principal.id.clone(),
             None => rate_limit::anonymous_key(identity.client_ip),
         };
-        usage.extend(checks.limiters.check_principal(&rate_key).map_err(check)?);
+        let charged = checks.limiters.check_principal(&rate_key).map_err(check);
+        let charged = trace.step("rate_limit_principal", charged, |usage| {
+            describe::usage(usage, "per_principal", &rate_key)
+        })?;
+        usage.extend(charged);
+    } else {
+        trace.note("rate_limit_principal", Outcome::Skip, || {
+            "the route has no per_principal quota".to_owned()
+        });
     }
     headers.extend(rate_limit::headers(&usage));
-    checks.query.check(parts.uri.query()).map_err(check)?;
+    let query = checks.query.check(parts.uri.query()).map_err(check);
+    trace.step("query", query, |()| describe::query(parts.uri.query()))?;
 
     if let Some(types) = &checks.content_types {
-        upload::check_content_type(types, &parts.headers, has_body).map_err(check)?;
+        let typed = upload::check_content_type(types, &parts.headers, has_body).map_err(check);
+        trace.step("content_type", typed, |()| {
+            describe::content_type(types, &parts.headers, has_body)
+        })?;
+    } else {
+        trace.note("content_type", Outcome::Skip, || {
+            "the route sets no content_types: any is accepted".to_owned()
+        });
     }
     Ok(Checked::Forward {
         route,
         host,
         principal,
+        decoding: None,
     })
 }
 
 /// Checks a CORS preflight against the route serving the method it asks
 /// about: the CORS headers of the 204 answer, or 403 without them.
-fn preflight(parts: &Parts, config: &Config) -> Result<HeaderMap, Rejection> {
+fn preflight(parts: &Parts, config: &Config, trace: &mut Trace) -> Result<HeaderMap, Rejection> {
     let method_refused = || check(cors::CorsError::MethodNotAllowed);
     let requested = parts
         .headers
         .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
         .and_then(|v| http::Method::from_bytes(v.as_bytes()).ok())
-        .ok_or_else(method_refused)?;
+        .ok_or_else(method_refused);
+    let requested = trace.step("cors_preflight", requested, |method| {
+        format!("a preflight asking for {method}")
+    })?;
     // A path served with other methods: the preflight is refused (403);
     // an unrouted path stays a 404.
     let route = match route::find(&config.routes, parts.uri.path(), &requested) {
-        Err(Rejection::MethodNotAllowed { .. }) => return Err(method_refused()),
-        other => other?,
+        Err(Rejection::MethodNotAllowed { .. }) => Err(method_refused()),
+        other => other,
     };
+    let route = trace.step("route", route, |route| describe::route(route))?;
     tracing::Span::current().record("route", route.name.as_str());
-    route
+    let allowed = route
         .checks
         .cors
         .preflight(&parts.headers, &served_methods(&route))
-        .map_err(check)
+        .map_err(check);
+    trace.note_answer("cors", allowed, || {
+        "a preflight the route's CORS policy allows: 204 with its CORS headers".to_owned()
+    })
 }
 
 /// The methods a route serves, `HEAD` included with `GET`.
