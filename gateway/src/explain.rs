@@ -179,3 +179,6 @@ fn shown(headers: &HeaderMap) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -145,6 +145,6 @@ pub(super) fn add_caller(
 pub(super) fn is_secret(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "authorization" | "proxy-authorization" | "x-api-key" | "cookie"
+        "authorization" | "proxy-authorization" | "x-api-key" | "cookie" | "set-cookie"
     )
 }

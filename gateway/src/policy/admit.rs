@@ -192,6 +192,7 @@ fn run_checks(
     let route = trace.step("route", route, |route| describe::route(route))?;
     tracing::Span::current().record("route", route.name.as_str());
     trail.routed(&route.name);
+    trace.routed(&route.name);
     let checks = &route.checks;
 
     let cors_headers = checks
@@ -298,6 +299,7 @@ fn preflight(parts: &Parts, config: &Config, trace: &mut Trace) -> Result<Header
     };
     let route = trace.step("route", route, |route| describe::route(route))?;
     tracing::Span::current().record("route", route.name.as_str());
+    trace.routed(&route.name);
     let allowed = route
         .checks
         .cors

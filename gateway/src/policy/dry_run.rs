@@ -121,9 +121,10 @@ pub(crate) fn dry_run(
                 finish(response, headers, config, &identity.request_id, refused)
             }
         };
+        let (steps, route) = trace.finish();
         DryRun {
-            steps: trace.into_steps(),
-            route: trail.route().map(str::to_owned),
+            steps,
+            route,
             principal,
             answer,
         }

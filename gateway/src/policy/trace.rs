@@ -56,18 +56,24 @@ pub(crate) struct Step {
 #[derive(Debug, Default)]
 pub(crate) struct Trace {
     steps: Option<Vec<Step>>,
+    /// The route that applied (a preflight's included).
+    route: Option<String>,
 }
 
 impl Trace {
     /// Records nothing (the live path).
     pub(crate) fn off() -> Trace {
-        Trace { steps: None }
+        Trace {
+            steps: None,
+            route: None,
+        }
     }
 
     /// Records every step (the dry run).
     pub(crate) fn on() -> Trace {
         Trace {
             steps: Some(Vec::new()),
+            route: None,
         }
     }
 
@@ -133,9 +139,16 @@ impl Trace {
         result
     }
 
-    /// The recorded steps (empty when off).
-    pub(crate) fn into_steps(self) -> Vec<Step> {
-        self.steps.unwrap_or_default()
+    /// Notes the route that applies.
+    pub(crate) fn routed(&mut self, name: &str) {
+        if self.steps.is_some() {
+            self.route = Some(name.to_owned());
+        }
+    }
+
+    /// The recorded steps (empty when off) and route.
+    pub(crate) fn finish(self) -> (Vec<Step>, Option<String>) {
+        (self.steps.unwrap_or_default(), self.route)
     }
 }
 
@@ -170,7 +183,8 @@ mod tests {
             unreachable!("not described")
         });
         assert!(result.is_err());
-        assert!(trace.into_steps().is_empty());
+        trace.routed("r");
+        assert_eq!(trace.finish(), (Vec::new(), None));
     }
 
     #[test]
@@ -183,7 +197,7 @@ mod tests {
         let _ = trace.step("route", Err::<(), _>(Rejection::NoRoute), |()| {
             String::new()
         });
-        let steps = trace.into_steps();
+        let (steps, _) = trace.finish();
         assert_eq!(steps.len(), 2);
         assert_eq!(steps[0].outcome, Outcome::Pass);
         assert_eq!(steps[0].detail, "host a.example");
