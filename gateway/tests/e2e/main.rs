@@ -9,6 +9,8 @@ mod check_config;
 mod checks;
 mod cli;
 mod compressed;
+mod explain;
+mod explain_cli;
 mod failures;
 mod forward;
 mod keys;

@@ -1,0 +1,153 @@
+//! The binary's `explain` (human and JSON) and `check-config --tests`
+//! on the shipped strict policy and its policy tests, and those tests
+//! catching a door opened in a copy of that policy.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn shipped(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../config")
+        .join(file)
+}
+
+fn gateway(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tradehabit-gateway"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn explain_shows_each_check_the_answer_and_the_forwarded_head() {
+    let policy = shipped("gateway.example.toml");
+    let policy = policy.to_str().unwrap();
+    let out = gateway(&[
+        "explain",
+        "--config",
+        policy,
+        "GET",
+        "https://app.tradehab.it/api/summary",
+        "-H",
+        "Authorization: Bearer not-a-real-token-1234",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for line in [
+        "Checks, in order:",
+        "route \"summary\"",
+        "authenticate",
+        "REFUSE",
+        "Answer: 401 Unauthorized by the gateway (check jwt, reason jwt.malformed)",
+        "\"status\":\"ERROR\"",
+        "authorization: <redacted>",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
+    }
+    assert!(!stdout.contains("not-a-real-token-1234"), "{stdout}");
+
+    let out = gateway(&[
+        "explain",
+        "--config",
+        policy,
+        "POST",
+        "https://app.tradehab.it/api/analyze?sigma=1.5",
+        "-H",
+        "Content-Type: multipart/form-data; boundary=b",
+        "--body-size",
+        "5000",
+        "--caller-scopes",
+        "read,analyze",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["route"], "analyze");
+    assert_eq!(report["answer"]["forwarded"], true);
+    assert_eq!(report["upstream"]["target"], "/api/analyze?sigma=1.5");
+    let headers = report["upstream"]["headers"].as_array().unwrap();
+    assert!(headers.contains(&serde_json::json!(["x-tradehabit-principal", "key:explain"])));
+    let steps = report["steps"].as_array().unwrap();
+    let charged = steps
+        .iter()
+        .find(|s| s["check"] == "rate_limit_principal")
+        .unwrap();
+    assert_eq!(charged["outcome"], "pass");
+    assert!(
+        charged["detail"]
+            .as_str()
+            .unwrap()
+            .contains("principal-minute 5/60s (4 left)"),
+        "{charged}"
+    );
+}
+
+#[test]
+fn check_config_runs_the_shipped_policy_tests() {
+    let policy = shipped("gateway.example.toml");
+    let tests = shipped("gateway.example.tests.toml");
+    let out = gateway(&[
+        "check-config",
+        policy.to_str().unwrap(),
+        "--tests",
+        tests.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+}
+
+/// Runs the shipped tests against a copy of the strict policy with `from`
+/// replaced by `to` (once, and it must be there).
+fn tests_on_changed_policy(from: &str, to: &str) -> Output {
+    let original = std::fs::read_to_string(shipped("gateway.example.toml")).unwrap();
+    assert_eq!(original.matches(from).count(), 1, "{from:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("gateway.toml");
+    std::fs::write(&policy, original.replacen(from, to, 1)).unwrap();
+    let tests = shipped("gateway.example.tests.toml");
+    gateway(&[
+        "check-config",
+        policy.to_str().unwrap(),
+        "--tests",
+        tests.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn the_shipped_policy_tests_catch_a_dropped_scope() {
+    let out = tests_on_changed_policy(
+        "body_limit = 2162688    # the 2 MiB file limit plus 64 KiB of multipart framing\nscopes = [\"analyze\"]\n",
+        "body_limit = 2162688\n",
+    );
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("FAIL analysing needs the analyze scope"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("status: expected \"403\", got \"forwarded\""),
+        "{stdout}"
+    );
+    assert!(text(&out.stderr).contains("policy test(s) failed"));
+}
+
+#[test]
+fn the_shipped_policy_tests_catch_a_widened_cors_allowlist() {
+    let out = tests_on_changed_policy(
+        "allowed_origins = [\"https://app.tradehab.it\"]",
+        "allowed_origins = [\"https://app.tradehab.it\", \"https://evil.example\"]",
+    );
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("FAIL a cross-origin write from an unlisted origin is refused"),
+        "{stdout}"
+    );
+}
