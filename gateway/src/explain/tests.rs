@@ -114,7 +114,10 @@ fn a_forwarded_request_shows_every_check_and_the_upstream_head() {
 fn a_refusal_shows_the_check_the_reason_and_the_envelope() {
     let report = explain(policy(), &get("https://api.example/api/report")).unwrap();
     let last = report.steps.last().unwrap();
-    assert_eq!((last.check, last.outcome), ("authenticate", Outcome::Refuse));
+    assert_eq!(
+        (last.check, last.outcome),
+        ("authenticate", Outcome::Refuse)
+    );
     assert_eq!(report.answer.status, Some(401));
     assert_eq!(report.answer.reason, Some("auth.missing"));
     let envelope = report.answer.envelope.as_ref().unwrap();

@@ -70,7 +70,10 @@ fn explain_shows_each_check_the_answer_and_the_forwarded_head() {
     assert_eq!(report["answer"]["forwarded"], true);
     assert_eq!(report["upstream"]["target"], "/api/analyze?sigma=1.5");
     let headers = report["upstream"]["headers"].as_array().unwrap();
-    assert!(headers.contains(&serde_json::json!(["x-tradehabit-principal", "key:explain"])));
+    assert!(headers.contains(&serde_json::json!([
+        "x-tradehabit-principal",
+        "key:explain"
+    ])));
     let steps = report["steps"].as_array().unwrap();
     let charged = steps
         .iter()
