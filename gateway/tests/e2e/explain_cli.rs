@@ -154,3 +154,58 @@ fn the_shipped_policy_tests_catch_a_widened_cors_allowlist() {
         "{stdout}"
     );
 }
+
+/// The `n`-th fenced block of `language` after `heading` in
+/// docs/configuration.md.
+fn doc_block(heading: &str, language: &str, n: usize) -> String {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+    )
+    .unwrap();
+    let section = &doc[doc.find(heading).expect("the section")..];
+    let fence = format!("```{language}\n");
+    let mut rest = section;
+    for _ in 0..n {
+        rest = &rest[rest.find(&fence).unwrap() + fence.len()..];
+    }
+    let start = rest.find(&fence).expect("the block") + fence.len();
+    let end = rest[start..].find("```").unwrap();
+    rest[start..start + end].to_owned()
+}
+
+#[test]
+fn the_documented_explain_output_is_what_explain_prints() {
+    let policy = shipped("gateway.example.toml");
+    let out = gateway(&[
+        "explain",
+        "--config",
+        policy.to_str().unwrap(),
+        "GET",
+        "https://app.tradehab.it/api/summary",
+        "-H",
+        "Origin: https://app.tradehab.it",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let documented = doc_block("## Explain a decision", "text", 0);
+    for line in documented.lines().filter(|l| !l.contains('…')) {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
+    }
+}
+
+#[test]
+fn the_documented_policy_tests_pass_on_the_strict_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let tests = dir.path().join("tests.toml");
+    std::fs::write(&tests, doc_block("### Policy tests", "toml", 0)).unwrap();
+    let policy = shipped("gateway.example.toml");
+    let out = gateway(&[
+        "check-config",
+        policy.to_str().unwrap(),
+        "--tests",
+        tests.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("2 passed, 0 failed"), "{stdout}");
+}
