@@ -282,3 +282,25 @@ fn policy_tests_files_are_checked() {
     assert!(policy_tests::run(&load, &unknown_caller).is_err());
     assert!(policy_tests::run(&load, "").is_err());
 }
+
+#[test]
+fn a_token_endpoint_answer_is_shown_without_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "s".repeat(40)).unwrap();
+    let text = format!(
+        "[tokens]\nsecret = {{ file = \"secret\" }}\nsession = {{ enabled = true }}\n{POLICY}"
+    );
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::from_file(&path).unwrap();
+    let mut request = get("https://api.example/auth/session");
+    request.method = "POST".into();
+    request.headers = vec!["Origin: https://app.example".into()];
+    let report = explain(config, &request).unwrap();
+    assert_eq!(report.answer.status, Some(200));
+    let last = report.steps.last().unwrap();
+    assert_eq!((last.check, last.outcome), ("endpoint", Outcome::Answer));
+    assert!(report.answer.envelope.is_none());
+    let json = report.json();
+    assert!(!json.contains("eyJ"), "no token in: {json}");
+}

@@ -179,7 +179,7 @@ fn run_checks(
     trace.step("path", path, |()| "already normal".to_owned())?;
     if let Some(endpoint) = tokens::Endpoint::find(parts.uri.path(), &config.checks) {
         let answer = endpoint.serve(parts, has_body, identity, &host, config, headers);
-        let answer = trace.step("endpoint", answer, |_| {
+        let answer = trace.note_answer("endpoint", answer, || {
             format!("{} is the gateway's own endpoint", parts.uri.path())
         })?;
         return Ok(Checked::Answered(answer));
