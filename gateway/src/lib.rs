@@ -30,6 +30,10 @@
 //! `/metrics`, `/healthz` and `/readyz` on its own listener; [`healthcheck`]
 //! is the client side of `/readyz` for container health checks.
 //!
+//! [`explain`] is the dry run for operators: what the policy decides for
+//! a request, check by check, through the live admission code, and the
+//! policy tests built on it.
+//!
 //! [`dev`] is the one-command local stack (self-signed certificate, worker
 //! as a supervised child).
 

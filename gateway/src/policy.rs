@@ -55,6 +55,11 @@
 //! authenticated principal) through the `audit::Trail`. Before all of
 //! this, while the audit log cannot be written and `audit.on_failure` is
 //! `"refuse"`, a request is answered 503 at once (`audit::Log::admits`).
+//!
+//! The admit stage can also be driven with a request head alone and a
+//! [`trace`] that notes each check's decision: that is the dry run
+//! ([`dry_run`]) behind `tradehabit-gateway explain` and the policy tests.
+//! The live path passes the trace switched off.
 
 mod admit;
 mod cookie_session;
