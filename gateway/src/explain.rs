@@ -6,7 +6,7 @@
 //! A [`Report`] holds each check's decision in order, the final answer
 //! (status, headers, envelope) and, for a forwarded request, the exact
 //! head the upstream would get. Credentials are never shown.
-//! [`policy_tests`] runs a file of expected decisions through the same.
+//! [`run_policy_tests`] runs a file of expected decisions through the same.
 
 mod policy_tests;
 mod render;
