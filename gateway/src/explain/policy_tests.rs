@@ -85,12 +85,17 @@ pub struct TestRun {
     pub passed: usize,
     /// How many failed.
     pub failed: usize,
+    /// The policy's routes no test reached.
+    pub uncovered: Vec<String>,
 }
 
 impl fmt::Display for TestRun {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for line in &self.lines {
             writeln!(f, "{line}")?;
+        }
+        if !self.uncovered.is_empty() {
+            writeln!(f, "routes no test reaches: {}", self.uncovered.join(", "))?;
         }
         write!(f, "{} passed, {} failed", self.passed, self.failed)
     }
@@ -111,7 +116,10 @@ pub(super) fn run(
 ) -> anyhow::Result<TestRun> {
     let file: TestsFile = toml::from_str(text).context("not a policy tests file")?;
     anyhow::ensure!(!file.tests.is_empty(), "no [[tests]] in the file");
-    let mut run = TestRun::default();
+    let mut run = TestRun {
+        uncovered: load()?.routes.iter().map(|r| r.name.clone()).collect(),
+        ..TestRun::default()
+    };
     for case in &file.tests {
         let caller_scopes = match &case.caller {
             Some(name) => Some(
@@ -132,6 +140,8 @@ pub(super) fn run(
             caller_id: case.caller.clone(),
         };
         let report = explain(load()?, &request).with_context(|| case.name.clone())?;
+        run.uncovered
+            .retain(|name| report.route.as_ref() != Some(name));
         let differences = compare(&case.expect, &report);
         if differences.is_empty() {
             run.passed += 1;

@@ -249,6 +249,9 @@ expect = { status = 401, check = "auth", reason = "auth.missing" }
 fn policy_tests_pass_on_the_policy_they_describe() {
     let run = policy_tests::run(&|| Config::from_toml(POLICY), TESTS).unwrap();
     assert_eq!((run.passed, run.failed), (3, 0), "{run}");
+    // The open route has no test: said, but not a failure.
+    assert_eq!(run.uncovered, ["open"]);
+    assert!(run.to_string().contains("routes no test reaches: open"));
 }
 
 #[test]

@@ -103,6 +103,8 @@ fn check_config_runs_the_shipped_policy_tests() {
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
     assert!(!stdout.contains("FAIL"), "{stdout}");
+    // Every route of the strict policy has a test.
+    assert!(!stdout.contains("routes no test reaches"), "{stdout}");
 }
 
 /// Runs the shipped tests against a copy of the strict policy with `from`
