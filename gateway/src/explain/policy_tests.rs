@@ -121,6 +121,13 @@ pub(super) fn run(
         ..TestRun::default()
     };
     for case in &file.tests {
+        if let ExpectedStatus::Word(word) = &case.expect.status {
+            anyhow::ensure!(
+                word == "forwarded",
+                "{}: expect.status is a status code or \"forwarded\", not {word:?}",
+                case.name
+            );
+        }
         let caller_scopes = match &case.caller {
             Some(name) => Some(
                 file.callers

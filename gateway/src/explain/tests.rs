@@ -284,6 +284,15 @@ fn policy_tests_files_are_checked() {
     let unknown_caller = TESTS.replace("caller = \"reader\"", "caller = \"writer\"");
     assert!(policy_tests::run(&load, &unknown_caller).is_err());
     assert!(policy_tests::run(&load, "").is_err());
+    let word = TESTS.replace(
+        "status = \"forwarded\", route",
+        "status = \"forward\", route",
+    );
+    let error = policy_tests::run(&load, &word).unwrap_err();
+    assert!(
+        format!("{error:#}").contains("not \"forward\""),
+        "{error:#}"
+    );
 }
 
 #[test]
