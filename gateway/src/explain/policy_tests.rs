@@ -116,10 +116,13 @@ pub(super) fn run(
 ) -> anyhow::Result<TestRun> {
     let file: TestsFile = toml::from_str(text).context("not a policy tests file")?;
     anyhow::ensure!(!file.tests.is_empty(), "no [[tests]] in the file");
-    let mut run = TestRun {
-        uncovered: load()?.routes.iter().map(|r| r.name.clone()).collect(),
-        ..TestRun::default()
-    };
+    let mut run = TestRun::default();
+    for route in &load()?.routes {
+        // Several paths given one policy share the route's name.
+        if !run.uncovered.contains(&route.name) {
+            run.uncovered.push(route.name.clone());
+        }
+    }
     for case in &file.tests {
         if let ExpectedStatus::Word(word) = &case.expect.status {
             anyhow::ensure!(
