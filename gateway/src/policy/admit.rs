@@ -117,31 +117,29 @@ pub(super) fn admit_head(
     trace: &mut Trace,
 ) -> Result<Checked, Rejection> {
     let checked = run_checks(parts, has_body, identity, config, trail, headers, trace)?;
-    let Checked::Forward { route, .. } = &checked else {
-        return Ok(checked);
-    };
-    let decoding = request_body::check(parts, route).map_err(|r| upload_too_large(r, route));
-    let decoding = trace.step("body", decoding, |decoding| {
-        describe::body_head(parts, route, decoding.as_ref())
-    })?;
-    trace.note(
-        "body_contents",
-        describe::body_contents_outcome(route),
-        || describe::body_contents(route),
-    );
-    Ok(match checked {
+    let (route, host, principal) = match checked {
         Checked::Forward {
             route,
             host,
             principal,
             ..
-        } => Checked::Forward {
-            route,
-            host,
-            principal,
-            decoding,
-        },
-        answered => answered,
+        } => (route, host, principal),
+        answered => return Ok(answered),
+    };
+    let decoding = request_body::check(parts, &route).map_err(|r| upload_too_large(r, &route));
+    let decoding = trace.step("body", decoding, |decoding| {
+        describe::body_head(parts, &route, decoding.as_ref())
+    })?;
+    trace.note(
+        "body_contents",
+        describe::body_contents_outcome(&route),
+        || describe::body_contents(&route),
+    );
+    Ok(Checked::Forward {
+        route,
+        host,
+        principal,
+        decoding,
     })
 }
 
