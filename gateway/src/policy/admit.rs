@@ -167,14 +167,7 @@ fn run_checks(
     headers: &mut HeaderMap,
     trace: &mut Trace,
 ) -> Result<Checked, Rejection> {
-    let host = trace.step("shape", shape::check(parts, &config.limits), |host| {
-        format!("head within the limits; host {host}")
-    })?;
-    trace.step("host", check_host(&host, &config.server.names), |()| {
-        format!("{host} is served here")
-    })?;
-    let path = path::check(parts.uri.path()).map_err(Rejection::PathRefused);
-    trace.step("path", path, |()| "already normal".to_owned())?;
+    let host = check_head(parts, config, trace)?;
     if let Some(endpoint) = tokens::Endpoint::find(parts.uri.path(), &config.checks) {
         let answer = endpoint.serve(parts, has_body, identity, &host, config, headers);
         let answer = trace.note_answer("endpoint", answer, || {
@@ -275,6 +268,19 @@ fn run_checks(
         principal,
         decoding: None,
     })
+}
+
+/// The head's shape, its host and its path: the host (`host[:port]`).
+fn check_head(parts: &Parts, config: &Config, trace: &mut Trace) -> Result<String, Rejection> {
+    let host = trace.step("shape", shape::check(parts, &config.limits), |host| {
+        format!("head within the limits; host {host}")
+    })?;
+    trace.step("host", check_host(&host, &config.server.names), |()| {
+        format!("{host} is served here")
+    })?;
+    let path = path::check(parts.uri.path()).map_err(Rejection::PathRefused);
+    trace.step("path", path, |()| "already normal".to_owned())?;
+    Ok(host)
 }
 
 /// Checks a CORS preflight against the route serving the method it asks
