@@ -282,28 +282,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             effective,
             admin,
             tests,
-        } => {
-            use tradehabit_gateway::check_config::{check, Options};
-            let report = check(&file, &Options { effective, admin });
-            for warning in &report.warnings {
-                eprintln!("warning: {warning}");
-            }
-            anyhow::ensure!(
-                report.is_ok(),
-                "{} problem(s) in {}:\n  {}",
-                report.problems.len(),
-                file.display(),
-                report.problems.join("\n  ")
-            );
-            if let Some(routes) = &report.effective {
-                println!("{routes}");
-            }
-            println!("{}: OK", file.display());
-            match tests {
-                Some(tests) => policy_tests(&file, &tests),
-                None => Ok(()),
-            }
-        }
+        } => check_config(&file, effective, admin, tests),
         Command::Healthcheck { url } => {
             let check = tradehabit_gateway::healthcheck::check(&url);
             runtime()?.block_on(check)?;
@@ -414,6 +393,35 @@ fn keygen(policy: &std::path::Path, id: &str, scopes: &str, append: bool) -> any
         }
     }
     Ok(())
+}
+
+/// `check-config`: every problem at once; with `--tests`, the policy tests.
+fn check_config(
+    file: &std::path::Path,
+    effective: bool,
+    admin: Option<String>,
+    tests: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use tradehabit_gateway::check_config::{check, Options};
+    let report = check(file, &Options { effective, admin });
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    anyhow::ensure!(
+        report.is_ok(),
+        "{} problem(s) in {}:\n  {}",
+        report.problems.len(),
+        file.display(),
+        report.problems.join("\n  ")
+    );
+    if let Some(routes) = &report.effective {
+        println!("{routes}");
+    }
+    println!("{}: OK", file.display());
+    match tests {
+        Some(tests) => policy_tests(file, &tests),
+        None => Ok(()),
+    }
 }
 
 /// `explain`: the report on stdout.

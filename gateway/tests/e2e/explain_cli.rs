@@ -130,6 +130,23 @@ fn check_config_runs_the_shipped_policy_tests() {
     assert!(!stdout.contains("routes no test reaches"), "{stdout}");
 }
 
+#[test]
+fn check_config_runs_the_legacy_policy_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = deployed("gateway.legacy.toml", dir.path());
+    let tests = shipped("gateway.legacy.tests.toml");
+    let out = gateway(&[
+        "check-config",
+        policy.to_str().unwrap(),
+        "--tests",
+        tests.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    assert!(!stdout.contains("routes no test reaches"), "{stdout}");
+}
+
 /// Runs the shipped tests against a copy of the strict policy with `from`
 /// replaced by `to` (once, and it must be there).
 fn tests_on_changed_policy(from: &str, to: &str) -> Output {
