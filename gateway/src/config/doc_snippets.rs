@@ -48,7 +48,10 @@ fn snippets() -> Vec<(String, bool, String)> {
             let fence = line.trim_start();
             match &mut open {
                 None => {
-                    if let Some(info) = fence.strip_prefix("```toml") {
+                    // A policy tests file (`check-config --tests`) is no
+                    // policy: the explain CLI tests run it.
+                    let info = fence.strip_prefix("```toml");
+                    if let Some(info) = info.filter(|i| i.trim() != "policy-tests") {
                         open = Some((i + 1, info.trim() == "fragment", String::new()));
                     }
                 }

@@ -237,7 +237,11 @@ fn the_documented_explain_output_is_what_explain_prints() {
 fn the_documented_policy_tests_pass_on_the_strict_example() {
     let dir = tempfile::tempdir().unwrap();
     let tests = dir.path().join("tests.toml");
-    std::fs::write(&tests, doc_block("### Policy tests", "toml", 0)).unwrap();
+    std::fs::write(
+        &tests,
+        doc_block("### Policy tests", "toml policy-tests", 0),
+    )
+    .unwrap();
     let policy = deployed("gateway.example.toml", dir.path());
     let out = gateway(&[
         "check-config",
