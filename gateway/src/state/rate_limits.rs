@@ -293,4 +293,6 @@ impl RateLimits {
 }
 
 #[cfg(test)]
+mod bench;
+#[cfg(test)]
 mod tests;
