@@ -161,6 +161,13 @@ impl RateLimits {
         stage: Stage<'_>,
         trail: &Trail,
     ) -> Result<Vec<Usage>, Rejection> {
+        let specs = match stage {
+            Stage::Ip(_) => &quotas.per_ip,
+            Stage::Principal(_) => &quotas.per_principal,
+        };
+        if specs.is_empty() {
+            return Ok(Vec::new());
+        }
         let Some(redis) = &self.redis else {
             let limiters = self.memory_buckets(owner, quotas, &config.checks.rate_limit);
             return match stage {
@@ -169,13 +176,10 @@ impl RateLimits {
             }
             .map_err(check);
         };
-        let (kind, specs, key) = match stage {
-            Stage::Ip(ip) => (KeyKind::Ip, &quotas.per_ip, rate_key_for_ip(ip).to_string()),
-            Stage::Principal(p) => (KeyKind::Principal, &quotas.per_principal, p.to_owned()),
+        let (kind, key) = match stage {
+            Stage::Ip(ip) => (KeyKind::Ip, rate_key_for_ip(ip).to_string()),
+            Stage::Principal(principal) => (KeyKind::Principal, principal.to_owned()),
         };
-        if specs.is_empty() {
-            return Ok(Vec::new());
-        }
         let owner_part = match owner {
             Owner::Route { name, path } => format!("r:{name}:{path}"),
             Owner::Session => "session".to_owned(),
