@@ -58,7 +58,7 @@ async fn two_gateways_sharing_one_redis_never_admit_more_than_the_quota() {
     // The quota's state lives in Redis, under the client's hash tag.
     let keys = redis.command("KEYS th:rl:*");
     assert!(
-        keys.contains("th:rl:{ip:127.0.0.1}:r:health:ip-hour"),
+        keys.contains("th:rl:{ip:127.0.0.1}:r:health:/api/health:ip-hour"),
         "{keys}"
     );
     a.stop().await;

@@ -49,7 +49,10 @@ async fn decide(limits: &RateLimits, config: &Config, i: usize) -> Duration {
     let decided = limits
         .check(
             config,
-            Owner::Route(&route.name),
+            Owner::Route {
+                name: &route.name,
+                path: &route.path,
+            },
             &route.checks.quotas,
             Stage::Ip(client(i)),
             &Trail::default(),

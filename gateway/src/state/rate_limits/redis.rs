@@ -5,8 +5,8 @@
 //!
 //! Keys share one hash tag per stage, so all of a request's keys of a
 //! stage live in one Redis Cluster slot (`docs/scaling.md`):
-//! `th:rl:{ip:192.0.2.1}:r:<route>:ip-minute` and
-//! `th:rl:{p:<hash>}:r:<route>:principal-day`, where `<hash>` is a SHA-256
+//! `th:rl:{ip:192.0.2.1}:r:<route>:<path>:ip-minute` and
+//! `th:rl:{p:<hash>}:r:<route>:<path>:principal-day`, where `<hash>` is a SHA-256
 //! of the principal id (no credential is ever a key; the id itself stays
 //! out of Redis).
 
@@ -75,7 +75,8 @@ pub(crate) struct RedisStore {
 
 /// One quota of a stage, as the store sees it.
 pub(crate) struct Quota<'a> {
-    /// The key's middle part: whose quota (`r:<route>`, `session`, `token`).
+    /// The key's middle part: whose quota (`r:<route>:<path>`, `session`,
+    /// `token`).
     pub(crate) owner: &'a str,
     /// Per IP or per principal.
     pub(crate) kind: KeyKind,
