@@ -216,7 +216,9 @@ impl Passage {
         if let Err(rejection) = gate(state, config, has_place) {
             return Passage::answered(Err(rejection), HeaderMap::new(), Some(request.into_body()));
         }
-        let admission = span.in_scope(|| admit(request, identity, config, trail));
+        let admission = admit(request, identity, config, &state.rate_limits, trail)
+            .instrument(span.clone())
+            .await;
         let passed = match admission.verdict {
             Ok(Admitted::Forward(passed)) => passed,
             Ok(Admitted::Answered(response)) => {

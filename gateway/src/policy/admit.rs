@@ -1,6 +1,7 @@
 //! Admit: the ordered checks of the module doc of `policy.rs`, from the
 //! request's shape to the head of its body, as one function that returns
-//! an [`Admission`]. Nothing here awaits or talks to the upstream.
+//! an [`Admission`]. Nothing here talks to the upstream; the only await is
+//! the rate-limit store (`state/rate_limits.rs`), bounded by its timeout.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use crate::config::{Config, Route};
 use crate::identity::Identity;
 use crate::reject::{check, Rejection};
 use crate::request_body::{self, BodyWatch, Decoding};
+use crate::state::rate_limits::{Owner, RateLimits, Stage};
 use crate::{host, path};
 
 /// What the admit stage decided: the policy headers every answer gets
@@ -53,17 +55,24 @@ pub(super) struct Forward {
 
 /// The admit stage: the checks in order (see the module doc), up to and
 /// including the body's head (content type, declared length, encoding).
-/// Nothing here awaits; the body is read by the forward stage.
-pub(super) fn admit(
+/// The body is read by the forward stage.
+pub(super) async fn admit(
     request: Request<Incoming>,
     identity: &Identity,
     config: &Config,
+    limits: &RateLimits,
     trail: &Trail,
 ) -> Admission {
     let (mut parts, body) = request.into_parts();
     let mut headers = HeaderMap::new();
     let has_body = !body.is_end_stream();
-    let checked = run_checks(&mut parts, has_body, identity, config, trail, &mut headers);
+    let context = Context {
+        identity,
+        config,
+        limits,
+        trail,
+    };
+    let checked = run_checks(&mut parts, has_body, &context, &mut headers).await;
     let (verdict, unread) = match checked {
         Ok(Checked::Answered(response)) => (Ok(Admitted::Answered(response)), Some(body)),
         Ok(Checked::Forward {
@@ -105,20 +114,36 @@ enum Checked {
     },
 }
 
+/// What every check of one request may consult.
+pub(super) struct Context<'a> {
+    pub(super) identity: &'a Identity,
+    /// The request's policy snapshot.
+    pub(super) config: &'a Config,
+    /// The rate-limit state.
+    pub(super) limits: &'a RateLimits,
+    pub(super) trail: &'a Trail,
+}
+
 /// The head checks in order, gathering the policy headers into `headers`.
-fn run_checks(
+async fn run_checks(
     parts: &mut Parts,
     has_body: bool,
-    identity: &Identity,
-    config: &Config,
-    trail: &Trail,
+    context: &Context<'_>,
     headers: &mut HeaderMap,
 ) -> Result<Checked, Rejection> {
+    let Context {
+        identity,
+        config,
+        limits,
+        trail,
+    } = *context;
     let host = shape::check(parts, &config.limits)?;
     check_host(&host, &config.server.names)?;
     path::check(parts.uri.path()).map_err(Rejection::PathRefused)?;
     if let Some(endpoint) = tokens::Endpoint::find(parts.uri.path(), &config.checks) {
-        let answer = endpoint.serve(parts, has_body, identity, &host, config, headers)?;
+        let answer = endpoint
+            .serve(parts, has_body, &host, context, headers)
+            .await?;
         return Ok(Checked::Answered(answer));
     }
     if cors::is_preflight(&parts.method, &parts.headers) {
@@ -136,14 +161,22 @@ fn run_checks(
         .map_err(check)?;
     headers.extend(cors_headers);
     request_rules::refuse_credentials_in_url(parts.uri.query()).map_err(check)?;
-    let mut usage = checks
-        .limiters
-        .check_ip(identity.client_ip)
-        .map_err(check)?;
+    let owner = Owner::Route {
+        name: &route.name,
+        path: &route.path,
+    };
+    let mut usage = limits
+        .check(
+            config,
+            owner,
+            &checks.quotas,
+            Stage::Ip(identity.client_ip),
+            trail,
+        )
+        .await?;
     let now = OffsetDateTime::now_utc();
     let unix_now = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-    if let Some(answer) =
-        cookie_session::on_page(parts, &route, identity, config, unix_now, headers)?
+    if let Some(answer) = cookie_session::on_page(parts, &route, context, unix_now, headers).await?
     {
         return Ok(Checked::Answered(answer));
     }
@@ -160,12 +193,17 @@ fn run_checks(
         trail.authenticated(principal.method.as_str(), &principal.id);
     }
     scopes::check(&checks.scopes, principal.as_ref().map(|p| &p.scopes)).map_err(check)?;
-    if checks.limiters.has_principal_quotas() {
+    if !checks.quotas.per_principal.is_empty() {
         let rate_key = match &principal {
             Some(principal) => principal.id.clone(),
             None => rate_limit::anonymous_key(identity.client_ip),
         };
-        usage.extend(checks.limiters.check_principal(&rate_key).map_err(check)?);
+        let stage = Stage::Principal(&rate_key);
+        usage.extend(
+            limits
+                .check(config, owner, &checks.quotas, stage, trail)
+                .await?,
+        );
     }
     headers.extend(rate_limit::headers(&usage));
     checks.query.check(parts.uri.query()).map_err(check)?;
