@@ -1,5 +1,6 @@
 //! The small contract the gateway and the worker agree on.
 //!
+//! * [`codes`]: every error `code` an envelope may carry (`docs/errors.md`).
 //! * [`envelope`]: the JSON error body every error answer uses, on both sides.
 //! * [`headers`]: the names of the headers the gateway sets for the worker
 //!   (identity, scopes, request id). The worker trusts them only because the
@@ -12,6 +13,7 @@
 //! * [`signature`]: the HMAC the gateway adds to each forwarded request
 //!   when both sides share a key, and the one canonical string it covers.
 
+pub mod codes;
 pub mod envelope;
 pub mod headers;
 pub mod linger;

@@ -184,6 +184,7 @@ pub fn handle(session: &mut Session, request: Request<'_>) -> Reply {
         return error(
             404,
             ErrorEnvelope::new(
+                "route.not_found",
                 "The requested URL was not found on the server. If you entered the URL manually please check your spelling and try again.",
             ),
         );
@@ -206,7 +207,10 @@ pub fn handle(session: &mut Session, request: Request<'_>) -> Reply {
     let Some(route) = routes::find(effective, &path) else {
         let mut reply = error(
             405,
-            ErrorEnvelope::new("The method is not allowed for the requested URL."),
+            ErrorEnvelope::new(
+                "route.method_not_allowed",
+                "The method is not allowed for the requested URL.",
+            ),
         );
         reply.headers.push(("Allow", allow_header(&methods)));
         return reply;
@@ -226,7 +230,7 @@ pub fn handle(session: &mut Session, request: Request<'_>) -> Reply {
         }
         (endpoint, _) => {
             let Some(data) = session.data.as_ref() else {
-                return error(400, ErrorEnvelope::new(NO_TRADES_YET));
+                return error(400, ErrorEnvelope::new("data.not_uploaded", NO_TRADES_YET));
             };
             return match reports::report(endpoint, data, &session.thresholds, &query) {
                 Ok(report) => reply(200, &report, session.facts(), &query),
@@ -267,6 +271,7 @@ fn reply(status: u16, body: &impl Serialize, facts: Facts, query: &Query) -> Rep
             error(
                 400,
                 ErrorEnvelope::new(
+                    "query.result_overflow",
                     "These parameters produce numbers too large to represent; use smaller values.",
                 )
                 .with_details(details),
@@ -284,13 +289,15 @@ fn number_param(query: &Query, name: &str, default: f64) -> Result<f64, ErrorEnv
     };
     match py_float(text) {
         Some(value) if value.is_finite() => Ok(value),
-        Some(_) => Err(ErrorEnvelope::new(format!(
-            "Query parameter '{name}' must be a finite number."
-        ))
+        Some(_) => Err(ErrorEnvelope::new(
+            "query.not_finite",
+            format!("Query parameter '{name}' must be a finite number."),
+        )
         .with_detail(format!("parameter {name}"))),
-        None => Err(
-            ErrorEnvelope::new(format!("Query parameter '{name}' must be a number."))
-                .with_detail(format!("parameter {name}")),
-        ),
+        None => Err(ErrorEnvelope::new(
+            "query.not_a_number",
+            format!("Query parameter '{name}' must be a number."),
+        )
+        .with_detail(format!("parameter {name}"))),
     }
 }

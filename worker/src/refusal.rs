@@ -116,45 +116,84 @@ impl Refusal {
         }
     }
 
+    /// The envelope's stable code (`docs/errors.md`), also written in the
+    /// request's log line.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Self::PrincipalRepeated => "identity.repeated",
+            Self::PrincipalEmpty => "identity.empty",
+            Self::PrincipalTooLong { .. } => "identity.too_long",
+            Self::MethodNotAllowed { .. } => "route.method_not_allowed",
+            Self::BodyTooLarge { .. } => "body.too_large",
+            Self::BodyTimedOut { .. } => "body.timeout",
+            Self::BodyUnreadable => "body.incomplete",
+            Self::NotMultipart => "upload.not_multipart",
+            Self::NoBoundary => "upload.no_boundary",
+            Self::MalformedMultipart { .. } => "upload.malformed",
+            Self::PrincipalBusy => "admission.principal_busy",
+            Self::QueueFull => "admission.queue_full",
+            Self::EnginePanicked => "internal.engine_panicked",
+            Self::EngineLost => "internal.engine_lost",
+            Self::MetricsUnavailable => "internal.metrics_unavailable",
+            Self::Draining => "worker.draining",
+            Self::PeerNotAllowed => "identity.peer_not_allowed",
+            Self::NotSigned(_) => "identity.not_signed",
+        }
+    }
+
     /// The envelope: a message a client can act on, plus a specific detail
     /// where there is one.
     fn envelope(&self) -> ErrorEnvelope {
         match self {
             Self::PrincipalRepeated | Self::PrincipalEmpty | Self::PrincipalTooLong { .. } => {
-                ErrorEnvelope::new("The caller identity sent by the gateway is invalid.")
-                    .with_detail(self.to_string())
+                ErrorEnvelope::new(
+                    self.code(),
+                    "The caller identity sent by the gateway is invalid.",
+                )
+                .with_detail(self.to_string())
             }
-            Self::MethodNotAllowed { .. } => {
-                ErrorEnvelope::new("The method is not allowed for the requested URL.")
+            Self::MethodNotAllowed { .. } => ErrorEnvelope::new(
+                self.code(),
+                "The method is not allowed for the requested URL.",
+            ),
+            Self::BodyTooLarge { limit } => {
+                ErrorEnvelope::new(self.code(), "The request body is too large.")
+                    .with_detail(format!("limit: {limit} bytes"))
             }
-            Self::BodyTooLarge { limit } => ErrorEnvelope::new("The request body is too large.")
-                .with_detail(format!("limit: {limit} bytes")),
             Self::BodyTimedOut { secs } => {
-                ErrorEnvelope::new("The request body was not received in time.")
+                ErrorEnvelope::new(self.code(), "The request body was not received in time.")
                     .with_detail(format!("timeout: {secs} s"))
             }
-            Self::BodyUnreadable => ErrorEnvelope::new("The request body could not be read."),
+            Self::BodyUnreadable => {
+                ErrorEnvelope::new(self.code(), "The request body could not be read.")
+            }
             Self::NotMultipart => ErrorEnvelope::new(
+                self.code(),
                 "Uploads must be sent as multipart/form-data with the CSV in a part named 'file'.",
             ),
             Self::NoBoundary => ErrorEnvelope::new(
+                self.code(),
                 "The multipart/form-data Content-Type has no valid boundary parameter.",
             ),
             Self::MalformedMultipart { reason } => {
-                ErrorEnvelope::new("The multipart/form-data body is malformed.")
+                ErrorEnvelope::new(self.code(), "The multipart/form-data body is malformed.")
                     .with_detail(*reason)
             }
-            Self::PrincipalBusy => {
-                ErrorEnvelope::new("Too many of your requests are in progress; retry in a moment.")
+            Self::PrincipalBusy => ErrorEnvelope::new(
+                self.code(),
+                "Too many of your requests are in progress; retry in a moment.",
+            ),
+            Self::QueueFull => {
+                ErrorEnvelope::new(self.code(), "The service is busy; retry in a moment.")
             }
-            Self::QueueFull => ErrorEnvelope::new("The service is busy; retry in a moment."),
-            Self::EnginePanicked | Self::EngineLost => {
-                ErrorEnvelope::new("Internal error; your previous data is unchanged.")
-            }
-            Self::MetricsUnavailable => ErrorEnvelope::new("Internal error."),
-            Self::Draining => ErrorEnvelope::new("The worker is shutting down."),
+            Self::EnginePanicked | Self::EngineLost => ErrorEnvelope::new(
+                self.code(),
+                "Internal error; your previous data is unchanged.",
+            ),
+            Self::MetricsUnavailable => ErrorEnvelope::new(self.code(), "Internal error."),
+            Self::Draining => ErrorEnvelope::new(self.code(), "The worker is shutting down."),
             Self::PeerNotAllowed | Self::NotSigned(_) => {
-                ErrorEnvelope::new("The worker answers the gateway only.")
+                ErrorEnvelope::new(self.code(), "The worker answers the gateway only.")
                     .with_detail(self.to_string())
             }
         }

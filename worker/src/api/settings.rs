@@ -39,7 +39,8 @@ fn is_json_type(content_type: Option<&str>) -> bool {
 /// are required.
 pub(super) fn read_json_body(request: &Request<'_>) -> Result<JsonValue, ErrorEnvelope> {
     let invalid = || {
-        ErrorEnvelope::new("Request body must be valid JSON.").with_detail("body: JSON expected")
+        ErrorEnvelope::new("body.invalid_json", "Request body must be valid JSON.")
+            .with_detail("body: JSON expected")
     };
     if !is_json_type(request.content_type) {
         return Err(invalid());
@@ -73,8 +74,11 @@ pub(super) fn change(session: &mut Session, request: &Request<'_>) -> Reply {
     let JsonValue::Object(members) = body else {
         return error(
             400,
-            ErrorEnvelope::new("Settings must be a JSON object of thresholds.")
-                .with_detail("body: object expected"),
+            ErrorEnvelope::new(
+                "settings.not_an_object",
+                "Settings must be a JSON object of thresholds.",
+            )
+            .with_detail("body: object expected"),
         );
     };
     let mut updated: Vec<(&'static str, f64)> = Vec::new();
@@ -95,9 +99,10 @@ pub(super) fn change(session: &mut Session, request: &Request<'_>) -> Reply {
     if let Some(first) = invalid.first() {
         return error(
             400,
-            ErrorEnvelope::new(format!(
-                "Value for '{first}' must be a finite number. Nothing was changed."
-            ))
+            ErrorEnvelope::new(
+                "settings.invalid_value",
+                format!("Value for '{first}' must be a finite number. Nothing was changed."),
+            )
             .with_details(invalid.iter().map(|name| format!("key {name}")).collect()),
         );
     }

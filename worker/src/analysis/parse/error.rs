@@ -115,6 +115,26 @@ impl ParseError {
         }
     }
 
+    /// The envelope's stable code (`docs/errors.md`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ParseError::Empty => "csv.empty",
+            ParseError::NotUtf8 { .. } => "csv.not_utf8",
+            ParseError::TooManyFields { .. } => "csv.too_many_fields",
+            ParseError::UnterminatedQuote { .. } => "csv.unterminated_quote",
+            ParseError::MissingColumns(_) => "csv.missing_columns",
+            ParseError::MissingAnalysisColumns(_) => "csv.missing_analysis_columns",
+            ParseError::Cell { problem, .. } => match problem {
+                CellProblem::NotANumber => "csv.cell_not_a_number",
+                CellProblem::Missing => "csv.cell_missing",
+                CellProblem::OutOfRange => "csv.cell_out_of_range",
+                CellProblem::FormulaLike => "csv.cell_formula_like",
+            },
+            ParseError::StopPriceNotNumeric { .. } => "csv.stop_price_not_numeric",
+            ParseError::NoTrades { .. } => "csv.no_trades",
+        }
+    }
+
     /// Short client-safe facts for the envelope's `details`.
     pub fn details(&self) -> Vec<String> {
         match self {
