@@ -42,6 +42,7 @@ use crate::analysis::trades::Dataset;
 use json::JsonValue;
 use query::Query;
 
+pub use settings::UnknownSettings;
 pub use tradehabit_shared::routes::MAX_UPLOAD_BYTES;
 
 /// The `file` part of an upload, as the HTTP layer found it.
@@ -125,12 +126,23 @@ pub struct Facts {
 pub struct Session {
     thresholds: Thresholds,
     data: Option<Dataset>,
+    unknown_settings: UnknownSettings,
 }
 
 impl Session {
-    /// A fresh session with the default thresholds and no trades.
+    /// A fresh session with the default thresholds and no trades; unknown
+    /// settings keys are refused.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A fresh session that treats unknown settings keys as `unknown`
+    /// says (the legacy ignored them).
+    pub fn with_unknown_settings(unknown: UnknownSettings) -> Self {
+        Self {
+            unknown_settings: unknown,
+            ..Self::default()
+        }
     }
 
     /// An estimate of the heap bytes this session holds, for the worker's
@@ -225,7 +237,7 @@ pub fn handle(session: &mut Session, request: Request<'_>) -> Reply {
             JsonValue::object([("Status", JsonValue::string(HEALTH_SENTENCE))])
         }
         (Endpoint::Session, _) => {
-            *session = Session::new();
+            *session = Session::with_unknown_settings(session.unknown_settings);
             JsonValue::object([("status", JsonValue::string("OK"))])
         }
         (endpoint, _) => {

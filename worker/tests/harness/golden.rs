@@ -312,7 +312,9 @@ fn envelope_addition(key: &str, value: &Value, out: &mut Vec<String>) -> bool {
         }
         "request_id" => {
             if value.as_str().is_none_or(str::is_empty) {
-                out.push(format!("request_id must be a non-empty string, got {value}"));
+                out.push(format!(
+                    "request_id must be a non-empty string, got {value}"
+                ));
             }
             true
         }
