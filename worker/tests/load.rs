@@ -50,6 +50,16 @@ async fn with_every_slot_busy_and_the_queue_full_the_answer_is_503_with_retry_af
     let refused = worker.get("/api/summary", CAROL).await;
     let envelope = refused.assert_envelope(503);
     assert_eq!(refused.headers["retry-after"], "1");
+    // The gateway's 429 shape: the quota that applies, in RateLimit headers.
+    assert_eq!(
+        refused.headers["ratelimit-policy"],
+        "\"worker-in-progress\";q=2;w=1"
+    );
+    assert_eq!(
+        refused.headers["ratelimit"],
+        "\"worker-in-progress\";r=0;t=1"
+    );
+    assert_eq!(refused.json()["code"], "admission.principal_busy");
     assert!(envelope["message"].as_str().unwrap().contains("busy"));
     assert_eq!(
         worker

@@ -165,7 +165,17 @@ fn run_checks(
             Some(principal) => principal.id.clone(),
             None => rate_limit::anonymous_key(identity.client_ip),
         };
-        usage.extend(checks.limiters.check_principal(&rate_key).map_err(check)?);
+        // A refusal here names the per-IP quotas already counted too: one
+        // 429 lists every quota that applies (`docs/errors.md`).
+        let principal_usage =
+            checks
+                .limiters
+                .check_principal(&rate_key)
+                .map_err(|mut limited| {
+                    limited.others.splice(0..0, usage.iter().cloned());
+                    check(limited)
+                })?;
+        usage.extend(principal_usage);
     }
     headers.extend(rate_limit::headers(&usage));
     checks.query.check(parts.uri.query()).map_err(check)?;
