@@ -8,6 +8,8 @@
 //!   removes any client-sent copy before it forwards a request.
 //! * [`linger`]: the lingering close both sides' HTTP/1.1 connections use
 //!   after answering a request whose body they did not read.
+//! * [`openapi`]: the OpenAPI 3.1 document of the public surface, generated
+//!   from the route table (`docs/openapi.json`).
 //! * [`routes`]: the legacy API's routes (method, path, body kind) and the
 //!   size limits that go with them, written once for both sides.
 //! * [`signature`]: the HMAC the gateway adds to each forwarded request
@@ -17,5 +19,6 @@ pub mod codes;
 pub mod envelope;
 pub mod headers;
 pub mod linger;
+pub mod openapi;
 pub mod routes;
 pub mod signature;
