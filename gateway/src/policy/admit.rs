@@ -14,7 +14,7 @@ use crate::audit::Trail;
 use crate::body::Body;
 use crate::checks::auth::Principal;
 use crate::checks::{cors, rate_limit, request_rules, scopes, upload};
-use crate::config::{Config, Route};
+use crate::config::{Config, Route, Serve};
 use crate::identity::Identity;
 use crate::reject::{check, Rejection};
 use crate::request_body::{self, BodyWatch, Decoding};
@@ -183,11 +183,26 @@ fn run_checks(
     if let Some(types) = &checks.content_types {
         upload::check_content_type(types, &parts.headers, has_body).map_err(check)?;
     }
+    if route.serve == Serve::OpenApi {
+        return Ok(Checked::Answered(openapi_document()));
+    }
     Ok(Checked::Forward {
         route,
         host,
         principal,
     })
+}
+
+/// The API's OpenAPI document (`docs/openapi.json`), generated once.
+fn openapi_document() -> Response<Body> {
+    static DOCUMENT: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let bytes = DOCUMENT.get_or_init(|| tradehabit_shared::openapi::to_json_bytes().into());
+    let mut response = Response::new(crate::body::full(bytes.clone()));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Checks a CORS preflight against the route serving the method it asks
