@@ -29,7 +29,10 @@ bad = b"Order ID,Timestamp,Fill Time,B/S,Contract,filledQty,Avg Fill Price,Type,
       b"1,01/04/2024 9:30:00,01/04/2024 9:30:00,Buy,ESH4,abc,4800,Market,,,Filled\n"
 files = {"file": ("bad.csv", io.BytesIO(bad), "text/csv")}
 error = expect("csv.cell_not_a_number", lambda: client.request("POST", "/api/analyze", files=files))
-assert error.details == ["row 2", "column filledQty"], error.details
+# The readable facts, then the location as data.
+assert error.details[:2] == ["row 2", "column filledQty"], error.details
+location = error.details[-1]
+assert location == {"row": 2, "column": "filledQty"}, error.details
 
 # Only .csv files.
 files = {"file": ("orders.txt", io.BytesIO(b"x"), "text/plain")}

@@ -13,12 +13,31 @@ use serde::Serialize;
 /// `Content-Type` of every envelope body.
 pub const CONTENT_TYPE: &str = "application/json";
 
+/// One entry of `details`: a short readable fact, or (after the readable
+/// ones) where in the uploaded file the problem is, as data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Detail {
+    /// `"row 2"`, `"column Contract"`, `"parameter sigma"`.
+    Text(String),
+    /// `{"row": 2, "column": "Contract"}`: a spreadsheet row (the header is
+    /// row 1) and, where one is known, the column's header name.
+    Location {
+        /// 1-based row.
+        row: usize,
+        /// The CSV header name, if the problem is in one cell.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        column: Option<String>,
+    },
+}
+
 /// An error body. `details` holds short, specific, client-safe facts (a
 /// parameter name, a row and column); never secrets or uploaded content.
+/// File locations are also given as data (`docs/errors.md`, "Locations").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ErrorEnvelope {
     code: &'static str,
-    details: Vec<String>,
+    details: Vec<Detail>,
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
@@ -58,13 +77,22 @@ impl ErrorEnvelope {
 
     /// Adds one detail line.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.details.push(detail.into());
+        self.details.push(Detail::Text(detail.into()));
         self
     }
 
-    /// Replaces the details.
+    /// Replaces the details with these lines.
     pub fn with_details(mut self, details: Vec<String>) -> Self {
-        self.details = details;
+        self.details = details.into_iter().map(Detail::Text).collect();
+        self
+    }
+
+    /// Adds a location in the uploaded file, after the readable details.
+    pub fn with_location(mut self, row: usize, column: Option<&str>) -> Self {
+        self.details.push(Detail::Location {
+            row,
+            column: column.map(str::to_owned),
+        });
         self
     }
 
@@ -73,8 +101,8 @@ impl ErrorEnvelope {
         &self.message
     }
 
-    /// The detail lines.
-    pub fn details(&self) -> &[String] {
+    /// The details.
+    pub fn details(&self) -> &[Detail] {
         &self.details
     }
 

@@ -181,7 +181,7 @@ async fn gateway_and_worker_errors_carry_code_and_request_id() {
     let body = assert_envelope(&reply, 400, "csv.cell_not_a_number");
     assert_eq!(
         body["details"],
-        serde_json::json!(["row 2", "column filledQty"])
+        serde_json::json!(["row 2", "column filledQty", {"row": 2, "column": "filledQty"}])
     );
     let reply = stack.upload("orders.txt", b"x", &auth).await;
     assert_envelope(&reply, 400, "upload.not_csv");

@@ -349,7 +349,14 @@ fn envelope(codes: &[&str]) -> Value {
         "properties": {
             "status": {"const": "ERROR"},
             "message": {"type": "string", "description": "Readable; may change. Branch on `code`."},
-            "details": {"type": "array", "items": {"type": "string"}, "description": "Short readable facts: a parameter, `row 3`, `column Contract`."},
+            "details": {
+                "type": "array",
+                "description": "Short readable facts (a parameter, `row 3`, `column Contract`), then, for a problem in the uploaded file, its location as data.",
+                "items": {"oneOf": [
+                    {"type": "string"},
+                    {"type": "object", "properties": {"row": {"type": "integer", "minimum": 1, "description": "Spreadsheet row: the header is row 1."}, "column": {"type": "string"}}, "required": ["row"], "additionalProperties": false}
+                ]}
+            },
             "code": {"type": "string", "enum": codes, "description": "The stable cause, `<check>.<why>`."},
             "request_id": {"type": "string", "description": "The answer's `X-Request-Id`; quote it when reporting a failure."}
         },

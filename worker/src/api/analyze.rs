@@ -34,8 +34,11 @@ pub(super) fn upload(session: &mut Session, request: &Request<'_>, query: &Query
         Err(parse_error) => {
             let mut reply = error(
                 400,
-                ErrorEnvelope::new(parse_error.code(), parse_error.message())
-                    .with_details(parse_error.details()),
+                located(
+                    ErrorEnvelope::new(parse_error.code(), parse_error.message())
+                        .with_details(parse_error.details()),
+                    &parse_error,
+                ),
             );
             if let ParseError::NoTrades { rows, .. } = parse_error {
                 reply.facts.rows = Some(rows);
@@ -94,6 +97,15 @@ fn checked_file<'a>(request: &Request<'a>) -> Result<&'a [u8], ErrorEnvelope> {
         .with_detail(format!("limit {MAX_UPLOAD_BYTES} bytes")));
     }
     Ok(content)
+}
+
+/// The envelope with the error's file location as data, after the readable
+/// details (`docs/errors.md`, "Locations").
+fn located(envelope: ErrorEnvelope, error: &ParseError) -> ErrorEnvelope {
+    match error.location() {
+        Some((row, column)) => envelope.with_location(row, column),
+        None => envelope,
+    }
 }
 
 /// The upload reply's `meta` object.

@@ -322,6 +322,20 @@ fn envelope_addition(key: &str, value: &Value, out: &mut Vec<String>) -> bool {
     }
 }
 
+/// A detail: a non-empty string, or a location `{"row": n}` with an
+/// optional `"column"` string.
+fn is_detail(detail: &Value) -> bool {
+    match detail {
+        Value::String(text) => !text.is_empty(),
+        Value::Object(location) => {
+            location.get("row").is_some_and(Value::is_u64)
+                && location.get("column").is_none_or(Value::is_string)
+                && location.keys().all(|k| k == "row" || k == "column")
+        }
+        _ => false,
+    }
+}
+
 pub struct Rules {
     /// `(array key, field)` pairs from `ignore_paths` like
     /// `$..trades[*].id`.
@@ -400,11 +414,10 @@ impl Rules {
                     } else if key == "details" && exp.get("status") == Some(&Value::from("ERROR")) {
                         // The legacy always sent `[]`; ours carry the
                         // specific facts (row, column, parameter): any list
-                        // of non-empty strings is acceptable.
+                        // of non-empty strings is acceptable, followed by
+                        // file locations as data (`docs/errors.md`).
                         let facts = act_value.as_array();
-                        if facts.is_none_or(|facts| {
-                            facts.iter().any(|f| f.as_str().is_none_or(str::is_empty))
-                        }) {
+                        if facts.is_none_or(|facts| !facts.iter().all(is_detail)) {
                             out.push(format!(
                                 "{here}: must be a list of strings, got {act_value}"
                             ));

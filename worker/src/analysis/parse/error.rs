@@ -135,6 +135,22 @@ impl ParseError {
         }
     }
 
+    /// Where in the file the problem is, as data: the spreadsheet row (the
+    /// header is row 1) and the column when one cell is at fault.
+    pub fn location(&self) -> Option<(usize, Option<&'static str>)> {
+        match self {
+            ParseError::NotUtf8 { line }
+            | ParseError::TooManyFields { line, .. }
+            | ParseError::UnterminatedQuote { line } => Some((*line, None)),
+            ParseError::Cell { line, column, .. } => Some((*line, Some(column))),
+            ParseError::StopPriceNotNumeric { line } => Some((*line, Some(COL_STOP))),
+            ParseError::Empty
+            | ParseError::MissingColumns(_)
+            | ParseError::MissingAnalysisColumns(_)
+            | ParseError::NoTrades { .. } => None,
+        }
+    }
+
     /// Short client-safe facts for the envelope's `details`.
     pub fn details(&self) -> Vec<String> {
         match self {
