@@ -122,223 +122,245 @@ fn thresholds() -> Value {
 /// Every schema of the document's `components.schemas`.
 pub(super) fn all(codes: &[&str]) -> Value {
     let mut schemas = Map::new();
-    let mut put = |name: &str, schema: Value| {
+    schemas.insert("ErrorEnvelope".to_owned(), envelope(codes));
+    for (name, schema) in upload_and_trades()
+        .into_iter()
+        .chain(reports())
+        .chain(settings_goals_and_tokens())
+    {
         schemas.insert(name.to_owned(), schema);
-    };
-    put("ErrorEnvelope", envelope(codes));
-    put("Trade", trade());
-    put(
-        "AnalyzeResponse",
-        object(&[
-            (
-                "meta",
-                object(&[
-                    ("csvRows", integer()),
-                    ("tradesDetected", integer()),
-                    ("flaggedTrades", integer()),
-                    ("totalMistakes", integer()),
-                    ("cleanTradeRate", number()),
-                    ("sigmaUsed", number()),
-                    ("mistakeCounts", mistake_counts()),
-                ]),
-            ),
-            ("trades", array_of(reference("Trade"))),
-        ]),
-    );
-    put(
-        "Summary",
-        object(&[
-            ("total_trades", integer()),
-            ("win_count", integer()),
-            ("loss_count", integer()),
-            ("win_rate", number()),
-            ("average_win", number()),
-            ("average_loss", number()),
-            ("payoff_ratio", number()),
-            ("expectancy", number()),
-            ("required_wr_adj", nullable("number")),
-            ("flagged_trades", integer()),
-            ("total_mistakes", integer()),
-            ("clean_trade_rate", number()),
-            ("streak_current", integer()),
-            ("streak_record", integer()),
-            ("mistake_counts", mistake_counts()),
-            ("diagnostic_text", string()),
-        ]),
-    );
-    put(
-        "TradesResponse",
-        object(&[
-            ("trades", array_of(reference("Trade"))),
-            (
-                "date_range",
-                object(&[("start", string()), ("end", string())]),
-            ),
-        ]),
-    );
-    put(
-        "LossesResponse",
-        object(&[
-            ("count", integer()),
-            ("percentage", number()),
-            ("meanPointsLost", number()),
-            ("stdDevPointsLost", number()),
-            ("thresholdPointsLost", number()),
-            ("excessLossPoints", number()),
-            ("sigmaUsed", number()),
-            ("symbolFiltered", nullable("string")),
-            ("diagnostic", string()),
-            (
-                "losses",
-                array_of(object(&[
-                    ("lossIndex", integer()),
-                    ("tradeId", string()),
-                    ("symbol", string()),
-                    ("side", string()),
-                    ("entryTime", string()),
-                    ("exitQty", integer()),
-                    (
-                        "exitOrderId",
-                        json!({"type": ["integer", "number", "string", "null"]}),
-                    ),
-                    ("pointsLost", number()),
-                    ("hasMistake", json!({"type": "boolean"})),
-                ])),
-            ),
-        ]),
-    );
-    put(
-        "RevengeResponse",
-        object(&[
-            ("total_revenge_trades", integer()),
-            ("revenge_win_rate", number()),
-            ("overall_win_rate", number()),
-            ("average_win_revenge", number()),
-            ("average_loss_revenge", number()),
-            ("payoff_ratio_revenge", number()),
-            ("overall_payoff_ratio", number()),
-            ("net_pnl_revenge", number()),
-            ("net_pnl_per_trade_revenge", number()),
-            ("revenge_multiplier", number()),
-            ("diagnostic", string()),
-        ]),
-    );
-    put(
-        "RiskSizingResponse",
-        object(&[
-            ("count", integer()),
-            ("meanRiskPoints", number()),
-            ("stdDevRiskPoints", number()),
-            ("minRiskPoints", number()),
-            ("maxRiskPoints", number()),
-            ("variationRatio", number()),
-            ("variationThreshold", number()),
-            ("diagnostic", string()),
-        ]),
-    );
-    put(
-        "ExcessiveRiskResponse",
-        object(&[
-            ("totalTradesWithStops", integer()),
-            ("excessiveRiskCount", integer()),
-            ("excessiveRiskPercent", number()),
-            ("excessiveRiskThreshold", number()),
-            ("averageRiskAmongExcessive", number()),
-            ("meanRiskPoints", number()),
-            ("stdDevRiskPoints", number()),
-            ("sigmaUsed", number()),
-            ("diagnostic", string()),
-        ]),
-    );
-    put(
-        "StopLossResponse",
-        object(&[
-            ("totalTrades", integer()),
-            ("tradesWithStops", integer()),
-            ("tradesWithoutStops", integer()),
-            ("averageLossWithStop", number()),
-            ("averageLossWithoutStop", number()),
-            ("maxLossWithoutStop", number()),
-            ("diagnostic", string()),
-        ]),
-    );
-    put(
-        "WinratePayoffResponse",
-        json!({
-            "description": "The statistics, or a lone `message` when there are no winners or no losers (`docs/quirks.md`, H-12).",
-            "type": "object",
-            "properties": {
-                "winRate": {"type": "number"},
-                "averageWin": {"type": "number"},
-                "averageLoss": {"type": "number"},
-                "payoffRatio": {"type": "number"},
-                "diagnostic": {"type": "string"},
-                "message": {"type": "string"}
-            }
-        }),
-    );
-    put(
-        "InsightsResponse",
-        array_of(object(&[
-            ("title", string()),
-            ("diagnostic", string()),
-            ("priority", integer()),
-        ])),
-    );
-    put("Goal", goal());
-    put("GoalsResponse", array_of(reference("Goal")));
-    put(
-        "GoalsCalculateRequest",
-        json!({
-            "description": "A list of goal objects, or `{\"goals\": [...]}`.",
-            "oneOf": [
-                {"type": "array", "items": {"type": "object"}},
-                {"type": "object", "properties": {"goals": {"type": "array", "items": {"type": "object"}}}, "required": ["goals"]}
-            ]
-        }),
-    );
-    put(
-        "GoalsCalculateResponse",
-        object(&[("goals", array_of(reference("Goal")))]),
-    );
-    put("Thresholds", thresholds());
-    put(
-        "SettingsRequest",
-        json!({
-            "description": "Any of the four thresholds, each a finite number or a numeric string; other keys are refused (`settings.unknown_key`).",
-            "type": "object",
-            "properties": {
-                "k": {"type": ["number", "string"]},
-                "sigma_loss": {"type": ["number", "string"]},
-                "sigma_risk": {"type": ["number", "string"]},
-                "vr": {"type": ["number", "string"]}
-            },
-            "additionalProperties": false
-        }),
-    );
-    put(
-        "SettingsResponse",
-        object(&[
-            ("status", json!({"const": "OK"})),
-            ("thresholds", reference("Thresholds")),
-            (
-                "updated",
-                json!({"type": "object", "additionalProperties": {"type": "number"}}),
-            ),
-        ]),
-    );
-    put("Health", object(&[("Status", string())]));
-    put("StatusOk", object(&[("status", json!({"const": "OK"}))]));
-    put(
-        "UploadForm",
-        json!({
-            "type": "object",
-            "properties": {"file": {"type": "string", "contentMediaType": "text/csv", "description": "The NinjaTrader order export, a `.csv` file of at most 2 MiB."}},
-            "required": ["file"]
-        }),
-    );
-    put("IssuedToken", issued_token());
+    }
     Value::Object(schemas)
+}
+
+/// The upload's answer, the summary, the trades and the losses.
+fn upload_and_trades() -> Vec<(&'static str, Value)> {
+    vec![
+        ("Trade", trade()),
+        (
+            "AnalyzeResponse",
+            object(&[
+                (
+                    "meta",
+                    object(&[
+                        ("csvRows", integer()),
+                        ("tradesDetected", integer()),
+                        ("flaggedTrades", integer()),
+                        ("totalMistakes", integer()),
+                        ("cleanTradeRate", number()),
+                        ("sigmaUsed", number()),
+                        ("mistakeCounts", mistake_counts()),
+                    ]),
+                ),
+                ("trades", array_of(reference("Trade"))),
+            ]),
+        ),
+        (
+            "Summary",
+            object(&[
+                ("total_trades", integer()),
+                ("win_count", integer()),
+                ("loss_count", integer()),
+                ("win_rate", number()),
+                ("average_win", number()),
+                ("average_loss", number()),
+                ("payoff_ratio", number()),
+                ("expectancy", number()),
+                ("required_wr_adj", nullable("number")),
+                ("flagged_trades", integer()),
+                ("total_mistakes", integer()),
+                ("clean_trade_rate", number()),
+                ("streak_current", integer()),
+                ("streak_record", integer()),
+                ("mistake_counts", mistake_counts()),
+                ("diagnostic_text", string()),
+            ]),
+        ),
+        (
+            "TradesResponse",
+            object(&[
+                ("trades", array_of(reference("Trade"))),
+                (
+                    "date_range",
+                    object(&[("start", string()), ("end", string())]),
+                ),
+            ]),
+        ),
+        (
+            "LossesResponse",
+            object(&[
+                ("count", integer()),
+                ("percentage", number()),
+                ("meanPointsLost", number()),
+                ("stdDevPointsLost", number()),
+                ("thresholdPointsLost", number()),
+                ("excessLossPoints", number()),
+                ("sigmaUsed", number()),
+                ("symbolFiltered", nullable("string")),
+                ("diagnostic", string()),
+                (
+                    "losses",
+                    array_of(object(&[
+                        ("lossIndex", integer()),
+                        ("tradeId", string()),
+                        ("symbol", string()),
+                        ("side", string()),
+                        ("entryTime", string()),
+                        ("exitQty", integer()),
+                        (
+                            "exitOrderId",
+                            json!({"type": ["integer", "number", "string", "null"]}),
+                        ),
+                        ("pointsLost", number()),
+                        ("hasMistake", json!({"type": "boolean"})),
+                    ])),
+                ),
+            ]),
+        ),
+    ]
+}
+
+/// The other read-only reports.
+fn reports() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "RevengeResponse",
+            object(&[
+                ("total_revenge_trades", integer()),
+                ("revenge_win_rate", number()),
+                ("overall_win_rate", number()),
+                ("average_win_revenge", number()),
+                ("average_loss_revenge", number()),
+                ("payoff_ratio_revenge", number()),
+                ("overall_payoff_ratio", number()),
+                ("net_pnl_revenge", number()),
+                ("net_pnl_per_trade_revenge", number()),
+                ("revenge_multiplier", number()),
+                ("diagnostic", string()),
+            ]),
+        ),
+        (
+            "RiskSizingResponse",
+            object(&[
+                ("count", integer()),
+                ("meanRiskPoints", number()),
+                ("stdDevRiskPoints", number()),
+                ("minRiskPoints", number()),
+                ("maxRiskPoints", number()),
+                ("variationRatio", number()),
+                ("variationThreshold", number()),
+                ("diagnostic", string()),
+            ]),
+        ),
+        (
+            "ExcessiveRiskResponse",
+            object(&[
+                ("totalTradesWithStops", integer()),
+                ("excessiveRiskCount", integer()),
+                ("excessiveRiskPercent", number()),
+                ("excessiveRiskThreshold", number()),
+                ("averageRiskAmongExcessive", number()),
+                ("meanRiskPoints", number()),
+                ("stdDevRiskPoints", number()),
+                ("sigmaUsed", number()),
+                ("diagnostic", string()),
+            ]),
+        ),
+        (
+            "StopLossResponse",
+            object(&[
+                ("totalTrades", integer()),
+                ("tradesWithStops", integer()),
+                ("tradesWithoutStops", integer()),
+                ("averageLossWithStop", number()),
+                ("averageLossWithoutStop", number()),
+                ("maxLossWithoutStop", number()),
+                ("diagnostic", string()),
+            ]),
+        ),
+        (
+            "WinratePayoffResponse",
+            json!({
+                "description": "The statistics, or a lone `message` when there are no winners or no losers (`docs/quirks.md`, H-12).",
+                "type": "object",
+                "properties": {
+                    "winRate": {"type": "number"},
+                    "averageWin": {"type": "number"},
+                    "averageLoss": {"type": "number"},
+                    "payoffRatio": {"type": "number"},
+                    "diagnostic": {"type": "string"},
+                    "message": {"type": "string"}
+                }
+            }),
+        ),
+        (
+            "InsightsResponse",
+            array_of(object(&[
+                ("title", string()),
+                ("diagnostic", string()),
+                ("priority", integer()),
+            ])),
+        ),
+    ]
+}
+
+/// Goals, settings, health, the upload form and the gateway's tokens.
+fn settings_goals_and_tokens() -> Vec<(&'static str, Value)> {
+    vec![
+        ("Goal", goal()),
+        ("GoalsResponse", array_of(reference("Goal"))),
+        (
+            "GoalsCalculateRequest",
+            json!({
+                "description": "A list of goal objects, or `{\"goals\": [...]}`.",
+                "oneOf": [
+                    {"type": "array", "items": {"type": "object"}},
+                    {"type": "object", "properties": {"goals": {"type": "array", "items": {"type": "object"}}}, "required": ["goals"]}
+                ]
+            }),
+        ),
+        (
+            "GoalsCalculateResponse",
+            object(&[("goals", array_of(reference("Goal")))]),
+        ),
+        ("Thresholds", thresholds()),
+        (
+            "SettingsRequest",
+            json!({
+                "description": "Any of the four thresholds, each a finite number or a numeric string; other keys are refused (`settings.unknown_key`).",
+                "type": "object",
+                "properties": {
+                    "k": {"type": ["number", "string"]},
+                    "sigma_loss": {"type": ["number", "string"]},
+                    "sigma_risk": {"type": ["number", "string"]},
+                    "vr": {"type": ["number", "string"]}
+                },
+                "additionalProperties": false
+            }),
+        ),
+        (
+            "SettingsResponse",
+            object(&[
+                ("status", json!({"const": "OK"})),
+                ("thresholds", reference("Thresholds")),
+                (
+                    "updated",
+                    json!({"type": "object", "additionalProperties": {"type": "number"}}),
+                ),
+            ]),
+        ),
+        ("Health", object(&[("Status", string())])),
+        ("StatusOk", object(&[("status", json!({"const": "OK"}))])),
+        (
+            "UploadForm",
+            json!({
+                "type": "object",
+                "properties": {"file": {"type": "string", "contentMediaType": "text/csv", "description": "The NinjaTrader order export, a `.csv` file of at most 2 MiB."}},
+                "required": ["file"]
+            }),
+        ),
+        ("IssuedToken", issued_token()),
+    ]
 }
 
 /// The error envelope: the legacy keys plus `code` and `request_id`.
