@@ -35,6 +35,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::config;
 use crate::conn::stopped;
 use crate::state::State;
 pub(crate) use probe::Probe;
