@@ -17,14 +17,14 @@ pub const CODES: &[&str] = &[
     "shape.underscore_header",
     "plain_http.https_required",
     // Routing (gateway and worker).
-    "route.not_found", "route.method_not_allowed",
+    "route.not_found", "route.method_not_allowed", "static.symlink",
     // Body size, encoding and timing (gateway and worker).
     "body.too_large", "body.compressed", "body.encoding_not_accepted", "body.decoded_too_large",
     "body.encoding_corrupt", "body.timeout", "body.incomplete", "body.chunked_framing",
     "body.json_too_deep", "body.invalid_json",
     // CORS (gateway).
     "cors.origin_not_allowed", "cors.method_not_allowed", "cors.header_not_allowed",
-    "cors.cross_origin_write",
+    "cors.cross_origin_write", "session_cookie.cross_origin",
     // Authentication (gateway): which credential, and what is wrong with it.
     "auth.missing", "auth.ambiguous", "auth.unsupported_scheme", "auth.principal_too_long",
     "api_key.malformed", "api_key.unknown", "api_key.revoked", "api_key.expired",
