@@ -70,7 +70,7 @@ use raw::{
 };
 pub use restart::{differing as restart_only_differences, RESTART_ONLY_PATH};
 use routes::validate_routes;
-pub(crate) use routes::{PathMatch, Route};
+pub(crate) use routes::{PathMatch, Route, Serve};
 use server::{validate_headers, validate_plain_http, validate_server, validate_tls};
 pub(crate) use server::{PlainHttp, SecurityHeaders, Server, Tls};
 use upstream::validate_upstream;

@@ -583,3 +583,28 @@ fn server_threads_default_to_one_per_core_are_bounded_and_need_a_restart() {
         ["server.threads"]
     );
 }
+
+#[test]
+fn serve_openapi_is_get_only_and_other_values_are_refused() {
+    let route = |serve: &str, methods: &str| {
+        format!(
+            "{MINIMAL}\n[[routes]]\nname = \"doc\"\npath = \"/api/openapi.json\"\nmethods = {methods}\nauth = \"none\"\nserve = \"{serve}\"\n"
+        )
+    };
+    let config = Config::from_toml(&route("openapi", "[\"GET\"]")).expect("valid");
+    assert_eq!(config.routes[1].serve, super::Serve::OpenApi);
+    let problems = Config::from_toml(&route("openapi", "[\"GET\", \"POST\"]"))
+        .unwrap_err()
+        .problems();
+    assert!(
+        problems[0].starts_with(r#"routes["doc"].serve: `openapi` routes take"#),
+        "{problems:#?}"
+    );
+    let problems = Config::from_toml(&route("files", "[\"GET\"]"))
+        .unwrap_err()
+        .problems();
+    assert!(
+        problems[0].starts_with(r#"routes["doc"].serve: `files` is not"#),
+        "{problems:#?}"
+    );
+}

@@ -15,7 +15,7 @@ use crate::audit::Trail;
 use crate::body::Body;
 use crate::checks::auth::Principal;
 use crate::checks::{cors, rate_limit, request_rules, scopes, upload};
-use crate::config::{Config, Route};
+use crate::config::{Config, Route, Serve};
 use crate::identity::Identity;
 use crate::reject::{check, Rejection};
 use crate::request_body::{self, BodyWatch, Decoding};
@@ -199,11 +199,13 @@ async fn run_checks(
             None => rate_limit::anonymous_key(identity.client_ip),
         };
         let stage = Stage::Principal(&rate_key);
-        usage.extend(
-            limits
-                .check(config, owner, &checks.quotas, stage, trail)
-                .await?,
-        );
+        // A refusal here names the per-IP quotas already counted too: one
+        // 429 lists every quota that applies (`docs/errors.md`).
+        let principal_usage = limits
+            .check(config, owner, &checks.quotas, stage, trail)
+            .await
+            .map_err(|refusal| with_earlier_quotas(refusal, &usage))?;
+        usage.extend(principal_usage);
     }
     headers.extend(rate_limit::headers(&usage));
     checks.query.check(parts.uri.query()).map_err(check)?;
@@ -211,11 +213,26 @@ async fn run_checks(
     if let Some(types) = &checks.content_types {
         upload::check_content_type(types, &parts.headers, has_body).map_err(check)?;
     }
+    if route.serve == Serve::OpenApi {
+        return Ok(Checked::Answered(openapi_document()));
+    }
     Ok(Checked::Forward {
         route,
         host,
         principal,
     })
+}
+
+/// The API's OpenAPI document (`docs/openapi.json`), generated once.
+fn openapi_document() -> Response<Body> {
+    static DOCUMENT: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let bytes = DOCUMENT.get_or_init(|| tradehabit_shared::openapi::to_json_bytes().into());
+    let mut response = Response::new(crate::body::full(bytes.clone()));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Checks a CORS preflight against the route serving the method it asks
@@ -269,6 +286,30 @@ pub(super) fn upload_too_large(rejection: Rejection, route: &Route) -> Rejection
 
 /// Refuses (421) a request whose host (`authority`, as `policy::shape`
 /// returns it) is not one of `names` (`host.rs`).
+/// A per-principal 429 with the request's per-IP quotas (`earlier`, already
+/// counted) listed first in its RateLimit headers.
+fn with_earlier_quotas(refusal: Rejection, earlier: &[rate_limit::Usage]) -> Rejection {
+    let Rejection::Check(mut refused) = refusal else {
+        return refusal;
+    };
+    if refused.status != StatusCode::TOO_MANY_REQUESTS || earlier.is_empty() {
+        return Rejection::Check(refused);
+    }
+    for (name, value) in rate_limit::headers(earlier) {
+        if let Some((_, current)) = refused.headers.iter_mut().find(|(n, _)| *n == name) {
+            let joined = format!(
+                "{}, {}",
+                value.to_str().unwrap_or_default(),
+                current.to_str().unwrap_or_default()
+            );
+            if let Ok(joined) = http::HeaderValue::from_str(&joined) {
+                *current = joined;
+            }
+        }
+    }
+    Rejection::Check(refused)
+}
+
 fn check_host(authority: &str, names: &host::ServerNames) -> Result<(), Rejection> {
     // A host that is no name at all (`a..b`) is not ours either.
     match host::Name::of_authority(authority) {

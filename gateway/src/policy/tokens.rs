@@ -6,7 +6,9 @@
 //! Both go through the same stages as a routed request, in the same order:
 //! CORS (the top-level policy; preflights answered), credentials in the
 //! URL, the per-IP quotas of `[tokens.session]` / `[tokens.exchange]`, and
-//! for the exchange the API key itself. Neither takes a body.
+//! for the exchange the API key itself. Neither takes a body; a small JSON
+//! body (`{}`, what many HTTP clients send by default with a POST) is
+//! accepted and ignored, unread (`docs/scripting.md`).
 
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
@@ -85,7 +87,7 @@ impl<'a> Endpoint<'a> {
             .check(config, owner, quotas, stage, context.trail)
             .await?;
         policy_headers.extend(rate_limit::headers(&usage));
-        upload::check_content_type(&[], &parts.headers, has_body).map_err(check)?;
+        check_ignored_body(&parts.headers, has_body)?;
 
         let tokens = config.checks.auth.tokens();
         let now = OffsetDateTime::now_utc();
@@ -102,6 +104,34 @@ impl<'a> Endpoint<'a> {
         let issued = issued.ok_or(Rejection::NoRoute)?;
         tracing::info!(policy.issued = issued_kind(self), "issued a gateway token");
         Ok(token_response(&issued))
+    }
+}
+
+/// The largest JSON body a token endpoint accepts (and ignores): room for
+/// `{}` with whitespace, or a client's default empty-ish object.
+pub(crate) const MAX_IGNORED_JSON_BODY_BYTES: u64 = 64;
+
+/// A token endpoint's body: none, or a JSON body whose declared length is at
+/// most [`MAX_IGNORED_JSON_BODY_BYTES`] (never read: the endpoints take no
+/// parameters). Any other type is a 415; a larger or undeclared JSON body a
+/// 413.
+fn check_ignored_body(headers: &HeaderMap, has_body: bool) -> Result<(), Rejection> {
+    const JSON: &str = "application/json";
+    if upload::check_content_type(&[JSON.to_owned()], headers, has_body).is_err() {
+        return upload::check_content_type(&[], headers, has_body).map_err(check);
+    }
+    if !has_body {
+        return Ok(());
+    }
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok());
+    match declared {
+        Some(length) if length <= MAX_IGNORED_JSON_BODY_BYTES => Ok(()),
+        _ => Err(Rejection::BodyTooLarge {
+            limit: MAX_IGNORED_JSON_BODY_BYTES,
+        }),
     }
 }
 
