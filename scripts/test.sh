@@ -3,8 +3,10 @@
 # checks. A few tests drive real external tools (promtool from Debian's
 # `prometheus` package, `docker-compose` for compose-file validation,
 # `openssl` for TLS-version probes, headless `chromium` for the real-browser
-# tests (CORS, the web app with cookie sessions), `cargo-deny` for the dependency
-# policy); this script installs the missing ones
+# tests (CORS, the web app with cookie sessions), `redis-server` for the shared
+# rate-limit store tests, `cargo-deny` for the dependency
+# policy, Python 3 with openapi-spec-validator, jsonschema and requests for
+# the OpenAPI and scripting tests); this script installs the missing ones
 # when it can (root or passwordless sudo with apt-get) and otherwise says
 # what to install. Those tests fail, not skip, when their tool is absent.
 set -euo pipefail
@@ -17,6 +19,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # The compose `scale` profile's balancer configuration (tests/ops_compose_scale.rs).
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+# The shared rate-limit store tests start their own redis-server.
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
@@ -26,13 +30,23 @@ if [ ${#need[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     # The Debian packages start daemons on install; the tests need none of them.
-    for svc in prometheus prometheus-node-exporter haproxy; do
+    for svc in prometheus prometheus-node-exporter haproxy redis-server; do
       $sudo service "$svc" stop >/dev/null 2>&1 || true
     done
   else
     echo "missing test tools: ${need[*]} (install them with your package manager)" >&2
   fi
 fi
+
+# The OpenAPI and scripting tests (tests/tests/openapi.rs, scripting.rs)
+# run Python 3 with openapi-spec-validator, jsonschema and requests.
+command -v python3 >/dev/null 2>&1 || need_python=1
+if [ -z "${need_python:-}" ] && ! python3 -c 'import openapi_spec_validator, jsonschema, requests' >/dev/null 2>&1; then
+  echo "installing Python test modules: openapi-spec-validator jsonschema requests"
+  python3 -m pip install --quiet openapi-spec-validator jsonschema requests ||
+    echo "could not install the Python test modules (pip install openapi-spec-validator jsonschema requests)" >&2
+fi
+[ -z "${need_python:-}" ] || echo "missing python3: install Python 3 (the OpenAPI and scripting tests fail without it)" >&2
 
 # The dependency policy test runs cargo-deny (deny.toml).
 if ! cargo deny --version >/dev/null 2>&1; then

@@ -176,6 +176,10 @@ pub(crate) struct Trail {
     /// Set by the auth check: the method and the raw principal id; the
     /// principal is only ever logged as a pseudonym.
     authenticated: OnceLock<(&'static str, String)>,
+    /// Set when a rate-limit stage let the request through uncounted (the
+    /// shared store was unavailable, `on_store_error = "allow"`): the
+    /// audit line's `reason` of an allowed request.
+    rate_limit_skipped: OnceLock<&'static str>,
 }
 
 impl Trail {
@@ -187,6 +191,11 @@ impl Trail {
     /// Who the caller is; logged only as `auth_method` and a pseudonym.
     pub(crate) fn authenticated(&self, method: &'static str, principal: &str) {
         let _ = self.authenticated.set((method, principal.to_string()));
+    }
+
+    /// A rate-limit stage could not count the request and let it through.
+    pub(crate) fn rate_limit_skipped(&self, reason: &'static str) {
+        let _ = self.rate_limit_skipped.set(reason);
     }
 
     /// The moment the request goes to the upstream.
@@ -301,7 +310,10 @@ impl Log {
             path: Some(Cow::Borrowed(&started.path)),
             status: Some(outcome.status.as_u16()),
             decision: outcome.decision.outcome,
-            reason: outcome.decision.reason,
+            reason: outcome
+                .decision
+                .reason
+                .or_else(|| trail.rate_limit_skipped.get().copied()),
             auth_method: authenticated.map(|(method, _)| *method),
             principal: authenticated.and_then(|(_, id)| self.pseudonym(id)),
             bytes_in: outcome.bytes_in,

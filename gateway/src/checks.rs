@@ -109,7 +109,7 @@ impl Rejection {
 
     /// The JSON body the client receives.
     pub fn envelope(&self) -> ErrorEnvelope {
-        ErrorEnvelope::new(self.message.clone()).with_details(self.details.clone())
+        ErrorEnvelope::new(self.reason, self.message.clone()).with_details(self.details.clone())
     }
 }
 
@@ -142,14 +142,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn envelope_carries_message_and_details_only() {
-        let rejection = Rejection::new(StatusCode::BAD_REQUEST, "bad", "query.unknown")
+    fn envelope_carries_code_message_and_details_only() {
+        let rejection = Rejection::new(StatusCode::BAD_REQUEST, "bad", "query.unknown_parameter")
             .with_detail("x")
             .with_audit_detail("operator only");
         let body = String::from_utf8(rejection.envelope().to_bytes()).unwrap();
         assert_eq!(
             body,
-            "{\"details\":[\"x\"],\"message\":\"bad\",\"status\":\"ERROR\"}\n"
+            "{\"code\":\"query.unknown_parameter\",\"details\":[\"x\"],\"message\":\"bad\",\"status\":\"ERROR\"}\n"
         );
         assert!(!body.contains("operator only"));
     }

@@ -70,7 +70,7 @@ use raw::{
 };
 pub use restart::{differing as restart_only_differences, RESTART_ONLY_PATH};
 use routes::validate_routes;
-pub(crate) use routes::{PathMatch, Route};
+pub(crate) use routes::{PathMatch, Route, Serve};
 use server::{validate_headers, validate_plain_http, validate_server, validate_tls};
 pub(crate) use server::{PlainHttp, SecurityHeaders, Server, Tls};
 use upstream::validate_upstream;
@@ -314,52 +314,8 @@ impl Config {
         pepper.ok_or_else(|| ConfigError::Invalid(found.iter().map(ToString::to_string).collect()))
     }
 
-    /// Keeps the rate-limit state of routes whose quotas did not change, so
-    /// a reload does not hand every client a fresh budget.
-    pub(crate) fn keep_rate_limit_state(&mut self, previous: &Config) {
-        for route in &mut self.routes {
-            let kept = previous.routes.iter().find(|old| {
-                old.name == route.name
-                    && old.path == route.path
-                    && old.checks.quotas == route.checks.quotas
-            });
-            if let (Some(old), Some(route)) = (kept, Arc::get_mut(route)) {
-                route.checks.limiters = Arc::clone(&old.checks.limiters);
-            }
-        }
-        let (next, old) = (&mut self.checks, &previous.checks);
-        let same_session = next.auth.tokens().session() == old.auth.tokens().session();
-        if same_session {
-            next.session_endpoint.clone_from(&old.session_endpoint);
-        }
-        if next.auth.tokens().exchange() == old.auth.tokens().exchange() {
-            next.token_endpoint.clone_from(&old.token_endpoint);
-        }
-    }
-
-    /// Drops idle rate-limit keys everywhere (called every
-    /// `rate_limit.purge_interval_seconds`).
-    pub(crate) fn purge_rate_limits(&self) {
-        for route in &self.routes {
-            route.checks.limiters.retain_recent();
-        }
-        let endpoints = [&self.checks.session_endpoint, &self.checks.token_endpoint];
-        for limiters in endpoints.into_iter().flatten() {
-            limiters.retain_recent();
-        }
-    }
-
-    /// Keys tracked by every rate limiter of this policy.
-    pub(crate) fn rate_limit_tracked_keys(&self) -> usize {
-        let endpoints = [&self.checks.session_endpoint, &self.checks.token_endpoint];
-        self.routes
-            .iter()
-            .map(|route| route.checks.limiters.tracked_keys())
-            .chain(endpoints.into_iter().flatten().map(|l| l.tracked_keys()))
-            .sum()
-    }
-
-    /// How often [`Config::purge_rate_limits`] should run.
+    /// How often the idle rate-limit keys are purged
+    /// (`state/rate_limits.rs`).
     pub(crate) fn purge_interval(&self) -> Duration {
         self.checks.rate_limit.purge_interval
     }
@@ -460,6 +416,9 @@ impl Config {
         }
         if self.limits.h2_max_concurrent_streams != next.limits.h2_max_concurrent_streams {
             changed.push("limits.h2_max_concurrent_streams");
+        }
+        if self.checks.rate_limit.store.connection() != next.checks.rate_limit.store.connection() {
+            changed.push("rate_limit.store/redis (all but on_store_error)");
         }
         changed
     }

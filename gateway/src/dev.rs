@@ -247,9 +247,25 @@ fn policy_text(
     Ok(text)
 }
 
+/// The sample export shipped with the workspace, as an absolute path (the
+/// banner's commands work from any directory).
+fn sample_csv() -> PathBuf {
+    let shipped = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/sample-orders.csv"
+    ));
+    shipped
+        .canonicalize()
+        .unwrap_or_else(|_| shipped.to_path_buf())
+}
+
 fn print_banner(dir: &Path, https: SocketAddr, admin: SocketAddr, api_key: &str) {
+    // Absolute paths: the commands are pasted into any shell, anywhere.
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let cert = dir.join("cert.pem");
     let cert = cert.display();
+    let sample = sample_csv();
+    let sample = sample.display();
     let url = format!("https://{https}");
     println!();
     println!("TradeHabit development stack is up");
@@ -262,9 +278,21 @@ fn print_banner(dir: &Path, https: SocketAddr, admin: SocketAddr, api_key: &str)
     println!();
     println!("Upload the sample CSV and read the summary:");
     println!(
-        "  curl --cacert {cert} -H 'X-API-Key: {api_key}' -F file=@examples/sample-orders.csv {url}/api/analyze"
+        "  curl --cacert {cert} -H 'X-API-Key: {api_key}' -F file=@{sample} {url}/api/analyze"
     );
     println!("  curl --cacert {cert} -H 'X-API-Key: {api_key}' {url}/api/summary");
+    println!();
+    println!("Python examples (docs/scripting.md):");
+    println!(
+        "  TRADEHABIT_URL={url} TRADEHABIT_CA_CERT={cert} TRADEHABIT_API_KEY={api_key} python3 {}",
+        sample_csv()
+            .parent()
+            .map_or_else(
+                || "examples".into(),
+                |dir| dir.join("python/upload_and_read.py")
+            )
+            .display()
+    );
     println!();
     println!("Stop with Ctrl-C.");
 }
@@ -273,6 +301,16 @@ fn print_banner(dir: &Path, https: SocketAddr, admin: SocketAddr, api_key: &str)
 mod tests {
     use super::*;
     use crate::config::PathMatch;
+
+    #[test]
+    fn the_banner_names_the_sample_by_an_absolute_path() {
+        let sample = sample_csv();
+        assert!(
+            sample.is_absolute() && sample.is_file(),
+            "{}",
+            sample.display()
+        );
+    }
 
     #[test]
     fn prepare_writes_a_valid_policy_and_a_private_key() {

@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::policy::dry_run::{self, Answer};
 use crate::policy::Step;
+use crate::state::RateLimits;
 
 pub use policy_tests::{run_file as run_policy_tests, TestRun};
 pub use setup::{DEFAULT_CLIENT_IP, EXPLAIN_CALLER_ID};
@@ -89,9 +90,21 @@ struct UpstreamReport {
     headers: Vec<(String, String)>,
 }
 
-/// Explains `request` under `config` (freshly loaded: its rate-limit
-/// buckets are charged).
-pub fn explain(mut config: Config, request: &ExplainRequest) -> anyhow::Result<Report> {
+/// Explains `request` under `config`, its quotas charged to fresh
+/// buckets: nothing is kept between runs.
+pub async fn explain(config: Config, request: &ExplainRequest) -> anyhow::Result<Report> {
+    let (limits, store) = setup::fresh_rate_limits(&config)?;
+    let mut report = explain_with(config, &limits, request).await?;
+    report.assumptions.extend(store);
+    Ok(report)
+}
+
+/// Explains `request` under `config`, its quotas charged to `limits`.
+async fn explain_with(
+    mut config: Config,
+    limits: &RateLimits,
+    request: &ExplainRequest,
+) -> anyhow::Result<Report> {
     let (mut parts, has_body) = setup::request_head(request)?;
     let assumptions = setup::adopt_certificate(&mut config, &parts)?;
     if let Some(scopes) = &request.caller_scopes {
@@ -105,7 +118,7 @@ pub fn explain(mut config: Config, request: &ExplainRequest) -> anyhow::Result<R
         client_ip,
         headers: shown(&parts.headers),
     };
-    let run = dry_run::dry_run(&config, parts, has_body, client_ip);
+    let run = dry_run::dry_run(&config, limits, parts, has_body, client_ip).await;
     let (answer, upstream) = match run.answer {
         Answer::Forwarded {
             upstream,

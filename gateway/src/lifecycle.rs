@@ -27,7 +27,7 @@ use crate::audit;
 use crate::config::{Config, ConfigError, UpstreamAddress};
 use crate::metrics::Metrics;
 use crate::proxy::Upstream;
-use crate::state::{Connections, State};
+use crate::state::{Connections, RateLimits, State};
 use crate::supervise::{self, Supervisor};
 use crate::tls::{self, CertError, CertStore};
 
@@ -49,6 +49,9 @@ pub enum StartError {
     /// The audit log file could not be opened.
     #[error(transparent)]
     Audit(#[from] audit::OpenError),
+    /// The rate-limit store could not be set up.
+    #[error("the rate-limit store: {0}")]
+    RateLimitStore(String),
     /// The supervised upstream did not accept connections in time.
     #[error("the upstream did not accept connections on {socket} within {timeout:?}")]
     UpstreamNotReady {
@@ -122,8 +125,11 @@ impl Gateway {
         }
         metrics.watch_audit_failures(audit.lost_lines());
         let probe = Arc::new(Probe::new(&config.upstream));
+        let rate_limits = RateLimits::new(&config.checks.rate_limit, metrics.rate_limit_store())
+            .map_err(|error| StartError::RateLimitStore(error.to_string()))?;
 
         let state = Arc::new(State {
+            rate_limits,
             upstream: Upstream::new(&config.upstream, https.len()),
             config: RwLock::new(Arc::new(config)),
             certs: Arc::clone(&certs),
@@ -194,7 +200,7 @@ async fn purge_rate_limits(state: Arc<State>, mut stopping: watch::Receiver<bool
     loop {
         let interval = state.config().purge_interval();
         tokio::select! {
-            () = tokio::time::sleep(interval) => state.config().purge_rate_limits(),
+            () = tokio::time::sleep(interval) => state.rate_limits.purge(&state.config()),
             _ = stopping.changed() => return,
         }
     }
@@ -273,7 +279,7 @@ impl Handle {
     /// Keys tracked by all rate limiters of the policy in force (bounded by
     /// `rate_limit.max_tracked_keys` per route and quota).
     pub fn rate_limit_tracked_keys(&self) -> usize {
-        self.state.config().rate_limit_tracked_keys()
+        self.state.rate_limits.tracked_keys()
     }
 
     /// How often the supervised upstream has been restarted.
@@ -296,11 +302,12 @@ impl Handle {
     /// |---|---|
     /// | routes, checks, limits, headers, CORS, keys, `audit.on_failure` (the validated `Config`) | rebuilt from the file |
     /// | the certificate and the host names it covers (`CertStore`, `server.names`) | rebuilt from the files the policy names |
-    /// | the rate-limit buckets of each route whose quotas did not change, and of the token endpoints while their `[auth.tokens]` settings did not change | kept (`Config::keep_rate_limit_state`) |
+    /// | the rate-limit buckets of each route, and of each token endpoint, whose quotas did not change (the memory store) | kept; the others dropped (`RateLimits::follow`) |
+    /// | the shared rate-limit store's keys (`rate_limit.store = "redis"`) | untouched: they expire with their window |
     /// | the upload-route metric series | follow the new routes |
     /// | `upstream.ready_path`, `admin.ready_probe_interval` and `ready_probe_timeout` | read at each probe |
     /// | the policy hash, reload time and certificate expiry metrics | follow the new policy and certificate |
-    /// | listen addresses, `server.threads`, `[upstream]` address, spawn, pool and slot settings, `[audit]` but `on_failure`, `limits.h2_max_concurrent_streams` | kept: a change refuses the whole reload (`Config::restart_only_changes`) |
+    /// | listen addresses, `server.threads`, `[upstream]` address, spawn, pool and slot settings, `[audit]` but `on_failure`, `limits.h2_max_concurrent_streams`, `rate_limit.store` and `[rate_limit.redis]` but `on_store_error` | kept: a change refuses the whole reload (`Config::restart_only_changes`) |
     /// | open connections, per-IP counters, the upstream pool and supervised child, the metrics registry | kept (`State`) |
     /// | the audit log file | reopened (`serve_until`, before the reload), chain and sink kept |
     ///
@@ -316,11 +323,11 @@ impl Handle {
         }
         let certificate = tls::load(&next.tls)?;
         tls::adopt(&mut next, &certificate)?;
-        next.keep_rate_limit_state(&current);
         let expires = not_after(&certificate);
         self.state.certs.replace(certificate);
         self.state.metrics.follow_upload_routes(&next);
         self.state.metrics.policy_in_force(&next, expires);
+        self.state.rate_limits.follow(&next);
         *self
             .state
             .config

@@ -442,7 +442,7 @@ fn explain(args: ExplainArgs) -> anyhow::Result<()> {
         }),
         caller_id: None,
     };
-    let report = tradehabit_gateway::explain::explain(config, &request)?;
+    let report = runtime()?.block_on(tradehabit_gateway::explain::explain(config, &request))?;
     if args.json {
         println!("{}", report.json());
     } else {
@@ -453,7 +453,7 @@ fn explain(args: ExplainArgs) -> anyhow::Result<()> {
 
 /// `check-config --tests`: each test's outcome, exit 1 on any failure.
 fn policy_tests(policy: &std::path::Path, tests: &std::path::Path) -> anyhow::Result<()> {
-    let run = tradehabit_gateway::explain::run_policy_tests(policy, tests)?;
+    let run = runtime()?.block_on(tradehabit_gateway::explain::run_policy_tests(policy, tests))?;
     println!("{run}");
     anyhow::ensure!(
         run.failed == 0,

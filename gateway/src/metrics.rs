@@ -25,6 +25,8 @@ use crate::config::Config;
 use crate::conn::HeadError;
 
 mod info;
+mod rate_limit_store;
+pub(crate) use rate_limit_store::StoreMetrics;
 
 /// Request and upstream duration buckets, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -192,6 +194,8 @@ pub(crate) struct Metrics {
     audit_failures_source: OnceLock<Arc<AtomicU64>>,
     /// The policy hash, last reload and certificate expiry (`info.rs`).
     in_force: info::InForce,
+    /// The shared rate-limit store's latency and errors.
+    rate_limit_store: StoreMetrics,
 }
 
 impl Default for Metrics {
@@ -226,12 +230,14 @@ impl Metrics {
             audit_write_failures: Counter::default(),
             audit_failures_source: OnceLock::new(),
             in_force: info::InForce::default(),
+            rate_limit_store: StoreMetrics::new(),
             registry: Registry::default(),
         };
         metrics.register_requests(&mut registry);
         metrics.register_connections(&mut registry);
         metrics.register_services(&mut registry);
         metrics.in_force.register(&mut registry);
+        metrics.rate_limit_store.register(&mut registry);
         let m = &metrics;
         for result in ["success", "failure"] {
             let _ = m.config_reloads.get_or_create(&ResultLabel { result });
@@ -345,6 +351,11 @@ impl Metrics {
             "Audit lines that could not be written (full disk, I/O error); each is counted in the next audit_gap record",
             self.audit_write_failures.clone(),
         );
+    }
+
+    /// The shared rate-limit store's series.
+    pub(crate) fn rate_limit_store(&self) -> StoreMetrics {
+        self.rate_limit_store.clone()
     }
 
     /// Counts one answered request and its durations.
@@ -597,6 +608,8 @@ mod tests {
             "tradehabit_gateway_worker_restarts_total 0",
             "tradehabit_gateway_upstream_up 0",
             "tradehabit_gateway_audit_write_failures_total 0",
+            "tradehabit_gateway_rate_limit_store_errors_total{reason=\"timeout\"} 0",
+            "tradehabit_gateway_rate_limit_store_duration_seconds_count 0",
         ] {
             assert!(text.contains(name), "missing `{name}` in\n{text}");
         }

@@ -36,7 +36,7 @@ pub(crate) fn answer<B>(request: &Request<B>, config: &Config) -> Response<Body>
             response.headers_mut().insert(LOCATION, location);
             response
         }
-        Err(rejection) => reject::respond(&rejection),
+        Err(rejection) => reject::respond(&rejection, None),
     };
     respond::plain(response.headers_mut(), &config.headers);
     response

@@ -166,7 +166,7 @@ pub(crate) async fn handle(
     } = passage;
     let allowed = matches!(outcome, Ok(Ok(_)));
     // respond
-    let (mut response, decision) = answer(outcome, watch.as_deref(), &span);
+    let (mut response, decision) = answer(outcome, watch.as_deref(), &span, &identity.request_id);
     add_policy_headers(response.headers_mut(), policy_headers);
     respond::secure_response(&mut response, &config.headers, &identity.request_id);
     let bytes_in = watch.as_ref().map_or(0, |w| w.received());
@@ -225,7 +225,9 @@ impl Passage {
         if let Err(rejection) = gate(state, config, has_place) {
             return Passage::answered(Err(rejection), HeaderMap::new(), Some(request.into_body()));
         }
-        let admission = span.in_scope(|| admit(request, identity, config, trail));
+        let admission = admit(request, identity, config, &state.rate_limits, trail)
+            .instrument(span.clone())
+            .await;
         let passed = match admission.verdict {
             Ok(Admitted::Forward(passed)) => passed,
             Ok(Admitted::Answered(response)) => {
@@ -275,6 +277,7 @@ fn answer(
     outcome: Result<Result<Response<Body>, Rejection>, Elapsed>,
     watch: Option<&BodyWatch>,
     span: &tracing::Span,
+    request_id: &HeaderValue,
 ) -> (Response<Body>, Decision) {
     let rejection = match outcome {
         Ok(Ok(response)) => return (response, Decision::ALLOWED),
@@ -283,7 +286,7 @@ fn answer(
         Err(_elapsed) => Rejection::UpstreamTimeout,
     };
     (
-        span.in_scope(|| reject::respond(&rejection)),
+        span.in_scope(|| reject::respond(&rejection, Some(request_id))),
         audit::decision(&rejection),
     )
 }

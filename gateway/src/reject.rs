@@ -228,6 +228,42 @@ impl Rejection {
         }
     }
 
+    /// The stable `<check>.<why>` code of the envelope, which is also the
+    /// audit log's `reason` (`docs/errors.md`).
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Rejection::PathRefused(_) => "path.refused",
+            Rejection::RequestLineTooLong { .. } => "shape.request_line_too_long",
+            Rejection::HeadersTooLarge(_) => "shape.headers_too_large",
+            Rejection::AmbiguousLength(_) => "shape.ambiguous_length",
+            Rejection::HostInvalid => "shape.host_invalid",
+            Rejection::HostMisdirected => "shape.host_misdirected",
+            Rejection::UpgradeRefused(_) => "shape.upgrade_refused",
+            Rejection::UnderscoreHeader => "shape.underscore_header",
+            Rejection::NoRoute => "route.not_found",
+            Rejection::MethodNotAllowed { .. } => "route.method_not_allowed",
+            Rejection::BodyTooLarge { .. } => "body.too_large",
+            Rejection::CompressedBody => "body.compressed",
+            Rejection::EncodingNotAccepted(_) => "body.encoding_not_accepted",
+            Rejection::DecodedTooLarge { .. } => "body.decoded_too_large",
+            Rejection::EncodingCorrupt => "body.encoding_corrupt",
+            Rejection::BodyTimeout => "body.timeout",
+            Rejection::BodyIncomplete => "body.incomplete",
+            Rejection::ChunkedFraming(_) => "body.chunked_framing",
+            Rejection::Check(check) => check.reason,
+            Rejection::HttpsRequired => "plain_http.https_required",
+            Rejection::UpstreamUnreachable(_) => "upstream.unreachable",
+            Rejection::UpstreamBroken(_) => "upstream.broken",
+            Rejection::WorkerLost { .. } => "upstream.worker_lost",
+            Rejection::UpstreamBusy { .. } => "upstream.busy",
+            Rejection::TooManyConnections { .. } => "accept.connection_cap",
+            Rejection::ClientBusy { reason, .. } => reason,
+            Rejection::UpstreamTimeout => "upstream.timeout",
+            Rejection::UpstreamFailed { .. } => "upstream.failed",
+            Rejection::AuditUnavailable { .. } => "audit.unavailable",
+        }
+    }
+
     /// What precisely was wrong with the request's shape, for the
     /// envelope's `details`: the gateway's own wording, never request data.
     fn detail(&self) -> Option<&'static str> {
@@ -255,8 +291,10 @@ impl Rejection {
     }
 }
 
-/// Turns a rejection into its response and logs why, once.
-pub(crate) fn respond(rejection: &Rejection) -> Response<Body> {
+/// Turns a rejection into its response and logs why, once. The envelope
+/// carries the rejection's [`Rejection::code`] and `request_id` (the
+/// answer's `X-Request-Id`), when there is one.
+pub(crate) fn respond(rejection: &Rejection, request_id: Option<&HeaderValue>) -> Response<Body> {
     let status = rejection.status();
     let envelope = match rejection {
         Rejection::Check(check) => {
@@ -272,18 +310,23 @@ pub(crate) fn respond(rejection: &Rejection) -> Response<Body> {
         }
         _ if rejection.is_upstream_fault() => {
             tracing::warn!(http.status = status.as_u16(), reason = %rejection, "refused");
-            ErrorEnvelope::new(rejection.message())
+            ErrorEnvelope::new(rejection.code(), rejection.message())
         }
         // Also an unwritable audit log's refusals: the audit writer logs
         // that failure itself, rate-limited; one line per request here
         // would be the flood it avoids.
         _ => {
             tracing::debug!(http.status = status.as_u16(), reason = %rejection, "refused");
+            let envelope = ErrorEnvelope::new(rejection.code(), rejection.message());
             match rejection.detail() {
-                Some(detail) => ErrorEnvelope::new(rejection.message()).with_detail(detail),
-                None => ErrorEnvelope::new(rejection.message()),
+                Some(detail) => envelope.with_detail(detail),
+                None => envelope,
             }
         }
+    };
+    let envelope = match request_id.and_then(|id| id.to_str().ok()) {
+        Some(id) => envelope.with_request_id(id),
+        None => envelope,
     };
     let mut response = Response::new(body::full(envelope.to_bytes()));
     *response.status_mut() = status;
@@ -352,7 +395,10 @@ mod tests {
 
     #[tokio::test]
     async fn shape_refusals_say_precisely_what_was_wrong() {
-        let response = respond(&Rejection::HeadersTooLarge("a header field is too long"));
+        let response = respond(
+            &Rejection::HeadersTooLarge("a header field is too long"),
+            None,
+        );
         assert_eq!(
             response.status(),
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
@@ -366,13 +412,18 @@ mod tests {
 
     #[tokio::test]
     async fn every_rejection_is_an_envelope() {
-        let response = respond(&Rejection::NoRoute);
+        let response = respond(
+            &Rejection::NoRoute,
+            Some(&HeaderValue::from_static("req-7")),
+        );
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
         let text = body_text(response).await;
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json["status"], "ERROR");
         assert_eq!(json["details"], serde_json::json!([]));
+        assert_eq!(json["code"], "route.not_found");
+        assert_eq!(json["request_id"], "req-7");
     }
 
     #[test]
@@ -415,18 +466,27 @@ mod tests {
 
     #[test]
     fn busy_and_405_carry_their_headers() {
-        let busy = respond(&Rejection::UpstreamBusy {
-            retry_after: Duration::from_millis(1500),
-        });
+        let busy = respond(
+            &Rejection::UpstreamBusy {
+                retry_after: Duration::from_millis(1500),
+            },
+            None,
+        );
         assert_eq!(busy.headers()[RETRY_AFTER], "1");
-        let failed = respond(&Rejection::UpstreamFailed {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            retry_after: None,
-        });
+        let failed = respond(
+            &Rejection::UpstreamFailed {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                retry_after: None,
+            },
+            None,
+        );
         assert_eq!(failed.headers()[RETRY_AFTER], "5");
-        let not_allowed = respond(&Rejection::MethodNotAllowed {
-            allow: HeaderValue::from_static("GET, HEAD"),
-        });
+        let not_allowed = respond(
+            &Rejection::MethodNotAllowed {
+                allow: HeaderValue::from_static("GET, HEAD"),
+            },
+            None,
+        );
         assert_eq!(not_allowed.headers()[ALLOW], "GET, HEAD");
     }
 
@@ -440,22 +500,23 @@ mod tests {
         .with_detail("retry after 12 seconds")
         .with_audit_detail("ip-minute")
         .with_header(RETRY_AFTER, HeaderValue::from_static("12"));
-        let response = respond(&Rejection::from(refusal));
+        let response = respond(&Rejection::from(refusal), None);
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[RETRY_AFTER], "12");
         let text = body_text(response).await;
         assert_eq!(
             text,
-            "{\"details\":[\"retry after 12 seconds\"],\"message\":\"too many requests\",\"status\":\"ERROR\"}\n"
+            "{\"code\":\"rate_limit.exceeded\",\"details\":[\"retry after 12 seconds\"],\"message\":\"too many requests\",\"status\":\"ERROR\"}\n"
         );
         assert!(!text.contains("ip-minute"));
     }
 
     #[tokio::test]
     async fn upstream_details_never_reach_the_client() {
-        let response = respond(&Rejection::UpstreamUnreachable(
-            "connect /run/secret/worker.sock: refused".into(),
-        ));
+        let response = respond(
+            &Rejection::UpstreamUnreachable("connect /run/secret/worker.sock: refused".into()),
+            None,
+        );
         assert!(!body_text(response).await.contains("secret"));
     }
 }

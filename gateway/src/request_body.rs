@@ -391,6 +391,7 @@ mod tests {
             checks: crate::config::tests::minimal().routes[0].checks.clone(),
             compressed_body: None,
             static_files: None,
+            serve: crate::config::Serve::Upstream,
         }
     }
 

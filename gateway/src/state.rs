@@ -1,10 +1,11 @@
 //! Shared runtime state: what every connection task and request shares
 //! while the gateway runs — the policy in force, the certificate, the
-//! upstream pool, the connection and per-IP counters, the audit log and the
-//! metrics registry. Built once by `lifecycle.rs`, which alone replaces the
+//! upstream pool, the connection and per-IP counters, the rate-limit state,
+//! the audit log and the metrics registry. Built once by `lifecycle.rs`, which alone replaces the
 //! policy and the certificate on reload; the stages only read it.
 
 pub(crate) mod connections;
+pub(crate) mod rate_limits;
 
 use std::sync::{Arc, RwLock};
 
@@ -15,6 +16,7 @@ use crate::per_ip::PerIp;
 use crate::proxy::Upstream;
 use crate::tls::CertStore;
 pub(crate) use connections::Connections;
+pub(crate) use rate_limits::RateLimits;
 
 /// What every connection task shares.
 pub(crate) struct State {
@@ -24,6 +26,8 @@ pub(crate) struct State {
     pub(crate) connections: Arc<Connections>,
     /// Requests in flight per client IP (`limits.max_requests_per_ip`).
     pub(crate) requests_per_ip: Arc<PerIp>,
+    /// The rate-limit buckets, or the shared store.
+    pub(crate) rate_limits: RateLimits,
     /// The audit log; shared with response bodies whose line is
     /// written when they end.
     pub(crate) audit: Arc<audit::Log>,

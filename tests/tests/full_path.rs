@@ -45,7 +45,7 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Stack {
-        let worker = TestWorker::start().await;
+        let worker = TestWorker::start_legacy().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let cert = write_test_certificate(dir.path());
         let upstream = format!("unix:{}", worker.socket().display());

@@ -26,7 +26,7 @@ const RUNBOOK: &str = "docs/runbook.md";
 /// limit) and the operational ones (scrape down, connections abandoned
 /// over their request head, answers abandoned over stalled clients,
 /// upstream down, rejected reload, audit lines that could not be written,
-/// certificate about to expire).
+/// certificate about to expire, a failing shared rate-limit store).
 const EXPECTED_ALERTS: &[&str] = &[
     "TradeHabitGatewayDown",
     "TradeHabitGatewayHighErrorRate",
@@ -39,6 +39,7 @@ const EXPECTED_ALERTS: &[&str] = &[
     "TradeHabitGatewayConfigReloadFailed",
     "TradeHabitGatewayAuditWriteFailures",
     "TradeHabitGatewayCertificateExpiresSoon",
+    "TradeHabitGatewayRateLimitStoreFailing",
 ];
 
 /// Every series name the gateway's admin listener exposes, as Prometheus
@@ -66,6 +67,8 @@ const EXPOSED_SERIES: &[&str] = &[
     "tradehabit_gateway_config_info",
     "tradehabit_gateway_config_last_reload_success_timestamp_seconds",
     "tradehabit_gateway_certificate_not_after_timestamp_seconds",
+    "tradehabit_gateway_rate_limit_store_duration_seconds",
+    "tradehabit_gateway_rate_limit_store_errors_total",
     "tradehabit_worker_sessions_active",
     "tradehabit_worker_session_bytes",
     "tradehabit_worker_analyses_total",
@@ -77,6 +80,7 @@ const HISTOGRAMS: &[&str] = &[
     "tradehabit_gateway_request_duration_seconds",
     "tradehabit_gateway_upstream_duration_seconds",
     "tradehabit_gateway_upload_bytes",
+    "tradehabit_gateway_rate_limit_store_duration_seconds",
     "tradehabit_worker_analysis_duration_seconds",
 ];
 

@@ -220,7 +220,9 @@ impl Admission {
         };
         if before >= self.limits.max_per_principal.get() {
             self.metrics.reject(Overload::principal_busy);
-            return Err(Refusal::PrincipalBusy);
+            return Err(Refusal::PrincipalBusy {
+                limit: self.limits.max_per_principal.get(),
+            });
         }
         Ok(ticket)
     }
@@ -297,7 +299,10 @@ mod tests {
         let slot = slot();
         let first = gates.enter(&slot).unwrap();
         let _second = gates.enter(&slot).unwrap();
-        assert!(matches!(gates.enter(&slot), Err(Refusal::PrincipalBusy)));
+        assert!(matches!(
+            gates.enter(&slot),
+            Err(Refusal::PrincipalBusy { .. })
+        ));
         drop(first);
         assert!(gates.enter(&slot).is_ok());
     }

@@ -42,6 +42,7 @@ use crate::analysis::trades::Dataset;
 use json::JsonValue;
 use query::Query;
 
+pub use settings::UnknownSettings;
 pub use tradehabit_shared::routes::MAX_UPLOAD_BYTES;
 
 /// The `file` part of an upload, as the HTTP layer found it.
@@ -125,12 +126,23 @@ pub struct Facts {
 pub struct Session {
     thresholds: Thresholds,
     data: Option<Dataset>,
+    unknown_settings: UnknownSettings,
 }
 
 impl Session {
-    /// A fresh session with the default thresholds and no trades.
+    /// A fresh session with the default thresholds and no trades; unknown
+    /// settings keys are refused.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A fresh session that treats unknown settings keys as `unknown`
+    /// says (the legacy ignored them).
+    pub fn with_unknown_settings(unknown: UnknownSettings) -> Self {
+        Self {
+            unknown_settings: unknown,
+            ..Self::default()
+        }
     }
 
     /// An estimate of the heap bytes this session holds, for the worker's
@@ -184,6 +196,7 @@ pub fn handle(session: &mut Session, request: Request<'_>) -> Reply {
         return error(
             404,
             ErrorEnvelope::new(
+                "route.not_found",
                 "The requested URL was not found on the server. If you entered the URL manually please check your spelling and try again.",
             ),
         );
@@ -206,7 +219,10 @@ pub fn handle(session: &mut Session, request: Request<'_>) -> Reply {
     let Some(route) = routes::find(effective, &path) else {
         let mut reply = error(
             405,
-            ErrorEnvelope::new("The method is not allowed for the requested URL."),
+            ErrorEnvelope::new(
+                "route.method_not_allowed",
+                "The method is not allowed for the requested URL.",
+            ),
         );
         reply.headers.push(("Allow", allow_header(&methods)));
         return reply;
@@ -221,12 +237,12 @@ pub fn handle(session: &mut Session, request: Request<'_>) -> Reply {
             JsonValue::object([("Status", JsonValue::string(HEALTH_SENTENCE))])
         }
         (Endpoint::Session, _) => {
-            *session = Session::new();
+            *session = Session::with_unknown_settings(session.unknown_settings);
             JsonValue::object([("status", JsonValue::string("OK"))])
         }
         (endpoint, _) => {
             let Some(data) = session.data.as_ref() else {
-                return error(400, ErrorEnvelope::new(NO_TRADES_YET));
+                return error(400, ErrorEnvelope::new("data.not_uploaded", NO_TRADES_YET));
             };
             return match reports::report(endpoint, data, &session.thresholds, &query) {
                 Ok(report) => reply(200, &report, session.facts(), &query),
@@ -267,6 +283,7 @@ fn reply(status: u16, body: &impl Serialize, facts: Facts, query: &Query) -> Rep
             error(
                 400,
                 ErrorEnvelope::new(
+                    "query.result_overflow",
                     "These parameters produce numbers too large to represent; use smaller values.",
                 )
                 .with_details(details),
@@ -284,13 +301,15 @@ fn number_param(query: &Query, name: &str, default: f64) -> Result<f64, ErrorEnv
     };
     match py_float(text) {
         Some(value) if value.is_finite() => Ok(value),
-        Some(_) => Err(ErrorEnvelope::new(format!(
-            "Query parameter '{name}' must be a finite number."
-        ))
+        Some(_) => Err(ErrorEnvelope::new(
+            "query.not_finite",
+            format!("Query parameter '{name}' must be a finite number."),
+        )
         .with_detail(format!("parameter {name}"))),
-        None => Err(
-            ErrorEnvelope::new(format!("Query parameter '{name}' must be a number."))
-                .with_detail(format!("parameter {name}")),
-        ),
+        None => Err(ErrorEnvelope::new(
+            "query.not_a_number",
+            format!("Query parameter '{name}' must be a number."),
+        )
+        .with_detail(format!("parameter {name}"))),
     }
 }

@@ -17,6 +17,7 @@
 //! | `--header-read-timeout-secs` | `TRADEHABIT_WORKER_HEADER_READ_TIMEOUT_SECS` | 10 |
 //! | `--body-read-timeout-secs` | `TRADEHABIT_WORKER_BODY_READ_TIMEOUT_SECS` | 30 |
 //! | `--shutdown-grace-secs` | `TRADEHABIT_WORKER_SHUTDOWN_GRACE_SECS` | 30 |
+//! | `--legacy-settings-keys` | `TRADEHABIT_WORKER_LEGACY_SETTINGS_KEYS` | off: unknown settings keys are refused |
 //! | `--log-format` | `TRADEHABIT_WORKER_LOG_FORMAT` | `json` |
 //! | `--allowed-peer-uids` | `TRADEHABIT_WORKER_ALLOWED_PEER_UIDS` | none (any peer the socket mode lets in) |
 //! | `--allowed-peer-gids` | `TRADEHABIT_WORKER_ALLOWED_PEER_GIDS` | none |
@@ -31,6 +32,7 @@ use clap::{Parser, ValueEnum};
 
 use tradehabit_shared::routes::MAX_JSON_BODY_BYTES;
 
+use crate::api::UnknownSettings;
 use crate::trust::Trust;
 use crate::{admission, session};
 use tradehabit_shared::signature::{Key, DEFAULT_MAX_SKEW_SECS};
@@ -213,6 +215,11 @@ pub struct Args {
           default_value_t = DEFAULT_SHUTDOWN_GRACE.as_secs())]
     pub shutdown_grace_secs: u64,
 
+    /// Ignore unknown `POST /api/settings` keys, as the legacy backend did,
+    /// instead of refusing them with 400 (`docs/quirks.md`, H-19).
+    #[arg(long, env = "TRADEHABIT_WORKER_LEGACY_SETTINGS_KEYS")]
+    pub legacy_settings_keys: bool,
+
     /// Log line format (level from RUST_LOG, default info).
     #[arg(long, env = "TRADEHABIT_WORKER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -325,6 +332,11 @@ impl Args {
                 idle_timeout: Duration::from_secs(self.session_idle_secs),
                 max_sessions,
                 max_bytes: self.max_session_bytes,
+                unknown_settings: if self.legacy_settings_keys {
+                    UnknownSettings::Ignore
+                } else {
+                    UnknownSettings::Refuse
+                },
             },
             admission: admission::Limits {
                 max_concurrent,

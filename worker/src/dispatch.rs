@@ -115,7 +115,8 @@ where
         }
         Err(refusal) => Answer::from(refusal),
     };
-    let status = answer.response.status().as_u16();
+    let response = with_request_id(answer.response, &request_id).await;
+    let status = response.status().as_u16();
     state.requests.count(route, status);
     log_request(&LogLine {
         request_id: &request_id,
@@ -127,7 +128,26 @@ where
         facts: answer.facts,
         refusal: answer.refusal.as_ref(),
     });
-    answer.response
+    response
+}
+
+/// An error answer's envelope with the request's id (`request_id`, the
+/// gateway's `X-Request-Id`): the API layer builds its envelopes without
+/// knowing the request (`docs/errors.md`). Other answers pass unchanged.
+async fn with_request_id(
+    response: Response<Full<Bytes>>,
+    request_id: &str,
+) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt as _;
+    if !(response.status().is_client_error() || response.status().is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(collected) = body.collect().await;
+    let bytes = collected.to_bytes();
+    let bytes =
+        tradehabit_shared::envelope::add_request_id(&bytes, request_id).map_or(bytes, Bytes::from);
+    Response::from_parts(parts, Full::new(bytes))
 }
 
 async fn answer<B>(
@@ -295,6 +315,7 @@ struct LogLine<'a> {
 fn log_request(line: &LogLine<'_>) {
     let duration_ms = line.duration.as_secs_f64() * 1000.0;
     let refusal = line.refusal.map(tracing::field::display);
+    let code = line.refusal.map(Refusal::code);
     macro_rules! emit {
         ($level:expr) => {
             tracing::event!(
@@ -309,6 +330,7 @@ fn log_request(line: &LogLine<'_>) {
                 upload.rows = line.facts.rows,
                 analysis.trades = line.facts.trades,
                 refusal,
+                error.code = code,
                 "request"
             )
         };

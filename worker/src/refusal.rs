@@ -16,6 +16,10 @@ use tradehabit_shared::envelope::{ErrorEnvelope, CONTENT_TYPE};
 /// Seconds a caller should wait before retrying after a capacity refusal.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
+/// The name of the worker's per-caller quota in its 429's RateLimit
+/// headers: requests in progress at once.
+pub const IN_PROGRESS_QUOTA: &str = "worker-in-progress";
+
 /// A request the HTTP layer answers itself, without the engine.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Refusal {
@@ -68,7 +72,10 @@ pub(crate) enum Refusal {
     },
     /// This principal already has the maximum number of requests in progress.
     #[error("too many requests in progress for this caller")]
-    PrincipalBusy,
+    PrincipalBusy {
+        /// The per-principal limit (`--max-requests-per-principal`).
+        limit: usize,
+    },
     /// Every analysis slot is busy and the waiting queue is full.
     #[error("analysis queue is full")]
     QueueFull,
@@ -108,11 +115,36 @@ impl Refusal {
             Self::NotSigned(_) => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimedOut { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::PrincipalBusy => StatusCode::TOO_MANY_REQUESTS,
+            Self::PrincipalBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::QueueFull | Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
             Self::EnginePanicked | Self::EngineLost | Self::MetricsUnavailable => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+        }
+    }
+
+    /// The envelope's stable code (`docs/errors.md`), also written in the
+    /// request's log line.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Self::PrincipalRepeated => "identity.repeated",
+            Self::PrincipalEmpty => "identity.empty",
+            Self::PrincipalTooLong { .. } => "identity.too_long",
+            Self::MethodNotAllowed { .. } => "route.method_not_allowed",
+            Self::BodyTooLarge { .. } => "body.too_large",
+            Self::BodyTimedOut { .. } => "body.timeout",
+            Self::BodyUnreadable => "body.incomplete",
+            Self::NotMultipart => "upload.not_multipart",
+            Self::NoBoundary => "upload.no_boundary",
+            Self::MalformedMultipart { .. } => "upload.malformed",
+            Self::PrincipalBusy { .. } => "admission.principal_busy",
+            Self::QueueFull => "admission.queue_full",
+            Self::EnginePanicked => "internal.engine_panicked",
+            Self::EngineLost => "internal.engine_lost",
+            Self::MetricsUnavailable => "internal.metrics_unavailable",
+            Self::Draining => "worker.draining",
+            Self::PeerNotAllowed => "identity.peer_not_allowed",
+            Self::NotSigned(_) => "identity.not_signed",
         }
     }
 
@@ -121,40 +153,54 @@ impl Refusal {
     fn envelope(&self) -> ErrorEnvelope {
         match self {
             Self::PrincipalRepeated | Self::PrincipalEmpty | Self::PrincipalTooLong { .. } => {
-                ErrorEnvelope::new("The caller identity sent by the gateway is invalid.")
-                    .with_detail(self.to_string())
+                ErrorEnvelope::new(
+                    self.code(),
+                    "The caller identity sent by the gateway is invalid.",
+                )
+                .with_detail(self.to_string())
             }
-            Self::MethodNotAllowed { .. } => {
-                ErrorEnvelope::new("The method is not allowed for the requested URL.")
+            Self::MethodNotAllowed { .. } => ErrorEnvelope::new(
+                self.code(),
+                "The method is not allowed for the requested URL.",
+            ),
+            Self::BodyTooLarge { limit } => {
+                ErrorEnvelope::new(self.code(), "The request body is too large.")
+                    .with_detail(format!("limit: {limit} bytes"))
             }
-            Self::BodyTooLarge { limit } => ErrorEnvelope::new("The request body is too large.")
-                .with_detail(format!("limit: {limit} bytes")),
             Self::BodyTimedOut { secs } => {
-                ErrorEnvelope::new("The request body was not received in time.")
+                ErrorEnvelope::new(self.code(), "The request body was not received in time.")
                     .with_detail(format!("timeout: {secs} s"))
             }
-            Self::BodyUnreadable => ErrorEnvelope::new("The request body could not be read."),
+            Self::BodyUnreadable => {
+                ErrorEnvelope::new(self.code(), "The request body could not be read.")
+            }
             Self::NotMultipart => ErrorEnvelope::new(
+                self.code(),
                 "Uploads must be sent as multipart/form-data with the CSV in a part named 'file'.",
             ),
             Self::NoBoundary => ErrorEnvelope::new(
+                self.code(),
                 "The multipart/form-data Content-Type has no valid boundary parameter.",
             ),
             Self::MalformedMultipart { reason } => {
-                ErrorEnvelope::new("The multipart/form-data body is malformed.")
+                ErrorEnvelope::new(self.code(), "The multipart/form-data body is malformed.")
                     .with_detail(*reason)
             }
-            Self::PrincipalBusy => {
-                ErrorEnvelope::new("Too many of your requests are in progress; retry in a moment.")
+            Self::PrincipalBusy { .. } => ErrorEnvelope::new(
+                self.code(),
+                "Too many of your requests are in progress; retry in a moment.",
+            ),
+            Self::QueueFull => {
+                ErrorEnvelope::new(self.code(), "The service is busy; retry in a moment.")
             }
-            Self::QueueFull => ErrorEnvelope::new("The service is busy; retry in a moment."),
-            Self::EnginePanicked | Self::EngineLost => {
-                ErrorEnvelope::new("Internal error; your previous data is unchanged.")
-            }
-            Self::MetricsUnavailable => ErrorEnvelope::new("Internal error."),
-            Self::Draining => ErrorEnvelope::new("The worker is shutting down."),
+            Self::EnginePanicked | Self::EngineLost => ErrorEnvelope::new(
+                self.code(),
+                "Internal error; your previous data is unchanged.",
+            ),
+            Self::MetricsUnavailable => ErrorEnvelope::new(self.code(), "Internal error."),
+            Self::Draining => ErrorEnvelope::new(self.code(), "The worker is shutting down."),
             Self::PeerNotAllowed | Self::NotSigned(_) => {
-                ErrorEnvelope::new("The worker answers the gateway only.")
+                ErrorEnvelope::new(self.code(), "The worker answers the gateway only.")
                     .with_detail(self.to_string())
             }
         }
@@ -162,8 +208,11 @@ impl Refusal {
 
     /// Whether to tell the caller when to retry.
     fn retry_after(&self) -> Option<u64> {
-        matches!(self, Self::PrincipalBusy | Self::QueueFull | Self::Draining)
-            .then_some(RETRY_AFTER_SECS)
+        matches!(
+            self,
+            Self::PrincipalBusy { .. } | Self::QueueFull | Self::Draining
+        )
+        .then_some(RETRY_AFTER_SECS)
     }
 
     /// The response: status, envelope body, `Content-Type`, and `Allow` or
@@ -176,6 +225,17 @@ impl Refusal {
         }
         if let Some(secs) = self.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Self::PrincipalBusy { limit } = *self {
+            // The gateway's 429 shape (`docs/errors.md`): the quota that
+            // applies, as the RateLimit headers name quotas.
+            let policy = format!("\"{IN_PROGRESS_QUOTA}\";q={limit};w={RETRY_AFTER_SECS}");
+            let current = format!("\"{IN_PROGRESS_QUOTA}\";r=0;t={RETRY_AFTER_SECS}");
+            for (name, value) in [("ratelimit-policy", policy), ("ratelimit", current)] {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(name, value);
+                }
+            }
         }
         response
     }
@@ -206,7 +266,7 @@ mod tests {
         assert_eq!(Refusal::NoBoundary.status(), 400);
         assert_eq!(Refusal::BodyTooLarge { limit: 1 }.status(), 413);
         assert_eq!(Refusal::BodyTimedOut { secs: 1 }.status(), 408);
-        assert_eq!(Refusal::PrincipalBusy.status(), 429);
+        assert_eq!(Refusal::PrincipalBusy { limit: 2 }.status(), 429);
         assert_eq!(Refusal::QueueFull.status(), 503);
         assert_eq!(Refusal::EnginePanicked.status(), 500);
     }

@@ -24,7 +24,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::api::Session;
+use crate::api::{Session, UnknownSettings};
 use crate::identity::Principal;
 
 /// Default idle time after which a session ends: 30 minutes.
@@ -50,6 +50,9 @@ pub struct Limits {
     pub max_sessions: NonZeroUsize,
     /// The sessions hold at most about this many bytes together.
     pub max_bytes: u64,
+    /// What a new session does with unknown settings keys
+    /// (`--legacy-settings-keys`).
+    pub unknown_settings: UnknownSettings,
 }
 
 impl Default for Limits {
@@ -58,6 +61,7 @@ impl Default for Limits {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_sessions: NonZeroUsize::new(DEFAULT_MAX_SESSIONS).expect("default is non-zero"),
             max_bytes: DEFAULT_MAX_BYTES,
+            unknown_settings: UnknownSettings::Refuse,
         }
     }
 }
@@ -254,7 +258,9 @@ impl Store {
         }
         let slot = Arc::new(Slot {
             id: inner.next_id,
-            session: Arc::new(tokio::sync::Mutex::new(Session::new())),
+            session: Arc::new(tokio::sync::Mutex::new(Session::with_unknown_settings(
+                self.limits.unknown_settings,
+            ))),
             pending: AtomicUsize::new(0),
         });
         inner.next_id += 1;
@@ -417,6 +423,7 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             max_sessions: NonZeroUsize::new(max_sessions).unwrap(),
             max_bytes,
+            unknown_settings: UnknownSettings::Refuse,
         }
     }
 

@@ -3,7 +3,7 @@
 //! E-20…E-22, CSV-injection defence). `docs/quirks.md` points here.
 
 use tradehabit_worker::analysis::{self, parse::ParseError, tag_trades};
-use tradehabit_worker::api::{handle, Request, Session};
+use tradehabit_worker::api::{handle, Request, Session, UnknownSettings};
 
 const HDR: &str =
     "Order ID,Timestamp,Fill Time,B/S,Contract,filledQty,Avg Fill Price,Type,Stop Price,Status\n";
@@ -452,6 +452,47 @@ fn routing_methods_and_paths() {
     assert_eq!(call(&mut s, "GET", "/api/analyze", "", None, "").0, 405);
 }
 
+/// `docs/quirks.md` H-19: unknown keys (`sigma`, a typo) are a 400 naming
+/// them, nothing changed; the legacy ignored them, and
+/// `--legacy-settings-keys` still does.
+#[test]
+fn unknown_settings_keys_are_refused_unless_legacy() {
+    let j = Some("application/json");
+    let mut s = Session::new();
+    for body in [
+        r#"{"sigma": 1.0}"#,
+        r#"{"unknown": 1}"#,
+        r#"{"vr": 0.5, "Vr": 0.6}"#,
+    ] {
+        let (st, v, _) = call(&mut s, "POST", "/api/settings", "", j, body);
+        assert_eq!(st, 400, "{body}");
+        assert_eq!(v["code"], "settings.unknown_key");
+        let named = v["details"][0].as_str().unwrap();
+        assert!(
+            ["key sigma", "key unknown", "key Vr"].contains(&named),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        call(&mut s, "GET", "/api/settings", "", None, "").1["vr"],
+        0.35
+    );
+    let mut legacy = Session::with_unknown_settings(UnknownSettings::Ignore);
+    let (st, v, _) = call(
+        &mut legacy,
+        "POST",
+        "/api/settings",
+        "",
+        j,
+        r#"{"sigma": 1.0}"#,
+    );
+    assert_eq!((st, &v["updated"]), (200, &serde_json::json!({})));
+    // A reset keeps the session's mode.
+    call(&mut legacy, "DELETE", "/api/session", "", None, "");
+    let (st, _, _) = call(&mut legacy, "POST", "/api/settings", "", j, r#"{"x": 1}"#);
+    assert_eq!(st, 200);
+}
+
 #[test]
 fn settings_are_atomic_and_strict() {
     let mut s = Session::new();
@@ -481,7 +522,7 @@ fn settings_are_atomic_and_strict() {
         "/api/settings",
         "",
         Some("application/vnd.x+json"),
-        r#"{"k": " 1_5 ", "vr": 1, "x": null}"#,
+        r#"{"k": " 1_5 ", "vr": 1}"#,
     );
     assert_eq!(st, 200);
     assert_eq!(v["updated"], serde_json::json!({"k": 15.0, "vr": 1.0}));

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 async fn every_csv_golden_sequence_matches_over_the_socket() {
     let mut failures = Vec::new();
     for name in CSV_GOLDENS {
-        let worker = TestWorker::start().await;
+        let worker = TestWorker::start_legacy().await;
         let mismatches = golden::replay(worker.socket(), None, &golden::load(name)).await;
         failures.extend(mismatches.into_iter().map(|m| format!("{name}: {m}")));
         worker.stop().await;
@@ -28,7 +28,7 @@ async fn every_csv_golden_sequence_matches_over_the_socket() {
 
 #[tokio::test]
 async fn the_errors_sequence_matches_against_a_fresh_worker() {
-    let worker = TestWorker::start().await;
+    let worker = TestWorker::start_legacy().await;
     let mismatches = golden::replay(worker.socket(), None, &golden::load("errors")).await;
     assert!(
         mismatches.is_empty(),
@@ -44,7 +44,7 @@ async fn the_errors_sequence_matches_against_a_fresh_worker() {
 /// differ from its golden file.
 #[tokio::test]
 async fn sequences_of_different_principals_interleaved_do_not_see_each_other() {
-    let worker = std::sync::Arc::new(TestWorker::start().await);
+    let worker = std::sync::Arc::new(TestWorker::start_legacy().await);
     let mut replays = tokio::task::JoinSet::new();
     for name in CSV_GOLDENS {
         let worker = std::sync::Arc::clone(&worker);

@@ -50,6 +50,7 @@ async fn with_every_slot_busy_and_the_queue_full_the_answer_is_503_with_retry_af
     let refused = worker.get("/api/summary", CAROL).await;
     let envelope = refused.assert_envelope(503);
     assert_eq!(refused.headers["retry-after"], "1");
+    assert_eq!(envelope["code"], "admission.queue_full");
     assert!(envelope["message"].as_str().unwrap().contains("busy"));
     assert_eq!(
         worker
@@ -117,6 +118,16 @@ async fn a_principal_over_its_limit_of_requests_in_progress_gets_429() {
     let refused = worker.get("/api/summary", ALICE).await;
     refused.assert_envelope(429);
     assert_eq!(refused.headers["retry-after"], "1");
+    // The gateway's 429 shape: the quota that applies, in RateLimit headers.
+    assert_eq!(
+        refused.headers["ratelimit-policy"],
+        "\"worker-in-progress\";q=2;w=1"
+    );
+    assert_eq!(
+        refused.headers["ratelimit"],
+        "\"worker-in-progress\";r=0;t=1"
+    );
+    assert_eq!(refused.json()["code"], "admission.principal_busy");
     assert_eq!(worker.get("/api/summary", BOB).await.status, 200);
 
     gate.open();

@@ -16,7 +16,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tradehabit_worker::api::{handle, Request, Session, Upload};
+use tradehabit_worker::api::{handle, Request, Session, UnknownSettings, Upload};
 
 use harness::golden::{self, Rules};
 
@@ -213,7 +213,7 @@ fn replay_fixture(name: &str) {
         g["csv_sha256"].as_str().unwrap(),
         "fixture CSV changed"
     );
-    let mut session = Session::new();
+    let mut session = Session::with_unknown_settings(UnknownSettings::Ignore);
     let mut ids = Ids::default();
     let mut diffs = Vec::new();
     for step in g["requests"].as_array().unwrap() {
@@ -371,7 +371,7 @@ fn parity_errors_json() {
             .unwrap()
     };
     let (ref_summary, ref_trades) = (reference("summary-probe"), reference("trades-probe"));
-    let mut session = Session::new();
+    let mut session = Session::with_unknown_settings(UnknownSettings::Ignore);
     let mut ids = Ids::default();
     let mut diffs = Vec::new();
     let mut used = 0;

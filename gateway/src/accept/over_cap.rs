@@ -79,7 +79,7 @@ pub(crate) async fn answer(
             let refusal = Rejection::TooManyConnections {
                 retry_after: crate::config::DEFAULT_RETRY_AFTER,
             };
-            let mut response = reject::respond(&refusal);
+            let mut response = reject::respond(&refusal, Some(&identity.request_id));
             let headers = response.headers_mut();
             respond::secure(headers, &config.headers, &identity.request_id);
             if !is_h2 {

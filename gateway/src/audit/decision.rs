@@ -1,8 +1,9 @@
 //! Which check refused a request and why, in the audit log's words.
 //!
 //! [`decision`] is the one mapping from a [`Rejection`] to the audit
-//! `decision` (the check) and `reason` (precise, dotted, stable). A new
-//! rejection variant needs exactly one line here; the compiler insists.
+//! `decision` (the check) and `reason` (precise, dotted, stable). The reason
+//! is the rejection's envelope `code` ([`Rejection::code`], listed in
+//! `docs/errors.md`), so the client and the audit log name the same cause.
 
 use crate::reject::Rejection;
 
@@ -56,43 +57,13 @@ impl Decision {
 /// to `Decision { is_rate_limited: true, .. }`; the metrics follow.
 pub(crate) fn decision(rejection: &Rejection) -> Decision {
     match rejection {
-        Rejection::PathRefused(_) => Decision::refused("path", "path.refused"),
-        Rejection::RequestLineTooLong { .. } => {
-            Decision::refused("shape", "shape.request_line_too_long")
-        }
-        Rejection::HeadersTooLarge(_) => Decision::refused("shape", "shape.headers_too_large"),
-        Rejection::AmbiguousLength(_) => Decision::refused("shape", "shape.ambiguous_length"),
-        Rejection::HostInvalid => Decision::refused("shape", "shape.host_invalid"),
-        Rejection::HostMisdirected => Decision::refused("shape", "shape.host_misdirected"),
-        Rejection::UpgradeRefused(_) => Decision::refused("shape", "shape.upgrade_refused"),
-        Rejection::UnderscoreHeader => Decision::refused("shape", "shape.underscore_header"),
-        Rejection::NoRoute => Decision::refused("route", "route.not_found"),
-        Rejection::MethodNotAllowed { .. } => {
-            Decision::refused("route", "route.method_not_allowed")
-        }
-        Rejection::BodyTooLarge { .. } => Decision::refused("body", "body.too_large"),
-        Rejection::CompressedBody => Decision::refused("body", "body.compressed"),
-        Rejection::EncodingNotAccepted(_) => {
-            Decision::refused("body", "body.encoding_not_accepted")
-        }
-        Rejection::DecodedTooLarge { .. } => Decision::refused("body", "body.decoded_too_large"),
-        Rejection::EncodingCorrupt => Decision::refused("body", "body.encoding_corrupt"),
-        Rejection::BodyTimeout => Decision::refused("body", "body.timeout"),
-        Rejection::BodyIncomplete => Decision::refused("body", "body.incomplete"),
-        Rejection::ChunkedFraming(_) => Decision::refused("body", "body.chunked_framing"),
         Rejection::Check(check) => from_check(check),
-        Rejection::HttpsRequired => Decision::refused("plain_http", "plain_http.https_required"),
-        Rejection::UpstreamUnreachable(_) => Decision::refused("upstream", "upstream.unreachable"),
-        Rejection::UpstreamBroken(_) => Decision::refused("upstream", "upstream.broken"),
-        Rejection::WorkerLost { .. } => Decision::refused("upstream", "upstream.worker_lost"),
-        Rejection::UpstreamBusy { .. } => Decision::refused("upstream", "upstream.busy"),
-        Rejection::TooManyConnections { .. } => {
-            Decision::refused("accept", "accept.connection_cap")
+        // The envelope's code is the reason; the check is its first part.
+        _ => {
+            let reason = rejection.code();
+            let check = reason.split_once('.').map_or(reason, |(check, _)| check);
+            Decision::refused(check, reason)
         }
-        Rejection::ClientBusy { reason, .. } => Decision::refused("limits", reason),
-        Rejection::UpstreamTimeout => Decision::refused("upstream", "upstream.timeout"),
-        Rejection::UpstreamFailed { .. } => Decision::refused("upstream", "upstream.failed"),
-        Rejection::AuditUnavailable { .. } => Decision::refused("audit", "audit.unavailable"),
     }
 }
 

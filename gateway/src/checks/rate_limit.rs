@@ -65,13 +65,19 @@ use super::Rejection;
 mod limiters;
 mod quotas;
 mod store;
+mod store_settings;
 #[cfg(test)]
 mod tests;
 
-pub use limiters::RouteLimiters;
+pub use limiters::{usage_of, RouteLimiters};
 pub use quotas::{
     validate_quotas, validate_route, validate_settings, KeyKind, QuotaError, QuotaSpec,
     RateLimitSettings, RateLimitSettingsRaw, RouteRateLimits, RouteRateLimitsRaw, Window,
+};
+pub use store_settings::{
+    OnStoreError, RedisAddress, RedisSettings, RedisSettingsRaw, StoreSettings,
+    DEFAULT_ON_STORE_ERROR, DEFAULT_REDIS_POOL_SIZE, DEFAULT_REDIS_TIMEOUT, MAX_REDIS_POOL_SIZE,
+    MAX_REDIS_TIMEOUT,
 };
 
 /// Default cap on keys tracked by one limiter. At roughly 100 bytes per

@@ -260,9 +260,13 @@ pub enum UploadError {
         /// The limit, for the message (`2 MB`).
         limit_text: String,
     },
-    /// The file is not text.
-    #[error("the file is not a text CSV file")]
-    NotText,
+    /// The file is not UTF-8 text (or holds a NUL byte), first at this
+    /// spreadsheet row (the header is row 1).
+    #[error("the file is not UTF-8 text")]
+    NotText {
+        /// 1-based line of the first byte that is not text.
+        row: usize,
+    },
     /// Parts other than the file.
     #[error("the upload must contain exactly one part, named {0:?}")]
     ExtraPart(String),
@@ -278,7 +282,7 @@ impl UploadError {
             Self::NoFilePart => "upload.no_file_part",
             Self::NotCsv => "upload.not_csv",
             Self::TooLarge { .. } => "upload.too_large",
-            Self::NotText => "upload.not_text",
+            Self::NotText { .. } => "upload.not_text",
             Self::ExtraPart(_) => "upload.extra_part",
             Self::Malformed => "upload.malformed",
         }
@@ -288,7 +292,11 @@ impl UploadError {
 impl From<UploadError> for Rejection {
     fn from(err: UploadError) -> Self {
         let reason = err.reason();
-        Rejection::new(StatusCode::BAD_REQUEST, err.to_string(), reason)
+        let rejection = Rejection::new(StatusCode::BAD_REQUEST, err.to_string(), reason);
+        match err {
+            UploadError::NotText { row } => rejection.with_detail(format!("row {row}")),
+            _ => rejection,
+        }
     }
 }
 
@@ -402,8 +410,8 @@ impl UploadRules {
             }
             content.extend_from_slice(&chunk);
         }
-        if !is_text(&content) {
-            return Err(UploadError::NotText);
+        if let Some(row) = first_non_text_row(&content) {
+            return Err(UploadError::NotText { row });
         }
         drop(field);
         match form.next_field().await {
@@ -423,10 +431,18 @@ fn map_multer(err: multer::Error, rules: &UploadRules) -> UploadError {
     }
 }
 
-/// Valid UTF-8 (after an optional byte-order mark) without NUL bytes.
-fn is_text(content: &[u8]) -> bool {
+/// `None` for valid UTF-8 (after an optional byte-order mark) without NUL
+/// bytes; else the 1-based line of the first offending byte.
+fn first_non_text_row(content: &[u8]) -> Option<usize> {
     let content = content.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(content);
-    !content.contains(&0) && std::str::from_utf8(content).is_ok()
+    let invalid = std::str::from_utf8(content).err().map(|e| e.valid_up_to());
+    let nul = content.iter().position(|&b| b == 0);
+    let first = match (invalid, nul) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => return None,
+    };
+    Some(1 + content[..first].iter().filter(|&&b| b == b'\n').count())
 }
 
 /// `2097152` → `2 MB` (the legacy wording counts binary megabytes).

@@ -3,14 +3,13 @@
 //! route's `auth`, `scopes`, `rate_limit`, `cors`, `query`, `json`,
 //! `content_types` and `upload`. Each section is validated by its own
 //! check module (`crate::checks`); this file only puts them together,
-//! checks how they fit each other and builds the rate limiters.
+//! checks how they fit each other. The rate-limit buckets are runtime state
+//! (`state/rate_limits.rs`): here a route only describes its quotas.
 //!
 //! Secrets (the API-key pepper, HMAC keys) are read here, from the
 //! environment or files, and nowhere else.
 
 use std::sync::Arc;
-
-use governor::clock::DefaultClock;
 
 use super::raw::{RawConfig, RawRoute};
 use super::Problems;
@@ -18,7 +17,7 @@ use crate::checks::api_key::{self, ApiKeys};
 use crate::checks::auth::{AuthMode, Authenticator};
 use crate::checks::cors::{self, CorsPolicy};
 use crate::checks::jwt::{self, JwtVerifier};
-use crate::checks::rate_limit::{self, RateLimitSettings, RouteLimiters, RouteRateLimits};
+use crate::checks::rate_limit::{self, RateLimitSettings, RouteRateLimits, StoreSettings};
 use crate::checks::request_rules::{self, JsonRules, QueryRules};
 use crate::checks::scopes;
 use crate::checks::secret::LoadContext;
@@ -38,16 +37,16 @@ pub(crate) struct PolicyChecks {
     pub(crate) auth: Authenticator,
     /// The CORS policy of routes that set none.
     pub(crate) cors: Arc<CorsPolicy>,
-    /// Rate-limit memory bounds.
+    /// Rate-limit memory bounds and store.
     pub(crate) rate_limit: RateLimitSettings,
-    /// Per-IP limiters of `POST /auth/session`, when enabled.
-    pub(crate) session_endpoint: Option<Arc<RouteLimiters>>,
-    /// Per-IP limiters of `POST /auth/token`, when enabled.
-    pub(crate) token_endpoint: Option<Arc<RouteLimiters>>,
+    /// Per-IP quotas of `POST /auth/session`, when enabled.
+    pub(crate) session_quotas: Option<RouteRateLimits>,
+    /// Per-IP quotas of `POST /auth/token`, when enabled.
+    pub(crate) token_quotas: Option<RouteRateLimits>,
 }
 
 /// One route's checks.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RouteChecks {
     /// How credentials are treated.
     pub(crate) auth: AuthMode,
@@ -55,10 +54,9 @@ pub(crate) struct RouteChecks {
     pub(crate) scopes: Vec<String>,
     /// The route's CORS policy (its own, or the top-level one).
     pub(crate) cors: Arc<CorsPolicy>,
-    /// The quotas, as written.
+    /// The quotas, as written (their buckets are runtime state:
+    /// `state/rate_limits.rs`).
     pub(crate) quotas: RouteRateLimits,
-    /// The quotas' limiters and their state.
-    pub(crate) limiters: Arc<RouteLimiters>,
     /// Accepted query parameters.
     pub(crate) query: QueryRules,
     /// JSON body rules, for JSON routes.
@@ -70,34 +68,12 @@ pub(crate) struct RouteChecks {
     pub(crate) upload: Option<UploadRules>,
 }
 
-impl PartialEq for RouteChecks {
-    /// Equal policies; the limiters' state is not part of the policy.
-    fn eq(&self, other: &Self) -> bool {
-        self.auth == other.auth
-            && self.scopes == other.scopes
-            && self.cors == other.cors
-            && self.quotas == other.quotas
-            && self.query == other.query
-            && self.json == other.json
-            && self.content_types == other.content_types
-            && self.upload == other.upload
-    }
-}
-
 impl RouteChecks {
     /// Whether the body must be read in full before it is forwarded (the
     /// multipart form or the JSON depth is checked first).
     pub(crate) fn buffers_body(&self) -> bool {
         self.upload.is_some() || self.json.is_some()
     }
-}
-
-fn limiters(quotas: &RouteRateLimits, settings: &RateLimitSettings) -> Arc<RouteLimiters> {
-    Arc::new(RouteLimiters::new(
-        quotas,
-        settings,
-        DefaultClock::default(),
-    ))
 }
 
 /// Validates the top-level tables of the checks.
@@ -122,26 +98,24 @@ pub(crate) fn validate_global(
     let rate_limit = rate_limit::validate_settings(
         &raw.rate_limit.take().unwrap_or_default(),
         "rate_limit",
+        super::duration::parse,
         problems,
     );
     let (cors, api_keys, jwt, tokens, rate_limit) = (cors?, api_keys?, jwt?, tokens?, rate_limit?);
-    let endpoint_limiters = |endpoint: Option<&session_token::Endpoint>| {
-        endpoint.map(|e| {
-            let quotas = RouteRateLimits {
-                per_ip: e.rate_limit_per_ip.clone(),
-                per_principal: Vec::new(),
-            };
-            limiters(&quotas, &rate_limit)
+    let endpoint_quotas = |endpoint: Option<&session_token::Endpoint>| {
+        endpoint.map(|e| RouteRateLimits {
+            per_ip: e.rate_limit_per_ip.clone(),
+            ..RouteRateLimits::default()
         })
     };
-    let session_endpoint = endpoint_limiters(tokens.session());
-    let token_endpoint = endpoint_limiters(tokens.exchange());
+    let session_quotas = endpoint_quotas(tokens.session());
+    let token_quotas = endpoint_quotas(tokens.exchange());
     Some(PolicyChecks {
         auth: Authenticator::new(api_keys, jwt, tokens),
         cors: Arc::new(cors),
         rate_limit,
-        session_endpoint,
-        token_endpoint,
+        session_quotas,
+        token_quotas,
     })
 }
 
@@ -202,11 +176,16 @@ pub(crate) fn validate_route(
     }
     let global = global?;
     let quotas = quotas?;
+    if quotas.on_store_error.is_some() && global.rate_limit.store == StoreSettings::Memory {
+        problems.push(
+            key("rate_limit.on_store_error"),
+            "only used with rate_limit.store = \"redis\"",
+        );
+    }
     Some(RouteChecks {
         auth,
         scopes: scopes?,
         cors: cors?,
-        limiters: limiters(&quotas, &global.rate_limit),
         quotas,
         query: query?,
         json: json.map(|j| j.ok_or(())).transpose().ok()?,

@@ -177,4 +177,7 @@ pub(crate) struct RawRoute {
     /// Files served by the gateway itself instead of forwarding
     /// (`static_files.rs`).
     pub(crate) static_files: Option<StaticFilesRaw>,
+    /// Who answers: `upstream` (default) or `openapi` (the gateway, with
+    /// the API's OpenAPI document).
+    pub(crate) serve: Option<String>,
 }

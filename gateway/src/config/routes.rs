@@ -14,6 +14,17 @@ pub(crate) enum PathMatch {
     Prefix,
 }
 
+/// Who answers a route's requests (`serve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Serve {
+    /// Forwarded to the upstream (`serve = "upstream"`, the default).
+    #[default]
+    Upstream,
+    /// Answered by the gateway with the OpenAPI document of the API
+    /// (`serve = "openapi"`; `GET` only), after the route's checks.
+    OpenApi,
+}
+
 /// One `[[routes]]` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Route {
@@ -31,6 +42,8 @@ pub(crate) struct Route {
     pub(crate) compressed_body: Option<CompressedBody>,
     /// Served from a directory by the gateway itself (`static_files`).
     pub(crate) static_files: Option<Arc<StaticFiles>>,
+    /// Who answers.
+    pub(crate) serve: Serve,
 }
 
 pub(super) fn validate_routes(
@@ -113,6 +126,12 @@ pub(super) fn validate_route(
             None
         }
     };
+    let serve = validate_serve(
+        raw.serve.as_deref(),
+        raw.methods.as_deref(),
+        &key("serve"),
+        problems,
+    );
     let methods = required(raw.methods, &key("methods"), problems).map(|list| {
         if list.is_empty() {
             problems.push(key("methods"), "must list at least one method");
@@ -148,6 +167,7 @@ pub(super) fn validate_route(
         checks: route_checks?,
         compressed_body: compressed_body?,
         static_files: static_files?,
+        serve: serve?,
     })
 }
 
@@ -182,6 +202,32 @@ fn validate_static(
     }
     static_files::validate(section, &key("static_files"), base_dir, problems)
         .map(|files| Some(Arc::new(files)))
+}
+
+/// `serve`: `upstream` or `openapi`; the document is only read (`GET`).
+fn validate_serve(
+    serve: Option<&str>,
+    methods: Option<&[String]>,
+    key: &str,
+    problems: &mut Problems,
+) -> Option<Serve> {
+    match serve {
+        None | Some("upstream") => Some(Serve::Upstream),
+        Some("openapi") => {
+            if methods.is_some_and(|list| list.iter().any(|m| m != "GET")) {
+                problems.push(key, "`openapi` routes take `methods = [\"GET\"]` only");
+                return None;
+            }
+            Some(Serve::OpenApi)
+        }
+        Some(other) => {
+            problems.push(
+                key,
+                format_args!("`{other}` is not `upstream` or `openapi`"),
+            );
+            None
+        }
+    }
 }
 
 pub(super) fn route_method(text: &str, key: &str, problems: &mut Problems) -> Option<Method> {

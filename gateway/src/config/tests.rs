@@ -436,30 +436,6 @@ fn secrets_come_from_the_given_environment_and_files_next_to_the_policy() {
 }
 
 #[test]
-fn rate_limit_state_survives_a_reload_unless_the_quotas_change() {
-    let limited = MINIMAL.replace(
-        "methods = [\"GET\"]",
-        "methods = [\"GET\"]\nauth = \"none\"\nrate_limit = { per_ip = [\"1/day\"] }",
-    );
-    let client: std::net::IpAddr = "192.0.2.1".parse().unwrap();
-    let before = Config::from_toml(&limited).unwrap();
-    before.routes[0].checks.limiters.check_ip(client).unwrap();
-    assert!(before.routes[0].checks.limiters.check_ip(client).is_err());
-
-    let mut same = Config::from_toml(&limited).unwrap();
-    same.keep_rate_limit_state(&before);
-    assert!(
-        same.routes[0].checks.limiters.check_ip(client).is_err(),
-        "a reload does not reset the budget"
-    );
-    let mut changed = Config::from_toml(&limited.replace("1/day", "2/day")).unwrap();
-    changed.keep_rate_limit_state(&before);
-    assert!(changed.routes[0].checks.limiters.check_ip(client).is_ok());
-    assert_eq!(same.rate_limit_tracked_keys(), 1);
-    same.purge_rate_limits();
-}
-
-#[test]
 fn compressed_body_is_off_by_default_and_validated_per_route() {
     assert_eq!(minimal().routes[0].compressed_body, None);
     let allowed = MINIMAL.replace(
@@ -605,5 +581,30 @@ fn server_threads_default_to_one_per_core_are_bounded_and_need_a_restart() {
     assert_eq!(
         minimal().restart_only_changes(&with(&other).unwrap()),
         ["server.threads"]
+    );
+}
+
+#[test]
+fn serve_openapi_is_get_only_and_other_values_are_refused() {
+    let route = |serve: &str, methods: &str| {
+        format!(
+            "{MINIMAL}\n[[routes]]\nname = \"doc\"\npath = \"/api/openapi.json\"\nmethods = {methods}\nauth = \"none\"\nserve = \"{serve}\"\n"
+        )
+    };
+    let config = Config::from_toml(&route("openapi", "[\"GET\"]")).expect("valid");
+    assert_eq!(config.routes[1].serve, super::Serve::OpenApi);
+    let problems = Config::from_toml(&route("openapi", "[\"GET\", \"POST\"]"))
+        .unwrap_err()
+        .problems();
+    assert!(
+        problems[0].starts_with(r#"routes["doc"].serve: `openapi` routes take"#),
+        "{problems:#?}"
+    );
+    let problems = Config::from_toml(&route("files", "[\"GET\"]"))
+        .unwrap_err()
+        .problems();
+    assert!(
+        problems[0].starts_with(r#"routes["doc"].serve: `files` is not"#),
+        "{problems:#?}"
     );
 }

@@ -58,6 +58,8 @@ struct Expect {
     check: Option<String>,
     /// The refusal's audit reason (`auth.missing`).
     reason: Option<String>,
+    /// The envelope's `code` (`docs/errors.md`).
+    code: Option<String>,
     /// The envelope's `message`.
     message: Option<String>,
     principal: Option<String>,
@@ -102,15 +104,16 @@ impl fmt::Display for TestRun {
 }
 
 /// Runs the tests in `tests` against the policy file `policy`.
-pub fn run_file(policy: &Path, tests: &Path) -> anyhow::Result<TestRun> {
+pub async fn run_file(policy: &Path, tests: &Path) -> anyhow::Result<TestRun> {
     let text = std::fs::read_to_string(tests)
         .with_context(|| format!("cannot read {}", tests.display()))?;
     run(&|| Config::from_file(policy), &text)
+        .await
         .with_context(|| format!("policy tests {}", tests.display()))
 }
 
 /// Runs the tests of `text`, each on a policy freshly made by `load`.
-pub(super) fn run(
+pub(super) async fn run(
     load: &dyn Fn() -> Result<Config, ConfigError>,
     text: &str,
 ) -> anyhow::Result<TestRun> {
@@ -149,7 +152,9 @@ pub(super) fn run(
             caller_scopes,
             caller_id: case.caller.clone(),
         };
-        let report = explain(load()?, &request).with_context(|| case.name.clone())?;
+        let report = explain(load()?, &request)
+            .await
+            .with_context(|| case.name.clone())?;
         run.uncovered
             .retain(|name| report.route.as_ref() != Some(name));
         let differences = compare(&case.expect, &report);
@@ -197,6 +202,10 @@ fn compare(expect: &Expect, report: &Report) -> Vec<String> {
     }
     if let Some(reason) = &expect.reason {
         differ("reason", reason, answer.reason);
+    }
+    if let Some(code) = &expect.code {
+        let got = answer.envelope.as_ref().and_then(|e| e["code"].as_str());
+        differ("code", code, got);
     }
     if let Some(message) = &expect.message {
         let got = answer.envelope.as_ref().and_then(|e| e["message"].as_str());

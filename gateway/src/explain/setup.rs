@@ -11,8 +11,11 @@ use http::{HeaderName, HeaderValue, Method, Uri, Version};
 
 use super::ExplainRequest;
 use crate::checks::auth::X_API_KEY;
+use crate::checks::rate_limit::{RateLimitSettings, StoreSettings};
 use crate::config::Config;
 use crate::host;
+use crate::metrics::Metrics;
+use crate::state::RateLimits;
 
 /// The client address of a request that names none (TEST-NET-3, RFC 5737).
 pub const DEFAULT_CLIENT_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
@@ -147,4 +150,25 @@ pub(super) fn is_secret(name: &HeaderName) -> bool {
         name.as_str(),
         "authorization" | "proxy-authorization" | "x-api-key" | "cookie" | "set-cookie"
     )
+}
+
+/// Fresh rate-limit state for `config`, built as `State` builds it but
+/// always in memory: a dry run charges nothing that outlives it. With
+/// `store = "redis"`, also what that means for the output.
+pub(super) fn fresh_rate_limits(config: &Config) -> anyhow::Result<(RateLimits, Option<String>)> {
+    let configured = &config.checks.rate_limit;
+    let note = match configured.store {
+        StoreSettings::Memory => None,
+        StoreSettings::Redis(_) => Some(
+            "rate_limit.store = \"redis\": quotas are charged to fresh in-memory buckets \
+             instead (the shared store is neither read nor written)"
+                .to_owned(),
+        ),
+    };
+    let settings = RateLimitSettings {
+        store: StoreSettings::Memory,
+        ..configured.clone()
+    };
+    let limits = RateLimits::new(&settings, Metrics::new().rate_limit_store())?;
+    Ok((limits, note))
 }

@@ -1,6 +1,7 @@
 //! Admit: the ordered checks of the module doc of `policy.rs`, from the
 //! request's shape to the head of its body, as one function that returns
-//! an [`Admission`]. Nothing here awaits or talks to the upstream.
+//! an [`Admission`]. Nothing here talks to the upstream; the only await is
+//! the rate-limit store (`state/rate_limits.rs`), bounded by its timeout.
 
 use std::sync::Arc;
 
@@ -15,10 +16,11 @@ use crate::audit::Trail;
 use crate::body::Body;
 use crate::checks::auth::Principal;
 use crate::checks::{cors, rate_limit, request_rules, scopes, upload};
-use crate::config::{Config, Route};
+use crate::config::{Config, Route, Serve};
 use crate::identity::Identity;
 use crate::reject::{check, Rejection};
 use crate::request_body::{self, BodyWatch, Decoding};
+use crate::state::rate_limits::{Owner, RateLimits, Stage};
 use crate::{host, path};
 
 /// What the admit stage decided: the policy headers every answer gets
@@ -54,26 +56,25 @@ pub(super) struct Forward {
 
 /// The admit stage: the checks in order (see the module doc), up to and
 /// including the body's head (content type, declared length, encoding).
-/// Nothing here awaits; the body is read by the forward stage.
-pub(super) fn admit(
+/// The body is read by the forward stage.
+pub(super) async fn admit(
     request: Request<Incoming>,
     identity: &Identity,
     config: &Config,
+    limits: &RateLimits,
     trail: &Trail,
 ) -> Admission {
     let (mut parts, body) = request.into_parts();
     let mut headers = HeaderMap::new();
     let has_body = !body.is_end_stream();
-    let mut trace = Trace::off();
-    let checked = admit_head(
-        &mut parts,
-        has_body,
+    let context = Context {
         identity,
         config,
+        limits,
         trail,
-        &mut headers,
-        &mut trace,
-    );
+    };
+    let mut trace = Trace::off();
+    let checked = admit_head(&mut parts, has_body, &context, &mut headers, &mut trace).await;
     let (verdict, unread) = match checked {
         Ok(Checked::Answered(response)) => (Ok(Admitted::Answered(response)), Some(body)),
         Ok(Checked::Forward {
@@ -107,16 +108,14 @@ pub(super) fn admit(
 /// follows): the head checks, then the body's head. The live path calls it
 /// from [`admit`] with [`Trace::off`]; the dry run (`explain`, policy
 /// tests) with a synthetic head and [`Trace::on`].
-pub(super) fn admit_head(
+pub(super) async fn admit_head(
     parts: &mut Parts,
     has_body: bool,
-    identity: &Identity,
-    config: &Config,
-    trail: &Trail,
+    context: &Context<'_>,
     headers: &mut HeaderMap,
     trace: &mut Trace,
 ) -> Result<Checked, Rejection> {
-    let checked = run_checks(parts, has_body, identity, config, trail, headers, trace)?;
+    let checked = run_checks(parts, has_body, context, headers, trace).await?;
     let (route, host, principal) = match checked {
         Checked::Forward {
             route,
@@ -145,7 +144,8 @@ pub(super) fn admit_head(
 
 /// What the head checks let through.
 pub(super) enum Checked {
-    /// Answered by the gateway itself: a CORS preflight, a token endpoint.
+    /// Answered by the gateway itself: a CORS preflight, a token endpoint,
+    /// a cookie session's page load, the OpenAPI document.
     Answered(Response<Body>),
     /// To be forwarded; `decoding` is set once the body's head is checked.
     Forward {
@@ -156,20 +156,31 @@ pub(super) enum Checked {
     },
 }
 
+/// What every check of one request may consult.
+pub(super) struct Context<'a> {
+    pub(super) identity: &'a Identity,
+    /// The request's policy snapshot.
+    pub(super) config: &'a Config,
+    /// The rate-limit state.
+    pub(super) limits: &'a RateLimits,
+    pub(super) trail: &'a Trail,
+}
+
 /// The head checks in order, gathering the policy headers into `headers`
 /// and each decision into `trace`.
-fn run_checks(
+async fn run_checks(
     parts: &mut Parts,
     has_body: bool,
-    identity: &Identity,
-    config: &Config,
-    trail: &Trail,
+    context: &Context<'_>,
     headers: &mut HeaderMap,
     trace: &mut Trace,
 ) -> Result<Checked, Rejection> {
+    let Context { config, trail, .. } = *context;
     let host = check_head(parts, config, trace)?;
     if let Some(endpoint) = tokens::Endpoint::find(parts.uri.path(), &config.checks) {
-        let answer = endpoint.serve(parts, has_body, identity, &host, config, headers);
+        let answer = endpoint
+            .serve(parts, has_body, &host, context, headers)
+            .await;
         let answer = trace.note_answer("endpoint", answer, || {
             format!("{} is the gateway's own endpoint", parts.uri.path())
         })?;
@@ -196,17 +207,10 @@ fn run_checks(
     headers.extend(cors_headers);
     let in_url = request_rules::refuse_credentials_in_url(parts.uri.query()).map_err(check);
     trace.step("credentials_in_url", in_url, |()| "none".to_owned())?;
-    let usage = checks.limiters.check_ip(identity.client_ip).map_err(check);
-    let mut usage = trace.step("rate_limit_ip", usage, |usage| {
-        describe::usage(
-            usage,
-            "per_ip",
-            &rate_limit::rate_key_for_ip(identity.client_ip).to_string(),
-        )
-    })?;
+    let mut usage = charge_ip(&route, context, trace).await?;
     let now = OffsetDateTime::now_utc();
     let unix_now = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-    let page = cookie_session::on_page(parts, &route, identity, config, unix_now, headers);
+    let page = cookie_session::on_page(parts, &route, context, unix_now, headers).await;
     if let Some(answer) = trace.answer_if("cookie_session", page, || {
         "a cross-site page load without the session cookie: the page that loads it again".to_owned()
     })? {
@@ -233,21 +237,8 @@ fn run_checks(
     trace.step("scopes", scoped, |()| {
         describe::scopes(&checks.scopes, held)
     })?;
-    if checks.limiters.has_principal_quotas() {
-        let rate_key = match &principal {
-            Some(principal) => principal.id.clone(),
-            None => rate_limit::anonymous_key(identity.client_ip),
-        };
-        let charged = checks.limiters.check_principal(&rate_key).map_err(check);
-        let charged = trace.step("rate_limit_principal", charged, |usage| {
-            describe::usage(usage, "per_principal", &rate_key)
-        })?;
-        usage.extend(charged);
-    } else {
-        trace.note("rate_limit_principal", Outcome::Skip, || {
-            "the route has no per_principal quota".to_owned()
-        });
-    }
+    let principal_id = principal.as_ref().map(|p| p.id.as_str());
+    usage.extend(charge_principal(&route, principal_id, &usage, context, trace).await?);
     headers.extend(rate_limit::headers(&usage));
     let query = checks.query.check(parts.uri.query()).map_err(check);
     trace.step("query", query, |()| describe::query(parts.uri.query()))?;
@@ -262,11 +253,84 @@ fn run_checks(
             "the route sets no content_types: any is accepted".to_owned()
         });
     }
+    if route.serve == Serve::OpenApi {
+        trace.note("openapi", Outcome::Answer, || {
+            "the route serves the API's OpenAPI document: 200".to_owned()
+        });
+        return Ok(Checked::Answered(openapi_document()));
+    }
     Ok(Checked::Forward {
         route,
         host,
         principal,
         decoding: None,
+    })
+}
+
+/// The route's per-IP quotas: what they charged, or the 429.
+async fn charge_ip(
+    route: &Route,
+    context: &Context<'_>,
+    trace: &mut Trace,
+) -> Result<Vec<rate_limit::Usage>, Rejection> {
+    let owner = Owner::Route {
+        name: &route.name,
+        path: &route.path,
+    };
+    let client_ip = context.identity.client_ip;
+    let usage = context
+        .limits
+        .check(
+            context.config,
+            owner,
+            &route.checks.quotas,
+            Stage::Ip(client_ip),
+            context.trail,
+        )
+        .await;
+    trace.step("rate_limit_ip", usage, |usage| {
+        describe::usage(
+            usage,
+            "per_ip",
+            &rate_limit::rate_key_for_ip(client_ip).to_string(),
+        )
+    })
+}
+
+/// The route's per-principal quotas (`principal`: the authenticated id;
+/// anonymous callers count by address): what they charged, or the 429,
+/// which names the per-IP quotas already counted (`earlier`) too: one 429
+/// lists every quota that applies (`docs/errors.md`).
+async fn charge_principal(
+    route: &Route,
+    principal: Option<&str>,
+    earlier: &[rate_limit::Usage],
+    context: &Context<'_>,
+    trace: &mut Trace,
+) -> Result<Vec<rate_limit::Usage>, Rejection> {
+    let quotas = &route.checks.quotas;
+    if quotas.per_principal.is_empty() {
+        trace.note("rate_limit_principal", Outcome::Skip, || {
+            "the route has no per_principal quota".to_owned()
+        });
+        return Ok(Vec::new());
+    }
+    let rate_key = match principal {
+        Some(id) => id.to_owned(),
+        None => rate_limit::anonymous_key(context.identity.client_ip),
+    };
+    let owner = Owner::Route {
+        name: &route.name,
+        path: &route.path,
+    };
+    let stage = Stage::Principal(&rate_key);
+    let charged = context
+        .limits
+        .check(context.config, owner, quotas, stage, context.trail)
+        .await
+        .map_err(|refusal| with_earlier_quotas(refusal, earlier));
+    trace.step("rate_limit_principal", charged, |usage| {
+        describe::usage(usage, "per_principal", &rate_key)
     })
 }
 
@@ -281,6 +345,18 @@ fn check_head(parts: &Parts, config: &Config, trace: &mut Trace) -> Result<Strin
     let path = path::check(parts.uri.path()).map_err(Rejection::PathRefused);
     trace.step("path", path, |()| "already normal".to_owned())?;
     Ok(host)
+}
+
+/// The API's OpenAPI document (`docs/openapi.json`), generated once.
+fn openapi_document() -> Response<Body> {
+    static DOCUMENT: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let bytes = DOCUMENT.get_or_init(|| tradehabit_shared::openapi::to_json_bytes().into());
+    let mut response = Response::new(crate::body::full(bytes.clone()));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Checks a CORS preflight against the route serving the method it asks
@@ -342,6 +418,30 @@ pub(super) fn upload_too_large(rejection: Rejection, route: &Route) -> Rejection
 
 /// Refuses (421) a request whose host (`authority`, as `policy::shape`
 /// returns it) is not one of `names` (`host.rs`).
+/// A per-principal 429 with the request's per-IP quotas (`earlier`, already
+/// counted) listed first in its RateLimit headers.
+fn with_earlier_quotas(refusal: Rejection, earlier: &[rate_limit::Usage]) -> Rejection {
+    let Rejection::Check(mut refused) = refusal else {
+        return refusal;
+    };
+    if refused.status != StatusCode::TOO_MANY_REQUESTS || earlier.is_empty() {
+        return Rejection::Check(refused);
+    }
+    for (name, value) in rate_limit::headers(earlier) {
+        if let Some((_, current)) = refused.headers.iter_mut().find(|(n, _)| *n == name) {
+            let joined = format!(
+                "{}, {}",
+                value.to_str().unwrap_or_default(),
+                current.to_str().unwrap_or_default()
+            );
+            if let Ok(joined) = http::HeaderValue::from_str(&joined) {
+                *current = joined;
+            }
+        }
+    }
+    Rejection::Check(refused)
+}
+
 fn check_host(authority: &str, names: &host::ServerNames) -> Result<(), Rejection> {
     // A host that is no name at all (`a..b`) is not ours either.
     match host::Name::of_authority(authority) {

@@ -25,8 +25,10 @@ use crate::body::{self, Body};
 use crate::checks::auth::{AuthMethod, AuthMode, Principal, X_API_KEY};
 use crate::checks::session_cookie::{self, clear_cookie};
 use crate::config::{Config, Route};
-use crate::identity::Identity;
 use crate::reject::{check, Rejection};
+use crate::state::rate_limits::{Owner, Stage};
+
+use super::admit::Context;
 
 /// The page that loads its own URL again (see the module doc): a meta
 /// refresh, no script, so no CSP stands in its way. It names the path and
@@ -54,14 +56,14 @@ fn reload_page(target: &str) -> Response<Body> {
 /// A page request on a static-files route: issues or renews the session
 /// cookie into `out`; `Some` is an answer in the page's place (the reload
 /// page). Strips the cookie from the request.
-pub(super) fn on_page(
+pub(super) async fn on_page(
     parts: &mut Parts,
     route: &Route,
-    identity: &Identity,
-    config: &Config,
+    context: &Context<'_>,
     now: u64,
     out: &mut HeaderMap,
 ) -> Result<Option<Response<Body>>, Rejection> {
+    let config = context.config;
     let Some(files) = &route.static_files else {
         return Ok(None);
     };
@@ -94,8 +96,12 @@ pub(super) fn on_page(
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         return Ok(Some(reload_page(target)));
     }
-    if let Some(limiters) = &config.checks.session_endpoint {
-        limiters.check_ip(identity.client_ip).map_err(check)?;
+    if let Some(quotas) = &config.checks.session_quotas {
+        let stage = Stage::Ip(context.identity.client_ip);
+        context
+            .limits
+            .check(config, Owner::Session, quotas, stage, context.trail)
+            .await?;
     }
     if let Some((_, cookie)) = cookies.issue(tokens, now, &mut rand::rngs::OsRng) {
         tracing::info!(policy.issued = "session-cookie", "issued a gateway token");

@@ -3,8 +3,8 @@
 //! — without listeners, upstream or audit log. What `explain` and the
 //! policy tests show (`docs/configuration.md`, "Explain a decision").
 //!
-//! The rate limiters charged are the `Config`'s own: give it a freshly
-//! loaded policy to see what a request would cost on fresh buckets.
+//! The quotas are charged to the `RateLimits` given: a fresh one (see
+//! `explain`) shows what a request would cost on fresh buckets.
 
 use std::net::IpAddr;
 
@@ -12,8 +12,9 @@ use futures_util::FutureExt as _;
 use http::request::Parts;
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt as _;
+use tracing::instrument::WithSubscriber as _;
 
-use super::admit::{admit_head, Checked};
+use super::admit::{admit_head, Checked, Context};
 use super::trace::{Step, Trace};
 use crate::audit::{self, Trail};
 use crate::body::Body;
@@ -23,6 +24,7 @@ use crate::identity;
 use crate::proxy::{upstream_headers, Caller};
 use crate::reject;
 use crate::respond;
+use crate::state::RateLimits;
 
 /// What the gateway would do with one request.
 #[derive(Debug)]
@@ -59,76 +61,85 @@ pub(crate) enum Answer {
 }
 
 /// Runs `parts` (`has_body`: a body follows) from `client_ip` through the
-/// admit stage of `config`.
-pub(crate) fn dry_run(
+/// admit stage of `config`, charging its quotas to `limits`.
+pub(crate) async fn dry_run(
     config: &Config,
-    mut parts: Parts,
+    limits: &RateLimits,
+    parts: Parts,
     has_body: bool,
     client_ip: IpAddr,
 ) -> DryRun {
     // The refusal log lines of the live path are not wanted here.
     let quiet = tracing::Dispatch::none();
-    tracing::dispatcher::with_default(&quiet, || {
-        let identity =
-            identity::identify(&parts.headers, client_ip, &config.server.trusted_proxies);
-        let trail = Trail::default();
-        let mut headers = HeaderMap::new();
-        let mut trace = Trace::on();
-        let checked = admit_head(
-            &mut parts,
-            has_body,
-            &identity,
-            config,
-            &trail,
-            &mut headers,
-            &mut trace,
-        );
-        let mut principal = None;
-        let answer = match checked {
-            Ok(Checked::Forward {
-                route,
-                host,
-                principal: caller,
-                ..
-            }) => {
-                principal = caller.as_ref().map(|p| p.id.clone());
-                let caller = Caller {
-                    principal: caller.as_ref(),
-                    consumed_credentials: route.checks.auth != AuthMode::None,
-                };
-                upstream_headers(&mut parts.headers, &identity, &caller, &host);
-                if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-                    if let Some(target) = parts.uri.path_and_query().cloned() {
-                        parts.uri = target.into();
-                    }
-                }
-                parts.version = http::Version::HTTP_11;
-                let mut response_headers = HeaderMap::new();
-                super::add_policy_headers(&mut response_headers, headers);
-                respond::secure(&mut response_headers, &config.headers, &identity.request_id);
-                Answer::Forwarded {
-                    upstream: parts,
-                    response_headers,
-                }
-            }
-            Ok(Checked::Answered(response)) => {
-                finish(response, headers, config, &identity.request_id, None)
-            }
-            Err(rejection) => {
-                let decision = audit::decision(&rejection);
-                let refused = decision.reason.map(|reason| (decision.outcome, reason));
-                let response = reject::respond(&rejection);
-                finish(response, headers, config, &identity.request_id, refused)
-            }
-        };
-        let (steps, route) = trace.finish();
-        DryRun {
-            steps,
+    traced(config, limits, parts, has_body, client_ip)
+        .with_subscriber(quiet)
+        .await
+}
+
+/// [`dry_run`], with whatever subscriber is current.
+async fn traced(
+    config: &Config,
+    limits: &RateLimits,
+    mut parts: Parts,
+    has_body: bool,
+    client_ip: IpAddr,
+) -> DryRun {
+    let identity = identity::identify(&parts.headers, client_ip, &config.server.trusted_proxies);
+    let trail = Trail::default();
+    let context = Context {
+        identity: &identity,
+        config,
+        limits,
+        trail: &trail,
+    };
+    let mut headers = HeaderMap::new();
+    let mut trace = Trace::on();
+    let checked = admit_head(&mut parts, has_body, &context, &mut headers, &mut trace).await;
+    let mut principal = None;
+    let answer = match checked {
+        Ok(Checked::Forward {
             route,
-            principal,
-            answer,
+            host,
+            principal: caller,
+            ..
+        }) => {
+            principal = caller.as_ref().map(|p| p.id.clone());
+            let caller = Caller {
+                principal: caller.as_ref(),
+                consumed_credentials: route.checks.auth != AuthMode::None,
+            };
+            upstream_headers(&mut parts.headers, &identity, &caller, &host);
+            if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+                if let Some(target) = parts.uri.path_and_query().cloned() {
+                    parts.uri = target.into();
+                }
+            }
+            parts.version = http::Version::HTTP_11;
+            let mut response_headers = HeaderMap::new();
+            super::add_policy_headers(&mut response_headers, headers);
+            respond::secure(&mut response_headers, &config.headers, &identity.request_id);
+            Answer::Forwarded {
+                upstream: parts,
+                response_headers,
+            }
         }
-    })
+        Ok(Checked::Answered(response)) => {
+            finish(response, headers, config, &identity.request_id, None)
+        }
+        Err(rejection) => {
+            let decision = audit::decision(&rejection);
+            let refused = decision.reason.map(|reason| (decision.outcome, reason));
+            let response = reject::respond(&rejection, Some(&identity.request_id));
+            finish(response, headers, config, &identity.request_id, refused)
+        }
+    };
+    let (steps, route) = trace.finish();
+    DryRun {
+        steps,
+        route,
+        principal,
+        answer,
+    }
 }
 
 /// The gateway's own answer as the client would get it: the policy and

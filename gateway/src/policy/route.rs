@@ -84,6 +84,7 @@ mod tests {
             checks: crate::config::tests::minimal().routes[0].checks.clone(),
             compressed_body: None,
             static_files: None,
+            serve: crate::config::Serve::Upstream,
         })
     }
 

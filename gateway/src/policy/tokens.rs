@@ -6,9 +6,9 @@
 //! Both go through the same stages as a routed request, in the same order:
 //! CORS (the top-level policy; preflights answered), credentials in the
 //! URL, the per-IP quotas of `[tokens.session]` / `[tokens.exchange]`, and
-//! for the exchange the API key itself. Neither takes a body.
-
-use std::sync::Arc;
+//! for the exchange the API key itself. Neither takes a body; a small JSON
+//! body (`{}`, what many HTTP clients send by default with a POST) is
+//! accepted and ignored, unread (`docs/scripting.md`).
 
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
@@ -18,47 +18,50 @@ use tradehabit_shared::envelope;
 
 use crate::body::{self, Body};
 use crate::checks::auth::{AuthFailure, X_API_KEY};
-use crate::checks::rate_limit::{self, RouteLimiters};
+use crate::checks::rate_limit::{self, RouteRateLimits};
 use crate::checks::session_token::{IssuedToken, SESSION_PATH, TOKEN_PATH};
 use crate::checks::{cors, request_rules, upload};
 use crate::config::{Config, PolicyChecks};
-use crate::identity::Identity;
 use crate::reject::{check, Rejection};
+use crate::state::rate_limits::{Owner, Stage};
 
-/// Which gateway endpoint a request is for.
-pub(crate) enum Endpoint {
+use super::admit::Context;
+
+/// Which gateway endpoint a request is for, with its per-IP quotas.
+pub(crate) enum Endpoint<'a> {
     /// `POST /auth/session`.
-    Session(Arc<RouteLimiters>),
+    Session(&'a RouteRateLimits),
     /// `POST /auth/token`.
-    Token(Arc<RouteLimiters>),
+    Token(&'a RouteRateLimits),
 }
 
-impl Endpoint {
+impl<'a> Endpoint<'a> {
     /// The enabled endpoint at `path`, if any.
-    pub(crate) fn find(path: &str, checks: &PolicyChecks) -> Option<Endpoint> {
+    pub(crate) fn find(path: &str, checks: &'a PolicyChecks) -> Option<Endpoint<'a>> {
         match path {
-            SESSION_PATH => checks.session_endpoint.clone().map(Endpoint::Session),
-            TOKEN_PATH => checks.token_endpoint.clone().map(Endpoint::Token),
+            SESSION_PATH => checks.session_quotas.as_ref().map(Endpoint::Session),
+            TOKEN_PATH => checks.token_quotas.as_ref().map(Endpoint::Token),
             _ => None,
         }
     }
 
-    fn limiters(&self) -> &RouteLimiters {
+    fn quotas(&self) -> (Owner<'static>, &'a RouteRateLimits) {
         match self {
-            Endpoint::Session(limiters) | Endpoint::Token(limiters) => limiters,
+            Endpoint::Session(quotas) => (Owner::Session, quotas),
+            Endpoint::Token(quotas) => (Owner::Token, quotas),
         }
     }
 
     /// Answers the request (see the module doc for the stages).
-    pub(crate) fn serve(
+    pub(super) async fn serve(
         &self,
         parts: &Parts,
         has_body: bool,
-        identity: &Identity,
         host: &str,
-        config: &Config,
+        context: &Context<'_>,
         policy_headers: &mut HeaderMap,
     ) -> Result<Response<Body>, Rejection> {
+        let config = context.config;
         let cors = &config.checks.cors;
         if cors::is_preflight(&parts.method, &parts.headers) {
             let headers = cors
@@ -77,12 +80,14 @@ impl Endpoint {
                 .map_err(check)?,
         );
         request_rules::refuse_credentials_in_url(parts.uri.query()).map_err(check)?;
-        let usage = self
-            .limiters()
-            .check_ip(identity.client_ip)
-            .map_err(check)?;
+        let (owner, quotas) = self.quotas();
+        let stage = Stage::Ip(context.identity.client_ip);
+        let usage = context
+            .limits
+            .check(config, owner, quotas, stage, context.trail)
+            .await?;
         policy_headers.extend(rate_limit::headers(&usage));
-        upload::check_content_type(&[], &parts.headers, has_body).map_err(check)?;
+        check_ignored_body(&parts.headers, has_body)?;
 
         let tokens = config.checks.auth.tokens();
         let now = OffsetDateTime::now_utc();
@@ -99,6 +104,34 @@ impl Endpoint {
         let issued = issued.ok_or(Rejection::NoRoute)?;
         tracing::info!(policy.issued = issued_kind(self), "issued a gateway token");
         Ok(token_response(&issued))
+    }
+}
+
+/// The largest JSON body a token endpoint accepts (and ignores): room for
+/// `{}` with whitespace, or a client's default empty-ish object.
+pub(crate) const MAX_IGNORED_JSON_BODY_BYTES: u64 = 64;
+
+/// A token endpoint's body: none, or a JSON body whose declared length is at
+/// most [`MAX_IGNORED_JSON_BODY_BYTES`] (never read: the endpoints take no
+/// parameters). Any other type is a 415; a larger or undeclared JSON body a
+/// 413.
+fn check_ignored_body(headers: &HeaderMap, has_body: bool) -> Result<(), Rejection> {
+    const JSON: &str = "application/json";
+    if upload::check_content_type(&[JSON.to_owned()], headers, has_body).is_err() {
+        return upload::check_content_type(&[], headers, has_body).map_err(check);
+    }
+    if !has_body {
+        return Ok(());
+    }
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok());
+    match declared {
+        Some(length) if length <= MAX_IGNORED_JSON_BODY_BYTES => Ok(()),
+        _ => Err(Rejection::BodyTooLarge {
+            limit: MAX_IGNORED_JSON_BODY_BYTES,
+        }),
     }
 }
 
@@ -122,7 +155,7 @@ fn api_key(
         .map_err(|err| check(AuthFailure::ApiKey(err)))
 }
 
-fn issued_kind(endpoint: &Endpoint) -> &'static str {
+fn issued_kind(endpoint: &Endpoint<'_>) -> &'static str {
     match endpoint {
         Endpoint::Session(_) => "session",
         Endpoint::Token(_) => "api-key",

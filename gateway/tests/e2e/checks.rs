@@ -730,9 +730,17 @@ async fn rate_limits_answer_429_with_retry_after_per_principal() {
     // 3/minute: one request comes back every 20 s.
     let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=20).contains(&retry), "{retry}");
+    // Every quota that applies is named, the per-IP one too
+    // (`docs/errors.md`): one 429 shape.
     assert_eq!(
-        limited.header("ratelimit"),
-        Some(format!("\"principal-minute\";r=0;t={retry}").as_str())
+        limited.header("ratelimit-policy"),
+        Some("\"ip-minute\";q=100;w=60, \"principal-minute\";q=3;w=60")
+    );
+    let current = limited.header("ratelimit").unwrap();
+    assert!(current.starts_with("\"ip-minute\";r=96;t="), "{current}");
+    assert!(
+        current.ends_with(&format!(", \"principal-minute\";r=0;t={retry}")),
+        "{current}"
     );
     assert_eq!(
         limited.header("access-control-allow-origin"),

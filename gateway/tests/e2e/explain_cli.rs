@@ -231,6 +231,19 @@ fn the_documented_explain_output_is_what_explain_prints() {
     for line in documented.lines().filter(|l| !l.contains('…')) {
         assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
     }
+    // A line with `…` (a request id, elided headers): its other parts, in
+    // order, on one line.
+    for line in documented.lines().filter(|l| l.contains('…')) {
+        let shown = stdout.lines().any(|out| {
+            let mut rest = out;
+            line.split('…').filter(|part| !part.is_empty()).all(|part| {
+                rest.find(part)
+                    .map(|at| rest = &rest[at + part.len()..])
+                    .is_some()
+            })
+        });
+        assert!(shown, "{line:?} missing from:\n{stdout}");
+    }
 }
 
 #[test]

@@ -34,7 +34,11 @@ pub(super) fn upload(session: &mut Session, request: &Request<'_>, query: &Query
         Err(parse_error) => {
             let mut reply = error(
                 400,
-                ErrorEnvelope::new(parse_error.message()).with_details(parse_error.details()),
+                located(
+                    ErrorEnvelope::new(parse_error.code(), parse_error.message())
+                        .with_details(parse_error.details()),
+                    &parse_error,
+                ),
             );
             if let ParseError::NoTrades { rows, .. } = parse_error {
                 reply.facts.rows = Some(rows);
@@ -75,19 +79,33 @@ pub(super) fn upload(session: &mut Session, request: &Request<'_>, query: &Query
 /// `.csv` name, or over the size limit (`docs/quirks.md`, H-10).
 fn checked_file<'a>(request: &Request<'a>) -> Result<&'a [u8], ErrorEnvelope> {
     let Some(Upload::File { filename, content }) = request.upload else {
-        return Err(ErrorEnvelope::new("No file part").with_detail("form field file"));
+        return Err(ErrorEnvelope::new("upload.no_file_part", "No file part")
+            .with_detail("form field file"));
     };
     if !filename.to_lowercase().ends_with(".csv") {
-        return Err(
-            ErrorEnvelope::new("TradeHabit only works with the CSV file format.")
-                .with_detail("extension: .csv required"),
-        );
+        return Err(ErrorEnvelope::new(
+            "upload.not_csv",
+            "TradeHabit only works with the CSV file format.",
+        )
+        .with_detail("extension: .csv required"));
     }
     if content.len() > MAX_UPLOAD_BYTES {
-        return Err(ErrorEnvelope::new("This file exceeds the 2 MB size limit.")
-            .with_detail(format!("limit {MAX_UPLOAD_BYTES} bytes")));
+        return Err(ErrorEnvelope::new(
+            "upload.too_large",
+            "This file exceeds the 2 MB size limit.",
+        )
+        .with_detail(format!("limit {MAX_UPLOAD_BYTES} bytes")));
     }
     Ok(content)
+}
+
+/// The envelope with the error's file location as data, after the readable
+/// details (`docs/errors.md`, "Locations").
+fn located(envelope: ErrorEnvelope, error: &ParseError) -> ErrorEnvelope {
+    match error.location() {
+        Some((row, column)) => envelope.with_location(row, column),
+        None => envelope,
+    }
 }
 
 /// The upload reply's `meta` object.

@@ -64,7 +64,10 @@ pub(super) fn builtin(trades: &[Trade]) -> JsonValue {
 /// `POST /api/goals/calculate`: a list of goal objects, or `{"goals": [...]}`.
 pub(super) fn calculate(session: &mut Session, request: &Request<'_>) -> Reply {
     let Some(data) = session.data.as_ref() else {
-        return error(400, ErrorEnvelope::new(format!("{NO_TRADES_YET}.")));
+        return error(
+            400,
+            ErrorEnvelope::new("data.not_uploaded", format!("{NO_TRADES_YET}.")),
+        );
     };
     let body = match read_json_body(request) {
         Ok(body) => body,
@@ -73,8 +76,11 @@ pub(super) fn calculate(session: &mut Session, request: &Request<'_>) -> Reply {
     let wrong_shape = || {
         error(
             400,
-            ErrorEnvelope::new("Payload must be a list of goal objects or {\"goals\": [...]}.")
-                .with_detail("body: array or {\"goals\": array} expected"),
+            ErrorEnvelope::new(
+                "goals.wrong_shape",
+                "Payload must be a list of goal objects or {\"goals\": [...]}.",
+            )
+            .with_detail("body: array or {\"goals\": array} expected"),
         )
     };
     let goals = match &body {
@@ -104,7 +110,7 @@ pub(super) fn calculate(session: &mut Session, request: &Request<'_>) -> Reply {
         },
         Err(json::NonFinite) => error(
             400,
-            ErrorEnvelope::new("Goal values must be finite numbers."),
+            ErrorEnvelope::new("goals.not_finite", "Goal values must be finite numbers."),
         ),
     }
 }

@@ -297,6 +297,45 @@ fn truncate(text: &str) -> String {
 }
 
 /// A golden file's comparison rules.
+/// Whether `key` is one of the two keys our envelope adds to the legacy
+/// one, with a valid value (a wrong value is reported in `out`).
+fn envelope_addition(key: &str, value: &Value, out: &mut Vec<String>) -> bool {
+    match key {
+        "code" => {
+            let listed = value
+                .as_str()
+                .is_some_and(tradehabit_shared::codes::is_listed);
+            if !listed {
+                out.push(format!("code {value} is not listed in docs/errors.md"));
+            }
+            true
+        }
+        "request_id" => {
+            if value.as_str().is_none_or(str::is_empty) {
+                out.push(format!(
+                    "request_id must be a non-empty string, got {value}"
+                ));
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A detail: a non-empty string, or a location `{"row": n}` with an
+/// optional `"column"` string.
+fn is_detail(detail: &Value) -> bool {
+    match detail {
+        Value::String(text) => !text.is_empty(),
+        Value::Object(location) => {
+            location.get("row").is_some_and(Value::is_u64)
+                && location.get("column").is_none_or(Value::is_string)
+                && location.keys().all(|k| k == "row" || k == "column")
+        }
+        _ => false,
+    }
+}
+
 pub struct Rules {
     /// `(array key, field)` pairs from `ignore_paths` like
     /// `$..trades[*].id`.
@@ -350,7 +389,14 @@ impl Rules {
                     return;
                 }
                 let missing: Vec<_> = exp.keys().filter(|k| !act.contains_key(*k)).collect();
-                let extra: Vec<_> = act.keys().filter(|k| !exp.contains_key(*k)).collect();
+                // The only difference allowed from the legacy envelope: a
+                // listed `code` and a `request_id` (`docs/errors.md`).
+                let is_envelope = exp.get("status") == Some(&Value::from("ERROR"));
+                let extra: Vec<_> = act
+                    .keys()
+                    .filter(|k| !exp.contains_key(*k))
+                    .filter(|k| !(is_envelope && envelope_addition(k, &act[k.as_str()], out)))
+                    .collect();
                 if !missing.is_empty() || !extra.is_empty() {
                     out.push(format!(
                         "{path}: keys differ: missing {missing:?}, extra {extra:?}"
@@ -368,11 +414,10 @@ impl Rules {
                     } else if key == "details" && exp.get("status") == Some(&Value::from("ERROR")) {
                         // The legacy always sent `[]`; ours carry the
                         // specific facts (row, column, parameter): any list
-                        // of non-empty strings is acceptable.
+                        // of non-empty strings is acceptable, followed by
+                        // file locations as data (`docs/errors.md`).
                         let facts = act_value.as_array();
-                        if facts.is_none_or(|facts| {
-                            facts.iter().any(|f| f.as_str().is_none_or(str::is_empty))
-                        }) {
+                        if facts.is_none_or(|facts| !facts.iter().all(is_detail)) {
                             out.push(format!(
                                 "{here}: must be a list of strings, got {act_value}"
                             ));

@@ -52,6 +52,18 @@ impl TestWorker {
         Self::start_with(|_| {}, None).await
     }
 
+    /// A worker that ignores unknown settings keys as the legacy backend
+    /// did (`--legacy-settings-keys`): the golden captures send one.
+    pub async fn start_legacy() -> Self {
+        Self::start_with(
+            |config| {
+                config.sessions.unknown_settings = tradehabit_worker::api::UnknownSettings::Ignore
+            },
+            None,
+        )
+        .await
+    }
+
     /// A worker with a tuned configuration and, optionally, another engine
     /// entry point.
     pub async fn start_with(tune: impl FnOnce(&mut Config), handler: Option<Handler>) -> Self {

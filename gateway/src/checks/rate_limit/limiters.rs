@@ -142,7 +142,7 @@ fn build<K: Hash + Eq + Clone, C: Clock + Clone>(
         .map(|spec| {
             let overflowed = Arc::new(AtomicU64::new(0));
             Limit {
-                name: format!("{}-{}", kind.name(), spec.window.name()),
+                name: kind.policy_name(spec.window),
                 spec: *spec,
                 limiter: Limiter::new(
                     spec.governor_quota(),
@@ -258,13 +258,19 @@ fn refusal<K: Hash + Eq + Clone, C: Clock>(
 }
 
 fn usage<K: Hash + Eq + Clone, C: Clock>(limit: &Limit<K, C>, remaining: u32) -> Usage {
-    let count = limit.spec.count.get();
-    let window_seconds = limit.spec.window.seconds();
+    usage_of(&limit.name, limit.spec, remaining)
+}
+
+/// The usage of quota `spec` (policy `name`) with `remaining` requests
+/// left: every used cell comes back after window/count (rounded up). Both
+/// stores report their decisions through it.
+pub fn usage_of(name: &str, spec: QuotaSpec, remaining: u32) -> Usage {
+    let count = spec.count.get();
+    let window_seconds = spec.window.seconds();
     let used = u64::from(count.saturating_sub(remaining));
-    // Each used cell comes back after window/count; round up.
     let reset_seconds = (used * window_seconds).div_ceil(u64::from(count));
     Usage {
-        name: limit.name.clone(),
+        name: name.to_owned(),
         limit: count,
         window_seconds,
         remaining,

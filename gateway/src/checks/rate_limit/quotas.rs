@@ -9,6 +9,9 @@ use std::time::Duration;
 use governor::Quota;
 use serde::Deserialize;
 
+use super::store_settings::{
+    validate_store, OnStoreError, ParseDuration, RedisSettingsRaw, StoreSettings,
+};
 use super::{
     DEFAULT_MAX_TRACKED_KEYS, DEFAULT_PURGE_INTERVAL, MAX_MAX_TRACKED_KEYS, MAX_QUOTA_COUNT,
 };
@@ -23,15 +26,21 @@ pub struct RateLimitSettingsRaw {
     pub max_tracked_keys: Option<usize>,
     /// Seconds between purges of idle keys. Default 60.
     pub purge_interval_seconds: Option<u64>,
+    /// `"memory"` (default) or `"redis"`.
+    pub store: Option<String>,
+    /// The Redis store's settings.
+    pub redis: Option<RedisSettingsRaw>,
 }
 
 /// Validated global settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitSettings {
     /// Keys one limiter tracks.
     pub max_tracked_keys: usize,
     /// Interval between purges of idle keys.
     pub purge_interval: Duration,
+    /// Where the state lives.
+    pub store: StoreSettings,
 }
 
 impl Default for RateLimitSettings {
@@ -39,14 +48,17 @@ impl Default for RateLimitSettings {
         Self {
             max_tracked_keys: DEFAULT_MAX_TRACKED_KEYS,
             purge_interval: DEFAULT_PURGE_INTERVAL,
+            store: StoreSettings::Memory,
         }
     }
 }
 
-/// Validates `[rate_limit]` at key path `path`.
+/// Validates `[rate_limit]` at key path `path`, durations read by
+/// `parse_duration`.
 pub fn validate_settings(
     raw: &RateLimitSettingsRaw,
     path: &str,
+    parse_duration: ParseDuration,
     problems: &mut Problems,
 ) -> Option<RateLimitSettings> {
     let before = problems.len();
@@ -66,9 +78,17 @@ pub fn validate_settings(
             "must be between 1 and 3600",
         );
     }
+    let store = validate_store(
+        raw.store.as_deref(),
+        raw.redis.as_ref(),
+        path,
+        parse_duration,
+        problems,
+    );
     (problems.len() == before).then_some(RateLimitSettings {
         max_tracked_keys,
         purge_interval: Duration::from_secs(purge),
+        store: store?,
     })
 }
 
@@ -83,6 +103,9 @@ pub struct RouteRateLimitsRaw {
     /// checked after authentication.
     #[serde(default)]
     pub per_principal: Vec<String>,
+    /// This route's answer while a shared store is unreachable (default:
+    /// `rate_limit.redis.on_store_error`).
+    pub on_store_error: Option<OnStoreError>,
 }
 
 /// The window of a quota.
@@ -109,7 +132,7 @@ impl Window {
         }
     }
 
-    pub(super) fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Second => "second",
             Self::Minute => "minute",
@@ -189,7 +212,12 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
-    pub(super) fn name(self) -> &'static str {
+    /// The generic policy name of its quota per `window` (`ip-minute`).
+    pub fn policy_name(self, window: Window) -> String {
+        format!("{}-{}", self.name(), window.name())
+    }
+
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Ip => "ip",
             Self::Principal => "principal",
@@ -204,6 +232,21 @@ pub struct RouteRateLimits {
     pub per_ip: Vec<QuotaSpec>,
     /// Quotas per principal.
     pub per_principal: Vec<QuotaSpec>,
+    /// This route's answer while a shared store is unreachable, if it sets
+    /// its own.
+    pub on_store_error: Option<OnStoreError>,
+}
+
+impl RouteRateLimits {
+    /// Whether `other` counts the same quotas (what the buckets depend on).
+    pub fn same_quotas(&self, other: &RouteRateLimits) -> bool {
+        self.per_ip == other.per_ip && self.per_principal == other.per_principal
+    }
+
+    /// Whether there is no quota at all.
+    pub fn is_empty(&self) -> bool {
+        self.per_ip.is_empty() && self.per_principal.is_empty()
+    }
 }
 
 /// Validates a route's `rate_limit` table at key path `path`.
@@ -218,6 +261,7 @@ pub fn validate_route(
     (problems.len() == before).then_some(RouteRateLimits {
         per_ip,
         per_principal,
+        on_store_error: raw.on_store_error,
     })
 }
 

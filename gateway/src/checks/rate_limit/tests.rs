@@ -6,6 +6,7 @@ fn quotas(per_ip: &[&str], per_principal: &[&str]) -> RouteRateLimits {
     let raw = RouteRateLimitsRaw {
         per_ip: per_ip.iter().map(|s| (*s).to_owned()).collect(),
         per_principal: per_principal.iter().map(|s| (*s).to_owned()).collect(),
+        on_store_error: None,
     };
     let mut problems = Problems::new();
     let limits = validate_route(&raw, "routes[0].rate_limit", &mut problems);
@@ -78,6 +79,7 @@ fn route_problems_have_paths() {
     let raw = RouteRateLimitsRaw {
         per_ip: vec!["5/minute".into(), "10/minute".into(), "x".into()],
         per_principal: vec!["0/day".into()],
+        on_store_error: None,
     };
     let mut problems = Problems::new();
     assert!(validate_route(&raw, "routes[3].rate_limit", &mut problems).is_none());
@@ -90,8 +92,10 @@ fn route_problems_have_paths() {
     let raw = RateLimitSettingsRaw {
         max_tracked_keys: Some(0),
         purge_interval_seconds: Some(0),
+        ..RateLimitSettingsRaw::default()
     };
-    assert!(validate_settings(&raw, "rate_limit", &mut problems).is_none());
+    let no_durations: super::store_settings::ParseDuration = |_| Err("unused".into());
+    assert!(validate_settings(&raw, "rate_limit", no_durations, &mut problems).is_none());
     assert_eq!(problems.len(), 2);
 }
 

@@ -110,15 +110,22 @@ async fn the_seed_documents_3_mb_upload_is_refused() {
 async fn binary_content_is_refused() {
     assert_eq!(
         check(file("x.csv", b"a,b\n\x00\x01\x02")).await,
-        Err(UploadError::NotText)
+        Err(UploadError::NotText { row: 2 })
     );
     assert_eq!(
-        check(file("x.csv", b"a,b\n\xFF\xFE")).await,
-        Err(UploadError::NotText)
+        check(file("x.csv", b"a,b\n1,2\n\xFF\xFE")).await,
+        Err(UploadError::NotText { row: 3 })
     );
     let mut tail = vec![b'a'; 100_000];
     tail.push(0);
-    assert_eq!(check(file("x.csv", &tail)).await, Err(UploadError::NotText));
+    assert_eq!(
+        check(file("x.csv", &tail)).await,
+        Err(UploadError::NotText { row: 1 })
+    );
+    // Latin-1: named as not UTF-8, with the row (the header is row 1).
+    let refused = Rejection::from(UploadError::NotText { row: 2 });
+    assert_eq!(refused.message, "the file is not UTF-8 text");
+    assert_eq!(refused.details, ["row 2"]);
 }
 
 #[tokio::test]

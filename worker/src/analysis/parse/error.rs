@@ -115,6 +115,42 @@ impl ParseError {
         }
     }
 
+    /// The envelope's stable code (`docs/errors.md`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ParseError::Empty => "csv.empty",
+            ParseError::NotUtf8 { .. } => "csv.not_utf8",
+            ParseError::TooManyFields { .. } => "csv.too_many_fields",
+            ParseError::UnterminatedQuote { .. } => "csv.unterminated_quote",
+            ParseError::MissingColumns(_) => "csv.missing_columns",
+            ParseError::MissingAnalysisColumns(_) => "csv.missing_analysis_columns",
+            ParseError::Cell { problem, .. } => match problem {
+                CellProblem::NotANumber => "csv.cell_not_a_number",
+                CellProblem::Missing => "csv.cell_missing",
+                CellProblem::OutOfRange => "csv.cell_out_of_range",
+                CellProblem::FormulaLike => "csv.cell_formula_like",
+            },
+            ParseError::StopPriceNotNumeric { .. } => "csv.stop_price_not_numeric",
+            ParseError::NoTrades { .. } => "csv.no_trades",
+        }
+    }
+
+    /// Where in the file the problem is, as data: the spreadsheet row (the
+    /// header is row 1) and the column when one cell is at fault.
+    pub fn location(&self) -> Option<(usize, Option<&'static str>)> {
+        match self {
+            ParseError::NotUtf8 { line }
+            | ParseError::TooManyFields { line, .. }
+            | ParseError::UnterminatedQuote { line } => Some((*line, None)),
+            ParseError::Cell { line, column, .. } => Some((*line, Some(column))),
+            ParseError::StopPriceNotNumeric { line } => Some((*line, Some(COL_STOP))),
+            ParseError::Empty
+            | ParseError::MissingColumns(_)
+            | ParseError::MissingAnalysisColumns(_)
+            | ParseError::NoTrades { .. } => None,
+        }
+    }
+
     /// Short client-safe facts for the envelope's `details`.
     pub fn details(&self) -> Vec<String> {
         match self {
