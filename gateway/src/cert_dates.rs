@@ -1,7 +1,8 @@
 //! A certificate's `notAfter`, read from its DER without an X.509 library:
 //! `Certificate → tbsCertificate → validity → notAfter` (RFC 5280 §4.1),
-//! the one field the gateway reports (`tradehabit_gateway_certificate_not_after_seconds`)
-//! and `selftest` checks.
+//! the one field the gateway reports
+//! (`tradehabit_gateway_certificate_not_after_timestamp_seconds`) and that
+//! `selftest` and `check-config` (expiry warning) check.
 
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 

@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
-use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
+use time::OffsetDateTime;
 
+use crate::cert_dates::not_after;
 use crate::config::Config;
 use crate::tls::{self, CertError};
 
@@ -106,74 +107,11 @@ fn shown(path: &Path) -> String {
     crate::checks::problems::shown_path(path)
 }
 
-/// The `notAfter` of an X.509 certificate (DER): Certificate → tbs →
-/// (version) serial, signature, issuer, validity → notBefore, notAfter.
-pub(crate) fn not_after(der: &[u8]) -> Option<OffsetDateTime> {
-    let (_, certificate, _) = tlv(der)?;
-    let (_, tbs, _) = tlv(certificate)?;
-    let mut rest = tbs;
-    if rest.first() == Some(&0xA0) {
-        rest = tlv(rest)?.2;
-    }
-    for _ in 0..3 {
-        rest = tlv(rest)?.2; // serial, signature, issuer
-    }
-    let (_, validity, _) = tlv(rest)?;
-    let (_, _, after_not_before) = tlv(validity)?;
-    let (tag, text, _) = tlv(after_not_before)?;
-    let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
-    let (year, rest) = match tag {
-        0x17 => {
-            let yy: i32 = text.get(..2)?.parse().ok()?;
-            (if yy < 50 { 2000 + yy } else { 1900 + yy }, text.get(2..)?)
-        }
-        0x18 => (text.get(..4)?.parse().ok()?, text.get(4..)?),
-        _ => return None,
-    };
-    let part = |i: usize| -> Option<u8> { rest.get(i..i + 2)?.parse().ok() };
-    let date = Date::from_calendar_date(year, Month::try_from(part(0)?).ok()?, part(2)?).ok()?;
-    let time = Time::from_hms(part(4)?, part(6)?, part(8)?).ok()?;
-    Some(PrimitiveDateTime::new(date, time).assume_utc())
-}
-
-/// One DER element: (tag, contents, what follows).
-fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = data.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (length, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
-        }
-        let length = rest[..count]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (length, &rest[count..])
-    };
-    (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::{Date, Month, PrimitiveDateTime, Time};
 
-    #[test]
-    fn the_expiry_date_is_read_from_the_certificate() {
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        params.not_after = rcgen::date_time_ymd(2031, 7, 9);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let found = not_after(cert.der()).unwrap();
-        assert_eq!(
-            found.date(),
-            Date::from_calendar_date(2031, Month::July, 9).unwrap()
-        );
-        assert_eq!(not_after(b"\x30\x03\x02\x01"), None);
-    }
-
-    /// A valid pair that expires on 2031-07-09, and the policy naming it.
     fn policy_with_certificate(dir: &std::path::Path) -> Config {
         let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
         params.not_after = rcgen::date_time_ymd(2031, 7, 9);
