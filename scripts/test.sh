@@ -21,6 +21,8 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 # The shared rate-limit store tests start their own redis-server.
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# Python 3 and pip for the OpenAPI and scripting tests (modules below).
+command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
 
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
@@ -43,7 +45,9 @@ fi
 command -v python3 >/dev/null 2>&1 || need_python=1
 if [ -z "${need_python:-}" ] && ! python3 -c 'import openapi_spec_validator, jsonschema, requests' >/dev/null 2>&1; then
   echo "installing Python test modules: openapi-spec-validator jsonschema requests"
+  # A distribution's own Python refuses plain `pip install` (PEP 668).
   python3 -m pip install --quiet openapi-spec-validator jsonschema requests ||
+    python3 -m pip install --quiet --break-system-packages openapi-spec-validator jsonschema requests ||
     echo "could not install the Python test modules (pip install openapi-spec-validator jsonschema requests)" >&2
 fi
 [ -z "${need_python:-}" ] || echo "missing python3: install Python 3 (the OpenAPI and scripting tests fail without it)" >&2
