@@ -231,3 +231,4 @@ impl TlsClient {
 }
 
 pub mod attack;
+pub mod browser;

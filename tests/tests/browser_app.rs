@@ -18,15 +18,12 @@
 //! `CI=true` and otherwise prints `SKIPPED`).
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tradehabit_e2e::attack::{sample_csv, Stack, SAFETY};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
+use tradehabit_e2e::attack::{sample_csv, Stack};
+use tradehabit_e2e::browser::{dump_dom, serve_page, CHROMIUM};
 
 /// One cookie's lifetime in the busy-session scenario.
 ///
@@ -189,59 +186,10 @@ fn tables(dir: &Path) -> String {
     )
 }
 
-/// Serves `html` to every request on `listener` until the task is aborted.
-fn serve_page(listener: TcpListener, html: String) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            let html = html.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf).await;
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n{html}",
-                    html.len()
-                );
-                let _ = stream.write_all(answer.as_bytes()).await;
-            });
-        }
-    })
-}
-
 /// Loads `url` in headless Chromium with the browser profile `profile`;
 /// returns what the page's script reported.
 async fn run(url: &str, profile: &Path) -> Value {
-    let output = tokio::time::timeout(
-        SAFETY * 3,
-        tokio::process::Command::new(CHROMIUM)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                // The gateway's certificate is a fresh self-signed one.
-                "--ignore-certificate-errors",
-                "--virtual-time-budget=15000",
-                "--dump-dom",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg(url)
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("chromium finishes within the safety net")
-    .expect("chromium runs");
-    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    let dom = dump_dom(url, profile).await;
     let text = dom
         .split("RESULT:")
         .nth(1)
