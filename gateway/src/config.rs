@@ -133,6 +133,14 @@ pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Requests (HTTP/2 streams included) one client IP may have in flight at
 /// once, across all its connections.
 pub const DEFAULT_MAX_REQUESTS_PER_IP: usize = 128;
+/// Refusals (401, 403, 429) one client IP gets in a second at full speed;
+/// further ones are held for `limits.refusal_delay` (`src/tarpit.rs`).
+pub const DEFAULT_REFUSAL_DELAY_AFTER: usize = 10;
+/// How long a refusal beyond `limits.refusal_delay_after` in a second is
+/// held before it is sent (`docs/security-controls.md`, F-35).
+pub const DEFAULT_REFUSAL_DELAY: Duration = Duration::from_millis(250);
+/// `limits.refusal_delay` may not hold a refusal longer than this.
+const MAX_REFUSAL_DELAY: Duration = Duration::from_secs(10);
 /// Unless set, one client IP may hold this fraction of
 /// `upstream.max_in_flight` (a quarter), and at least one slot.
 pub const DEFAULT_UPSTREAM_SHARE_DIVISOR: usize = 4;

@@ -69,6 +69,7 @@ mod shard;
 mod state;
 pub mod static_files;
 mod supervise;
+mod tarpit;
 mod tls;
 
 pub use config::{Config, ConfigError};

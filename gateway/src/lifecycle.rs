@@ -135,6 +135,7 @@ impl Gateway {
             certs: Arc::clone(&certs),
             connections: Arc::new(Connections::default()),
             requests_per_ip: Arc::default(),
+            refusals: Default::default(),
             audit,
             metrics,
         });

@@ -181,6 +181,7 @@ pub(crate) struct Metrics {
     tls_handshake_failures: Counter,
     connection_errors: Family<ReasonLabel, Counter>,
     client_stalls: Family<ProtocolLabel, Counter>,
+    refusals_delayed: Counter,
     config_reloads: Family<ResultLabel, Counter>,
     worker_restarts: Counter,
     upstream_up: Gauge,
@@ -222,6 +223,7 @@ impl Metrics {
             tls_handshake_failures: Counter::default(),
             connection_errors: Family::default(),
             client_stalls: Family::default(),
+            refusals_delayed: Counter::default(),
             config_reloads: Family::default(),
             worker_restarts: Counter::default(),
             upstream_up: Gauge::default(),
@@ -321,6 +323,11 @@ impl Metrics {
             "client_stalls",
             "Response bodies abandoned because the client took nothing for limits.send_timeout, by protocol",
             self.client_stalls.clone(),
+        );
+        registry.register(
+            "refusals_delayed",
+            "Refusals held for limits.refusal_delay because their client IP had more than limits.refusal_delay_after a second",
+            self.refusals_delayed.clone(),
         );
     }
 
@@ -466,6 +473,11 @@ impl Metrics {
         self.client_stalls
             .get_or_create(&ProtocolLabel { protocol })
             .clone()
+    }
+
+    /// Counts a refusal held back by the tarpit (`tarpit.rs`).
+    pub(crate) fn refusal_delayed(&self) {
+        self.refusals_delayed.inc();
     }
 
     /// Counts a reload attempt.

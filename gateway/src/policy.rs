@@ -71,10 +71,11 @@ mod shape;
 mod tokens;
 mod trace;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::header::{SET_COOKIE, VARY};
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::{Body as _, Incoming};
 use tokio::time::error::Elapsed;
@@ -167,6 +168,7 @@ pub(crate) async fn handle(
     let allowed = matches!(outcome, Ok(Ok(_)));
     // respond
     let (mut response, decision) = answer(outcome, watch.as_deref(), &span, &identity.request_id);
+    hold_repeated_refusal(state, &config, identity.client_ip, response.status()).await;
     add_policy_headers(response.headers_mut(), policy_headers);
     respond::secure_response(&mut response, &config.headers, &identity.request_id);
     let bytes_in = watch.as_ref().map_or(0, |w| w.received());
@@ -289,6 +291,36 @@ fn answer(
         span.in_scope(|| reject::respond(&rejection, Some(request_id))),
         audit::decision(&rejection),
     )
+}
+
+/// Holds a refusal (401, 403, 429) for `limits.refusal_delay` when its
+/// client IP already had `limits.refusal_delay_after` of them this second,
+/// so a client that asks again at once after each refusal slows down
+/// instead of taking the gateway's CPU (`tarpit.rs`). The request keeps
+/// its place in `limits.max_requests_per_ip` while held, and its audit line
+/// records the real duration.
+async fn hold_repeated_refusal(
+    state: &State,
+    config: &Config,
+    client_ip: IpAddr,
+    status: StatusCode,
+) {
+    let limits = &config.limits.clients;
+    let is_refusal = matches!(
+        status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
+    );
+    if !is_refusal || limits.refusal_delay.is_zero() {
+        return;
+    }
+    let now = tokio::time::Instant::now();
+    if state
+        .refusals
+        .refused(client_ip, limits.refusal_delay_after, now)
+    {
+        state.metrics.refusal_delayed();
+        tokio::time::sleep(limits.refusal_delay).await;
+    }
 }
 
 /// Whether a request may go through the checks at all: not while the

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::per_ip::PerIp;
 use crate::proxy::Upstream;
+use crate::tarpit::Tarpit;
 use crate::tls::CertStore;
 pub(crate) use connections::Connections;
 pub(crate) use rate_limits::RateLimits;
@@ -26,6 +27,8 @@ pub(crate) struct State {
     pub(crate) connections: Arc<Connections>,
     /// Requests in flight per client IP (`limits.max_requests_per_ip`).
     pub(crate) requests_per_ip: Arc<PerIp>,
+    /// Refusals per client IP this second (`limits.refusal_delay_after`).
+    pub(crate) refusals: Tarpit,
     /// The rate-limit buckets, or the shared store.
     pub(crate) rate_limits: RateLimits,
     /// The audit log; shared with response bodies whose line is

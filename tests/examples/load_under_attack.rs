@@ -140,17 +140,19 @@ const STALL_H1_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 5);
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let stack = Arc::new(Stack::start(&args).await?);
-    let traders: Vec<Trader> = (0..args.traders)
-        .map(|index| Trader {
-            key: stack.trader_keys[usize::from(index)].clone(),
-            source: Ipv4Addr::new(127, 0, 1, index + 1).into(),
-            rate: args.trader_rate,
-        })
-        .collect();
+    let traders: Arc<Vec<Trader>> = Arc::new(
+        (0..args.traders)
+            .map(|index| Trader {
+                key: stack.trader_keys[usize::from(index)].clone(),
+                source: Ipv4Addr::new(127, 0, 1, index + 1).into(),
+                rate: args.trader_rate,
+            })
+            .collect(),
+    );
     let phase = Duration::from_secs(args.phase);
 
     // Every trader has data before anything is measured.
-    for trader in &traders {
+    for trader in traders.iter() {
         let mut connection = None;
         let status = trader
             .request(&stack, &mut connection, true, upload_request(&stack))
@@ -537,13 +539,34 @@ impl Trader {
     }
 }
 
-async fn run_traders(stack: &Stack, traders: &[Trader], length: Duration) -> Vec<Sample> {
-    let runs = traders.iter().map(|trader| trader.work(stack, length));
-    futures_util::future::join_all(runs)
+/// Runs the traders for `length` on a thread and runtime of their own, so
+/// that what they measure is the stack's latency, not a queue behind the
+/// attackers' tasks in this process's runtime (in production the attacker's
+/// client does not share the traders' scheduler). The operating system still
+/// shares the machine's cores between everyone.
+async fn run_traders(
+    stack: &Arc<Stack>,
+    traders: &Arc<Vec<Trader>>,
+    length: Duration,
+) -> Vec<Sample> {
+    let (stack, traders) = (Arc::clone(stack), Arc::clone(traders));
+    let measuring = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the traders' runtime");
+        runtime.block_on(async {
+            let runs = traders.iter().map(|trader| trader.work(&stack, length));
+            futures_util::future::join_all(runs)
+                .await
+                .into_iter()
+                .flatten()
+                .collect()
+        })
+    });
+    tokio::task::spawn_blocking(move || measuring.join().expect("the traders' thread"))
         .await
-        .into_iter()
-        .flatten()
-        .collect()
+        .expect("the traders' thread")
 }
 
 /// What the slow clients did.

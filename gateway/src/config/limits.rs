@@ -37,6 +37,11 @@ pub(crate) struct ClientLimits {
     /// Upstream slots held per client IP (set, or a share of
     /// `upstream.max_in_flight`).
     pub(crate) max_upstream_per_ip: usize,
+    /// How long a refusal beyond `refusal_delay_after` a second is held
+    /// (zero: never).
+    pub(crate) refusal_delay: Duration,
+    /// Refusals a second one client IP gets without delay.
+    pub(crate) refusal_delay_after: u32,
 }
 
 /// `limits.underscore_headers`: request headers whose names contain `_`.
@@ -202,7 +207,28 @@ pub(super) fn validate_client_limits(raw: &RawLimits, problems: &mut Problems) -
             1..=1_000_000,
             problems,
         ),
+        refusal_delay: refusal_delay(raw.refusal_delay.clone(), problems),
+        refusal_delay_after: u32::try_from(count(
+            raw.refusal_delay_after,
+            "limits.refusal_delay_after",
+            DEFAULT_REFUSAL_DELAY_AFTER,
+            0..=1_000_000,
+            problems,
+        ))
+        .unwrap_or(u32::MAX),
     }
+}
+
+/// `limits.refusal_delay`: 0 turns the delay off; longer than
+/// [`MAX_REFUSAL_DELAY`] would hold refused clients' requests too long.
+fn refusal_delay(value: Option<String>, problems: &mut Problems) -> Duration {
+    let key = "limits.refusal_delay";
+    let value = duration(value, key, DEFAULT_REFUSAL_DELAY, problems);
+    if value > MAX_REFUSAL_DELAY {
+        problems.push(key, "must be 10s or less");
+        return DEFAULT_REFUSAL_DELAY;
+    }
+    value
 }
 
 /// `limits.refusal_drain_timeout`: 0 turns draining off; longer than

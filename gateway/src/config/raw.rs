@@ -101,6 +101,8 @@ pub(crate) struct RawLimits {
     pub(crate) send_timeout: Option<String>,
     pub(crate) max_requests_per_ip: Option<i64>,
     pub(crate) max_upstream_per_ip: Option<i64>,
+    pub(crate) refusal_delay: Option<String>,
+    pub(crate) refusal_delay_after: Option<i64>,
 }
 
 /// `[headers]`
