@@ -136,8 +136,15 @@ async fn metrics_carry_every_worker_and_report_one_that_does_not_answer() {
                 .unwrap_or_else(|| panic!("no sessions of worker {i} in:\n{text}"))
         })
         .collect();
-    assert_eq!(per_worker.iter().sum::<f64>(), USERS as f64, "{per_worker:?}");
-    assert!(per_worker.iter().all(|n| *n > 0.0), "spread: {per_worker:?}");
+    assert_eq!(
+        per_worker.iter().sum::<f64>(),
+        USERS as f64,
+        "{per_worker:?}"
+    );
+    assert!(
+        per_worker.iter().all(|n| *n > 0.0),
+        "spread: {per_worker:?}"
+    );
     for i in 0..2 {
         let up = sample(&text, &format!("{SCRAPE_UP}{{worker=\"{i}\"}}"));
         assert_eq!(up, Some(1.0), "worker {i} answered:\n{text}");
@@ -167,7 +174,10 @@ async fn metrics_carry_every_worker_and_report_one_that_does_not_answer() {
         sample(&text, &format!("{SESSIONS}{{worker=\"0\"}}")),
         Some(per_worker[0])
     );
-    assert!(!text.contains(&format!("{SESSIONS}{{worker=\"1\"}}")), "{text}");
+    assert!(
+        !text.contains(&format!("{SESSIONS}{{worker=\"1\"}}")),
+        "{text}"
+    );
 
     gateway.shutdown().await;
     for worker in workers.iter_mut().filter_map(Option::take) {

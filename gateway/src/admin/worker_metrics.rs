@@ -97,7 +97,10 @@ fn parse(document: &str) -> Vec<Parsed<'_>> {
             if !matches!(keyword, "HELP" | "TYPE" | "UNIT") {
                 continue;
             }
-            if families.last().is_none_or(|f| f.name != name || !f.samples.is_empty()) {
+            if families
+                .last()
+                .is_none_or(|f| f.name != name || !f.samples.is_empty())
+            {
                 families.push(Parsed {
                     name,
                     kind: None,

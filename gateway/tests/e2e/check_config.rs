@@ -58,7 +58,11 @@ fn the_compose_legacy_profile_policy_passes_check_config() {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/legacy-policy/gateway.toml");
     let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     std::fs::write(dir.path().join("cert.pem"), generated.cert.pem()).unwrap();
-    std::fs::write(dir.path().join("key.pem"), generated.key_pair.serialize_pem()).unwrap();
+    std::fs::write(
+        dir.path().join("key.pem"),
+        generated.key_pair.serialize_pem(),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("audit_pseudonym_key"),
         "legacy-profile-test-pseudonym-key-0001",
