@@ -22,6 +22,7 @@ connections=${CONNECTIONS:-8}
 seconds=${SECONDS_PER_SCENARIO:-10}
 sessions=${SESSIONS:-1000}
 target=${CARGO_TARGET_DIR:-target}
+command -v curl >/dev/null || { echo "needs curl (apt-get install curl) to read the worker's metrics" >&2; exit 1; }
 
 nice -n 19 cargo build --release --locked -q -p tradehabit-worker --bin tradehabit-worker
 bench=$(nice -n 19 cargo bench --locked -p tradehabit-worker --bench socket_load --no-run 2>&1 |
