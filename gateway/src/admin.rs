@@ -1,9 +1,12 @@
 //! Admin: the plain-HTTP listener for operators and orchestrators, bound to
 //! `[admin] listen` (loopback by default, never the public port).
 //!
-//! * `GET /metrics` — the gateway's registry, then the worker's own
-//!   (`/internal/metrics` fetched over the upstream socket) when the
-//!   upstream serves one; one OpenMetrics document ending in `# EOF`.
+//! * `GET /metrics` — the gateway's registry, then every worker's own
+//!   (`/internal/metrics` fetched over the upstream sockets), each sample
+//!   labelled `worker="<index in upstream.addresses>"`, one `# HELP` and
+//!   `# TYPE` per family (`admin/worker_metrics.rs`); a worker that does
+//!   not answer shows as `tradehabit_gateway_worker_scrape_up` 0. One
+//!   OpenMetrics document ending in `# EOF`.
 //! * `GET /healthz` — 200 while the process runs.
 //! * `GET /readyz` — 200 when the policy is loaded, the audit log takes
 //!   lines (or `audit.on_failure = "continue"`) and the upstream answers
@@ -22,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod probe;
+mod worker_metrics;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -129,14 +133,7 @@ async fn answer(
             }
         }
         "/metrics" => {
-            let mut body = state.metrics.encode();
-            let timeout = state.config().admin.ready_probe_timeout;
-            if let Some(worker) = probe.worker_metrics(timeout).await {
-                // One document: drop our `# EOF`, the worker's ends it.
-                if let Some(ours) = body.strip_suffix("# EOF\n") {
-                    body = format!("{ours}{worker}");
-                }
-            }
+            let body = metrics_document(state, probe).await;
             let mut response = Response::new(Full::new(Bytes::from(body)));
             response
                 .headers_mut()
@@ -144,6 +141,29 @@ async fn answer(
             response
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// The gateway's registry followed by every worker's metrics, each sample
+/// labelled with its worker's index (`admin/worker_metrics.rs`), as one
+/// document. Each worker's `worker_scrape_up` is set first, so this very
+/// document reports a worker that did not answer.
+async fn metrics_document(state: &State, probe: &Probe) -> String {
+    let timeout = state.config().admin.ready_probe_timeout;
+    let scraped = probe.worker_metrics(timeout).await;
+    for (index, text) in scraped.iter().enumerate() {
+        state.metrics.worker_scraped(index, text.is_some());
+    }
+    let ours = state.metrics.encode();
+    let answered = scraped
+        .iter()
+        .enumerate()
+        .filter_map(|(index, text)| Some((index, text.as_deref()?)));
+    let workers = worker_metrics::merge(answered);
+    match ours.strip_suffix("# EOF\n") {
+        // One document: drop our `# EOF`, the merged workers' ends it.
+        Some(ours) => format!("{ours}{workers}"),
+        None => ours,
     }
 }
 

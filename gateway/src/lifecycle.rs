@@ -119,6 +119,7 @@ impl Gateway {
         let supervisor = start_upstream(&config).await?;
         let metrics = Metrics::new();
         metrics.follow_upload_routes(&config);
+        metrics.upstream_workers_configured(config.upstream.addresses.len());
         metrics.policy_in_force(&config, expires);
         if let Some(supervisor) = &supervisor {
             metrics.watch_restarts(supervisor.restart_counter());

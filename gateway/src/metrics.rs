@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::conn::HeadError;
 
 mod info;
+mod pool;
 mod rate_limit_store;
 pub(crate) use rate_limit_store::StoreMetrics;
 
@@ -197,6 +198,8 @@ pub(crate) struct Metrics {
     in_force: info::InForce,
     /// The shared rate-limit store's latency and errors.
     rate_limit_store: StoreMetrics,
+    /// The pool size and each worker's metrics scrape (`pool.rs`).
+    pool: pool::PoolMetrics,
 }
 
 impl Default for Metrics {
@@ -233,6 +236,7 @@ impl Metrics {
             audit_failures_source: OnceLock::new(),
             in_force: info::InForce::default(),
             rate_limit_store: StoreMetrics::new(),
+            pool: pool::PoolMetrics::default(),
             registry: Registry::default(),
         };
         metrics.register_requests(&mut registry);
@@ -240,6 +244,7 @@ impl Metrics {
         metrics.register_services(&mut registry);
         metrics.in_force.register(&mut registry);
         metrics.rate_limit_store.register(&mut registry);
+        metrics.pool.register(&mut registry);
         let m = &metrics;
         for result in ["success", "failure"] {
             let _ = m.config_reloads.get_or_create(&ResultLabel { result });
@@ -515,6 +520,17 @@ impl Metrics {
             .set(i64::try_from(ready).unwrap_or(i64::MAX));
     }
 
+    /// Sets `upstream_workers_configured` (and starts every worker's
+    /// `worker_scrape_up` at 0).
+    pub(crate) fn upstream_workers_configured(&self, workers: usize) {
+        self.pool.configured(workers);
+    }
+
+    /// Sets `worker_scrape_up` of worker `index` from the scrape just made.
+    pub(crate) fn worker_scraped(&self, index: usize, is_up: bool) {
+        self.pool.scraped(index, is_up);
+    }
+
     /// The registry as OpenMetrics text, ending with `# EOF`.
     pub(crate) fn encode(&self) -> String {
         if let Some(source) = self.restarts_source.get() {
@@ -596,6 +612,8 @@ mod tests {
         metrics.rate_limited("analyze");
         metrics.rejection("route");
         metrics.tls_handshake_failed();
+        metrics.upstream_workers_configured(2);
+        metrics.worker_scraped(0, true);
         let text = metrics.encode();
         for name in [
             "tradehabit_gateway_requests_total{route=\"analyze\",method=\"POST\",status_class=\"2xx\"} 1",
@@ -619,6 +637,9 @@ mod tests {
             "tradehabit_gateway_config_reloads_total{result=\"failure\"} 0",
             "tradehabit_gateway_worker_restarts_total 0",
             "tradehabit_gateway_upstream_up 0",
+            "tradehabit_gateway_upstream_workers_configured 2",
+            "tradehabit_gateway_worker_scrape_up{worker=\"0\"} 1",
+            "tradehabit_gateway_worker_scrape_up{worker=\"1\"} 0",
             "tradehabit_gateway_audit_write_failures_total 0",
             "tradehabit_gateway_rate_limit_store_errors_total{reason=\"timeout\"} 0",
             "tradehabit_gateway_rate_limit_store_duration_seconds_count 0",

@@ -25,8 +25,9 @@ const RUNBOOK: &str = "docs/runbook.md";
 /// (5xx ratio, traffic surge, failed authentications, uploads near the
 /// limit) and the operational ones (scrape down, connections abandoned
 /// over their request head, answers abandoned over stalled clients,
-/// upstream down, rejected reload, audit lines that could not be written,
-/// certificate about to expire, a failing shared rate-limit store).
+/// upstream down, part of the worker pool down, rejected reload, audit
+/// lines that could not be written, certificate about to expire, a failing
+/// shared rate-limit store).
 const EXPECTED_ALERTS: &[&str] = &[
     "TradeHabitGatewayDown",
     "TradeHabitGatewayHighErrorRate",
@@ -36,6 +37,7 @@ const EXPECTED_ALERTS: &[&str] = &[
     "TradeHabitGatewayRequestHeadFailures",
     "TradeHabitGatewayClientStalls",
     "TradeHabitUpstreamDown",
+    "TradeHabitUpstreamPoolDegraded",
     "TradeHabitGatewayConfigReloadFailed",
     "TradeHabitGatewayAuditWriteFailures",
     "TradeHabitGatewayCertificateExpiresSoon",
@@ -63,6 +65,9 @@ const EXPOSED_SERIES: &[&str] = &[
     "tradehabit_gateway_config_reloads_total",
     "tradehabit_gateway_worker_restarts_total",
     "tradehabit_gateway_upstream_up",
+    "tradehabit_gateway_upstream_workers_ready",
+    "tradehabit_gateway_upstream_workers_configured",
+    "tradehabit_gateway_worker_scrape_up",
     "tradehabit_gateway_audit_write_failures_total",
     "tradehabit_gateway_config_info",
     "tradehabit_gateway_config_last_reload_success_timestamp_seconds",

@@ -576,24 +576,30 @@ fn each_socket_volume_is_in_memory_and_shared_by_one_gateway_and_one_server() {
 fn the_policy_is_mounted_read_only_and_secrets_are_compose_secrets_from_ignored_files() {
     let compose = compose();
     let git = tools::require_tool("git", "apt-get update && apt-get install -y git");
-    for name in ["gateway", "legacy-gateway"] {
+    // The legacy gateway runs the legacy-compatible policy, which reads
+    // only the audit key (tests/ops_compose_legacy.rs).
+    for (name, folder, secrets) in [
+        ("gateway", "./deploy/policy", GATEWAY_SECRETS),
+        (
+            "legacy-gateway",
+            "./deploy/legacy-policy",
+            &["audit_pseudonym_key"][..],
+        ),
+    ] {
         let service = service(&compose, name);
         let policy_mounts: Vec<Mount> = mounts(service, name)
             .into_iter()
             .filter(|mount| mount.target == POLICY_DIR)
             .collect();
         assert_eq!(policy_mounts.len(), 1, "{name}: one mount at {POLICY_DIR}");
-        assert_eq!(
-            policy_mounts[0].source, "./deploy/policy",
-            "{name}: policy folder"
-        );
+        assert_eq!(policy_mounts[0].source, folder, "{name}: policy folder");
         assert!(
             policy_mounts[0].read_only,
             "{name}: the policy must be mounted :ro"
         );
         assert_eq!(
             strings_at(service, "secrets", name),
-            GATEWAY_SECRETS,
+            secrets,
             "{name}: secrets"
         );
     }

@@ -255,7 +255,8 @@ fn the_legacy_image_serves_the_socket_the_policy_forwards_to() {
         .iter()
         .rfind(|instruction| instruction.keyword == "CMD")
         .expect("a CMD");
-    let policy: toml::Table = read_repo_file("deploy/policy/gateway.toml")
+    // The policy the legacy profile's gateway runs (compose.yaml).
+    let policy: toml::Table = read_repo_file("deploy/legacy-policy/gateway.toml")
         .parse()
         .expect("the policy parses");
     let upstream = policy["upstream"]["address"]

@@ -160,7 +160,7 @@ async fn only_requests_the_gateway_signed_are_answered() {
     assert!(body.contains("MNQ"), "{body}");
 
     // Every refusal was counted, by reason (the worker's metrics, through
-    // the gateway's signed scrape).
+    // the gateway's signed scrape, labelled with the worker's index).
     let (_, metrics) = plain_get(admin, "/metrics").await;
     for (reason, count) in [
         ("signature_missing", 1),
@@ -168,8 +168,9 @@ async fn only_requests_the_gateway_signed_are_answered() {
         ("signature_mismatch", 2),
         ("signature_stale", 1),
     ] {
-        let series =
-            format!("tradehabit_worker_untrusted_refused_total{{reason=\"{reason}\"}} {count}");
+        let series = format!(
+            "tradehabit_worker_untrusted_refused_total{{worker=\"0\",reason=\"{reason}\"}} {count}"
+        );
         assert!(metrics.contains(&series), "{series} missing:\n{metrics}");
     }
     gateway.shutdown().await;

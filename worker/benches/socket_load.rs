@@ -8,7 +8,14 @@
 //! # a worker you started yourself, e.g. target/release/tradehabit-worker
 //! cargo bench -p tradehabit-worker --bench socket_load -- --socket /run/tradehabit/worker.sock
 //! # options: --connections N (8)  --seconds S (10)  --warmup S (2)
+//! #          --scenario analyze|summary (both)
+//! # memory per session: upload N principals' files, nothing else
+//! cargo bench -p tradehabit-worker --bench socket_load -- --socket … --sessions 1000
 //! ```
+//!
+//! `benches/worker-capacity.sh` runs it against a release worker process
+//! and adds the worker's CPU time and memory (docs/scaling.md, "Capacity
+//! per worker").
 //!
 //! Each connection is one keep-alive HTTP/1.1 client with its own
 //! principal (a principal's requests take turns on its session, so one
@@ -37,6 +44,9 @@ struct Options {
     connections: usize,
     seconds: u64,
     warmup: u64,
+    scenarios: Vec<Scenario>,
+    /// Upload this many principals' files and stop (no scenarios).
+    sessions: Option<usize>,
 }
 
 impl Options {
@@ -46,6 +56,8 @@ impl Options {
             connections: 8,
             seconds: 10,
             warmup: 2,
+            scenarios: vec![Scenario::Analyze, Scenario::Summary],
+            sessions: None,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -55,6 +67,14 @@ impl Options {
                 "--connections" => options.connections = value().parse().expect("a number"),
                 "--seconds" => options.seconds = value().parse().expect("a number"),
                 "--warmup" => options.warmup = value().parse().expect("a number"),
+                "--scenario" => {
+                    options.scenarios = vec![match value().as_str() {
+                        "analyze" => Scenario::Analyze,
+                        "summary" => Scenario::Summary,
+                        other => panic!("--scenario analyze|summary, not {other}"),
+                    }];
+                }
+                "--sessions" => options.sessions = Some(value().parse().expect("a number")),
                 // `cargo bench` passes `--bench`; ignore what we do not know.
                 _ => {}
             }
@@ -148,7 +168,7 @@ async fn client(
     body: Bytes,
     warmup_until: Instant,
     until: Instant,
-) -> (Vec<Duration>, Vec<u16>) {
+) -> (Vec<Duration>, Vec<u16>, usize) {
     let principal = format!("bench:{n}");
     let mut sender = connect(&socket).await;
     // Every scenario starts from an analysed upload.
@@ -157,8 +177,10 @@ async fn client(
         Scenario::Analyze => analyze(&principal, &body),
         Scenario::Summary => summary(&principal),
     };
+    let mut warmup = 1;
     while Instant::now() < warmup_until {
         exchange(&mut sender, request()).await;
+        warmup += 1;
     }
     let mut latencies = Vec::new();
     let mut statuses = Vec::new();
@@ -168,7 +190,7 @@ async fn client(
         latencies.push(started.elapsed());
         statuses.push(status);
     }
-    (latencies, statuses)
+    (latencies, statuses, warmup)
 }
 
 async fn run(socket: &Path, scenario: Scenario, options: &Options) {
@@ -188,8 +210,10 @@ async fn run(socket: &Path, scenario: Scenario, options: &Options) {
     }
     let mut latencies = Vec::new();
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    let mut unmeasured = 0;
     while let Some(result) = clients.join_next().await {
-        let (client_latencies, client_statuses) = result.expect("client task");
+        let (client_latencies, client_statuses, warmup) = result.expect("client task");
+        unmeasured += warmup;
         latencies.extend(client_latencies);
         for status in client_statuses {
             *statuses.entry(status).or_default() += 1;
@@ -201,19 +225,53 @@ async fn run(socket: &Path, scenario: Scenario, options: &Options) {
         latencies.get(index).copied().unwrap_or_default()
     };
     let rate = latencies.len() as f64 / options.seconds as f64;
+    // `sent` counts the warm-up and each client's first upload too: what
+    // the worker did in all, for CPU time per request.
     println!(
-        "{:<32} {:>8} req  {:>9.1} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms  max {:>8.3} ms  statuses {:?}",
+        "{:<32} {:>8} req  {:>9.1} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms  max {:>8.3} ms  sent {}  statuses {:?}",
         scenario.name(),
         latencies.len(),
         rate,
         percentile(0.50).as_secs_f64() * 1e3,
         percentile(0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        latencies.len() + unmeasured,
         statuses,
     );
     if statuses.keys().any(|status| *status != 200) {
         println!("  warning: not every answer was 200 — these numbers do not measure the analysis");
     }
+}
+
+/// Uploads the fixture as principals `session:0` … `session:{count-1}`,
+/// over `connections` connections, so that the worker holds that many
+/// sessions (the memory measurement reads the worker from outside).
+async fn upload_sessions(socket: &Path, count: usize, connections: usize) {
+    let body = upload_body();
+    let started = Instant::now();
+    let mut clients = JoinSet::new();
+    for n in 0..connections.max(1) {
+        let (socket, body) = (socket.to_owned(), body.clone());
+        clients.spawn(async move {
+            let mut sender = connect(&socket).await;
+            let mut failed = 0;
+            for i in (n..count).step_by(connections.max(1)) {
+                let request = analyze(&format!("session:{i}"), &body);
+                if exchange(&mut sender, request).await != 200 {
+                    failed += 1;
+                }
+            }
+            failed
+        });
+    }
+    let mut failed = 0;
+    while let Some(result) = clients.join_next().await {
+        failed += result.expect("client task");
+    }
+    println!(
+        "sessions: {count} principals uploaded in {:.1} s, {failed} not answered 200",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 #[tokio::main]
@@ -242,8 +300,12 @@ async fn main() {
             socket
         }
     };
-    for scenario in [Scenario::Analyze, Scenario::Summary] {
-        run(&socket, scenario, &options).await;
+    if let Some(sessions) = options.sessions {
+        upload_sessions(&socket, sessions, options.connections).await;
+    } else {
+        for &scenario in &options.scenarios {
+            run(&socket, scenario, &options).await;
+        }
     }
     if let Some((_dir, stop, task)) = local {
         let _ = stop.send(());

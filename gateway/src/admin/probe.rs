@@ -77,14 +77,16 @@ impl Probe {
         .await
     }
 
-    /// The metrics text of the first worker that serves one, if any.
-    pub(super) async fn worker_metrics(&self, timeout: Duration) -> Option<String> {
-        for target in &self.targets {
-            if let Some(text) = self.metrics_of(target, timeout).await {
-                return Some(text);
-            }
-        }
-        None
+    /// Every worker's metrics text, in configuration order (all asked at
+    /// once); `None` for a worker that did not answer with an OpenMetrics
+    /// document within `timeout`.
+    pub(super) async fn worker_metrics(&self, timeout: Duration) -> Vec<Option<String>> {
+        join_all(
+            self.targets
+                .iter()
+                .map(|target| self.metrics_of(target, timeout)),
+        )
+        .await
     }
 
     async fn metrics_of(&self, target: &Target, timeout: Duration) -> Option<String> {

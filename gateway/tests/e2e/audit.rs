@@ -366,9 +366,16 @@ async fn metrics_move_for_an_allowed_request_a_401_a_404_and_a_413() {
             "{series} in\n{after}"
         );
     }
-    assert!(
-        after.ends_with(crate::support::WORKER_METRICS),
-        "the worker's metrics follow the gateway's"
+    // The worker's metrics follow the gateway's, labelled with its index
+    // in `upstream.addresses` (docs/audit-and-metrics.md, "Metrics").
+    let labelled = crate::support::WORKER_METRICS.replace(
+        "tradehabit_worker_sessions_active 3",
+        "tradehabit_worker_sessions_active{worker=\"0\"} 3",
+    );
+    assert!(after.ends_with(&labelled), "{after}");
+    assert_eq!(
+        sample(&after, "tradehabit_gateway_worker_scrape_up{worker=\"0\"}"),
+        1.0
     );
     assert_eq!(after.matches("# EOF").count(), 1, "one document");
     gateway.shutdown().await;

@@ -49,6 +49,36 @@ fn both_shipped_policies_pass_check_config() {
     }
 }
 
+/// The policy the compose `legacy` profile runs
+/// (`deploy/legacy-policy/gateway.toml`), with its container paths moved
+/// into a temporary folder holding a certificate, key and audit key.
+#[test]
+fn the_compose_legacy_profile_policy_passes_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/legacy-policy/gateway.toml");
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), generated.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("key.pem"),
+        generated.key_pair.serialize_pem(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("audit_pseudonym_key"),
+        "legacy-profile-test-pseudonym-key-0001",
+    )
+    .unwrap();
+    let folder = format!("{}/", dir.path().display());
+    let text = std::fs::read_to_string(source)
+        .unwrap()
+        .replace("/var/lib/tradehabit/tls/", &folder)
+        .replace("/run/secrets/", &folder);
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = check_config(&[], &path);
+    assert!(out.status.success(), "{}", said(&out));
+}
+
 #[test]
 fn effective_prints_every_resolved_route() {
     let dir = tempfile::tempdir().unwrap();
