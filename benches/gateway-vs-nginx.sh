@@ -33,6 +33,7 @@
 #   SCENARIOS="get h2" DOORS="gateway nginx" benches/gateway-vs-nginx.sh
 #   GATEWAY_BIN=/path/to/tradehabit-gateway benches/gateway-vs-nginx.sh  # another build
 #   BASELINE_BIN=/path/to/old/tradehabit-gateway benches/gateway-vs-nginx.sh  # + door "gw-base"
+#   BASELINE_OMIT="max_requests_per_ip"   # settings the older build does not know
 #   (GATEWAY_BIN and CONNECT_BIN both set: nothing is built)
 #
 # Needs: nginx, haproxy, wrk, h2load (Debian: apt-get install -y nginx haproxy
@@ -115,6 +116,11 @@ set_headers() {
     esac
 }
 
+# BASELINE_OMIT: settings an older build does not know, left out of its
+# policy (e.g. BASELINE_OMIT="max_requests_per_ip max_upstream_per_ip").
+if [ -f "$work/gw-base.toml" ]; then
+    for key in ${BASELINE_OMIT:-}; do sed -i "/^$key = /d" "$work/gw-base.toml"; done
+fi
 nginx -c "$work/nginx/upstream.conf" -g 'daemon off;' & pids+=($!)
 declare -A door_pid
 for door in $DOORS; do
