@@ -207,7 +207,13 @@ pub(super) fn validate_client_limits(raw: &RawLimits, problems: &mut Problems) -
             1..=1_000_000,
             problems,
         ),
-        refusal_delay: refusal_delay(raw.refusal_delay.clone(), problems),
+        refusal_delay: at_most(
+            raw.refusal_delay.clone(),
+            "limits.refusal_delay",
+            DEFAULT_REFUSAL_DELAY,
+            MAX_REFUSAL_DELAY,
+            problems,
+        ),
         refusal_delay_after: u32::try_from(count(
             raw.refusal_delay_after,
             "limits.refusal_delay_after",
@@ -219,26 +225,30 @@ pub(super) fn validate_client_limits(raw: &RawLimits, problems: &mut Problems) -
     }
 }
 
-/// `limits.refusal_delay`: 0 turns the delay off; longer than
-/// [`MAX_REFUSAL_DELAY`] would hold refused clients' requests too long.
-fn refusal_delay(value: Option<String>, problems: &mut Problems) -> Duration {
-    let key = "limits.refusal_delay";
-    let value = duration(value, key, DEFAULT_REFUSAL_DELAY, problems);
-    if value > MAX_REFUSAL_DELAY {
-        problems.push(key, "must be 10s or less");
-        return DEFAULT_REFUSAL_DELAY;
-    }
-    value
+/// `limits.refusal_drain_timeout`, at most [`MAX_REFUSAL_DRAIN_TIMEOUT`].
+fn drain_timeout(value: Option<String>, problems: &mut Problems) -> Duration {
+    let (key, default) = (
+        "limits.refusal_drain_timeout",
+        DEFAULT_REFUSAL_DRAIN_TIMEOUT,
+    );
+    at_most(value, key, default, MAX_REFUSAL_DRAIN_TIMEOUT, problems)
 }
 
-/// `limits.refusal_drain_timeout`: 0 turns draining off; longer than
-/// [`MAX_REFUSAL_DRAIN_TIMEOUT`] would let refused clients hold connections.
-pub(super) fn drain_timeout(value: Option<String>, problems: &mut Problems) -> Duration {
-    let key = "limits.refusal_drain_timeout";
-    let value = duration(value, key, DEFAULT_REFUSAL_DRAIN_TIMEOUT, problems);
-    if value > MAX_REFUSAL_DRAIN_TIMEOUT {
-        problems.push(key, "must be 60s or less");
-        return DEFAULT_REFUSAL_DRAIN_TIMEOUT;
+/// A duration setting that may be 0 (off) but not longer than `max`:
+/// `limits.refusal_delay` (longer would hold refused clients' requests too
+/// long) and `limits.refusal_drain_timeout` (longer would let refused
+/// clients hold connections).
+fn at_most(
+    value: Option<String>,
+    key: &str,
+    default: Duration,
+    max: Duration,
+    problems: &mut Problems,
+) -> Duration {
+    let value = duration(value, key, default, problems);
+    if value > max {
+        problems.push(key, format_args!("must be {}s or less", max.as_secs()));
+        return default;
     }
     value
 }
