@@ -1,8 +1,8 @@
 //! Audit: one JSON line per request and per connection-level security
 //! event, written after the answer is decided.
 //!
-//! In: what the pipeline learnt about a request ([`Started`], [`Trail`],
-//! the [`Decision`]) or a connection event. Out: one line to stdout or an
+//! In: what the pipeline learnt about a request (the [`Exchange`]: its
+//! arrival, trail and decision, `exchange.rs`) or a connection event. Out: one line to stdout or an
 //! append-only file (`[audit] output`), optionally hash-chained
 //! (`audit/chain.rs`). A response with an empty body gets its line when
 //! its head is ready; any other when its body ends, fails or is dropped,
@@ -28,28 +28,25 @@ mod writer;
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use http::{Method, Request, StatusCode};
+use http::StatusCode;
 use http_body::Body as _;
 use serde::Serialize;
 use sha2::Sha256;
 use time::OffsetDateTime;
 
-use crate::body::progress::Progress;
 use crate::body::Body;
 use crate::config::{self, AuditOnFailure, AuditOutput, PseudonymKey};
-use crate::conn::TlsInfo;
+use crate::exchange::{Decision, Exchange};
 
 pub use chain::{verify, Broken, Gap, Verified};
-pub(crate) use decision::{decision, Decision};
+pub(crate) use decision::decision;
 pub use writer::OpenError;
 use writer::{Sink, Writer};
 
-/// User agents are cut to this many characters.
-const MAX_USER_AGENT_CHARS: usize = 128;
 /// Pseudonyms are this many hex characters of the HMAC (128 bits).
 const PSEUDONYM_HEX_CHARS: usize = 32;
 
@@ -116,115 +113,6 @@ pub(crate) enum ConnectionEvent {
     SendStalled,
 }
 
-/// What is known about a request when it arrives.
-pub(crate) struct Started {
-    at: Instant,
-    ts: OffsetDateTime,
-    method: Method,
-    path: String,
-    user_agent: Option<String>,
-    declared_length: Option<u64>,
-}
-
-impl Started {
-    /// Notes the arrival of `request`: its path without the query, its
-    /// method and a truncated user agent. Nothing else is kept.
-    pub(crate) fn now<B>(request: &Request<B>) -> Started {
-        let user_agent = request
-            .headers()
-            .get(http::header::USER_AGENT)
-            .map(|value| {
-                String::from_utf8_lossy(value.as_bytes())
-                    .chars()
-                    .take(MAX_USER_AGENT_CHARS)
-                    .collect()
-            });
-        Started {
-            at: Instant::now(),
-            ts: OffsetDateTime::now_utc(),
-            method: request.method().clone(),
-            path: request.uri().path().to_string(),
-            user_agent,
-            declared_length: request
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse().ok()),
-        }
-    }
-
-    /// The request's method.
-    pub(crate) fn method(&self) -> &Method {
-        &self.method
-    }
-
-    /// The `Content-Length` the client declared, if any.
-    pub(crate) fn declared_length(&self) -> Option<u64> {
-        self.declared_length
-    }
-
-    /// Time since arrival.
-    pub(crate) fn elapsed(&self) -> Duration {
-        self.at.elapsed()
-    }
-}
-
-/// What the checks learn along the way, filled in as they pass.
-#[derive(Default)]
-pub(crate) struct Trail {
-    route: OnceLock<String>,
-    forwarded_at: OnceLock<Instant>,
-    /// Set by the auth check: the method and the raw principal id; the
-    /// principal is only ever logged as a pseudonym.
-    authenticated: OnceLock<(&'static str, String)>,
-    /// Set when a rate-limit stage let the request through uncounted (the
-    /// shared store was unavailable, `on_store_error = "allow"`): the
-    /// audit line's `reason` of an allowed request.
-    rate_limit_skipped: OnceLock<&'static str>,
-}
-
-impl Trail {
-    /// The route the request matched.
-    pub(crate) fn routed(&self, name: &str) {
-        let _ = self.route.set(name.to_string());
-    }
-
-    /// Who the caller is; logged only as `auth_method` and a pseudonym.
-    pub(crate) fn authenticated(&self, method: &'static str, principal: &str) {
-        let _ = self.authenticated.set((method, principal.to_string()));
-    }
-
-    /// A rate-limit stage could not count the request and let it through.
-    pub(crate) fn rate_limit_skipped(&self, reason: &'static str) {
-        let _ = self.rate_limit_skipped.set(reason);
-    }
-
-    /// The moment the request goes to the upstream.
-    pub(crate) fn forwarding(&self) {
-        let _ = self.forwarded_at.set(Instant::now());
-    }
-
-    /// The matched route's name, if any.
-    pub(crate) fn route(&self) -> Option<&str> {
-        self.route.get().map(String::as_str)
-    }
-
-    /// How long the upstream has had the request, if it was forwarded.
-    pub(crate) fn upstream_elapsed(&self) -> Option<Duration> {
-        self.forwarded_at.get().map(Instant::elapsed)
-    }
-}
-
-/// How a request ended, for its audit line.
-pub(crate) struct Outcome<'a> {
-    pub(crate) request_id: &'a str,
-    pub(crate) client_ip: IpAddr,
-    pub(crate) status: StatusCode,
-    pub(crate) decision: Decision,
-    pub(crate) bytes_in: Option<u64>,
-    pub(crate) bytes_out: Option<u64>,
-    pub(crate) tls: &'a TlsInfo,
-}
-
 /// The audit log: its sink (destination, chain state, lost lines), the
 /// pseudonym key, and whether it is failing now.
 pub(crate) struct Log {
@@ -288,41 +176,49 @@ impl Log {
 
     /// Writes the line for one answered request.
     #[cfg(test)]
-    fn request(&self, started: &Started, trail: &Trail, outcome: &Outcome<'_>) {
-        self.write(self.request_record(started, trail, outcome));
+    fn request(&self, exchange: &Exchange<'_>, status: StatusCode, bytes_out: Option<u64>) {
+        self.write(self.request_record(exchange, status, bytes_out));
     }
 
-    /// The line for one answered request.
+    /// The line for one answered request: the exchange, the status it was
+    /// answered with and the bytes sent (when known).
     fn request_record<'a>(
         &self,
-        started: &'a Started,
-        trail: &'a Trail,
-        outcome: &Outcome<'a>,
+        exchange: &Exchange<'a>,
+        status: StatusCode,
+        bytes_out: Option<u64>,
     ) -> Record<'a> {
-        let authenticated = trail.authenticated.get();
+        let Exchange {
+            conn,
+            started,
+            trail,
+            decision,
+            bytes_in,
+            ..
+        } = *exchange;
+        let authenticated = trail.principal();
         Record {
-            ts: rfc3339_ms(started.ts),
+            ts: rfc3339_ms(started.arrived_at()),
             event: "request",
-            request_id: Some(Cow::Borrowed(outcome.request_id)),
-            client_ip: outcome.client_ip,
-            method: Some(Cow::Borrowed(started.method.as_str())),
+            request_id: Some(Cow::Borrowed(exchange.request_id())),
+            client_ip: exchange.identity.client_ip,
+            method: Some(Cow::Borrowed(started.method().as_str())),
             route: trail.route().map(Cow::Borrowed),
-            path: Some(Cow::Borrowed(&started.path)),
-            status: Some(outcome.status.as_u16()),
-            decision: outcome.decision.outcome,
-            reason: outcome
-                .decision
+            path: Some(Cow::Borrowed(started.path())),
+            status: Some(status.as_u16()),
+            decision: decision.outcome,
+            reason: decision
                 .reason
-                .or_else(|| trail.rate_limit_skipped.get().copied()),
-            auth_method: authenticated.map(|(method, _)| *method),
+                .or_else(|| trail.rate_limit_skipped_reason()),
+            auth_method: authenticated.map(|(method, _)| method),
             principal: authenticated.and_then(|(_, id)| self.pseudonym(id)),
-            bytes_in: outcome.bytes_in,
-            bytes_out: outcome.bytes_out,
+            bytes_in: Some(bytes_in),
+            bytes_out,
             duration_ms: Some(millis(started.elapsed())),
             upstream_ms: trail.upstream_elapsed().map(millis),
-            tls_version: outcome.tls.version,
-            alpn: outcome.tls.alpn.as_deref().map(Cow::Borrowed),
-            user_agent: started.user_agent.as_deref().map(Cow::Borrowed),
+            tls_version: conn.tls.version,
+            alpn: conn.tls.alpn.as_deref().map(Cow::Borrowed),
+            user_agent: started.user_agent().map(Cow::Borrowed),
             prev_hash: None,
         }
     }
@@ -412,28 +308,23 @@ impl Log {
     /// Writes the line of one answered request, whose response head is
     /// ready: at once when its body is empty, otherwise when the body ends,
     /// fails or is dropped, with the bytes sent, the duration until then,
-    /// and — when `progress` says the client stalled — the stall as its
-    /// decision. `outcome.bytes_out` is taken from the response.
+    /// and — when the exchange's send progress says the client stalled —
+    /// the stall as its decision. The status and the bytes out are taken
+    /// from the response.
     pub(crate) fn answered(
         self: &Arc<Self>,
-        started: &Started,
-        trail: &Trail,
-        outcome: Outcome<'_>,
-        progress: Option<&Arc<Progress>>,
+        exchange: &Exchange<'_>,
         response: http::Response<Body>,
     ) -> http::Response<Body> {
-        let outcome = Outcome {
-            bytes_out: response.body().size_hint().exact(),
-            ..outcome
-        };
-        let record = self.request_record(started, trail, &outcome);
+        let bytes_out = response.body().size_hint().exact();
+        let record = self.request_record(exchange, response.status(), bytes_out);
         if response.body().is_end_stream() {
             let _ = self.write(record);
             return response;
         }
         let mut record = record.into_owned();
         let log = Arc::clone(self);
-        let (at, progress) = (started.at, progress.cloned());
+        let (at, progress) = (exchange.started.instant(), exchange.progress.cloned());
         response.map(|body| {
             crate::body::counted(body, move |sent| {
                 record.bytes_out = Some(sent);
@@ -486,6 +377,10 @@ fn rfc3339_ms(at: OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn::{ConnInfo, TlsInfo};
+    use crate::exchange::{Started, Trail};
+    use crate::identity::Identity;
+    use http::{HeaderValue, Request};
     use std::path::PathBuf;
 
     fn file_log(dir: &std::path::Path, hash_chain: bool) -> (Log, PathBuf) {
@@ -511,21 +406,26 @@ mod tests {
         let trail = Trail::default();
         trail.routed("analyze");
         if let Some(principal) = principal {
-            let _ = trail.authenticated.set(("jwt", principal.to_string()));
+            trail.authenticated("jwt", principal);
         }
-        log.request(
-            &Started::now(&request),
-            &trail,
-            &Outcome {
-                request_id: "req-1",
-                client_ip: "192.0.2.7".parse().unwrap(),
-                status: StatusCode::OK,
-                decision: Decision::ALLOWED,
-                bytes_in: Some(10),
-                bytes_out: Some(20),
-                tls: &TlsInfo::default(),
-            },
-        );
+        let conn = ConnInfo {
+            peer: "192.0.2.7:5000".parse().unwrap(),
+            tls: TlsInfo::default(),
+        };
+        let identity = Identity {
+            client_ip: "192.0.2.7".parse().unwrap(),
+            request_id: HeaderValue::from_static("req-1"),
+        };
+        let exchange = Exchange {
+            conn: &conn,
+            identity: &identity,
+            started: &Started::now(&request),
+            trail: &trail,
+            decision: Decision::ALLOWED,
+            bytes_in: 10,
+            progress: None,
+        };
+        log.request(&exchange, StatusCode::OK, Some(20));
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub mod checks;
 pub mod config;
 mod conn;
 pub mod dev;
+mod exchange;
 pub mod explain;
 pub mod healthcheck;
 mod host;

@@ -24,6 +24,7 @@ use prometheus_client::registry::Registry;
 use crate::config::Config;
 use crate::conn::HeadError;
 
+mod answered;
 mod info;
 mod pool;
 mod rate_limit_store;

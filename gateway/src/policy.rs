@@ -52,7 +52,7 @@
 //! a request counts until its response body has been sent or abandoned.
 //! Finally each request gets exactly one audit line and its metrics
 //! (`record.rs`, from the exchange); checks report what they learn (route,
-//! authenticated principal) through the `audit::Trail`. Before all of
+//! authenticated principal) through the `exchange::Trail`. Before all of
 //! this, while the audit log cannot be written and `audit.on_failure` is
 //! `"refuse"`, a request is answered 503 at once (`audit::Log::admits`).
 //!
@@ -81,13 +81,14 @@ use hyper::body::{Body as _, Incoming};
 use tokio::time::error::Elapsed;
 use tracing::Instrument;
 
-use crate::audit::{self, Decision, Started, Trail};
+use crate::audit;
 use crate::body::progress::Progress;
 use crate::body::{Body, Guarded};
 use crate::config::Config;
 use crate::conn::ConnInfo;
+use crate::exchange::{Decision, Exchange, Started, Trail};
 use crate::identity::{self, Identity};
-use crate::record::{self, Exchange};
+use crate::record;
 use crate::reject::{self, Rejection};
 use crate::request_body::BodyWatch;
 use crate::respond;

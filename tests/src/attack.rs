@@ -10,18 +10,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{HeaderMap, Request};
+use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
 use tradehabit_gateway::{Config, Gateway, Handle};
+
+use crate::worker::RunningWorker;
+pub use crate::Reply;
+use crate::{collect, send_http1, write_test_certificate};
 
 /// A safety net for reads that should end: a broken gateway fails the test
 /// instead of hanging it. Never asserted on.
@@ -76,8 +77,7 @@ pub struct Stack {
     dir: tempfile::TempDir,
     cert: CertificateDer<'static>,
     gateway: Option<Handle>,
-    worker_stop: Option<oneshot::Sender<()>>,
-    worker: Option<JoinHandle<tradehabit_worker::serve::Stopped>>,
+    worker: Option<RunningWorker>,
 }
 
 /// One request head as the upstream received it.
@@ -174,18 +174,9 @@ impl Stack {
     ) -> Stack {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("worker.sock");
-        let listening =
-            tradehabit_worker::serve::Worker::new(tradehabit_worker::config::Config::new(&socket))
-                .bind()
-                .expect("bind the worker socket");
-        let (worker_stop, stopped) = oneshot::channel::<()>();
-        let worker = tokio::spawn(listening.run(async move {
-            let _ = stopped.await;
-        }));
-
+        let worker = RunningWorker::on(&socket);
         let tables = Tables { limits, upstream };
         let mut stack = Stack::start_gateway(dir, &socket, &tables, checks, routes).await;
-        stack.worker_stop = Some(worker_stop);
         stack.worker = Some(worker);
         stack
     }
@@ -230,26 +221,15 @@ impl Stack {
         checks: impl FnOnce(&Path) -> String,
         routes: &str,
     ) -> Stack {
-        let generated = rcgen::generate_simple_self_signed(vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-        ])
-        .expect("certificate");
-        std::fs::write(dir.path().join("cert.pem"), generated.cert.pem()).unwrap();
-        std::fs::write(
-            dir.path().join("key.pem"),
-            generated.key_pair.serialize_pem(),
-        )
-        .unwrap();
+        let cert = write_test_certificate(dir.path());
         let checks = checks(dir.path());
         let policy = write_policy(dir.path(), socket, tables, &checks, routes);
         let config = Config::from_file(&policy).expect("the attack policy is valid");
         let gateway = Gateway::start(config).await.expect("the gateway starts");
         Stack {
             dir,
-            cert: generated.cert.der().clone(),
+            cert,
             gateway: Some(gateway),
-            worker_stop: None,
             worker: None,
         }
     }
@@ -264,11 +244,8 @@ impl Stack {
         if let Some(gateway) = self.gateway.take() {
             gateway.shutdown().await;
         }
-        if let Some(stop) = self.worker_stop.take() {
-            let _ = stop.send(());
-        }
         if let Some(worker) = self.worker.take() {
-            let _ = tokio::time::timeout(SAFETY, worker).await;
+            worker.stop().await;
         }
     }
 
@@ -393,19 +370,7 @@ impl Stack {
     /// A TLS connection over `tcp` (connected to [`Stack::addr`]) whose
     /// ALPN offers only `protocol`.
     pub async fn tls_over(&self, tcp: TcpStream, protocol: &[u8]) -> TlsStream<TcpStream> {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.cert.clone()).unwrap();
-        let mut config =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        config.alpn_protocols = vec![protocol.to_vec()];
-        TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .expect("TLS handshake")
+        crate::tls_over(tcp, &self.cert, protocol).await
     }
 
     /// Writes `bytes` on a fresh connection and reads until the gateway
@@ -419,16 +384,8 @@ impl Stack {
     }
 
     /// Sends one well-formed request on a fresh connection.
-    pub async fn send(&self, mut request: Request<Full<Bytes>>) -> Reply {
-        let io = TokioIo::new(self.tls().await);
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
-        tokio::spawn(connection);
-        request
-            .headers_mut()
-            .entry("host")
-            .or_insert("localhost".parse().unwrap());
-        let response = sender.send_request(request).await.expect("an answer");
-        collect(response).await
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Reply {
+        send_http1(self.addr(), &self.cert, request).await
     }
 
     /// `GET path` with extra headers.
@@ -465,21 +422,6 @@ impl Stack {
     }
 }
 
-/// A response, read to its end (within the safety net).
-async fn collect(response: http::Response<hyper::body::Incoming>) -> Reply {
-    let (parts, body) = response.into_parts();
-    let body = tokio::time::timeout(SAFETY, body.collect())
-        .await
-        .expect("body within the safety net")
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
-}
-
 /// The bodies of the attack policy's `[limits]` table and the extra lines
 /// of its `[upstream]` table.
 struct Tables<'a> {
@@ -507,30 +449,6 @@ fn write_policy(
     let path = dir.join("gateway.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// A collected response.
-#[derive(Debug)]
-pub struct Reply {
-    /// The status.
-    pub status: StatusCode,
-    /// The headers.
-    pub headers: HeaderMap,
-    /// The whole body.
-    pub body: Bytes,
-}
-
-impl Reply {
-    /// The body as JSON (panics with the body if it is not).
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
-    }
-
-    /// The body as text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
 }
 
 /// A `multipart/form-data` body of `(name, filename, content)` parts;

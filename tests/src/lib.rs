@@ -2,6 +2,12 @@
 //! in-process from a policy file, with a freshly generated certificate, in
 //! front of an upstream Unix socket, and a real TLS client (rustls + hyper)
 //! speaking HTTP/1.1 or HTTP/2 to it.
+//!
+//! Shared with every test that needs them, written once: the in-process
+//! worker ([`worker`]), the policy tables with credentials and the static
+//! app directory ([`policy`]), one request over a fresh TLS connection
+//! ([`send_http1`]), the attack stack ([`attack`]) and the browser harness
+//! ([`browser`]).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -125,6 +131,76 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A rustls client configuration that trusts exactly `cert` and offers
+/// `alpn` (in order).
+pub fn client_config(cert: CertificateDer<'static>, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(cert).expect("trust the test certificate");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// A TLS connection to `localhost` over `tcp`, trusting exactly `cert`,
+/// offering only `protocol` with ALPN.
+pub async fn tls_over(
+    tcp: TcpStream,
+    cert: &CertificateDer<'static>,
+    protocol: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    TlsConnector::from(client_config(cert.clone(), &[protocol]))
+        .connect(ServerName::try_from("localhost").expect("server name"), tcp)
+        .await
+        .expect("TLS handshake")
+}
+
+/// Sends one request over HTTP/1.1 on a fresh TLS connection to `addr`
+/// (`Host: localhost` unless the request names one) and reads the whole
+/// answer, within the safety net.
+pub async fn send_http1(
+    addr: SocketAddr,
+    cert: &CertificateDer<'static>,
+    mut request: Request<Full<Bytes>>,
+) -> Reply {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let io = TokioIo::new(tls_over(tcp, cert, b"http/1.1").await);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .expect("HTTP/1.1 handshake");
+    tokio::spawn(connection);
+    request
+        .headers_mut()
+        .entry(http::header::HOST)
+        .or_insert(http::HeaderValue::from_static("localhost"));
+    let response = sender.send_request(request).await.expect("an answer");
+    collect(response).await
+}
+
+/// A response, read to its end (within the safety net).
+pub async fn collect(response: http::Response<hyper::body::Incoming>) -> Reply {
+    let (parts, body) = response.into_parts();
+    let body = tokio::time::timeout(PATIENCE, body.collect())
+        .await
+        .expect("body within the safety net")
+        .map(|collected| collected.to_bytes())
+        .unwrap_or_default();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
 }
 
 /// Which HTTP version the client negotiates with ALPN.
@@ -147,21 +223,13 @@ pub struct TlsClient {
 impl TlsClient {
     /// A client for `addr` trusting `cert`, negotiating `version`.
     pub fn new(addr: SocketAddr, cert: CertificateDer<'static>, version: Version) -> Self {
-        let mut roots = RootCertStore::empty();
-        roots.add(cert).expect("trust the test certificate");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = match version {
-            Version::Http1 => vec![b"http/1.1".to_vec()],
-            Version::Http2 => vec![b"h2".to_vec()],
+        let alpn: &[u8] = match version {
+            Version::Http1 => b"http/1.1",
+            Version::Http2 => b"h2",
         };
         Self {
             addr,
-            connector: TlsConnector::from(Arc::new(config)),
+            connector: TlsConnector::from(client_config(cert, &[alpn])),
             version,
         }
     }
@@ -232,3 +300,5 @@ impl TlsClient {
 
 pub mod attack;
 pub mod browser;
+pub mod policy;
+pub mod worker;

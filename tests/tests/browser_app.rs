@@ -24,6 +24,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tradehabit_e2e::attack::{sample_csv, Stack};
 use tradehabit_e2e::browser::{dump_dom, serve_page, CHROMIUM};
+use tradehabit_e2e::policy::{audit_to_file, tokens_table, write_app};
 
 /// One cookie's lifetime in the busy-session scenario.
 ///
@@ -167,22 +168,27 @@ fn other_origin_page(gateway: &str) -> String {
 
 /// The policy tables: sessions and cookie sessions, the audit log in a file.
 fn tables(dir: &Path) -> String {
-    let app = dir.join("app");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::write(app.join("index.html"), INDEX).unwrap();
-    std::fs::write(app.join("app.js"), APP_JS).unwrap();
-    std::fs::write(app.join("demo.csv"), sample_csv()).unwrap();
-    std::fs::write(
-        dir.join("token_secret"),
-        "browser-app-test-secret-0123456789abcdef",
-    )
-    .unwrap();
+    let csv = sample_csv();
+    write_app(
+        dir,
+        &[
+            ("index.html", INDEX.as_bytes()),
+            ("app.js", APP_JS.as_bytes()),
+            ("demo.csv", &csv),
+        ],
+    );
+    let session = r#"{ enabled = true, scopes = ["read", "analyze", "settings"], rate_limit_per_ip = ["100/minute"] }"#;
+    let cookie =
+        format!("{{ enabled = true, idle_seconds = {IDLE_SECONDS}, max_lifetime_seconds = 3600 }}");
     format!(
-        "[tokens]\nsecret = {{ file = \"token_secret\" }}\n\
-         session = {{ enabled = true, scopes = [\"read\", \"analyze\", \"settings\"], rate_limit_per_ip = [\"100/minute\"] }}\n\
-         cookie = {{ enabled = true, idle_seconds = {IDLE_SECONDS}, max_lifetime_seconds = 3600 }}\n\n\
-         [audit]\noutput = \"{}\"\n",
-        dir.join("audit.log").display()
+        "{}\n{}",
+        tokens_table(
+            dir,
+            "browser-app-test-secret-0123456789abcdef",
+            session,
+            Some(&cookie)
+        ),
+        audit_to_file(dir)
     )
 }
 

@@ -11,6 +11,7 @@ use std::path::Path;
 use tokio::net::TcpListener;
 use tradehabit_e2e::attack::Stack;
 use tradehabit_e2e::browser::{dump_dom, serve_page, CHROMIUM};
+use tradehabit_e2e::policy::tokens_table;
 
 const ROUTES: &str = r#"
 [[routes]]
@@ -81,15 +82,16 @@ async fn a_real_browser_succeeds_from_an_allowed_origin_and_is_blocked_from_anot
     let other_origin = format!("http://127.0.0.1:{}", other.local_addr().unwrap().port());
     let stack = Stack::start_with(
         |dir| {
-            std::fs::write(
-                dir.join("token_secret"),
-                "browser-cors-test-secret-0123456789abcdef",
-            )
-            .unwrap();
+            let session =
+                r#"{ enabled = true, scopes = ["analyze"], rate_limit_per_ip = ["100/minute"] }"#;
             format!(
-                "[cors]\nallowed_origins = [\"{allowed_origin}\"]\n\n\
-                 [tokens]\nsecret = {{ file = \"token_secret\" }}\n\
-                 session = {{ enabled = true, scopes = [\"analyze\"], rate_limit_per_ip = [\"100/minute\"] }}\n"
+                "[cors]\nallowed_origins = [\"{allowed_origin}\"]\n\n{}",
+                tokens_table(
+                    dir,
+                    "browser-cors-test-secret-0123456789abcdef",
+                    session,
+                    None
+                )
             )
         },
         ROUTES,

@@ -13,8 +13,11 @@ use std::time::Duration;
 use http::Request;
 use http_body_util::Full;
 use tradehabit_e2e::attack::{sample_csv, Reply, Stack, SAFETY};
+use tradehabit_e2e::policy::{audit_to_file, tokens_table, write_app};
 
 const SECRET: &str = "cookie-sessions-test-secret-0123456789abcdef";
+/// The page the static-files route serves.
+const APP_INDEX: &[u8] = b"<!doctype html><p>app</p>";
 
 const ROUTES: &str = r#"
 [[routes]]
@@ -48,15 +51,15 @@ static_files = { root = "app" }
 /// `[tokens]` with cookie sessions of `idle` and `max` seconds, and the app.
 fn policy(idle: u64, max: u64) -> impl FnOnce(&Path) -> String {
     move |dir: &Path| {
-        std::fs::create_dir_all(dir.join("app")).unwrap();
-        std::fs::write(dir.join("app/index.html"), "<!doctype html><p>app</p>").unwrap();
-        std::fs::write(dir.join("token_secret"), SECRET).unwrap();
+        write_app(dir, &[("index.html", APP_INDEX)]);
+        let session =
+            r#"{ enabled = true, scopes = ["analyze"], rate_limit_per_ip = ["100/minute"] }"#;
+        let cookie =
+            format!("{{ enabled = true, idle_seconds = {idle}, max_lifetime_seconds = {max} }}");
         format!(
-            "[tokens]\nsecret = {{ file = \"token_secret\" }}\n\
-             session = {{ enabled = true, scopes = [\"analyze\"], rate_limit_per_ip = [\"100/minute\"] }}\n\
-             cookie = {{ enabled = true, idle_seconds = {idle}, max_lifetime_seconds = {max} }}\n\n\
-             [audit]\noutput = \"{}\"\n",
-            dir.join("audit.log").display()
+            "{}\n{}",
+            tokens_table(dir, SECRET, session, Some(&cookie)),
+            audit_to_file(dir)
         )
     }
 }
@@ -335,13 +338,10 @@ async fn a_busy_session_is_renewed_until_its_absolute_lifetime() {
 #[tokio::test]
 async fn issuing_cookies_spends_the_session_quota_per_ip() {
     let checks = |dir: &Path| {
-        std::fs::create_dir_all(dir.join("app")).unwrap();
-        std::fs::write(dir.join("app/index.html"), "<!doctype html><p>app</p>").unwrap();
-        std::fs::write(dir.join("token_secret"), SECRET).unwrap();
-        "[tokens]\nsecret = { file = \"token_secret\" }\n\
-         session = { enabled = true, scopes = [\"analyze\"], rate_limit_per_ip = [\"2/minute\"] }\n\
-         cookie = { enabled = true }\n"
-            .to_owned()
+        write_app(dir, &[("index.html", APP_INDEX)]);
+        let session =
+            r#"{ enabled = true, scopes = ["analyze"], rate_limit_per_ip = ["2/minute"] }"#;
+        tokens_table(dir, SECRET, session, Some("{ enabled = true }"))
     };
     let stack = Stack::start_with(checks, ROUTES).await;
     let first = new_browser(&stack).await;

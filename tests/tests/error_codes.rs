@@ -9,8 +9,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use tradehabit_e2e::attack::{multipart, Reply, Stack};
-use tradehabit_gateway::checks::api_key::keygen;
-use tradehabit_gateway::checks::secret::Secret;
+use tradehabit_e2e::policy::{api_key, api_keys_table, tokens_table};
 use tradehabit_shared::codes;
 
 const PEPPER: &str = "error-code-tests-pepper-0123456789abcdef";
@@ -50,19 +49,17 @@ content_types = []
 /// The stack, a valid API key and a well-formed key the gateway never
 /// issued.
 async fn start() -> (Stack, String, String) {
-    let pepper = Secret::new(PEPPER.as_bytes().to_vec());
-    let scopes = vec!["read".to_string(), "analyze".to_string()];
-    let alice = keygen(&pepper, "alice", &scopes, &mut rand::rngs::OsRng).unwrap();
-    let stranger = keygen(&pepper, "stranger", &scopes, &mut rand::rngs::OsRng).unwrap();
+    let scopes = ["read", "analyze"];
+    let alice = api_key(PEPPER, "alice", &scopes);
+    let stranger = api_key(PEPPER, "stranger", &scopes);
     let entry = alice.policy_entry.clone();
     let stack = Stack::start_with(
         move |dir| {
-            std::fs::write(dir.join("pepper"), PEPPER).unwrap();
-            std::fs::write(dir.join("token_secret"), "s".repeat(40)).unwrap();
+            let session = r#"{ enabled = true, scopes = ["read", "analyze"] }"#;
             format!(
-                "[api_keys]\npepper = {{ file = \"pepper\" }}\nkeys = [{entry}]\n\n\
-                 [tokens]\nsecret = {{ file = \"token_secret\" }}\n\
-                 session = {{ enabled = true, scopes = [\"read\", \"analyze\"] }}\n"
+                "{}\n{}",
+                api_keys_table(dir, PEPPER, &[&entry]),
+                tokens_table(dir, &"s".repeat(40), session, None)
             )
         },
         ROUTES,

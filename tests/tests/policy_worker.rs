@@ -8,101 +8,25 @@
 //!   header does not help;
 //! * two anonymous browser sessions get separate data spaces.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio_rustls::TlsConnector;
-use tradehabit_gateway::checks::api_key::keygen;
-use tradehabit_gateway::checks::secret::Secret;
-use tradehabit_gateway::{Config, Gateway, Handle};
+use http_body_util::Full;
+use tradehabit_e2e::attack;
+use tradehabit_e2e::policy::{api_key, api_keys_table, tokens_table};
 
 const PEPPER: &str = "worker-e2e-pepper-worker-e2e-pepper-01";
 const SAMPLE_CSV: &str = include_str!("../../examples/sample-orders.csv");
 const BOUNDARY: &str = "policy-worker-boundary";
 
-/// The gateway and the worker, and the two users' keys.
-struct Stack {
-    _dir: tempfile::TempDir,
-    gateway: Option<Handle>,
-    stop_worker: Option<oneshot::Sender<()>>,
-    worker: tokio::task::JoinHandle<()>,
-    cert: CertificateDer<'static>,
-    alice: String,
-    bob: String,
-}
-
-impl Stack {
-    async fn start() -> Stack {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("worker.sock");
-        let listening =
-            tradehabit_worker::serve::Worker::new(tradehabit_worker::config::Config::new(&socket))
-                .bind()
-                .expect("the worker binds its socket");
-        let (stop_worker, stopped) = oneshot::channel::<()>();
-        let worker = tokio::spawn(async move {
-            listening
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-
-        let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        std::fs::write(dir.path().join("cert.pem"), generated.cert.pem()).unwrap();
-        std::fs::write(
-            dir.path().join("key.pem"),
-            generated.key_pair.serialize_pem(),
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("pepper"), PEPPER).unwrap();
-        std::fs::write(dir.path().join("token_secret"), "t".repeat(40)).unwrap();
-        let pepper = Secret::new(PEPPER.as_bytes().to_vec());
-        let scopes = vec!["read".to_string(), "analyze".to_string()];
-        let alice = keygen(&pepper, "alice", &scopes, &mut rand::rngs::OsRng).unwrap();
-        let bob = keygen(&pepper, "bob", &scopes, &mut rand::rngs::OsRng).unwrap();
-
-        let policy = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[tls]
-cert = "cert.pem"
-key = "key.pem"
-
-[upstream]
-address = "unix:{socket}"
-
-[cors]
-allowed_origins = ["http://127.0.0.1:5173", "http://localhost:5173", "https://tradehabit-frontend.replit.app", "https://app.tradehab.it"]
-
-[api_keys]
-pepper = {{ file = "pepper" }}
-keys = [{alice}, {bob}]
-
-[tokens]
-secret = {{ file = "token_secret" }}
-session = {{ enabled = true, scopes = ["read", "analyze"] }}
-
+const ROUTES: &str = r#"
 [[routes]]
 name = "analyze"
 path = "/api/analyze"
 methods = ["POST"]
 body_limit = 2162688
 scopes = ["analyze"]
-upload = {{}}
-query = {{ sigma = {{ type = "float", min = 0.1, max = 5.0 }} }}
+upload = {}
+query = { sigma = { type = "float", min = 0.1, max = 5.0 } }
 
 [[routes]]
 name = "trades"
@@ -117,28 +41,41 @@ path = "/api/health"
 methods = ["GET"]
 auth = "none"
 content_types = []
-"#,
-            socket = socket.display(),
-            alice = alice.policy_entry,
-            bob = bob.policy_entry,
-        );
-        let policy_path = dir.path().join("gateway.toml");
-        std::fs::write(&policy_path, policy).unwrap();
-        let config = Config::from_file(&policy_path).expect("the test policy is valid");
-        let gateway = Gateway::start(config).await.expect("the gateway starts");
+"#;
+
+/// The gateway and the worker (the shared harness, default limits), and
+/// the two users' keys.
+struct Stack {
+    stack: attack::Stack,
+    alice: String,
+    bob: String,
+}
+
+impl Stack {
+    async fn start() -> Stack {
+        let scopes = ["read", "analyze"];
+        let alice = api_key(PEPPER, "alice", &scopes);
+        let bob = api_key(PEPPER, "bob", &scopes);
+        let entries = [alice.policy_entry.as_str(), bob.policy_entry.as_str()];
+        let checks = |dir: &std::path::Path| {
+            format!(
+                "[cors]\nallowed_origins = [\"http://127.0.0.1:5173\", \"http://localhost:5173\", \
+                 \"https://tradehabit-frontend.replit.app\", \"https://app.tradehab.it\"]\n\n{}\n{}",
+                api_keys_table(dir, PEPPER, &entries),
+                tokens_table(
+                    dir,
+                    &"t".repeat(40),
+                    r#"{ enabled = true, scopes = ["read", "analyze"] }"#,
+                    None,
+                ),
+            )
+        };
+        let stack = attack::Stack::start_with_limits("", checks, ROUTES).await;
         Stack {
-            _dir: dir,
-            gateway: Some(gateway),
-            stop_worker: Some(stop_worker),
-            worker,
-            cert: generated.cert.der().clone(),
+            stack,
             alice: alice.key,
             bob: bob.key,
         }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.gateway.as_ref().unwrap().https_addr()
     }
 
     /// One request over HTTP/1.1 on a fresh TLS connection.
@@ -149,49 +86,20 @@ content_types = []
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> (StatusCode, http::HeaderMap, serde_json::Value) {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.cert.clone()).unwrap();
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let tcp = TcpStream::connect(self.addr()).await.unwrap();
-        let stream = TlsConnector::from(Arc::new(tls))
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "localhost");
+        let mut builder = Request::builder().method(method).uri(path);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        let response = sender
-            .send_request(builder.body(Full::new(body.into())).unwrap())
-            .await
-            .unwrap();
-        let (parts, body) = response.into_parts();
-        let bytes = body.collect().await.unwrap().to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        (parts.status, parts.headers, json)
+        let reply = self
+            .stack
+            .send(builder.body(Full::new(body.into())).unwrap())
+            .await;
+        let json = serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null);
+        (reply.status, reply.headers, json)
     }
 
-    async fn stop(mut self) {
-        if let Some(gateway) = self.gateway.take() {
-            gateway.shutdown().await;
-        }
-        if let Some(stop) = self.stop_worker.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.worker).await;
+    async fn stop(self) {
+        self.stack.stop().await;
     }
 }
 

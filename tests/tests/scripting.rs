@@ -12,9 +12,8 @@
 use std::process::Command;
 
 use tradehabit_e2e::attack::Stack;
+use tradehabit_e2e::policy::{api_key, api_keys_table, tokens_table};
 use tradehabit_e2e::workspace_root;
-use tradehabit_gateway::checks::api_key::keygen;
-use tradehabit_gateway::checks::secret::Secret;
 
 const PEPPER: &str = "scripting-tests-pepper-0123456789abcdef";
 
@@ -94,18 +93,15 @@ fn run_example(name: &str, stack: &Stack, api_key: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_python_example_runs_against_the_real_stack() {
-    let pepper = Secret::new(PEPPER.as_bytes().to_vec());
-    let scopes = vec!["read".into(), "analyze".into(), "settings".into()];
-    let key = keygen(&pepper, "script", &scopes, &mut rand::rngs::OsRng).unwrap();
+    let key = api_key(PEPPER, "script", &["read", "analyze", "settings"]);
     let entry = key.policy_entry.clone();
     let stack = Stack::start_with(
         move |dir| {
-            std::fs::write(dir.join("pepper"), PEPPER).unwrap();
-            std::fs::write(dir.join("token_secret"), "s".repeat(40)).unwrap();
+            let session = r#"{ enabled = true, scopes = ["read", "analyze", "settings"] }"#;
             format!(
-                "[api_keys]\npepper = {{ file = \"pepper\" }}\nkeys = [{entry}]\n\n\
-                 [tokens]\nsecret = {{ file = \"token_secret\" }}\n\
-                 session = {{ enabled = true, scopes = [\"read\", \"analyze\", \"settings\"] }}\n"
+                "{}\n{}",
+                api_keys_table(dir, PEPPER, &[&entry]),
+                tokens_table(dir, &"s".repeat(40), session, None)
             )
         },
         ROUTES,

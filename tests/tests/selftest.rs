@@ -6,8 +6,7 @@
 use std::path::Path;
 
 use tradehabit_e2e::attack::Stack;
-use tradehabit_gateway::checks::api_key::keygen;
-use tradehabit_gateway::checks::secret::Secret;
+use tradehabit_e2e::policy::{api_key, api_keys_table};
 use tradehabit_gateway::selftest::{self, Credential, Options, Outcome, Report};
 
 const PEPPER: &str = "selftest-e2e-pepper-selftest-e2e-pepper";
@@ -74,19 +73,15 @@ const CHECKS: [&str; 19] = [
 /// The stack with `extra` policy tables (e.g. `[headers]`) and `origins`
 /// allowed; returns it with an API key holding every scope.
 async fn start(extra: &str, origins: &[&str]) -> (Stack, String) {
-    let pepper = Secret::new(PEPPER.as_bytes().to_vec());
-    let scopes: Vec<String> = ["read", "settings", "analyze"].map(String::from).to_vec();
-    let key = keygen(&pepper, "selftest", &scopes, &mut rand::rngs::OsRng).unwrap();
+    let key = api_key(PEPPER, "selftest", &["read", "settings", "analyze"]);
     let origins = serde_json::to_string(origins).unwrap();
     let entry = key.policy_entry.clone();
     let stack = Stack::start_with(
         move |dir: &Path| {
-            std::fs::write(dir.join("pepper"), PEPPER).unwrap();
             format!(
                 "[plain_http]\nlisten = \"127.0.0.1:0\"\nhttps_port = 8443\n\n{extra}\n\n\
-                 [cors]\nallowed_origins = {origins}\n\n\
-                 [api_keys]\npepper = {{ file = \"{}/pepper\" }}\nkeys = [{entry}]\n",
-                dir.display()
+                 [cors]\nallowed_origins = {origins}\n\n{}",
+                api_keys_table(dir, PEPPER, &[&entry])
             )
         },
         ROUTES,

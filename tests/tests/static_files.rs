@@ -10,6 +10,7 @@ use std::path::Path;
 use http::Request;
 use http_body_util::Full;
 use tradehabit_e2e::attack::Stack;
+use tradehabit_e2e::policy::write_app;
 
 const INDEX: &str = "<!doctype html><html><head><script type=\"module\" src=\"/assets/index-3f9a1c2b.js\"></script></head><body><div id=\"root\"></div></body></html>";
 const SCRIPT: &str = "console.log('app');";
@@ -33,17 +34,21 @@ static_files = { root = "app" }
 
 /// The app directory a bundler would write, plus a secret outside it and
 /// symlinks pointing there.
-fn write_app(dir: &Path) -> String {
+fn app_with_traps(dir: &Path) -> String {
     let app = dir.join("app");
-    std::fs::create_dir_all(app.join("assets")).unwrap();
-    std::fs::write(app.join("index.html"), INDEX).unwrap();
-    std::fs::write(app.join("assets/index-3f9a1c2b.js"), SCRIPT).unwrap();
-    std::fs::write(app.join("assets/index-3f9a1c2b.js.br"), b"BROTLI-BYTES").unwrap();
-    std::fs::write(app.join("assets/index-3f9a1c2b.js.gz"), b"GZIP-BYTES").unwrap();
-    std::fs::write(app.join("demo.csv"), "a,b\n1,2\n").unwrap();
-    std::fs::write(app.join(".env"), SECRET).unwrap();
     let big: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(app.join("big.bin"), big).unwrap();
+    write_app(
+        dir,
+        &[
+            ("index.html", INDEX.as_bytes()),
+            ("assets/index-3f9a1c2b.js", SCRIPT.as_bytes()),
+            ("assets/index-3f9a1c2b.js.br", b"BROTLI-BYTES"),
+            ("assets/index-3f9a1c2b.js.gz", b"GZIP-BYTES"),
+            ("demo.csv", b"a,b\n1,2\n"),
+            (".env", SECRET.as_bytes()),
+            ("big.bin", &big),
+        ],
+    );
     std::fs::write(dir.join("secret.txt"), SECRET).unwrap();
     std::os::unix::fs::symlink(dir.join("secret.txt"), app.join("linked.txt")).unwrap();
     std::fs::create_dir_all(dir.join("outside")).unwrap();
@@ -53,7 +58,7 @@ fn write_app(dir: &Path) -> String {
 }
 
 async fn start() -> Stack {
-    Stack::start_with(write_app, ROUTES).await
+    Stack::start_with(app_with_traps, ROUTES).await
 }
 
 #[tokio::test]

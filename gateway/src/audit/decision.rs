@@ -5,50 +5,8 @@
 //! is the rejection's envelope `code` ([`Rejection::code`], listed in
 //! `docs/errors.md`), so the client and the audit log name the same cause.
 
+use crate::exchange::Decision;
 use crate::reject::Rejection;
-
-/// What the pipeline decided about one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Decision {
-    /// `allowed`, or the name of the check that refused (`route`, `body`, …).
-    pub(crate) outcome: &'static str,
-    /// The precise reason (`route.not_found`, `body.too_large`); `null` in
-    /// the log when allowed.
-    pub(crate) reason: Option<&'static str>,
-    /// For authentication failures: the method that failed (`jwt`, …), fed
-    /// to `auth_failures_total`.
-    pub(crate) auth_failure: Option<(&'static str, &'static str)>,
-    /// Whether a rate limit refused it (`rate_limited_total`).
-    pub(crate) is_rate_limited: bool,
-}
-
-impl Decision {
-    /// The request was forwarded.
-    pub(crate) const ALLOWED: Decision = Decision {
-        outcome: "allowed",
-        reason: None,
-        auth_failure: None,
-        is_rate_limited: false,
-    };
-
-    /// Forwarded (or answered), but the response was abandoned because the
-    /// client took none of its body for `limits.send_timeout`.
-    pub(crate) const CLIENT_STALLED: Decision = Decision::refused("send", "send.client_stalled");
-
-    const fn refused(check: &'static str, reason: &'static str) -> Decision {
-        Decision {
-            outcome: check,
-            reason: Some(reason),
-            auth_failure: None,
-            is_rate_limited: false,
-        }
-    }
-
-    /// Whether the gateway (not the upstream) answered.
-    pub(crate) fn is_refused(&self) -> bool {
-        self.reason.is_some()
-    }
-}
 
 /// The check and precise reason for a rejection.
 ///

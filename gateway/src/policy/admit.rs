@@ -12,11 +12,11 @@ use time::OffsetDateTime;
 
 use super::trace::{Outcome, Trace};
 use super::{cookie_session, describe, route, shape, tokens};
-use crate::audit::Trail;
 use crate::body::Body;
 use crate::checks::auth::Principal;
 use crate::checks::{cors, rate_limit, request_rules, scopes, upload};
 use crate::config::{Config, Route, Serve};
+use crate::exchange::Trail;
 use crate::identity::Identity;
 use crate::reject::{check, Rejection};
 use crate::request_body::{self, BodyWatch, Decoding};

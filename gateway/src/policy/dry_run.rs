@@ -16,10 +16,11 @@ use tracing::instrument::WithSubscriber as _;
 
 use super::admit::{admit_head, Checked, Context};
 use super::trace::{Step, Trace};
-use crate::audit::{self, Trail};
+use crate::audit;
 use crate::body::Body;
 use crate::checks::auth::AuthMode;
 use crate::config::Config;
+use crate::exchange::Trail;
 use crate::identity;
 use crate::proxy::{upstream_headers, Caller};
 use crate::reject;

@@ -9,10 +9,10 @@ use http::request::Parts;
 use http::{Request, Response};
 
 use super::admit::{upload_too_large, Forward};
-use crate::audit::Trail;
 use crate::body::Body;
 use crate::checks::auth::AuthMode;
 use crate::config::{Config, Route};
+use crate::exchange::Trail;
 use crate::identity::Identity;
 use crate::proxy::{Caller, Upstream};
 use crate::reject::{check, Rejection};

@@ -24,11 +24,11 @@ pub(crate) fn find(
         if allows(route, method) {
             return Ok(Arc::clone(route));
         }
-        for m in &route.methods {
-            if !allowed.contains(m) {
-                allowed.push(m.clone());
+        for listed in &route.methods {
+            if !allowed.contains(listed) {
+                allowed.push(listed.clone());
             }
-            if *m == Method::GET && !allowed.contains(&Method::HEAD) {
+            if *listed == Method::GET && !allowed.contains(&Method::HEAD) {
                 allowed.push(Method::HEAD);
             }
         }

@@ -27,13 +27,13 @@ use governor::clock::DefaultClock;
 use http::header::RETRY_AFTER;
 use http::{HeaderValue, StatusCode};
 
-use crate::audit::Trail;
 use crate::checks::rate_limit::{
     rate_key_for_ip, KeyKind, OnStoreError, RateLimitSettings, RouteLimiters, RouteRateLimits,
     StoreSettings, Usage,
 };
 use crate::checks::Rejection as CheckRejection;
 use crate::config::Config;
+use crate::exchange::Trail;
 use crate::metrics::StoreMetrics;
 use crate::reject::{check, Rejection};
 use redis::{Quota, RedisStore, StoreError};

@@ -38,10 +38,11 @@ pub(super) fn accepted_encodings(headers: &HeaderMap) -> Accepted {
         for item in text.split(',') {
             let mut parts = item.split(';');
             let coding = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-            let refused = parts.any(|p| {
-                let p = p.trim();
-                p.strip_prefix("q=")
-                    .or_else(|| p.strip_prefix("Q="))
+            let refused = parts.any(|param| {
+                let param = param.trim();
+                param
+                    .strip_prefix("q=")
+                    .or_else(|| param.strip_prefix("Q="))
                     .and_then(|q| q.trim().parse::<f32>().ok())
                     .is_some_and(|q| q <= 0.0)
             });
@@ -64,13 +65,13 @@ pub(super) fn accepted_encodings(headers: &HeaderMap) -> Accepted {
 /// A strong validator of the bytes served: the file's identity, size and
 /// modification time, and the encoding (each variant has its own).
 pub(super) fn etag(opened: &Opened) -> HeaderValue {
-    let m = &opened.metadata;
+    let metadata = &opened.metadata;
     let mut hash = Sha256::new();
-    for part in [m.dev(), m.ino(), m.len()] {
+    for part in [metadata.dev(), metadata.ino(), metadata.len()] {
         hash.update(part.to_le_bytes());
     }
-    hash.update(m.mtime().to_le_bytes());
-    hash.update(m.mtime_nsec().to_le_bytes());
+    hash.update(metadata.mtime().to_le_bytes());
+    hash.update(metadata.mtime_nsec().to_le_bytes());
     hash.update(opened.encoding.unwrap_or("identity").as_bytes());
     let digest = hash.finalize();
     let tag = format!("\"{}\"", hex::encode(&digest[..12]));

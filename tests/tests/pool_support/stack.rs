@@ -5,22 +5,17 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio_rustls::TlsConnector;
-use tradehabit_gateway::checks::api_key::keygen;
-use tradehabit_gateway::checks::secret::Secret;
+use http_body_util::Full;
+use rustls::pki_types::CertificateDer;
+use tradehabit_e2e::policy::api_key;
+use tradehabit_e2e::{send_http1, write_test_certificate};
 use tradehabit_gateway::{Config, Gateway, Handle};
-use tradehabit_worker::config::Config as WorkerConfig;
-use tradehabit_worker::serve::Worker;
+
+pub use tradehabit_e2e::worker::RunningWorker;
 
 pub const PEPPER: &str = "pool-e2e-pepper-pool-e2e-pepper-0001";
 pub const SAMPLE_CSV: &str = include_str!("../../../examples/sample-orders.csv");
@@ -28,48 +23,6 @@ const BOUNDARY: &str = "pool-boundary";
 /// NinjaTrader month codes: one per user, so each user's trades name a
 /// contract no other user uploaded.
 const MONTHS: &[u8] = b"FGHJKMNQUVXZ";
-
-/// A worker served in-process until stopped or killed.
-pub struct RunningWorker {
-    pub socket: PathBuf,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RunningWorker {
-    pub fn start(config: WorkerConfig) -> RunningWorker {
-        let socket = config.socket.clone();
-        let listening = Worker::new(config)
-            .bind()
-            .expect("the worker binds its socket");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            listening
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        RunningWorker {
-            socket,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    /// Ends the worker at once, requests in flight and sessions with it.
-    pub async fn kill(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = self.task.await;
-    }
-}
 
 /// A user's API key and the contract symbol of their upload.
 pub struct User {
@@ -80,17 +33,9 @@ pub struct User {
 
 /// `count` users `user-0`…, with read and analyze scopes.
 pub fn users(count: usize) -> Vec<User> {
-    let pepper = Secret::new(PEPPER.as_bytes().to_vec());
-    let scopes = vec!["read".to_string(), "analyze".to_string()];
     (0..count)
         .map(|i| {
-            let made = keygen(
-                &pepper,
-                &format!("user-{i}"),
-                &scopes,
-                &mut rand::rngs::OsRng,
-            )
-            .expect("keygen");
+            let made = api_key(PEPPER, &format!("user-{i}"), &["read", "analyze"]);
             User {
                 key: made.key,
                 policy_entry: made.policy_entry,
@@ -108,11 +53,9 @@ pub fn csv_for(user: &User) -> String {
 /// Writes the certificate and the pepper into `dir`; returns the
 /// certificate's DER.
 pub fn prepare_dir(dir: &Path) -> CertificateDer<'static> {
-    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    std::fs::write(dir.join("cert.pem"), generated.cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), generated.key_pair.serialize_pem()).unwrap();
+    let cert = write_test_certificate(dir);
     std::fs::write(dir.join("pepper"), PEPPER).unwrap();
-    generated.cert.der().clone()
+    cert
 }
 
 /// A gateway in front of `sockets` (in that order), with `users`, and the
@@ -190,38 +133,12 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> (StatusCode, String) {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.clone()).unwrap();
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let stream = TlsConnector::from(Arc::new(tls))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "localhost");
+    let mut builder = Request::builder().method(method).uri(path);
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    let response = sender
-        .send_request(builder.body(Full::new(body.into())).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes();
-    (parts.status, String::from_utf8_lossy(&bytes).into_owned())
+    let reply = send_http1(addr, cert, builder.body(Full::new(body.into())).unwrap()).await;
+    (reply.status, reply.text())
 }
 
 /// Uploads `user`'s CSV through the gateway at `addr`.

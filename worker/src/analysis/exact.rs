@@ -28,21 +28,21 @@ impl Acc {
         Acc { limbs: Vec::new() }
     }
     /// Adds `v << shift`.
-    fn add(&mut self, v: u128, shift: u32) {
-        if v == 0 {
+    fn add(&mut self, value: u128, shift: u32) {
+        if value == 0 {
             return;
         }
         let word = (shift / 64) as usize;
         let bit = shift % 64;
-        let v0 = v as u64;
-        let v1 = (v >> 64) as u64;
+        let low = value as u64;
+        let high = (value >> 64) as u64;
         let (lo, mid, hi) = if bit == 0 {
-            (v0, v1, 0u64)
+            (low, high, 0u64)
         } else {
             (
-                v0 << bit,
-                (v1 << bit) | (v0 >> (64 - bit)),
-                v1 >> (64 - bit),
+                low << bit,
+                (high << bit) | (low >> (64 - bit)),
+                high >> (64 - bit),
             )
         };
         let need = word + 4;
@@ -50,27 +50,27 @@ impl Acc {
             self.limbs.resize(need, 0);
         }
         let mut carry = 0u128;
-        for (k, part) in [lo, mid, hi].into_iter().enumerate() {
-            let s = self.limbs[word + k] as u128 + part as u128 + carry;
-            self.limbs[word + k] = s as u64;
-            carry = s >> 64;
+        for (offset, part) in [lo, mid, hi].into_iter().enumerate() {
+            let sum = self.limbs[word + offset] as u128 + part as u128 + carry;
+            self.limbs[word + offset] = sum as u64;
+            carry = sum >> 64;
         }
         let mut i = word + 3;
         while carry != 0 {
             if i >= self.limbs.len() {
                 self.limbs.push(0);
             }
-            let s = self.limbs[i] as u128 + carry;
-            self.limbs[i] = s as u64;
-            carry = s >> 64;
+            let sum = self.limbs[i] as u128 + carry;
+            self.limbs[i] = sum as u64;
+            carry = sum >> 64;
             i += 1;
         }
     }
     fn into_big(self) -> BigUint {
         let mut digits = Vec::with_capacity(self.limbs.len() * 2);
-        for l in self.limbs {
-            digits.push(l as u32);
-            digits.push((l >> 32) as u32);
+        for limb in self.limbs {
+            digits.push(limb as u32);
+            digits.push((limb >> 32) as u32);
         }
         BigUint::new(digits)
     }
@@ -78,10 +78,14 @@ impl Acc {
 
 /// Sums of a data set: `Σx = A·2^E`, `Σx² = B·2^(2E)`.
 struct Sums {
-    a: BigInt,
-    b: BigUint,
-    e: i32,
-    n: u64,
+    /// `A`.
+    sum: BigInt,
+    /// `B`.
+    sum_of_squares: BigUint,
+    /// `E`.
+    exponent: i32,
+    /// How many values.
+    count: u64,
 }
 
 fn sums(xs: &[f64], want_squares: bool) -> Option<Sums> {
@@ -101,31 +105,31 @@ fn sums(xs: &[f64], want_squares: bool) -> Option<Sums> {
         if x == 0.0 {
             continue;
         }
-        let (is_neg, m, e) = decompose(x);
-        let shift = (e - e_min) as u32;
+        let (is_neg, mantissa, exponent) = decompose(x);
+        let shift = (exponent - e_min) as u32;
         if is_neg {
-            neg.add(m as u128, shift);
+            neg.add(mantissa as u128, shift);
         } else {
-            pos.add(m as u128, shift);
+            pos.add(mantissa as u128, shift);
         }
         if want_squares {
-            sq.add((m as u128) * (m as u128), 2 * shift);
+            sq.add((mantissa as u128) * (mantissa as u128), 2 * shift);
         }
     }
-    let a = BigInt::from(pos.into_big()) - BigInt::from(neg.into_big());
+    let sum = BigInt::from(pos.into_big()) - BigInt::from(neg.into_big());
     Some(Sums {
-        a,
-        b: sq.into_big(),
-        e: e_min,
-        n: xs.len() as u64,
+        sum,
+        sum_of_squares: sq.into_big(),
+        exponent: e_min,
+        count: xs.len() as u64,
     })
 }
 
 /// The double nearest to `q × 2^exp`, where `q` is an integer and `sticky`
 /// says whether the true value is strictly above `q × 2^exp` (by less than
 /// one unit). Ties go to even.
-fn round_to_f64(q: &BigUint, sticky: bool, exp: i64, neg: bool) -> f64 {
-    let bits = q.bits() as i64;
+fn round_to_f64(quotient: &BigUint, sticky: bool, exp: i64, neg: bool) -> f64 {
+    let bits = quotient.bits() as i64;
     if bits == 0 {
         // Only possible when sticky is set, and then the value is tiny but
         // the callers always scale enough bits for that not to happen.
@@ -137,19 +141,19 @@ fn round_to_f64(q: &BigUint, sticky: bool, exp: i64, neg: bool) -> f64 {
     let prec: i64 = if top >= -1022 { 53 } else { 53 - (-1022 - top) };
     if prec <= 0 {
         // Far below the smallest subnormal: round to zero or the smallest.
-        let v = if prec == 0 && (bits > 1 || sticky) {
+        let value = if prec == 0 && (bits > 1 || sticky) {
             f64::from_bits(1)
         } else {
             0.0
         };
-        return if neg { -v } else { v };
+        return if neg { -value } else { value };
     }
     let drop = bits - prec;
     let (mut mant, round_up) = if drop > 0 {
-        let d = drop as u64;
-        let kept: BigUint = q >> d;
-        let rem: BigUint = q - (&kept << d);
-        let half: BigUint = BigUint::from(1u8) << (d - 1);
+        let dropped = drop as u64;
+        let kept: BigUint = quotient >> dropped;
+        let rem: BigUint = quotient - (&kept << dropped);
+        let half: BigUint = BigUint::from(1u8) << (dropped - 1);
         let up = if rem > half {
             true
         } else if rem < half {
@@ -162,59 +166,64 @@ fn round_to_f64(q: &BigUint, sticky: bool, exp: i64, neg: bool) -> f64 {
         };
         (kept.iter_u64_digits().next().unwrap_or(0), up)
     } else {
-        let shifted: BigUint = q << ((-drop) as u64);
+        let shifted: BigUint = quotient << ((-drop) as u64);
         (shifted.iter_u64_digits().next().unwrap_or(0), false)
     };
-    let mut e2 = exp + drop;
+    let mut result_exp = exp + drop;
     if round_up {
         mant += 1;
         if mant == (1u64 << prec) {
             mant >>= 1;
-            e2 += 1;
+            result_exp += 1;
         }
     }
-    let v = (mant as f64) * pow2(e2);
+    let value = (mant as f64) * pow2(result_exp);
     if neg {
-        -v
+        -value
     } else {
-        v
+        value
     }
 }
 
 /// `2^e` as an f64 product that stays exact (two steps for tiny values).
-fn pow2(e: i64) -> f64 {
-    if e > 1023 {
+fn pow2(exponent: i64) -> f64 {
+    if exponent > 1023 {
         return f64::INFINITY;
     }
-    if e >= -1022 {
-        return f64::from_bits(((e + 1023) as u64) << 52);
+    if exponent >= -1022 {
+        return f64::from_bits(((exponent + 1023) as u64) << 52);
     }
     // split to avoid underflow of the factor itself
-    let half = e / 2;
-    pow2(half) * pow2(e - half)
+    let half = exponent / 2;
+    pow2(half) * pow2(exponent - half)
 }
 
 /// `statistics.mean(xs)`: exact, rounded once. `NaN` for an empty list.
 pub fn mean(xs: &[f64]) -> f64 {
-    let Some(s) = sums(xs, false) else {
+    let Some(totals) = sums(xs, false) else {
         return if xs.is_empty() {
             f64::NAN
         } else {
             naive_mean(xs)
         };
     };
-    let neg = s.a.sign() == Sign::Minus;
-    let a = s.a.magnitude().clone();
-    if a.bits() == 0 {
+    let neg = totals.sum.sign() == Sign::Minus;
+    let magnitude = totals.sum.magnitude().clone();
+    if magnitude.bits() == 0 {
         return 0.0;
     }
     // q = floor(a · 2^k / n) with enough bits; value = q · 2^(E − k).
-    let n = BigUint::from(s.n);
-    let k = (66 + n.bits() as i64 - a.bits() as i64).max(0) as u64;
-    let num: BigUint = &a << k;
-    let q = &num / &n;
-    let sticky = &q * &n != num;
-    round_to_f64(&q, sticky, s.e as i64 - k as i64, neg)
+    let n = BigUint::from(totals.count);
+    let shift = (66 + n.bits() as i64 - magnitude.bits() as i64).max(0) as u64;
+    let numerator: BigUint = &magnitude << shift;
+    let quotient = &numerator / &n;
+    let sticky = &quotient * &n != numerator;
+    round_to_f64(
+        &quotient,
+        sticky,
+        totals.exponent as i64 - shift as i64,
+        neg,
+    )
 }
 
 /// `statistics.pstdev(xs)`: exact population variance, correctly rounded
@@ -223,28 +232,28 @@ pub fn pstdev(xs: &[f64]) -> f64 {
     if xs.len() < 2 {
         return if xs.is_empty() { f64::NAN } else { 0.0 };
     }
-    let Some(s) = sums(xs, true) else {
+    let Some(totals) = sums(xs, true) else {
         return naive_pstdev(xs);
     };
     // var = (n·B − A²) / n² · 2^(2E); std = sqrt(n·B − A²) / n · 2^E.
-    let n = BigUint::from(s.n);
-    let a2 = s.a.magnitude() * s.a.magnitude();
-    let nb = &n * &s.b;
+    let n = BigUint::from(totals.count);
+    let a2 = totals.sum.magnitude() * totals.sum.magnitude();
+    let nb = &n * &totals.sum_of_squares;
     if nb <= a2 {
         return 0.0;
     }
-    let num = nb - a2;
+    let numerator = nb - a2;
     let n2 = &n * &n;
     // F = floor(num · 2^(2k) / n²); r = isqrt(F) has ≥ 64 significant bits.
     let target_bits = 140i64;
-    let cur = num.bits() as i64 - n2.bits() as i64;
-    let k = ((target_bits - cur) / 2).max(0) as u64;
-    let scaled: BigUint = &num << (2 * k);
-    let f = &scaled / &n2;
-    let exact_div = &f * &n2 == scaled;
-    let r = f.sqrt();
-    let sticky = !exact_div || &r * &r != f;
-    round_to_f64(&r, sticky, s.e as i64 - k as i64, false)
+    let cur = numerator.bits() as i64 - n2.bits() as i64;
+    let shift = ((target_bits - cur) / 2).max(0) as u64;
+    let scaled: BigUint = &numerator << (2 * shift);
+    let quotient = &scaled / &n2;
+    let exact_div = &quotient * &n2 == scaled;
+    let root = quotient.sqrt();
+    let sticky = !exact_div || &root * &root != quotient;
+    round_to_f64(&root, sticky, totals.exponent as i64 - shift as i64, false)
 }
 
 fn naive_mean(xs: &[f64]) -> f64 {
@@ -252,8 +261,8 @@ fn naive_mean(xs: &[f64]) -> f64 {
 }
 
 fn naive_pstdev(xs: &[f64]) -> f64 {
-    let m = naive_mean(xs);
-    (xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / xs.len() as f64).sqrt()
+    let avg = naive_mean(xs);
+    (xs.iter().map(|x| (x - avg) * (x - avg)).sum::<f64>() / xs.len() as f64).sqrt()
 }
 
 #[cfg(test)]

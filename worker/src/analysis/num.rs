@@ -9,25 +9,25 @@ pub fn py_round(x: f64, n: u32) -> f64 {
         return x;
     }
     let scale = 10f64.powi(n as i32);
-    let y = x * scale;
+    let scaled = x * scale;
     // Exact fast path: `y + r` is exactly `x × 10^n` (the error of a product
     // is representable and `mul_add` computes it exactly), so the decimal
     // rounding of the exact value can be decided from `y` and the sign of
     // `r`; then `k / 10^n` is the double nearest to the decimal `k / 10^n`.
-    if y.abs() < 4.0e15 {
-        let r = x.mul_add(scale, -y);
-        let fl = y.floor();
-        let frac = y - fl;
-        let k = if frac != 0.5 {
-            y.round()
-        } else if r > 0.0 {
+    if scaled.abs() < 4.0e15 {
+        let error = x.mul_add(scale, -scaled);
+        let fl = scaled.floor();
+        let frac = scaled - fl;
+        let rounded = if frac != 0.5 {
+            scaled.round()
+        } else if error > 0.0 {
             fl + 1.0
-        } else if r < 0.0 {
+        } else if error < 0.0 {
             fl
         } else {
-            y.round_ties_even()
+            scaled.round_ties_even()
         };
-        let out = k / scale;
+        let out = rounded / scale;
         return if out == 0.0 { 0.0f64.copysign(x) } else { out };
     }
     let text = format!("{:.*}", n as usize, x);
@@ -54,13 +54,13 @@ pub fn median(xs: &[f64]) -> f64 {
     if xs.is_empty() {
         return f64::NAN;
     }
-    let mut v = xs.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
+    let mut sorted = xs.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let n = sorted.len();
     if n % 2 == 1 {
-        v[n / 2]
+        sorted[n / 2]
     } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     }
 }
 
@@ -71,7 +71,7 @@ pub fn plain_sum<I: IntoIterator<Item = f64>>(xs: I) -> Option<f64> {
     for x in xs {
         acc = Some(match acc {
             None => 0.0 + x,
-            Some(a) => a + x,
+            Some(sum) => sum + x,
         });
     }
     acc
@@ -102,20 +102,21 @@ pub fn py_repr(x: f64) -> String {
     if x.is_infinite() {
         return if x > 0.0 { "inf".into() } else { "-inf".into() };
     }
-    let a = x.abs();
-    if a == 0.0 || (1e-4..1e16).contains(&a) {
-        let s = format!("{:?}", x);
-        if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") {
-            s
+    let magnitude = x.abs();
+    if magnitude == 0.0 || (1e-4..1e16).contains(&magnitude) {
+        let text = format!("{:?}", x);
+        if text.contains('.') || text.contains('e') || text.contains("inf") || text.contains("NaN")
+        {
+            text
         } else {
-            format!("{s}.0")
+            format!("{text}.0")
         }
     } else {
-        let s = format!("{:e}", x);
+        let text = format!("{:e}", x);
         // Rust: `1.5e20`, `1e-5`; Python: `1.5e+20`, `1e-05`.
-        let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let (mant, exp) = text.split_once('e').unwrap_or((&text, "0"));
         let (sign, digits) = match exp.strip_prefix('-') {
-            Some(d) => ('-', d),
+            Some(exp_digits) => ('-', exp_digits),
             None => ('+', exp),
         };
         let digits = if digits.len() < 2 {
@@ -153,27 +154,28 @@ pub fn py_isspace(c: char) -> bool {
 /// sign, decimal/exponent forms, single underscores between digits,
 /// `nan`/`inf`/`infinity` in any case. `None` when Python raises.
 pub fn py_float(text: &str) -> Option<f64> {
-    let t = if text.is_ascii() {
+    let trimmed = if text.is_ascii() {
         text.trim_matches(|c: char| {
             c.is_ascii_whitespace() || matches!(c, '\u{0b}' | '\u{1c}'..='\u{1f}')
         })
     } else {
         text.trim_matches(py_isspace)
     };
-    if t.is_empty() {
+    if trimmed.is_empty() {
         return None;
     }
     // Common case: plain decimal text, which Rust's parser reads exactly as
     // Python does (both correctly rounded, same grammar without `_`).
-    if t.bytes()
+    if trimmed
+        .bytes()
         .all(|c| matches!(c, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
     {
-        return t.parse::<f64>().ok();
+        return trimmed.parse::<f64>().ok();
     }
-    let (neg, body) = match t.as_bytes()[0] {
-        b'+' => (false, &t[1..]),
-        b'-' => (true, &t[1..]),
-        _ => (false, t),
+    let (neg, body) = match trimmed.as_bytes()[0] {
+        b'+' => (false, &trimmed[1..]),
+        b'-' => (true, &trimmed[1..]),
+        _ => (false, trimmed),
     };
     let lower = body.to_ascii_lowercase();
     let special = match lower.as_str() {
@@ -181,12 +183,12 @@ pub fn py_float(text: &str) -> Option<f64> {
         "nan" => Some(f64::NAN),
         _ => None,
     };
-    if let Some(v) = special {
-        return Some(if neg { -v } else { v });
+    if let Some(value) = special {
+        return Some(if neg { -value } else { value });
     }
-    let b = body.as_bytes();
+    let bytes = body.as_bytes();
     // Validate the decimal grammar with underscores only between digits.
-    let mut clean = String::with_capacity(b.len() + 1);
+    let mut clean = String::with_capacity(bytes.len() + 1);
     if neg {
         clean.push('-');
     }
@@ -194,29 +196,29 @@ pub fn py_float(text: &str) -> Option<f64> {
     let mut digits_before = 0;
     let mut digits_after = 0;
     // integer part
-    i = scan_digits(b, i, &mut clean, &mut digits_before)?;
-    if i < b.len() && b[i] == b'.' {
+    i = scan_digits(bytes, i, &mut clean, &mut digits_before)?;
+    if i < bytes.len() && bytes[i] == b'.' {
         clean.push('.');
         i += 1;
-        i = scan_digits(b, i, &mut clean, &mut digits_after)?;
+        i = scan_digits(bytes, i, &mut clean, &mut digits_after)?;
     }
     if digits_before + digits_after == 0 {
         return None;
     }
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+    if i < bytes.len() && (bytes[i] == b'e' || bytes[i] == b'E') {
         clean.push('e');
         i += 1;
-        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
-            clean.push(b[i] as char);
+        if i < bytes.len() && (bytes[i] == b'+' || bytes[i] == b'-') {
+            clean.push(bytes[i] as char);
             i += 1;
         }
         let mut exp_digits = 0;
-        i = scan_digits(b, i, &mut clean, &mut exp_digits)?;
+        i = scan_digits(bytes, i, &mut clean, &mut exp_digits)?;
         if exp_digits == 0 {
             return None;
         }
     }
-    if i != b.len() {
+    if i != bytes.len() {
         return None;
     }
     clean.parse::<f64>().ok()
@@ -224,17 +226,17 @@ pub fn py_float(text: &str) -> Option<f64> {
 
 /// Digits with single underscores between them. Returns the new index, or
 /// `None` on a misplaced underscore.
-fn scan_digits(b: &[u8], mut i: usize, out: &mut String, count: &mut usize) -> Option<usize> {
+fn scan_digits(bytes: &[u8], mut i: usize, out: &mut String, count: &mut usize) -> Option<usize> {
     let mut last_digit = false;
-    while i < b.len() {
-        let c = b[i];
-        if c.is_ascii_digit() {
-            out.push(c as char);
+    while i < bytes.len() {
+        let byte = bytes[i];
+        if byte.is_ascii_digit() {
+            out.push(byte as char);
             *count += 1;
             last_digit = true;
             i += 1;
-        } else if c == b'_' {
-            if !last_digit || i + 1 >= b.len() || !b[i + 1].is_ascii_digit() {
+        } else if byte == b'_' {
+            if !last_digit || i + 1 >= bytes.len() || !bytes[i + 1].is_ascii_digit() {
                 return None;
             }
             last_digit = false;
@@ -246,8 +248,8 @@ fn scan_digits(b: &[u8], mut i: usize, out: &mut String, count: &mut usize) -> O
     Some(i)
 }
 
-fn is_c_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
+fn is_c_space(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
 }
 
 /// pandas' C-parser float conversion of one cell (surrounding ASCII spaces,
@@ -259,23 +261,23 @@ pub fn pandas_float(cell: &str) -> Option<f64> {
         "-inf" | "-infinity" => return Some(f64::NEG_INFINITY),
         _ => {}
     }
-    let t = cell.trim_matches(|c: char| c.is_ascii() && is_c_space(c as u8));
-    let b = t.as_bytes();
-    if b.is_empty() {
+    let trimmed = cell.trim_matches(|c: char| c.is_ascii() && is_c_space(c as u8));
+    let bytes = trimmed.as_bytes();
+    if bytes.is_empty() {
         return None;
     }
     let mut i = 0;
-    if b[0] == b'+' || b[0] == b'-' {
+    if bytes[0] == b'+' || bytes[0] == b'-' {
         i = 1;
     }
     let mut digits = 0;
-    while i < b.len() && b[i].is_ascii_digit() {
+    while i < bytes.len() && bytes[i].is_ascii_digit() {
         i += 1;
         digits += 1;
     }
-    if i < b.len() && b[i] == b'.' {
+    if i < bytes.len() && bytes[i] == b'.' {
         i += 1;
-        while i < b.len() && b[i].is_ascii_digit() {
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
             i += 1;
             digits += 1;
         }
@@ -283,44 +285,44 @@ pub fn pandas_float(cell: &str) -> Option<f64> {
     if digits == 0 {
         return None;
     }
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+    if i < bytes.len() && (bytes[i] == b'e' || bytes[i] == b'E') {
         i += 1;
-        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+        if i < bytes.len() && (bytes[i] == b'+' || bytes[i] == b'-') {
             i += 1;
         }
         let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
             i += 1;
         }
         if i == start {
             return None;
         }
     }
-    if i != b.len() {
+    if i != bytes.len() {
         return None;
     }
-    t.parse::<f64>().ok()
+    trimmed.parse::<f64>().ok()
 }
 
 /// pandas' integer conversion of one cell (surrounding ASCII spaces, sign,
 /// digits). `None` when it is not an integer or does not fit in an i128.
 pub fn pandas_int(cell: &str) -> Option<i128> {
-    let t = cell.trim_matches(|c: char| c.is_ascii() && is_c_space(c as u8));
-    let b = t.as_bytes();
-    let digits = match b.first() {
-        Some(b'+') | Some(b'-') => &b[1..],
-        _ => b,
+    let trimmed = cell.trim_matches(|c: char| c.is_ascii() && is_c_space(c as u8));
+    let bytes = trimmed.as_bytes();
+    let digits = match bytes.first() {
+        Some(b'+') | Some(b'-') => &bytes[1..],
+        _ => bytes,
     };
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     if digits.len() <= 18 {
-        let v = digits
+        let value = digits
             .iter()
             .fold(0i128, |a, d| a * 10 + (d - b'0') as i128);
-        return Some(if b[0] == b'-' { -v } else { v });
+        return Some(if bytes[0] == b'-' { -value } else { value });
     }
-    t.parse::<i128>().ok()
+    trimmed.parse::<i128>().ok()
 }
 
 #[cfg(test)]

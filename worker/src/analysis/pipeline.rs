@@ -32,38 +32,41 @@ impl Default for Thresholds {
 
 /// Clears every tag and runs the whole pipeline.
 pub fn tag_trades(trades: &mut [Trade], sigma_loss: f64, k: f64, sigma_risk: f64) {
-    for t in trades.iter_mut() {
-        t.tags = if t.no_stop { TAG_NO_STOP } else { 0 };
+    for trade in trades.iter_mut() {
+        trade.tags = if trade.no_stop { TAG_NO_STOP } else { 0 };
     }
     // Outsized loss.
     let losses: Vec<f64> = trades
         .iter()
-        .filter(|t| t.is_loss())
-        .map(|t| t.points_lost)
+        .filter(|trade| trade.is_loss())
+        .map(|trade| trade.points_lost)
         .collect();
     if !losses.is_empty() {
         let thr = mean(&losses) + sigma_loss * pstdev(&losses);
-        for t in trades.iter_mut() {
-            if t.is_loss() && t.points_lost > thr {
-                t.tags |= TAG_OUTSIZED;
+        for trade in trades.iter_mut() {
+            if trade.is_loss() && trade.points_lost > thr {
+                trade.tags |= TAG_OUTSIZED;
             }
         }
     }
     // Revenge.
     let flags = revenge_flags(trades, k);
-    for (t, f) in trades.iter_mut().zip(flags) {
-        if f {
-            t.tags |= TAG_REVENGE;
+    for (trade, flag) in trades.iter_mut().zip(flags) {
+        if flag {
+            trade.tags |= TAG_REVENGE;
         }
     }
     // Excessive risk.
-    let risks: Vec<f64> = trades.iter().filter_map(|t| t.risk_points).collect();
+    let risks: Vec<f64> = trades
+        .iter()
+        .filter_map(|trade| trade.risk_points)
+        .collect();
     if !risks.is_empty() {
         let sd = if risks.len() > 1 { pstdev(&risks) } else { 0.0 };
         let thr = mean(&risks) + sigma_risk * sd;
-        for t in trades.iter_mut() {
-            if t.risk_points.is_some_and(|r| r > thr) {
-                t.tags |= TAG_EXCESSIVE;
+        for trade in trades.iter_mut() {
+            if trade.risk_points.is_some_and(|r| r > thr) {
+                trade.tags |= TAG_EXCESSIVE;
             }
         }
     }

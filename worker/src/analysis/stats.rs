@@ -38,22 +38,22 @@ pub struct Tally {
 impl Tally {
     /// Counts the stored tags.
     pub fn of(trades: &[Trade]) -> Tally {
-        let mut t = Tally {
+        let mut tally = Tally {
             n: trades.len(),
             ..Default::default()
         };
-        for tr in trades {
-            if tr.tags != 0 {
-                t.flagged += 1;
+        for trade in trades {
+            if trade.tags != 0 {
+                tally.flagged += 1;
             }
             for (i, (bit, _)) in TAGS.iter().enumerate() {
-                if tr.tags & bit != 0 {
-                    t.counts[i] += 1;
-                    t.total += 1;
+                if trade.tags & bit != 0 {
+                    tally.counts[i] += 1;
+                    tally.total += 1;
                 }
             }
         }
-        t
+        tally
     }
     /// Trades without a tag.
     pub fn clean(&self) -> usize {
@@ -138,14 +138,14 @@ impl Breakeven {
             0.0
         };
         let expectancy = win_rate * avg_win - (1.0 - win_rate) * avg_loss;
-        let (be, raw, adj, delta, category) = if avg_loss == 0.0 {
+        let (breakeven_rate, raw, adj, delta, category) = if avg_loss == 0.0 {
             (0.0, None, None, 0.0, Category::InsufficientData)
         } else {
-            let be = avg_loss / (avg_win + avg_loss) + 0.01;
-            let raw = be - 0.01;
+            let breakeven_rate = avg_loss / (avg_win + avg_loss) + 0.01;
+            let raw = breakeven_rate - 0.01;
             let adj = py_round(raw * 1.01, 2);
-            let delta = win_rate - be;
-            let cat = if delta >= 0.02 {
+            let delta = win_rate - breakeven_rate;
+            let category = if delta >= 0.02 {
                 Category::ComfortablyAbove
             } else if delta > 0.0 {
                 Category::JustAbove
@@ -154,7 +154,7 @@ impl Breakeven {
             } else {
                 Category::Below
             };
-            (be, Some(raw), Some(adj), delta, cat)
+            (breakeven_rate, Some(raw), Some(adj), delta, category)
         };
         Breakeven {
             n,
@@ -165,7 +165,7 @@ impl Breakeven {
             avg_loss: py_round(avg_loss, 2),
             payoff: py_round(payoff, 2),
             expectancy: py_round(expectancy, 2),
-            breakeven_win_rate: py_round(be, 4),
+            breakeven_win_rate: py_round(breakeven_rate, 4),
             required_wr_raw: raw.map(|r| py_round(r, 4)),
             required_wr_adj: adj,
             delta: py_round(delta, 4),
@@ -206,8 +206,8 @@ pub struct Outsized {
 impl Outsized {
     /// Computes the block over `set` (the losing trades are selected here).
     pub fn of<'a, I: IntoIterator<Item = &'a Trade>>(set: I, sigma: f64) -> Outsized {
-        let l: Vec<&Trade> = set.into_iter().filter(|t| t.is_loss()).collect();
-        if l.is_empty() {
+        let losing: Vec<&Trade> = set.into_iter().filter(|t| t.is_loss()).collect();
+        if losing.is_empty() {
             return Outsized {
                 total_losing: 0,
                 mean: 0.0,
@@ -223,30 +223,34 @@ impl Outsized {
                 excess: Number::Float(0.0),
             };
         }
-        let x: Vec<f64> = l.iter().map(|t| t.points_lost).collect();
-        let m = mean(&x);
-        let med = median(&x);
-        let sd = if x.len() > 1 { pstdev(&x) } else { 0.0 };
-        let thr = m + sigma * sd;
-        let dev: Vec<f64> = x.iter().map(|v| (v - med).abs()).collect();
+        let points_lost: Vec<f64> = losing.iter().map(|t| t.points_lost).collect();
+        let mean_lost = mean(&points_lost);
+        let med = median(&points_lost);
+        let sd = if points_lost.len() > 1 {
+            pstdev(&points_lost)
+        } else {
+            0.0
+        };
+        let thr = mean_lost + sigma * sd;
+        let dev: Vec<f64> = points_lost.iter().map(|v| (v - med).abs()).collect();
         let mad = median(&dev);
         let mad_cv = if med > 0.0 { mad / med } else { 0.0 };
-        let out: Vec<&&Trade> = l.iter().filter(|t| t.points_lost > thr).collect();
+        let out: Vec<&&Trade> = losing.iter().filter(|t| t.points_lost > thr).collect();
         let count = out.len();
-        let percent = py_round(100.0 * count as f64 / l.len() as f64, 1);
+        let percent = py_round(100.0 * count as f64 / losing.len() as f64, 1);
         let abs_pnl: Vec<f64> = out.iter().map(|t| t.pnl.abs()).collect();
         let avg_outsized = if abs_pnl.is_empty() {
             0.0
         } else {
             mean(&abs_pnl)
         };
-        let excess = match plain_sum(abs_pnl.iter().map(|p| p - m)) {
+        let excess = match plain_sum(abs_pnl.iter().map(|p| p - mean_lost)) {
             None => Number::Int(0),
-            Some(s) => Number::Float(py_round(s, 2)),
+            Some(excess_sum) => Number::Float(py_round(excess_sum, 2)),
         };
         Outsized {
-            total_losing: l.len(),
-            mean: py_round(m, 2),
+            total_losing: losing.len(),
+            mean: py_round(mean_lost, 2),
             median: py_round(med, 2),
             std: py_round(sd, 2),
             threshold: py_round(thr, 2),
@@ -289,8 +293,8 @@ pub struct Excessive {
 impl Excessive {
     /// Computes the block over the stored risk points.
     pub fn of(trades: &[Trade], sigma: f64) -> Excessive {
-        let v: Vec<f64> = trades.iter().filter_map(|t| t.risk_points).collect();
-        if v.is_empty() {
+        let risk: Vec<f64> = trades.iter().filter_map(|t| t.risk_points).collect();
+        if risk.is_empty() {
             return Excessive {
                 n_with_stops: 0,
                 mean: 0.0,
@@ -304,19 +308,19 @@ impl Excessive {
                 avg_excessive: 0.0,
             };
         }
-        let m = mean(&v);
-        let med = median(&v);
-        let sd = if v.len() > 1 { pstdev(&v) } else { 0.0 };
-        let thr = m + sigma * sd;
-        let dev: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();
+        let mean_risk = mean(&risk);
+        let med = median(&risk);
+        let sd = if risk.len() > 1 { pstdev(&risk) } else { 0.0 };
+        let thr = mean_risk + sigma * sd;
+        let dev: Vec<f64> = risk.iter().map(|x| (x - med).abs()).collect();
         let mad = median(&dev);
         let mad_cv = if med != 0.0 { mad / med } else { 0.0 };
-        let exc: Vec<f64> = v.iter().copied().filter(|x| *x > thr).collect();
-        let percent = py_round(100.0 * exc.len() as f64 / v.len() as f64, 1);
+        let exc: Vec<f64> = risk.iter().copied().filter(|x| *x > thr).collect();
+        let percent = py_round(100.0 * exc.len() as f64 / risk.len() as f64, 1);
         let avg = if exc.is_empty() { 0.0 } else { mean(&exc) };
         Excessive {
-            n_with_stops: v.len(),
-            mean: np_round(m, 2),
+            n_with_stops: risk.len(),
+            mean: np_round(mean_risk, 2),
             median: np_round(med, 2),
             std: py_round(sd, 2),
             threshold: np_round(thr, 2),
@@ -351,10 +355,10 @@ pub struct RiskSizing {
 impl RiskSizing {
     /// Computes the block with limit `vr`.
     pub fn of(trades: &[Trade], vr: f64) -> RiskSizing {
-        let v: Vec<f64> = trades.iter().filter_map(|t| t.risk_points).collect();
-        if v.len() < 2 {
+        let risk: Vec<f64> = trades.iter().filter_map(|t| t.risk_points).collect();
+        if risk.len() < 2 {
             return RiskSizing {
-                count: v.len(),
+                count: risk.len(),
                 min: 0.0,
                 max: 0.0,
                 mean: 0.0,
@@ -363,16 +367,16 @@ impl RiskSizing {
                 consistent: None,
             };
         }
-        let m = mean(&v);
-        let sd = pstdev(&v);
-        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let ratio = if m > 0.0 { sd / m } else { 0.0 };
+        let mean_risk = mean(&risk);
+        let sd = pstdev(&risk);
+        let min = risk.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = risk.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let ratio = if mean_risk > 0.0 { sd / mean_risk } else { 0.0 };
         RiskSizing {
-            count: v.len(),
+            count: risk.len(),
             min: np_round(min, 2),
             max: np_round(max, 2),
-            mean: np_round(m, 2),
+            mean: np_round(mean_risk, 2),
             std: py_round(sd, 2),
             ratio: np_round(ratio, 2),
             consistent: Some(ratio < vr),
@@ -405,19 +409,27 @@ impl StopLoss {
     pub fn of(trades: &[Trade]) -> StopLoss {
         let tagged = |t: &&Trade| t.tags & TAG_NO_STOP != 0;
         let without = trades.iter().filter(tagged).count();
-        let lw: Vec<f64> = trades
+        let losses_with_stop: Vec<f64> = trades
             .iter()
             .filter(|t| !tagged(t) && t.is_loss())
             .map(|t| t.pnl.abs())
             .collect();
-        let lo: Vec<f64> = trades
+        let losses_without_stop: Vec<f64> = trades
             .iter()
             .filter(|t| tagged(t) && t.is_loss())
             .map(|t| t.pnl.abs())
             .collect();
-        let avg_with = if lw.is_empty() { 0.0 } else { mean(&lw) };
-        let avg_without = if lo.is_empty() { 0.0 } else { mean(&lo) };
-        let max_without = lo
+        let avg_with = if losses_with_stop.is_empty() {
+            0.0
+        } else {
+            mean(&losses_with_stop)
+        };
+        let avg_without = if losses_without_stop.is_empty() {
+            0.0
+        } else {
+            mean(&losses_without_stop)
+        };
+        let max_without = losses_without_stop
             .iter()
             .copied()
             .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
@@ -473,13 +485,13 @@ impl Revenge {
     /// Computes the block; `flags[i]` says whether trade `i` is in `R`.
     pub fn of(trades: &[Trade], flags: &[bool]) -> Revenge {
         let n = trades.len();
-        let w: Vec<&Trade> = trades.iter().filter(|t| t.is_win()).collect();
-        let l: Vec<&Trade> = trades.iter().filter(|t| t.is_loss()).collect();
-        let wr_o = w.len() as f64 / n as f64;
-        let aw_o = avg_plain(w.iter().map(|t| t.pnl), w.len());
-        let al_o = avg_plain(l.iter().map(|t| t.pnl.abs()), l.len());
+        let wins: Vec<&Trade> = trades.iter().filter(|t| t.is_win()).collect();
+        let losses: Vec<&Trade> = trades.iter().filter(|t| t.is_loss()).collect();
+        let wr_o = wins.len() as f64 / n as f64;
+        let aw_o = avg_plain(wins.iter().map(|t| t.pnl), wins.len());
+        let al_o = avg_plain(losses.iter().map(|t| t.pnl.abs()), losses.len());
         let po_o = if al_o > 0.0 { aw_o / al_o } else { 0.0 };
-        let r: Vec<&Trade> = trades
+        let revenge: Vec<&Trade> = trades
             .iter()
             .zip(flags)
             .filter(|(_, f)| **f)
@@ -487,7 +499,7 @@ impl Revenge {
             .collect();
         let mut out = Revenge {
             n,
-            count: r.len(),
+            count: revenge.len(),
             win_rate: 0.0,
             avg_win: 0.0,
             avg_loss: 0.0,
@@ -500,23 +512,26 @@ impl Revenge {
             avg_loss_overall: py_round(al_o, 2),
             payoff_overall: py_round(po_o, 2),
         };
-        if r.is_empty() {
+        if revenge.is_empty() {
             return out;
         }
-        let rw: Vec<&&Trade> = r.iter().filter(|t| t.is_win()).collect();
-        let rl: Vec<&&Trade> = r.iter().filter(|t| t.is_loss()).collect();
-        let wr = rw.len() as f64 / r.len() as f64;
-        let aw = avg_plain(rw.iter().map(|t| t.pnl), rw.len());
-        let al = avg_plain(rl.iter().map(|t| t.pnl.abs()), rl.len());
+        let revenge_wins: Vec<&&Trade> = revenge.iter().filter(|t| t.is_win()).collect();
+        let revenge_losses: Vec<&&Trade> = revenge.iter().filter(|t| t.is_loss()).collect();
+        let wr = revenge_wins.len() as f64 / revenge.len() as f64;
+        let aw = avg_plain(revenge_wins.iter().map(|t| t.pnl), revenge_wins.len());
+        let al = avg_plain(
+            revenge_losses.iter().map(|t| t.pnl.abs()),
+            revenge_losses.len(),
+        );
         let po = if al > 0.0 { aw / al } else { 0.0 };
-        let net = plain_sum(r.iter().map(|t| t.pnl)).unwrap_or(0.0);
+        let net = plain_sum(revenge.iter().map(|t| t.pnl)).unwrap_or(0.0);
         out.win_rate = py_round(wr, 2);
         out.avg_win = py_round(aw, 2);
         out.avg_loss = py_round(al, 2);
         out.payoff = py_round(po, 2);
         out.net = py_round(net, 2);
-        out.net_per_trade = py_round(net / r.len() as f64, 2);
-        out.percent = py_round(100.0 * r.len() as f64 / n as f64, 1);
+        out.net_per_trade = py_round(net / revenge.len() as f64, 2);
+        out.percent = py_round(100.0 * revenge.len() as f64 / n as f64, 1);
         out
     }
 
@@ -529,14 +544,14 @@ impl Revenge {
 /// The summary's risk-variation flag, with the stored `vr`
 /// (`docs/quirks.md`, E-33).
 pub fn risk_variation_flag(trades: &[Trade], vr: f64) -> bool {
-    let v: Vec<f64> = trades.iter().filter_map(|t| t.risk_points).collect();
-    if v.is_empty() {
+    let risk: Vec<f64> = trades.iter().filter_map(|t| t.risk_points).collect();
+    if risk.is_empty() {
         return false;
     }
-    let sd = if v.len() > 1 { pstdev(&v) } else { 0.0 };
-    let m = mean(&v);
-    if m == 0.0 {
+    let sd = if risk.len() > 1 { pstdev(&risk) } else { 0.0 };
+    let mean_risk = mean(&risk);
+    if mean_risk == 0.0 {
         return false;
     }
-    sd / m >= vr
+    sd / mean_risk >= vr
 }

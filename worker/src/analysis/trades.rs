@@ -106,8 +106,8 @@ impl Dataset {
         }
     }
     /// A trade's contract.
-    pub fn symbol(&self, t: &Trade) -> &str {
-        &self.symbols[t.symbol as usize]
+    pub fn symbol(&self, trade: &Trade) -> &str {
+        &self.symbols[trade.symbol as usize]
     }
     /// An estimate of the heap bytes held.
     pub fn held_bytes(&self) -> usize {
@@ -142,25 +142,25 @@ struct Position {
 /// Reconstructs trades and attaches stop detection and risk points.
 pub fn build_trades(table: &OrderTable) -> Result<Dataset, ParseError> {
     // Fills sorted by fill time, ties in file order (E-14 fixed).
-    let mut order: Vec<usize> = (0..table.fills.len()).collect();
-    order.sort_by_key(|&i| table.fills[i].time);
+    let mut by_time: Vec<usize> = (0..table.fills.len()).collect();
+    by_time.sort_by_key(|&i| table.fills[i].time);
 
     let mut positions: Vec<Option<Position>> = (0..table.symbols.len()).map(|_| None).collect();
     let mut trades: Vec<Trade> = Vec::new();
-    for &fi in &order {
-        let f = &table.fills[fi];
-        let o = &table.orders[f.order as usize];
-        let sym = o.symbol.expect("fills have a contract") as usize;
-        let q = f.qty as i128;
-        let signed = if o.side == Side::Buy { q } else { -q };
-        let slot = &mut positions[sym];
+    for &fill_index in &by_time {
+        let fill = &table.fills[fill_index];
+        let order = &table.orders[fill.order as usize];
+        let symbol = order.symbol.expect("fills have a contract") as usize;
+        let qty = fill.qty as i128;
+        let signed = if order.side == Side::Buy { qty } else { -qty };
+        let slot = &mut positions[symbol];
         match slot {
             None => {
                 *slot = Some(Position {
-                    side: o.side,
+                    side: order.side,
                     net: signed,
-                    entry_time: f.time,
-                    entry_price: f.price,
+                    entry_time: fill.time,
+                    entry_price: fill.price,
                 });
             }
             Some(pos) if signed * pos.net > 0 => {
@@ -169,29 +169,29 @@ pub fn build_trades(table: &OrderTable) -> Result<Dataset, ParseError> {
             Some(pos) => {
                 trades.push(Trade {
                     id: uuid::Uuid::nil(),
-                    symbol: sym as u32,
+                    symbol: symbol as u32,
                     side: pos.side,
                     entry_time: pos.entry_time,
                     entry_price: pos.entry_price,
-                    entry_qty: q.min(pos.net.abs()) as i64,
-                    exit_time: f.time,
-                    exit_price: f.price,
-                    exit_qty: f.qty,
-                    exit_order_id: f.order_id.clone(),
+                    entry_qty: qty.min(pos.net.abs()) as i64,
+                    exit_time: fill.time,
+                    exit_price: fill.price,
+                    exit_qty: fill.qty,
+                    exit_order_id: fill.order_id.clone(),
                     pnl: 0.0,
                     points_lost: 0.0,
                     no_stop: false,
                     risk_points: None,
                     tags: 0,
                 });
-                let new = pos.net + signed;
-                if new == 0 {
+                let net_after = pos.net + signed;
+                if net_after == 0 {
                     *slot = None;
                 } else {
-                    pos.net = new;
-                    pos.entry_time = f.time;
-                    pos.entry_price = f.price;
-                    pos.side = if new > 0 { Side::Buy } else { Side::Sell };
+                    pos.net = net_after;
+                    pos.entry_time = fill.time;
+                    pos.entry_price = fill.price;
+                    pos.side = if net_after > 0 { Side::Buy } else { Side::Sell };
                 }
             }
         }
@@ -206,12 +206,12 @@ pub fn build_trades(table: &OrderTable) -> Result<Dataset, ParseError> {
     assign_ids(&mut trades);
 
     // P&L.
-    for t in &mut trades {
-        let is_buy = table.side_text(t.side).to_lowercase() == "buy";
+    for trade in &mut trades {
+        let is_buy = table.side_text(trade.side).to_lowercase() == "buy";
         let dir = if is_buy { 1.0 } else { -1.0 };
-        let raw = t.exit_price - t.entry_price;
-        t.pnl = py_round((raw * dir) * t.exit_qty as f64, 2);
-        t.points_lost = py_round(raw * dir, 2).abs();
+        let raw = trade.exit_price - trade.entry_price;
+        trade.pnl = py_round((raw * dir) * trade.exit_qty as f64, 2);
+        trade.points_lost = py_round(raw * dir, 2).abs();
     }
 
     detect_stops(table, &mut trades)?;
@@ -229,15 +229,15 @@ pub fn build_trades(table: &OrderTable) -> Result<Dataset, ParseError> {
 fn assign_ids(trades: &mut [Trade]) {
     let mut bytes = vec![0u8; trades.len() * 16];
     if getrandom::fill(&mut bytes).is_err() {
-        for t in trades.iter_mut() {
-            t.id = uuid::Uuid::new_v4();
+        for trade in trades.iter_mut() {
+            trade.id = uuid::Uuid::new_v4();
         }
         return;
     }
-    for (t, chunk) in trades.iter_mut().zip(bytes.chunks_exact(16)) {
-        let mut b = [0u8; 16];
-        b.copy_from_slice(chunk);
-        t.id = uuid::Builder::from_random_bytes(b).into_uuid();
+    for (trade, chunk) in trades.iter_mut().zip(bytes.chunks_exact(16)) {
+        let mut random = [0u8; 16];
+        random.copy_from_slice(chunk);
+        trade.id = uuid::Builder::from_random_bytes(random).into_uuid();
     }
 }
 
@@ -250,12 +250,12 @@ fn side_slot(side: Side) -> Option<usize> {
 }
 
 /// Whether a sorted slice has an element in `[lo, hi]`.
-fn any_in(v: &[i64], lo: i64, hi: i64) -> bool {
+fn any_in(sorted: &[i64], lo: i64, hi: i64) -> bool {
     if lo > hi {
         return false;
     }
-    let i = v.partition_point(|&x| x < lo);
-    i < v.len() && v[i] <= hi
+    let i = sorted.partition_point(|&x| x < lo);
+    i < sorted.len() && sorted[i] <= hi
 }
 
 /// Stop detection (no stop-loss, `docs/quirks.md` E-1…E-6) and risk points.
@@ -264,80 +264,81 @@ fn detect_stops(table: &OrderTable, trades: &mut [Trade]) -> Result<(), ParseErr
     // Event-time column E.
     let use_ts = table.any_ts;
     let use_fill = !use_ts && table.any_fill_ts;
-    let mut max_e: Vec<Option<i64>> = vec![None; ns];
+    let mut last_event: Vec<Option<i64>> = vec![None; ns];
     let mut live: Vec<[Vec<i64>; 2]> = (0..ns).map(|_| [Vec::new(), Vec::new()]).collect();
     let mut canceled: Vec<[Vec<i64>; 2]> = (0..ns).map(|_| [Vec::new(), Vec::new()]).collect();
     let mut risk: Vec<[Vec<(i64, u32)>; 2]> = (0..ns).map(|_| [Vec::new(), Vec::new()]).collect();
-    for (i, o) in table.orders.iter().enumerate() {
-        let Some(s) = o.symbol else { continue };
-        let s = s as usize;
-        let e = if use_ts {
-            o.ts
+    for (i, order) in table.orders.iter().enumerate() {
+        let Some(symbol) = order.symbol else { continue };
+        let symbol = symbol as usize;
+        let event_time = if use_ts {
+            order.ts
         } else if use_fill {
-            o.fill_ts
+            order.fill_ts
         } else {
             None
         };
-        if let Some(e) = e {
-            max_e[s] = Some(max_e[s].map_or(e, |m| m.max(e)));
-            if o.is_stop {
-                if let Some(k) = side_slot(o.side) {
-                    if o.canceled {
-                        canceled[s][k].push(e);
+        if let Some(event_time) = event_time {
+            last_event[symbol] = Some(last_event[symbol].map_or(event_time, |m| m.max(event_time)));
+            if order.is_stop {
+                if let Some(side) = side_slot(order.side) {
+                    if order.canceled {
+                        canceled[symbol][side].push(event_time);
                     } else {
-                        live[s][k].push(e);
+                        live[symbol][side].push(event_time);
                     }
                 }
             }
         }
-        if o.risk_type && o.stop_present {
-            if let (Some(ts), Some(k)) = (o.ts, side_slot(o.side)) {
-                risk[s][k].push((ts, i as u32));
+        if order.risk_type && order.stop_present {
+            if let (Some(ts), Some(side)) = (order.ts, side_slot(order.side)) {
+                risk[symbol][side].push((ts, i as u32));
             }
         }
     }
-    for s in 0..ns {
-        for k in 0..2 {
-            live[s][k].sort_unstable();
-            canceled[s][k].sort_unstable();
-            risk[s][k].sort_unstable();
+    for symbol in 0..ns {
+        for side in 0..2 {
+            live[symbol][side].sort_unstable();
+            canceled[symbol][side].sort_unstable();
+            risk[symbol][side].sort_unstable();
         }
     }
-    let any_e = use_ts || use_fill;
-    for t in trades.iter_mut() {
-        let s = t.symbol as usize;
-        let opp = if t.side == Side::Buy { 1 } else { 0 };
-        let (t0, t1) = (t.entry_time, t.exit_time);
-        let protected = any_e
-            && max_e[s].is_some_and(|m| m >= t0)
-            && (any_in(&live[s][opp], t0, t1 + 2)
-                || any_in(&canceled[s][opp], t0 + 2, t1 + 2)
-                || (t1 >= t0
-                    && (any_in(&live[s][opp], t1, t1) || any_in(&canceled[s][opp], t1, t1)))
-                || any_in(&live[s][opp], t0 - 60, t0 - 1));
-        t.no_stop = !protected;
-        t.risk_points = None;
-        if t.no_stop {
+    let has_event_times = use_ts || use_fill;
+    for trade in trades.iter_mut() {
+        let symbol = trade.symbol as usize;
+        let opp = if trade.side == Side::Buy { 1 } else { 0 };
+        let (entered, exited) = (trade.entry_time, trade.exit_time);
+        let protected = has_event_times
+            && last_event[symbol].is_some_and(|m| m >= entered)
+            && (any_in(&live[symbol][opp], entered, exited + 2)
+                || any_in(&canceled[symbol][opp], entered + 2, exited + 2)
+                || (exited >= entered
+                    && (any_in(&live[symbol][opp], exited, exited)
+                        || any_in(&canceled[symbol][opp], exited, exited)))
+                || any_in(&live[symbol][opp], entered - 60, entered - 1));
+        trade.no_stop = !protected;
+        trade.risk_points = None;
+        if trade.no_stop {
             continue;
         }
-        let cands = &risk[s][opp];
-        let i = cands.partition_point(|&(ts, _)| ts < t0);
-        if i < cands.len() && cands[i].0 <= t1 {
+        let candidates = &risk[symbol][opp];
+        let i = candidates.partition_point(|&(ts, _)| ts < entered);
+        if i < candidates.len() && candidates[i].0 <= exited {
             if let Some(line) = table.stop_price_bad_line {
                 return Err(ParseError::StopPriceNotNumeric { line });
             }
-            let row = &table.orders[cands[i].1 as usize];
+            let row = &table.orders[candidates[i].1 as usize];
             let stop = row.stop_price;
-            let dir = if t.side == Side::Buy { 1.0 } else { -1.0 };
-            let r = np_round(((t.entry_price - stop) * dir).abs(), 2);
-            if !r.is_finite() {
+            let dir = if trade.side == Side::Buy { 1.0 } else { -1.0 };
+            let points = np_round(((trade.entry_price - stop) * dir).abs(), 2);
+            if !points.is_finite() {
                 return Err(ParseError::Cell {
                     line: row.line as usize,
                     column: super::parse::COL_STOP,
                     problem: super::parse::CellProblem::OutOfRange,
                 });
             }
-            t.risk_points = Some(r);
+            trade.risk_points = Some(points);
         }
     }
     Ok(())

@@ -19,8 +19,8 @@ impl Query {
             .split('&')
             .filter(|p| !p.is_empty())
             .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (decode(k, true), decode(v, true))
+                let (key, value) = p.split_once('=').unwrap_or((p, ""));
+                (decode(key, true), decode(value, true))
             })
             .collect();
         Query { pairs }
@@ -35,32 +35,32 @@ impl Query {
     /// The parameter names given (for error details).
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         let mut seen: Vec<&str> = Vec::new();
-        for (k, _) in &self.pairs {
-            if !seen.contains(&k.as_str()) {
-                seen.push(k);
+        for (key, _) in &self.pairs {
+            if !seen.contains(&key.as_str()) {
+                seen.push(key);
             }
         }
         seen.into_iter()
     }
 }
 
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
+fn hex(byte: u8) -> Option<u8> {
+    (byte as char).to_digit(16).map(|d| d as u8)
 }
 
-fn decode(s: &str, plus_is_space: bool) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
+fn decode(text: &str, plus_is_space: bool) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < b.len() {
-        match b[i] {
+    while i < bytes.len() {
+        match bytes[i] {
             b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push(high * 16 + low);
                     i += 3;
                 }
                 _ => {
@@ -68,8 +68,8 @@ fn decode(s: &str, plus_is_space: bool) -> String {
                     i += 1;
                 }
             },
-            c => {
-                out.push(c);
+            byte => {
+                out.push(byte);
                 i += 1;
             }
         }
@@ -82,13 +82,13 @@ pub(crate) fn percent_decode_path(path: &str) -> String {
     decode(path, false)
 }
 
-fn digits(b: &[u8], i: &mut usize, n: usize) -> Option<u32> {
-    let s = b.get(*i..*i + n)?;
-    if !s.iter().all(u8::is_ascii_digit) {
+fn digits(bytes: &[u8], i: &mut usize, n: usize) -> Option<u32> {
+    let run = bytes.get(*i..*i + n)?;
+    if !run.iter().all(u8::is_ascii_digit) {
         return None;
     }
     *i += n;
-    Some(s.iter().fold(0u32, |a, d| a * 10 + (d - b'0') as u32))
+    Some(run.iter().fold(0u32, |a, d| a * 10 + (d - b'0') as u32))
 }
 
 /// The date of ISO `year`-W`week`-`weekday` (1 = Monday), if that week
@@ -106,66 +106,66 @@ fn iso_week_date(year: u32, week: u32, weekday: u32) -> Option<Date> {
 /// start date). Dates: `YYYY-MM-DD`, `YYYYMMDD`, `YYYY-Www[-D]`,
 /// `YYYYWww[D]`; an optional single separator character and a time
 /// `HH[:MM[:SS[.f…]]]` / `HHMM[SS]` with an optional `Z` or `±HH[:MM]` offset.
-pub(crate) fn fromisoformat_day(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
+pub(crate) fn fromisoformat_day(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
     let mut i = 0;
-    let year = digits(b, &mut i, 4)?;
+    let year = digits(bytes, &mut i, 4)?;
     if year == 0 {
         return None;
     }
-    let extended = b.get(i) == Some(&b'-');
+    let extended = bytes.get(i) == Some(&b'-');
     if extended {
         i += 1;
     }
-    let date = if b.get(i) == Some(&b'W') {
+    let date = if bytes.get(i) == Some(&b'W') {
         i += 1;
-        let week = digits(b, &mut i, 2)?;
+        let week = digits(bytes, &mut i, 2)?;
         let mut weekday = 1;
         let has_day = if extended {
-            b.get(i) == Some(&b'-') && b.get(i + 1).is_some_and(u8::is_ascii_digit)
+            bytes.get(i) == Some(&b'-') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
         } else {
-            b.get(i).is_some_and(u8::is_ascii_digit)
+            bytes.get(i).is_some_and(u8::is_ascii_digit)
         };
         if has_day {
             if extended {
                 i += 1;
             }
-            weekday = digits(b, &mut i, 1)?;
+            weekday = digits(bytes, &mut i, 1)?;
         }
         iso_week_date(year, week, weekday)?
     } else {
-        let month = digits(b, &mut i, 2)?;
+        let month = digits(bytes, &mut i, 2)?;
         if extended {
-            if b.get(i) != Some(&b'-') {
+            if bytes.get(i) != Some(&b'-') {
                 return None;
             }
             i += 1;
         }
-        let day = digits(b, &mut i, 2)?;
+        let day = digits(bytes, &mut i, 2)?;
         calendar_date(year, month, day)?
     };
     let day = epoch_day(date);
-    if i == b.len() {
+    if i == bytes.len() {
         return Some(day);
     }
     // One separator character (any), then a time.
-    let rest = &s[i..];
+    let rest = &text[i..];
     let mut chars = rest.chars();
     chars.next()?;
-    let t = chars.as_str().as_bytes();
-    if valid_time(t) {
+    let time = chars.as_str().as_bytes();
+    if valid_time(time) {
         Some(day)
     } else {
         None
     }
 }
 
-fn valid_time(t: &[u8]) -> bool {
+fn valid_time(time: &[u8]) -> bool {
     // Split off a timezone suffix.
-    let tz_pos = t.iter().position(|c| matches!(c, b'Z' | b'+' | b'-'));
+    let tz_pos = time.iter().position(|c| matches!(c, b'Z' | b'+' | b'-'));
     let (time, tz) = match tz_pos {
-        Some(p) => (&t[..p], Some(&t[p..])),
-        None => (t, None),
+        Some(p) => (&time[..p], Some(&time[p..])),
+        None => (time, None),
     };
     let mut i = 0;
     let Some(h) = digits(time, &mut i, 2) else {

@@ -62,18 +62,18 @@ pub fn streaks(
         Metric::Trades => kept.map(|t| clean.is_clean(t)).collect(),
         Metric::Days => {
             let mut days: BTreeMap<i64, bool> = BTreeMap::new();
-            for t in kept {
-                let c = clean.is_clean(t);
-                let e = days.entry(day(t)).or_insert(true);
-                *e = *e && c;
+            for trade in kept {
+                let is_clean = clean.is_clean(trade);
+                let day_clean = days.entry(day(trade)).or_insert(true);
+                *day_clean = *day_clean && is_clean;
             }
             days.into_values().collect()
         }
     };
     let mut cur = 0;
     let mut best = 0;
-    for c in seq {
-        if c {
+    for is_clean in seq {
+        if is_clean {
             cur += 1;
             best = best.max(cur);
         } else {
