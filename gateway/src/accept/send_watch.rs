@@ -10,9 +10,9 @@
 //! for `send_timeout` (hyper polls it only when the client's window has
 //! room). The stream's timer is started only when a poll leaves a body in
 //! flight, so a stream answered at once, or waiting for its upstream,
-//! costs no timer (the HTTP/1.1 path has one per connection). Dropping an unfinished stream makes h2 send
-//! `RST_STREAM(CANCEL)`; the response body goes with it, so its upstream
-//! connection is closed and its slot freed.
+//! costs no timer (the HTTP/1.1 path has one per connection). Dropping an
+//! unfinished stream makes h2 send `RST_STREAM(CANCEL)`; the response body
+//! goes with it, so its upstream connection is closed and its slot freed.
 //!
 //! On HTTP/1.1 the connection runs in the gateway's own task: one
 //! [`Progress`] per connection (requests on it come one at a time), fed
