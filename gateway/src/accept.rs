@@ -235,7 +235,7 @@ async fn serve_connection(
             let head_bounds = reader_bounds(&limits);
             let verdicts = Arc::new(framing::Verdicts::default());
             let found = Arc::clone(&verdicts);
-            let service = service_fn(move |mut request: Request<Incoming>| {
+            let answer = move |mut request: Request<Incoming>| {
                 let (state, conn) = (Arc::clone(&state), Arc::clone(&conn));
                 let guard = InFlight::start(&activity);
                 let (number, refused) = found.next_request();
@@ -264,9 +264,13 @@ async fn serve_connection(
                         response.map(|body| Guarded::new(Marked::new(body, progress), guard)),
                     )
                 }
-            });
+            };
             let io = TokioIo::new(stream);
             if is_h2 {
+                // Boxed: hyper moves each stream's future several times on
+                // its way to the executor (`accept/send_watch.rs`), and the
+                // policy's future is large; a box makes each move a pointer.
+                let service = service_fn(move |request| Box::pin(answer(request)));
                 let streams = h2_streams(&limits, &records);
                 let connection = h2_builder(&limits, streams).serve_connection(io, service);
                 let never = std::future::pending();
@@ -281,6 +285,7 @@ async fn serve_connection(
                 let switch = linger.unwrap_or_default();
                 let io = linger::lingering(io.into_inner(), switch, bounds);
                 let (io, client_sent) = head::HeadWatch::new(io, framing);
+                let service = service_fn(answer);
                 let connection = h1_builder(&limits).serve_connection(TokioIo::new(io), service);
                 let ended = drive_h1(connection, in_flight, &limits, stop, &progress).await;
                 record_h1_stall(&records, &progress, peer);

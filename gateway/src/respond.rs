@@ -62,8 +62,12 @@ pub(crate) fn secure(headers: &mut HeaderMap, config: &SecurityHeaders, request_
         CONTENT_SECURITY_POLICY,
         config.content_security_policy.clone(),
     );
-    headers.insert(REQUEST_ID, request_id.clone());
+    headers.insert(REQUEST_ID_NAME, request_id.clone());
 }
+
+/// Built once: inserting a name given as `&str` copies it into a new
+/// allocation for every answer.
+const REQUEST_ID_NAME: http::HeaderName = http::HeaderName::from_static(REQUEST_ID);
 
 /// Sets the headers of a plain-HTTP answer: everything but HSTS.
 pub(crate) fn plain(headers: &mut HeaderMap, config: &SecurityHeaders) {

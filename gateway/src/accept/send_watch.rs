@@ -6,11 +6,13 @@
 //! the piping of its response body) as a future it hands to the
 //! connection's executor. [`StreamExecutor`] is that executor: it gives each
 //! stream its own [`Progress`], visible to the service through a task-local
-//! ([`current`]), and drops the stream when [`stalled`] says the body has
-//! not been polled for `send_timeout` (hyper polls it only when the client's
-//! window has room). Dropping an unfinished stream makes h2 send
-//! `RST_STREAM(CANCEL)`; the response body goes with it, so its upstream
-//! connection is closed and its slot freed.
+//! ([`current`]), and drops the stream when its body has not been polled
+//! for `send_timeout` (hyper polls it only when the client's window has
+//! room). The stream's timer is started only when a poll leaves a body in
+//! flight, so a stream answered at once, or waiting for its upstream,
+//! costs no timer (the HTTP/1.1 path has one per connection). Dropping an
+//! unfinished stream makes h2 send `RST_STREAM(CANCEL)`; the response body
+//! goes with it, so its upstream connection is closed and its slot freed.
 //!
 //! On HTTP/1.1 the connection runs in the gateway's own task: one
 //! [`Progress`] per connection (requests on it come one at a time), fed
@@ -94,17 +96,69 @@ where
         let (timeout, stalls) = (self.send_timeout, self.stalls.clone());
         let watched = async move {
             let progress = current().expect("scoped below");
-            tokio::select! {
-                () = stream => {}
-                () = stalled(&progress, timeout) => {
-                    // `stream` is dropped here: h2 resets it.
-                    stalls.inc();
-                    tracing::debug!(?timeout, "response stalled; resetting the stream");
-                }
+            if until_done_or_stalled(stream, &progress, timeout).await == Ended::Stalled {
+                // `stream` was dropped: h2 resets it.
+                stalls.inc();
+                tracing::debug!(?timeout, "response stalled; resetting the stream");
             }
         };
         tokio::spawn(scoped(progress, watched));
     }
+}
+
+/// How a watched stream ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    Done,
+    Stalled,
+}
+
+/// Runs `stream` until it ends, or drops it once it has had a body in
+/// flight on `progress` with no progress for `timeout` (marking it
+/// stalled first). The timer is armed lazily: only when a poll of the
+/// stream leaves a body in flight. Most streams end within the poll that
+/// hands their answer over, or wait only for the upstream, and never
+/// start one. A body is armed only inside a poll of `stream` (the service
+/// future and the body piping are both part of it), so looking after each
+/// poll is enough; a timer that fires looks again and moves to the
+/// current deadline.
+async fn until_done_or_stalled<F: Future<Output = ()>>(
+    stream: F,
+    progress: &Progress,
+    timeout: Duration,
+) -> Ended {
+    let mut stream = std::pin::pin!(stream);
+    let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
+    std::future::poll_fn(|cx| {
+        if stream.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ended::Done);
+        }
+        loop {
+            let Some(at) = progress.deadline(timeout) else {
+                // Nothing in flight: an old timer may fire; it looks again.
+                return Poll::Pending;
+            };
+            match timer.as_mut().as_pin_mut() {
+                None => timer.set(Some(sleep_until(at))),
+                Some(mut sleep) => {
+                    if sleep.deadline() > at {
+                        sleep.as_mut().reset(at);
+                    }
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    if at <= Instant::now() {
+                        progress.set_stalled();
+                        return Poll::Ready(Ended::Stalled);
+                    }
+                    // Fired early (the body moved on meanwhile): wait for
+                    // the current deadline.
+                    sleep.as_mut().reset(at);
+                }
+            }
+        }
+    })
+    .await
 }
 
 /// A socket that reports to a [`Progress`] whether it takes the bytes
@@ -193,5 +247,48 @@ mod tests {
         assert!(started.elapsed() >= timeout);
         assert!(started.elapsed() <= timeout * 2);
         drop(body);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_whose_body_is_not_taken_is_dropped_after_the_timeout() {
+        let progress = Arc::new(Progress::default());
+        let timeout = Duration::from_secs(30);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let held = Arc::clone(&progress);
+        // Hands its head over (arms), then waits for a client that never
+        // takes the body.
+        let stream = async move {
+            let _body = Marked::new(crate::body::empty(), held);
+            let _ = rx.await;
+        };
+        let started = Instant::now();
+        let ended = until_done_or_stalled(stream, &progress, timeout).await;
+        assert_eq!(ended, Ended::Stalled);
+        assert!(progress.is_stalled());
+        assert!(started.elapsed() >= timeout);
+        assert!(started.elapsed() <= timeout * 2);
+        assert!(tx.is_closed(), "the stream was dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_waiting_with_no_body_in_flight_is_never_dropped() {
+        let progress = Arc::new(Progress::default());
+        let timeout = Duration::from_secs(30);
+        let held = Arc::clone(&progress);
+        let stream = async move {
+            // Waits for its upstream (nothing in flight), then hands its
+            // head over and is taken a frame at a time, never for
+            // `timeout` without progress (what `Marked` reports).
+            tokio::time::sleep(timeout * 5).await;
+            held.arm();
+            for _ in 0..5 {
+                tokio::time::sleep(timeout / 2).await;
+                held.arm();
+            }
+            held.disarm();
+        };
+        let ended = until_done_or_stalled(stream, &progress, timeout).await;
+        assert_eq!(ended, Ended::Done);
+        assert!(!progress.is_stalled());
     }
 }

@@ -120,14 +120,28 @@ pub(crate) fn to_upstream(
     let host = HeaderValue::from_str(host).expect("the host was parsed as a URI authority");
     headers.insert(HOST, host.clone());
     headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-    headers.insert(
-        "x-forwarded-for",
-        HeaderValue::from_str(&identity.client_ip.to_string())
-            .expect("an IP address is header text"),
-    );
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-    headers.insert("x-forwarded-host", host);
-    headers.insert(REQUEST_ID, identity.request_id.clone());
+    headers.insert(X_FORWARDED_FOR, ip_value(identity.client_ip));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    headers.insert(X_FORWARDED_HOST, host);
+    headers.insert(REQUEST_ID_NAME, identity.request_id.clone());
+}
+
+// Header names built once: inserting a name given as `&str` copies it into
+// a new allocation for every request.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID);
+
+/// An address as a header value, formatted on the stack.
+fn ip_value(ip: std::net::IpAddr) -> HeaderValue {
+    use std::io::Write;
+    // The longest text form of an IPv6 address is 45 bytes.
+    let mut text = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    write!(cursor, "{ip}").expect("an address fits 48 bytes");
+    let len = usize::try_from(cursor.position()).expect("at most 48");
+    HeaderValue::from_bytes(&text[..len]).expect("an IP address is header text")
 }
 
 /// Removes every header whose name contains `_`: the only way to make sure
@@ -185,6 +199,19 @@ fn join_cookies(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_of_every_length_become_their_text() {
+        for text in [
+            "10.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let ip: std::net::IpAddr = text.parse().unwrap();
+            assert_eq!(ip_value(ip), text);
+        }
+    }
 
     fn identity() -> Identity {
         Identity {
