@@ -9,6 +9,8 @@
 #
 #   benches/rate-limit-store.sh              # debug build (already built by the tests)
 #   PROFILE=release benches/rate-limit-store.sh
+#   benches/rate-limit-store.sh --through-gateway   # release gateways + wrk, memory vs Redis
+#                                                   # (benches/rate-limit-store/through-gateway.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +25,12 @@ for _ in $(seq 100); do
   [ -S "$dir/redis.sock" ] && break
   sleep 0.05
 done
+
+if [ "${1:-}" = --through-gateway ]; then
+    root=$(pwd)
+    source benches/rate-limit-store/through-gateway.sh
+    exit 0
+fi
 
 profile=()
 [ "${PROFILE:-debug}" = release ] && profile=(--release)

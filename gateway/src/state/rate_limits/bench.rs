@@ -91,6 +91,7 @@ async fn run(name: &str, config: &Config, address: Option<&str>) {
     let limits = RateLimits::new(
         &config.checks.rate_limit,
         crate::metrics::Metrics::new().rate_limit_store(),
+        1,
     )
     .unwrap();
     for i in 0..1_000 {
