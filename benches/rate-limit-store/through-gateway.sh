@@ -112,7 +112,7 @@ for scenario in $SCENARIOS; do
         gateway_toml "$door" "$scenario" "$port" >"$work/$door-$scenario.toml"
         bin=$GATEWAY_BIN
         [ "$door" = redis-base ] && bin=$BASELINE_BIN
-        RUST_LOG=warn "$bin" run --config "$work/$door-$scenario.toml" & gw_pid[$door]=$!; pids+=($!)
+        RUST_LOG=error "$bin" run --config "$work/$door-$scenario.toml" & gw_pid[$door]=$!; pids+=($!)
         for _ in $(seq 100); do curl -sk -o /dev/null "https://127.0.0.1:$port/api/health" && break; sleep 0.1; done
         status=$(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$port/api/health")
         case $scenario/$status in allow/200|flood/200|flood/429) ;; *) echo "$door $scenario answered $status" >&2; exit 1 ;; esac
