@@ -114,11 +114,15 @@ mod tests {
         let mut refused = Refused::default();
         let now = Instant::now();
         refused.remember(key.clone(), now + Duration::from_secs(60), &limited());
-        let later = refused.answer(&key, now + Duration::from_millis(30_500)).unwrap();
+        let later = refused
+            .answer(&key, now + Duration::from_millis(30_500))
+            .unwrap();
         assert_eq!(later.retry_after_seconds, 30);
         assert_eq!(later.usage.reset_seconds, 30);
         assert!(refused.answer("ip:192.0.2.2", now).is_none());
-        assert!(refused.answer(&key, now + Duration::from_secs(60)).is_none());
+        assert!(refused
+            .answer(&key, now + Duration::from_secs(60))
+            .is_none());
         assert_eq!(refused.len(), 0, "an expired refusal is dropped");
     }
 
@@ -130,6 +134,8 @@ mod tests {
             refused.remember(format!("ip:{i}"), until, &limited());
         }
         assert!(refused.len() <= MAX_REFUSED, "{}", refused.len());
-        assert!(refused.answer(&format!("ip:{MAX_REFUSED}"), Instant::now()).is_some());
+        assert!(refused
+            .answer(&format!("ip:{MAX_REFUSED}"), Instant::now())
+            .is_some());
     }
 }
