@@ -9,6 +9,9 @@
 #
 #   benches/rate-limit-store.sh              # debug build (already built by the tests)
 #   PROFILE=release benches/rate-limit-store.sh
+#   TRADEHABIT_BENCH_POOL=1 PROFILE=release benches/rate-limit-store.sh   # another pool_size
+#   benches/rate-limit-store.sh --through-gateway   # release gateways + wrk, memory vs Redis
+#                                                   # (benches/rate-limit-store/through-gateway.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,10 +27,16 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 
+if [ "${1:-}" = --through-gateway ]; then
+    root=$(pwd)
+    source benches/rate-limit-store/through-gateway.sh
+    exit 0
+fi
+
 profile=()
 [ "${PROFILE:-debug}" = release ] && profile=(--release)
 for address in "unix:$dir/redis.sock" "redis://127.0.0.1:$port"; do
   echo "== $address (${PROFILE:-debug} build)"
   TRADEHABIT_BENCH_REDIS=$address cargo test -q -p tradehabit-gateway --lib "${profile[@]}" \
-    rate_limit_store_cost -- --ignored --nocapture --test-threads 1 2>&1 | grep -E "sequential|in flight"
+    rate_limit_store_cost -- --ignored --nocapture --test-threads 1 2>&1 | grep -E "sequential|in flight|flood"
 done

@@ -126,8 +126,12 @@ impl Gateway {
         }
         metrics.watch_audit_failures(audit.lost_lines());
         let probe = Arc::new(Probe::new(&config.upstream));
-        let rate_limits = RateLimits::new(&config.checks.rate_limit, metrics.rate_limit_store())
-            .map_err(|error| StartError::RateLimitStore(error.to_string()))?;
+        let rate_limits = RateLimits::new(
+            &config.checks.rate_limit,
+            metrics.rate_limit_store(),
+            https.len(),
+        )
+        .map_err(|error| StartError::RateLimitStore(error.to_string()))?;
 
         let state = Arc::new(State {
             rate_limits,

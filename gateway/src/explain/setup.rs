@@ -169,6 +169,6 @@ pub(super) fn fresh_rate_limits(config: &Config) -> anyhow::Result<(RateLimits, 
         store: StoreSettings::Memory,
         ..configured.clone()
     };
-    let limits = RateLimits::new(&settings, Metrics::new().rate_limit_store())?;
+    let limits = RateLimits::new(&settings, Metrics::new().rate_limit_store(), 1)?;
     Ok((limits, note))
 }

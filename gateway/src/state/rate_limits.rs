@@ -139,11 +139,16 @@ impl From<Unavailable> for CheckRejection {
 }
 
 impl RateLimits {
-    /// The state for `settings`' store (nothing connects yet).
-    pub(crate) fn new(settings: &RateLimitSettings, metrics: StoreMetrics) -> anyhow::Result<Self> {
+    /// The state for `settings`' store (nothing connects yet), used by
+    /// `threads` serving threads (`server.threads`; 1 off the request path).
+    pub(crate) fn new(
+        settings: &RateLimitSettings,
+        metrics: StoreMetrics,
+        threads: usize,
+    ) -> anyhow::Result<Self> {
         let redis = match &settings.store {
             StoreSettings::Memory => None,
-            StoreSettings::Redis(redis) => Some(RedisStore::new(redis, metrics)?),
+            StoreSettings::Redis(redis) => Some(RedisStore::new(redis, metrics, threads)?),
         };
         Ok(RateLimits {
             memory: RwLock::new(Buckets::default()),
@@ -298,5 +303,7 @@ impl RateLimits {
 
 #[cfg(test)]
 mod bench;
+#[cfg(test)]
+mod store_tests;
 #[cfg(test)]
 mod tests;

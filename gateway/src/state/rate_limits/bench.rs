@@ -19,10 +19,19 @@ const CLIENTS: u32 = 5_000;
 const IN_FLIGHT: usize = 64;
 
 fn policy(store: &str) -> Config {
+    quotas(store, "\"1000000/minute\", \"1000000/day\"")
+}
+
+/// A flood: one client over a `1/hour` quota, every decision but the first
+/// refused.
+fn flood_policy(store: &str) -> Config {
+    quotas(store, "\"1/hour\"")
+}
+
+fn quotas(store: &str, per_ip: &str) -> Config {
     let route = MINIMAL.replace(
         "methods = [\"GET\"]",
-        "methods = [\"GET\"]\nauth = \"none\"\n\
-         rate_limit = { per_ip = [\"1000000/minute\", \"1000000/day\"] }",
+        &format!("methods = [\"GET\"]\nauth = \"none\"\nrate_limit = {{ per_ip = [{per_ip}] }}"),
     );
     Config::from_toml(&format!("{store}\n{route}")).unwrap()
 }
@@ -44,6 +53,12 @@ fn client(i: usize) -> IpAddr {
 }
 
 async fn decide(limits: &RateLimits, config: &Config, i: usize) -> Duration {
+    let (took, decided) = decide_as(limits, config, client(i)).await;
+    assert!(decided, "every decision allows");
+    took
+}
+
+async fn decide_as(limits: &RateLimits, config: &Config, client: IpAddr) -> (Duration, bool) {
     let route = &config.routes[0];
     let began = Instant::now();
     let decided = limits
@@ -54,12 +69,39 @@ async fn decide(limits: &RateLimits, config: &Config, i: usize) -> Duration {
                 path: &route.path,
             },
             &route.checks.quotas,
-            Stage::Ip(client(i)),
+            Stage::Ip(client),
             &Trail::default(),
         )
         .await;
-    assert!(decided.is_ok(), "every decision allows");
-    began.elapsed()
+    (began.elapsed(), decided.is_ok())
+}
+
+/// One client flooding a `1/hour` quota, one decision at a time.
+async fn flood(name: &str, config: &Config, address: Option<&str>) {
+    let limits = RateLimits::new(
+        &config.checks.rate_limit,
+        crate::metrics::Metrics::new().rate_limit_store(),
+        1,
+    )
+    .unwrap();
+    let flooder = client(0);
+    decide_as(&limits, config, flooder).await; // the quota's one request (or an earlier run's)
+    let (cpu, server) = (thread_cpu(), redis_cpu(address).await);
+    let mut latencies = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let (took, allowed) = decide_as(&limits, config, flooder).await;
+        assert!(!allowed, "the flood is refused");
+        latencies.push(took);
+    }
+    let cpu_us = (thread_cpu() - cpu).as_secs_f64() * 1e6 / CALLS as f64;
+    let server_us = (redis_cpu(address).await - server) * 1e6 / CALLS as f64;
+    latencies.sort();
+    println!(
+        "{name:>14} flood (refused): gateway CPU {cpu_us:6.1} µs/decision, redis CPU {server_us:5.1} µs, \
+         p50 {:6.1} µs, p99 {:6.1} µs",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -91,6 +133,7 @@ async fn run(name: &str, config: &Config, address: Option<&str>) {
     let limits = RateLimits::new(
         &config.checks.rate_limit,
         crate::metrics::Metrics::new().rate_limit_store(),
+        1,
     )
     .unwrap();
     for i in 0..1_000 {
@@ -135,14 +178,17 @@ async fn run(name: &str, config: &Config, address: Option<&str>) {
 #[ignore = "a benchmark: run by benches/rate-limit-store.sh with a redis-server"]
 async fn rate_limit_store_cost() {
     run("memory", &policy(""), None).await;
+    flood("memory", &flood_policy(""), None).await;
     let address = std::env::var("TRADEHABIT_BENCH_REDIS")
         .expect("TRADEHABIT_BENCH_REDIS names the redis-server to measure");
-    let store =
-        format!("[rate_limit]\nstore = \"redis\"\n[rate_limit.redis]\naddress = \"{address}\"\n");
-    run(
-        &format!("redis {}", address.split(':').next().unwrap_or("")),
-        &policy(&store),
-        Some(&address),
-    )
-    .await;
+    // `TRADEHABIT_BENCH_POOL`: another `pool_size` than the default.
+    let pool = std::env::var("TRADEHABIT_BENCH_POOL")
+        .map(|n| format!("pool_size = {n}\n"))
+        .unwrap_or_default();
+    let store = format!(
+        "[rate_limit]\nstore = \"redis\"\n[rate_limit.redis]\naddress = \"{address}\"\n{pool}"
+    );
+    let name = format!("redis {}", address.split(':').next().unwrap_or(""));
+    run(&name, &policy(&store), Some(&address)).await;
+    flood(&name, &flood_policy(&store), Some(&address)).await;
 }

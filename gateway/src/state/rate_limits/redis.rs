@@ -1,7 +1,10 @@
 //! The Redis store: every quota of a stage decided and spent in one round
 //! trip by one Lua script (`gcra.lua`, sent as `EVALSHA`, loaded again on
-//! `NOSCRIPT`), over a small pool of multiplexed connections, each call
-//! bounded by `rate_limit.redis.timeout`.
+//! `NOSCRIPT`), over multiplexed connections opened by each serving thread
+//! for itself (`redis/slots.rs`), each call bounded by
+//! `rate_limit.redis.timeout`. A stage Redis refused is refused by the
+//! thread from memory until Redis' wait ends (`redis/refused.rs`), so a
+//! flooding client costs no round trip per request.
 //!
 //! Keys share one hash tag per stage, so all of a request's keys of a
 //! stage live in one Redis Cluster slot (`docs/scaling.md`):
@@ -10,22 +13,21 @@
 //! of the principal id (no credential is ever a key; the id itself stays
 //! out of Redis).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock};
+mod refused;
+mod slots;
+
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ConnectionAddr, Script};
+use redis::{Client, Cmd, ConnectionAddr, RedisError, Script, ServerErrorKind, Value};
 use sha2::{Digest, Sha256};
 
 use crate::checks::rate_limit::{
     usage_of, KeyKind, QuotaSpec, RateLimited, RedisAddress, RedisSettings, Usage,
 };
 use crate::metrics::StoreMetrics;
-
-/// After a failed connection attempt, calls fail at once for this long
-/// instead of each trying to connect again.
-const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
+use slots::Shard;
 
 /// Prefix of every key the gateway writes.
 const KEY_PREFIX: &str = "th:rl:";
@@ -55,19 +57,11 @@ impl StoreError {
     }
 }
 
-/// One pooled connection, opened on first use and again after a failure.
-#[derive(Default)]
-struct Slot {
-    connection: RwLock<Option<MultiplexedConnection>>,
-    connecting: tokio::sync::Mutex<()>,
-    backoff_until: Mutex<Option<Instant>>,
-}
-
 /// The shared store.
 pub(crate) struct RedisStore {
     client: Client,
-    slots: Vec<Slot>,
-    next: AtomicUsize,
+    /// One group of connections per serving thread (`slots.rs`).
+    shards: Box<[Shard]>,
     timeout: Duration,
     script: Script,
     metrics: StoreMetrics,
@@ -85,16 +79,20 @@ pub(crate) struct Quota<'a> {
 }
 
 impl RedisStore {
-    /// A store for `settings`; nothing is connected until the first call.
-    pub(crate) fn new(settings: &RedisSettings, metrics: StoreMetrics) -> anyhow::Result<Self> {
+    /// A store for `settings` serving `threads` serving threads; nothing
+    /// is connected until the first call.
+    pub(crate) fn new(
+        settings: &RedisSettings,
+        metrics: StoreMetrics,
+        threads: usize,
+    ) -> anyhow::Result<Self> {
         let addr = match &settings.address {
             RedisAddress::Tcp { host, port } => ConnectionAddr::Tcp(host.clone(), *port),
             RedisAddress::Unix(path) => ConnectionAddr::Unix(path.clone()),
         };
         Ok(RedisStore {
             client: Client::open(addr)?,
-            slots: (0..settings.pool_size).map(|_| Slot::default()).collect(),
-            next: AtomicUsize::new(0),
+            shards: Shard::for_threads(threads, settings.pool_size),
             timeout: settings.timeout,
             script: Script::new(include_str!("gcra.lua")),
             metrics,
@@ -102,109 +100,139 @@ impl RedisStore {
     }
 
     /// Decides a request against every quota of one stage (`tag`: the
-    /// client's rate key or principal), all or nothing, in one round trip.
+    /// client's rate key or principal), all or nothing, in one round trip,
+    /// or none while Redis' last answer for the stage still refuses it
+    /// (`refused.rs`).
     pub(crate) async fn decide(
         &self,
         tag: &str,
         quotas: &[Quota<'_>],
     ) -> Result<Result<Vec<Usage>, RateLimited>, StoreError> {
-        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+        let shard = &self.shards[crate::shard::current(self.shards.len())];
+        let held = refused::key(tag, quotas);
         let started = Instant::now();
+        if let Some(limited) = lock(&shard.refused).answer(&held, started) {
+            return Ok(Err(limited));
+        }
+        let slot = shard.slot();
         let answer = tokio::time::timeout(self.timeout, self.call(slot, tag, quotas)).await;
         self.metrics.call(started.elapsed());
+        let failed = |error: StoreError| {
+            self.metrics.error(error.label());
+            slot.drop_connection();
+            error
+        };
         let reply = match answer {
             Ok(Ok(reply)) => reply,
-            Ok(Err(error)) => return Err(self.failed(slot, error)),
-            Err(_elapsed) => return Err(self.failed(slot, StoreError::Timeout)),
+            Ok(Err(error)) => return Err(failed(error)),
+            Err(_elapsed) => return Err(failed(StoreError::Timeout)),
         };
-        decision(&reply, quotas).ok_or_else(|| self.failed(slot, StoreError::Reply))
+        let decided = decision(&reply, quotas).ok_or_else(|| failed(StoreError::Reply))?;
+        if let Err(limited) = &decided {
+            let wait = longest_wait(&reply);
+            lock(&shard.refused).remember(held, started + wait, limited);
+        }
+        Ok(decided)
     }
 
     async fn call(
         &self,
-        slot: &Slot,
+        slot: &slots::Slot,
         tag: &str,
         quotas: &[Quota<'_>],
     ) -> Result<Vec<i64>, StoreError> {
-        let mut connection = self.connection(slot).await?;
-        let mut invocation = self.script.prepare_invoke();
+        let mut connection = slot.connection(&self.client, self.timeout).await?;
+        let command = self.evalsha(tag, quotas);
+        let mut reply = connection
+            .send_packed_command(&command)
+            .await
+            .map_err(store_error)?;
+        if matches!(&reply, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript)) {
+            self.load(&mut connection).await?;
+            reply = connection
+                .send_packed_command(&command)
+                .await
+                .map_err(store_error)?;
+        }
+        integers(reply).ok_or(StoreError::Reply)
+    }
+
+    /// `EVALSHA <sha> <n> <keys…> <t_1> <count_1> …`, written straight into
+    /// one command (no per-key strings).
+    fn evalsha(&self, tag: &str, quotas: &[Quota<'_>]) -> Cmd {
+        let mut command = Cmd::with_capacity(3 + 3 * quotas.len(), 64 + 96 * quotas.len());
+        command
+            .arg("EVALSHA")
+            .arg(self.script.get_hash())
+            .arg(quotas.len());
+        let mut key_text = String::with_capacity(96);
+        for quota in quotas {
+            key_text.clear();
+            write_key(&mut key_text, tag, quota);
+            command.arg(key_text.as_str());
+        }
         for quota in quotas {
             let window_us = quota.spec.window.seconds() * 1_000_000;
             let t = (window_us / u64::from(quota.spec.count.get())).max(1);
-            invocation
-                .key(key(tag, quota))
-                .arg(t)
-                .arg(quota.spec.count.get());
+            command.arg(t).arg(quota.spec.count.get());
         }
-        invocation
-            .invoke_async(&mut connection)
-            .await
-            .map_err(|error| {
-                if error.is_io_error() || error.is_connection_dropped() {
-                    StoreError::Connection
-                } else {
-                    StoreError::Reply
-                }
-            })
+        command
     }
 
-    /// The slot's connection, opened if needed (one attempt at a time per
-    /// slot, none while backing off).
-    async fn connection(&self, slot: &Slot) -> Result<MultiplexedConnection, StoreError> {
-        if let Some(open) = read(&slot.connection) {
-            return Ok(open);
-        }
-        let _one_attempt = slot.connecting.lock().await;
-        if let Some(open) = read(&slot.connection) {
-            return Ok(open);
-        }
-        let backoff = *slot
-            .backoff_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if backoff.is_some_and(|until| Instant::now() < until) {
-            return Err(StoreError::Connection);
-        }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
-        match self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
+    /// Loads the script after a `NOSCRIPT` (a restarted or flushed Redis).
+    async fn load(&self, connection: &mut MultiplexedConnection) -> Result<(), StoreError> {
+        self.script
+            .load_async(connection)
             .await
-        {
-            Ok(open) => {
-                *slot
-                    .connection
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(open.clone());
-                Ok(open)
-            }
-            Err(_) => {
-                *slot
-                    .backoff_until
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) =
-                    Some(Instant::now() + RECONNECT_BACKOFF);
-                Err(StoreError::Connection)
-            }
-        }
+            .map(drop)
+            .map_err(store_error)
     }
 
-    /// Counts a failure and drops the slot's connection: the next call on
-    /// it connects again.
-    fn failed(&self, slot: &Slot, error: StoreError) -> StoreError {
-        self.metrics.error(error.label());
-        *slot
-            .connection
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = None;
-        error
+    /// Connections open on each serving thread's group.
+    #[cfg(test)]
+    pub(crate) fn open_per_thread(&self) -> Vec<usize> {
+        self.shards.iter().map(Shard::open).collect()
     }
 }
 
-fn read(lock: &RwLock<Option<MultiplexedConnection>>) -> Option<MultiplexedConnection> {
-    lock.read().unwrap_or_else(PoisonError::into_inner).clone()
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn store_error(error: RedisError) -> StoreError {
+    if error.is_io_error() || error.is_connection_dropped() {
+        StoreError::Connection
+    } else {
+        StoreError::Reply
+    }
+}
+
+/// The script's reply as integers, `None` for anything else.
+fn integers(reply: Value) -> Option<Vec<i64>> {
+    let Value::Array(items) = reply else {
+        return None;
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::Int(n) => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The longest wait of a refusal in the script's reply.
+fn longest_wait(reply: &[i64]) -> Duration {
+    let longest = reply
+        .get(1..)
+        .unwrap_or_default()
+        .chunks_exact(2)
+        .map(|pair| pair[1])
+        .max()
+        .unwrap_or(0);
+    Duration::from_micros(u64::try_from(longest).unwrap_or(0))
 }
 
 /// The hash tag of a stage: the client's address, or a hash of the
@@ -220,12 +248,22 @@ pub(crate) fn tag(kind: KeyKind, key: &str) -> String {
 }
 
 /// `th:rl:{<tag>}:<owner>:<policy>`.
+#[cfg(test)]
 fn key(tag: &str, quota: &Quota<'_>) -> String {
-    format!(
-        "{KEY_PREFIX}{{{tag}}}:{}:{}",
+    let mut key = String::new();
+    write_key(&mut key, tag, quota);
+    key
+}
+
+/// Appends `th:rl:{<tag>}:<owner>:<policy>` to `out`.
+fn write_key(out: &mut String, tag: &str, quota: &Quota<'_>) {
+    let _ = write!(
+        out,
+        "{KEY_PREFIX}{{{tag}}}:{}:{}-{}",
         quota.owner,
-        quota.kind.policy_name(quota.spec.window)
-    )
+        quota.kind.name(),
+        quota.spec.window.name()
+    );
 }
 
 /// The script's answer as the memory store gives it: every quota's usage,

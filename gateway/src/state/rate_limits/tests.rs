@@ -33,6 +33,7 @@ async fn memory_buckets_survive_a_reload_unless_the_quotas_change() {
     let limits = RateLimits::new(
         &before.checks.rate_limit,
         crate::metrics::Metrics::new().rate_limit_store(),
+        1,
     )
     .unwrap();
     assert!(allowed(&limits, &before, client).await);
