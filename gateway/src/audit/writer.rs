@@ -1,10 +1,11 @@
 //! The audit sink: whole lines or nothing, a gap record for what was lost,
 //! and the hash chain extended only by lines that were written.
 //!
-//! A line is written with as many `write` calls as the kernel needs. If one
-//! fails after part of the line reached a file (a short write on a full
-//! disk), the file is truncated back to its last whole line, so no reader
-//! ever sees a torn line; should that truncation fail too, nothing more is
+//! A line, or a serving thread's batch of lines (`batch.rs`), is written
+//! with as many `write` calls as the kernel needs. If one fails after part
+//! of it reached a file (a short write on a full disk), the file is
+//! truncated back to its last whole line, so no reader ever sees a torn
+//! line; should that truncation fail too, nothing more is
 //! written until it succeeds. A line that could not be written is *lost*:
 //! it is counted (`audit_write_failures_total`), and the next write puts an
 //! `audit_gap` record in front of its line, in the same write, saying how
