@@ -4,10 +4,11 @@
 //! In: what the pipeline learnt about a request ([`Started`], [`Trail`],
 //! the [`Decision`]) or a connection event. Out: one line to stdout or an
 //! append-only file (`[audit] output`), optionally hash-chained
-//! (`audit/chain.rs`). A response with an empty body gets its line when
-//! its head is ready; any other when its body ends, fails or is dropped,
-//! with the bytes actually sent and the time until then — still exactly
-//! one line. A forwarded answer abandoned because the client stopped
+//! (`audit/chain.rs`); a serving thread buffers its lines and writes them
+//! in batches (`audit/batch.rs`, `audit.flush_interval`). A response with
+//! an empty body gets its line when its head is ready; any other when its
+//! body ends, fails or is dropped, with the bytes actually sent and the
+//! time until then — still exactly one line. A forwarded answer abandoned because the client stopped
 //! reading for `limits.send_timeout` is logged with decision `send`,
 //! reason `send.client_stalled` (`docs/security-controls.md`, F-4); its
 //! `bytes_out` counts what was handed to the connection, at most one chunk
