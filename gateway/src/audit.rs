@@ -4,10 +4,11 @@
 //! In: what the pipeline learnt about a request (the [`Exchange`]: its
 //! arrival, trail and decision, `exchange.rs`) or a connection event. Out: one line to stdout or an
 //! append-only file (`[audit] output`), optionally hash-chained
-//! (`audit/chain.rs`). A response with an empty body gets its line when
-//! its head is ready; any other when its body ends, fails or is dropped,
-//! with the bytes actually sent and the time until then — still exactly
-//! one line. A forwarded answer abandoned because the client stopped
+//! (`audit/chain.rs`); a serving thread buffers its lines and writes them
+//! in batches (`audit/batch.rs`, `audit.flush_interval`). A response with
+//! an empty body gets its line when its head is ready; any other when its
+//! body ends, fails or is dropped, with the bytes actually sent and the
+//! time until then — still exactly one line. A forwarded answer abandoned because the client stopped
 //! reading for `limits.send_timeout` is logged with decision `send`,
 //! reason `send.client_stalled` (`docs/security-controls.md`, F-4); its
 //! `bytes_out` counts what was handed to the connection, at most one chunk
@@ -20,6 +21,7 @@
 //! serde_json escapes every string, so a hostile user agent or path cannot
 //! forge a line.
 
+mod batch;
 pub(crate) mod chain;
 mod decision;
 mod diagnostics;
@@ -123,6 +125,8 @@ pub(crate) struct Log {
     failing: AtomicBool,
     /// Lines that could not be written, for `audit_write_failures_total`.
     lost_total: Arc<AtomicU64>,
+    /// The serving threads' buffers (`audit.flush_interval`).
+    batches: batch::Batches,
 }
 
 impl Log {
@@ -146,13 +150,47 @@ impl Log {
             sink: Mutex::new(sink),
             key: config.pseudonym_key.clone(),
             failing: AtomicBool::new(false),
+            batches: batch::Batches::new(config.flush_interval),
         })
     }
 
     /// Reopens the file (after logrotate moved it); stdout is left alone.
-    /// The hash chain carries on across files.
+    /// The lines buffered so far are written to the old file first. The
+    /// hash chain carries on across files.
     pub(crate) fn reopen(&self) -> Result<(), OpenError> {
+        self.flush_all();
         self.lock().writer.reopen()
+    }
+
+    /// Makes the calling thread a serving thread with its own buffer of
+    /// lines (`audit/batch.rs`); it calls [`Log::flush_here`] before its
+    /// runtime parks and [`Log::leave`] when it stops.
+    pub(crate) fn enter(&self) {
+        self.batches.enter();
+    }
+
+    /// Writes the calling serving thread's buffered lines, if any.
+    pub(crate) fn flush_here(&self) {
+        self.batches.flush_here(|batch| self.flush(batch));
+    }
+
+    /// Writes the calling serving thread's last lines and ends its
+    /// buffering.
+    pub(crate) fn leave(&self) {
+        self.batches.leave(|batch| self.flush(batch));
+    }
+
+    /// Writes every serving thread's buffered lines (reopen, shutdown).
+    pub(crate) fn flush_all(&self) {
+        self.batches.flush_all(|batch| self.flush(batch));
+    }
+
+    /// Writes one buffer with one `write` (its lines whole, or all lost and
+    /// counted) and empties it.
+    fn flush(&self, batch: &mut batch::Batch) {
+        let written = self.lock().write_lines(&batch.text, batch.lines);
+        batch.clear();
+        self.failing.store(!written, Ordering::Release);
     }
 
     /// The count of lines that could not be written so far.
@@ -272,29 +310,22 @@ impl Log {
         Some(pseudonym(key, principal))
     }
 
-    /// Writes one line (after a gap record if lines were lost); returns
-    /// whether it was written.
-    fn write(&self, mut record: Record<'_>) -> bool {
-        // Serialised before the lock is taken; `prev_hash`, the last field,
-        // is spliced in under the lock when the log is chained (the same
-        // text serde would write with it set).
+    /// Writes one line (after a gap record if lines were lost), or on a
+    /// serving thread appends it to the thread's buffer. The line is
+    /// serialised before any lock is taken; `prev_hash` and `hash`, when
+    /// chained, are added by the sink under its lock, in the order lines
+    /// are written.
+    fn write(&self, mut record: Record<'_>) {
         record.prev_hash = None;
-        let mut line = serde_json::to_string(&record).expect("a Record always serialises");
-        let mut sink = self.lock();
-        // Lines and hashes stay in the same order under the lock. Lines
-        // are small; a blocking write under a short std lock is cheaper
-        // than a channel, and the request path learns of a failure at once.
-        let written = sink.write(|prev_hash| {
-            if let Some(prev_hash) = prev_hash {
-                line.pop(); // the closing brace
-                line.push_str(",\"prev_hash\":");
-                line.push_str(&serde_json::to_string(&prev_hash).expect("a string serialises"));
-                line.push('}');
-            }
-            line
-        });
+        let line = serde_json::to_string(&record).expect("a Record always serialises");
+        let Some(mut line) = self.batches.append(line, |batch| self.flush(batch)) else {
+            return;
+        };
+        line.push('\n');
+        // Not a serving thread (or no buffering): a blocking write under a
+        // short std lock, and the request path learns of a failure at once.
+        let written = self.lock().write_lines(&line, 1);
         self.failing.store(!written, Ordering::Release);
-        written
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Sink> {
@@ -319,7 +350,7 @@ impl Log {
         let bytes_out = response.body().size_hint().exact();
         let record = self.request_record(exchange, response.status(), bytes_out);
         if response.body().is_end_stream() {
-            let _ = self.write(record);
+            self.write(record);
             return response;
         }
         let mut record = record.into_owned();
@@ -335,7 +366,7 @@ impl Log {
                     let stalled = Decision::CLIENT_STALLED;
                     (record.decision, record.reason) = (stalled.outcome, stalled.reason);
                 }
-                let _ = log.write(record);
+                log.write(record);
             })
         })
     }
@@ -392,6 +423,7 @@ mod tests {
             on_failure: config::DEFAULT_AUDIT_ON_FAILURE,
             failure_log_interval: config::DEFAULT_AUDIT_FAILURE_LOG_INTERVAL,
             file_mode: config::DEFAULT_AUDIT_FILE_MODE,
+            flush_interval: config::DEFAULT_AUDIT_FLUSH_INTERVAL,
         })
         .unwrap();
         (log, path)
@@ -512,6 +544,7 @@ mod tests {
             on_failure: AuditOnFailure::Refuse,
             failure_log_interval: config::DEFAULT_AUDIT_FAILURE_LOG_INTERVAL,
             file_mode: config::DEFAULT_AUDIT_FILE_MODE,
+            flush_interval: config::DEFAULT_AUDIT_FLUSH_INTERVAL,
         })
         .unwrap();
         assert!(log.admits(AuditOnFailure::Refuse), "nothing failed yet");

@@ -57,7 +57,7 @@ pub use admin::{DEFAULT_ADMIN_LISTEN, DEFAULT_READY_PROBE_INTERVAL, DEFAULT_READ
 pub(crate) use audit::{Audit, AuditOutput, PseudonymKey};
 pub use audit::{
     AuditOnFailure, DEFAULT_AUDIT_FAILURE_LOG_INTERVAL, DEFAULT_AUDIT_FILE_MODE,
-    DEFAULT_AUDIT_ON_FAILURE,
+    DEFAULT_AUDIT_FLUSH_INTERVAL, DEFAULT_AUDIT_ON_FAILURE,
 };
 pub(crate) use compressed::{CompressedBody, Encoding};
 use limits::validate_limits;

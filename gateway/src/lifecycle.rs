@@ -350,6 +350,9 @@ impl Handle {
             let _ = listener.await;
         }
         let _ = self.housekeeping.await;
+        // Each serving thread wrote its buffered audit lines as it stopped;
+        // this catches a thread that ended without doing so.
+        self.state.audit.flush_all();
         if let Some(supervisor) = self.supervisor {
             supervisor.stop().await;
         }

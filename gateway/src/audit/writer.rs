@@ -1,10 +1,11 @@
 //! The audit sink: whole lines or nothing, a gap record for what was lost,
 //! and the hash chain extended only by lines that were written.
 //!
-//! A line is written with as many `write` calls as the kernel needs. If one
-//! fails after part of the line reached a file (a short write on a full
-//! disk), the file is truncated back to its last whole line, so no reader
-//! ever sees a torn line; should that truncation fail too, nothing more is
+//! A line, or a serving thread's batch of lines (`batch.rs`), is written
+//! with as many `write` calls as the kernel needs. If one fails after part
+//! of it reached a file (a short write on a full disk), the file is
+//! truncated back to its last whole line, so no reader ever sees a torn
+//! line; should that truncation fail too, nothing more is
 //! written until it succeeds. A line that could not be written is *lost*:
 //! it is counted (`audit_write_failures_total`), and the next write puts an
 //! `audit_gap` record in front of its line, in the same write, saying how
@@ -124,6 +125,18 @@ impl Writer {
     }
 }
 
+/// `line` (a JSON object serialised without `prev_hash`) with `prev_hash`
+/// as its last field: the same text serde writes when the field is set.
+fn with_prev_hash(line: &str, prev_hash: &str) -> String {
+    let open = line.strip_suffix('}').expect("a JSON object ends with }");
+    let mut text = String::with_capacity(line.len() + prev_hash.len() + 16);
+    text.push_str(open);
+    text.push_str(",\"prev_hash\":\"");
+    text.push_str(prev_hash);
+    text.push_str("\"}");
+    text
+}
+
 /// `write` until done or failed: how many bytes went out, and the result.
 fn write_counted(out: &mut impl Write, bytes: &[u8]) -> (u64, io::Result<()>) {
     let mut written = 0;
@@ -216,15 +229,29 @@ impl Sink {
         Arc::clone(&self.lost_total)
     }
 
-    /// Writes one line, `render`ed with the `prev_hash` to embed (chain
-    /// only), after the gap record if lines were lost. Returns whether it
-    /// was written; if not, it is counted as lost.
-    pub(super) fn write(&mut self, render: impl FnOnce(Option<String>) -> String) -> bool {
+    /// Writes `lines` (`count` serialised records, each ending in a
+    /// newline, without `prev_hash`) with one `write_whole`, after the gap
+    /// record if lines were lost. When chained, each line gets its
+    /// `prev_hash` and `hash` here, in the order written. Returns whether
+    /// they were written; if not, all `count` are counted as lost (a batch
+    /// is whole or lost, never torn).
+    pub(super) fn write_lines(&mut self, lines: &str, count: u64) -> bool {
         let mut prev = self.prev_hash.clone();
         let mut text = self.gap_line(&mut prev);
-        let line = render(self.hash_chain.then(|| prev.clone()));
-        self.push_line(&mut text, line, &mut prev);
-        match self.writer.write_whole(text.as_bytes()) {
+        let result = if !self.hash_chain && text.is_empty() {
+            self.writer.write_whole(lines.as_bytes())
+        } else {
+            if self.hash_chain {
+                text.reserve(lines.len() + lines.len() / 2);
+                for line in lines.split_terminator('\n') {
+                    self.push_line(&mut text, with_prev_hash(line, &prev), &mut prev);
+                }
+            } else {
+                text.push_str(lines);
+            }
+            self.writer.write_whole(text.as_bytes())
+        };
+        match result {
             Ok(()) => {
                 self.written(prev);
                 true
@@ -236,9 +263,9 @@ impl Sink {
                     since: now,
                     until: now,
                 });
-                lost.lines += 1;
+                lost.lines += count;
                 lost.until = now;
-                self.lost_total.fetch_add(1, Ordering::Relaxed);
+                self.lost_total.fetch_add(count, Ordering::Relaxed);
                 let name = self.writer.name();
                 self.diagnostics.failed(Instant::now(), &error, &name);
                 false

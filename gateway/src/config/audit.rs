@@ -12,6 +12,7 @@
 //! | `audit.on_failure` | [`DEFAULT_AUDIT_ON_FAILURE`] (`"refuse"`) |
 //! | `audit.failure_log_interval` | [`DEFAULT_AUDIT_FAILURE_LOG_INTERVAL`] |
 //! | `audit.file_mode` | [`DEFAULT_AUDIT_FILE_MODE`] (`0o600`) |
+//! | `audit.flush_interval` | [`DEFAULT_AUDIT_FLUSH_INTERVAL`] (`"1ms"`) |
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,15 @@ pub const DEFAULT_AUDIT_FILE_MODE: u32 = 0o600;
 const FILE_MODE_ALLOWED: u32 = 0o666;
 const FILE_MODE_REQUIRED: u32 = 0o600;
 
+/// How long a serving thread may hold an audit line in its buffer before
+/// it is written with the others (`docs/audit-and-metrics.md`, "Batched
+/// writes"): lines are flushed when the thread runs out of work, when a
+/// line finds the oldest this old, or at 64 KiB. `"0s"` writes each line at
+/// once.
+pub const DEFAULT_AUDIT_FLUSH_INTERVAL: Duration = Duration::from_millis(1);
+/// The longest `audit.flush_interval`: what a crash may lose stays small.
+const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The shortest pseudonym key accepted: 128 bits.
 pub(super) const MIN_PSEUDONYM_KEY_BYTES: usize = 16;
 
@@ -55,6 +65,7 @@ pub(crate) struct RawAudit {
     pub(crate) on_failure: Option<String>,
     pub(crate) failure_log_interval: Option<String>,
     pub(crate) file_mode: Option<u32>,
+    pub(crate) flush_interval: Option<String>,
 }
 
 /// A secret named in the file: `{ env = "NAME" }` or `{ file = "/path" }`.
@@ -88,6 +99,8 @@ pub(crate) struct Audit {
     pub(crate) failure_log_interval: Duration,
     /// The permissions a new audit file is created with (restart-only).
     pub(crate) file_mode: u32,
+    /// How long a serving thread may buffer a line; zero: no buffering.
+    pub(crate) flush_interval: Duration,
 }
 
 impl Audit {
@@ -100,12 +113,14 @@ impl Audit {
             &self.pseudonym_key,
             self.failure_log_interval,
             self.file_mode,
+            self.flush_interval,
         ) != (
             &next.output,
             next.hash_chain,
             &next.pseudonym_key,
             next.failure_log_interval,
             next.file_mode,
+            next.flush_interval,
         )
     }
 }
@@ -183,6 +198,18 @@ pub(super) fn validate_audit(
             ),
         );
     }
+    let flush_interval = duration(
+        raw.flush_interval,
+        "audit.flush_interval",
+        DEFAULT_AUDIT_FLUSH_INTERVAL,
+        problems,
+    );
+    if flush_interval > MAX_FLUSH_INTERVAL {
+        problems.push(
+            "audit.flush_interval",
+            "must be at most 1s (\"0s\" writes each line at once)",
+        );
+    }
     Audit {
         output,
         hash_chain: raw.hash_chain.unwrap_or(false),
@@ -190,6 +217,7 @@ pub(super) fn validate_audit(
         on_failure,
         failure_log_interval,
         file_mode,
+        flush_interval,
     }
 }
 

@@ -44,7 +44,8 @@ impl Config {
                         &audit.output,
                         audit.hash_chain,
                         audit.pseudonym_key.is_some(),
-                        audit.failure_log_interval
+                        audit.failure_log_interval,
+                        audit.flush_interval
                     )
                 ),
             ),

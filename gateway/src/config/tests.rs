@@ -228,6 +228,33 @@ fn audit_on_failure_is_validated_and_reloads_without_a_restart() {
 }
 
 #[test]
+fn audit_flush_interval_defaults_to_1ms_allows_0s_and_at_most_1s() {
+    let with = |table: &str| format!("{MINIMAL}\n[audit]\n{table}\n");
+    assert_eq!(
+        minimal().audit.flush_interval,
+        crate::config::DEFAULT_AUDIT_FLUSH_INTERVAL
+    );
+    assert_eq!(minimal().audit.flush_interval.as_millis(), 1);
+    let off = Config::from_toml(&with("flush_interval = \"0s\"")).unwrap();
+    assert!(off.audit.flush_interval.is_zero());
+    assert_eq!(
+        minimal().restart_only_changes(&off),
+        ["audit (all but on_failure)"]
+    );
+    for bad in ["\"2s\"", "\"soon\""] {
+        let problems = Config::from_toml(&with(&format!("flush_interval = {bad}")))
+            .unwrap_err()
+            .problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("audit.flush_interval:")),
+            "{bad}: {problems:?}"
+        );
+    }
+}
+
+#[test]
 fn audit_problems_are_reported_without_the_secret() {
     let dir = tempfile::tempdir().unwrap();
     let short = dir.path().join("short.key");

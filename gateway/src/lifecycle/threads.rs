@@ -70,8 +70,13 @@ pub(super) fn spawn(
     stop: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, StartError> {
     let serving_error = |source| StartError::Serving { source };
+    // The thread's audit lines are buffered and written when the runtime
+    // runs out of work (`audit/batch.rs`).
+    let audit = Arc::clone(&state.audit);
+    let parking = Arc::clone(&audit);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(move || parking.flush_here())
         .build()
         .map_err(serving_error)?;
     let (done, finished) = tokio::sync::oneshot::channel::<()>();
@@ -79,13 +84,17 @@ pub(super) fn spawn(
         .name(format!("serve-{index}"))
         .spawn(move || {
             crate::shard::enter(index);
+            audit.enter();
             runtime.block_on(async move {
                 match TcpListener::from_std(listener) {
                     Ok(listener) => accept::serve(listener, kind, state, stop).await,
                     Err(error) => tracing::error!(%error, index, "serving thread has no listener"),
                 }
             });
+            // Dropping the runtime drops what is left of its connections,
+            // whose lines are buffered too: write them after it.
             drop(runtime);
+            audit.leave();
             let _ = done.send(());
         })
         .map_err(serving_error)?;

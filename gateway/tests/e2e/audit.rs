@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tradehabit_gateway::checks::api_key::keygen;
 use tradehabit_gateway::checks::secret::Secret;
 
-use crate::support::{request, Policy, Proto, TestGateway, Upstream, SAFETY};
+use crate::support::{audit_lines_written, request, Policy, Proto, TestGateway, Upstream, SAFETY};
 
 const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0cmFkZXItNDIifQ.c2VjcmV0LXNpZw";
 const SYMBOL: &str = "ZQXWVSYM";
@@ -201,6 +201,7 @@ async fn the_audit_log_holds_one_allowlisted_line_per_request_and_no_secrets() {
         .await;
     assert_eq!(unauthenticated.status, 401);
 
+    audit_lines_written(&files.path().join("audit.log"), 4).await;
     let log = std::fs::read(files.path().join("audit.log")).unwrap();
     let text = String::from_utf8(log.clone()).unwrap();
     for secret in [
@@ -419,6 +420,7 @@ async fn a_failed_tls_handshake_is_one_audit_line_and_a_metric() {
         sample(&metrics, "tradehabit_gateway_tls_handshake_failures_total"),
         1.0
     );
+    audit_lines_written(&files.path().join("audit.log"), 1).await;
     let text = std::fs::read_to_string(files.path().join("audit.log")).unwrap();
     let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
     assert_eq!(line["event"], "tls_handshake_failed");
@@ -1119,6 +1121,7 @@ rate_limit = { per_ip = ["2/minute"] }
         .filter(|l| l.starts_with("tradehabit_gateway_auth_failures_total{"))
         .count();
     assert_eq!(auth_failures, 0, "a 429 is not an authentication failure");
+    audit_lines_written(&files.path().join("audit.log"), 3).await;
     let lines = audit_lines(files.path());
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert_eq!(lines[2]["status"], 429);

@@ -268,6 +268,7 @@ async fn a_gzip_bomb_is_413_at_the_cap_and_the_gateway_keeps_serving() {
     let ok = send_gzip(&gw, Proto::H1, "/api/stream", &gzip(b"ok")).await;
     assert_eq!(ok.status, 200);
     assert_eq!(up.seen()[before].body, Bytes::from_static(b"ok"));
+    audit_lines_written(&files.path().join("audit.log"), 5).await;
     assert_eq!(
         audit_reasons(files.path()),
         [
@@ -320,6 +321,7 @@ async fn corrupt_gzip_is_400_on_buffered_and_streamed_routes() {
         assert_eq!(request.target, "/api/stream");
         assert_eq!(request.body, Bytes::from_static(b"<incomplete>"));
     }
+    audit_lines_written(&files.path().join("audit.log"), 4).await;
     assert_eq!(audit_reasons(files.path()), ["body.encoding_corrupt"; 4]);
 }
 
@@ -381,6 +383,7 @@ async fn unlisted_or_stacked_encodings_are_415_and_other_routes_refuse_all() {
         }
     }
     assert!(up.seen().is_empty());
+    audit_lines_written(&files.path().join("audit.log"), 10).await;
     let reasons = audit_reasons(files.path());
     assert_eq!(reasons.len(), 10);
     assert!(

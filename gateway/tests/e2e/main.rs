@@ -5,6 +5,7 @@
 mod support;
 
 mod audit;
+mod audit_batch;
 mod check_config;
 mod checks;
 mod cli;

@@ -607,3 +607,22 @@ pub(crate) fn assert_envelope(reply: &Reply) {
     assert!(json["message"].is_string(), "{json}");
     assert_eq!(json["details"], serde_json::json!([]), "{json}");
 }
+
+/// Waits (bounded by the safety net) until the audit file `path` holds at
+/// least `count` lines: a serving thread writes its buffered lines just
+/// after it answers, when it runs out of work (`audit.flush_interval`), so
+/// a client can see its answer a moment before the line is in the file.
+pub(crate) async fn audit_lines_written(path: &Path, count: usize) {
+    let waiting = async {
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.lines().count() >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(SAFETY, waiting)
+        .await
+        .unwrap_or_else(|_| panic!("fewer than {count} audit lines in {}", path.display()));
+}
