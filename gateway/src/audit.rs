@@ -185,8 +185,8 @@ impl Log {
         self.batches.flush_all(|batch| self.flush(batch));
     }
 
-    /// Writes one buffer with one `write` (its lines whole, or all lost and
-    /// counted) and empties it.
+    /// Writes one buffer with one `write` (its lines whole; after a failure
+    /// line by line, the lines that fail lost and counted) and empties it.
     fn flush(&self, batch: &mut batch::Batch) {
         let written = self.lock().write_lines(&batch.text, batch.lines);
         batch.clear();

@@ -147,6 +147,25 @@ fn lost_metric(metrics: &str) -> u64 {
         .unwrap()
 }
 
+/// The lost-lines counter once each of the `answered` requests so far has
+/// its line in the file or counted as lost: a serving thread writes its
+/// lines in batches a moment after answering (`audit.flush_interval`).
+async fn settled(stack: &Stack, log: &Path, answered: u64) -> u64 {
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let lost = lost_metric(&stack.metrics().await);
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let written = text
+            .lines()
+            .filter(|line| line.contains("\"event\":\"request\""))
+            .count() as u64;
+        if written + lost >= answered || Instant::now() > deadline {
+            return lost;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// What one full-disk run saw.
 struct Run {
     /// The statuses answered while the disk was full, in order.
@@ -199,7 +218,7 @@ async fn full_disk(on_failure: &str, concurrency: usize) -> Option<Run> {
         }
     }
     let full_secs = started.elapsed().as_secs();
-    let lost = lost_metric(&stack.metrics().await);
+    let lost = settled(&stack, &log, 3 + REQUESTS_WHILE_FULL as u64).await;
     let diagnostics_full = captured.audit_lines_since(mark);
 
     std::fs::remove_file(filler).expect("free the space");

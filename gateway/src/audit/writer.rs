@@ -207,6 +207,8 @@ pub(super) struct Sink {
     /// The last written line's hash (chain only).
     prev_hash: String,
     lost: Option<Lost>,
+    /// Lines lost since the last recovery the diagnostics announced.
+    unannounced: u64,
     /// Lost lines in total (`audit_write_failures_total`).
     lost_total: Arc<AtomicU64>,
     diagnostics: Diagnostics,
@@ -219,6 +221,7 @@ impl Sink {
             hash_chain,
             prev_hash: chain::GENESIS.to_string(),
             lost: None,
+            unannounced: 0,
             lost_total: Arc::new(AtomicU64::new(0)),
             diagnostics,
         }
@@ -233,8 +236,9 @@ impl Sink {
     /// newline, without `prev_hash`) with one `write_whole`, after the gap
     /// record if lines were lost. When chained, each line gets its
     /// `prev_hash` and `hash` here, in the order written. Returns whether
-    /// they were written; if not, all `count` are counted as lost (a batch
-    /// is whole or lost, never torn).
+    /// they were all written. A batch of several lines that fails is
+    /// written again line by line ([`Sink::write_one_by_one`]); a single
+    /// line that fails is counted as lost. Nothing is ever torn.
     pub(super) fn write_lines(&mut self, lines: &str, count: u64) -> bool {
         let mut prev = self.prev_hash.clone();
         let mut text = self.gap_line(&mut prev);
@@ -253,24 +257,50 @@ impl Sink {
         };
         match result {
             Ok(()) => {
-                self.written(prev);
+                self.written(prev, count);
                 true
             }
+            Err(_) if count > 1 => self.write_one_by_one(lines),
             Err(error) => {
-                let now = OffsetDateTime::now_utc();
-                let lost = self.lost.get_or_insert(Lost {
-                    lines: 0,
-                    since: now,
-                    until: now,
-                });
-                lost.lines += count;
-                lost.until = now;
-                self.lost_total.fetch_add(count, Ordering::Relaxed);
+                self.count_lost(count);
                 let name = self.writer.name();
                 self.diagnostics.failed(Instant::now(), &error, &name);
                 false
             }
         }
+    }
+
+    /// A batch that could not be written whole (on a nearly full disk it
+    /// may not fit where a single line still does) is written a line at a
+    /// time, in order, so every line that fits is kept as if the lines had
+    /// never been batched, and the log does not flip between failing and
+    /// written as batches of different sizes come. From the first line
+    /// that fails, the rest of the batch is lost and counted.
+    fn write_one_by_one(&mut self, lines: &str) -> bool {
+        let mut rest = lines.split_inclusive('\n');
+        for line in rest.by_ref() {
+            if !self.write_lines(line, 1) {
+                let left = rest.count() as u64;
+                if left > 0 {
+                    self.count_lost(left);
+                }
+                return false;
+            }
+        }
+        true
+    }
+
+    /// `count` lines could not be written.
+    fn count_lost(&mut self, count: u64) {
+        let now = OffsetDateTime::now_utc();
+        let lost = self.lost.get_or_insert(Lost {
+            lines: 0,
+            since: now,
+            until: now,
+        });
+        lost.lines += count;
+        lost.until = now;
+        self.lost_total.fetch_add(count, Ordering::Relaxed);
     }
 
     /// Whether the log takes lines again: with lines lost, tries to write
@@ -284,17 +314,25 @@ impl Sink {
         if self.writer.write_whole(text.as_bytes()).is_err() {
             return false;
         }
-        self.written(prev);
+        self.written(prev, 0);
         true
     }
 
-    /// Lines were written up to the one hashed `prev`.
-    fn written(&mut self, prev: String) {
+    /// Lines were written up to the one hashed `prev`: a pending gap
+    /// record and `lines` others. The recovery is logged once a line other
+    /// than the gap record is written: on a nearly full disk the short gap
+    /// record may fit where the next line does not, and the log would
+    /// otherwise say "recovered" and "failed" again by turns.
+    fn written(&mut self, prev: String, lines: u64) {
         self.prev_hash = prev;
         if let Some(lost) = self.lost.take() {
+            self.unannounced += lost.lines;
+        }
+        if lines > 0 && self.unannounced > 0 {
             let name = self.writer.name();
+            let lost_lines = std::mem::take(&mut self.unannounced);
             self.diagnostics
-                .recovered(Instant::now(), lost.lines, &name);
+                .recovered(Instant::now(), lost_lines, &name);
         }
     }
 
