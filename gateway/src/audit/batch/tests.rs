@@ -237,7 +237,6 @@ fn a_batch_too_big_for_a_nearly_full_disk_keeps_the_lines_that_fit() {
     while page - std::fs::metadata(&path).unwrap().len() % page >= 3 * line {
         lines_from(&log, 1, 1);
     }
-    let before = read(&path).lines().count();
     fill(fs.0.path());
     std::thread::scope(|scope| {
         scope.spawn(|| {
