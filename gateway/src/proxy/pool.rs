@@ -11,8 +11,11 @@
 //! Idle connections wait in a LIFO list of at most `upstream.pool_max_idle`
 //! entries and are closed `upstream.pool_idle_timeout` after they were last
 //! used, by one housekeeping task that sleeps until the oldest one expires.
-//! There is one list per serving thread (`shard.rs`), each holding its
-//! share of `pool_max_idle`: a connection is registered with the event
+//! There is one list per serving thread (`shard.rs`), and `pool_max_idle`
+//! bounds all lists together, not each thread's share of it, so a thread
+//! that happens to carry more requests than the others keeps as many
+//! connections as it uses instead of closing and reopening the excess: a
+//! connection is registered with the event
 //! loop of the thread that opened it, so it is only handed to requests on
 //! that thread, and no two threads take the same list's lock.
 //! An idle connection is not polled, so one the upstream closed meanwhile
@@ -22,6 +25,7 @@
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -98,8 +102,10 @@ pub(crate) struct Pool {
     connector: Connector,
     /// One idle list per serving thread.
     idle: Box<[Mutex<VecDeque<Idle>>]>,
-    /// Per list.
+    /// All lists together.
     max_idle: usize,
+    /// Connections in all lists now.
+    idle_now: AtomicUsize,
     idle_timeout: Duration,
     reaper: Option<JoinHandle<()>>,
 }
@@ -110,8 +116,8 @@ struct Idle {
 }
 
 impl Pool {
-    /// An empty pool of `shards` idle lists sharing `max_idle` (each
-    /// keeps at least one). With `max_idle > 0` it starts the task that
+    /// An empty pool of `shards` idle lists holding at most `max_idle`
+    /// connections together. With `max_idle > 0` it starts the task that
     /// closes expired idle connections, so it must be called inside the
     /// runtime.
     pub(crate) fn new(
@@ -121,17 +127,14 @@ impl Pool {
         shards: usize,
     ) -> Arc<Pool> {
         let shards = shards.max(1);
-        let per_shard = if max_idle == 0 {
-            0
-        } else {
-            max_idle.div_ceil(shards)
-        };
+        let per_shard = max_idle.div_ceil(shards);
         Arc::new_cyclic(|pool: &Weak<Pool>| Pool {
             connector,
             idle: (0..shards)
                 .map(|_| Mutex::new(VecDeque::with_capacity(per_shard.min(1024))))
                 .collect(),
-            max_idle: per_shard,
+            max_idle,
+            idle_now: AtomicUsize::new(0),
             idle_timeout,
             reaper: (max_idle > 0).then(|| tokio::spawn(reap(pool.clone(), idle_timeout))),
         })
@@ -155,8 +158,10 @@ impl Pool {
         loop {
             let Idle { mut lease, since } = {
                 let mut idle = self.lock();
-                evict_expired(&mut idle, self.idle_timeout, Instant::now());
-                idle.pop_back()?
+                self.evict_expired(&mut idle, Instant::now());
+                let idle = idle.pop_back()?;
+                self.idle_now.fetch_sub(1, Ordering::Relaxed);
+                idle
             };
             // One poll: an upstream that closed the connection while it
             // was idle is seen here, before a request is written to it.
@@ -179,13 +184,28 @@ impl Pool {
         if !lease.is_reusable() {
             return;
         }
-        let mut idle = self.lock();
-        if idle.len() < self.max_idle {
-            idle.push_back(Idle {
-                lease,
-                since: Instant::now(),
-            });
+        if self.idle_now.fetch_add(1, Ordering::Relaxed) >= self.max_idle {
+            self.idle_now.fetch_sub(1, Ordering::Relaxed);
+            return;
         }
+        self.lock().push_back(Idle {
+            lease,
+            since: Instant::now(),
+        });
+    }
+
+    /// Closes the connections of `idle` idle for `idle_timeout` or longer
+    /// (the oldest are at the front); returns when the next one expires.
+    fn evict_expired(&self, idle: &mut VecDeque<Idle>, now: Instant) -> Option<Instant> {
+        while let Some(oldest) = idle.front() {
+            let expires = oldest.since + self.idle_timeout;
+            if expires > now {
+                return Some(expires);
+            }
+            idle.pop_front();
+            self.idle_now.fetch_sub(1, Ordering::Relaxed);
+        }
+        None
     }
 
     /// How many connections are idle now.
@@ -212,19 +232,6 @@ impl Drop for Pool {
     }
 }
 
-/// Closes the connections idle for `timeout` or longer (the oldest are at
-/// the front); returns when the next one expires.
-fn evict_expired(idle: &mut VecDeque<Idle>, timeout: Duration, now: Instant) -> Option<Instant> {
-    while let Some(oldest) = idle.front() {
-        let expires = oldest.since + timeout;
-        if expires > now {
-            return Some(expires);
-        }
-        idle.pop_front();
-    }
-    None
-}
-
 /// The housekeeping task: sleeps until the oldest idle connection expires,
 /// closes what has expired, until the pool is gone.
 async fn reap(pool: Weak<Pool>, timeout: Duration) {
@@ -239,7 +246,7 @@ async fn reap(pool: Weak<Pool>, timeout: Duration) {
         let now = Instant::now();
         next = now + timeout;
         for list in pool.idle.iter() {
-            if let Some(expires) = evict_expired(&mut lock(list), timeout, now) {
+            if let Some(expires) = pool.evict_expired(&mut lock(list), now) {
                 next = next.min(expires);
             }
         }
@@ -373,6 +380,38 @@ mod tests {
             pool.checkout().await.is_some(),
             "the returning thread gets it back"
         );
+    }
+
+    #[tokio::test]
+    async fn one_serving_thread_may_keep_the_whole_pool_but_no_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let _up = answer(UnixListener::bind(dir.path().join("up.sock")).unwrap());
+        let address = UpstreamAddress::Unix(dir.path().join("up.sock"));
+        let pool = Pool::new(
+            Connector::new(address, Duration::from_secs(5)),
+            4,
+            Duration::from_secs(60),
+            2,
+        );
+        let mut leases = Vec::new();
+        for _ in 0..5 {
+            let mut lease = pool.connect().await.unwrap();
+            assert_eq!(exchange(&mut lease).await, "ok");
+            leases.push(lease);
+        }
+        for lease in leases {
+            pool.checkin(lease);
+        }
+        assert_eq!(
+            pool.idle_count(),
+            4,
+            "this thread keeps all of pool_max_idle, not half of it"
+        );
+        for _ in 0..4 {
+            assert!(pool.checkout().await.is_some());
+        }
+        assert!(pool.checkout().await.is_none());
+        assert_eq!(pool.idle_now.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test(start_paused = true)]
