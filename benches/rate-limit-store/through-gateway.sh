@@ -18,6 +18,10 @@
 # Sourced by benches/rate-limit-store.sh with $root, $dir (the Redis
 # socket's directory) and $redis_pid set.
 #   GATEWAY_BIN=…  BASELINE_BIN=…  ROUNDS=3  DURATION=5  SCENARIOS="allow flood"
+#   BASELINE_OMIT="refusal_delay"   # settings BASELINE_BIN's build does not know
+#
+# The refusal delay (`limits.refusal_delay`) is off: the flood measures the
+# store's cost of each refusal, not how long the gateway holds them.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -40,6 +44,8 @@ mkdir -p "$work"
 chmod 0711 "$dir" "$work"
 pids=()
 stop_all() {
+    # With no pids, a bare `wait` would wait for Redis too, forever.
+    [ ${#pids[@]} -gt 0 ] || return 0
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait "${pids[@]}" 2>/dev/null || true
     pids=()
@@ -84,6 +90,7 @@ key = "$work/key.pem"
 max_connections_per_ip = 4096
 max_requests_per_ip = 4096
 max_upstream_per_ip = 256
+refusal_delay = "0s"
 [upstream]
 address = "unix:$work/upstream.sock"
 [admin]
@@ -110,6 +117,9 @@ for scenario in $SCENARIOS; do
     for door in $doors; do
         port=$((port + 1))
         gateway_toml "$door" "$scenario" "$port" >"$work/$door-$scenario.toml"
+        if [ "$door" = redis-base ]; then
+            for key in ${BASELINE_OMIT:-}; do sed -i "/^$key = /d" "$work/$door-$scenario.toml"; done
+        fi
         bin=$GATEWAY_BIN
         [ "$door" = redis-base ] && bin=$BASELINE_BIN
         RUST_LOG=error "$bin" run --config "$work/$door-$scenario.toml" & gw_pid[$door]=$!; pids+=($!)
