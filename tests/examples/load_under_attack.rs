@@ -462,8 +462,28 @@ struct Trader {
 
 /// One measured request.
 struct Sample {
+    kind: Kind,
     latency: Duration,
     outcome: Result<StatusCode, String>,
+}
+
+/// What a measured request was, for the breakdown under the table.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A read on a kept-alive connection.
+    Read,
+    /// A read on a connection opened for it (a TLS handshake included).
+    FreshRead,
+    /// An upload of the trader's export.
+    Upload,
+}
+
+impl Kind {
+    const ALL: [(Kind, &'static str); 3] = [
+        (Kind::Read, "kept-alive reads"),
+        (Kind::FreshRead, "reads on a new connection"),
+        (Kind::Upload, "uploads"),
+    ];
 }
 
 impl Trader {
@@ -520,17 +540,19 @@ impl Trader {
         let mut index = 0usize;
         while started.elapsed() < length {
             ticks.tick().await;
-            let request = if last_upload.elapsed() >= UPLOAD_EVERY {
-                last_upload = Instant::now();
-                multipart(stack, None, &stack.upload)
-            } else {
-                get_request(stack, READ_ROUTES[index % READ_ROUTES.len()], &self.key)
-            };
             let fresh = index % 4 == 3;
+            let (kind, request) = if last_upload.elapsed() >= UPLOAD_EVERY {
+                last_upload = Instant::now();
+                (Kind::Upload, multipart(stack, None, &stack.upload))
+            } else {
+                let read = get_request(stack, READ_ROUTES[index % READ_ROUTES.len()], &self.key);
+                (if fresh { Kind::FreshRead } else { Kind::Read }, read)
+            };
             index += 1;
             let sent = Instant::now();
             let outcome = self.request(stack, &mut connection, fresh, request).await;
             samples.push(Sample {
+                kind,
                 latency: sent.elapsed(),
                 outcome,
             });
@@ -882,6 +904,7 @@ fn report(
     slow_open_at_start: i64,
     after: &Result<StatusCode, String>,
 ) -> String {
+    let (quiet_samples, loud_samples) = (quiet, under_attack);
     let quiet = summarise(quiet);
     let loud = summarise(under_attack);
     let row = |name: &str, s: &Summary| {
@@ -935,7 +958,30 @@ fn report(
         ),
         stalling_report(args, &attack.stalls),
         format!("after the attack: {after:?}"),
+        String::new(),
+        "| by kind (quiet / under attack) | requests | p50 ms | p99 ms | max ms |".into(),
+        "|---|---:|---:|---:|---:|".into(),
     ];
+    for (kind, name) in Kind::ALL {
+        let of = |samples: &[Sample]| {
+            let picked: Vec<Sample> = samples
+                .iter()
+                .filter(|sample| sample.kind == kind)
+                .map(|sample| Sample {
+                    kind,
+                    latency: sample.latency,
+                    outcome: sample.outcome.clone(),
+                })
+                .collect();
+            summarise(&picked)
+        };
+        let (q, l) = (of(quiet_samples), of(loud_samples));
+        out.push(format!(
+            "| {name} | {} / {} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} |",
+            q.requests, l.requests, q.p50, l.p50, q.p99, l.p99, q.max, l.max
+        ));
+    }
+    out.push(String::new());
     for (name, summary) in [("quiet", &quiet), ("under attack", &loud)] {
         if !summary.failures.is_empty() {
             out.push(format!("{name} failures: {:?}", summary.failures));
