@@ -305,16 +305,119 @@ pub(crate) async fn handshake<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+    match tokio::time::timeout(timeout, by_turns(acceptor.accept(stream))).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(error)) => Err(HandshakeError::Failed(error)),
         Err(_) => Err(HandshakeError::TimedOut(timeout)),
     }
 }
 
+thread_local! {
+    /// The calling thread's one handshake turn (see [`by_turns`]).
+    static HANDSHAKE_TURN: Arc<tokio::sync::Semaphore> = Arc::new(tokio::sync::Semaphore::new(1));
+}
+
+/// Runs `handshake` taking turns with the other handshakes of this thread.
+///
+/// A serving thread runs the tasks that are ready in the order they woke.
+/// When many clients send their `ClientHello` at once (clients that
+/// reconnect together), every one of those handshakes would do its key
+/// exchange and signature before a request of an established connection
+/// that woke just after them. Here a handshake is polled only with the
+/// thread's turn, and after a poll that leaves it unfinished it keeps the
+/// turn until the tasks that woke meanwhile have run, then gives it back
+/// (to the next handshake waiting, which queues behind them). So an
+/// established connection waits for at most one handshake, and the
+/// handshakes waiting for the turn wait outside the run queue. No turn is
+/// held while a handshake waits for its client: a client that stalls
+/// mid-handshake holds up no one.
+async fn by_turns<F: std::future::Future>(handshake: F) -> F::Output {
+    use std::future::Future as _;
+    use std::task::Poll;
+    let turns = HANDSHAKE_TURN.with(Arc::clone);
+    let mut handshake = std::pin::pin!(handshake);
+    let mut acquiring = None;
+    let mut held = None;
+    std::future::poll_fn(move |cx| {
+        if let Some(turn) = held.take() {
+            // Back after the others: the turn goes to the next handshake,
+            // and this one is looked at once more without it, so that a
+            // wake-up from its socket meanwhile is not lost.
+            drop(turn);
+            return handshake.as_mut().poll(cx);
+        }
+        let waiting = acquiring.get_or_insert_with(|| Box::pin(Arc::clone(&turns).acquire_owned()));
+        let Poll::Ready(turn) = waiting.as_mut().poll(cx) else {
+            return Poll::Pending;
+        };
+        acquiring = None;
+        let polled = handshake.as_mut().poll(cx);
+        if polled.is_pending() {
+            // The semaphore is never closed, so the turn is always `Ok`.
+            held = turn.ok();
+            cx.waker().wake_by_ref();
+        }
+        polled
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A handshake whose first poll does its work and is not finished yet
+    /// (it asks to be polled again), and whose second poll finishes.
+    fn two_polls(
+        name: &'static str,
+        log: &Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        let log = Arc::clone(log);
+        let mut polls = 0;
+        std::future::poll_fn(move |cx| {
+            polls += 1;
+            if polls == 1 {
+                log.lock().unwrap().push(format!("{name} works"));
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            } else {
+                log.lock().unwrap().push(format!("{name} done"));
+                std::task::Poll::Ready(())
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn a_request_that_woke_after_a_burst_of_handshakes_waits_for_one_only() {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for name in ["h1", "h2", "h3"] {
+            tasks.push(tokio::spawn(by_turns(two_polls(name, &log))));
+        }
+        let request_log = Arc::clone(&log);
+        tasks.push(tokio::spawn(async move {
+            request_log.lock().unwrap().push("request".into());
+        }));
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let log = log.lock().unwrap().clone();
+        let at = |entry: &str| log.iter().position(|e| e == entry).unwrap();
+        assert!(at("request") < at("h2 works"), "{log:?}");
+        assert_eq!(log.len(), 7, "{log:?}");
+    }
+
+    #[tokio::test]
+    async fn a_handshake_waiting_for_its_client_holds_no_turn() {
+        let stalled = tokio::spawn(by_turns(std::future::pending::<()>()));
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        tokio::time::timeout(Duration::from_secs(5), by_turns(two_polls("next", &log)))
+            .await
+            .expect("another handshake goes ahead");
+        stalled.abort();
+    }
 
     fn tls_in(dir: &Path, self_signed_if_missing: bool) -> Tls {
         Tls {
