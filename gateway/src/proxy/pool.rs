@@ -304,12 +304,22 @@ mod tests {
     }
 
     fn pool(dir: &tempfile::TempDir, max_idle: usize, timeout: Duration) -> Arc<Pool> {
+        pool_for_threads(dir, max_idle, timeout, 1)
+    }
+
+    /// A pool for `threads` serving threads.
+    fn pool_for_threads(
+        dir: &tempfile::TempDir,
+        max_idle: usize,
+        timeout: Duration,
+        threads: usize,
+    ) -> Arc<Pool> {
         let address = UpstreamAddress::Unix(dir.path().join("up.sock"));
         Pool::new(
             Connector::new(address, Duration::from_secs(5)),
             max_idle,
             timeout,
-            1,
+            threads,
         )
     }
 
@@ -350,13 +360,7 @@ mod tests {
     async fn an_idle_connection_is_only_handed_out_on_the_thread_that_returned_it() {
         let dir = tempfile::tempdir().unwrap();
         let _up = answer(UnixListener::bind(dir.path().join("up.sock")).unwrap());
-        let address = UpstreamAddress::Unix(dir.path().join("up.sock"));
-        let pool = Pool::new(
-            Connector::new(address, Duration::from_secs(5)),
-            4,
-            Duration::from_secs(60),
-            2,
-        );
+        let pool = pool_for_threads(&dir, 4, Duration::from_secs(60), 2);
         let mut lease = pool.connect().await.unwrap();
         assert_eq!(exchange(&mut lease).await, "ok");
         pool.checkin(lease);
@@ -386,13 +390,7 @@ mod tests {
     async fn one_serving_thread_may_keep_the_whole_pool_but_no_more() {
         let dir = tempfile::tempdir().unwrap();
         let _up = answer(UnixListener::bind(dir.path().join("up.sock")).unwrap());
-        let address = UpstreamAddress::Unix(dir.path().join("up.sock"));
-        let pool = Pool::new(
-            Connector::new(address, Duration::from_secs(5)),
-            4,
-            Duration::from_secs(60),
-            2,
-        );
+        let pool = pool_for_threads(&dir, 4, Duration::from_secs(60), 2);
         let mut leases = Vec::new();
         for _ in 0..5 {
             let mut lease = pool.connect().await.unwrap();
