@@ -865,7 +865,8 @@ struct Summary {
     failures: BTreeMap<String, usize>,
 }
 
-fn summarise(samples: &[Sample]) -> Summary {
+fn summarise<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Summary {
+    let samples: Vec<&Sample> = samples.into_iter().collect();
     let mut latencies: Vec<f64> = samples
         .iter()
         .map(|s| s.latency.as_secs_f64() * 1000.0)
@@ -879,7 +880,7 @@ fn summarise(samples: &[Sample]) -> Summary {
         latencies[rank - 1]
     };
     let mut failures = BTreeMap::new();
-    for sample in samples {
+    for sample in &samples {
         match &sample.outcome {
             Ok(StatusCode::OK) => {}
             Ok(status) => *failures.entry(status.to_string()).or_default() += 1,
@@ -963,18 +964,7 @@ fn report(
         "|---|---:|---:|---:|---:|".into(),
     ];
     for (kind, name) in Kind::ALL {
-        let of = |samples: &[Sample]| {
-            let picked: Vec<Sample> = samples
-                .iter()
-                .filter(|sample| sample.kind == kind)
-                .map(|sample| Sample {
-                    kind,
-                    latency: sample.latency,
-                    outcome: sample.outcome.clone(),
-                })
-                .collect();
-            summarise(&picked)
-        };
+        let of = |samples: &[Sample]| summarise(samples.iter().filter(|s| s.kind == kind));
         let (q, l) = (of(quiet_samples), of(loud_samples));
         out.push(format!(
             "| {name} | {} / {} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} |",
