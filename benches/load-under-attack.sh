@@ -7,6 +7,7 @@
 #
 #   benches/load-under-attack.sh                       # 2 traders x 5 req/s, 45 s per phase
 #   benches/load-under-attack.sh --flood-rate 0        # flood as fast as the client can
+#   benches/load-under-attack.sh --attacker-nice 0     # attackers' clients at the stack's priority
 #   benches/load-under-attack.sh --help                # every knob
 #
 # Target: 100 % success under attack and p99 within 2x of the

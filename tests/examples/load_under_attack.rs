@@ -32,8 +32,16 @@
 //!      pipeline requests for large answers and never read; both with their
 //!      own valid keys and data, both reopening whatever the gateway ends.
 //!
+//! The attackers run on a runtime of their own whose threads are lowered to
+//! `--attacker-nice` (10 by default): on this one machine their clients
+//! share the cores with the stack, where in production they run on the
+//! attackers' own machines.
+//!
 //! It prints, per phase, the traders' request count, success rate (200
-//! answers) and latency percentiles, and what the attackers got. Latency is
+//! answers) and latency percentiles, the slowest requests with what the
+//! gateway ended around them (slow connections dropped, zero-window
+//! streams reset, non-reading connections closed), and what the attackers
+//! got. Latency is
 //! measured per request from the moment it is sent; requests are paced by a
 //! timer that skips missed ticks, so a stalled request delays the next one
 //! rather than queueing a burst.
@@ -129,6 +137,14 @@ struct Args {
     /// Non-reading HTTP/1.1 connections (from 127.0.0.5).
     #[arg(long, default_value_t = 16)]
     nonreading_connections: u32,
+    /// The nice value of the attackers' threads (0 to 19). The attackers'
+    /// clients run on this machine's cores beside the gateway, the worker
+    /// and the traders, where in production they run on the attackers'
+    /// own machines; a lower priority keeps their own CPU work (TLS
+    /// handshakes, hundreds of reconnects at once) from being charged to
+    /// the stack. 0: the same priority as everything else.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=19))]
+    attacker_nice: u8,
 }
 
 /// The zero-window HTTP/2 attacker's address.
@@ -183,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
         "attack phase: {} s warm-up, then {} s",
         args.warmup, args.phase
     );
-    let attack = Attack::start(&stack, &args);
+    let attack = Attack::start(&stack, &args)?;
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
     let slow_open_at_start = attack.slow.open.load(Ordering::Relaxed);
     let under_attack = run_traders(&stack, &traders, phase).await;
@@ -463,6 +479,7 @@ struct Trader {
 /// One measured request.
 struct Sample {
     kind: Kind,
+    sent: Instant,
     latency: Duration,
     outcome: Result<StatusCode, String>,
 }
@@ -553,6 +570,7 @@ impl Trader {
             let outcome = self.request(stack, &mut connection, fresh, request).await;
             samples.push(Sample {
                 kind,
+                sent,
                 latency: sent.elapsed(),
                 outcome,
             });
@@ -606,6 +624,30 @@ struct SlowCounters {
     dropped: AtomicU64,
     /// Sum of how long dropped connections were held, in milliseconds.
     held_ms: AtomicU64,
+    timeline: Arc<Timeline>,
+}
+
+/// When the attackers saw the gateway end something of theirs, to line up
+/// with the traders' slowest requests under the table.
+#[derive(Default)]
+struct Timeline(Mutex<Vec<(Instant, &'static str)>>);
+
+impl Timeline {
+    fn mark(&self, what: &'static str) {
+        let now = Instant::now();
+        self.0.lock().expect("not poisoned").push((now, what));
+    }
+
+    /// How many of each kind happened between `from` and `to`.
+    fn between(&self, from: Instant, to: Instant) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for (at, what) in self.0.lock().expect("not poisoned").iter() {
+            if (from..=to).contains(at) {
+                *counts.entry(*what).or_default() += 1;
+            }
+        }
+        counts
+    }
 }
 
 #[derive(Default)]
@@ -616,11 +658,14 @@ struct FloodCounters {
 }
 
 struct Attack {
+    /// The attackers' own runtime (`--attacker-nice`).
+    runtime: Option<tokio::runtime::Runtime>,
     stop: Arc<AtomicBool>,
     tasks: tokio::task::JoinSet<()>,
     slow: Arc<SlowCounters>,
     flood: Arc<FloodCounters>,
     stalls: Arc<stalling::StallCounters>,
+    timeline: Arc<Timeline>,
     started: Instant,
 }
 
@@ -634,21 +679,40 @@ struct AttackReport {
     slow_dropped: u64,
     slow_mean_held_ms: u64,
     stalls: Arc<stalling::StallCounters>,
+    timeline: Arc<Timeline>,
 }
 
 impl Attack {
-    fn start(stack: &Arc<Stack>, args: &Args) -> Self {
+    fn start(stack: &Arc<Stack>, args: &Args) -> anyhow::Result<Self> {
+        let nice = args.attacker_nice;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("attacker")
+            .on_thread_start(move || {
+                if let Err(error) = lower_this_thread(nice) {
+                    eprintln!("could not lower an attacker thread's priority: {error:#}");
+                }
+            })
+            .enable_all()
+            .build()
+            .context("the attackers' runtime")?;
+        let on = runtime.handle().clone();
         let stop = Arc::new(AtomicBool::new(false));
-        let slow = Arc::new(SlowCounters::default());
+        let timeline = Arc::new(Timeline::default());
+        let slow = Arc::new(SlowCounters {
+            timeline: Arc::clone(&timeline),
+            ..SlowCounters::default()
+        });
         let flood = Arc::new(FloodCounters::default());
         let mut tasks = tokio::task::JoinSet::new();
         let per_connection = (args.flood_rate > 0)
             .then(|| Duration::from_secs(1) * args.flood_connections / args.flood_rate);
         for index in 0..args.flood_connections {
             let (stack, stop, flood) = (Arc::clone(stack), Arc::clone(&stop), Arc::clone(&flood));
-            tasks.spawn(async move {
-                flood_connection(&stack, index, per_connection, &stop, &flood).await
-            });
+            tasks.spawn_on(
+                async move { flood_connection(&stack, index, per_connection, &stop, &flood).await },
+                &on,
+            );
         }
         for index in 0..args.slow_connections {
             let source = Ipv4Addr::new(
@@ -658,36 +722,50 @@ impl Attack {
                 1 + (index % u32::from(args.slow_addresses)) as u8,
             );
             let (stack, stop, slow) = (Arc::clone(stack), Arc::clone(&stop), Arc::clone(&slow));
-            tasks.spawn(async move {
-                slow_connection(&stack, source.into(), index % 2 == 0, &stop, &slow).await
-            });
+            tasks.spawn_on(
+                async move {
+                    slow_connection(&stack, source.into(), index % 2 == 0, &stop, &slow).await
+                },
+                &on,
+            );
         }
-        let stalls = Arc::new(stalling::StallCounters::default());
+        let stalls = Arc::new(stalling::StallCounters {
+            timeline: Arc::clone(&timeline),
+            ..stalling::StallCounters::default()
+        });
         for _ in 0..args.stall_h2_connections {
             let (stack, stop, stalls) = (Arc::clone(stack), Arc::clone(&stop), Arc::clone(&stalls));
             let streams = args.stall_streams;
-            tasks.spawn(async move {
-                let key = stack.stall_keys[0].clone();
-                let source = STALL_H2_SOURCE.into();
-                stalling::zero_window_h2(&stack, source, &key, streams, &stop, &stalls).await
-            });
+            tasks.spawn_on(
+                async move {
+                    let key = stack.stall_keys[0].clone();
+                    let source = STALL_H2_SOURCE.into();
+                    stalling::zero_window_h2(&stack, source, &key, streams, &stop, &stalls).await
+                },
+                &on,
+            );
         }
         for _ in 0..args.nonreading_connections {
             let (stack, stop, stalls) = (Arc::clone(stack), Arc::clone(&stop), Arc::clone(&stalls));
-            tasks.spawn(async move {
-                let key = stack.stall_keys[1].clone();
-                let source = STALL_H1_SOURCE.into();
-                stalling::never_reading_h1(&stack, source, &key, &stop, &stalls).await
-            });
+            tasks.spawn_on(
+                async move {
+                    let key = stack.stall_keys[1].clone();
+                    let source = STALL_H1_SOURCE.into();
+                    stalling::never_reading_h1(&stack, source, &key, &stop, &stalls).await
+                },
+                &on,
+            );
         }
-        Self {
+        Ok(Self {
+            runtime: Some(runtime),
             stop,
             tasks,
             slow,
             flood,
             stalls,
+            timeline,
             started: Instant::now(),
-        }
+        })
     }
 
     async fn stop(mut self) -> AttackReport {
@@ -695,6 +773,9 @@ impl Attack {
         let flood_seconds = self.started.elapsed().as_secs_f64();
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
         let dropped = self.slow.dropped.load(Ordering::Relaxed);
         AttackReport {
             flood_statuses: self.flood.statuses.lock().expect("not poisoned").clone(),
@@ -706,8 +787,31 @@ impl Attack {
             slow_dropped: dropped,
             slow_mean_held_ms: self.slow.held_ms.load(Ordering::Relaxed) / dropped.max(1),
             stalls: Arc::clone(&self.stalls),
+            timeline: Arc::clone(&self.timeline),
         }
     }
+}
+
+/// Sets the calling thread's nice value (Linux: each thread has its own),
+/// with `renice` on its thread id.
+fn lower_this_thread(nice: u8) -> anyhow::Result<()> {
+    if nice == 0 {
+        return Ok(());
+    }
+    // "<pid>/task/<tid>"
+    let link = std::fs::read_link("/proc/thread-self").context("/proc/thread-self")?;
+    let tid = link
+        .file_name()
+        .and_then(|tid| tid.to_str())
+        .context("a thread id")?
+        .to_owned();
+    let status = std::process::Command::new("renice")
+        .args(["-n", &nice.to_string(), "-p", &tid])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("renice")?;
+    anyhow::ensure!(status.success(), "renice exited with {status}");
+    Ok(())
 }
 
 /// One flood connection from 127.0.0.2: reads and uploads with the
@@ -832,6 +936,7 @@ async fn slow_connection(
             tokio::time::sleep(Duration::from_millis(100)).await;
         } else {
             counters.dropped.fetch_add(1, Ordering::Relaxed);
+            counters.timeline.mark("slow connections dropped");
             counters
                 .held_ms
                 .fetch_add(held.as_millis() as u64, Ordering::Relaxed);
@@ -854,6 +959,34 @@ fn stalling_report(args: &Args, stalls: &stalling::StallCounters) -> String {
         closed,
         load(&stalls.h1_held_ms) / closed.max(1),
     )
+}
+
+/// The traders' slowest requests in a phase, each with what the
+/// attackers saw the gateway end from a second before it was sent until it
+/// was answered.
+fn slowest(phase: &str, samples: &[Sample], timeline: &Timeline) -> Vec<String> {
+    let mut slowest: Vec<&Sample> = samples.iter().collect();
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.latency));
+    let Some(first) = samples.iter().map(|s| s.sent).min() else {
+        return Vec::new();
+    };
+    let mut out = vec![
+        format!("| slowest, {phase} | sent at s | ms | meanwhile, the gateway ended |"),
+        "|---|---:|---:|---|".to_owned(),
+    ];
+    for sample in slowest.into_iter().take(6) {
+        let from = sample.sent.checked_sub(Duration::from_secs(1)).unwrap_or(sample.sent);
+        let events = timeline.between(from, sample.sent + sample.latency);
+        let events: Vec<String> = events.iter().map(|(what, n)| format!("{n} {what}")).collect();
+        let name = Kind::ALL.iter().find(|(k, _)| *k == sample.kind).map_or("", |(_, n)| n);
+        out.push(format!(
+            "| {name} | {:.2} | {:.2} | {} |",
+            (sample.sent - first).as_secs_f64(),
+            sample.latency.as_secs_f64() * 1000.0,
+            if events.is_empty() { "nothing".to_owned() } else { events.join(", ") }
+        ));
+    }
+    out
 }
 
 struct Summary {
@@ -926,14 +1059,15 @@ fn report(
         .collect();
     let mut out = vec![
         format!(
-            "traders: {} x {} req/s for {} s per phase; flood: {} connections, {} req/s target; slow: {} connections from {} addresses",
+            "traders: {} x {} req/s for {} s per phase; flood: {} connections, {} req/s target; slow: {} connections from {} addresses; attackers at nice {}",
             args.traders,
             args.trader_rate,
             args.phase,
             args.flood_connections,
             if args.flood_rate == 0 { "unlimited".to_owned() } else { args.flood_rate.to_string() },
             args.slow_connections,
-            args.slow_addresses
+            args.slow_addresses,
+            args.attacker_nice
         ),
         String::new(),
         "| legitimate traders | requests | success | p50 ms | p99 ms | max ms |".into(),
@@ -971,6 +1105,10 @@ fn report(
             q.requests, l.requests, q.p50, l.p50, q.p99, l.p99, q.max, l.max
         ));
     }
+    out.push(String::new());
+    out.extend(slowest("quiet", quiet_samples, &Timeline::default()));
+    out.push(String::new());
+    out.extend(slowest("under attack", loud_samples, &attack.timeline));
     out.push(String::new());
     for (name, summary) in [("quiet", &quiet), ("under attack", &loud)] {
         if !summary.failures.is_empty() {

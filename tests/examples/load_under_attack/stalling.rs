@@ -39,6 +39,8 @@ pub(super) struct StallCounters {
     /// Of those, closed by the gateway; and how long they were held.
     pub(super) h1_closed: AtomicU64,
     pub(super) h1_held_ms: AtomicU64,
+    /// When the gateway ended a stream or connection.
+    pub(super) timeline: std::sync::Arc<super::Timeline>,
 }
 
 /// One zero-window HTTP/2 connection, reopened whenever it ends.
@@ -111,6 +113,7 @@ impl StreamOutcome {
         }
         if self.reset {
             counters.h2_resets.fetch_add(1, Ordering::Relaxed);
+            counters.timeline.mark("zero-window streams reset");
         }
     }
 }
@@ -179,6 +182,7 @@ pub(super) async fn never_reading_h1(
             return;
         }
         counters.h1_closed.fetch_add(1, Ordering::Relaxed);
+        counters.timeline.mark("non-reading connections closed");
         let held = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
         counters.h1_held_ms.fetch_add(held, Ordering::Relaxed);
     }
