@@ -975,15 +975,28 @@ fn slowest(phase: &str, samples: &[Sample], timeline: &Timeline) -> Vec<String> 
         "|---|---:|---:|---|".to_owned(),
     ];
     for sample in slowest.into_iter().take(6) {
-        let from = sample.sent.checked_sub(Duration::from_secs(1)).unwrap_or(sample.sent);
+        let from = sample
+            .sent
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or(sample.sent);
         let events = timeline.between(from, sample.sent + sample.latency);
-        let events: Vec<String> = events.iter().map(|(what, n)| format!("{n} {what}")).collect();
-        let name = Kind::ALL.iter().find(|(k, _)| *k == sample.kind).map_or("", |(_, n)| n);
+        let events: Vec<String> = events
+            .iter()
+            .map(|(what, n)| format!("{n} {what}"))
+            .collect();
+        let name = Kind::ALL
+            .iter()
+            .find(|(k, _)| *k == sample.kind)
+            .map_or("", |(_, n)| n);
         out.push(format!(
             "| {name} | {:.2} | {:.2} | {} |",
             (sample.sent - first).as_secs_f64(),
             sample.latency.as_secs_f64() * 1000.0,
-            if events.is_empty() { "nothing".to_owned() } else { events.join(", ") }
+            if events.is_empty() {
+                "nothing".to_owned()
+            } else {
+                events.join(", ")
+            }
         ));
     }
     out
