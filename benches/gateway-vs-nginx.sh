@@ -75,7 +75,11 @@ else
 fi
 # BASELINE_BIN: another gateway build (e.g. of an earlier commit) as one
 # more door, "gw-base", with the same open policy as "gateway".
-if [ -n "${BASELINE_BIN:-}" ]; then DOORS="$DOORS gw-base"; fi
+# Listed once even when DOORS names it too: two processes on one port
+# (SO_REUSEPORT) would split the load, and only one would be measured.
+if [ -n "${BASELINE_BIN:-}" ]; then
+    case " $DOORS " in *" gw-base "*) ;; *) DOORS="$DOORS gw-base" ;; esac
+fi
 
 declare -A port=([gateway]=$BASE_PORT [gw-full]=$((BASE_PORT + 1)) [nginx]=$((BASE_PORT + 2))
                  [nginx-full]=$((BASE_PORT + 3)) [haproxy]=$((BASE_PORT + 4)) [gw-base]=$((BASE_PORT + 5)))
@@ -150,14 +154,17 @@ for door in $DOORS; do
     esac
 done
 
-# CPU ticks (user + system) of a door's processes: the process and its children.
+# CPU ticks of a door's processes (the process and its children):
+# "user+system system".
 cpu_ticks() {
-    local pid=$1 total=0 p
+    local pid=$1 total=0 system=0 p
     for p in $pid $(pgrep -P "$pid" || true); do
         # Fields 14 and 15 after the command name (which may hold spaces).
-        total=$((total + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{ print $12 + $13 }')))
+        read -r u k < <(sed 's/^.*) //' "/proc/$p/stat" | awk '{ print $12, $13 }')
+        total=$((total + u + k))
+        system=$((system + k))
     done
-    echo "$total"
+    echo "$total $system"
 }
 
 # One measurement → "requests seconds p50_ms p99_ms".
@@ -200,7 +207,7 @@ PY
 }
 
 results=$work/results.tsv
-printf "%-6s %-9s %-11s %9s %8s %8s %8s\n" round scenario door req/s p50_ms p99_ms cpu_us/req >&2
+printf "%-6s %-9s %-11s %9s %8s %8s %8s %8s\n" round scenario door req/s p50_ms p99_ms cpu_us/req sys_us/req >&2
 for round in $(seq "$ROUNDS"); do
     # Rotate the order of the doors each round so none always goes first.
     read -r -a order <<<"$DOORS"
@@ -208,13 +215,13 @@ for round in $(seq "$ROUNDS"); do
     order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
     for scenario in $SCENARIOS; do
         for door in "${order[@]}"; do
-            before=$(cpu_ticks "${door_pid[$door]}")
+            read -r before before_sys < <(cpu_ticks "${door_pid[$door]}")
             read -r n seconds p50 p99 < <(run_client "$scenario" "https://127.0.0.1:${port[$door]}/api/health" "$door")
-            after=$(cpu_ticks "${door_pid[$door]}")
-            line=$(python3 -c "import os,sys; n,s,a,b,t=map(float,sys.argv[1:]); tck=os.sysconf('SC_CLK_TCK'); print(f'{n/s:.0f}\t{a}\t{b}\t{t*1e6/tck/n:.1f}')" \
-                "$n" "$seconds" "$p50" "$p99" "$((after - before))")
+            read -r after after_sys < <(cpu_ticks "${door_pid[$door]}")
+            line=$(python3 -c "import os,sys; n,s,a,b,t,k=map(float,sys.argv[1:]); tck=os.sysconf('SC_CLK_TCK'); print(f'{n/s:.0f}\t{a}\t{b}\t{t*1e6/tck/n:.1f}\t{k*1e6/tck/n:.1f}')" \
+                "$n" "$seconds" "$p50" "$p99" "$((after - before))" "$((after_sys - before_sys))")
             printf "%s\t%s\t%s\t%s\n" "$round" "$scenario" "$door" "$line" >>"$results"
-            printf "%-6s %-9s %-11s %9s %8s %8s %8s\n" "$round" "$scenario" "$door" $line >&2
+            printf "%-6s %-9s %-11s %9s %8s %8s %8s %8s\n" "$round" "$scenario" "$door" $line >&2
         done
     done
 done

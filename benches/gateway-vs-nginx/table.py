@@ -1,5 +1,6 @@
 """Medians per scenario and front door from the bench's results
-(round, scenario, door, req/s, p50 ms, p99 ms, CPU µs per request), printed
+(round, scenario, door, req/s, p50 ms, p99 ms, CPU µs per request, of which
+system time), printed
 as Markdown tables ready to paste into docs/benchmarks.md."""
 import collections, os, statistics, sys
 
@@ -7,13 +8,13 @@ results, reference, work = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = collections.defaultdict(list)
 scenarios, doors = [], []
 for line in open(results):
-    _, scenario, door, rps, p50, p99, cpu = line.split("\t")
-    rows[scenario, door].append((float(rps), float(p50), float(p99), float(cpu)))
+    _, scenario, door, rps, p50, p99, cpu, system = line.split("\t")
+    rows[scenario, door].append((float(rps), float(p50), float(p99), float(cpu), float(system)))
     if scenario not in scenarios:
         scenarios.append(scenario)
     if door not in doors:
         doors.append(door)
-med = {key: [statistics.median(v[i] for v in values) for i in range(4)] for key, values in rows.items()}
+med = {key: [statistics.median(v[i] for v in values) for i in range(5)] for key, values in rows.items()}
 
 def ratio(scenario, a, b, i):
     if (scenario, a) not in med or (scenario, b) not in med or med[scenario, b][i] == 0:
@@ -41,12 +42,12 @@ if any(d == "gw-base" for d in doors):
     for s in scenarios:
         print(f"| {s} | {ratio(s, 'gateway', 'gw-base', 0)}, {ratio(s, 'gateway', 'gw-base', 1)}, {ratio(s, 'gateway', 'gw-base', 2)}, {ratio(s, 'gateway', 'gw-base', 3)} |")
 print()
-print("| scenario | door | req/s | p50 ms | p99 ms | CPU µs/req | resumed % |")
-print("|---|---|---:|---:|---:|---:|---:|")
+print("| scenario | door | req/s | p50 ms | p99 ms | CPU µs/req | of which system (kernel) µs/req | resumed % |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
 for s in scenarios:
     for d in doors:
         if (s, d) not in med:
             continue
-        rps, p50, p99, cpu = med[s, d]
+        rps, p50, p99, cpu, system = med[s, d]
         r = resumed(s, d)
-        print(f"| {s} | {d} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.1f} | {'' if r is None else f'{r:.0f}'} |")
+        print(f"| {s} | {d} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.1f} | {system:.1f} | {'' if r is None else f'{r:.0f}'} |")

@@ -28,6 +28,7 @@ mod diagnostics;
 mod writer;
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -397,17 +398,54 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// `2026-11-28T03:04:05.678Z`
+/// `2026-11-28T03:04:05.678Z`. Each serving thread formats the date and
+/// time of a second once and reuses it for the lines within that second;
+/// only the milliseconds are written per line.
 fn rfc3339_ms(at: OffsetDateTime) -> String {
-    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    at.format(FORMAT).expect("a UTC time formats")
+    const SECOND: &[time::format_description::FormatItem<'static>] =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].");
+    thread_local! {
+        /// The Unix second last formatted on this thread, and its text.
+        static LAST_SECOND: std::cell::RefCell<(i64, String)> =
+            const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let at = at.to_offset(time::UtcOffset::UTC);
+    LAST_SECOND.with_borrow_mut(|(second, text)| {
+        if *second != at.unix_timestamp() {
+            *text = at.format(SECOND).expect("a UTC time formats");
+            *second = at.unix_timestamp();
+        }
+        let mut line = String::with_capacity(text.len() + 4);
+        line.push_str(text);
+        let _ = write!(line, "{:03}Z", at.millisecond());
+        line
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_match_the_full_format_across_seconds_and_offsets() {
+        const FULL: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        let start = time::macros::datetime!(2028-02-29 23:59:58.998 UTC);
+        // Forwards over a second, a day and a leap day's end, then back
+        // in time (a clock step), then the same instant seen from another
+        // offset: each must read as the full format of its UTC time.
+        let mut instants: Vec<OffsetDateTime> = (0..2_500)
+            .map(|ms| start + Duration::from_millis(ms))
+            .collect();
+        instants.push(start - Duration::from_secs(3_600));
+        instants.push(start.to_offset(time::macros::offset!(+05:30)));
+        instants.push(time::macros::datetime!(1999-12-31 23:59:59.000 UTC));
+        for at in instants {
+            let expected = at.to_offset(time::UtcOffset::UTC).format(FULL).unwrap();
+            assert_eq!(rfc3339_ms(at), expected, "{at}");
+        }
+    }
     use crate::conn::{ConnInfo, TlsInfo};
     use crate::exchange::{Started, Trail};
     use crate::identity::Identity;

@@ -22,6 +22,7 @@
 //! ([`ServerNames::adopt`]), which also checks that the certificate covers
 //! every listed name (`check-config` runs the same check).
 
+use std::cell::RefCell;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -135,9 +136,37 @@ impl ServerNames {
         match (&self.listed, &self.certificate) {
             (_, None) => false,
             (Some(listed), Some(_)) => listed.contains(name),
-            (None, Some(leaf)) => covers(leaf, name),
+            (None, Some(leaf)) => covers_remembered(leaf, name),
         }
     }
+}
+
+thread_local! {
+    /// The last name this thread found the served certificate covers, and
+    /// that certificate. Nearly every request names the same host, and
+    /// parsing the certificate again for each one cost more than the rest
+    /// of the host check (`docs/benchmarks.md`, "Run 6"). The certificate
+    /// is compared by identity: a reload adopts a new one, which is asked
+    /// afresh; holding the old one here keeps its address from being
+    /// reused meanwhile.
+    static LAST_COVERED: RefCell<Option<(Arc<CertificateDer<'static>>, Name)>> =
+        const { RefCell::new(None) };
+}
+
+/// [`covers`], remembering this thread's last name found covered.
+fn covers_remembered(leaf: &Arc<CertificateDer<'static>>, name: &Name) -> bool {
+    let remembered = LAST_COVERED.with_borrow(|last| {
+        last.as_ref()
+            .is_some_and(|(certificate, covered)| Arc::ptr_eq(certificate, leaf) && covered == name)
+    });
+    if remembered {
+        return true;
+    }
+    let covered = covers(leaf, name);
+    if covered {
+        LAST_COVERED.set(Some((Arc::clone(leaf), name.clone())));
+    }
+    covered
 }
 
 /// Whether the certificate is valid for `name`, by `webpki`'s rules (the
@@ -234,5 +263,26 @@ mod tests {
             ])
         );
         assert!(!uncovered.serves(&name("app.example.com")));
+    }
+
+    #[test]
+    fn a_name_remembered_as_covered_is_asked_again_of_a_new_certificate() {
+        let mut names = ServerNames::new(None);
+        names
+            .adopt(&leaf(&["localhost", "app.example.com"]))
+            .unwrap();
+        assert!(names.serves(&name("localhost")));
+        assert!(names.serves(&name("localhost")), "remembered");
+        assert!(!names.serves(&name("attacker.example")));
+        let before_reload = names.clone();
+        // A reload serves a certificate without `localhost`: the name this
+        // thread remembered must not carry over to it.
+        names.adopt(&leaf(&["app.example.com"])).unwrap();
+        assert!(!names.serves(&name("localhost")));
+        assert!(names.serves(&name("app.example.com")));
+        // A snapshot taken before the reload still serves what its
+        // certificate covers.
+        assert!(before_reload.serves(&name("localhost")));
+        assert!(!names.serves(&name("localhost")));
     }
 }
