@@ -425,6 +425,11 @@ fn rfc3339_ms(at: OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn::{ConnInfo, TlsInfo};
+    use crate::exchange::{Started, Trail};
+    use crate::identity::Identity;
+    use http::{HeaderValue, Request};
+    use std::path::PathBuf;
 
     #[test]
     fn timestamps_match_the_full_format_across_seconds_and_offsets() {
@@ -446,11 +451,6 @@ mod tests {
             assert_eq!(rfc3339_ms(at), expected, "{at}");
         }
     }
-    use crate::conn::{ConnInfo, TlsInfo};
-    use crate::exchange::{Started, Trail};
-    use crate::identity::Identity;
-    use http::{HeaderValue, Request};
-    use std::path::PathBuf;
 
     fn file_log(dir: &std::path::Path, hash_chain: bool) -> (Log, PathBuf) {
         let path = dir.join("audit.log");
