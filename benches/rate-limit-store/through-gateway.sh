@@ -159,10 +159,13 @@ echo
 echo "through the gateway: $ROUNDS rounds x ${DURATION} s, medians; $(uptime | sed 's/^.*load/load/'); $(nproc) cores; commit $(cd "$root" && git rev-parse --short HEAD)"
 python3 - "$results" <<'PY'
 import collections, statistics, sys
-rows = collections.defaultdict(list)
+rows = collections.defaultdict(list)     # (scenario, door) -> each round's values
+rounds = collections.defaultdict(dict)   # (scenario, round) -> door -> values
 for line in open(sys.argv[1]):
-    _, scenario, door, *values = line.rstrip("\n").split("\t")
-    rows[scenario, door].append([float(v) for v in values])
+    round_, scenario, door, *values = line.rstrip("\n").split("\t")
+    values = [float(v) for v in values]
+    rows[scenario, door].append(values)
+    rounds[scenario, round_][door] = values
 print("| scenario | door | req/s | p50 ms | p99 ms | gateway CPU µs/req | Redis CPU µs/req |")
 print("|---|---|---:|---:|---:|---:|---:|")
 for (scenario, door), values in rows.items():
@@ -170,21 +173,15 @@ for (scenario, door), values in rows.items():
     print(f"| {scenario} | {door} | {med[0]:,.0f} | {med[1]:.2f} | {med[2]:.2f} | {med[3]:.1f} | {med[4]:.1f} |")
 # The machine's noise moves whole rounds: each door against the memory
 # store in the same round, then the median of those ratios.
-rounds = collections.defaultdict(dict)
-for line in open(sys.argv[1]):
-    round_, scenario, door, *values = line.rstrip("\n").split("\t")
-    rounds[scenario, round_][door] = [float(v) for v in values]
 print()
 print("| scenario | door ÷ memory, same round | gateway CPU: median (min–max) | p99: median (min–max) |")
 print("|---|---|---|---|")
-for scenario in dict.fromkeys(s for s, _ in rounds):
-    doors = dict.fromkeys(d for (s, _), by in rounds.items() if s == scenario for d in by)
-    for door in doors:
-        if door == "memory":
-            continue
-        pairs = [by for (s, _), by in rounds.items() if s == scenario and door in by and "memory" in by]
-        cpu = [by[door][3] / by["memory"][3] for by in pairs]
-        p99 = [by[door][2] / by["memory"][2] for by in pairs]
-        text = lambda r: f"{statistics.median(r):.2f} ({min(r):.2f}–{max(r):.2f})"
-        print(f"| {scenario} | {door} ({len(pairs)} rounds) | {text(cpu)} | {text(p99)} |")
+text = lambda r: f"{statistics.median(r):.2f} ({min(r):.2f}–{max(r):.2f})"
+for scenario, door in rows:
+    if door == "memory":
+        continue
+    pairs = [by for (s, _), by in rounds.items() if s == scenario and door in by and "memory" in by]
+    cpu = [by[door][3] / by["memory"][3] for by in pairs]
+    p99 = [by[door][2] / by["memory"][2] for by in pairs]
+    print(f"| {scenario} | {door} ({len(pairs)} rounds) | {text(cpu)} | {text(p99)} |")
 PY

@@ -496,11 +496,15 @@ enum Kind {
 }
 
 impl Kind {
-    const ALL: [(Kind, &'static str); 3] = [
-        (Kind::Read, "kept-alive reads"),
-        (Kind::FreshRead, "reads on a new connection"),
-        (Kind::Upload, "uploads"),
-    ];
+    const ALL: [Kind; 3] = [Kind::Read, Kind::FreshRead, Kind::Upload];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Read => "kept-alive reads",
+            Kind::FreshRead => "reads on a new connection",
+            Kind::Upload => "uploads",
+        }
+    }
 }
 
 impl Trader {
@@ -659,13 +663,12 @@ struct FloodCounters {
 
 struct Attack {
     /// The attackers' own runtime (`--attacker-nice`).
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: tokio::runtime::Runtime,
     stop: Arc<AtomicBool>,
     tasks: tokio::task::JoinSet<()>,
     slow: Arc<SlowCounters>,
     flood: Arc<FloodCounters>,
     stalls: Arc<stalling::StallCounters>,
-    timeline: Arc<Timeline>,
     started: Instant,
 }
 
@@ -757,13 +760,12 @@ impl Attack {
             );
         }
         Ok(Self {
-            runtime: Some(runtime),
+            runtime,
             stop,
             tasks,
             slow,
             flood,
             stalls,
-            timeline,
             started: Instant::now(),
         })
     }
@@ -773,9 +775,7 @@ impl Attack {
         let flood_seconds = self.started.elapsed().as_secs_f64();
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
+        self.runtime.shutdown_background();
         let dropped = self.slow.dropped.load(Ordering::Relaxed);
         AttackReport {
             flood_statuses: self.flood.statuses.lock().expect("not poisoned").clone(),
@@ -787,7 +787,7 @@ impl Attack {
             slow_dropped: dropped,
             slow_mean_held_ms: self.slow.held_ms.load(Ordering::Relaxed) / dropped.max(1),
             stalls: Arc::clone(&self.stalls),
-            timeline: Arc::clone(&self.timeline),
+            timeline: Arc::clone(&self.slow.timeline),
         }
     }
 }
@@ -984,12 +984,9 @@ fn slowest(phase: &str, samples: &[Sample], timeline: &Timeline) -> Vec<String> 
             .iter()
             .map(|(what, n)| format!("{n} {what}"))
             .collect();
-        let name = Kind::ALL
-            .iter()
-            .find(|(k, _)| *k == sample.kind)
-            .map_or("", |(_, n)| n);
         out.push(format!(
-            "| {name} | {:.2} | {:.2} | {} |",
+            "| {} | {:.2} | {:.2} | {} |",
+            sample.kind.name(),
             (sample.sent - first).as_secs_f64(),
             sample.latency.as_secs_f64() * 1000.0,
             if events.is_empty() {
@@ -1110,12 +1107,20 @@ fn report(
         "| by kind (quiet / under attack) | requests | p50 ms | p99 ms | max ms |".into(),
         "|---|---:|---:|---:|---:|".into(),
     ];
-    for (kind, name) in Kind::ALL {
+    for kind in Kind::ALL {
         let of = |samples: &[Sample]| summarise(samples.iter().filter(|s| s.kind == kind));
         let (q, l) = (of(quiet_samples), of(loud_samples));
         out.push(format!(
-            "| {name} | {} / {} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} |",
-            q.requests, l.requests, q.p50, l.p50, q.p99, l.p99, q.max, l.max
+            "| {} | {} / {} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} |",
+            kind.name(),
+            q.requests,
+            l.requests,
+            q.p50,
+            l.p50,
+            q.p99,
+            l.p99,
+            q.max,
+            l.max
         ));
     }
     out.push(String::new());
