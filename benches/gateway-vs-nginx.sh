@@ -17,6 +17,9 @@
 #   gw-full     the gateway with the full policy: bearer JWT (HS256, iss, aud,
 #               exp, sub, a scope), per-IP and per-principal rate limits,
 #               CORS, the audit line; on the upload route the multipart check
+#   floor       benches/floor: the gateway's stack (tokio, rustls, hyper) and
+#               serving model proxying with none of its checks, no log line:
+#               what the stack itself costs per request
 #   nginx-full  nginx's closest equivalent: the bearer token checked through a
 #               `map` (nginx cannot verify a JWT), per-IP and per-token
 #               `limit_req`, the CORS allowlist through a `map`, the log line
@@ -34,7 +37,8 @@
 #   GATEWAY_BIN=/path/to/tradehabit-gateway benches/gateway-vs-nginx.sh  # another build
 #   BASELINE_BIN=/path/to/old/tradehabit-gateway benches/gateway-vs-nginx.sh  # + door "gw-base"
 #   BASELINE_OMIT="max_requests_per_ip"   # settings the older build does not know
-#   (GATEWAY_BIN and CONNECT_BIN both set: nothing is built)
+#   DOORS="gateway floor nginx haproxy"   # + the stack's floor (FLOOR_BIN: a prebuilt one)
+#   (GATEWAY_BIN and CONNECT_BIN both set, and FLOOR_BIN when the floor runs: nothing is built)
 #
 # Needs: nginx, haproxy, wrk, h2load (Debian: apt-get install -y nginx haproxy
 # wrk nghttp2-client), openssl, python3, cargo. Everything listens on
@@ -65,13 +69,15 @@ for tool in nginx haproxy wrk h2load openssl cargo python3 curl; do
     command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install -y nginx haproxy wrk nghttp2-client python3 curl)" >&2; exit 1; }
 done
 
-if [ -n "${GATEWAY_BIN:-}" ] && [ -n "${CONNECT_BIN:-}" ]; then
+floor_bin=${FLOOR_BIN:-$target/release/bench-floor}
+case " $DOORS " in *" floor "*) needs_floor=${FLOOR_BIN:-yes} ;; *) needs_floor= ;; esac
+if [ -n "${GATEWAY_BIN:-}" ] && [ -n "${CONNECT_BIN:-}" ] && [ "$needs_floor" != yes ]; then
     gateway_bin=$GATEWAY_BIN connect_bin=$CONNECT_BIN   # no build
 else
-    echo "building the gateway and the connection client (release)…" >&2
-    (cd "$root" && cargo build --release -q -p tradehabit-gateway -p tradehabit-bench-connect)
+    echo "building the gateway, the connection client and the floor (release)…" >&2
+    (cd "$root" && cargo build --release -q -p tradehabit-gateway -p tradehabit-bench-connect -p tradehabit-bench-floor)
     gateway_bin=${GATEWAY_BIN:-$target/release/tradehabit-gateway}
-    connect_bin=$target/release/bench-connect
+    connect_bin=${CONNECT_BIN:-$target/release/bench-connect}
 fi
 # BASELINE_BIN: another gateway build (e.g. of an earlier commit) as one
 # more door, "gw-base", with the same open policy as "gateway".
@@ -82,7 +88,8 @@ if [ -n "${BASELINE_BIN:-}" ]; then
 fi
 
 declare -A port=([gateway]=$BASE_PORT [gw-full]=$((BASE_PORT + 1)) [nginx]=$((BASE_PORT + 2))
-                 [nginx-full]=$((BASE_PORT + 3)) [haproxy]=$((BASE_PORT + 4)) [gw-base]=$((BASE_PORT + 5)))
+                 [nginx-full]=$((BASE_PORT + 3)) [haproxy]=$((BASE_PORT + 4)) [gw-base]=$((BASE_PORT + 5))
+                 [floor]=$((BASE_PORT + 6)))
 socket=$work/upstream.sock
 # The bearer token (HS256, one day), the configurations, the 92 KB multipart body.
 token=$(python3 "$root/benches/gateway-vs-nginx/token.py" "$work/jwt_secret")
@@ -132,6 +139,7 @@ for door in $DOORS; do
         gateway|gw-full) RUST_LOG=warn "$gateway_bin" run --config "$work/$door.toml" & ;;
         gw-base) RUST_LOG=warn "$BASELINE_BIN" run --config "$work/$door.toml" & ;;
         nginx|nginx-full) nginx -c "$work/nginx/$door.conf" -g 'daemon off;' & ;;
+        floor) "$floor_bin" --listen "127.0.0.1:${port[floor]}" --cert "$work/cert.pem" --key "$work/key.pem" --upstream "$socket" & ;;
         haproxy) haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy-access.log" 2>"$work/haproxy-error.log" & ;;
         *) echo "unknown door: $door" >&2; exit 1 ;;
     esac

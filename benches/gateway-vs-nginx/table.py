@@ -41,6 +41,24 @@ if any(d == "gw-base" for d in doors):
     print("|---|---|")
     for s in scenarios:
         print(f"| {s} | {ratio(s, 'gateway', 'gw-base', 0)}, {ratio(s, 'gateway', 'gw-base', 1)}, {ratio(s, 'gateway', 'gw-base', 2)}, {ratio(s, 'gateway', 'gw-base', 3)} |")
+if any(d == "floor" for d in doors):
+    # The same round's floor: how far the gateway is above what its stack
+    # costs, and where the stack itself stands against the reference.
+    paired = collections.defaultdict(list)
+    by_round = {}
+    for line in open(results):
+        rnd, scenario, door, _, _, _, cpu, _ = line.split("\t")
+        by_round[rnd, scenario, door] = float(cpu)
+    for (rnd, scenario, door), cpu in by_round.items():
+        if door == "gateway" and (rnd, scenario, "floor") in by_round:
+            paired[scenario].append(cpu / by_round[rnd, scenario, "floor"])
+    print()
+    print(f"| scenario | CPU per request: gateway ÷ floor, per round | median | floor ÷ {reference} |")
+    print("|---|---|---:|---:|")
+    for s in scenarios:
+        rounds = ", ".join(f"{r:.2f}" for r in paired[s])
+        median = f"{statistics.median(paired[s]):.2f}" if paired[s] else "–"
+        print(f"| {s} | {rounds} | {median} | {ratio(s, 'floor', reference, 3)} |")
 print()
 print("| scenario | door | req/s | p50 ms | p99 ms | CPU µs/req | of which system (kernel) µs/req | resumed % |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
