@@ -28,7 +28,9 @@ mod answered;
 mod info;
 mod pool;
 mod rate_limit_store;
+mod sharded;
 pub(crate) use rate_limit_store::StoreMetrics;
+use sharded::{Remembered, ShardedCounter, ShardedHistogram};
 
 /// Request and upstream duration buckets, in seconds.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -91,8 +93,34 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
-fn duration_histogram() -> Histogram {
-    Histogram::new(DURATION_BUCKETS)
+fn duration_histogram() -> ShardedHistogram {
+    ShardedHistogram::new(&DURATION_BUCKETS)
+}
+
+/// The histogram of `route` in `family`, created on first use.
+fn route_series(
+    family: &Family<RouteLabel, ShardedHistogram, fn() -> ShardedHistogram>,
+    route: &str,
+) -> ShardedHistogram {
+    let label = RouteLabel {
+        route: route.to_owned(),
+    };
+    family.get_or_create(&label).clone()
+}
+
+/// The handles one serving thread keeps on the per-request series it has
+/// written (`metrics/sharded.rs`).
+#[derive(Debug, Default)]
+struct RequestSeries {
+    /// `requests` by route, method and status class.
+    counts: Remembered<(String, &'static str, &'static str), ShardedCounter>,
+    /// `request_duration_seconds` by route.
+    durations: Remembered<String, ShardedHistogram>,
+    /// `upstream_duration_seconds` by route.
+    upstream_durations: Remembered<String, ShardedHistogram>,
+    /// `upload_bytes` by route (`None`: not an upload route), as of a
+    /// generation of the upload routes.
+    uploads: Remembered<(String, u64), Option<Histogram>>,
 }
 
 /// The upload routes of the policy in force, by name: every route with an
@@ -172,13 +200,16 @@ impl EncodeMetric for UploadLimits {
 /// The registry and a handle on every metric in it.
 pub(crate) struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    request_duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
-    upstream_duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    requests: Family<RequestLabels, ShardedCounter>,
+    request_duration: Family<RouteLabel, ShardedHistogram, fn() -> ShardedHistogram>,
+    upstream_duration: Family<RouteLabel, ShardedHistogram, fn() -> ShardedHistogram>,
+    request_series: RequestSeries,
     auth_failures: Family<AuthLabels, Counter>,
     rate_limited: Family<RouteLabel, Counter>,
     rejections: Family<CheckLabel, Counter>,
     upload_routes: UploadRoutes,
+    /// Counts the replacements of `upload_routes`.
+    upload_generation: AtomicU64,
     active_connections: Gauge,
     tls_handshake_failures: Counter,
     connection_errors: Family<ReasonLabel, Counter>,
@@ -219,10 +250,12 @@ impl Metrics {
             requests: Family::default(),
             request_duration: Family::new_with_constructor(duration_histogram),
             upstream_duration: Family::new_with_constructor(duration_histogram),
+            request_series: RequestSeries::default(),
             auth_failures: Family::default(),
             rate_limited: Family::default(),
             rejections: Family::default(),
             upload_routes: UploadRoutes::default(),
+            upload_generation: AtomicU64::new(0),
             active_connections: Gauge::default(),
             tls_handshake_failures: Counter::default(),
             connection_errors: Family::default(),
@@ -380,21 +413,40 @@ impl Metrics {
         duration: Duration,
         upstream: Option<Duration>,
     ) {
-        let route = route.unwrap_or("unmatched").to_string();
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: route.clone(),
-                method: method_label(method),
-                status_class: status_class(status),
-            })
+        let route = route.unwrap_or("unmatched");
+        let (method, status_class) = (method_label(method), status_class(status));
+        let series = &self.request_series;
+        series
+            .counts
+            .get_or_insert(
+                |(r, m, s)| r == route && *m == method && *s == status_class,
+                || (route.to_owned(), method, status_class),
+                || {
+                    let labels = RequestLabels {
+                        route: route.to_owned(),
+                        method,
+                        status_class,
+                    };
+                    self.requests.get_or_create(&labels).clone()
+                },
+            )
             .inc();
-        let label = RouteLabel { route };
-        self.request_duration
-            .get_or_create(&label)
+        series
+            .durations
+            .get_or_insert(
+                |r| r == route,
+                || route.to_owned(),
+                || route_series(&self.request_duration, route),
+            )
             .observe(duration.as_secs_f64());
         if let Some(upstream) = upstream {
-            self.upstream_duration
-                .get_or_create(&label)
+            series
+                .upstream_durations
+                .get_or_insert(
+                    |r| r == route,
+                    || route.to_owned(),
+                    || route_series(&self.upstream_duration, route),
+                )
                 .observe(upstream.as_secs_f64());
         }
     }
@@ -443,13 +495,25 @@ impl Metrics {
             };
             routes.insert(route.name.clone(), upload);
         }
+        // After the map is replaced: a thread that sees the new generation
+        // looks its routes up again (`upload`).
+        self.upload_generation.fetch_add(1, Ordering::Release);
     }
 
     /// Records the body size of one request on `route`, if it is an upload
     /// route.
     pub(crate) fn upload(&self, route: &str, bytes: u64) {
-        if let Some(upload) = self.upload_routes.read().get(route) {
-            upload.sizes.observe(bytes as f64);
+        let generation = self.upload_generation.load(Ordering::Acquire);
+        let sizes = self.request_series.uploads.get_or_insert(
+            |(r, g)| r == route && *g == generation,
+            || (route.to_owned(), generation),
+            || {
+                let routes = self.upload_routes.read();
+                routes.get(route).map(|upload| upload.sizes.clone())
+            },
+        );
+        if let Some(sizes) = sizes {
+            sizes.observe(bytes as f64);
         }
     }
 
@@ -659,6 +723,9 @@ mod tests {
         let metrics = Metrics::new();
         metrics.follow_upload_routes(&policy(""));
         metrics.upload("analyze", 100);
+        // Not an upload route yet: not counted, and a serving thread must
+        // not go on believing so after the reload below.
+        metrics.upload("bulk", 9500);
         // Reload: `analyze` unchanged keeps its count; a new upload route
         // with its own limit gets buckets scaled to it.
         let reloaded = policy(
