@@ -152,11 +152,12 @@ impl EncodeMetric for ShardedHistogram {
 /// reloads may rename routes); past that the list starts over.
 #[derive(Debug)]
 pub(super) struct Remembered<K, V> {
-    shards: Box<[Line<Mutex<Entries<K, V>>>]>,
+    shards: Box<[Shard<K, V>]>,
 }
 
 /// One shard's remembered keys and their handles.
 type Entries<K, V> = Vec<(K, V)>;
+type Shard<K, V> = Line<Mutex<Entries<K, V>>>;
 
 const MAX_REMEMBERED: usize = 256;
 
