@@ -63,6 +63,7 @@
 
 mod admit;
 mod cookie_session;
+mod deadline;
 mod describe;
 pub(crate) mod dry_run;
 mod forward;
@@ -78,7 +79,6 @@ use http::header::{SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::{Body as _, Incoming};
-use tokio::time::error::Elapsed;
 use tracing::Instrument;
 
 use crate::audit;
@@ -94,6 +94,7 @@ use crate::request_body::BodyWatch;
 use crate::respond;
 use crate::state::State;
 use admit::{admit, Admitted};
+use deadline::TimedOut;
 use forward::forward;
 pub(crate) use shape::HeadAsWritten;
 pub(crate) use trace::{Outcome, Step};
@@ -203,7 +204,7 @@ pub(crate) async fn handle(
 /// A request's way through the admit and forward stages.
 struct Passage {
     /// The answer, a refusal, or the request timeout.
-    outcome: Result<Result<Response<Body>, Rejection>, Elapsed>,
+    outcome: Result<Result<Response<Body>, Rejection>, TimedOut>,
     /// The CORS and rate-limit headers every answer gets.
     policy_headers: HeaderMap,
     /// The body while no stage has taken it.
@@ -214,7 +215,9 @@ struct Passage {
 
 impl Passage {
     /// Admits (or refuses) the request, and forwards what passes; the whole
-    /// of it, checks included, under `limits.request_timeout`.
+    /// of it, checks included, under `limits.request_timeout`, and the
+    /// forward also under `upstream.response_timeout` from the end of the
+    /// body (`policy/deadline.rs`).
     async fn run(
         request: Request<Incoming>,
         state: &State,
@@ -242,11 +245,9 @@ impl Passage {
         };
         let watch = Arc::clone(&passed.watch);
         let forwarded = forward(passed, identity, config, &state.upstream, trail);
-        let left = config
-            .limits
-            .request_timeout
-            .saturating_sub(began.elapsed());
-        let outcome = tokio::time::timeout(left, forwarded)
+        let deadline = began + config.limits.request_timeout;
+        let response_timeout = config.upstream.response_timeout;
+        let outcome = deadline::within(forwarded, deadline, response_timeout, &watch)
             .instrument(span.clone())
             .await;
         Passage {
@@ -277,7 +278,7 @@ impl Passage {
 /// the body was still arriving, the upstream's otherwise) and the decision
 /// the audit line records.
 fn answer(
-    outcome: Result<Result<Response<Body>, Rejection>, Elapsed>,
+    outcome: Result<Result<Response<Body>, Rejection>, TimedOut>,
     watch: Option<&BodyWatch>,
     span: &tracing::Span,
     request_id: &HeaderValue,
@@ -285,8 +286,8 @@ fn answer(
     let rejection = match outcome {
         Ok(Ok(response)) => return (response, Decision::ALLOWED),
         Ok(Err(rejection)) => rejection,
-        Err(_elapsed) if watch.is_some_and(|w| !w.is_finished()) => Rejection::BodyTimeout,
-        Err(_elapsed) => Rejection::UpstreamTimeout,
+        Err(TimedOut) if watch.is_some_and(|w| !w.is_finished()) => Rejection::BodyTimeout,
+        Err(TimedOut) => Rejection::UpstreamTimeout,
     };
     (
         span.in_scope(|| reject::respond(&rejection, Some(request_id))),

@@ -116,21 +116,14 @@ impl Upstream {
             sign(key, &method, &uri, request.headers_mut());
         }
         let worker = self.workers.pick(caller.principal.map(|p| p.id.as_str()));
-        let exchange = exchange(worker.pool, request);
-        // The response clock starts once the client's body has been sent,
-        // so a slow upload is not blamed on the upstream (the total
-        // request timeout covers the upload).
-        let response_deadline = async {
-            watch.finished().await;
-            tokio::time::sleep(config.response_timeout).await;
-        };
-        let (response, lease) = tokio::select! {
-            result = exchange => result.map_err(|error| {
-                let rejection = classify(&error, watch);
-                self.worker_lost(worker.index, rejection, config)
-            })?,
-            () = response_deadline => return Err(Rejection::UpstreamTimeout),
-        };
+        // `upstream.response_timeout` is the caller's to enforce, with the
+        // request's own deadline on one timer (`policy/deadline.rs`): it
+        // starts once the client's body has been sent, so a slow upload is
+        // not blamed on the upstream.
+        let (response, lease) = exchange(worker.pool, request).await.map_err(|error| {
+            let rejection = classify(&error, watch);
+            self.worker_lost(worker.index, rejection, config)
+        })?;
         let response = from_upstream(response, lease, worker.pool, config, slot)?;
         let (parts, body) = response.into_parts();
         let body = buffer::buffer(body, config.response_buffer_bytes).await?;

@@ -31,7 +31,6 @@ use http::request::Parts;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::sync::Notify;
 
 use crate::body::BoxError;
 use crate::config::{Encoding, Route};
@@ -108,7 +107,8 @@ pub(crate) struct BodyWatch {
     /// framing, if it did.
     chunked_framing: OnceLock<&'static str>,
     finished: AtomicBool,
-    finished_notify: Notify,
+    /// When the body was read whole (the response deadline counts from then).
+    finished_at: OnceLock<tokio::time::Instant>,
     /// Why decoding a compressed body failed, if it did.
     decode_failure: OnceLock<decode::DecodeFailure>,
 }
@@ -123,7 +123,7 @@ impl BodyWatch {
             malformed: AtomicBool::new(false),
             chunked_framing: OnceLock::new(),
             finished: AtomicBool::new(false),
-            finished_notify: Notify::new(),
+            finished_at: OnceLock::new(),
             decode_failure: OnceLock::new(),
         }
     }
@@ -152,17 +152,6 @@ impl BodyWatch {
     /// Whether the whole body has been read.
     pub(crate) fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
-    }
-
-    /// Resolves once the whole body has been read.
-    pub(crate) async fn finished(&self) {
-        loop {
-            let notified = self.finished_notify.notified();
-            if self.is_finished() {
-                return;
-            }
-            notified.await;
-        }
     }
 
     /// The precise answer for a body failure the forwarder reported in
@@ -195,9 +184,20 @@ impl BodyWatch {
         }
     }
 
+    /// When the whole body had been read, once it has.
+    pub(crate) fn finished_at(&self) -> Option<tokio::time::Instant> {
+        self.finished_at.get().copied()
+    }
+
+    /// Marks the body read whole, now.
+    #[cfg(test)]
+    pub(crate) fn finish_now(&self) {
+        self.mark_finished();
+    }
+
     fn mark_finished(&self) {
+        let _ = self.finished_at.set(tokio::time::Instant::now());
         self.finished.store(true, Ordering::Release);
-        self.finished_notify.notify_waiters();
     }
 }
 
