@@ -15,7 +15,7 @@
 //! |---|---|
 //! | no free slot within `upstream.queue_timeout` | 503 + `Retry-After` |
 //! | connect refused / socket missing | 502 |
-//! | connect timed out, or no response head within `response_timeout` after the body was sent | 504 |
+//! | connect timed out, or no answer (its head; a buffered answer whole) within `response_timeout` after the body was read (enforced by the caller, `policy/deadline.rs`) | 504 |
 //! | connection closed early, invalid answer, compressed answer | 502 |
 //! | the client's streamed body went over the route limit | 413 |
 //! | upstream answered 5xx (and `replace_error_bodies`) | same status, generic envelope; 503 keeps/gets `Retry-After` |
