@@ -8,7 +8,7 @@
 //! 1.2, ALPN h2 and http/1.1); hyper's HTTP/1.1 and HTTP/2 servers and its
 //! HTTP/1.1 client over a Unix socket; mimalloc. The same job on the wire
 //! as the bench's other doors: the forwarding headers and a request id to
-//! the upstream, small answers read whole, the seven security headers and
+//! the upstream, small answers read whole, the six security headers and
 //! the request id on the way back.
 //!
 //! And none of the gateway's own work: no policy, no checks, no limits or
