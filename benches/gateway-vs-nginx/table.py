@@ -6,10 +6,12 @@ import collections, os, statistics, sys
 
 results, reference, work = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = collections.defaultdict(list)
+cpu_by_round = {}
 scenarios, doors = [], []
 for line in open(results):
-    _, scenario, door, rps, p50, p99, cpu, system = line.split("\t")
+    rnd, scenario, door, rps, p50, p99, cpu, system = line.split("\t")
     rows[scenario, door].append((float(rps), float(p50), float(p99), float(cpu), float(system)))
+    cpu_by_round[rnd, scenario, door] = float(cpu)
     if scenario not in scenarios:
         scenarios.append(scenario)
     if door not in doors:
@@ -45,13 +47,9 @@ if any(d == "floor" for d in doors):
     # The same round's floor: how far the gateway is above what its stack
     # costs, and where the stack itself stands against the reference.
     paired = collections.defaultdict(list)
-    by_round = {}
-    for line in open(results):
-        rnd, scenario, door, _, _, _, cpu, _ = line.split("\t")
-        by_round[rnd, scenario, door] = float(cpu)
-    for (rnd, scenario, door), cpu in by_round.items():
-        if door == "gateway" and (rnd, scenario, "floor") in by_round:
-            paired[scenario].append(cpu / by_round[rnd, scenario, "floor"])
+    for (rnd, scenario, door), cpu in cpu_by_round.items():
+        if door == "gateway" and (rnd, scenario, "floor") in cpu_by_round:
+            paired[scenario].append(cpu / cpu_by_round[rnd, scenario, "floor"])
     print()
     print(f"| scenario | CPU per request: gateway ÷ floor, per round | median | floor ÷ {reference} |")
     print("|---|---|---:|---:|")

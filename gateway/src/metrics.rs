@@ -97,15 +97,23 @@ fn duration_histogram() -> ShardedHistogram {
     ShardedHistogram::new(&DURATION_BUCKETS)
 }
 
-/// The histogram of `route` in `family`, created on first use.
+/// The histogram of `route` in `family` (created on first use), as this
+/// thread remembers it.
 fn route_series(
+    remembered: &Remembered<String, ShardedHistogram>,
     family: &Family<RouteLabel, ShardedHistogram, fn() -> ShardedHistogram>,
     route: &str,
 ) -> ShardedHistogram {
-    let label = RouteLabel {
-        route: route.to_owned(),
-    };
-    family.get_or_create(&label).clone()
+    remembered.get_or_insert(
+        |r| r == route,
+        || route.to_owned(),
+        || {
+            let label = RouteLabel {
+                route: route.to_owned(),
+            };
+            family.get_or_create(&label).clone()
+        },
+    )
 }
 
 /// The handles one serving thread keeps on the per-request series it has
@@ -431,22 +439,10 @@ impl Metrics {
                 },
             )
             .inc();
-        series
-            .durations
-            .get_or_insert(
-                |r| r == route,
-                || route.to_owned(),
-                || route_series(&self.request_duration, route),
-            )
+        route_series(&series.durations, &self.request_duration, route)
             .observe(duration.as_secs_f64());
         if let Some(upstream) = upstream {
-            series
-                .upstream_durations
-                .get_or_insert(
-                    |r| r == route,
-                    || route.to_owned(),
-                    || route_series(&self.upstream_duration, route),
-                )
+            route_series(&series.upstream_durations, &self.upstream_duration, route)
                 .observe(upstream.as_secs_f64());
         }
     }

@@ -106,8 +106,8 @@ pub(crate) struct BodyWatch {
     /// Why the connection's framing reader refused the body's chunked
     /// framing, if it did.
     chunked_framing: OnceLock<&'static str>,
-    finished: AtomicBool,
-    /// When the body was read whole (the response deadline counts from then).
+    /// When the body was read whole (the response deadline counts from
+    /// then); unset while it is not.
     finished_at: OnceLock<tokio::time::Instant>,
     /// Why decoding a compressed body failed, if it did.
     decode_failure: OnceLock<decode::DecodeFailure>,
@@ -122,7 +122,6 @@ impl BodyWatch {
             exceeded: AtomicBool::new(false),
             malformed: AtomicBool::new(false),
             chunked_framing: OnceLock::new(),
-            finished: AtomicBool::new(false),
             finished_at: OnceLock::new(),
             decode_failure: OnceLock::new(),
         }
@@ -151,7 +150,7 @@ impl BodyWatch {
 
     /// Whether the whole body has been read.
     pub(crate) fn is_finished(&self) -> bool {
-        self.finished.load(Ordering::Acquire)
+        self.finished_at.get().is_some()
     }
 
     /// The precise answer for a body failure the forwarder reported in
@@ -197,7 +196,6 @@ impl BodyWatch {
 
     fn mark_finished(&self) {
         let _ = self.finished_at.set(tokio::time::Instant::now());
-        self.finished.store(true, Ordering::Release);
     }
 }
 

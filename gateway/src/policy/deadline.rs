@@ -70,14 +70,19 @@ mod tests {
         std::future::pending()
     }
 
+    /// How long `forwarded` ran before a deadline passed (paused time).
+    async fn timed_out_after(forwarded: impl Future, watch: &BodyWatch) -> Duration {
+        let start = Instant::now();
+        let result = within(forwarded, start + REQUEST, RESPONSE, watch).await;
+        assert!(result.is_err());
+        start.elapsed()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn without_a_body_the_response_deadline_counts_from_the_start() {
         let watch = BodyWatch::new(0);
         watch.finish_now();
-        let start = Instant::now();
-        let result = within(never(), start + REQUEST, RESPONSE, &watch).await;
-        assert!(result.is_err());
-        assert_eq!(start.elapsed(), RESPONSE);
+        assert_eq!(timed_out_after(never(), &watch).await, RESPONSE);
     }
 
     #[tokio::test(start_paused = true)]
@@ -86,16 +91,13 @@ mod tests {
         // request's own at 60 s, which wins. Ending at 20 s: 50 s.
         for (body_end, expected) in [(40, 60), (20, 50), (31, 60), (29, 59)] {
             let watch = BodyWatch::new(0);
-            let start = Instant::now();
             let body = async {
                 tokio::time::sleep(Duration::from_secs(body_end)).await;
                 watch.finish_now();
                 never().await;
             };
-            let result = within(body, start + REQUEST, RESPONSE, &watch).await;
-            assert!(result.is_err());
             assert_eq!(
-                start.elapsed(),
+                timed_out_after(body, &watch).await,
                 Duration::from_secs(expected),
                 "body ended at {body_end} s"
             );
@@ -105,10 +107,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_body_that_never_ends_meets_the_request_deadline() {
         let watch = BodyWatch::new(0);
-        let start = Instant::now();
-        let result = within(never(), start + REQUEST, RESPONSE, &watch).await;
-        assert!(result.is_err());
-        assert_eq!(start.elapsed(), REQUEST);
+        assert_eq!(timed_out_after(never(), &watch).await, REQUEST);
     }
 
     #[tokio::test(start_paused = true)]
