@@ -76,6 +76,7 @@ mod drain;
 mod framing;
 mod head;
 mod linger;
+mod on_wake;
 mod over_cap;
 mod send_watch;
 
@@ -491,23 +492,33 @@ where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
-    tokio::pin!(connection, stalled);
+    tokio::pin!(connection);
+    // The rare events are polled only when they wake, not each time the
+    // connection does (`accept/on_wake.rs`).
+    let mut stalled = on_wake::on_wake(stalled);
+    let ends = on_wake::on_wake(async {
+        tokio::select! {
+            () = stopped(&mut stop) => "shutting down",
+            () = idle(&in_flight, idle_timeout) => "idle timeout",
+        }
+    });
     tokio::select! {
+        biased;
         result = connection.as_mut() => {
             if let Err(error) = &result {
                 tracing::debug!(%error, "connection ended");
             }
             return result;
         }
-        () = stalled.as_mut() => {
+        () = &mut stalled => {
             tracing::debug!("response stalled; closing the connection");
             return Ok(());
         }
-        () = stopped(&mut stop) => tracing::debug!("shutting down"),
-        () = idle(&in_flight, idle_timeout) => tracing::debug!("idle timeout"),
+        why = ends => tracing::debug!("{why}"),
     }
     connection.as_mut().graceful_shutdown();
     let result = tokio::select! {
+        biased;
         result = connection.as_mut() => result,
         () = stalled => {
             tracing::debug!("response stalled; closing the connection");

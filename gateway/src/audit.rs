@@ -18,13 +18,14 @@
 //! its fields can ever appear — never query strings, bodies,
 //! `Authorization`, cookies, API keys, tokens or CSV content. Principals
 //! appear only as HMAC-SHA256 pseudonyms under `[audit] pseudonym_key`.
-//! serde_json escapes every string, so a hostile user agent or path cannot
-//! forge a line.
+//! Every string is escaped as serde_json escapes it (`audit/line.rs`), so a
+//! hostile user agent or path cannot forge a line.
 
 mod batch;
 pub(crate) mod chain;
 mod decision;
 mod diagnostics;
+mod line;
 mod writer;
 
 use std::borrow::Cow;
@@ -318,7 +319,7 @@ impl Log {
     /// are written.
     fn write(&self, mut record: Record<'_>) {
         record.prev_hash = None;
-        let line = serde_json::to_string(&record).expect("a Record always serialises");
+        let line = line::to_json(&record);
         let Some(mut line) = self.batches.append(line, |batch| self.flush(batch)) else {
             return;
         };

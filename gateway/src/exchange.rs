@@ -71,10 +71,16 @@ impl Started {
             .headers()
             .get(http::header::USER_AGENT)
             .map(|value| {
-                String::from_utf8_lossy(value.as_bytes())
-                    .chars()
-                    .take(MAX_USER_AGENT_CHARS)
-                    .collect()
+                let text = String::from_utf8_lossy(value.as_bytes());
+                // No more bytes than the limit in characters: nothing to cut.
+                let end = if text.len() <= MAX_USER_AGENT_CHARS {
+                    text.len()
+                } else {
+                    text.char_indices()
+                        .nth(MAX_USER_AGENT_CHARS)
+                        .map_or(text.len(), |(at, _)| at)
+                };
+                text[..end].to_owned()
             });
         Started {
             at: Instant::now(),
@@ -224,5 +230,35 @@ impl Decision {
     /// Whether the gateway (not the upstream) answered.
     pub(crate) fn is_refused(&self) -> bool {
         self.reason.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user_agent_of(value: &[u8]) -> Option<String> {
+        let request = Request::builder()
+            .header(http::header::USER_AGENT, value)
+            .body(())
+            .unwrap();
+        Started::now(&request).user_agent().map(str::to_owned)
+    }
+
+    #[test]
+    fn the_user_agent_is_cut_to_its_limit_in_characters() {
+        assert_eq!(user_agent_of(b"curl/8.5").as_deref(), Some("curl/8.5"));
+        // Two bytes a character: over the limit in bytes, not in characters.
+        let short = "é".repeat(MAX_USER_AGENT_CHARS);
+        assert_eq!(user_agent_of(short.as_bytes()), Some(short.clone()));
+        let long = "é".repeat(MAX_USER_AGENT_CHARS + 5);
+        assert_eq!(user_agent_of(long.as_bytes()), Some(short));
+        let ascii = "a".repeat(MAX_USER_AGENT_CHARS + 1);
+        assert_eq!(
+            user_agent_of(ascii.as_bytes()).map(|ua| ua.chars().count()),
+            Some(MAX_USER_AGENT_CHARS)
+        );
+        // Bytes that are not UTF-8 become the replacement character.
+        assert_eq!(user_agent_of(b"a\xffb").as_deref(), Some("a\u{fffd}b"));
     }
 }

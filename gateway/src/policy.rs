@@ -244,7 +244,7 @@ impl Passage {
             }
         };
         let watch = Arc::clone(&passed.watch);
-        let forwarded = forward(passed, identity, config, &state.upstream, trail);
+        let forwarded = std::pin::pin!(forward(passed, identity, config, &state.upstream, trail));
         let deadline = began + config.limits.request_timeout;
         let response_timeout = config.upstream.response_timeout;
         let outcome = deadline::within(forwarded, deadline, response_timeout, &watch)

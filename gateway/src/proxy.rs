@@ -220,7 +220,12 @@ async fn exchange(
         };
         let mut lease = match idle {
             Some(lease) => lease,
-            None => pool.connect().await.map_err(ExchangeError::Connect)?,
+            // Boxed: a new connection is rare, and its handshake's future
+            // held inline would grow every request's (`docs/benchmarks.md`,
+            // "Smaller futures").
+            None => Box::pin(pool.connect())
+                .await
+                .map_err(ExchangeError::Connect)?,
         };
         let mut replay = match lease.idle_for {
             Some(idle) if idle >= STALE_RISK_IDLE && !fresh_only => Replay::of(&request),

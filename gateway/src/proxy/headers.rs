@@ -23,12 +23,7 @@
 //! From the upstream: hop-by-hop headers go; `respond.rs` then sets the
 //! security headers.
 
-use std::sync::OnceLock;
-
-use http::header::{
-    ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, COOKIE, EXPECT, HOST, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE,
-};
+use http::header::{ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, COOKIE, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tradehabit_shared::headers::{AUTH_METHOD, GATEWAY_OWNED, PRINCIPAL, REQUEST_ID, SCOPES};
 
@@ -45,55 +40,90 @@ pub(crate) struct Caller<'a> {
     pub(crate) consumed_credentials: bool,
 }
 
-const HOP_BY_HOP: [HeaderName; 7] = [
-    CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    TE,
-    TRAILER,
-    TRANSFER_ENCODING,
-    UPGRADE,
-    HeaderName::from_static("proxy-connection"),
-];
+/// Whether `name` is hop-by-hop: the fixed list (`Proxy-Connection`
+/// among the `Proxy-*` names). The names `Connection` lists are looked up
+/// apart ([`strip_connection_named`]).
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+    ) || name.starts_with("proxy-")
+}
 
-/// The gateway-owned header names, parsed once.
-fn gateway_owned() -> &'static [HeaderName] {
-    static OWNED: OnceLock<Vec<HeaderName>> = OnceLock::new();
-    OWNED.get_or_init(|| {
-        GATEWAY_OWNED
-            .iter()
-            .map(|name| HeaderName::from_static(name))
-            .collect()
-    })
+/// Whether a client's header stays off the upstream hop, whatever its
+/// value: hop-by-hop, `Expect`, a name with `_`, a gateway-owned name, and
+/// the credentials when the gateway consumed them.
+fn is_dropped_upstream(name: &str, consumed_credentials: bool) -> bool {
+    is_hop_by_hop(name)
+        || name == "expect"
+        || name.contains('_')
+        || GATEWAY_OWNED.contains(&name)
+        || (consumed_credentials
+            && (name == http::header::AUTHORIZATION.as_str() || name == X_API_KEY.as_str()))
+}
+
+/// Removes every header `drop` picks. One pass over the names the request
+/// has (a handful), instead of a lookup for each name that could be there
+/// (a score of them); the removals, if any, come after.
+fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool) -> usize {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| drop(name.as_str()))
+        .cloned()
+        .collect();
+    let count = names.len();
+    for name in names {
+        headers.remove(name);
+    }
+    count
+}
+
+/// Removes the headers `Connection` names as hop-by-hop.
+fn strip_connection_named(headers: &mut HeaderMap) {
+    if !headers.contains_key(CONNECTION) {
+        return;
+    }
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        // `close`, `keep-alive`, `upgrade`: nearly every value names no
+        // header or one removed anyway; no name is built for those.
+        .filter(|token| !removed_anyway(token))
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        // The framing and target headers are re-derived, never dropped
+        // on a client's say-so.
+        .filter(|name| *name != CONTENT_LENGTH && *name != HOST)
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+}
+
+/// Whether a token of `Connection` names no header (`close`) or one that
+/// goes as hop-by-hop in any case.
+fn removed_anyway(token: &str) -> bool {
+    const FIXED: [&str; 7] = [
+        "close",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    FIXED.iter().any(|name| token.eq_ignore_ascii_case(name))
+        || token
+            .get(..6)
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case("proxy-"))
 }
 
 /// Removes hop-by-hop headers, including those `Connection` names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            // The framing and target headers are re-derived, never dropped
-            // on a client's say-so.
-            .filter(|name| *name != CONTENT_LENGTH && *name != HOST)
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
-    }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-    let is_proxy = |name: &HeaderName| name.as_str().starts_with("proxy-");
-    if headers.keys().any(is_proxy) {
-        let proxy_headers: Vec<HeaderName> =
-            headers.keys().filter(|n| is_proxy(n)).cloned().collect();
-        for name in proxy_headers {
-            headers.remove(name);
-        }
-    }
+    strip_connection_named(headers);
+    remove_where(headers, is_hop_by_hop);
 }
 
 /// Rewrites a client's request headers for the upstream.
@@ -103,19 +133,14 @@ pub(crate) fn to_upstream(
     caller: &Caller<'_>,
     host: &str,
 ) {
-    strip_hop_by_hop(headers);
-    drop_underscore_names(headers);
-    for name in gateway_owned() {
-        headers.remove(name);
-    }
-    if caller.consumed_credentials {
-        headers.remove(http::header::AUTHORIZATION);
-        headers.remove(X_API_KEY);
+    strip_connection_named(headers);
+    let consumed = caller.consumed_credentials;
+    if remove_where(headers, |name| is_dropped_upstream(name, consumed)) > 0 {
+        tracing::debug!("hop-by-hop, owned or underscore headers not forwarded");
     }
     if let Some(principal) = caller.principal {
         set_identity(headers, principal);
     }
-    headers.remove(EXPECT);
     join_cookies(headers);
     let host = HeaderValue::from_str(host).expect("the host was parsed as a URI authority");
     headers.insert(HOST, host.clone());
@@ -142,25 +167,6 @@ fn ip_value(ip: std::net::IpAddr) -> HeaderValue {
     write!(cursor, "{ip}").expect("an address fits 48 bytes");
     let len = usize::try_from(cursor.position()).expect("at most 48");
     HeaderValue::from_bytes(&text[..len]).expect("an IP address is header text")
-}
-
-/// Removes every header whose name contains `_`: the only way to make sure
-/// no name that folds (`_` → `-`) onto an owned or credential header
-/// reaches a WSGI upstream.
-fn drop_underscore_names(headers: &mut HeaderMap) {
-    let has_underscore = |name: &HeaderName| name.as_str().contains('_');
-    if !headers.keys().any(has_underscore) {
-        return;
-    }
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| has_underscore(n))
-        .cloned()
-        .collect();
-    tracing::debug!(dropped = names.len(), "header names with `_` not forwarded");
-    for name in names {
-        headers.remove(name);
-    }
 }
 
 /// Sets the identity headers. Principal ids and scope tokens are printable

@@ -44,8 +44,11 @@ type Connection = http1::Connection<TokioIo<Stream>, ForwardBody>;
 /// One upstream connection, in use by one request.
 pub(crate) struct Lease {
     pub(crate) sender: http1::SendRequest<ForwardBody>,
-    /// `None` once the connection has ended.
-    connection: Option<Connection>,
+    /// `None` once the connection has ended. Boxed: a lease moves in and
+    /// out of the pool and through the answer's body with every request,
+    /// and hyper's connection state is large (`docs/benchmarks.md`,
+    /// "Smaller futures").
+    connection: Option<Box<Connection>>,
     /// Whether it served an earlier request (a stale keep-alive
     /// connection is only possible then).
     pub(crate) reused: bool,
@@ -58,7 +61,7 @@ impl Lease {
     /// is not polled again.
     pub(crate) fn poll_connection(&mut self, cx: &mut Context<'_>) {
         if let Some(connection) = &mut self.connection {
-            if let Poll::Ready(result) = Pin::new(connection).poll(cx) {
+            if let Poll::Ready(result) = Pin::new(connection.as_mut()).poll(cx) {
                 if let Err(error) = result {
                     tracing::debug!(%error, "upstream connection ended");
                 }
@@ -146,7 +149,7 @@ impl Pool {
         let (sender, connection) = http1::Builder::new().handshake(io).await?;
         Ok(Lease {
             sender,
-            connection: Some(connection),
+            connection: Some(Box::new(connection)),
             reused: false,
             idle_for: None,
         })

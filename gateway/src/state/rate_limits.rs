@@ -198,7 +198,11 @@ impl RateLimits {
                 spec: *spec,
             })
             .collect();
-        match redis.decide(&redis::tag(kind, &key), &store_quotas).await {
+        // Boxed: the store's exchange is a large future, and held inline it
+        // would grow every request's, memory store or not, by as much
+        // (`docs/benchmarks.md`, "Smaller futures").
+        let decided = Box::pin(redis.decide(&redis::tag(kind, &key), &store_quotas)).await;
+        match decided {
             Ok(decided) => decided.map_err(check),
             Err(error) => {
                 let policy = quotas
