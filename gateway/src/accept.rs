@@ -286,7 +286,7 @@ async fn serve_connection(
                 let switch = linger.unwrap_or_default();
                 let io = linger::lingering(io.into_inner(), switch, bounds);
                 let (io, client_sent) = head::HeadWatch::new(io, framing);
-                let service = service_fn(answer);
+                let service = service_fn(move |request| Box::pin(answer(request)));
                 let connection = h1_builder(&limits).serve_connection(TokioIo::new(io), service);
                 let ended = drive_h1(connection, in_flight, &limits, stop, &progress).await;
                 record_h1_stall(&records, &progress, peer);

@@ -244,10 +244,10 @@ impl Passage {
             }
         };
         let watch = Arc::clone(&passed.watch);
-        let forwarded = std::pin::pin!(forward(passed, identity, config, &state.upstream, trail));
+        let mut forwarded = Box::pin(forward(passed, identity, config, &state.upstream, trail));
         let deadline = began + config.limits.request_timeout;
         let response_timeout = config.upstream.response_timeout;
-        let outcome = deadline::within(forwarded, deadline, response_timeout, &watch)
+        let outcome = deadline::within(forwarded.as_mut(), deadline, response_timeout, &watch)
             .instrument(span.clone())
             .await;
         Passage {
