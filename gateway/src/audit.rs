@@ -258,7 +258,7 @@ impl Log {
             upstream_ms: trail.upstream_elapsed().map(millis),
             tls_version: conn.tls.version,
             alpn: conn.tls.alpn.as_deref().map(Cow::Borrowed),
-            user_agent: started.user_agent().map(Cow::Borrowed),
+            user_agent: started.user_agent(),
             prev_hash: None,
         }
     }

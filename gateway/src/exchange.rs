@@ -12,10 +12,11 @@
 //! log's (`audit/decision.rs`); how the facts are written is `audit.rs`'s
 //! and `metrics.rs`'s.
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use http::{Method, Request};
+use http::{HeaderValue, Method, Request, Uri};
 use time::OffsetDateTime;
 
 use crate::body::progress::Progress;
@@ -58,36 +59,22 @@ pub(crate) struct Started {
     at: Instant,
     ts: OffsetDateTime,
     method: Method,
-    path: String,
-    user_agent: Option<String>,
+    /// The request's target: a shared handle on hyper's bytes, not a copy.
+    uri: Uri,
+    user_agent: Option<HeaderValue>,
     declared_length: Option<u64>,
 }
 
 impl Started {
-    /// Notes the arrival of `request`: its path without the query, its
-    /// method and a truncated user agent. Nothing else is kept.
+    /// Notes the arrival of `request`: its target (only its path is ever
+    /// read), its method and its user agent. Nothing else is kept.
     pub(crate) fn now<B>(request: &Request<B>) -> Started {
-        let user_agent = request
-            .headers()
-            .get(http::header::USER_AGENT)
-            .map(|value| {
-                let text = String::from_utf8_lossy(value.as_bytes());
-                // No more bytes than the limit in characters: nothing to cut.
-                let end = if text.len() <= MAX_USER_AGENT_CHARS {
-                    text.len()
-                } else {
-                    text.char_indices()
-                        .nth(MAX_USER_AGENT_CHARS)
-                        .map_or(text.len(), |(at, _)| at)
-                };
-                text[..end].to_owned()
-            });
         Started {
             at: Instant::now(),
             ts: OffsetDateTime::now_utc(),
             method: request.method().clone(),
-            path: request.uri().path().to_string(),
-            user_agent,
+            uri: request.uri().clone(),
+            user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
             declared_length: request
                 .headers()
                 .get(http::header::CONTENT_LENGTH)
@@ -102,12 +89,28 @@ impl Started {
 
     /// The request's path, without the query.
     pub(crate) fn path(&self) -> &str {
-        &self.path
+        self.uri.path()
     }
 
-    /// The user agent, cut to [`MAX_USER_AGENT_CHARS`] characters.
-    pub(crate) fn user_agent(&self) -> Option<&str> {
-        self.user_agent.as_deref()
+    /// The user agent as text (bytes that are not UTF-8 replaced), cut to
+    /// [`MAX_USER_AGENT_CHARS`] characters.
+    pub(crate) fn user_agent(&self) -> Option<Cow<'_, str>> {
+        let text = String::from_utf8_lossy(self.user_agent.as_ref()?.as_bytes());
+        // No more bytes than the limit in characters: nothing to cut.
+        if text.len() <= MAX_USER_AGENT_CHARS {
+            return Some(text);
+        }
+        let end = text
+            .char_indices()
+            .nth(MAX_USER_AGENT_CHARS)
+            .map_or(text.len(), |(at, _)| at);
+        Some(match text {
+            Cow::Borrowed(text) => Cow::Borrowed(&text[..end]),
+            Cow::Owned(mut text) => {
+                text.truncate(end);
+                Cow::Owned(text)
+            }
+        })
     }
 
     /// The `Content-Length` the client declared, if any.
@@ -242,7 +245,7 @@ mod tests {
             .header(http::header::USER_AGENT, value)
             .body(())
             .unwrap();
-        Started::now(&request).user_agent().map(str::to_owned)
+        Started::now(&request).user_agent().map(Cow::into_owned)
     }
 
     #[test]

@@ -48,9 +48,14 @@ pub(crate) fn current() -> Option<Arc<Progress>> {
     PROGRESS.try_with(Arc::clone).ok()
 }
 
-/// Runs `future` with `progress` as [`current`].
-pub(crate) async fn scoped<F: Future>(progress: Arc<Progress>, future: F) -> F::Output {
-    PROGRESS.scope(progress, future).await
+/// Runs `future` with `progress` as [`current`]. A plain function, not an
+/// `async fn`: that would hold `future` twice (`docs/benchmarks.md`,
+/// "Smaller futures").
+pub(crate) fn scoped<F: Future>(
+    progress: Arc<Progress>,
+    future: F,
+) -> impl Future<Output = F::Output> {
+    PROGRESS.scope(progress, future)
 }
 
 /// Resolves once a body has been in flight on `progress` with no progress
@@ -94,6 +99,8 @@ where
     fn execute(&self, stream: F) {
         let progress = Arc::new(Progress::default());
         let (timeout, stalls) = (self.send_timeout, self.stalls.clone());
+        // Boxed once: from here on the stream's task moves a pointer.
+        let stream = Box::pin(stream);
         let watched = async move {
             let progress = current().expect("scoped below");
             if until_done_or_stalled(stream, &progress, timeout).await == Ended::Stalled {
@@ -123,11 +130,10 @@ enum Ended {
 /// poll is enough; a timer that fires looks again and moves to the
 /// current deadline.
 async fn until_done_or_stalled<F: Future<Output = ()>>(
-    stream: F,
+    mut stream: Pin<Box<F>>,
     progress: &Progress,
     timeout: Duration,
 ) -> Ended {
-    let mut stream = std::pin::pin!(stream);
     let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
     std::future::poll_fn(|cx| {
         if stream.as_mut().poll(cx).is_ready() {
@@ -262,7 +268,7 @@ mod tests {
             let _ = rx.await;
         };
         let started = Instant::now();
-        let ended = until_done_or_stalled(stream, &progress, timeout).await;
+        let ended = until_done_or_stalled(Box::pin(stream), &progress, timeout).await;
         assert_eq!(ended, Ended::Stalled);
         assert!(progress.is_stalled());
         assert!(started.elapsed() >= timeout);
@@ -287,7 +293,7 @@ mod tests {
             }
             held.disarm();
         };
-        let ended = until_done_or_stalled(stream, &progress, timeout).await;
+        let ended = until_done_or_stalled(Box::pin(stream), &progress, timeout).await;
         assert_eq!(ended, Ended::Done);
         assert!(!progress.is_stalled());
     }

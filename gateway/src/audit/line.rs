@@ -64,12 +64,7 @@ pub(super) fn to_json(record: &Record<'_>) -> String {
 /// else goes through serde_json, which escapes the quote, the backslash and
 /// the control characters (and only those).
 fn string(out: &mut String, text: &str) {
-    // A fold without an early exit, so that the compiler can test many
-    // bytes at once: the strings are short and nearly always plain.
-    let escapes = text.bytes().fold(false, |found, b| {
-        found | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    let plain = !escapes;
+    let plain = !text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\');
     if plain {
         out.push('"');
         out.push_str(text);
