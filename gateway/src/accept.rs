@@ -286,6 +286,8 @@ async fn serve_connection(
                 let switch = linger.unwrap_or_default();
                 let io = linger::lingering(io.into_inner(), switch, bounds);
                 let (io, client_sent) = head::HeadWatch::new(io, framing);
+                // Boxed as on HTTP/2: hyper moves the future into its slot
+                // for every request (`docs/benchmarks.md`, "Smaller futures").
                 let service = service_fn(move |request| Box::pin(answer(request)));
                 let connection = h1_builder(&limits).serve_connection(TokioIo::new(io), service);
                 let ended = drive_h1(connection, in_flight, &limits, stop, &progress).await;

@@ -244,6 +244,9 @@ impl Passage {
             }
         };
         let watch = Arc::clone(&passed.watch);
+        // Boxed: the forward stage's future is the largest part of a
+        // request's, which would otherwise be moved whole along the way
+        // (`docs/benchmarks.md`, "Smaller futures").
         let mut forwarded = Box::pin(forward(passed, identity, config, &state.upstream, trail));
         let deadline = began + config.limits.request_timeout;
         let response_timeout = config.upstream.response_timeout;

@@ -23,9 +23,10 @@ pub(super) struct TimedOut;
 /// Runs `forwarded` until it is done or a deadline passes: `request` (the
 /// request's own) or `response_timeout` after `watch` saw the body end.
 ///
-/// `forwarded` is pinned by the caller, so that the forward stage's large
-/// future is stored once, in the caller's, and not a second time here
-/// (`docs/benchmarks.md`, "Smaller futures").
+/// `forwarded` is pinned by the caller (boxed, in `policy.rs`): taken by
+/// value and pinned here, an `async fn` would hold it twice, as its
+/// argument and as its pinned local (`docs/benchmarks.md`, "Smaller
+/// futures").
 pub(super) async fn within<F: Future>(
     mut forwarded: Pin<&mut F>,
     request: Instant,
