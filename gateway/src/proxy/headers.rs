@@ -89,8 +89,9 @@ fn strip_connection_named(headers: &mut HeaderMap) {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .map(str::trim)
-        // `close`, `keep-alive`, `upgrade`: nearly every value names no
-        // header or one removed anyway; no name is built for those.
+        // `keep-alive`, `upgrade`: most tokens name a header removed
+        // anyway; no name is built for those. (`close` is still looked up:
+        // a `Close` field would go with it.)
         .filter(|token| !removed_anyway(token))
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         // The framing and target headers are re-derived, never dropped
@@ -102,11 +103,10 @@ fn strip_connection_named(headers: &mut HeaderMap) {
     }
 }
 
-/// Whether a token of `Connection` names no header (`close`) or one that
-/// goes as hop-by-hop in any case.
+/// Whether a token of `Connection` names a header that goes as
+/// hop-by-hop in any case.
 fn removed_anyway(token: &str) -> bool {
-    const FIXED: [&str; 7] = [
-        "close",
+    const FIXED: [&str; 6] = [
         "connection",
         "keep-alive",
         "te",
@@ -242,8 +242,12 @@ mod tests {
     #[test]
     fn hop_by_hop_and_spoofed_headers_are_replaced() {
         let mut h = headers(&[
-            ("connection", "keep-alive, x-secret, content-length"),
+            (
+                "connection",
+                "keep-alive, x-secret, content-length, close, Proxy-Foo",
+            ),
             ("x-secret", "1"),
+            ("close", "1"),
             ("keep-alive", "timeout=5"),
             ("te", "trailers"),
             ("trailer", "x-t"),
@@ -267,6 +271,7 @@ mod tests {
         for gone in [
             "connection",
             "x-secret",
+            "close",
             "keep-alive",
             "te",
             "trailer",
