@@ -82,24 +82,6 @@ struct Record<'a> {
     prev_hash: Option<String>,
 }
 
-impl Record<'_> {
-    /// The same record owning its strings, to be written later.
-    fn into_owned(self) -> Record<'static> {
-        fn own(text: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
-            text.map(|t| Cow::Owned(t.into_owned()))
-        }
-        Record {
-            request_id: own(self.request_id),
-            method: own(self.method),
-            route: own(self.route),
-            path: own(self.path),
-            alpn: own(self.alpn),
-            user_agent: own(self.user_agent),
-            ..self
-        }
-    }
-}
-
 /// A connection-level security event.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum ConnectionEvent {
@@ -319,7 +301,11 @@ impl Log {
     /// are written.
     fn write(&self, mut record: Record<'_>) {
         record.prev_hash = None;
-        let line = line::to_json(&record);
+        self.write_line(line::to_json(&record));
+    }
+
+    /// Writes one line's text (see [`Log::write`]).
+    fn write_line(&self, line: String) {
         let Some(mut line) = self.batches.append(line, |batch| self.flush(batch)) else {
             return;
         };
@@ -355,20 +341,25 @@ impl Log {
             self.write(record);
             return response;
         }
-        let mut record = record.into_owned();
+        // Written now but for the body's values: nothing of the request
+        // is kept until the body ends but this text.
+        let unfinished = line::Unfinished::of(&record);
+        let (decision, reason) = (record.decision, record.reason);
         let log = Arc::clone(self);
         let (at, progress) = (exchange.started.instant(), exchange.progress.cloned());
         response.map(|body| {
             crate::body::counted(body, move |sent| {
-                record.bytes_out = Some(sent);
-                record.duration_ms = Some(millis(at.elapsed()));
                 // A refusal keeps its reason: the stall did not change what
                 // the gateway decided (the metric still counts it).
-                if record.reason.is_none() && progress.is_some_and(|p| p.is_stalled()) {
-                    let stalled = Decision::CLIENT_STALLED;
-                    (record.decision, record.reason) = (stalled.outcome, stalled.reason);
-                }
-                log.write(record);
+                let (decision, reason) =
+                    if reason.is_none() && progress.is_some_and(|p| p.is_stalled()) {
+                        let stalled = Decision::CLIENT_STALLED;
+                        (stalled.outcome, stalled.reason)
+                    } else {
+                        (decision, reason)
+                    };
+                let duration_ms = Some(millis(at.elapsed()));
+                log.write_line(unfinished.finish(decision, reason, Some(sent), duration_ms));
             })
         })
     }
