@@ -28,7 +28,10 @@ use stack::{prepare_dir, start_gateway, upload, users, RunningWorker};
 use tokio::net::TcpStream;
 use tradehabit_worker::config::Config as WorkerConfig;
 
-const USERS: usize = 8;
+/// Each user's worker follows from the workers' socket paths, which are
+/// in a new temporary directory each run: with 8 users, all of them landed
+/// on one worker about once in 128 runs. With 24, about once in 8 million.
+const USERS: usize = 24;
 const SESSIONS: &str = "tradehabit_worker_sessions_active";
 const SCRAPE_UP: &str = "tradehabit_gateway_worker_scrape_up";
 
