@@ -87,13 +87,11 @@ if [ -n "${BASELINE_BIN:-}" ]; then
     case " $DOORS " in *" gw-base "*) ;; *) DOORS="$DOORS gw-base" ;; esac
 fi
 
-declare -A port=([gateway]=$BASE_PORT [gw-full]=$((BASE_PORT + 1)) [nginx]=$((BASE_PORT + 2))
-                 [nginx-full]=$((BASE_PORT + 3)) [haproxy]=$((BASE_PORT + 4)) [gw-base]=$((BASE_PORT + 5))
-                 [floor]=$((BASE_PORT + 6)))
+source "$root/benches/gateway-vs-nginx/configs.sh"
+port_table "$BASE_PORT"
 socket=$work/upstream.sock
 # The bearer token (HS256, one day), the configurations, the 92 KB multipart body.
 token=$(python3 "$root/benches/gateway-vs-nginx/token.py" "$work/jwt_secret")
-source "$root/benches/gateway-vs-nginx/configs.sh"
 write_configs
 boundary=bench-boundary-7c1f
 python3 - "$work/upload.body" "$boundary" <<'PY'

@@ -48,12 +48,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-declare -A port=([gateway]=$BASE_PORT [gw-full]=$((BASE_PORT + 1)) [nginx]=$((BASE_PORT + 2))
-                 [nginx-full]=$((BASE_PORT + 3)) [haproxy]=$((BASE_PORT + 4)) [gw-base]=$((BASE_PORT + 5))
-                 [floor]=$((BASE_PORT + 6)))
+source "$root/benches/gateway-vs-nginx/configs.sh"
+port_table "$BASE_PORT"
 socket=$work/upstream.sock
 token=$(python3 "$root/benches/gateway-vs-nginx/token.py" "$work/jwt_secret")
-source "$root/benches/gateway-vs-nginx/configs.sh"
 write_configs
 nginx -c "$work/nginx/upstream.conf" -g 'daemon off;' & pids+=($!)
 

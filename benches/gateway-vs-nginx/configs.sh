@@ -1,6 +1,15 @@
-# Sourced by benches/gateway-vs-nginx.sh: writes the certificate, the
-# upstream's and every front door's configuration into $work. Uses $work,
-# $socket, $token and the port table ${port[door]}.
+# Sourced by benches/gateway-vs-nginx.sh and benches/instructions.sh: the
+# port table, and the certificate, the upstream's and every front door's
+# configuration written into $work. Uses $work, $socket, $token and the
+# port table ${port[door]}.
+
+# port_table BASE: each front door's port, from BASE up.
+port_table() {
+    local base=$1
+    declare -gA port=([gateway]=$base [gw-full]=$((base + 1)) [nginx]=$((base + 2))
+                      [nginx-full]=$((base + 3)) [haproxy]=$((base + 4)) [gw-base]=$((base + 5))
+                      [floor]=$((base + 6)))
+}
 
 write_configs() {
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \

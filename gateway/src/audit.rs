@@ -82,6 +82,40 @@ struct Record<'a> {
     prev_hash: Option<String>,
 }
 
+impl Record<'static> {
+    /// The line of a connection-level event: no request fields.
+    fn connection_event(
+        ts: String,
+        event: &'static str,
+        client_ip: IpAddr,
+        decision: &'static str,
+        reason: &'static str,
+    ) -> Record<'static> {
+        Record {
+            ts,
+            event,
+            request_id: None,
+            client_ip,
+            method: None,
+            route: None,
+            path: None,
+            status: None,
+            decision,
+            reason: Some(reason),
+            auth_method: None,
+            principal: None,
+            bytes_in: None,
+            bytes_out: None,
+            duration_ms: None,
+            upstream_ms: None,
+            tls_version: None,
+            alpn: None,
+            user_agent: None,
+            prev_hash: None,
+        }
+    }
+}
+
 /// A connection-level security event.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum ConnectionEvent {
@@ -264,28 +298,14 @@ impl Log {
                 ("send_stalled", stalled.outcome, reason)
             }
         };
-        self.write(Record {
-            ts: rfc3339_ms(OffsetDateTime::now_utc()),
+        let ts = rfc3339_ms(OffsetDateTime::now_utc());
+        self.write(Record::connection_event(
+            ts,
             event,
-            request_id: None,
-            client_ip: peer.ip(),
-            method: None,
-            route: None,
-            path: None,
-            status: None,
+            peer.ip(),
             decision,
-            reason: Some(reason),
-            auth_method: None,
-            principal: None,
-            bytes_in: None,
-            bytes_out: None,
-            duration_ms: None,
-            upstream_ms: None,
-            tls_version: None,
-            alpn: None,
-            user_agent: None,
-            prev_hash: None,
-        });
+            reason,
+        ));
     }
 
     /// The keyed-hash pseudonym of a principal id.

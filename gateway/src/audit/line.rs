@@ -183,28 +183,13 @@ mod tests {
     use super::*;
 
     fn bare() -> Record<'static> {
-        Record {
-            ts: "2026-11-28T03:04:05.678Z".to_owned(),
-            event: "connection_refused",
-            request_id: None,
-            client_ip: "192.0.2.1".parse().unwrap(),
-            method: None,
-            route: None,
-            path: None,
-            status: None,
-            decision: "accept",
-            reason: Some("accept.connection_cap"),
-            auth_method: None,
-            principal: None,
-            bytes_in: None,
-            bytes_out: None,
-            duration_ms: None,
-            upstream_ms: None,
-            tls_version: None,
-            alpn: None,
-            user_agent: None,
-            prev_hash: None,
-        }
+        Record::connection_event(
+            "2026-11-28T03:04:05.678Z".to_owned(),
+            "connection_refused",
+            "192.0.2.1".parse().unwrap(),
+            "accept",
+            "accept.connection_cap",
+        )
     }
 
     fn full(text: &'static str) -> Record<'static> {

@@ -44,11 +44,18 @@ pub(crate) struct Caller<'a> {
 /// among the `Proxy-*` names). The names `Connection` lists are looked up
 /// apart ([`strip_connection_named`]).
 fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
-    ) || name.starts_with("proxy-")
+    HOP_BY_HOP.contains(&name) || name.starts_with("proxy-")
 }
+
+/// The hop-by-hop names besides the `Proxy-*` ones.
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
 /// Whether a client's header stays off the upstream hop, whatever its
 /// value: hop-by-hop, `Expect`, a name with `_`, a gateway-owned name, and
@@ -104,17 +111,11 @@ fn strip_connection_named(headers: &mut HeaderMap) {
 }
 
 /// Whether a token of `Connection` names a header that goes as
-/// hop-by-hop in any case.
+/// hop-by-hop in any case ([`is_hop_by_hop`], in any letter case).
 fn removed_anyway(token: &str) -> bool {
-    const FIXED: [&str; 6] = [
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ];
-    FIXED.iter().any(|name| token.eq_ignore_ascii_case(name))
+    HOP_BY_HOP
+        .iter()
+        .any(|name| token.eq_ignore_ascii_case(name))
         || token
             .get(..6)
             .is_some_and(|prefix| prefix.eq_ignore_ascii_case("proxy-"))
