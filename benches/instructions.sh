@@ -15,6 +15,7 @@
 #   GATEWAY_BIN=/path/to/tradehabit-gateway benches/instructions.sh
 #   DOORS=gateway PROTOCOLS=h1 REQUESTS=5000 benches/instructions.sh
 #   KEEP=/tmp/profiles benches/instructions.sh    # keep the callgrind files (callgrind_annotate)
+#   CACHE_SIM=1 benches/instructions.sh           # + simulated cache misses per request (D1, LL)
 #
 # Needs: valgrind, nginx, h2load, openssl, python3, curl, cargo (Debian:
 # apt-get install -y valgrind nginx nghttp2-client). Listens on 127.0.0.1
@@ -65,6 +66,7 @@ for door in $DOORS; do
         mkdir -p "$out"
         callgrind=(valgrind --tool=callgrind --compress-strings=no --compress-pos=no
                    "--callgrind-out-file=$out/callgrind.out")
+        [ -n "${CACHE_SIM:-}" ] && callgrind+=(--cache-sim=yes)
         case $door in
             gateway) RUST_LOG=warn "${callgrind[@]}" "$gateway_bin" run --config "$work/gateway.toml" 2>"$out/valgrind.log" & ;;
             floor) "${callgrind[@]}" "$floor_bin" --listen "127.0.0.1:${port[floor]}" --cert "$work/cert.pem" \
@@ -89,6 +91,12 @@ for door in $DOORS; do
         [ "$ok" = "$REQUESTS" ] || { echo "$door $protocol: only $ok of $REQUESTS answered 2xx" >&2; exit 1; }
         total=$(total_of "$out"/callgrind.out.*)
         printf '%-8s %-9s %8d  %20d\n' "$door" "$protocol" "$REQUESTS" $((total / REQUESTS))
+        if [ -n "${CACHE_SIM:-}" ]; then
+            # events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
+            awk -v n="$REQUESTS" '/^summary:/ { for (i = 2; i <= NF; i++) s[i] += $i }
+                END { printf "         data reads %d, writes %d; misses per request: L1 instr %.0f, L1 data %.0f, last-level %.0f\n",
+                      s[3] / n, s[4] / n, s[5] / n, (s[6] + s[7]) / n, (s[8] + s[9] + s[10]) / n }' "$out"/callgrind.out.*
+        fi
         [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$out"/callgrind.out.* "$KEEP/$door-$protocol.callgrind"
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true

@@ -270,8 +270,8 @@ impl Log {
             principal: authenticated.and_then(|(_, id)| self.pseudonym(id)),
             bytes_in: Some(bytes_in),
             bytes_out,
-            duration_ms: Some(millis(started.elapsed())),
-            upstream_ms: trail.upstream_elapsed().map(millis),
+            duration_ms: Some(millis(exchange.duration())),
+            upstream_ms: exchange.upstream_duration().map(millis),
             tls_version: conn.tls.version,
             alpn: conn.tls.alpn.as_deref().map(Cow::Borrowed),
             user_agent: started.user_agent(),
@@ -506,6 +506,7 @@ mod tests {
             decision: Decision::ALLOWED,
             bytes_in: 10,
             progress: None,
+            answered_at: std::time::Instant::now(),
         };
         log.request(&exchange, StatusCode::OK, Some(20));
     }

@@ -45,12 +45,28 @@ pub(crate) struct Exchange<'a> {
     /// The send progress of its stream or connection, if watched: a stall
     /// becomes the line's decision.
     pub(crate) progress: Option<&'a Arc<Progress>>,
+    /// When its answer's head was ready: the end of the durations the
+    /// metrics and the audit line give, read from the clock once for both.
+    pub(crate) answered_at: Instant,
 }
 
 impl<'a> Exchange<'a> {
     /// The request id as text (`invalid` if it is not visible ASCII).
     pub(crate) fn request_id(&self) -> &'a str {
         self.identity.request_id.to_str().unwrap_or("invalid")
+    }
+
+    /// From arrival to the answer's head.
+    pub(crate) fn duration(&self) -> Duration {
+        self.answered_at
+            .saturating_duration_since(self.started.instant())
+    }
+
+    /// From the hand-over to the upstream to the answer's head, if it was
+    /// forwarded.
+    pub(crate) fn upstream_duration(&self) -> Option<Duration> {
+        let forwarded_at = self.trail.forwarded_at.get()?;
+        Some(self.answered_at.saturating_duration_since(*forwarded_at))
     }
 }
 
@@ -127,11 +143,6 @@ impl Started {
     pub(crate) fn instant(&self) -> Instant {
         self.at
     }
-
-    /// Time since arrival.
-    pub(crate) fn elapsed(&self) -> Duration {
-        self.at.elapsed()
-    }
 }
 
 /// What the checks learn along the way, filled in as they pass.
@@ -184,11 +195,6 @@ impl Trail {
     /// Why a rate-limit stage let the request through uncounted, if it did.
     pub(crate) fn rate_limit_skipped_reason(&self) -> Option<&'static str> {
         self.rate_limit_skipped.get().copied()
-    }
-
-    /// How long the upstream has had the request, if it was forwarded.
-    pub(crate) fn upstream_elapsed(&self) -> Option<Duration> {
-        self.forwarded_at.get().map(Instant::elapsed)
     }
 }
 

@@ -27,6 +27,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use http::HeaderValue;
 use rustls::pki_types::{CertificateDer, DnsName, ServerName};
 
 /// A host name or address, normalised for comparison.
@@ -89,6 +90,52 @@ impl fmt::Display for Name {
     }
 }
 
+/// A request's host as the request names it (`host[:port]`), in lower
+/// case, once `policy::shape` has found it a valid URI authority. Held as a
+/// header value: the upstream's `Host` and `X-Forwarded-Host` share it,
+/// and when the client's own `Host` field is already lower case it is that
+/// field, not a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Authority(HeaderValue);
+
+impl Authority {
+    /// `value` as a request's authority: `checked` is its text, which the
+    /// caller has parsed as a URI authority (so it is visible ASCII).
+    /// `value` itself is kept when it is the text in lower case already;
+    /// otherwise the text is lowered into a new value.
+    pub(crate) fn of_checked(checked: &str, value: Option<&HeaderValue>) -> Authority {
+        match value {
+            Some(value)
+                if value.as_bytes() == checked.as_bytes()
+                    && !checked.bytes().any(|b| b.is_ascii_uppercase()) =>
+            {
+                Authority(value.clone())
+            }
+            _ => Authority(
+                HeaderValue::from_str(&checked.to_ascii_lowercase())
+                    .expect("a URI authority is header text"),
+            ),
+        }
+    }
+
+    /// The authority as text.
+    pub(crate) fn as_str(&self) -> &str {
+        // Visible ASCII by construction (a parsed URI authority).
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The authority as a header value (shared, not copied).
+    pub(crate) fn to_header_value(&self) -> HeaderValue {
+        self.0.clone()
+    }
+}
+
+impl fmt::Display for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The host names the HTTPS listener serves (`server.names`, default: the
 /// certificate's names).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -131,6 +178,34 @@ impl ServerNames {
         self.listed.as_deref()
     }
 
+    /// Whether a request naming `authority` (its port ignored) is served
+    /// here. A host that is no name at all (`a..b`) is not.
+    pub(crate) fn serves_authority(&self, authority: &Authority) -> bool {
+        let Some(leaf) = &self.certificate else {
+            return false;
+        };
+        // The certificate's `Arc` is made afresh by each `adopt`, and the
+        // listed names never change after `new`: the same `Arc` means the
+        // same names served.
+        let remembered = LAST_SERVED.with_borrow(|last| {
+            last.as_ref().is_some_and(|(certificate, served)| {
+                Arc::ptr_eq(certificate, leaf) && served == authority
+            })
+        });
+        if remembered {
+            return true;
+        }
+        let served = Name::of_authority(authority.as_str()).is_some_and(|name| self.serves(&name));
+        if served {
+            // A copy: the request's own value may share the connection's
+            // whole read buffer, which this must not keep alive.
+            let copy = HeaderValue::from_bytes(authority.0.as_bytes())
+                .expect("copied from a header value");
+            LAST_SERVED.set(Some((Arc::clone(leaf), Authority(copy))));
+        }
+        served
+    }
+
     /// Whether a request for `name` is served here.
     pub(crate) fn serves(&self, name: &Name) -> bool {
         match (&self.listed, &self.certificate) {
@@ -150,6 +225,13 @@ thread_local! {
     /// afresh; holding the old one here keeps its address from being
     /// reused meanwhile.
     static LAST_COVERED: RefCell<Option<(Arc<CertificateDer<'static>>, Name)>> =
+        const { RefCell::new(None) };
+
+    /// The last authority (as requests write it, port included) this
+    /// thread found served, and the certificate then served: the same
+    /// request's authority is then neither parsed nor lowered again. Same
+    /// identity rule as [`LAST_COVERED`].
+    static LAST_SERVED: RefCell<Option<(Arc<CertificateDer<'static>>, Authority)>> =
         const { RefCell::new(None) };
 }
 
@@ -284,5 +366,69 @@ mod tests {
         // certificate covers.
         assert!(before_reload.serves(&name("localhost")));
         assert!(!names.serves(&name("localhost")));
+    }
+
+    fn authority(text: &str) -> Authority {
+        Authority::of_checked(text, None)
+    }
+
+    #[test]
+    fn an_authority_is_kept_when_lower_case_and_lowered_otherwise() {
+        let lower = HeaderValue::from_static("app.example.com:8443");
+        let kept = Authority::of_checked("app.example.com:8443", Some(&lower));
+        assert_eq!(kept.to_header_value(), lower);
+        let upper = HeaderValue::from_static("App.Example.COM");
+        assert_eq!(
+            Authority::of_checked("App.Example.COM", Some(&upper)).as_str(),
+            "app.example.com"
+        );
+        // The text from the URI when the header differs (in case only).
+        assert_eq!(
+            Authority::of_checked("APP.example.com", Some(&lower)).as_str(),
+            "app.example.com"
+        );
+    }
+
+    #[test]
+    fn authorities_are_served_by_their_host_and_asked_again_of_a_new_certificate() {
+        let mut names = ServerNames::new(None);
+        assert!(
+            !names.serves_authority(&authority("localhost")),
+            "nothing before adopt"
+        );
+        names
+            .adopt(&leaf(&["localhost", "app.example.com", "::1"]))
+            .unwrap();
+        for served in [
+            "localhost:8443",
+            "localhost",
+            "app.example.com.:1",
+            "[::1]:8443",
+        ] {
+            assert!(names.serves_authority(&authority(served)), "{served}");
+            assert!(
+                names.serves_authority(&authority(served)),
+                "{served} remembered"
+            );
+        }
+        for other in ["attacker.example:8443", "a..b", "127.0.0.1"] {
+            assert!(!names.serves_authority(&authority(other)), "{other}");
+        }
+        assert!(names.serves_authority(&authority("localhost:8443")));
+        let before_reload = names.clone();
+        names.adopt(&leaf(&["app.example.com"])).unwrap();
+        assert!(!names.serves_authority(&authority("localhost:8443")));
+        assert!(before_reload.serves_authority(&authority("localhost:8443")));
+        assert!(!names.serves_authority(&authority("localhost:8443")));
+
+        let mut listed = ServerNames::new(Some(vec![name("app.example.com")]));
+        listed
+            .adopt(&leaf(&["localhost", "app.example.com"]))
+            .unwrap();
+        assert!(listed.serves_authority(&authority("app.example.com:8443")));
+        assert!(
+            !listed.serves_authority(&authority("localhost:8443")),
+            "covered, not listed"
+        );
     }
 }

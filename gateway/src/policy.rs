@@ -191,6 +191,7 @@ pub(crate) async fn handle(
         decision,
         bytes_in,
         progress,
+        answered_at: std::time::Instant::now(),
     };
     let response = record::record(state, &exchange, response);
     let response = match in_flight {

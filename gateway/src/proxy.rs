@@ -60,6 +60,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::body::Body;
 use crate::config;
+use crate::host::Authority;
 use crate::identity::Identity;
 use crate::per_ip::{Held, PerIp};
 use crate::reject::Rejection;
@@ -103,7 +104,7 @@ impl Upstream {
         request: Request<ForwardBody>,
         identity: &Identity,
         caller: &Caller<'_>,
-        host: &str,
+        host: &Authority,
         policy: &config::Config,
         watch: &BodyWatch,
     ) -> Result<Response<Body>, Rejection> {
@@ -255,7 +256,7 @@ fn to_upstream(
     request: Request<ForwardBody>,
     identity: &Identity,
     caller: &Caller<'_>,
-    host: &str,
+    host: &Authority,
 ) -> Request<ForwardBody> {
     let (mut parts, body) = request.into_parts();
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {

@@ -23,8 +23,8 @@ impl Metrics {
             route,
             started.method(),
             status,
-            started.elapsed(),
-            trail.upstream_elapsed(),
+            exchange.duration(),
+            exchange.upstream_duration(),
         );
         if decision.is_refused() {
             self.rejection(decision.outcome);

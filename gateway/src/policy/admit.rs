@@ -46,7 +46,7 @@ pub(super) struct Forward {
     pub(super) parts: Parts,
     pub(super) body: Incoming,
     pub(super) route: Arc<Route>,
-    pub(super) host: String,
+    pub(super) host: host::Authority,
     pub(super) principal: Option<Principal>,
     pub(super) decoding: Option<Decoding>,
     /// Counts the body as it is read; shared with the caller, which needs
@@ -150,7 +150,7 @@ pub(super) enum Checked {
     /// To be forwarded; `decoding` is set once the body's head is checked.
     Forward {
         route: Arc<Route>,
-        host: String,
+        host: host::Authority,
         principal: Option<Principal>,
         decoding: Option<Decoding>,
     },
@@ -179,7 +179,7 @@ async fn run_checks(
     let host = check_head(parts, config, trace)?;
     if let Some(endpoint) = tokens::Endpoint::find(parts.uri.path(), &config.checks) {
         let answer = endpoint
-            .serve(parts, has_body, &host, context, headers)
+            .serve(parts, has_body, host.as_str(), context, headers)
             .await;
         let answer = trace.note_answer("endpoint", answer, || {
             format!("{} is the gateway's own endpoint", parts.uri.path())
@@ -199,7 +199,7 @@ async fn run_checks(
 
     let cors_headers = checks
         .cors
-        .actual(&parts.method, &parts.headers, Some(&host))
+        .actual(&parts.method, &parts.headers, Some(host.as_str()))
         .map_err(check);
     let cors_headers = trace.step("cors", cors_headers, |cors| {
         describe::cors(&parts.headers, cors)
@@ -217,7 +217,8 @@ async fn run_checks(
         return Ok(Checked::Answered(answer));
     }
     let principal =
-        match cookie_session::authenticate(parts, &route, &host, config, unix_now, headers) {
+        match cookie_session::authenticate(parts, &route, host.as_str(), config, unix_now, headers)
+        {
             Ok(Some(principal)) => Ok(Some(principal)),
             Ok(None) => config
                 .checks
@@ -335,7 +336,11 @@ async fn charge_principal(
 }
 
 /// The head's shape, its host and its path: the host (`host[:port]`).
-fn check_head(parts: &Parts, config: &Config, trace: &mut Trace) -> Result<String, Rejection> {
+fn check_head(
+    parts: &Parts,
+    config: &Config,
+    trace: &mut Trace,
+) -> Result<host::Authority, Rejection> {
     let host = trace.step("shape", shape::check(parts, &config.limits), |host| {
         format!("head within the limits; host {host}")
     })?;
@@ -416,8 +421,6 @@ pub(super) fn upload_too_large(rejection: Rejection, route: &Route) -> Rejection
     }
 }
 
-/// Refuses (421) a request whose host (`authority`, as `policy::shape`
-/// returns it) is not one of `names` (`host.rs`).
 /// A per-principal 429 with the request's per-IP quotas (`earlier`, already
 /// counted) listed first in its RateLimit headers.
 fn with_earlier_quotas(refusal: Rejection, earlier: &[rate_limit::Usage]) -> Rejection {
@@ -442,10 +445,12 @@ fn with_earlier_quotas(refusal: Rejection, earlier: &[rate_limit::Usage]) -> Rej
     Rejection::Check(refused)
 }
 
-fn check_host(authority: &str, names: &host::ServerNames) -> Result<(), Rejection> {
-    // A host that is no name at all (`a..b`) is not ours either.
-    match host::Name::of_authority(authority) {
-        Some(name) if names.serves(&name) => Ok(()),
-        _ => Err(Rejection::HostMisdirected),
+/// Refuses (421) a request whose host (`authority`, as `policy::shape`
+/// returns it) is not one of `names` (`host.rs`).
+fn check_host(authority: &host::Authority, names: &host::ServerNames) -> Result<(), Rejection> {
+    if names.serves_authority(authority) {
+        Ok(())
+    } else {
+        Err(Rejection::HostMisdirected)
     }
 }

@@ -38,13 +38,14 @@ use http::request::Parts;
 use http::{Method, Version};
 
 use crate::config::{Limits, UnderscoreHeaders};
+use crate::host::Authority;
 use crate::reject::Rejection;
 
 /// `" HTTP/1.1"` plus the space after the method.
 const REQUEST_LINE_OVERHEAD: usize = 10;
 
 /// Checks the head and returns the request's host (`host[:port]`).
-pub(crate) fn check(parts: &Parts, limits: &Limits) -> Result<String, Rejection> {
+pub(crate) fn check(parts: &Parts, limits: &Limits) -> Result<Authority, Rejection> {
     match parts.extensions.get() {
         Some(HeadAsWritten::Ambiguous(why)) => return Err(Rejection::AmbiguousLength(why)),
         Some(HeadAsWritten::TooLarge(why)) => return Err(Rejection::HeadersTooLarge(why)),
@@ -143,18 +144,18 @@ fn check_framing(parts: &Parts) -> Result<(), Rejection> {
 
 /// The host from the URI authority (HTTP/2, absolute-form) or `Host`; when
 /// both are present they must agree.
-fn host(parts: &Parts) -> Result<String, Rejection> {
+fn host(parts: &Parts) -> Result<Authority, Rejection> {
     let from_uri = parts.uri.authority().map(|a| a.as_str());
     let mut from_header = parts.headers.get_all(HOST).iter();
     let header = from_header.next();
     if from_header.next().is_some() {
         return Err(Rejection::HostInvalid);
     }
-    let header = match header {
+    let header_text = match header {
         Some(value) => Some(value.to_str().map_err(|_| Rejection::HostInvalid)?),
         None => None,
     };
-    let host = match (from_uri, header) {
+    let host = match (from_uri, header_text) {
         (Some(uri), Some(header)) if !uri.eq_ignore_ascii_case(header) => {
             return Err(Rejection::HostInvalid)
         }
@@ -165,7 +166,7 @@ fn host(parts: &Parts) -> Result<String, Rejection> {
     if authority.as_str().contains('@') || authority.host().is_empty() {
         return Err(Rejection::HostInvalid);
     }
-    Ok(authority.as_str().to_ascii_lowercase())
+    Ok(Authority::of_checked(host, header))
 }
 
 #[cfg(test)]
@@ -187,7 +188,12 @@ mod tests {
     #[test]
     fn an_ordinary_request_passes_and_yields_its_host() {
         let p = parts("/api/summary", &[("host", "Example.COM:8443")]);
-        assert_eq!(check(&p, &limits()).unwrap(), "example.com:8443");
+        assert_eq!(check(&p, &limits()).unwrap().as_str(), "example.com:8443");
+        let lower = parts("/api/summary", &[("host", "example.com:8443")]);
+        assert_eq!(
+            check(&lower, &limits()).unwrap().as_str(),
+            "example.com:8443"
+        );
     }
 
     #[test]
@@ -329,7 +335,18 @@ mod tests {
         .is_err());
         assert!(check(&parts("/", &[("host", "user@evil")]), &limits()).is_err());
         assert_eq!(
-            check(&parts("https://a.example/", &[]), &limits()).unwrap(),
+            check(&parts("https://a.example/", &[]), &limits())
+                .unwrap()
+                .as_str(),
+            "a.example"
+        );
+        assert_eq!(
+            check(
+                &parts("https://A.example/", &[("host", "a.EXAMPLE")]),
+                &limits()
+            )
+            .unwrap()
+            .as_str(),
             "a.example"
         );
     }

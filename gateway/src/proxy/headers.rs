@@ -28,6 +28,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use tradehabit_shared::headers::{AUTH_METHOD, GATEWAY_OWNED, PRINCIPAL, REQUEST_ID, SCOPES};
 
 use crate::checks::auth::{Principal, X_API_KEY};
+use crate::host::Authority;
 use crate::identity::Identity;
 
 /// Who is calling, as the policy checks established it.
@@ -132,7 +133,7 @@ pub(crate) fn to_upstream(
     headers: &mut HeaderMap,
     identity: &Identity,
     caller: &Caller<'_>,
-    host: &str,
+    host: &Authority,
 ) {
     strip_connection_named(headers);
     let consumed = caller.consumed_credentials;
@@ -145,12 +146,11 @@ pub(crate) fn to_upstream(
     join_cookies(headers);
     // Room for the six below at once, instead of growing the map twice.
     headers.reserve(6);
-    let host = HeaderValue::from_str(host).expect("the host was parsed as a URI authority");
-    headers.insert(HOST, host.clone());
+    headers.insert(HOST, host.to_header_value());
     headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     headers.insert(X_FORWARDED_FOR, ip_value(identity.client_ip));
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-    headers.insert(X_FORWARDED_HOST, host);
+    headers.insert(X_FORWARDED_HOST, host.to_header_value());
     headers.insert(REQUEST_ID_NAME, identity.request_id.clone());
 }
 
@@ -222,6 +222,10 @@ mod tests {
         }
     }
 
+    fn host(text: &str) -> Authority {
+        Authority::of_checked(text, None)
+    }
+
     fn identity() -> Identity {
         Identity {
             client_ip: "198.51.100.7".parse().unwrap(),
@@ -268,7 +272,12 @@ mod tests {
             ("content-length", "3"),
             ("authorization", "Bearer t"),
         ]);
-        to_upstream(&mut h, &identity(), &Caller::default(), "api.example:8443");
+        to_upstream(
+            &mut h,
+            &identity(),
+            &Caller::default(),
+            &host("api.example:8443"),
+        );
         for gone in [
             "connection",
             "x-secret",
@@ -318,7 +327,7 @@ mod tests {
             principal: Some(&principal),
             consumed_credentials: true,
         };
-        to_upstream(&mut h, &identity(), &caller, "x");
+        to_upstream(&mut h, &identity(), &caller, &host("x"));
         assert_eq!(h.get_all(PRINCIPAL).iter().count(), 1);
         assert_eq!(h[PRINCIPAL], "key:ci");
         assert_eq!(h[SCOPES], "analyze read");
@@ -350,7 +359,7 @@ mod tests {
         ] {
             let pairs: Vec<(&str, &str)> = folded.iter().map(|n| (n.as_str(), "forged")).collect();
             let mut h = headers(&pairs);
-            to_upstream(&mut h, &identity(), &caller, "x");
+            to_upstream(&mut h, &identity(), &caller, &host("x"));
             let left: Vec<&str> = h
                 .keys()
                 .map(|n| n.as_str())
@@ -364,7 +373,7 @@ mod tests {
     #[test]
     fn split_cookies_are_joined() {
         let mut h = headers(&[("cookie", "a=1"), ("cookie", "b=2")]);
-        to_upstream(&mut h, &identity(), &Caller::default(), "x");
+        to_upstream(&mut h, &identity(), &Caller::default(), &host("x"));
         assert_eq!(h.get_all("cookie").iter().count(), 1);
         assert_eq!(h["cookie"], "a=1; b=2");
     }
