@@ -169,6 +169,9 @@ pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// An upstream answer up to this size is read in full and its connection
 /// released before the client reads it (proxy buffering).
 pub const DEFAULT_RESPONSE_BUFFER_BYTES: usize = 64 * 1024;
+/// A request body that declares a length up to this is read in full before
+/// an upstream connection is taken (request buffering).
+pub const DEFAULT_REQUEST_BUFFER_BYTES: usize = 256 * 1024;
 /// How long start-up waits for a spawned upstream to accept connections.
 pub const DEFAULT_SPAWN_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest pause between two restarts of a spawned upstream.

@@ -21,6 +21,12 @@
 //! | upstream answered 5xx (and `replace_error_bodies`) | same status, generic envelope; 503 keeps/gets `Retry-After` |
 //! | the client's IP holds `limits.max_upstream_per_ip` slots and none of them comes free within `upstream.queue_timeout` | 503 + `Retry-After` |
 //!
+//! A request body that declares a length within
+//! `upstream.request_buffer_bytes` is read whole once the slot is taken and
+//! before a connection is, so a slow upload holds no upstream connection.
+//! When an upstream answers before it has read a streamed body, the rest of
+//! the body is still sent on its connection ([`send_rest`]).
+//!
 //! An answer that declares a length within `upstream.response_buffer_bytes`
 //! is read in full before it is returned (`proxy/buffer.rs`), so its slot
 //! and connection are free before the client reads a byte; a larger one
@@ -49,6 +55,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, RETRY_AFTER};
@@ -106,12 +113,17 @@ impl Upstream {
         caller: &Caller<'_>,
         host: &Authority,
         policy: &config::Config,
-        watch: &BodyWatch,
+        watch: &Arc<BodyWatch>,
     ) -> Result<Response<Body>, Rejection> {
         let config = &policy.upstream;
         let slot = self.slot(identity.client_ip, policy).await?;
 
-        let mut request = to_upstream(request, identity, caller, host);
+        // Read whole before a connection is taken when it declares a
+        // length within `upstream.request_buffer_bytes`.
+        let (parts, body) = request.into_parts();
+        let limit = u64::try_from(config.request_buffer_bytes).unwrap_or(u64::MAX);
+        let body = body.buffered_within(limit, watch).await?;
+        let mut request = to_upstream(Request::from_parts(parts, body), identity, caller, host);
         if let Some(key) = &config.hmac_key {
             let (method, uri) = (request.method().clone(), request.uri().clone());
             sign(key, &method, &uri, request.headers_mut());
@@ -125,7 +137,11 @@ impl Upstream {
             let rejection = classify(&error, watch);
             self.worker_lost(worker.index, rejection, config)
         })?;
-        let response = from_upstream(response, lease, worker.pool, config, slot)?;
+        let sending = StillSending {
+            watch: Arc::clone(watch),
+            for_at_most: policy.limits.refusal_drain_timeout,
+        };
+        let response = from_upstream(response, lease, worker.pool, config, slot, sending)?;
         let (parts, body) = response.into_parts();
         let body = buffer::buffer(body, config.response_buffer_bytes).await?;
         Ok(Response::from_parts(parts, body))
@@ -384,6 +400,7 @@ fn from_upstream(
     pool: &Arc<Pool>,
     config: &config::Upstream,
     slot: Slot,
+    sending: StillSending,
 ) -> Result<Response<UpstreamBody>, Rejection> {
     let (mut parts, body) = response.into_parts();
     // Built first, so a refused answer with an empty body still returns
@@ -393,6 +410,7 @@ fn from_upstream(
         lease: Some(lease),
         pool: Arc::clone(pool),
         slot: Some(slot),
+        sending,
     };
     let is_compressed = parts
         .headers
@@ -418,19 +436,61 @@ fn from_upstream(
 /// once it has been read the connection goes back to the pool and the
 /// upstream slot is freed. Dropped early, the connection is closed (an
 /// HTTP/1.1 answer cannot be abandoned halfway).
+///
+/// An upstream may answer before it has read the whole request body (nginx
+/// answering `return 200`, a backend refusing early), and go on reading
+/// and discarding it. The connection then still carries the client's body
+/// when the answer ends: it is not put back idle (unpolled, it would hold
+/// the client's body, and with it the client's connection, until the next
+/// request took it and found it busy) but driven by a task of its own until
+/// the body is through ([`send_rest`]).
 struct UpstreamBody {
     body: Incoming,
     lease: Option<Lease>,
     pool: Arc<Pool>,
     slot: Option<Slot>,
+    sending: StillSending,
+}
+
+/// The client's body on its way to the upstream, and how long the rest of
+/// it may take once the answer has ended (`limits.refusal_drain_timeout`,
+/// the bound on reading a body nobody waits for).
+struct StillSending {
+    watch: Arc<BodyWatch>,
+    for_at_most: Duration,
 }
 
 impl UpstreamBody {
     fn finish(&mut self) {
-        self.slot = None;
-        if let Some(lease) = self.lease.take() {
+        let Some(lease) = self.lease.take() else {
+            self.slot = None;
+            return;
+        };
+        if self.sending.watch.is_finished() {
+            self.slot = None;
             self.pool.checkin(lease);
+        } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(send_rest(
+                lease,
+                Arc::clone(&self.pool),
+                self.slot.take(),
+                self.sending.for_at_most,
+            ));
         }
+    }
+}
+
+/// Drives `lease` until the request body it carries has been sent, then
+/// returns it to `pool`; after `for_at_most`, or when the body or the
+/// connection fails, the connection is closed (and hyper closes the
+/// client's, whose body was not read to its end). The upstream slot is
+/// held until then: the upstream is still busy with the request.
+async fn send_rest(mut lease: Lease, pool: Arc<Pool>, slot: Option<Slot>, for_at_most: Duration) {
+    let through = tokio::time::timeout(for_at_most, std::future::poll_fn(|cx| lease.poll_idle(cx)));
+    let reusable = matches!(through.await, Ok(true));
+    drop(slot);
+    if reusable {
+        pool.checkin(lease);
     }
 }
 

@@ -18,7 +18,11 @@
 //!
 //! Routes whose body is checked before it is forwarded (the upload form, JSON
 //! depth) read it in full first, under the same limit ([`collect`]); the
-//! upstream then gets it as one buffer ([`ForwardBody::Buffered`]).
+//! upstream then gets it as one buffer ([`ForwardBody::Buffered`]). On other
+//! routes a body that declares a length within
+//! `upstream.request_buffer_bytes` is read in full too, once the request
+//! has its upstream slot ([`ForwardBody::buffered_within`]); the rest
+//! stream.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -231,6 +235,27 @@ pub(crate) enum ForwardBody {
 }
 
 impl ForwardBody {
+    /// The body read in full when it is still to be streamed and declares
+    /// a length of at most `limit` bytes (request buffering: the upstream
+    /// then gets it at once, however slowly the client sends it); any
+    /// other body as it is. A failure while reading is the client's, as
+    /// [`collect`] reports it.
+    pub(crate) async fn buffered_within(
+        self,
+        limit: u64,
+        watch: &BodyWatch,
+    ) -> Result<ForwardBody, Rejection> {
+        let fits = matches!(&self, ForwardBody::Streamed(body)
+            if !body.is_end_stream() && body.size_hint().exact().is_some_and(|n| n <= limit));
+        if !fits {
+            return Ok(self);
+        }
+        match self.collect().await {
+            Ok(collected) => Ok(ForwardBody::Buffered(Some(collected.to_bytes()))),
+            Err(_) => Err(watch.failure()),
+        }
+    }
+
     /// The client's body as it streams: counted, and decoded if
     /// `decoding` says so.
     pub(crate) fn streamed(
@@ -342,6 +367,11 @@ impl HttpBody for Limited {
                 match this.remaining.checked_sub(length) {
                     Some(remaining) => {
                         this.remaining = remaining;
+                        // A body of known length ends with its last byte:
+                        // the reader may never ask for the end after it.
+                        if this.inner.is_end_stream() {
+                            this.watch.mark_finished();
+                        }
                         Poll::Ready(Some(Ok(frame)))
                     }
                     None => {

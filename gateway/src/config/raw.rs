@@ -131,6 +131,7 @@ pub(crate) struct RawUpstream {
     pub(crate) pool_max_idle: Option<i64>,
     pub(crate) retry_after: Option<String>,
     pub(crate) response_buffer_bytes: Option<i64>,
+    pub(crate) request_buffer_bytes: Option<i64>,
     pub(crate) replace_error_bodies: Option<bool>,
     pub(crate) ready_path: Option<String>,
     pub(crate) spawn: Option<RawSpawn>,

@@ -42,6 +42,9 @@ pub(crate) struct Upstream {
     /// Answers up to this many bytes are read in full before the client
     /// gets them (0: always streamed).
     pub(crate) response_buffer_bytes: usize,
+    /// Request bodies that declare a length up to this many bytes are read
+    /// in full before an upstream connection is taken (0: always streamed).
+    pub(crate) request_buffer_bytes: usize,
     /// Replace the bodies of upstream 5xx answers with a generic envelope
     /// (the legacy backend puts Python exception texts in its 500s).
     pub(crate) replace_error_bodies: bool,
@@ -130,11 +133,9 @@ pub(super) fn validate_upstream(
         DEFAULT_RETRY_AFTER,
         problems,
     );
-    let response_buffer_bytes = count(
+    let (response_buffer_bytes, request_buffer_bytes) = buffer_sizes(
         raw.response_buffer_bytes,
-        "upstream.response_buffer_bytes",
-        DEFAULT_RESPONSE_BUFFER_BYTES,
-        0..=16 << 20,
+        raw.request_buffer_bytes,
         problems,
     );
     let spawn = raw
@@ -153,10 +154,35 @@ pub(super) fn validate_upstream(
         pool_max_idle,
         retry_after,
         response_buffer_bytes,
+        request_buffer_bytes,
         replace_error_bodies: raw.replace_error_bodies.unwrap_or(true),
         ready_path: ready_path(raw.ready_path, problems),
         spawn: spawn.flatten(),
     })
+}
+
+/// `upstream.response_buffer_bytes` and `upstream.request_buffer_bytes`,
+/// each at most 16 MiB.
+fn buffer_sizes(
+    response: Option<i64>,
+    request: Option<i64>,
+    problems: &mut Problems,
+) -> (usize, usize) {
+    let response = count(
+        response,
+        "upstream.response_buffer_bytes",
+        DEFAULT_RESPONSE_BUFFER_BYTES,
+        0..=16 << 20,
+        problems,
+    );
+    let request = count(
+        request,
+        "upstream.request_buffer_bytes",
+        DEFAULT_REQUEST_BUFFER_BYTES,
+        0..=16 << 20,
+        problems,
+    );
+    (response, request)
 }
 
 pub(super) fn validate_spawn(

@@ -70,6 +70,19 @@ impl Lease {
         }
     }
 
+    /// Drives the connection until it can take another request (`true`)
+    /// or has ended (`false`).
+    pub(crate) fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        self.poll_connection(cx);
+        if !self.is_reusable() {
+            Poll::Ready(false)
+        } else if self.sender.is_ready() {
+            Poll::Ready(true)
+        } else {
+            Poll::Pending
+        }
+    }
+
     /// Whether the connection can carry another request.
     fn is_reusable(&self) -> bool {
         self.connection.is_some() && !self.sender.is_closed()

@@ -17,6 +17,7 @@ mod forward;
 mod keys;
 mod lifecycle;
 mod plain_http;
+mod request_buffering;
 mod timeouts;
 mod tls;
 mod visibility;

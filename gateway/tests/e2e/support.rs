@@ -46,10 +46,14 @@ pub(crate) struct Seen {
 /// * `/api/busy` — 503 with `Retry-After: 7`;
 /// * `/api/fail` — 500 with a stack-trace-like body and `Server: gunicorn`;
 /// * `/api/gzip` — 200 with `Content-Encoding: gzip`;
+/// * `/api/early` — answers 200 at once, then reads the body and records
+///   it (nginx's way with a body it discards);
 /// * anything else — reads the body, records, answers 200 JSON with leaky
 ///   headers (`Server`, `X-Powered-By`, its own HSTS and `Cache-Control`).
 pub(crate) struct Upstream {
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Request heads received (the gateway's probes left out).
+    heads: Arc<std::sync::atomic::AtomicUsize>,
     arrived: Arc<Notify>,
     gate: Arc<Notify>,
     task: JoinHandle<()>,
@@ -62,15 +66,19 @@ impl Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let arrived = Arc::new(Notify::new());
         let gate = Arc::new(Notify::new());
-        let (s, a, g) = (seen.clone(), arrived.clone(), gate.clone());
+        let heads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, a, g, h) = (seen.clone(), arrived.clone(), gate.clone(), heads.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (s, a, g) = (s.clone(), a.clone(), g.clone());
+                let (s, a, g, h) = (s.clone(), a.clone(), g.clone(), h.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        if !req.uri().path().starts_with("/internal/") {
+                            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
                         upstream_answer(req, s.clone(), a.clone(), g.clone())
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -81,6 +89,7 @@ impl Upstream {
         });
         Upstream {
             seen,
+            heads,
             arrived,
             gate,
             task,
@@ -90,6 +99,11 @@ impl Upstream {
     /// Everything received so far.
     pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// How many request heads have arrived so far (before their bodies).
+    pub(crate) fn heads(&self) -> usize {
+        self.heads.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Resolves when the next request has arrived (recorded).
@@ -128,7 +142,12 @@ async fn upstream_answer(
 ) -> Result<Response<Full<Bytes>>, Hangup> {
     let path = req.uri().path().to_string();
     let (parts, body) = req.into_parts();
-    let record = |body: Bytes| {
+    let declared: usize = parts
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0);
+    let record = move |body: Bytes| {
         seen.lock().unwrap().push(Seen {
             method: parts.method.to_string(),
             target: parts.uri.to_string(),
@@ -165,6 +184,26 @@ async fn upstream_answer(
         "/api/close" => {
             record(Bytes::new());
             return Err(Hangup);
+        }
+        "/api/early" => {
+            // Recorded once the declared length is in: hyper ends such a
+            // body only when the next request arrives on the connection.
+            tokio::spawn(async move {
+                let mut body = body;
+                let mut received = Vec::new();
+                while received.len() < declared {
+                    match body.frame().await {
+                        Some(Ok(frame)) => {
+                            if let Ok(data) = frame.into_data() {
+                                received.extend_from_slice(&data);
+                            }
+                        }
+                        Some(Err(_)) | None => break,
+                    }
+                }
+                record(Bytes::from(received));
+            });
+            return Ok(json(StatusCode::OK, "{\"early\":true}"));
         }
         _ => {}
     }
