@@ -232,6 +232,27 @@ pub(crate) enum ForwardBody {
     Decoded(Box<decode::Decoded>),
     /// Read in full by [`collect`]; `None` once sent.
     Buffered(Option<Bytes>),
+    /// Read in full by [`ForwardBody::buffered_within`].
+    Gathered(Gathered),
+}
+
+/// A body read in full, kept in the pieces it arrived in (a TLS record's
+/// worth each) rather than copied into one buffer: the upstream connection
+/// writes them together.
+#[derive(Default)]
+pub(crate) struct Gathered {
+    chunks: std::collections::VecDeque<Bytes>,
+    /// Bytes not sent yet.
+    remaining: u64,
+}
+
+impl Gathered {
+    fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.remaining += chunk.len() as u64;
+            self.chunks.push_back(chunk);
+        }
+    }
 }
 
 impl ForwardBody {
@@ -245,15 +266,28 @@ impl ForwardBody {
         limit: u64,
         watch: &BodyWatch,
     ) -> Result<ForwardBody, Rejection> {
-        let fits = matches!(&self, ForwardBody::Streamed(body)
-            if !body.is_end_stream() && body.size_hint().exact().is_some_and(|n| n <= limit));
-        if !fits {
-            return Ok(self);
+        let mut body = match self {
+            ForwardBody::Streamed(body)
+                if !body.is_end_stream()
+                    && body.size_hint().exact().is_some_and(|n| n <= limit) =>
+            {
+                body
+            }
+            other => return Ok(other),
+        };
+        let mut gathered = Gathered::default();
+        while !body.is_end_stream() {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        gathered.push(data);
+                    }
+                }
+                Some(Err(_)) => return Err(watch.failure()),
+                None => break,
+            }
         }
-        match self.collect().await {
-            Ok(collected) => Ok(ForwardBody::Buffered(Some(collected.to_bytes()))),
-            Err(_) => Err(watch.failure()),
-        }
+        Ok(ForwardBody::Gathered(gathered))
     }
 
     /// The client's body as it streams: counted, and decoded if
@@ -290,6 +324,12 @@ impl HttpBody for ForwardBody {
                     .filter(|b| !b.is_empty())
                     .map(|b| Ok(Frame::data(b))),
             ),
+            ForwardBody::Gathered(gathered) => {
+                Poll::Ready(gathered.chunks.pop_front().map(|chunk| {
+                    gathered.remaining -= chunk.len() as u64;
+                    Ok(Frame::data(chunk))
+                }))
+            }
         }
     }
 
@@ -298,6 +338,7 @@ impl HttpBody for ForwardBody {
             ForwardBody::Streamed(limited) => limited.is_end_stream(),
             ForwardBody::Decoded(decoded) => decoded.is_end_stream(),
             ForwardBody::Buffered(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+            ForwardBody::Gathered(gathered) => gathered.remaining == 0,
         }
     }
 
@@ -309,6 +350,7 @@ impl HttpBody for ForwardBody {
             ForwardBody::Buffered(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
+            ForwardBody::Gathered(gathered) => SizeHint::with_exact(gathered.remaining),
         }
     }
 }
@@ -450,6 +492,24 @@ mod tests {
         let empty = ForwardBody::Buffered(Some(Bytes::new()));
         assert!(empty.is_end_stream());
         assert!(empty.collect().await.unwrap().to_bytes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_gathered_body_is_sent_in_its_pieces_with_the_exact_size_left() {
+        let mut gathered = Gathered::default();
+        for piece in [&b"ab"[..], b"", b"cde"] {
+            gathered.push(Bytes::from_static(piece));
+        }
+        let mut body = ForwardBody::Gathered(gathered);
+        assert_eq!(body.size_hint().exact(), Some(5));
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, Bytes::from_static(b"ab"));
+        assert_eq!(body.size_hint().exact(), Some(3));
+        assert!(!body.is_end_stream());
+        let second = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(second, Bytes::from_static(b"cde"));
+        assert!(body.is_end_stream());
+        assert!(body.frame().await.is_none());
     }
 
     #[test]
