@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# System calls and context switches per request, counted by the kernel's
+# tracepoints (perf): each front door of benches/gateway-vs-nginx.sh, with
+# the same configurations and the same Unix-socket upstream, serving a fixed
+# number of keep-alive GETs over HTTP/1.1 and HTTP/2 (h2load, as many
+# connections as the CPU-time benchmark). A count, not a time: it shows the
+# kernel work a door asks for per request (docs/benchmarks.md, "System calls
+# per request"), which the CPU time only shows as a sum.
+#
+#   benches/syscalls.sh                                # gateway, floor, nginx, haproxy; h1 and h2
+#   GATEWAY_BIN=/path/to/tradehabit-gateway benches/syscalls.sh
+#   DOORS="gateway nginx" PROTOCOLS=h1 REQUESTS=100000 benches/syscalls.sh
+#
+# Needs: perf (Debian: linux-perf) with tracepoints readable (root, or
+# kernel.perf_event_paranoid <= -1), nginx, haproxy, h2load, openssl,
+# python3, curl, cargo. Listens on 127.0.0.1 only; everything is stopped on
+# exit.
+set -euo pipefail
+
+DOORS=${DOORS:-gateway floor nginx haproxy}
+PROTOCOLS=${PROTOCOLS:-h1 h2}
+REQUESTS=${REQUESTS:-50000}
+BASE_PORT=${BASE_PORT:-18640}
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+for tool in perf nginx haproxy h2load openssl python3 curl; do
+    command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install -y linux-perf nginx haproxy nghttp2-client)" >&2; exit 1; }
+done
+perf stat -e raw_syscalls:sys_enter -o /dev/null true 2>/dev/null \
+    || { echo "perf cannot read the syscall tracepoints here (run as root, or lower kernel.perf_event_paranoid)" >&2; exit 1; }
+if [ -z "${GATEWAY_BIN:-}" ] || [ -z "${FLOOR_BIN:-}" ]; then
+    echo "building the gateway and the floor (release)…" >&2
+    (cd "$root" && cargo build --release -q -p tradehabit-gateway -p tradehabit-bench-floor)
+fi
+gateway_bin=${GATEWAY_BIN:-$target/release/tradehabit-gateway}
+floor_bin=${FLOOR_BIN:-$target/release/bench-floor}
+
+work=$(mktemp -d)
+chmod 0711 "$work"   # nginx workers (an unprivileged user) must reach the socket
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+source "$root/benches/gateway-vs-nginx/configs.sh"
+port_table "$BASE_PORT"
+socket=$work/upstream.sock
+token=$(python3 "$root/benches/gateway-vs-nginx/token.py" "$work/jwt_secret")
+write_configs
+nginx -c "$work/nginx/upstream.conf" -g 'daemon off;' & pids+=($!)
+
+declare -A door_pid
+for door in $DOORS; do
+    case $door in
+        gateway) RUST_LOG=warn "$gateway_bin" run --config "$work/gateway.toml" & ;;
+        floor) "$floor_bin" --listen "127.0.0.1:${port[floor]}" --cert "$work/cert.pem" \
+                   --key "$work/key.pem" --upstream "$socket" & ;;
+        nginx) nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' & ;;
+        haproxy) haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy-access.log" 2>"$work/haproxy-error.log" & ;;
+        *) echo "unknown door: $door (gateway, floor, nginx or haproxy)" >&2; exit 1 ;;
+    esac
+    door_pid[$door]=$!; pids+=($!)
+done
+
+# The rate matters: the audit line is written once per batch of about a
+# millisecond, so its writes per request fall as the rate rises (and the
+# tracepoints themselves slow every system call).
+printf '%-8s %-8s %9s %8s %9s %9s  %s\n' door protocol requests "req/s" syscalls switches "syscalls per request, the most frequent"
+for door in $DOORS; do
+    url=https://127.0.0.1:${port[$door]}/api/health
+    for _ in $(seq 100); do curl -skf -o /dev/null "$url" && break; sleep 0.1; done
+    curl -skf -o /dev/null "$url" || { echo "not answering: $door" >&2; exit 1; }
+    # The door's serving processes: nginx's workers, not its master.
+    targets=${door_pid[$door]}
+    children=$(pgrep -P "${door_pid[$door]}" | paste -sd, || true)
+    [ -n "$children" ] && targets=$targets,$children
+    for protocol in $PROTOCOLS; do
+        case $protocol in
+            h1) load=(--h1 -c64) ;;
+            h2) load=(-c16 -m4) ;;
+            *) echo "unknown protocol: $protocol (h1 or h2)" >&2; exit 1 ;;
+        esac
+        h2load -t2 "${load[@]}" -n 2000 "$url" >/dev/null   # warm-up: connections, pools, caches
+        out=$work/$door-$protocol.csv
+        perf stat -x, -o "$out" -p "$targets" \
+            -e raw_syscalls:sys_enter -e context-switches -e 'syscalls:sys_enter_*' &
+        perf_pid=$!
+        sleep 0.5
+        h2load -t2 "${load[@]}" -n "$REQUESTS" "$url" >"$work/h2load.out"
+        grep -q "$REQUESTS succeeded" "$work/h2load.out" || { cat "$work/h2load.out" >&2; exit 1; }
+        kill -INT "$perf_pid"
+        wait "$perf_pid" || true
+        rate=$(awk '/^finished in/ { gsub(",", "", $4); print int($4) }' "$work/h2load.out")
+        python3 - "$out" "$door" "$protocol" "$REQUESTS" "$rate" <<'PY'
+import sys
+path, door, protocol, requests, rate = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+counts = {}
+for line in open(path):
+    fields = line.strip().split(",")
+    if len(fields) > 2 and fields[0].isdigit():
+        counts[fields[2]] = int(fields[0])
+calls = {k.split("sys_enter_", 1)[1]: v for k, v in counts.items()
+         if k.startswith("syscalls:sys_enter_") and v > 0}
+top = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
+print(f"{door:<8} {protocol:<8} {requests:>9} {rate:>8} {counts.get('raw_syscalls:sys_enter', 0) / requests:>9.2f} "
+      f"{counts.get('context-switches', 0) / requests:>9.2f}  "
+      + ", ".join(f"{name} {n / requests:.2f}" for name, n in top))
+PY
+    done
+done
