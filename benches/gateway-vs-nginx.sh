@@ -55,15 +55,8 @@ BASE_PORT=${BASE_PORT:-18440}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
-work=$(mktemp -d)
-chmod 0711 "$work"   # nginx workers (an unprivileged user) must reach the socket
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source "$root/benches/gateway-vs-nginx/configs.sh"
+bench_workdir
 
 for tool in nginx haproxy wrk h2load openssl cargo python3 curl; do
     command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install -y nginx haproxy wrk nghttp2-client python3 curl)" >&2; exit 1; }
@@ -87,12 +80,9 @@ if [ -n "${BASELINE_BIN:-}" ]; then
     case " $DOORS " in *" gw-base "*) ;; *) DOORS="$DOORS gw-base" ;; esac
 fi
 
-source "$root/benches/gateway-vs-nginx/configs.sh"
-port_table "$BASE_PORT"
-socket=$work/upstream.sock
-# The bearer token (HS256, one day), the configurations, the 92 KB multipart body.
-token=$(python3 "$root/benches/gateway-vs-nginx/token.py" "$work/jwt_secret")
-write_configs
+# The ports, the bearer token, the configurations and the upstream; the
+# 92 KB multipart body.
+bench_upstream "$BASE_PORT"
 boundary=bench-boundary-7c1f
 python3 - "$work/upload.body" "$boundary" <<'PY'
 import sys
@@ -130,7 +120,6 @@ set_headers() {
 if [ -f "$work/gw-base.toml" ]; then
     for key in ${BASELINE_OMIT:-}; do sed -i "/^$key = /d" "$work/gw-base.toml"; done
 fi
-nginx -c "$work/nginx/upstream.conf" -g 'daemon off;' & pids+=($!)
 declare -A door_pid
 for door in $DOORS; do
     case $door in

@@ -39,22 +39,10 @@ fi
 gateway_bin=${GATEWAY_BIN:-$target/release/tradehabit-gateway}
 floor_bin=${FLOOR_BIN:-$target/release/bench-floor}
 
-work=$(mktemp -d)
-chmod 0711 "$work"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
 source "$root/benches/gateway-vs-nginx/configs.sh"
-port_table "$BASE_PORT"
-socket=$work/upstream.sock
-token=$(python3 "$root/benches/gateway-vs-nginx/token.py" "$work/jwt_secret")
-write_configs
-nginx -c "$work/nginx/upstream.conf" -g 'daemon off;' & pids+=($!)
+bench_workdir
+
+bench_upstream "$BASE_PORT"
 
 # The callgrind file's own totals: the sum of every `summary:` line.
 total_of() { awk '/^summary:/ { s += $2 } END { print s + 0 }' "$@"; }

@@ -1,7 +1,32 @@
-# Sourced by benches/gateway-vs-nginx.sh and benches/instructions.sh: the
-# port table, and the certificate, the upstream's and every front door's
+# Sourced by benches/gateway-vs-nginx.sh, benches/instructions.sh and
+# benches/syscalls.sh: the work directory, the port table, and the certificate, the upstream's and every front door's
 # configuration written into $work. Uses $work, $socket, $token and the
 # port table ${port[door]}.
+
+# bench_workdir: $work, a fresh directory removed on exit, and $pids, the
+# processes stopped on exit.
+bench_workdir() {
+    work=$(mktemp -d)
+    chmod 0711 "$work"   # nginx workers (an unprivileged user) must reach the socket
+    pids=()
+    trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+
+# bench_upstream BASE: the port table from BASE, the bearer token (HS256,
+# one day), every configuration, and the upstream started on $socket.
+bench_upstream() {
+    port_table "$1"
+    socket=$work/upstream.sock
+    token=$(python3 "$(dirname "${BASH_SOURCE[0]}")/token.py" "$work/jwt_secret")
+    write_configs
+    nginx -c "$work/nginx/upstream.conf" -g 'daemon off;' & pids+=($!)
+}
 
 # port_table BASE: each front door's port, from BASE up.
 port_table() {
