@@ -450,7 +450,8 @@ fn h1_builder(limits: &Limits) -> http1::Builder {
     let hyper_head_bytes = reader_bounds(limits).hyper_head_bytes();
     let mut builder = http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
+        // Its header-read timers are reused per serving thread (`timers.rs`).
+        .timer(crate::timers::HyperTimer)
         .header_read_timeout(limits.header_read_timeout)
         .max_header_size(hyper_head_bytes)
         .max_buf_size(hyper_head_bytes.max(HYPER_DEFAULT_MAX_BUF));

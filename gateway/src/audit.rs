@@ -29,7 +29,6 @@ mod line;
 mod writer;
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -429,7 +428,13 @@ fn rfc3339_ms(at: OffsetDateTime) -> String {
         }
         let mut line = String::with_capacity(text.len() + 4);
         line.push_str(text);
-        let _ = write!(line, "{:03}Z", at.millisecond());
+        let ms = at.millisecond();
+        for digit in [ms / 100, ms / 10 % 10, ms % 10] {
+            line.push(char::from(
+                b'0' + u8::try_from(digit).expect("a millisecond digit"),
+            ));
+        }
+        line.push('Z');
         line
     })
 }

@@ -71,6 +71,7 @@ mod state;
 pub mod static_files;
 mod supervise;
 mod tarpit;
+mod timers;
 mod tls;
 
 pub use config::{Config, ConfigError};

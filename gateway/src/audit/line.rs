@@ -132,14 +132,37 @@ fn tail(out: &mut String, record: &Record<'_>) {
 /// else goes through serde_json, which escapes the quote, the backslash and
 /// the control characters (and only those).
 fn string(out: &mut String, text: &str) {
-    let plain = !text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\');
-    if plain {
+    if is_plain(text.as_bytes()) {
         out.push('"');
         out.push_str(text);
         out.push('"');
     } else {
         out.push_str(&serde_json::to_string(text).expect("a string always serialises"));
     }
+}
+
+/// Whether `bytes` holds nothing JSON escapes: no control character, no
+/// quote, no backslash. Eight bytes at a time: a word has a byte below
+/// 0x20 exactly when `(w - 0x20…20) & !w & 0x80…80` is not zero, and a
+/// byte equal to `b` exactly when the same holds for `w ^ b…b` below 1
+/// (bytes of 0x80 and up never count: `!w` clears their top bit).
+fn is_plain(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    const QUOTE: u64 = u64::from_ne_bytes([b'"'; 8]);
+    const BACKSLASH: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    let below = |word: u64, n: u64| word.wrapping_sub(ONES * n) & !word & HIGH;
+    let mut words = bytes.chunks_exact(8);
+    for chunk in &mut words {
+        let word = u64::from_ne_bytes(chunk.try_into().expect("eight bytes"));
+        if below(word, 0x20) | below(word ^ QUOTE, 1) | below(word ^ BACKSLASH, 1) != 0 {
+            return false;
+        }
+    }
+    !words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 fn optional(out: &mut String, text: Option<&str>) {
@@ -181,6 +204,25 @@ mod tests {
     use std::borrow::Cow;
 
     use super::*;
+
+    #[test]
+    fn the_word_scan_finds_every_byte_json_escapes_wherever_it_is() {
+        let escaped = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+        // Every byte value at every place of texts up to 19 bytes long
+        // (two words and a remainder), among plain bytes, high ones too.
+        for len in 1..20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut text = vec![b'a'; len];
+                    text[(at + 1) % len] = 0xE9;
+                    text[at] = b;
+                    let expected = !text.iter().any(|&b| escaped(b));
+                    assert_eq!(is_plain(&text), expected, "byte {b:#04x} at {at} of {len}");
+                }
+            }
+        }
+        assert!(is_plain(b""));
+    }
 
     fn bare() -> Record<'static> {
         Record::connection_event(

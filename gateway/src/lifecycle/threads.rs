@@ -85,11 +85,14 @@ pub(super) fn spawn(
         .spawn(move || {
             crate::shard::enter(index);
             audit.enter();
+            crate::timers::enter();
             runtime.block_on(async move {
                 match TcpListener::from_std(listener) {
                     Ok(listener) => accept::serve(listener, kind, state, stop).await,
                     Err(error) => tracing::error!(%error, index, "serving thread has no listener"),
                 }
+                // The spare timers belong to this runtime: dropped with it.
+                crate::timers::leave();
             });
             // Dropping the runtime drops what is left of its connections,
             // whose lines are buffered too: write them after it.

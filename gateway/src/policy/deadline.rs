@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::request_body::BodyWatch;
+use crate::timers::{self, Kind};
 
 /// One of the deadlines passed before the answer was ready.
 #[derive(Debug)]
@@ -33,9 +34,13 @@ pub(super) async fn within<F: Future>(
     response_timeout: Duration,
     watch: &BodyWatch,
 ) -> Result<F::Output, TimedOut> {
-    let timer =
-        tokio::time::sleep_until(earliest(request, response_timeout, watch, Instant::now()));
-    tokio::pin!(timer);
+    // The clock is read only when the body has not ended yet.
+    let first = match watch.finished_at() {
+        Some(body_end) => request.min(body_end + response_timeout),
+        None => earliest(request, response_timeout, watch, Instant::now()),
+    };
+    // Reused from the thread's spare timers (`timers.rs`).
+    let mut timer = timers::sleep_until(Kind::Request, first);
     loop {
         tokio::select! {
             biased;
@@ -46,7 +51,7 @@ pub(super) async fn within<F: Future>(
                 if next <= now {
                     return Err(TimedOut);
                 }
-                timer.as_mut().reset(next);
+                timer.reset(next);
             }
         }
     }
