@@ -79,9 +79,13 @@ pub(crate) fn plain(headers: &mut HeaderMap, config: &SecurityHeaders) {
     );
 }
 
+/// How many headers [`secure`] sets at most (the common four, HSTS, the
+/// CSP, the request id, one to spare): callers reserve room for them.
+pub(crate) const HEADERS_SET: usize = 8;
+
 fn common(headers: &mut HeaderMap) {
     // Room for ours at once, instead of growing the map step by step.
-    headers.reserve(8);
+    headers.reserve(HEADERS_SET);
     // One pass over the names there are, not a lookup for each.
     let reveals = |name: &http::HeaderName| name == SERVER || name.as_str() == "x-powered-by";
     if headers.keys().any(reveals) {

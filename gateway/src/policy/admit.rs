@@ -204,7 +204,7 @@ async fn run_checks(
     let cors_headers = trace.step("cors", cors_headers, |cors| {
         describe::cors(&parts.headers, cors)
     })?;
-    headers.extend(cors_headers);
+    gather(headers, cors_headers);
     let in_url = request_rules::refuse_credentials_in_url(parts.uri.query()).map_err(check);
     trace.step("credentials_in_url", in_url, |()| "none".to_owned())?;
     let mut usage = charge_ip(&route, context, trace).await?;
@@ -452,5 +452,15 @@ fn check_host(authority: &host::Authority, names: &host::ServerNames) -> Result<
         Ok(())
     } else {
         Err(Rejection::HostMisdirected)
+    }
+}
+
+/// Adds `more` to the policy headers gathered so far; the first set is
+/// taken as it is rather than copied into a second map.
+fn gather(headers: &mut HeaderMap, more: HeaderMap) {
+    if headers.is_empty() {
+        *headers = more;
+    } else {
+        headers.extend(more);
     }
 }

@@ -74,13 +74,19 @@ fn is_dropped_upstream(name: &str, consumed_credentials: bool) -> bool {
 /// has (a handful), instead of a lookup for each name that could be there
 /// (a score of them); the removals, if any, come after.
 fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool) -> usize {
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| drop(name.as_str()))
-        .cloned()
-        .collect();
-    let count = names.len();
-    for name in names {
+    // The first few names on the stack: a response's `Connection` alone
+    // needs no allocation.
+    let mut few: [Option<HeaderName>; 4] = Default::default();
+    let mut more = Vec::new();
+    let mut count = 0;
+    for name in headers.keys().filter(|name| drop(name.as_str())) {
+        match few.get_mut(count) {
+            Some(slot) => *slot = Some(name.clone()),
+            None => more.push(name.clone()),
+        }
+        count += 1;
+    }
+    for name in few.into_iter().flatten().chain(more) {
         headers.remove(name);
     }
     count
