@@ -378,7 +378,15 @@ impl Log {
                         (decision, reason)
                     };
                 let duration_ms = Some(millis(at.elapsed()));
-                log.write_line(unfinished.finish(decision, reason, Some(sent), duration_ms));
+                let finish = |out: &mut String| {
+                    unfinished.finish_into(out, decision, reason, Some(sent), duration_ms);
+                };
+                // Into the thread's buffer, or written at once as a line.
+                if let Err(finish) = log.batches.append_with(finish, |batch| log.flush(batch)) {
+                    let mut line = String::new();
+                    finish(&mut line);
+                    log.write_line(line);
+                }
             })
         })
     }

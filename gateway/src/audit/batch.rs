@@ -43,9 +43,15 @@ impl Batch {
     /// Appends one serialised record (without its newline); returns
     /// whether the buffer is due for a flush.
     fn push(&mut self, line: &str, interval: Duration) -> bool {
+        self.push_with(|text| text.push_str(line), interval)
+    }
+
+    /// [`Batch::push`] of the record `write` writes straight into the
+    /// buffer (no text of its own to copy).
+    fn push_with(&mut self, write: impl FnOnce(&mut String), interval: Duration) -> bool {
         let now = Instant::now();
         let oldest = *self.oldest.get_or_insert(now);
-        self.text.push_str(line);
+        write(&mut self.text);
         self.text.push('\n');
         self.lines += 1;
         self.text.len() >= MAX_BATCH_BYTES || now.duration_since(oldest) >= interval
@@ -137,6 +143,26 @@ impl Batches {
                 None
             }
             _ => Some(line),
+        })
+    }
+
+    /// [`Batches::append`] of the record `write` writes straight into the
+    /// calling thread's buffer. Gives `write` back when this thread has no
+    /// buffer of this log.
+    pub(super) fn append_with<W: FnOnce(&mut String)>(
+        &self,
+        write: W,
+        flush: impl FnOnce(&mut Batch),
+    ) -> Result<(), W> {
+        SLOT.with(|slot| match &*slot.borrow() {
+            Some(mine) if mine.log == self.id => {
+                let mut batch = lock(&mine.batch);
+                if batch.push_with(write, self.interval) {
+                    flush(&mut batch);
+                }
+                Ok(())
+            }
+            _ => Err(write),
         })
     }
 

@@ -11,9 +11,13 @@ use std::net::IpAddr;
 
 use super::Record;
 
+/// Room for a whole line at once: a request's line is about 400 bytes
+/// (a long user agent or path makes it grow once).
+const LINE_CAPACITY: usize = 512;
+
 /// The line of `record`, without its newline.
 pub(super) fn to_json(record: &Record<'_>) -> String {
-    let mut out = String::with_capacity(320);
+    let mut out = String::with_capacity(LINE_CAPACITY);
     head(&mut out, record);
     outcome(&mut out, record.decision, record.reason);
     middle(&mut out, record);
@@ -36,7 +40,7 @@ pub(super) struct Unfinished {
 
 impl Unfinished {
     pub(super) fn of(record: &Record<'_>) -> Unfinished {
-        let mut text = String::with_capacity(320);
+        let mut text = String::with_capacity(LINE_CAPACITY);
         head(&mut text, record);
         let outcome_at = text.len();
         middle(&mut text, record);
@@ -50,6 +54,7 @@ impl Unfinished {
     }
 
     /// The whole line, as [`to_json`] writes the record with these values.
+    #[cfg(test)]
     pub(super) fn finish(
         &self,
         decision: &str,
@@ -58,12 +63,24 @@ impl Unfinished {
         duration_ms: Option<u64>,
     ) -> String {
         let mut out = String::with_capacity(self.text.len() + 96);
-        out.push_str(&self.text[..self.outcome_at]);
-        outcome(&mut out, decision, reason);
-        out.push_str(&self.text[self.outcome_at..self.sent_at]);
-        sent(&mut out, bytes_out, duration_ms);
-        out.push_str(&self.text[self.sent_at..]);
+        self.finish_into(&mut out, decision, reason, bytes_out, duration_ms);
         out
+    }
+
+    /// [`Unfinished::finish`] appended to `out` (a thread's audit buffer).
+    pub(super) fn finish_into(
+        &self,
+        out: &mut String,
+        decision: &str,
+        reason: Option<&str>,
+        bytes_out: Option<u64>,
+        duration_ms: Option<u64>,
+    ) {
+        out.push_str(&self.text[..self.outcome_at]);
+        outcome(out, decision, reason);
+        out.push_str(&self.text[self.outcome_at..self.sent_at]);
+        sent(out, bytes_out, duration_ms);
+        out.push_str(&self.text[self.sent_at..]);
     }
 }
 

@@ -167,14 +167,33 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID);
 
-/// An address as a header value, formatted on the stack.
+/// An address as a header value, formatted on the stack (an IPv4
+/// address digit by digit, without the formatting machinery).
 fn ip_value(ip: std::net::IpAddr) -> HeaderValue {
     use std::io::Write;
     // The longest text form of an IPv6 address is 45 bytes.
     let mut text = [0u8; 48];
-    let mut cursor = std::io::Cursor::new(&mut text[..]);
-    write!(cursor, "{ip}").expect("an address fits 48 bytes");
-    let len = usize::try_from(cursor.position()).expect("at most 48");
+    let len = match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut len = 0;
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text[len] = b'.';
+                    len += 1;
+                }
+                let octet = digits.format(octet).as_bytes();
+                text[len..len + octet.len()].copy_from_slice(octet);
+                len += octet.len();
+            }
+            len
+        }
+        std::net::IpAddr::V6(v6) => {
+            let mut cursor = std::io::Cursor::new(&mut text[..]);
+            write!(cursor, "{v6}").expect("an address fits 48 bytes");
+            usize::try_from(cursor.position()).expect("at most 48")
+        }
+    };
     HeaderValue::from_bytes(&text[..len]).expect("an IP address is header text")
 }
 
@@ -218,7 +237,9 @@ mod tests {
     #[test]
     fn addresses_of_every_length_become_their_text() {
         for text in [
+            "0.0.0.0",
             "10.0.0.1",
+            "192.0.2.17",
             "255.255.255.255",
             "::1",
             "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
