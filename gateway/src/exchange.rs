@@ -139,6 +139,12 @@ impl Started {
         self.ts
     }
 
+    /// The wall-clock time of arrival as Unix time in milliseconds.
+    pub(crate) fn unix_millis(&self) -> u64 {
+        let seconds = u64::try_from(self.ts.unix_timestamp()).unwrap_or(0);
+        seconds * 1000 + u64::from(self.ts.millisecond())
+    }
+
     /// The monotonic instant of arrival, for durations measured later.
     pub(crate) fn instant(&self) -> Instant {
         self.at

@@ -82,11 +82,28 @@ pub(crate) struct Identity {
 
 /// Identifies the client and the request.
 pub(crate) fn identify(headers: &HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> Identity {
+    identify_at(
+        headers,
+        peer,
+        trusted,
+        unix_millis(std::time::SystemTime::now()),
+    )
+}
+
+/// [`identify`] for a request that arrived at `arrived_ms` (Unix time in
+/// milliseconds, the time a new request id carries): the caller has read
+/// the clock already.
+pub(crate) fn identify_at(
+    headers: &HeaderMap,
+    peer: IpAddr,
+    trusted: &[Cidr],
+    arrived_ms: u64,
+) -> Identity {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|cidr| cidr.contains(ip));
     if !is_trusted(peer) {
         return Identity {
             client_ip: peer,
-            request_id: new_request_id(),
+            request_id: new_request_id(arrived_ms),
         };
     }
     Identity {
@@ -95,8 +112,16 @@ pub(crate) fn identify(headers: &HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> I
             .get(REQUEST_ID)
             .filter(|value| is_well_formed_request_id(value))
             .cloned()
-            .unwrap_or_else(new_request_id),
+            .unwrap_or_else(|| new_request_id(arrived_ms)),
     }
+}
+
+/// `at` as Unix time in milliseconds (0 before 1970).
+pub(crate) fn unix_millis(at: std::time::SystemTime) -> u64 {
+    let millis = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    u64::try_from(millis).unwrap_or(u64::MAX)
 }
 
 /// Walks `X-Forwarded-For` from the right past trusted hops.
@@ -138,15 +163,16 @@ fn is_well_formed_request_id(value: &HeaderValue) -> bool {
 /// A fresh UUIDv7: time-ordered, so ids sort like the log. Its 74 random
 /// bits come from the thread's CSPRNG (seeded from the OS), not from a
 /// `getrandom` system call per request.
-fn new_request_id() -> HeaderValue {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis());
-    let millis = u64::try_from(millis).unwrap_or(u64::MAX);
+///
+/// The text is allocated once, with its reference count beside it: the
+/// id goes into the upstream request, the response and the audit line,
+/// and each copy of the header value only counts one more reference.
+fn new_request_id(millis: u64) -> HeaderValue {
     let random: [u8; 10] = rand::random();
     let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
-    let mut text = uuid::Uuid::encode_buffer();
-    HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    id.hyphenated().encode_lower(&mut text);
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
         .expect("a UUID is a valid header value")
 }
 
@@ -172,8 +198,8 @@ mod tests {
     #[test]
     fn new_request_ids_are_distinct_uuid_v7_of_now() {
         let before = std::time::SystemTime::now();
-        let a = new_request_id();
-        let b = new_request_id();
+        let a = new_request_id(unix_millis(before));
+        let b = new_request_id(unix_millis(before));
         assert_ne!(a, b);
         let id = uuid::Uuid::parse_str(a.to_str().unwrap()).unwrap();
         assert_eq!(id.get_version_num(), 7);

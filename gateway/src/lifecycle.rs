@@ -11,7 +11,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -27,7 +27,7 @@ use crate::audit;
 use crate::config::{Config, ConfigError, UpstreamAddress};
 use crate::metrics::Metrics;
 use crate::proxy::Upstream;
-use crate::state::{Connections, RateLimits, State};
+use crate::state::{Connections, InForce, RateLimits, State};
 use crate::supervise::{self, Supervisor};
 use crate::tls::{self, CertError, CertStore};
 
@@ -136,7 +136,7 @@ impl Gateway {
         let state = Arc::new(State {
             rate_limits,
             upstream: Upstream::new(&config.upstream, https.len()),
-            config: RwLock::new(Arc::new(config)),
+            config: InForce::new(config),
             certs: Arc::clone(&certs),
             connections: Arc::new(Connections::default()),
             requests_per_ip: Arc::default(),
@@ -334,11 +334,7 @@ impl Handle {
         self.state.metrics.follow_upload_routes(&next);
         self.state.metrics.policy_in_force(&next, expires);
         self.state.rate_limits.follow(&next);
-        *self
-            .state
-            .config
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(next);
+        self.state.config.replace(next);
         Ok(())
     }
 

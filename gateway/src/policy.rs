@@ -132,10 +132,12 @@ pub(crate) async fn handle(
 ) -> (Response<Body>, Leftover) {
     // One snapshot per request: a reload in the middle never mixes policies.
     let config = state.config();
-    let identity = identity::identify(
+    let started = Started::now(&request);
+    let identity = identity::identify_at(
         request.headers(),
         conn.peer.ip(),
         &config.server.trusted_proxies,
+        started.unix_millis(),
     );
     let span = tracing::info_span!(
         "policy",
@@ -144,7 +146,6 @@ pub(crate) async fn handle(
         request.id = ?identity.request_id,
         route = tracing::field::Empty,
     );
-    let started = Started::now(&request);
     let trail = Trail::default();
     let in_flight = state.requests_per_ip.try_take(
         identity.client_ip,
