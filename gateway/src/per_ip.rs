@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -18,8 +19,12 @@ use tokio::sync::Notify;
 #[derive(Debug, Default)]
 pub(crate) struct PerIp {
     held: Mutex<HashMap<IpAddr, usize>>,
-    /// Woken whenever a place is given back.
+    /// Woken whenever a place is given back while someone waits.
     freed: Notify,
+    /// How many [`PerIp::take`] calls wait now: a place given back wakes
+    /// them only if there are any (most counters never have a waiter, and
+    /// waking nobody still takes `Notify`'s lock).
+    waiting: AtomicUsize,
 }
 
 /// One counted place; dropping it frees the place.
@@ -50,6 +55,9 @@ impl PerIp {
     /// Counts one more for `ip`, waiting until it holds fewer than `cap`
     /// (bound the wait with a timeout).
     pub(crate) async fn take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Held {
+        // Counted before the first look: a place given back after the
+        // look (under the map's lock) sees the count and wakes this one.
+        let _waiting = Waiting::count(&self.waiting);
         loop {
             // Registered before looking, so a place freed in between wakes it.
             let freed = self.freed.notified();
@@ -85,7 +93,26 @@ impl Drop for Held {
             }
         }
         drop(held);
-        self.counter.freed.notify_waiters();
+        if self.counter.waiting.load(Ordering::SeqCst) > 0 {
+            self.counter.freed.notify_waiters();
+        }
+    }
+}
+
+/// One waiting [`PerIp::take`], counted for as long as it waits (also
+/// when its future is dropped, e.g. on a timeout).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(waiting: &'a AtomicUsize) -> Waiting<'a> {
+        waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -128,6 +155,18 @@ mod tests {
         drop(first);
         let second = waiting.await.unwrap();
         assert_eq!(counter.count(a), 1);
+        assert_eq!(counter.waiting.load(Ordering::SeqCst), 0);
         drop(second);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_that_gives_up_is_no_longer_counted() {
+        let counter = Arc::new(PerIp::default());
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let _first = counter.try_take(a, 1).unwrap();
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_secs(1), counter.take(a, 1)).await;
+        assert!(waited.is_err(), "no place came free");
+        assert_eq!(counter.waiting.load(Ordering::SeqCst), 0);
     }
 }

@@ -10,6 +10,22 @@ thread_local! {
     static INDEX: Cell<usize> = const { Cell::new(0) };
 }
 
+/// A value on a cache line of its own (128 bytes: two lines, which the
+/// adjacent-line prefetcher fetches together): what one serving thread
+/// writes for every request must not share a line with what another
+/// writes, or the line moves between their cores at every write.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Line<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// Marks the calling thread as serving thread `index` (from 0).
 pub(crate) fn enter(index: usize) {
     INDEX.with(|cell| cell.set(index));

@@ -33,10 +33,7 @@ pub(super) fn shard() -> usize {
     })
 }
 
-/// One shard's value on a cache line of its own.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(super) struct Line<T>(pub(super) T);
+use crate::shard::Line;
 
 /// A counter in shards.
 #[derive(Debug, Clone, Default)]
@@ -81,8 +78,9 @@ struct HistogramShard {
     /// The sum of the observations, as `f64` bits.
     sum: AtomicU64,
     count: AtomicU64,
-    /// One more than the bounds: the last is `+Inf`.
-    buckets: Box<[AtomicU64]>,
+    /// One more than the bounds: the last is `+Inf`. Each on a line of its
+    /// own: the shards' bucket arrays are allocated one after the other.
+    buckets: Box<[Line<AtomicU64>]>,
 }
 
 impl ShardedHistogram {
@@ -90,7 +88,7 @@ impl ShardedHistogram {
         let shards = (0..SHARDS)
             .map(|_| {
                 Line(HistogramShard {
-                    buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+                    buckets: (0..=bounds.len()).map(|_| Line::default()).collect(),
                     ..HistogramShard::default()
                 })
             })

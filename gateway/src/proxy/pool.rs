@@ -37,6 +37,7 @@ use tokio::time::Instant;
 
 use super::connector::{Connector, Stream};
 use crate::request_body::ForwardBody;
+use crate::shard::Line;
 
 /// The hyper side of one upstream connection.
 type Connection = http1::Connection<TokioIo<Stream>, ForwardBody>;
@@ -116,8 +117,9 @@ pub(crate) enum ConnectError {
 /// The idle connections to the one upstream, and how to open new ones.
 pub(crate) struct Pool {
     connector: Connector,
-    /// One idle list per serving thread.
-    idle: Box<[Mutex<VecDeque<Idle>>]>,
+    /// One idle list per serving thread, each on a cache line of its own
+    /// (its lock is taken for every request).
+    idle: Box<[Line<Mutex<VecDeque<Idle>>>]>,
     /// All lists together.
     max_idle: usize,
     /// Connections in all lists now.
@@ -147,7 +149,7 @@ impl Pool {
         Arc::new_cyclic(|pool: &Weak<Pool>| Pool {
             connector,
             idle: (0..shards)
-                .map(|_| Mutex::new(VecDeque::with_capacity(per_shard.min(1024))))
+                .map(|_| Line(Mutex::new(VecDeque::with_capacity(per_shard.min(1024)))))
                 .collect(),
             max_idle,
             idle_now: AtomicUsize::new(0),
