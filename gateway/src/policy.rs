@@ -368,19 +368,14 @@ fn add_policy_headers(headers: &mut HeaderMap, policy_headers: HeaderMap) {
     for name in upstream_cors {
         headers.remove(name);
     }
-    let varies_by_origin = headers
-        .get_all(VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|v| v.trim().eq_ignore_ascii_case("origin"));
+    let upstream_varies = varies_by_origin(headers);
     let mut name = None;
     for (key, value) in policy_headers {
         // `HeaderMap`'s iterator names only the first of several values.
         name = key.or(name);
         let name = name.clone().expect("the first entry has a name");
         if name == VARY {
-            if !varies_by_origin {
+            if !upstream_varies {
                 headers.append(VARY, value);
             }
         } else if name == SET_COOKIE {
@@ -391,9 +386,21 @@ fn add_policy_headers(headers: &mut HeaderMap, policy_headers: HeaderMap) {
             headers.insert(name, value);
         }
     }
-    if !headers.contains_key(VARY) {
-        headers.insert(VARY, HeaderValue::from_static("Origin"));
+    // Every answer varies by `Origin`, whether or not the CORS stage ran
+    // or had anything to add (`checks::cors`).
+    if !varies_by_origin(headers) {
+        headers.append(VARY, HeaderValue::from_static("Origin"));
     }
+}
+
+/// Whether one of the `Vary` fields names `Origin`.
+fn varies_by_origin(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case("origin"))
 }
 
 #[cfg(test)]
@@ -436,5 +443,21 @@ mod tests {
         ours.insert(VARY, HeaderValue::from_static("Origin"));
         add_policy_headers(&mut varied, ours);
         assert_eq!(varied.get_all(VARY).iter().count(), 1);
+        // The CORS stage leaves `Vary: Origin` to this function: an
+        // upstream's own `Vary` gets it too, once.
+        let mut upstream = HeaderMap::new();
+        upstream.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+        add_policy_headers(&mut upstream, HeaderMap::new());
+        let vary: Vec<_> = upstream.get_all(VARY).iter().collect();
+        assert_eq!(vary, ["Accept-Encoding", "Origin"]);
+        // A preflight's longer `Vary` already names it.
+        let mut preflight = HeaderMap::new();
+        let mut ours = HeaderMap::new();
+        ours.insert(
+            VARY,
+            HeaderValue::from_static("Origin, Access-Control-Request-Method"),
+        );
+        add_policy_headers(&mut preflight, ours);
+        assert_eq!(preflight.get_all(VARY).iter().count(), 1);
     }
 }

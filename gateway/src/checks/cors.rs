@@ -384,7 +384,24 @@ impl CorsPolicy {
     ) -> Result<HeaderMap, CorsError> {
         let mut out = HeaderMap::new();
         out.insert(VARY, vary_value(false));
+        if let Some(more) = self.actual_beyond_vary(method, headers, authority)? {
+            out.extend(more);
+        }
+        Ok(out)
+    }
+
+    /// [`CorsPolicy::actual`] without its `Vary: Origin`, which every
+    /// answer gets in any case (`policy.rs` adds it): `None` when that is
+    /// all there would be, as for every request without an allowed
+    /// `Origin`, so such a request builds no header map at all.
+    pub(crate) fn actual_beyond_vary(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        authority: Option<&str>,
+    ) -> Result<Option<HeaderMap>, CorsError> {
         if let Some(origin) = self.allowed_origin(headers) {
+            let mut out = HeaderMap::with_capacity(4);
             out.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
             out.insert(
                 ACCESS_CONTROL_EXPOSE_HEADERS,
@@ -396,7 +413,7 @@ impl CorsPolicy {
                     HeaderValue::from_static("true"),
                 );
             }
-            return Ok(out);
+            return Ok(Some(out));
         }
         if self.block_cross_origin_writes && is_state_changing(method) {
             if let Some(origin) = headers.get(ORIGIN) {
@@ -405,7 +422,7 @@ impl CorsPolicy {
                 }
             }
         }
-        Ok(out)
+        Ok(None)
     }
 }
 

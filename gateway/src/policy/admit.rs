@@ -197,14 +197,18 @@ async fn run_checks(
     trace.routed(&route.name);
     let checks = &route.checks;
 
+    // `Vary: Origin` alone is left to `policy.rs`, which adds it to every
+    // answer: most requests then build no CORS headers at all.
     let cors_headers = checks
         .cors
-        .actual(&parts.method, &parts.headers, Some(host.as_str()))
+        .actual_beyond_vary(&parts.method, &parts.headers, Some(host.as_str()))
         .map_err(check);
     let cors_headers = trace.step("cors", cors_headers, |cors| {
-        describe::cors(&parts.headers, cors)
+        describe::cors(&parts.headers, cors.as_ref())
     })?;
-    gather(headers, cors_headers);
+    if let Some(cors_headers) = cors_headers {
+        gather(headers, cors_headers);
+    }
     let in_url = request_rules::refuse_credentials_in_url(parts.uri.query()).map_err(check);
     trace.step("credentials_in_url", in_url, |()| "none".to_owned())?;
     let mut usage = charge_ip(&route, context, trace).await?;

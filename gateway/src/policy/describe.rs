@@ -29,12 +29,12 @@ pub(super) fn route(route: &Route) -> String {
 }
 
 /// The CORS decision for a request that is no preflight.
-pub(super) fn cors(request: &HeaderMap, answer: &HeaderMap) -> String {
+pub(super) fn cors(request: &HeaderMap, answer: Option<&HeaderMap>) -> String {
     let Some(origin) = request.get(ORIGIN) else {
         return "no Origin: not a cross-origin browser request".to_owned();
     };
     let origin = String::from_utf8_lossy(origin.as_bytes());
-    if answer.contains_key(http::header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+    if answer.is_some_and(|answer| answer.contains_key(http::header::ACCESS_CONTROL_ALLOW_ORIGIN)) {
         format!("origin {origin} is allowed: the answer carries its CORS headers")
     } else {
         format!(
