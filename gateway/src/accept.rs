@@ -230,7 +230,8 @@ async fn serve_connection(
             // HTTP/1.1 only: asks the connection to linger when it closes.
             let linger = (!is_h2).then(|| Arc::new(LingerSwitch::default()));
             let lingers = linger.clone();
-            let records = Arc::clone(&state);
+            // Requests count their references on this thread's handle.
+            let (records, state) = (Arc::clone(&state), crate::shard::local(&state));
             // What the HTTP/1.1 framing reader finds (HTTP/2 has no reader,
             // so nothing is ever found there).
             let head_bounds = reader_bounds(&limits);

@@ -364,7 +364,10 @@ impl Log {
         // is kept until the body ends but this text.
         let unfinished = line::Unfinished::of(&record);
         let (decision, reason) = (record.decision, record.reason);
-        let log = Arc::clone(self);
+        // The serving thread's own handle on the log (`shard.rs`): the
+        // log's reference count, next to which `failing` is read per
+        // request, is not written per request.
+        let log = crate::shard::local(self);
         let (at, progress) = (exchange.started.instant(), exchange.progress.cloned());
         response.map(|body| {
             crate::body::counted(body, move |sent| {

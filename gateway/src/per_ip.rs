@@ -30,7 +30,8 @@ pub(crate) struct PerIp {
 /// One counted place; dropping it frees the place.
 #[derive(Debug)]
 pub(crate) struct Held {
-    counter: Arc<PerIp>,
+    /// The serving thread's own handle (`shard.rs`).
+    counter: Arc<crate::shard::Local<PerIp>>,
     ip: IpAddr,
 }
 
@@ -47,7 +48,7 @@ impl PerIp {
         }
         *count += 1;
         Some(Held {
-            counter: Arc::clone(self),
+            counter: crate::shard::local(self),
             ip,
         })
     }

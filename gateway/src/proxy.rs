@@ -408,7 +408,7 @@ fn from_upstream(
     let body = UpstreamBody {
         body,
         lease: Some(lease),
-        pool: Arc::clone(pool),
+        pool: crate::shard::local(pool),
         slot: Some(slot),
         sending,
     };
@@ -447,7 +447,8 @@ fn from_upstream(
 struct UpstreamBody {
     body: Incoming,
     lease: Option<Lease>,
-    pool: Arc<Pool>,
+    /// The serving thread's own handle on the pool (`shard.rs`).
+    pool: Arc<crate::shard::Local<Pool>>,
     slot: Option<Slot>,
     sending: StillSending,
 }
@@ -472,7 +473,7 @@ impl UpstreamBody {
         } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(send_rest(
                 lease,
-                Arc::clone(&self.pool),
+                Arc::clone(self.pool.shared()),
                 self.slot.take(),
                 self.sending.for_at_most,
             ));

@@ -93,6 +93,7 @@ pub(super) fn spawn(
                 }
                 // The spare timers belong to this runtime: dropped with it.
                 crate::timers::leave();
+                crate::shard::leave();
             });
             // Dropping the runtime drops what is left of its connections,
             // whose lines are buffered too: write them after it.
