@@ -1,6 +1,7 @@
 //! Timers kept by each serving thread and reused from one request to the
 //! next, instead of a new timer registered and cancelled per request
-//! (`docs/benchmarks.md`, "Timers reused per serving thread").
+//! (`docs/benchmarks.md`, "Per-request work, shared cache lines and
+//! timers").
 //!
 //! Every request on a serving thread needs two timers: hyper's
 //! header-read timer while its HTTP/1.1 head arrives, and the request's
