@@ -67,7 +67,9 @@ pub(crate) fn leave() {
 /// The address of the calling thread's pool: a timer goes back only to
 /// the pool of the thread it was taken on.
 fn home() -> usize {
-    SPARE.with(|spare| std::ptr::from_ref(spare) as usize)
+    SPARE
+        .try_with(|spare| std::ptr::from_ref(spare) as usize)
+        .unwrap_or(0)
 }
 
 /// A timer that goes off at `deadline`: a spare one of `kind` moved there,
