@@ -32,14 +32,8 @@ target=${CARGO_TARGET_DIR:-$root/target}
 for tool in valgrind callgrind_control nginx h2load openssl python3 curl; do
     command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install -y valgrind nginx nghttp2-client)" >&2; exit 1; }
 done
-if [ -z "${GATEWAY_BIN:-}" ] || [ -z "${FLOOR_BIN:-}" ]; then
-    echo "building the gateway and the floor (release)…" >&2
-    (cd "$root" && cargo build --release -q -p tradehabit-gateway -p tradehabit-bench-floor)
-fi
-gateway_bin=${GATEWAY_BIN:-$target/release/tradehabit-gateway}
-floor_bin=${FLOOR_BIN:-$target/release/bench-floor}
-
 source "$root/benches/gateway-vs-nginx/configs.sh"
+bench_binaries "$root" "$target"
 bench_workdir
 
 bench_upstream "$BASE_PORT"

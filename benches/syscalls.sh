@@ -29,14 +29,8 @@ for tool in perf nginx haproxy h2load openssl python3 curl; do
 done
 perf stat -e raw_syscalls:sys_enter -o /dev/null true 2>/dev/null \
     || { echo "perf cannot read the syscall tracepoints here (run as root, or lower kernel.perf_event_paranoid)" >&2; exit 1; }
-if [ -z "${GATEWAY_BIN:-}" ] || [ -z "${FLOOR_BIN:-}" ]; then
-    echo "building the gateway and the floor (release)…" >&2
-    (cd "$root" && cargo build --release -q -p tradehabit-gateway -p tradehabit-bench-floor)
-fi
-gateway_bin=${GATEWAY_BIN:-$target/release/tradehabit-gateway}
-floor_bin=${FLOOR_BIN:-$target/release/bench-floor}
-
 source "$root/benches/gateway-vs-nginx/configs.sh"
+bench_binaries "$root" "$target"
 bench_workdir
 
 bench_upstream "$BASE_PORT"

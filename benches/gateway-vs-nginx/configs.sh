@@ -1,7 +1,21 @@
 # Sourced by benches/gateway-vs-nginx.sh, benches/instructions.sh and
-# benches/syscalls.sh: the work directory, the port table, and the certificate, the upstream's and every front door's
+# benches/syscalls.sh (the last two also take their gateway and floor
+# binaries from here): the work directory, the port table, and the certificate, the upstream's and every front door's
 # configuration written into $work. Uses $work, $socket, $token and the
 # port table ${port[door]}.
+
+# bench_binaries ROOT TARGET: $gateway_bin and $floor_bin, from
+# GATEWAY_BIN and FLOOR_BIN, or the release builds under TARGET (built from
+# ROOT when either is not given).
+bench_binaries() {
+    local root=$1 target=$2
+    if [ -z "${GATEWAY_BIN:-}" ] || [ -z "${FLOOR_BIN:-}" ]; then
+        echo "building the gateway and the floor (release)…" >&2
+        (cd "$root" && cargo build --release -q -p tradehabit-gateway -p tradehabit-bench-floor)
+    fi
+    gateway_bin=${GATEWAY_BIN:-$target/release/tradehabit-gateway}
+    floor_bin=${FLOOR_BIN:-$target/release/bench-floor}
+}
 
 # bench_workdir: $work, a fresh directory removed on exit, and $pids, the
 # processes stopped on exit.

@@ -325,9 +325,13 @@ impl Log {
 
     /// Writes one line's text (see [`Log::write`]).
     fn write_line(&self, line: String) {
-        let Some(mut line) = self.batches.append(line, |batch| self.flush(batch)) else {
-            return;
-        };
+        if let Some(line) = self.batches.append(line, |batch| self.flush(batch)) {
+            self.write_now(line);
+        }
+    }
+
+    /// Writes one line's text at once, outside any thread's buffer.
+    fn write_now(&self, mut line: String) {
         line.push('\n');
         // Not a serving thread (or no buffering): a blocking write under a
         // short std lock, and the request path learns of a failure at once.
@@ -388,7 +392,7 @@ impl Log {
                 if let Err(finish) = log.batches.append_with(finish, |batch| log.flush(batch)) {
                     let mut line = String::new();
                     finish(&mut line);
-                    log.write_line(line);
+                    log.write_now(line);
                 }
             })
         })
