@@ -48,6 +48,7 @@ mod buffer;
 mod connector;
 mod headers;
 mod pool;
+mod quiet;
 mod sign;
 mod workers;
 
@@ -248,7 +249,7 @@ async fn exchange(
             Some(idle) if idle >= STALE_RISK_IDLE && !fresh_only => Replay::of(&request),
             _ => None,
         };
-        let sending = lease.sender.try_send_request(request);
+        let sending = lease.send(request);
         let mut error = match pool::drive(&mut lease, sending).await {
             Ok(response) => return Ok((response, lease)),
             Err(error) => error,
@@ -504,10 +505,11 @@ impl HttpBody for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        if let Some(lease) = &mut this.lease {
-            lease.poll_connection(cx);
-        }
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        let body = &mut this.body;
+        let polled = match &mut this.lease {
+            Some(lease) => lease.poll_with(cx, |cx| Pin::new(&mut *body).poll_frame(cx)),
+            None => Pin::new(body).poll_frame(cx),
+        };
         match &polled {
             Poll::Ready(None) => this.finish(),
             Poll::Ready(Some(Err(_))) => {

@@ -4,7 +4,7 @@
 //! A request takes a connection ([`Pool::checkout`], else a new one from
 //! [`Pool::connect`]), sends its head and body and reads the answer while
 //! polling the connection itself ([`drive`]); the response body keeps
-//! polling it ([`Lease::poll_connection`]) until the answer has been read.
+//! polling it ([`Lease::poll_with`]) until the answer has been read.
 //! No task is spawned per connection and nothing is handed between tasks:
 //! the connection's socket wakes the very task that waits for it.
 //!
@@ -36,6 +36,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::connector::{Connector, Stream};
+use super::quiet::{Quiet, Side};
 use crate::request_body::ForwardBody;
 use crate::shard::Line;
 
@@ -55,26 +56,63 @@ pub(crate) struct Lease {
     pub(crate) reused: bool,
     /// How long it waited in the pool before this request (`None`: new).
     pub(crate) idle_for: Option<Duration>,
+    /// The wakers the connection and what waits on it are polled with.
+    quiet: Quiet,
 }
 
+/// How many times one poll of a lease goes round while its two sides keep
+/// waking each other, before it leaves the rest to the task's next turn.
+const MAX_ROUNDS: usize = 8;
+
 impl Lease {
-    /// Lets the connection read and write what it can; after it ends it
-    /// is not polled again.
-    pub(crate) fn poll_connection(&mut self, cx: &mut Context<'_>) {
-        if let Some(connection) = &mut self.connection {
-            if let Poll::Ready(result) = Pin::new(connection.as_mut()).poll(cx) {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "upstream connection ended");
+    /// Sends `request` on the connection. Handing it over wakes the
+    /// connection, which the next poll of the lease drives anyway.
+    pub(crate) fn send(
+        &mut self,
+        request: http::Request<ForwardBody>,
+    ) -> impl Future<Output = Result<http::Response<hyper::body::Incoming>, TrySendError>> {
+        let sender = &mut self.sender;
+        self.quiet.hush(|| sender.try_send_request(request))
+    }
+
+    /// Polls the connection, then `partner` (what waits on it: the
+    /// answer's head or its body), with the lease's own wakers
+    /// (`quiet.rs`): while one wakes the other, both are polled again
+    /// here rather than in another turn of the task. `partner` is not
+    /// polled again once it is ready; the connection is not polled after
+    /// it has ended.
+    pub(crate) fn poll_with<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut partner: impl FnMut(&mut Context<'_>) -> Poll<R>,
+    ) -> Poll<R> {
+        let mut done = None;
+        for _ in 0..MAX_ROUNDS {
+            self.quiet.begin(cx);
+            poll_connection(
+                &mut self.connection,
+                &mut self.quiet.context(Side::Connection),
+            );
+            if done.is_none() {
+                if let Poll::Ready(output) = partner(&mut self.quiet.context(Side::Partner)) {
+                    done = Some(output);
                 }
-                self.connection = None;
+            }
+            let [connection, waiting] = self.quiet.end();
+            let again = connection && self.connection.is_some() || waiting && done.is_none();
+            if !again {
+                return done.map_or(Poll::Pending, Poll::Ready);
             }
         }
+        // Still waking each other: the task's next turn goes on.
+        cx.waker().wake_by_ref();
+        done.map_or(Poll::Pending, Poll::Ready)
     }
 
     /// Drives the connection until it can take another request (`true`)
     /// or has ended (`false`).
     pub(crate) fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        self.poll_connection(cx);
+        let _ = self.poll_with(cx, |_| Poll::Ready(()));
         if !self.is_reusable() {
             Poll::Ready(false)
         } else if self.sender.is_ready() {
@@ -90,17 +128,36 @@ impl Lease {
     }
 }
 
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // The sender's end wakes the connection, which goes with it.
+        self.quiet.forget_task();
+    }
+}
+
+/// What handing a request to a connection may fail with.
+pub(crate) type TrySendError = hyper::client::conn::TrySendError<http::Request<ForwardBody>>;
+
+/// Lets the connection read and write what it can; after it ends it is not
+/// polled again.
+fn poll_connection(connection: &mut Option<Box<Connection>>, cx: &mut Context<'_>) {
+    if let Some(running) = connection {
+        if let Poll::Ready(result) = Pin::new(running.as_mut()).poll(cx) {
+            if let Err(error) = result {
+                tracing::debug!(%error, "upstream connection ended");
+            }
+            *connection = None;
+        }
+    }
+}
+
 /// Runs `exchange` (a request sent on `lease`) while driving the
 /// connection, in the caller's task.
 pub(crate) async fn drive<F: Future>(lease: &mut Lease, exchange: F) -> F::Output {
     let mut exchange = pin!(exchange);
-    poll_fn(|cx| {
-        // The connection first: what it reads completes the exchange in
-        // the same poll.
-        lease.poll_connection(cx);
-        exchange.as_mut().poll(cx)
-    })
-    .await
+    // The connection first: what it reads completes the exchange in the
+    // same poll.
+    poll_fn(|cx| lease.poll_with(cx, |cx| exchange.as_mut().poll(cx))).await
 }
 
 /// Why no connection could be opened.
@@ -167,6 +224,7 @@ impl Pool {
             connection: Some(Box::new(connection)),
             reused: false,
             idle_for: None,
+            quiet: Quiet::new(),
         })
     }
 
@@ -183,11 +241,7 @@ impl Pool {
             };
             // One poll: an upstream that closed the connection while it
             // was idle is seen here, before a request is written to it.
-            poll_fn(|cx| {
-                lease.poll_connection(cx);
-                Poll::Ready(())
-            })
-            .await;
+            poll_fn(|cx| lease.poll_with(cx, |_| Poll::Ready(()))).await;
             if lease.is_reusable() && lease.sender.is_ready() {
                 lease.reused = true;
                 lease.idle_for = Some(since.elapsed());
@@ -202,6 +256,7 @@ impl Pool {
         if !lease.is_reusable() {
             return;
         }
+        lease.quiet.forget_task();
         if self.idle_now.fetch_add(1, Ordering::Relaxed) >= self.max_idle {
             self.idle_now.fetch_sub(1, Ordering::Relaxed);
             return;
@@ -309,8 +364,11 @@ mod tests {
 
     /// Sends one GET on `lease` and reads the whole answer.
     async fn exchange(lease: &mut Lease) -> Bytes {
-        let sending = lease.sender.send_request(get());
-        let response = drive(lease, sending).await.unwrap();
+        let sending = lease.send(get());
+        let response = drive(lease, sending)
+            .await
+            .map_err(|unsent| unsent.into_error())
+            .unwrap();
         let mut body = response.into_body();
         let mut bytes = Vec::new();
         while let Some(frame) = drive(lease, body.frame()).await {
@@ -428,6 +486,67 @@ mod tests {
         }
         assert!(pool.checkout().await.is_none());
         assert_eq!(pool.idle_now.load(Ordering::Relaxed), 0);
+    }
+
+    /// Wakes of the task that came while it was being polled: each only
+    /// schedules another turn with nothing new to do.
+    #[derive(Default)]
+    struct SelfWakes {
+        task: Mutex<Option<std::task::Waker>>,
+        polling: std::sync::atomic::AtomicBool,
+        counted: AtomicUsize,
+    }
+
+    impl std::task::Wake for SelfWakes {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            if self.polling.load(Ordering::SeqCst) {
+                self.counted.fetch_add(1, Ordering::SeqCst);
+            }
+            if let Some(task) = &*self.task.lock().unwrap() {
+                task.wake_by_ref();
+            }
+        }
+    }
+
+    /// Runs `future` to its end, counting its self-wakes.
+    async fn counting_self_wakes<F: Future>(future: F) -> (F::Output, usize) {
+        let wakes = Arc::new(SelfWakes::default());
+        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let mut future = pin!(future);
+        let output = poll_fn(|cx| {
+            *wakes.task.lock().unwrap() = Some(cx.waker().clone());
+            wakes.polling.store(true, Ordering::SeqCst);
+            let polled = future.as_mut().poll(&mut Context::from_waker(&waker));
+            wakes.polling.store(false, Ordering::SeqCst);
+            polled
+        })
+        .await;
+        (output, wakes.counted.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn an_exchange_wakes_its_task_only_for_what_the_sockets_bring() {
+        let dir = tempfile::tempdir().unwrap();
+        let _up = answer(UnixListener::bind(dir.path().join("up.sock")).unwrap());
+        let pool = pool(&dir, 4, Duration::from_secs(60));
+        let (answers, self_wakes) = counting_self_wakes(async {
+            let mut lease = pool.connect().await.unwrap();
+            let first = exchange(&mut lease).await;
+            pool.checkin(lease);
+            let mut lease = pool.checkout().await.expect("the connection, idle");
+            let second = exchange(&mut lease).await;
+            [first, second]
+        })
+        .await;
+        assert_eq!(answers, ["ok", "ok"]);
+        assert_eq!(
+            self_wakes, 0,
+            "handing over the request, the answer's head or its body woke the task being polled"
+        );
     }
 
     #[tokio::test(start_paused = true)]
