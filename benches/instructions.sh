@@ -16,8 +16,10 @@
 #   DOORS=gateway PROTOCOLS=h1 REQUESTS=5000 benches/instructions.sh
 #   KEEP=/tmp/profiles benches/instructions.sh    # keep the callgrind files (callgrind_annotate)
 #   CACHE_SIM=1 benches/instructions.sh           # + simulated cache misses per request (D1, LL)
+#   ATOMICS=1 benches/instructions.sh             # + atomic read-modify-writes per request
+#   ATOMICS=1 ATOMICS_TOP=30 benches/instructions.sh   # … and the functions that run them
 #
-# Needs: valgrind, nginx, h2load, openssl, python3, curl, cargo (Debian:
+# Needs: valgrind, nginx, h2load, openssl, python3, curl, cargo, objdump for ATOMICS (Debian:
 # apt-get install -y valgrind nginx nghttp2-client). Listens on 127.0.0.1
 # only; everything is stopped on exit.
 set -euo pipefail
@@ -49,6 +51,7 @@ for door in $DOORS; do
         callgrind=(valgrind --tool=callgrind --compress-strings=no --compress-pos=no
                    "--callgrind-out-file=$out/callgrind.out")
         [ -n "${CACHE_SIM:-}" ] && callgrind+=(--cache-sim=yes)
+        [ -n "${ATOMICS:-}" ] && callgrind+=(--dump-instr=yes)
         case $door in
             gateway) RUST_LOG=warn "${callgrind[@]}" "$gateway_bin" run --config "$work/gateway.toml" 2>"$out/valgrind.log" & ;;
             floor) "${callgrind[@]}" "$floor_bin" --listen "127.0.0.1:${port[floor]}" --cert "$work/cert.pem" \
@@ -78,6 +81,10 @@ for door in $DOORS; do
             awk -v n="$REQUESTS" '/^summary:/ { for (i = 2; i <= NF; i++) s[i] += $i }
                 END { printf "         data reads %d, writes %d; misses per request: L1 instr %.0f, L1 data %.0f, last-level %.0f\n",
                       s[3] / n, s[4] / n, s[5] / n, (s[6] + s[7]) / n, (s[8] + s[9] + s[10]) / n }' "$out"/callgrind.out.*
+        fi
+        if [ -n "${ATOMICS:-}" ]; then
+            case $door in gateway) binary=$gateway_bin ;; floor) binary=$floor_bin ;; esac
+            python3 "$root/benches/gateway-vs-nginx/locked.py" "$out"/callgrind.out.* "$binary" "$REQUESTS" "${ATOMICS_TOP:-0}"
         fi
         [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$out"/callgrind.out.* "$KEEP/$door-$protocol.callgrind"
         kill "$pid" 2>/dev/null || true

@@ -97,14 +97,15 @@ fn duration_histogram() -> ShardedHistogram {
     ShardedHistogram::new(&DURATION_BUCKETS)
 }
 
-/// The histogram of `route` in `family` (created on first use), as this
-/// thread remembers it.
-fn route_series(
+/// Observes `value` in the histogram of `route` in `family` (created on
+/// first use), as this thread remembers it.
+fn observe_route(
     remembered: &Remembered<String, ShardedHistogram>,
     family: &Family<RouteLabel, ShardedHistogram, fn() -> ShardedHistogram>,
     route: &str,
-) -> ShardedHistogram {
-    remembered.get_or_insert(
+    value: f64,
+) {
+    remembered.with(
         |r| r == route,
         || route.to_owned(),
         || {
@@ -113,7 +114,8 @@ fn route_series(
             };
             family.get_or_create(&label).clone()
         },
-    )
+        |histogram| histogram.observe(value),
+    );
 }
 
 /// The handles one serving thread keeps on the per-request series it has
@@ -424,26 +426,24 @@ impl Metrics {
         let route = route.unwrap_or("unmatched");
         let (method, status_class) = (method_label(method), status_class(status));
         let series = &self.request_series;
-        series
-            .counts
-            .get_or_insert(
-                |(r, m, s)| r == route && *m == method && *s == status_class,
-                || (route.to_owned(), method, status_class),
-                || {
-                    let labels = RequestLabels {
-                        route: route.to_owned(),
-                        method,
-                        status_class,
-                    };
-                    self.requests.get_or_create(&labels).clone()
-                },
-            )
-            .inc();
-        route_series(&series.durations, &self.request_duration, route)
-            .observe(duration.as_secs_f64());
+        series.counts.with(
+            |(r, m, s)| r == route && *m == method && *s == status_class,
+            || (route.to_owned(), method, status_class),
+            || {
+                let labels = RequestLabels {
+                    route: route.to_owned(),
+                    method,
+                    status_class,
+                };
+                self.requests.get_or_create(&labels).clone()
+            },
+            ShardedCounter::inc,
+        );
+        let (durations, family) = (&series.durations, &self.request_duration);
+        observe_route(durations, family, route, duration.as_secs_f64());
         if let Some(upstream) = upstream {
-            route_series(&series.upstream_durations, &self.upstream_duration, route)
-                .observe(upstream.as_secs_f64());
+            let (durations, family) = (&series.upstream_durations, &self.upstream_duration);
+            observe_route(durations, family, route, upstream.as_secs_f64());
         }
     }
 
@@ -500,17 +500,19 @@ impl Metrics {
     /// route.
     pub(crate) fn upload(&self, route: &str, bytes: u64) {
         let generation = self.upload_generation.load(Ordering::Acquire);
-        let sizes = self.request_series.uploads.get_or_insert(
+        self.request_series.uploads.with(
             |(r, g)| r == route && *g == generation,
             || (route.to_owned(), generation),
             || {
                 let routes = self.upload_routes.read();
                 routes.get(route).map(|upload| upload.sizes.clone())
             },
+            |sizes| {
+                if let Some(sizes) = sizes {
+                    sizes.observe(bytes as f64);
+                }
+            },
         );
-        if let Some(sizes) = sizes {
-            sizes.observe(bytes as f64);
-        }
     }
 
     /// Counts an open connection until the guard is dropped.

@@ -77,6 +77,7 @@ use crate::request_body::{BodyWatch, ForwardBody};
 pub(crate) use connector::{is_accepting, Connector};
 pub(crate) use headers::{strip_hop_by_hop, to_upstream as upstream_headers, Caller};
 use pool::{ConnectError, Lease, Pool};
+use quiet::Side;
 pub(crate) use sign::sign;
 use workers::Workers;
 
@@ -507,7 +508,9 @@ impl HttpBody for UpstreamBody {
         let this = &mut *self;
         let body = &mut this.body;
         let polled = match &mut this.lease {
-            Some(lease) => lease.poll_with(cx, |cx| Pin::new(&mut *body).poll_frame(cx)),
+            Some(lease) => {
+                lease.poll_with(cx, Side::Partner, |cx| Pin::new(&mut *body).poll_frame(cx))
+            }
             None => Pin::new(body).poll_frame(cx),
         };
         match &polled {

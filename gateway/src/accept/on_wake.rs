@@ -11,10 +11,8 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
-
-use futures_util::task::AtomicWaker;
 
 /// `future`, polled only after its own wake-up.
 pub(crate) struct OnWake<F> {
@@ -22,12 +20,25 @@ pub(crate) struct OnWake<F> {
     signal: Arc<Signal>,
     /// The waker handed to `future`, built once.
     waker: Waker,
+    /// The task waker last given to `signal.task`: a connection's task
+    /// polls with the same one every time, so it is registered once, and
+    /// an unwoken poll costs no atomic read-modify-write
+    /// (`docs/benchmarks.md`, "Atomic instructions").
+    registered: Option<Waker>,
 }
 
 /// Whether the inner future was woken, and the task to wake with it.
 struct Signal {
     woken: AtomicBool,
-    task: AtomicWaker,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Signal {
+    fn task(&self) -> MutexGuard<'_, Option<Waker>> {
+        self.task
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl Wake for Signal {
@@ -37,7 +48,9 @@ impl Wake for Signal {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::Release);
-        self.task.wake();
+        if let Some(task) = &*self.task() {
+            task.wake_by_ref();
+        }
     }
 }
 
@@ -46,12 +59,13 @@ pub(crate) fn on_wake<F: Future>(future: F) -> OnWake<F> {
     let signal = Arc::new(Signal {
         // The first poll always happens: it registers the future's wakers.
         woken: AtomicBool::new(true),
-        task: AtomicWaker::new(),
+        task: Mutex::new(None),
     });
     OnWake {
         future: Box::pin(future),
         waker: Waker::from(Arc::clone(&signal)),
         signal,
+        registered: None,
     }
 }
 
@@ -62,8 +76,19 @@ impl<F: Future> Future for OnWake<F> {
         let this = self.get_mut();
         // Registered before the flag is read: a wake-up in between is not
         // lost.
-        this.signal.task.register(cx.waker());
-        if !this.signal.woken.swap(false, Ordering::AcqRel) {
+        let task = cx.waker();
+        if !this
+            .registered
+            .as_ref()
+            .is_some_and(|known| known.will_wake(task))
+        {
+            *this.signal.task() = Some(task.clone());
+            this.registered = Some(task.clone());
+        }
+        // Read first: cleared (a read-modify-write) only when set.
+        if !this.signal.woken.load(Ordering::Acquire)
+            || !this.signal.woken.swap(false, Ordering::AcqRel)
+        {
             return Poll::Pending;
         }
         let mut own = Context::from_waker(&this.waker);

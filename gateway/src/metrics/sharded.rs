@@ -7,30 +7,93 @@
 //! The encoded text is the same as `prometheus_client`'s own `Counter` and
 //! `Histogram` give (the tests below compare them).
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
-/// Shards per series: serving threads take them in turn (one per core by
-/// default), any other thread shares them. A power of two.
-const SHARDS: usize = 8;
+/// Shards per series. Shard 0 is written by any thread, with atomic adds;
+/// each of the others by the one thread that claimed it, with a plain
+/// load and store: no atomic read-modify-write instruction, which costs
+/// as much as dozens of plain ones (`docs/benchmarks.md`, "Atomic
+/// instructions"). Threads that write series are the serving threads, one
+/// per core by default; past 15 of them, the rest share shard 0.
+const SHARDS: usize = 16;
 
-/// This thread's shard: assigned on first use, in turn.
-pub(super) fn shard() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
+/// A thread's shard, and whether it is the only thread writing it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Shard {
+    index: usize,
+    owned: bool,
+}
+
+/// The shared shard.
+const SHARED: Shard = Shard {
+    index: 0,
+    owned: false,
+};
+
+/// Shards claimed by a thread, one bit each (bit 0, the shared one, never).
+static CLAIMED: AtomicUsize = AtomicUsize::new(0);
+
+/// This thread's shard: claimed on first use, given back when the thread
+/// ends.
+pub(super) fn shard() -> Shard {
     thread_local! {
-        static SHARD: Cell<Option<usize>> = const { Cell::new(None) };
+        static CLAIM: Claim = Claim::take();
     }
-    SHARD.with(|shard| {
-        shard.get().unwrap_or_else(|| {
-            let next = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
-            shard.set(Some(next));
-            next
-        })
-    })
+    CLAIM.try_with(|claim| claim.0).unwrap_or(SHARED)
+}
+
+/// A thread's claim on its shard.
+struct Claim(Shard);
+
+impl Claim {
+    fn take() -> Claim {
+        let mut claimed = CLAIMED.load(Ordering::Relaxed);
+        loop {
+            let free = (!(claimed | 1)).trailing_zeros() as usize;
+            if free >= SHARDS {
+                return Claim(SHARED);
+            }
+            match CLAIMED.compare_exchange_weak(
+                claimed,
+                claimed | 1 << free,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Claim(Shard {
+                        index: free,
+                        owned: true,
+                    })
+                }
+                Err(now) => claimed = now,
+            }
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.0.owned {
+            CLAIMED.fetch_and(!(1 << self.0.index), Ordering::AcqRel);
+        }
+    }
+}
+
+/// Adds `by` to `cell` of `shard`: a plain load and store where the
+/// thread writes it alone.
+fn add(cell: &AtomicU64, by: u64, shard: Shard) {
+    if shard.owned {
+        cell.store(
+            cell.load(Ordering::Relaxed).wrapping_add(by),
+            Ordering::Relaxed,
+        );
+    } else {
+        cell.fetch_add(by, Ordering::Relaxed);
+    }
 }
 
 use crate::shard::Line;
@@ -41,7 +104,8 @@ pub(super) struct ShardedCounter(Arc<[Line<AtomicU64>; SHARDS]>);
 
 impl ShardedCounter {
     pub(super) fn inc(&self) {
-        self.0[shard()].0.fetch_add(1, Ordering::Relaxed);
+        let shard = shard();
+        add(&self.0[shard.index], 1, shard);
     }
 
     fn get(&self) -> u64 {
@@ -70,48 +134,61 @@ impl EncodeMetric for ShardedCounter {
 #[derive(Debug, Clone)]
 pub(super) struct ShardedHistogram {
     bounds: &'static [f64],
-    shards: Arc<[Line<HistogramShard>]>,
+    shards: Arc<[HistogramShard]>,
 }
 
-#[derive(Debug, Default)]
-struct HistogramShard {
-    /// The sum of the observations, as `f64` bits.
-    sum: AtomicU64,
-    count: AtomicU64,
-    /// One more than the bounds: the last is `+Inf`. Each on a line of its
-    /// own: the shards' bucket arrays are allocated one after the other.
-    buckets: Box<[Line<AtomicU64>]>,
+/// Counters per cache line.
+const PER_LINE: usize = 16;
+
+/// One shard of a histogram: the sum of its observations (as `f64` bits),
+/// their count, and one count per bucket (one more than the bounds: the
+/// last is `+Inf`), on cache lines of its own.
+#[derive(Debug)]
+struct HistogramShard(Box<[Line<[AtomicU64; PER_LINE]>]>);
+
+/// Where a histogram shard keeps its sum and count; buckets follow.
+const SUM: usize = 0;
+const COUNT: usize = 1;
+const FIRST_BUCKET: usize = 2;
+
+impl HistogramShard {
+    fn new(buckets: usize) -> Self {
+        let lines = (FIRST_BUCKET + buckets).div_ceil(PER_LINE);
+        HistogramShard((0..lines).map(|_| Line::default()).collect())
+    }
+
+    fn at(&self, index: usize) -> &AtomicU64 {
+        &self.0[index / PER_LINE].0[index % PER_LINE]
+    }
 }
 
 impl ShardedHistogram {
     pub(super) fn new(bounds: &'static [f64]) -> Self {
         let shards = (0..SHARDS)
-            .map(|_| {
-                Line(HistogramShard {
-                    buckets: (0..=bounds.len()).map(|_| Line::default()).collect(),
-                    ..HistogramShard::default()
-                })
-            })
+            .map(|_| HistogramShard::new(bounds.len() + 1))
             .collect();
         ShardedHistogram { bounds, shards }
     }
 
     pub(super) fn observe(&self, value: f64) {
-        let shard = &self.shards[shard()].0;
+        let which = shard();
+        let shard = &self.shards[which.index];
         let bucket = self
             .bounds
             .iter()
             .position(|bound| *bound >= value)
             .unwrap_or(self.bounds.len());
-        shard.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        shard.count.fetch_add(1, Ordering::Relaxed);
-        // Only this thread writes its shard (others only when more threads
-        // than shards run), so the update rarely retries.
-        let _ = shard
-            .sum
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                Some((f64::from_bits(bits) + value).to_bits())
+        add(shard.at(FIRST_BUCKET + bucket), 1, which);
+        add(shard.at(COUNT), 1, which);
+        let sum = shard.at(SUM);
+        let plus = |bits| (f64::from_bits(bits) + value).to_bits();
+        if which.owned {
+            sum.store(plus(sum.load(Ordering::Relaxed)), Ordering::Relaxed);
+        } else {
+            let _ = sum.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some(plus(bits))
             });
+        }
     }
 }
 
@@ -129,11 +206,11 @@ impl EncodeMetric for ShardedHistogram {
             .chain(std::iter::once(f64::MAX))
             .map(|bound| (bound, 0))
             .collect();
-        for Line(shard) in self.shards.iter() {
-            sum += f64::from_bits(shard.sum.load(Ordering::Relaxed));
-            count += shard.count.load(Ordering::Relaxed);
-            for (total, bucket) in buckets.iter_mut().zip(shard.buckets.iter()) {
-                total.1 += bucket.load(Ordering::Relaxed);
+        for shard in self.shards.iter() {
+            sum += f64::from_bits(shard.at(SUM).load(Ordering::Relaxed));
+            count += shard.at(COUNT).load(Ordering::Relaxed);
+            for (index, total) in buckets.iter_mut().enumerate() {
+                total.1 += shard.at(FIRST_BUCKET + index).load(Ordering::Relaxed);
             }
         }
         encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
@@ -150,12 +227,12 @@ impl EncodeMetric for ShardedHistogram {
 /// reloads may rename routes); past that the list starts over.
 #[derive(Debug)]
 pub(super) struct Remembered<K, V> {
-    shards: Box<[Shard<K, V>]>,
+    shards: Box<[RememberedShard<K, V>]>,
 }
 
 /// One shard's remembered keys and their handles.
 type Entries<K, V> = Vec<(K, V)>;
-type Shard<K, V> = Line<Mutex<Entries<K, V>>>;
+type RememberedShard<K, V> = Line<Mutex<Entries<K, V>>>;
 
 const MAX_REMEMBERED: usize = 256;
 
@@ -167,29 +244,32 @@ impl<K, V> Default for Remembered<K, V> {
     }
 }
 
-impl<K, V: Clone> Remembered<K, V> {
-    /// The handles of the first key that `matches`, or those `create`
-    /// makes (then remembered under `key()`).
-    pub(super) fn get_or_insert(
+impl<K, V> Remembered<K, V> {
+    /// Runs `then` on the handles of the first key that `matches`, or on
+    /// those `create` makes (then remembered under `key()`). The handles
+    /// are lent, not cloned: a clone of a series' handle is an atomic
+    /// reference count taken and given back.
+    pub(super) fn with<R>(
         &self,
         matches: impl Fn(&K) -> bool,
         key: impl FnOnce() -> K,
         create: impl FnOnce() -> V,
-    ) -> V {
+        then: impl FnOnce(&V) -> R,
+    ) -> R {
         let mut list = self.lock();
         if let Some((_, value)) = list.iter().find(|(k, _)| matches(k)) {
-            return value.clone();
+            return then(value);
         }
         if list.len() >= MAX_REMEMBERED {
             list.clear();
         }
-        let value = create();
-        list.push((key(), value.clone()));
-        value
+        list.push((key(), create()));
+        let (_, value) = list.last().expect("just pushed");
+        then(value)
     }
 
     fn lock(&self) -> MutexGuard<'_, Entries<K, V>> {
-        self.shards[shard()]
+        self.shards[shard().index]
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -221,14 +301,18 @@ mod tests {
         let values = [0.005, 0.25, 0.5, 4.0, 0.0625, 0.125];
         let (plain_counter, plain_histogram) = (Counter::<u64>::default(), Histogram::new(BOUNDS));
         let (counter, histogram) = (ShardedCounter::default(), ShardedHistogram::new(&BOUNDS));
+        // Alive together, so each holds a shard of its own.
+        let together = std::sync::Barrier::new(3);
         std::thread::scope(|scope| {
             for chunk in values.chunks(2) {
-                let (counter, histogram) = (&counter, &histogram);
+                let (counter, histogram, together) = (&counter, &histogram, &together);
                 scope.spawn(move || {
+                    together.wait();
                     for value in chunk {
                         counter.inc();
                         histogram.observe(*value);
                     }
+                    together.wait();
                 });
             }
         });
@@ -260,15 +344,54 @@ mod tests {
     }
 
     #[test]
+    fn more_threads_than_shards_lose_no_count() {
+        let (counter, histogram) = (ShardedCounter::default(), ShardedHistogram::new(&BOUNDS));
+        let threads = SHARDS + 4;
+        let together = std::sync::Barrier::new(threads);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    // All alive at once: the last ones find every shard
+                    // claimed and share shard 0.
+                    together.wait();
+                    for _ in 0..1000 {
+                        counter.inc();
+                        histogram.observe(0.5);
+                    }
+                    together.wait();
+                });
+            }
+        });
+        let expected = u64::try_from(threads * 1000).unwrap();
+        assert_eq!(counter.get(), expected);
+        let text = text(|registry| registry.register("h", "", histogram.clone()));
+        assert!(text.contains(&format!("h_count {expected}")), "{text}");
+    }
+
+    #[test]
     fn remembered_handles_are_found_again_and_bounded() {
         let remembered = Remembered::<String, ShardedCounter>::default();
-        let first = remembered.get_or_insert(|k| k == "a", || "a".into(), ShardedCounter::default);
-        first.inc();
-        let again = remembered.get_or_insert(|k| k == "a", || unreachable!(), || unreachable!());
-        assert_eq!(again.get(), 1, "the same series");
+        remembered.with(
+            |k| k == "a",
+            || "a".into(),
+            ShardedCounter::default,
+            ShardedCounter::inc,
+        );
+        let again = remembered.with(
+            |k| k == "a",
+            || unreachable!(),
+            || unreachable!(),
+            |c| c.get(),
+        );
+        assert_eq!(again, 1, "the same series");
         for i in 0..MAX_REMEMBERED {
             let name = format!("route-{i}");
-            remembered.get_or_insert(|k| *k == name, || name.clone(), ShardedCounter::default);
+            remembered.with(
+                |k| *k == name,
+                || name.clone(),
+                ShardedCounter::default,
+                |_| (),
+            );
         }
         assert!(remembered.lock().len() <= MAX_REMEMBERED);
     }

@@ -81,12 +81,28 @@ impl Lease {
     /// here rather than in another turn of the task. `partner` is not
     /// polled again once it is ready; the connection is not polled after
     /// it has ended.
+    ///
+    /// With `first` = [`Side::Partner`], `partner` is polled first, and
+    /// the connection only if `partner` is not ready or woke it. That is
+    /// for the body: a frame the connection has already handed over, or
+    /// the end it has already seen, needs no poll of the connection.
     pub(crate) fn poll_with<R>(
         &mut self,
         cx: &mut Context<'_>,
+        first: Side,
         mut partner: impl FnMut(&mut Context<'_>) -> Poll<R>,
     ) -> Poll<R> {
         let mut done = None;
+        if let Side::Partner = first {
+            self.quiet.begin(cx);
+            if let Poll::Ready(output) = partner(&mut self.quiet.context(Side::Partner)) {
+                done = Some(output);
+            }
+            let woken = self.quiet.end();
+            if done.is_some() && !(woken.connection && self.connection.is_some()) {
+                return done.map_or(Poll::Pending, Poll::Ready);
+            }
+        }
         for _ in 0..MAX_ROUNDS {
             self.quiet.begin(cx);
             poll_connection(
@@ -98,8 +114,9 @@ impl Lease {
                     done = Some(output);
                 }
             }
-            let [connection, waiting] = self.quiet.end();
-            let again = connection && self.connection.is_some() || waiting && done.is_none();
+            let woken = self.quiet.end();
+            let again =
+                woken.connection && self.connection.is_some() || woken.partner && done.is_none();
             if !again {
                 return done.map_or(Poll::Pending, Poll::Ready);
             }
@@ -112,7 +129,7 @@ impl Lease {
     /// Drives the connection until it can take another request (`true`)
     /// or has ended (`false`).
     pub(crate) fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        let _ = self.poll_with(cx, |_| Poll::Ready(()));
+        let _ = self.poll_with(cx, Side::Connection, |_| Poll::Ready(()));
         if !self.is_reusable() {
             Poll::Ready(false)
         } else if self.sender.is_ready() {
@@ -157,7 +174,7 @@ pub(crate) async fn drive<F: Future>(lease: &mut Lease, exchange: F) -> F::Outpu
     let mut exchange = pin!(exchange);
     // The connection first: what it reads completes the exchange in the
     // same poll.
-    poll_fn(|cx| lease.poll_with(cx, |cx| exchange.as_mut().poll(cx))).await
+    poll_fn(|cx| lease.poll_with(cx, Side::Connection, |cx| exchange.as_mut().poll(cx))).await
 }
 
 /// Why no connection could be opened.
@@ -241,7 +258,7 @@ impl Pool {
             };
             // One poll: an upstream that closed the connection while it
             // was idle is seen here, before a request is written to it.
-            poll_fn(|cx| lease.poll_with(cx, |_| Poll::Ready(()))).await;
+            poll_fn(|cx| lease.poll_with(cx, Side::Connection, |_| Poll::Ready(()))).await;
             if lease.is_reusable() && lease.sender.is_ready() {
                 lease.reused = true;
                 lease.idle_for = Some(since.elapsed());
@@ -252,7 +269,7 @@ impl Pool {
 
     /// Returns a connection whose exchange is complete; it is closed
     /// instead when it cannot be reused or the pool is full.
-    pub(crate) fn checkin(&self, lease: Lease) {
+    pub(crate) fn checkin(&self, mut lease: Lease) {
         if !lease.is_reusable() {
             return;
         }

@@ -21,35 +21,51 @@
 //! the task that polled the lease last. An idle connection in the pool
 //! wakes nobody.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Wake, Waker};
 
-use futures_util::task::AtomicWaker;
-
 /// A lease's pair of wakers and the task they report to.
+///
+/// Every request polls a lease several times, so this costs few atomic
+/// read-modify-write instructions (each of which costs as much as dozens
+/// of plain ones, `docs/benchmarks.md`, "Atomic instructions"): the marks
+/// and the polling flag share one atomic byte, and the task's waker is
+/// registered again only when another task polls the lease.
 pub(super) struct Quiet {
     shared: Arc<Shared>,
     connection: Waker,
     partner: Waker,
+    /// The task waker last given to `shared.task`.
+    registered: Option<Waker>,
 }
 
 /// What both wakers share.
 struct Shared {
-    /// The waker of the task that polled the lease last; taken by the
-    /// first wake that reaches it, given again by the next poll.
-    task: AtomicWaker,
-    /// Whether the lease is being polled now.
-    polling: AtomicBool,
-    /// Woken since last polled: the connection, its partner.
-    woken: [AtomicBool; 2],
+    /// [`POLLING`] and the marks of the sides woken since.
+    state: AtomicU8,
+    /// The waker of the task that polls the lease.
+    task: Mutex<Option<Waker>>,
 }
+
+/// The lease is being polled: wakes are only marked.
+const POLLING: u8 = 1;
 
 /// Which side a waker belongs to.
 #[derive(Clone, Copy)]
 pub(super) enum Side {
-    Connection = 0,
-    Partner = 1,
+    Connection,
+    Partner,
+}
+
+impl Side {
+    /// Its mark in [`Shared::state`].
+    const fn mark(self) -> u8 {
+        match self {
+            Side::Connection => 2,
+            Side::Partner => 4,
+        }
+    }
 }
 
 /// One side's waker.
@@ -58,12 +74,18 @@ struct SideWaker {
     side: Side,
 }
 
+/// Which sides were woken during a poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Woken {
+    pub(super) connection: bool,
+    pub(super) partner: bool,
+}
+
 impl Quiet {
     pub(super) fn new() -> Self {
         let shared = Arc::new(Shared {
-            task: AtomicWaker::new(),
-            polling: AtomicBool::new(false),
-            woken: [AtomicBool::new(false), AtomicBool::new(false)],
+            state: AtomicU8::new(0),
+            task: Mutex::new(None),
         });
         let waker = |side| {
             Waker::from(Arc::new(SideWaker {
@@ -75,50 +97,68 @@ impl Quiet {
             connection: waker(Side::Connection),
             partner: waker(Side::Partner),
             shared,
+            registered: None,
         }
     }
 
     /// Starts a poll on behalf of the task polling with `cx`: wakes from
-    /// now on are only marked, until [`Quiet::end`].
-    pub(super) fn begin(&self, cx: &Context<'_>) {
-        self.shared.task.register(cx.waker());
-        self.shared.polling.store(true, Ordering::SeqCst);
+    /// now on are only marked, until [`Quiet::end`]. Marks made before are
+    /// dropped: the poll about to be made sees what they were for.
+    pub(super) fn begin(&mut self, cx: &Context<'_>) {
+        let task = cx.waker();
+        if !self
+            .registered
+            .as_ref()
+            .is_some_and(|known| known.will_wake(task))
+        {
+            *self.shared.lock_task() = Some(task.clone());
+            self.registered = Some(task.clone());
+        }
+        self.shared.state.store(POLLING, Ordering::Release);
     }
 
     /// Runs `f` (which may wake either side, e.g. a request handed to the
     /// connection) with its wakes only marked; the next poll sees them.
     pub(super) fn hush<R>(&self, f: impl FnOnce() -> R) -> R {
-        self.shared.polling.store(true, Ordering::SeqCst);
+        self.shared.state.store(POLLING, Ordering::Release);
         let result = f();
-        self.shared.polling.store(false, Ordering::SeqCst);
+        self.shared.state.fetch_and(!POLLING, Ordering::AcqRel);
         result
     }
 
-    /// A context for polling `side`, its earlier wakes forgotten: the poll
-    /// about to be made sees whatever they were for.
+    /// The context to poll `side` with.
     pub(super) fn context(&self, side: Side) -> Context<'_> {
-        self.shared.woken[side as usize].store(false, Ordering::SeqCst);
         Context::from_waker(match side {
             Side::Connection => &self.connection,
             Side::Partner => &self.partner,
         })
     }
 
-    /// Ends a poll; whether each side was woken during it (and so needs
-    /// polling again). A wake after this reaches the task.
-    pub(super) fn end(&self) -> [bool; 2] {
-        // Cleared before the marks are read; a waker marks before it reads
-        // `polling`. So a wake either is seen here or reaches the task.
-        self.shared.polling.store(false, Ordering::SeqCst);
-        [
-            self.shared.woken[0].swap(false, Ordering::SeqCst),
-            self.shared.woken[1].swap(false, Ordering::SeqCst),
-        ]
+    /// Ends a poll: which sides were woken during it (and so need polling
+    /// again). A wake after this reaches the task.
+    pub(super) fn end(&self) -> Woken {
+        // One read-modify-write of the byte the wakers mark: a wake is
+        // either in what it returns or sees the flag cleared.
+        let state = self.shared.state.swap(0, Ordering::AcqRel);
+        Woken {
+            connection: state & Side::Connection.mark() != 0,
+            partner: state & Side::Partner.mark() != 0,
+        }
     }
 
     /// The lease is idle: later wakes reach no task.
-    pub(super) fn forget_task(&self) {
-        drop(self.shared.task.take());
+    pub(super) fn forget_task(&mut self) {
+        if self.registered.take().is_some() {
+            *self.shared.lock_task() = None;
+        }
+    }
+}
+
+impl Shared {
+    fn lock_task(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
+        self.task
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -129,9 +169,11 @@ impl Wake for SideWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         let shared = &self.shared;
-        shared.woken[self.side as usize].store(true, Ordering::SeqCst);
-        if !shared.polling.load(Ordering::SeqCst) {
-            shared.task.wake();
+        let before = shared.state.fetch_or(self.side.mark(), Ordering::AcqRel);
+        if before & POLLING == 0 {
+            if let Some(task) = &*shared.lock_task() {
+                task.wake_by_ref();
+            }
         }
     }
 }
@@ -155,24 +197,34 @@ mod tests {
     fn a_wake_during_a_poll_is_marked_and_one_after_it_reaches_the_task() {
         let counting = Arc::new(Counting::default());
         let task = Waker::from(Arc::clone(&counting));
-        let quiet = Quiet::new();
+        let mut quiet = Quiet::new();
         quiet.begin(&Context::from_waker(&task));
         let connection = quiet.context(Side::Connection).waker().clone();
         let partner = quiet.context(Side::Partner).waker().clone();
         partner.wake_by_ref();
-        assert_eq!(quiet.end(), [false, true], "only the partner was woken");
+        let only_partner = Woken {
+            connection: false,
+            partner: true,
+        };
+        assert_eq!(quiet.end(), only_partner, "only the partner was woken");
         assert_eq!(counting.0.load(Ordering::SeqCst), 0, "the task was not");
-        connection.wake_by_ref();
-        assert_eq!(counting.0.load(Ordering::SeqCst), 1);
         connection.wake_by_ref();
         assert_eq!(
             counting.0.load(Ordering::SeqCst),
             1,
-            "one wake per poll: the next poll registers the task again"
+            "a wake after the poll"
         );
         quiet.hush(|| connection.wake_by_ref());
-        quiet.begin(&Context::from_waker(&task));
-        assert_eq!(quiet.end(), [true, false], "a hushed wake is kept");
+        assert_eq!(
+            counting.0.load(Ordering::SeqCst),
+            1,
+            "a hushed wake is kept"
+        );
+        let hushed = Woken {
+            connection: true,
+            partner: false,
+        };
+        assert_eq!(quiet.end(), hushed);
         quiet.forget_task();
         partner.wake_by_ref();
         assert_eq!(
