@@ -97,37 +97,31 @@ fn duration_histogram() -> ShardedHistogram {
     ShardedHistogram::new(&DURATION_BUCKETS)
 }
 
-/// Observes `value` in the histogram of `route` in `family` (created on
-/// first use), as this thread remembers it.
-fn observe_route(
-    remembered: &Remembered<String, ShardedHistogram>,
-    family: &Family<RouteLabel, ShardedHistogram, fn() -> ShardedHistogram>,
-    route: &str,
-    value: f64,
-) {
-    remembered.with(
-        |r| r == route,
-        || route.to_owned(),
-        || {
-            let label = RouteLabel {
-                route: route.to_owned(),
-            };
-            family.get_or_create(&label).clone()
-        },
-        |histogram| histogram.observe(value),
-    );
+fn route_label(route: &str) -> RouteLabel {
+    RouteLabel {
+        route: route.to_owned(),
+    }
+}
+
+/// The series one answer writes.
+#[derive(Debug)]
+struct AnswerSeries {
+    /// `requests` (route, method, status class).
+    count: ShardedCounter,
+    /// `request_duration_seconds` (route).
+    duration: ShardedHistogram,
+    /// `upstream_duration_seconds` (route), made when first observed: an
+    /// answer that never reached the upstream adds no series.
+    upstream: std::sync::OnceLock<ShardedHistogram>,
 }
 
 /// The handles one serving thread keeps on the per-request series it has
 /// written (`metrics/sharded.rs`).
 #[derive(Debug, Default)]
 struct RequestSeries {
-    /// `requests` by route, method and status class.
-    counts: Remembered<(String, &'static str, &'static str), ShardedCounter>,
-    /// `request_duration_seconds` by route.
-    durations: Remembered<String, ShardedHistogram>,
-    /// `upstream_duration_seconds` by route.
-    upstream_durations: Remembered<String, ShardedHistogram>,
+    /// By route, method and status class: one look-up per request for
+    /// all three series it writes.
+    answers: Remembered<(String, &'static str, &'static str), AnswerSeries>,
     /// `upload_bytes` by route (`None`: not an upload route), as of a
     /// generation of the upload routes.
     uploads: Remembered<(String, u64), Option<Histogram>>,
@@ -426,7 +420,7 @@ impl Metrics {
         let route = route.unwrap_or("unmatched");
         let (method, status_class) = (method_label(method), status_class(status));
         let series = &self.request_series;
-        series.counts.with(
+        series.answers.with(
             |(r, m, s)| r == route && *m == method && *s == status_class,
             || (route.to_owned(), method, status_class),
             || {
@@ -435,16 +429,23 @@ impl Metrics {
                     method,
                     status_class,
                 };
-                self.requests.get_or_create(&labels).clone()
+                AnswerSeries {
+                    count: self.requests.get_or_create(&labels).clone(),
+                    duration: self.request_duration.get_or_create(&route_label(route)).clone(),
+                    upstream: std::sync::OnceLock::new(),
+                }
             },
-            ShardedCounter::inc,
+            |series| {
+                series.count.inc();
+                series.duration.observe(duration.as_secs_f64());
+                if let Some(upstream) = upstream {
+                    let histogram = series.upstream.get_or_init(|| {
+                        self.upstream_duration.get_or_create(&route_label(route)).clone()
+                    });
+                    histogram.observe(upstream.as_secs_f64());
+                }
+            },
         );
-        let (durations, family) = (&series.durations, &self.request_duration);
-        observe_route(durations, family, route, duration.as_secs_f64());
-        if let Some(upstream) = upstream {
-            let (durations, family) = (&series.upstream_durations, &self.upstream_duration);
-            observe_route(durations, family, route, upstream.as_secs_f64());
-        }
     }
 
     /// Counts a refusal by the check that refused.

@@ -156,13 +156,16 @@ impl Upstream {
     /// (`upstream.busy`).
     async fn slot(&self, client: IpAddr, policy: &config::Config) -> Result<Slot, Rejection> {
         let (share, config) = (policy.limits.clients.max_upstream_per_ip, &policy.upstream);
-        let deadline = tokio::time::Instant::now() + config.queue_timeout;
-        // Free places are taken at once; only a wait needs a timer. The
-        // client's share first: a client at its share does not queue for
-        // the slots others need.
+        // Read only when a place is waited for.
+        let mut deadline = None;
+        let mut deadline =
+            || *deadline.get_or_insert_with(|| tokio::time::Instant::now() + config.queue_timeout);
+        // Free places are taken at once; only a wait needs a timer (and the
+        // clock). The client's share first: a client at its share does not
+        // queue for the slots others need.
         let client = match self.per_ip.try_take(client, share) {
             Some(held) => held,
-            None => tokio::time::timeout_at(deadline, self.per_ip.take(client, share))
+            None => tokio::time::timeout_at(deadline(), self.per_ip.take(client, share))
                 .await
                 .map_err(|_| Rejection::ClientBusy {
                     reason: "limits.client_upstream_slots",
@@ -171,7 +174,7 @@ impl Upstream {
         };
         let total = match Arc::clone(&self.slots).try_acquire_owned() {
             Ok(total) => total,
-            Err(_) => tokio::time::timeout_at(deadline, Arc::clone(&self.slots).acquire_owned())
+            Err(_) => tokio::time::timeout_at(deadline(), Arc::clone(&self.slots).acquire_owned())
                 .await
                 .map_err(|_| Rejection::UpstreamBusy {
                     retry_after: config.retry_after,

@@ -360,19 +360,24 @@ pub(crate) struct Limited {
     inner: Incoming,
     remaining: u64,
     watch: Arc<BodyWatch>,
+    /// Whether the body was seen to end: asked again, an HTTP/2 body
+    /// would take its connection's stream lock each time.
+    ended: bool,
 }
 
 impl Limited {
     /// Wraps a client's body; `watch` holds the limit and reports the
     /// outcome.
     pub(crate) fn new(inner: Incoming, watch: Arc<BodyWatch>) -> Self {
-        if inner.is_end_stream() {
+        let ended = inner.is_end_stream();
+        if ended {
             watch.mark_finished();
         }
         Self {
             inner,
             remaining: watch.limit,
             watch,
+            ended,
         }
     }
 }
@@ -412,6 +417,7 @@ impl HttpBody for Limited {
                         // A body of known length ends with its last byte:
                         // the reader may never ask for the end after it.
                         if this.inner.is_end_stream() {
+                            this.ended = true;
                             this.watch.mark_finished();
                         }
                         Poll::Ready(Some(Ok(frame)))
@@ -423,6 +429,7 @@ impl HttpBody for Limited {
                 }
             }
             Poll::Ready(None) => {
+                this.ended = true;
                 this.watch.mark_finished();
                 Poll::Ready(None)
             }
@@ -438,7 +445,7 @@ impl HttpBody for Limited {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.ended || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
