@@ -431,7 +431,10 @@ impl Metrics {
                 };
                 AnswerSeries {
                     count: self.requests.get_or_create(&labels).clone(),
-                    duration: self.request_duration.get_or_create(&route_label(route)).clone(),
+                    duration: self
+                        .request_duration
+                        .get_or_create(&route_label(route))
+                        .clone(),
                     upstream: std::sync::OnceLock::new(),
                 }
             },
@@ -440,7 +443,9 @@ impl Metrics {
                 series.duration.observe(duration.as_secs_f64());
                 if let Some(upstream) = upstream {
                     let histogram = series.upstream.get_or_init(|| {
-                        self.upstream_duration.get_or_create(&route_label(route)).clone()
+                        self.upstream_duration
+                            .get_or_create(&route_label(route))
+                            .clone()
                     });
                     histogram.observe(upstream.as_secs_f64());
                 }
