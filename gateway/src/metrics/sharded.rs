@@ -301,7 +301,7 @@ mod tests {
         let values = [0.005, 0.25, 0.5, 4.0, 0.0625, 0.125];
         let (plain_counter, plain_histogram) = (Counter::<u64>::default(), Histogram::new(BOUNDS));
         let (counter, histogram) = (ShardedCounter::default(), ShardedHistogram::new(&BOUNDS));
-        // Alive together, so each holds a shard of its own.
+        // Alive together, so each holds a shard of its own if one is free.
         let together = std::sync::Barrier::new(3);
         std::thread::scope(|scope| {
             for chunk in values.chunks(2) {
@@ -320,14 +320,8 @@ mod tests {
             plain_counter.inc();
             plain_histogram.observe(value);
         }
-        assert!(
-            counter
-                .0
-                .iter()
-                .filter(|l| l.0.load(Ordering::Relaxed) > 0)
-                .count()
-                > 1
-        );
+        // Which shards the threads got depends on what other tests' threads
+        // hold at the time; the text must be the same either way.
         let expected = text(|r| {
             r.register("requests", "help", plain_counter);
             r.register("duration", "help", plain_histogram);
