@@ -71,6 +71,7 @@ mod state;
 pub mod static_files;
 mod supervise;
 mod tarpit;
+mod task_waker;
 mod timers;
 mod tls;
 

@@ -11,8 +11,10 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
+
+use crate::task_waker::{Registered, TaskWaker};
 
 /// `future`, polled only after its own wake-up.
 pub(crate) struct OnWake<F> {
@@ -24,21 +26,13 @@ pub(crate) struct OnWake<F> {
     /// polls with the same one every time, so it is registered once, and
     /// an unwoken poll costs no atomic read-modify-write
     /// (`docs/benchmarks.md`, "Atomic instructions").
-    registered: Option<Waker>,
+    registered: Registered,
 }
 
 /// Whether the inner future was woken, and the task to wake with it.
 struct Signal {
     woken: AtomicBool,
-    task: Mutex<Option<Waker>>,
-}
-
-impl Signal {
-    fn task(&self) -> MutexGuard<'_, Option<Waker>> {
-        self.task
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+    task: TaskWaker,
 }
 
 impl Wake for Signal {
@@ -48,9 +42,7 @@ impl Wake for Signal {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::Release);
-        if let Some(task) = &*self.task() {
-            task.wake_by_ref();
-        }
+        self.task.wake();
     }
 }
 
@@ -59,13 +51,13 @@ pub(crate) fn on_wake<F: Future>(future: F) -> OnWake<F> {
     let signal = Arc::new(Signal {
         // The first poll always happens: it registers the future's wakers.
         woken: AtomicBool::new(true),
-        task: Mutex::new(None),
+        task: TaskWaker::default(),
     });
     OnWake {
         future: Box::pin(future),
         waker: Waker::from(Arc::clone(&signal)),
         signal,
-        registered: None,
+        registered: Registered::default(),
     }
 }
 
@@ -76,15 +68,7 @@ impl<F: Future> Future for OnWake<F> {
         let this = self.get_mut();
         // Registered before the flag is read: a wake-up in between is not
         // lost.
-        let task = cx.waker();
-        if !this
-            .registered
-            .as_ref()
-            .is_some_and(|known| known.will_wake(task))
-        {
-            *this.signal.task() = Some(task.clone());
-            this.registered = Some(task.clone());
-        }
+        this.registered.register(&this.signal.task, cx.waker());
         // Read first: cleared (a read-modify-write) only when set.
         if !this.signal.woken.load(Ordering::Acquire)
             || !this.signal.woken.swap(false, Ordering::AcqRel)

@@ -22,8 +22,10 @@
 //! wakes nobody.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
+
+use crate::task_waker::{Registered, TaskWaker};
 
 /// A lease's pair of wakers and the task they report to.
 ///
@@ -37,7 +39,7 @@ pub(super) struct Quiet {
     connection: Waker,
     partner: Waker,
     /// The task waker last given to `shared.task`.
-    registered: Option<Waker>,
+    registered: Registered,
 }
 
 /// What both wakers share.
@@ -45,7 +47,7 @@ struct Shared {
     /// [`POLLING`] and the marks of the sides woken since.
     state: AtomicU8,
     /// The waker of the task that polls the lease.
-    task: Mutex<Option<Waker>>,
+    task: TaskWaker,
 }
 
 /// The lease is being polled: wakes are only marked.
@@ -85,7 +87,7 @@ impl Quiet {
     pub(super) fn new() -> Self {
         let shared = Arc::new(Shared {
             state: AtomicU8::new(0),
-            task: Mutex::new(None),
+            task: TaskWaker::default(),
         });
         let waker = |side| {
             Waker::from(Arc::new(SideWaker {
@@ -97,7 +99,7 @@ impl Quiet {
             connection: waker(Side::Connection),
             partner: waker(Side::Partner),
             shared,
-            registered: None,
+            registered: Registered::default(),
         }
     }
 
@@ -105,15 +107,7 @@ impl Quiet {
     /// now on are only marked, until [`Quiet::end`]. Marks made before are
     /// dropped: the poll about to be made sees what they were for.
     pub(super) fn begin(&mut self, cx: &Context<'_>) {
-        let task = cx.waker();
-        if !self
-            .registered
-            .as_ref()
-            .is_some_and(|known| known.will_wake(task))
-        {
-            *self.shared.lock_task() = Some(task.clone());
-            self.registered = Some(task.clone());
-        }
+        self.registered.register(&self.shared.task, cx.waker());
         self.shared.state.store(POLLING, Ordering::Release);
     }
 
@@ -148,17 +142,7 @@ impl Quiet {
 
     /// The lease is idle: later wakes reach no task.
     pub(super) fn forget_task(&mut self) {
-        if self.registered.take().is_some() {
-            *self.shared.lock_task() = None;
-        }
-    }
-}
-
-impl Shared {
-    fn lock_task(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
-        self.task
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.registered.forget(&self.shared.task);
     }
 }
 
@@ -171,9 +155,7 @@ impl Wake for SideWaker {
         let shared = &self.shared;
         let before = shared.state.fetch_or(self.side.mark(), Ordering::AcqRel);
         if before & POLLING == 0 {
-            if let Some(task) = &*shared.lock_task() {
-                task.wake_by_ref();
-            }
+            shared.task.wake();
         }
     }
 }
@@ -181,17 +163,7 @@ impl Wake for SideWaker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-
-    /// A task waker that counts its wakes.
-    #[derive(Default)]
-    struct Counting(AtomicUsize);
-
-    impl Wake for Counting {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::task_waker::tests::Counting;
 
     #[test]
     fn a_wake_during_a_poll_is_marked_and_one_after_it_reaches_the_task() {
