@@ -160,11 +160,12 @@ pub(crate) async fn serve(
                     };
                     let task = serve_connection(stream, peer, kind.clone(), Arc::clone(&state), stop.clone());
                     let active = state.metrics.connection_opened();
+                    // Each poll of the connection reads the clocks once (`clock.rs`).
                     connections.spawn(
-                        async move {
+                        crate::clock::turns(async move {
                             let _admitted = (admitted, active);
                             task.await;
-                        }
+                        })
                         .instrument(tracing::info_span!("accept", client.addr = %peer)),
                     );
                 }
@@ -592,7 +593,9 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let since_open = self.0.opened.elapsed().as_micros();
+        let since_open = crate::clock::now()
+            .saturating_duration_since(self.0.opened)
+            .as_micros();
         let micros = u64::try_from(since_open).unwrap_or(u64::MAX);
         self.0.last_done.fetch_max(micros, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);

@@ -86,8 +86,8 @@ impl Started {
     /// read), its method and its user agent. Nothing else is kept.
     pub(crate) fn now<B>(request: &Request<B>) -> Started {
         Started {
-            at: Instant::now(),
-            ts: OffsetDateTime::now_utc(),
+            at: crate::clock::now_std(),
+            ts: crate::clock::now_utc(),
             method: request.method().clone(),
             uri: request.uri().clone(),
             user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
@@ -183,7 +183,7 @@ impl Trail {
 
     /// The moment the request goes to the upstream.
     pub(crate) fn forwarding(&self) {
-        let _ = self.forwarded_at.set(Instant::now());
+        let _ = self.forwarded_at.set(crate::clock::now_std());
     }
 
     /// The matched route's name, if any.

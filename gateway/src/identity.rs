@@ -86,7 +86,7 @@ pub(crate) fn identify(headers: &HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> I
         headers,
         peer,
         trusted,
-        unix_millis(std::time::SystemTime::now()),
+        unix_millis(crate::clock::now_utc().into()),
     )
 }
 

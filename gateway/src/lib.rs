@@ -44,6 +44,7 @@ mod body;
 mod cert_dates;
 pub mod check_config;
 pub mod checks;
+mod clock;
 pub mod config;
 mod conn;
 pub mod dev;

@@ -197,7 +197,7 @@ pub(crate) async fn handle(
         decision,
         bytes_in,
         progress,
-        answered_at: std::time::Instant::now(),
+        answered_at: crate::clock::now_std(),
     };
     let response = record::record(state, &exchange, response);
     let response = match in_flight {

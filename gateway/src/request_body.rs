@@ -199,7 +199,7 @@ impl BodyWatch {
     }
 
     fn mark_finished(&self) {
-        let _ = self.finished_at.set(tokio::time::Instant::now());
+        let _ = self.finished_at.set(crate::clock::now());
     }
 }
 

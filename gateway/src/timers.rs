@@ -170,7 +170,13 @@ impl hyper::rt::Sleep for HyperSleep {}
 
 impl hyper::rt::Timer for HyperTimer {
     fn sleep(&self, duration: std::time::Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        self.sleep_until(std::time::Instant::now() + duration)
+        self.sleep_until(crate::clock::now_std() + duration)
+    }
+
+    /// hyper reads this for the header-read deadline of every HTTP/1.1
+    /// request: the poll's reading (`clock.rs`).
+    fn now(&self) -> std::time::Instant {
+        crate::clock::now_std()
     }
 
     fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {

@@ -109,7 +109,8 @@ where
                 tracing::debug!(?timeout, "response stalled; resetting the stream");
             }
         };
-        tokio::spawn(scoped(progress, watched));
+        // Each poll of the stream reads the clocks once (`clock.rs`).
+        tokio::spawn(crate::clock::turns(scoped(progress, watched)));
     }
 }
 

@@ -49,7 +49,7 @@ impl Batch {
     /// [`Batch::push`] of the record `write` writes straight into the
     /// buffer (no text of its own to copy).
     fn push_with(&mut self, write: impl FnOnce(&mut String), interval: Duration) -> bool {
-        let now = Instant::now();
+        let now = crate::clock::now_std();
         let oldest = *self.oldest.get_or_insert(now);
         write(&mut self.text);
         self.text.push('\n');

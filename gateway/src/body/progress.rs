@@ -47,7 +47,7 @@ const STALLED_AFTER_BODY: u8 = 2;
 impl Default for Progress {
     fn default() -> Self {
         Progress {
-            base: Instant::now(),
+            base: crate::clock::now(),
             last: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
             stalled: AtomicU8::new(NOT_STALLED),
@@ -114,7 +114,9 @@ impl Progress {
     }
 
     fn now(&self) -> u64 {
-        let micros = self.base.elapsed().as_micros();
+        let micros = crate::clock::now()
+            .saturating_duration_since(self.base)
+            .as_micros();
         u64::try_from(micros).unwrap_or(u64::MAX - 1) + 1
     }
 }

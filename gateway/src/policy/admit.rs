@@ -8,7 +8,6 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::{Body as _, Incoming};
-use time::OffsetDateTime;
 
 use super::trace::{Outcome, Trace};
 use super::{cookie_session, describe, route, shape, tokens};
@@ -212,7 +211,7 @@ async fn run_checks(
     let in_url = request_rules::refuse_credentials_in_url(parts.uri.query()).map_err(check);
     trace.step("credentials_in_url", in_url, |()| "none".to_owned())?;
     let mut usage = charge_ip(&route, context, trace).await?;
-    let now = OffsetDateTime::now_utc();
+    let now = crate::clock::now_utc();
     let unix_now = u64::try_from(now.unix_timestamp()).unwrap_or(0);
     let page = cookie_session::on_page(parts, &route, context, unix_now, headers).await;
     if let Some(answer) = trace.answer_if("cookie_session", page, || {

@@ -37,7 +37,7 @@ pub(super) async fn within<F: Future>(
     // The clock is read only when the body has not ended yet.
     let first = match watch.finished_at() {
         Some(body_end) => request.min(body_end + response_timeout),
-        None => earliest(request, response_timeout, watch, Instant::now()),
+        None => earliest(request, response_timeout, watch, crate::clock::now()),
     };
     // Reused from the thread's spare timers (`timers.rs`).
     let mut timer = timers::sleep_until(Kind::Request, first);

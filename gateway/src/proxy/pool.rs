@@ -251,7 +251,7 @@ impl Pool {
         loop {
             let Idle { mut lease, since } = {
                 let mut idle = self.lock();
-                self.evict_expired(&mut idle, Instant::now());
+                self.evict_expired(&mut idle, crate::clock::now());
                 let idle = idle.pop_back()?;
                 self.idle_now.fetch_sub(1, Ordering::Relaxed);
                 idle
@@ -261,7 +261,7 @@ impl Pool {
             poll_fn(|cx| lease.poll_with(cx, Side::Connection, |_| Poll::Ready(()))).await;
             if lease.is_reusable() && lease.sender.is_ready() {
                 lease.reused = true;
-                lease.idle_for = Some(since.elapsed());
+                lease.idle_for = Some(crate::clock::now().saturating_duration_since(since));
                 return Some(lease);
             }
         }
@@ -280,7 +280,7 @@ impl Pool {
         }
         self.lock().push_back(Idle {
             lease,
-            since: Instant::now(),
+            since: crate::clock::now(),
         });
     }
 
