@@ -180,33 +180,13 @@ impl Log {
     }
 
     /// Makes the calling thread a serving thread with its own buffer of
-    /// lines (`audit/batch.rs`); it runs [`Log::flush_timer`] on its
-    /// runtime and calls [`Log::leave`] when it stops.
+    /// lines (`audit/batch.rs`); it calls [`Log::flush_here`] before its
+    /// runtime parks and [`Log::leave`] when it stops.
     pub(crate) fn enter(&self) {
         self.batches.enter();
     }
 
-    /// The calling serving thread's timer task: writes its buffer
-    /// `audit.flush_interval` after the buffer got its first line, without
-    /// waiting for more traffic. Ends at once on a thread without a buffer.
-    pub(crate) fn flush_timer(self: &Arc<Self>) -> impl std::future::Future<Output = ()> + 'static {
-        let log = Arc::clone(self);
-        let due = self.batches.due_here();
-        async move {
-            let Some(due) = due else { return };
-            loop {
-                due.notified().await;
-                // A buffer flushed meanwhile by a line (it was due) may
-                // already hold younger lines: wait for those in turn.
-                while let Some(at) = log.batches.flush_due_here(|batch| log.flush(batch)) {
-                    tokio::time::sleep_until(at.into()).await;
-                }
-            }
-        }
-    }
-
     /// Writes the calling serving thread's buffered lines, if any.
-    #[cfg(test)]
     pub(crate) fn flush_here(&self) {
         self.batches.flush_here(|batch| self.flush(batch));
     }

@@ -3,18 +3,13 @@
 //! hands it to the sink with one `write` (`docs/audit-and-metrics.md`,
 //! "Batched writes").
 //!
-//! A buffer is flushed `audit.flush_interval` after its first line came, by
-//! a timer task of its serving thread ([`Batches::due_here`], run by
-//! `Log::flush_timer`: a single request's line goes out without any further
-//! traffic), when it holds [`MAX_BATCH_BYTES`], when a line is appended and
-//! the oldest line waiting is `audit.flush_interval` old (the timer runs
-//! late on a busy thread), when the thread stops (after its connections
-//! drained), before the file is reopened (so lines written before a
-//! rotation end in the old file), and at shutdown. Not each time the
-//! thread runs out of work: under load a serving thread does that every few
-//! requests, and a `write` each time was the largest part of the audit
-//! line's cost in the kernel (`docs/benchmarks.md`, "Audit writes by the
-//! millisecond"). The chain fields are computed at flush time under the sink's
+//! A buffer is flushed when its serving thread's runtime is about to park
+//! (it ran out of work: a single request's line goes out without any
+//! further traffic), when it holds [`MAX_BATCH_BYTES`], when a line is
+//! appended and the oldest line waiting is `audit.flush_interval` old, when
+//! the thread stops (after its connections drained), before the file is
+//! reopened (so lines written before a rotation end in the old file), and at
+//! shutdown. The chain fields are computed at flush time under the sink's
 //! lock (`writer.rs`), in the order the lines are written, so a file
 //! written by several threads verifies. A failed flush loses its lines
 //! whole: they are counted and one gap record says so.
@@ -29,8 +24,6 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-use tokio::sync::Notify;
 
 /// A buffer holding this many bytes is flushed at the next append.
 pub(super) const MAX_BATCH_BYTES: usize = 64 * 1024;
@@ -87,9 +80,6 @@ pub(super) struct Batches {
 struct Slot {
     log: u64,
     batch: Arc<Mutex<Batch>>,
-    /// Told when the buffer gets its first line: the thread's timer task
-    /// then flushes it an interval later.
-    due: Arc<Notify>,
 }
 
 thread_local! {
@@ -120,7 +110,6 @@ impl Batches {
             *slot.borrow_mut() = Some(Slot {
                 log: self.id,
                 batch,
-                due: Arc::new(Notify::new()),
             })
         });
     }
@@ -148,11 +137,8 @@ impl Batches {
         SLOT.with(|slot| match &*slot.borrow() {
             Some(mine) if mine.log == self.id => {
                 let mut batch = lock(&mine.batch);
-                let first = batch.lines == 0;
                 if batch.push(&line, self.interval) {
                     flush(&mut batch);
-                } else if first {
-                    mine.due.notify_one();
                 }
                 None
             }
@@ -171,11 +157,8 @@ impl Batches {
         SLOT.with(|slot| match &*slot.borrow() {
             Some(mine) if mine.log == self.id => {
                 let mut batch = lock(&mine.batch);
-                let first = batch.lines == 0;
                 if batch.push_with(write, self.interval) {
                     flush(&mut batch);
-                } else if first {
-                    mine.due.notify_one();
                 }
                 Ok(())
             }
@@ -183,34 +166,8 @@ impl Batches {
         })
     }
 
-    /// What tells the calling serving thread's timer task that its buffer
-    /// got a first line; `None` when the thread has no buffer of this log.
-    pub(super) fn due_here(&self) -> Option<Arc<Notify>> {
-        SLOT.with(|slot| match &*slot.borrow() {
-            Some(mine) if mine.log == self.id => Some(Arc::clone(&mine.due)),
-            _ => None,
-        })
-    }
-
-    /// Calls `flush` on the calling thread's buffer if its oldest line is
-    /// `interval` old; otherwise returns when it will be (`None`: the
-    /// buffer is empty, or this thread has none).
-    pub(super) fn flush_due_here(&self, flush: impl FnOnce(&mut Batch)) -> Option<Instant> {
-        SLOT.with(|slot| {
-            let mine = slot.borrow();
-            let mine = mine.as_ref().filter(|mine| mine.log == self.id)?;
-            let mut batch = lock(&mine.batch);
-            let due = batch.oldest? + self.interval;
-            if Instant::now() < due {
-                return Some(due);
-            }
-            flush(&mut batch);
-            None
-        })
-    }
-
-    /// Calls `flush` on the calling thread's buffer if it holds lines.
-    #[cfg(test)]
+    /// Calls `flush` on the calling thread's buffer if it holds lines (the
+    /// serving thread's runtime is about to park).
     pub(super) fn flush_here(&self, flush: impl FnOnce(&mut Batch)) {
         SLOT.with(|slot| {
             if let Some(mine) = &*slot.borrow() {

@@ -45,9 +45,9 @@ const FILE_MODE_REQUIRED: u32 = 0o600;
 
 /// How long a serving thread may hold an audit line in its buffer before
 /// it is written with the others (`docs/audit-and-metrics.md`, "Batched
-/// writes"): lines are flushed by the thread's timer this long after the
-/// first of them, when a line finds the oldest this old, or at 64 KiB.
-/// `"0s"` writes each line at once.
+/// writes"): lines are flushed when the thread runs out of work, when a
+/// line finds the oldest this old, or at 64 KiB. `"0s"` writes each line at
+/// once.
 pub const DEFAULT_AUDIT_FLUSH_INTERVAL: Duration = Duration::from_millis(1);
 /// The longest `audit.flush_interval`: what a crash may lose stays small.
 const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(1);

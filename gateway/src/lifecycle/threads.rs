@@ -70,11 +70,13 @@ pub(super) fn spawn(
     stop: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, StartError> {
     let serving_error = |source| StartError::Serving { source };
-    // The thread's audit lines are buffered and written by a timer task of
-    // its own (`audit/batch.rs`).
+    // The thread's audit lines are buffered and written when the runtime
+    // runs out of work (`audit/batch.rs`).
     let audit = Arc::clone(&state.audit);
+    let parking = Arc::clone(&audit);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(move || parking.flush_here())
         .build()
         .map_err(serving_error)?;
     let (done, finished) = tokio::sync::oneshot::channel::<()>();
@@ -83,7 +85,6 @@ pub(super) fn spawn(
         .spawn(move || {
             crate::shard::enter(index);
             audit.enter();
-            runtime.spawn(audit.flush_timer());
             crate::timers::enter();
             runtime.block_on(async move {
                 match TcpListener::from_std(listener) {

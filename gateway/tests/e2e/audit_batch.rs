@@ -99,9 +99,9 @@ async fn lines_of_concurrent_requests_on_several_serving_threads_are_all_written
     gateway.shutdown().await;
 }
 
-/// A single request's line is written by its serving thread's timer, an
-/// interval after it came, with no request after it to find it due (the
-/// interval here is the longest allowed).
+/// The time bound is only looked at when a line is appended: a single
+/// request's line is written because its serving thread runs out of work,
+/// with no request after it (the bound here is the longest allowed).
 #[tokio::test]
 async fn a_single_requests_line_is_written_without_further_traffic() {
     let files = tempfile::tempdir().unwrap();

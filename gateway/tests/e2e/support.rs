@@ -648,9 +648,9 @@ pub(crate) fn assert_envelope(reply: &Reply) {
 }
 
 /// Waits (bounded by the safety net) until the audit file `path` holds at
-/// least `count` lines: a serving thread writes its buffered lines
-/// `audit.flush_interval` after the first of them, so a client can see its
-/// answer a moment before the line is in the file.
+/// least `count` lines: a serving thread writes its buffered lines just
+/// after it answers, when it runs out of work (`audit.flush_interval`), so
+/// a client can see its answer a moment before the line is in the file.
 pub(crate) async fn audit_lines_written(path: &Path, count: usize) {
     let waiting = async {
         loop {

@@ -258,37 +258,3 @@ fn a_batch_too_big_for_a_nearly_full_disk_keeps_the_lines_that_fit() {
         "{text}"
     );
 }
-
-/// A serving thread's runtime with the log's timer task, as
-/// `lifecycle/threads.rs` starts it: a line waits in the buffer until the
-/// interval after it has passed, with no other traffic to write it; a
-/// second batch is timed from its own first line.
-#[test]
-fn the_timer_writes_a_lone_line_an_interval_after_it_came() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.log");
-    let interval = Duration::from_millis(50);
-    let log = Arc::new(chained_log(&path, interval));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    log.enter();
-    runtime.spawn(log.flush_timer());
-    runtime.block_on(async {
-        for expected in [1, 2] {
-            let came = Instant::now();
-            lines_from(&log, 1, 1);
-            // Nothing has run since the line came: it is in the buffer.
-            assert_eq!(read(&path).lines().count(), expected - 1);
-            while read(&path).lines().count() < expected {
-                assert!(came.elapsed() < Duration::from_secs(10), "never written");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            assert!(came.elapsed() >= interval, "written before its interval");
-        }
-    });
-    drop(runtime);
-    log.leave();
-    assert_eq!(verify(read(&path).as_bytes()).map(|v| v.lines), Ok(2));
-}
