@@ -10,6 +10,14 @@
 #   benches/syscalls.sh                                # gateway, floor, nginx, haproxy; h1 and h2
 #   GATEWAY_BIN=/path/to/tradehabit-gateway benches/syscalls.sh
 #   DOORS="gateway nginx" PROTOCOLS=h1 REQUESTS=100000 benches/syscalls.sh
+#   PERF_RECORD=/tmp/profiles benches/syscalls.sh      # kernel + user profiles instead
+#
+# With PERF_RECORD, each door's processes are sampled (`perf record -g`)
+# over the same requests instead of counted, into PERF_RECORD/DOOR-PROTO.data,
+# and the share of samples under a few kernel entry points is printed (the
+# audit file's `write`s among them; docs/benchmarks.md, "One clock read per
+# poll"). Read a profile further with
+# `perf report -i FILE --children --sort sym`.
 #
 # Needs: perf (Debian: linux-perf) with tracepoints readable (root, or
 # kernel.perf_event_paranoid <= -1), nginx, haproxy, h2load, openssl,
@@ -51,7 +59,11 @@ done
 # The rate matters: the audit line is written once per batch of about a
 # millisecond, so its writes per request fall as the rate rises (and the
 # tracepoints themselves slow every system call).
-printf '%-8s %-8s %9s %8s %9s %9s  %s\n' door protocol requests "req/s" syscalls switches "syscalls per request, the most frequent"
+if [ -n "${PERF_RECORD:-}" ]; then
+    printf '%-8s %-8s %9s %8s  %s\n' door protocol requests "req/s" "share of samples under each kernel entry point"
+else
+    printf '%-8s %-8s %9s %8s %9s %9s  %s\n' door protocol requests "req/s" syscalls switches "syscalls per request, the most frequent"
+fi
 for door in $DOORS; do
     url=https://127.0.0.1:${port[$door]}/api/health
     for _ in $(seq 100); do curl -skf -o /dev/null "$url" && break; sleep 0.1; done
@@ -68,8 +80,14 @@ for door in $DOORS; do
         esac
         h2load -t2 "${load[@]}" -n 2000 "$url" >/dev/null   # warm-up: connections, pools, caches
         out=$work/$door-$protocol.csv
-        perf stat -x, -o "$out" -p "$targets" \
-            -e raw_syscalls:sys_enter -e context-switches -e 'syscalls:sys_enter_*' &
+        if [ -n "${PERF_RECORD:-}" ]; then
+            mkdir -p "$PERF_RECORD"
+            profile=$PERF_RECORD/$door-$protocol.data
+            perf record -q -g -F 4000 -o "$profile" -p "$targets" 2>/dev/null &
+        else
+            perf stat -x, -o "$out" -p "$targets" \
+                -e raw_syscalls:sys_enter -e context-switches -e 'syscalls:sys_enter_*' &
+        fi
         perf_pid=$!
         sleep 0.5
         h2load -t2 "${load[@]}" -n "$REQUESTS" "$url" >"$work/h2load.out"
@@ -77,6 +95,14 @@ for door in $DOORS; do
         kill -INT "$perf_pid"
         wait "$perf_pid" || true
         rate=$(awk '/^finished in/ { gsub(",", "", $4); print int($4) }' "$work/h2load.out")
+        if [ -n "${PERF_RECORD:-}" ]; then
+            # The share of all samples (user and kernel) whose stack passes
+            # through each entry point.
+            shares=$(perf report -i "$profile" --children -q --stdio -g none --sort sym 2>/dev/null \
+                | awk '$3 == "[k]" && $4 ~ /^(ksys_write|do_writev|__sys_recvfrom|ksys_read|do_epoll_wait|schedule|ext4_buffered_write_iter)$/ { printf "%s %s, ", $4, $1 }')
+            printf '%-8s %-8s %9s %8s  %s\n' "$door" "$protocol" "$REQUESTS" "$rate" "${shares%, }"
+            continue
+        fi
         python3 - "$out" "$door" "$protocol" "$REQUESTS" "$rate" <<'PY'
 import sys
 path, door, protocol, requests, rate = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
