@@ -593,9 +593,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let since_open = crate::clock::now()
-            .saturating_duration_since(self.0.opened)
-            .as_micros();
+        let since_open = crate::clock::elapsed(self.0.opened).as_micros();
         let micros = u64::try_from(since_open).unwrap_or(u64::MAX);
         self.0.last_done.fetch_max(micros, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);

@@ -384,9 +384,7 @@ impl Log {
                     } else {
                         (decision, reason)
                     };
-                let duration_ms = Some(millis(
-                    crate::clock::now_std().saturating_duration_since(at),
-                ));
+                let duration_ms = Some(millis(crate::clock::elapsed(at)));
                 let finish = |out: &mut String| {
                     unfinished.finish_into(out, decision, reason, Some(sent), duration_ms);
                 };

@@ -21,6 +21,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -40,19 +41,7 @@ thread_local! {
 ///
 /// A `tokio` instant, so that tests with a paused clock see paused time.
 pub(crate) fn now() -> Instant {
-    POLL.with(|poll| match poll.get() {
-        None => Instant::now(),
-        Some(Readings {
-            monotonic: Some(at),
-            ..
-        }) => at,
-        Some(mut readings) => {
-            let at = Instant::now();
-            readings.monotonic = Some(at);
-            poll.set(Some(readings));
-            at
-        }
-    })
+    once_per_poll(|readings| &mut readings.monotonic, Instant::now)
 }
 
 /// [`now`] as a standard-library instant.
@@ -60,17 +49,30 @@ pub(crate) fn now_std() -> std::time::Instant {
     now().into_std()
 }
 
+/// The time since `earlier` (zero if it is later), by [`now`].
+pub(crate) fn elapsed(earlier: impl Into<Instant>) -> Duration {
+    now().saturating_duration_since(earlier.into())
+}
+
 /// The wall-clock time (UTC): read once per poll inside [`Turns`].
 pub(crate) fn now_utc() -> OffsetDateTime {
-    POLL.with(|poll| match poll.get() {
-        None => OffsetDateTime::now_utc(),
-        Some(Readings { wall: Some(at), .. }) => at,
-        Some(mut readings) => {
-            let at = OffsetDateTime::now_utc();
-            readings.wall = Some(at);
-            poll.set(Some(readings));
-            at
+    once_per_poll(|readings| &mut readings.wall, OffsetDateTime::now_utc)
+}
+
+/// The poll's reading in `field`, made with `read` on first use; `read`
+/// each time outside a poll.
+fn once_per_poll<T: Copy>(field: fn(&mut Readings) -> &mut Option<T>, read: fn() -> T) -> T {
+    POLL.with(|poll| {
+        let Some(mut readings) = poll.get() else {
+            return read();
+        };
+        if let Some(at) = *field(&mut readings) {
+            return at;
         }
+        let at = read();
+        *field(&mut readings) = Some(at);
+        poll.set(Some(readings));
+        at
     })
 }
 
@@ -119,8 +121,6 @@ impl Drop for PollScope {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     /// Notes [`now`] and [`now_utc`] twice within each of its polls, with

@@ -114,9 +114,7 @@ impl Progress {
     }
 
     fn now(&self) -> u64 {
-        let micros = crate::clock::now()
-            .saturating_duration_since(self.base)
-            .as_micros();
+        let micros = crate::clock::elapsed(self.base).as_micros();
         u64::try_from(micros).unwrap_or(u64::MAX - 1) + 1
     }
 }

@@ -83,17 +83,21 @@ impl Drop for Claim {
     }
 }
 
-/// Adds `by` to `cell` of `shard`: a plain load and store where the
-/// thread writes it alone.
-fn add(cell: &AtomicU64, by: u64, shard: Shard) {
+/// Replaces `cell` of `shard` with `change` of it: a plain load and store
+/// where the thread writes it alone.
+fn update(cell: &AtomicU64, shard: Shard, change: impl Fn(u64) -> u64) {
     if shard.owned {
-        cell.store(
-            cell.load(Ordering::Relaxed).wrapping_add(by),
-            Ordering::Relaxed,
-        );
+        cell.store(change(cell.load(Ordering::Relaxed)), Ordering::Relaxed);
     } else {
-        cell.fetch_add(by, Ordering::Relaxed);
+        let _ = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+            Some(change(old))
+        });
     }
+}
+
+/// Adds one to `cell` of `shard`.
+fn increment(cell: &AtomicU64, shard: Shard) {
+    update(cell, shard, |count| count.wrapping_add(1));
 }
 
 use crate::shard::Line;
@@ -105,7 +109,7 @@ pub(super) struct ShardedCounter(Arc<[Line<AtomicU64>; SHARDS]>);
 impl ShardedCounter {
     pub(super) fn inc(&self) {
         let shard = shard();
-        add(&self.0[shard.index], 1, shard);
+        increment(&self.0[shard.index], shard);
     }
 
     fn get(&self) -> u64 {
@@ -178,17 +182,11 @@ impl ShardedHistogram {
             .iter()
             .position(|bound| *bound >= value)
             .unwrap_or(self.bounds.len());
-        add(shard.at(FIRST_BUCKET + bucket), 1, which);
-        add(shard.at(COUNT), 1, which);
-        let sum = shard.at(SUM);
-        let plus = |bits| (f64::from_bits(bits) + value).to_bits();
-        if which.owned {
-            sum.store(plus(sum.load(Ordering::Relaxed)), Ordering::Relaxed);
-        } else {
-            let _ = sum.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                Some(plus(bits))
-            });
-        }
+        increment(shard.at(FIRST_BUCKET + bucket), which);
+        increment(shard.at(COUNT), which);
+        update(shard.at(SUM), which, |bits| {
+            (f64::from_bits(bits) + value).to_bits()
+        });
     }
 }
 

@@ -82,10 +82,11 @@ impl Lease {
     /// polled again once it is ready; the connection is not polled after
     /// it has ended.
     ///
-    /// With `first` = [`Side::Partner`], `partner` is polled first, and
-    /// the connection only if `partner` is not ready or woke it. That is
-    /// for the body: a frame the connection has already handed over, or
-    /// the end it has already seen, needs no poll of the connection.
+    /// With `first` = [`Side::Partner`], the first round polls `partner`
+    /// alone, and the connection follows only if `partner` is not ready or
+    /// woke it. That is for the body: a frame the connection has already
+    /// handed over, or the end it has already seen, needs no poll of the
+    /// connection.
     pub(crate) fn poll_with<R>(
         &mut self,
         cx: &mut Context<'_>,
@@ -93,33 +94,27 @@ impl Lease {
         mut partner: impl FnMut(&mut Context<'_>) -> Poll<R>,
     ) -> Poll<R> {
         let mut done = None;
-        if let Side::Partner = first {
-            self.quiet.begin(cx);
-            if let Poll::Ready(output) = partner(&mut self.quiet.context(Side::Partner)) {
-                done = Some(output);
-            }
-            let woken = self.quiet.end();
-            if done.is_some() && !(woken.connection && self.connection.is_some()) {
-                return done.map_or(Poll::Pending, Poll::Ready);
-            }
-        }
+        let mut with_connection = matches!(first, Side::Connection);
         for _ in 0..MAX_ROUNDS {
             self.quiet.begin(cx);
-            poll_connection(
-                &mut self.connection,
-                &mut self.quiet.context(Side::Connection),
-            );
+            if with_connection {
+                poll_connection(
+                    &mut self.connection,
+                    &mut self.quiet.context(Side::Connection),
+                );
+            }
             if done.is_none() {
                 if let Poll::Ready(output) = partner(&mut self.quiet.context(Side::Partner)) {
                     done = Some(output);
                 }
             }
             let woken = self.quiet.end();
-            let again =
-                woken.connection && self.connection.is_some() || woken.partner && done.is_none();
+            let again = woken.connection && self.connection.is_some()
+                || (woken.partner || !with_connection) && done.is_none();
             if !again {
                 return done.map_or(Poll::Pending, Poll::Ready);
             }
+            with_connection = true;
         }
         // Still waking each other: the task's next turn goes on.
         cx.waker().wake_by_ref();
@@ -261,7 +256,7 @@ impl Pool {
             poll_fn(|cx| lease.poll_with(cx, Side::Connection, |_| Poll::Ready(()))).await;
             if lease.is_reusable() && lease.sender.is_ready() {
                 lease.reused = true;
-                lease.idle_for = Some(crate::clock::now().saturating_duration_since(since));
+                lease.idle_for = Some(crate::clock::elapsed(since));
                 return Some(lease);
             }
         }
