@@ -92,9 +92,10 @@ impl fmt::Display for Name {
 
 /// A request's host as the request names it (`host[:port]`), in lower
 /// case, once `policy::shape` has found it a valid URI authority. Held as a
-/// header value: the upstream's `Host` and `X-Forwarded-Host` share it,
-/// and when the client's own `Host` field is already lower case it is that
-/// field, not a copy.
+/// header value: the upstream's `Host` and `X-Forwarded-Host` share it.
+/// It is the thread's remembered copy when the text is the one the thread
+/// last checked ([`Authority::of_valid`]); otherwise, when the client's own
+/// `Host` field is already lower case, it is that field, not a copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Authority(HeaderValue);
 
@@ -116,6 +117,37 @@ impl Authority {
                     .expect("a URI authority is header text"),
             ),
         }
+    }
+
+    /// `text` as a request's authority, if `valid` finds it a valid one
+    /// ([`Authority::of_checked`] then makes it), or the authority this
+    /// thread last made from the same text, without asking `valid` again:
+    /// nearly every request on a thread names the same host in the same
+    /// letters, and parsing and lowering it cost more than the rest of the
+    /// head's checks (`docs/benchmarks.md`, "Per-IP counts without a
+    /// lock"). What is remembered is a copy, never the request's own value,
+    /// which may share the connection's whole read buffer.
+    pub(crate) fn of_valid(
+        text: &str,
+        value: Option<&HeaderValue>,
+        valid: impl FnOnce(&str) -> bool,
+    ) -> Option<Authority> {
+        let remembered = LAST_VALID.with_borrow(|last| {
+            last.as_ref()
+                .filter(|(known, _)| **known == *text)
+                .map(|(_, authority)| authority.clone())
+        });
+        if remembered.is_some() {
+            return remembered;
+        }
+        if !valid(text) {
+            return None;
+        }
+        let authority = Authority::of_checked(text, value);
+        let copy =
+            HeaderValue::from_bytes(authority.0.as_bytes()).expect("copied from a header value");
+        LAST_VALID.set(Some((text.into(), Authority(copy))));
+        Some(authority)
     }
 
     /// The authority as text.
@@ -233,6 +265,11 @@ thread_local! {
     /// identity rule as [`LAST_COVERED`].
     static LAST_SERVED: RefCell<Option<(Arc<CertificateDer<'static>>, Authority)>> =
         const { RefCell::new(None) };
+
+    /// The last text this thread found a valid authority, as written, and
+    /// the authority made of it ([`Authority::of_valid`]). The check is
+    /// the same for every policy, so no identity is needed.
+    static LAST_VALID: RefCell<Option<(Box<str>, Authority)>> = const { RefCell::new(None) };
 }
 
 /// [`covers`], remembering this thread's last name found covered.
@@ -387,6 +424,37 @@ mod tests {
             Authority::of_checked("APP.example.com", Some(&lower)).as_str(),
             "app.example.com"
         );
+    }
+
+    #[test]
+    fn a_valid_text_is_checked_once_per_thread_until_another_comes() {
+        std::thread::spawn(|| {
+            let checks = std::cell::Cell::new(0);
+            let valid = |text: &str| {
+                checks.set(checks.get() + 1);
+                !text.contains('@')
+            };
+            let value = HeaderValue::from_static("App.example.com");
+            let first = Authority::of_valid("App.example.com", Some(&value), valid).unwrap();
+            let again = Authority::of_valid("App.example.com", Some(&value), valid).unwrap();
+            assert_eq!(
+                (first.as_str(), again.as_str()),
+                ("app.example.com", "app.example.com")
+            );
+            assert_eq!(checks.get(), 1, "the second was remembered");
+            // Other letters are other text: checked, and remembered instead.
+            let lower = Authority::of_valid("app.example.com", None, valid).unwrap();
+            assert_eq!(lower, first);
+            assert_eq!(checks.get(), 2);
+            // An invalid text is never remembered, nor does it displace.
+            assert!(Authority::of_valid("u@app.example.com", None, valid).is_none());
+            assert!(Authority::of_valid("u@app.example.com", None, valid).is_none());
+            assert_eq!(checks.get(), 4);
+            assert!(Authority::of_valid("app.example.com", None, valid).is_some());
+            assert_eq!(checks.get(), 4);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

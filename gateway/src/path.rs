@@ -16,44 +16,66 @@
 //! Other escapes (`%20`, `%C3%A9`, …) pass unchanged: they cannot form a
 //! route path, which is plain ASCII.
 
-/// Checks one request or route path; `Err` says why it is refused.
+/// Checks one request or route path; `Err` says why it is refused. When a
+/// path has several faults, the first of these is named: an empty
+/// segment, a dot segment, then the first bad byte or escape.
 pub(crate) fn check(path: &str) -> Result<(), &'static str> {
     if !path.starts_with('/') {
         return Err("must start with `/`");
     }
-    if path.contains("//") {
-        return Err("must not contain an empty segment (`//`)");
-    }
-    for segment in path.split('/') {
-        if segment == "." || segment == ".." {
-            return Err("must not contain `.` or `..` segments");
-        }
-    }
+    // One pass over the bytes for every rule (`docs/benchmarks.md`,
+    // "Per-IP counts without a lock").
     let bytes = path.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => return Err("must not contain a backslash"),
-            b';' => return Err("must not contain `;`"),
-            b if b < 0x20 || b == 0x7f => return Err("must not contain control characters"),
+    let (mut empty_segment, mut dot_segment, mut bad_byte) = (false, false, None);
+    // Where the current segment starts (after its `/`).
+    let mut segment = 1;
+    let mut i = 1;
+    while i <= bytes.len() {
+        let byte = bytes.get(i).copied();
+        if matches!(byte, None | Some(b'/')) {
+            let text = &bytes[segment..i];
+            empty_segment |= byte.is_some() && text.is_empty();
+            dot_segment |= text == b"." || text == b"..";
+            segment = i + 1;
+            i += 1;
+            continue;
+        }
+        let fault = match byte.unwrap_or_default() {
+            b'\\' => Some("must not contain a backslash"),
+            b';' => Some("must not contain `;`"),
+            b if b < 0x20 || b == 0x7f => Some("must not contain control characters"),
             b'%' => {
                 let decoded = bytes
                     .get(i + 1..i + 3)
                     .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
                     .and_then(|hex| std::str::from_utf8(hex).ok())
-                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-                    .ok_or("contains a malformed percent-escape")?;
-                if changes_routing(decoded) {
-                    return Err("must not percent-encode `/`, `\\`, `;`, `%`, control or unreserved characters");
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+                match decoded {
+                    None => Some("contains a malformed percent-escape"),
+                    Some(decoded) if changes_routing(decoded) => Some(
+                        "must not percent-encode `/`, `\\`, `;`, `%`, control or unreserved characters",
+                    ),
+                    // The escape's two digits are not bytes of the path.
+                    Some(_) => {
+                        i += 3;
+                        continue;
+                    }
                 }
-                i += 3;
-                continue;
             }
-            _ => {}
+            _ => None,
+        };
+        if bad_byte.is_none() {
+            bad_byte = fault;
         }
         i += 1;
     }
-    Ok(())
+    if empty_segment {
+        return Err("must not contain an empty segment (`//`)");
+    }
+    if dot_segment {
+        return Err("must not contain `.` or `..` segments");
+    }
+    bad_byte.map_or(Ok(()), Err)
 }
 
 /// Whether a percent-decoded byte could make the decoded path differ from

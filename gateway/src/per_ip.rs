@@ -5,97 +5,221 @@
 //! A [`PerIp`] counts; [`PerIp::try_take`] either counts one more for an
 //! address, under a cap given at the call (the policy in force may change
 //! between calls), or refuses; [`PerIp::take`] waits for a place instead.
-//! The [`Held`] they return gives the place back when dropped. Addresses with nothing held are forgotten, so the map
-//! holds at most one entry per address with something in flight.
+//! The [`Held`] they return gives the place back when dropped.
+//!
+//! Each address with something held has a count of its own (a `Client`),
+//! which every request from it shares, whichever thread serves it; the map
+//! from addresses to counts is only read when a serving thread meets an
+//! address other than the last one it counted for. So the requests of a
+//! keep-alive connection, or of one client's several connections, take and
+//! give back their places with one atomic update each: no lock, no hash
+//! (`docs/benchmarks.md`, "Per-IP counts without a lock"). An address is
+//! forgotten once nothing holds it: no place taken, and no serving thread
+//! remembering it as its last (at most one address per serving thread).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
 
 /// What each client IP holds now.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PerIp {
-    held: Mutex<HashMap<IpAddr, usize>>,
+    /// The counts of the addresses something holds.
+    clients: Mutex<HashMap<IpAddr, Weak<Client>>>,
+    /// Tells this counter's clients apart from another's in a thread's
+    /// [`REMEMBERED`] (a gateway has two; tests run several gateways).
+    id: u64,
+}
+
+/// Gives each [`PerIp`] its own identity.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The most counters a serving thread remembers a client for.
+const MAX_REMEMBERED: usize = 8;
+
+thread_local! {
+    /// On a serving thread (`shard.rs`), the last client counted for, per
+    /// counter: each on a handle of the thread's own, so that a place
+    /// counts its reference on a line only this thread writes.
+    static REMEMBERED: RefCell<Vec<Arc<Handle>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One address's count, shared by every request from it.
+#[derive(Debug)]
+struct Client {
+    ip: IpAddr,
+    /// The [`PerIp`] it counts for (its `id`, and the map to leave).
+    counter: u64,
+    registry: Weak<PerIp>,
+    held: AtomicUsize,
     /// Woken whenever a place is given back while someone waits.
     freed: Notify,
     /// How many [`PerIp::take`] calls wait now: a place given back wakes
-    /// them only if there are any (most counters never have a waiter, and
-    /// waking nobody still takes `Notify`'s lock).
+    /// them only if there are any (waking nobody still takes `Notify`'s
+    /// lock).
     waiting: AtomicUsize,
 }
+
+/// A reference on a [`Client`]: a serving thread's own (kept in
+/// [`REMEMBERED`]), or one made for a single place elsewhere.
+#[derive(Debug)]
+struct Handle(Arc<Client>);
 
 /// One counted place; dropping it frees the place.
 #[derive(Debug)]
 pub(crate) struct Held {
-    /// The serving thread's own handle (`shard.rs`).
-    counter: Arc<crate::shard::Local<PerIp>>,
-    ip: IpAddr,
+    client: Arc<Handle>,
+}
+
+impl Default for PerIp {
+    fn default() -> Self {
+        PerIp {
+            clients: Mutex::default(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        }
+    }
 }
 
 impl PerIp {
     /// Counts one more for `ip`, unless it already holds `cap`.
     pub(crate) fn try_take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<Held> {
-        let mut held = self.lock();
-        let count = held.entry(ip).or_insert(0);
-        if *count >= cap {
-            if *count == 0 {
-                held.remove(&ip);
-            }
-            return None;
-        }
-        *count += 1;
-        Some(Held {
-            counter: crate::shard::local(self),
-            ip,
-        })
+        let client = self.client(ip);
+        client.0.try_take(cap).then(|| Held { client })
     }
 
     /// Counts one more for `ip`, waiting until it holds fewer than `cap`
     /// (bound the wait with a timeout).
     pub(crate) async fn take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Held {
+        let client = self.client(ip);
         // Counted before the first look: a place given back after the
-        // look (under the map's lock) sees the count and wakes this one.
-        let _waiting = Waiting::count(&self.waiting);
+        // look sees the count and wakes this one.
+        let _waiting = Waiting::count(&client.0.waiting);
         loop {
             // Registered before looking, so a place freed in between wakes it.
-            let freed = self.freed.notified();
+            let freed = client.0.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if let Some(held) = self.try_take(ip, cap) {
-                return held;
+            if client.0.try_take(cap) {
+                return Held {
+                    client: Arc::clone(&client),
+                };
             }
             freed.await;
         }
     }
 
+    /// `ip`'s count: the one this thread counted for last, or the map's,
+    /// or a new one.
+    fn client(self: &Arc<Self>, ip: IpAddr) -> Arc<Handle> {
+        let remembered = REMEMBERED.with_borrow(|remembered| {
+            remembered
+                .iter()
+                .find(|handle| handle.0.counter == self.id && handle.0.ip == ip)
+                .cloned()
+        });
+        if let Some(handle) = remembered {
+            return handle;
+        }
+        let client = {
+            let mut clients = self.lock();
+            match clients.get(&ip).and_then(Weak::upgrade) {
+                Some(client) => client,
+                None => {
+                    let client = Arc::new(Client {
+                        ip,
+                        counter: self.id,
+                        registry: Arc::downgrade(self),
+                        held: AtomicUsize::new(0),
+                        freed: Notify::new(),
+                        waiting: AtomicUsize::new(0),
+                    });
+                    clients.insert(ip, Arc::downgrade(&client));
+                    client
+                }
+            }
+        };
+        let handle = Arc::new(Handle(client));
+        if crate::shard::is_serving() {
+            let replaced = REMEMBERED.with_borrow_mut(|remembered| {
+                let mine = remembered.iter().position(|h| h.0.counter == self.id);
+                match mine {
+                    Some(at) => Some(std::mem::replace(&mut remembered[at], Arc::clone(&handle))),
+                    None if remembered.len() < MAX_REMEMBERED => {
+                        remembered.push(Arc::clone(&handle));
+                        None
+                    }
+                    None => None,
+                }
+            });
+            // Dropped outside the borrow: the last reference leaves the map.
+            drop(replaced);
+        }
+        handle
+    }
+
     /// How many `ip` holds now.
     #[cfg(test)]
     fn count(&self, ip: IpAddr) -> usize {
-        self.lock().get(&ip).copied().unwrap_or(0)
+        self.lock()
+            .get(&ip)
+            .and_then(Weak::upgrade)
+            .map_or(0, |client| client.held.load(Ordering::SeqCst))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        self.held
+    /// Whether the map still has `ip`.
+    #[cfg(test)]
+    fn knows(&self, ip: IpAddr) -> bool {
+        self.lock().contains_key(&ip)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Weak<Client>>> {
+        self.clients
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
+impl Client {
+    /// Counts one more unless `cap` are held.
+    fn try_take(&self, cap: usize) -> bool {
+        // Sequentially consistent with the waiters' count (see `Held`'s
+        // drop): either the giver sees a waiter, or the waiter sees the
+        // place given back.
+        self.held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| {
+                (held < cap).then_some(held + 1)
+            })
+            .is_ok()
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
-        let mut held = self.counter.lock();
-        if let Some(count) = held.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.ip);
-            }
+        let client = &self.client.0;
+        client.held.fetch_sub(1, Ordering::SeqCst);
+        if client.waiting.load(Ordering::SeqCst) > 0 {
+            client.freed.notify_waiters();
         }
-        drop(held);
-        if self.counter.waiting.load(Ordering::SeqCst) > 0 {
-            self.counter.freed.notify_waiters();
+    }
+}
+
+impl Drop for Client {
+    /// The last reference is gone: the map forgets the address, unless a
+    /// new count for it has taken this one's place there meanwhile.
+    fn drop(&mut self) {
+        let Some(registry) = self.registry.upgrade() else {
+            return;
+        };
+        let mut clients = registry.lock();
+        if clients
+            .get(&self.ip)
+            .is_some_and(|client| client.strong_count() == 0)
+        {
+            clients.remove(&self.ip);
         }
     }
 }
@@ -134,12 +258,73 @@ mod tests {
         assert_eq!(counter.count(a), 1);
         assert!(counter.try_take(a, 2).is_some());
         drop(other);
-        assert!(
-            counter.lock().get(&b).is_none(),
-            "idle addresses are forgotten"
-        );
+        assert!(!counter.knows(b), "idle addresses are forgotten");
         assert!(counter.try_take(b, 0).is_none(), "a cap of 0 refuses");
-        assert!(counter.lock().get(&b).is_none());
+        assert!(!counter.knows(b));
+    }
+
+    #[test]
+    fn a_serving_thread_remembers_one_address_per_counter_and_counts_it_with_the_others() {
+        let counter = Arc::new(PerIp::default());
+        let other_counter = Arc::new(PerIp::default());
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "2001:db8::1".parse().unwrap();
+        // Held here, off the serving thread: the serving thread's places
+        // are counted on the same client.
+        let outside = counter.try_take(a, 3).unwrap();
+        // Joined, not scoped: a joined thread has dropped its thread-locals.
+        std::thread::spawn({
+            let (counter, other_counter) = (Arc::clone(&counter), Arc::clone(&other_counter));
+            move || {
+                crate::shard::enter(0);
+                let first = counter.try_take(a, 3).unwrap();
+                let second = counter.try_take(a, 3).unwrap();
+                assert!(Arc::ptr_eq(&first.client, &second.client), "remembered");
+                assert!(counter.try_take(a, 3).is_none(), "three held in all");
+                assert_eq!(counter.count(a), 3);
+                // The other counter has its own count for the same address.
+                let elsewhere = other_counter.try_take(a, 1).unwrap();
+                assert!(other_counter.try_take(a, 1).is_none());
+                drop((first, second, elsewhere));
+                // Remembered, so still known with nothing held …
+                assert_eq!(counter.count(a), 1);
+                assert!(other_counter.knows(a));
+                // … until the thread counts for another address.
+                drop(other_counter.try_take(b, 1).unwrap());
+                assert!(!other_counter.knows(a), "forgotten once replaced");
+                assert!(other_counter.knows(b));
+                crate::shard::leave();
+            }
+        })
+        .join()
+        .unwrap();
+        // The thread's end let go of what it remembered.
+        assert!(!other_counter.knows(b));
+        assert_eq!(counter.count(a), 1);
+        drop(outside);
+        assert!(!counter.knows(a));
+    }
+
+    #[test]
+    fn a_new_count_for_an_address_is_not_forgotten_by_the_old_ones_end() {
+        let counter = Arc::new(PerIp::default());
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let old = counter.client(a);
+        // The map's entry is replaced while the old count is still alive
+        // (as when the old one's last reference is on its way out).
+        let new = Arc::new(Handle(Arc::new(Client {
+            ip: a,
+            counter: counter.id,
+            registry: Arc::downgrade(&counter),
+            held: AtomicUsize::new(0),
+            freed: Notify::new(),
+            waiting: AtomicUsize::new(0),
+        })));
+        counter.lock().insert(a, Arc::downgrade(&new.0));
+        drop(old);
+        assert!(counter.knows(a), "the new count stays");
+        drop(new);
+        assert!(!counter.knows(a));
     }
 
     #[tokio::test]
@@ -147,16 +332,18 @@ mod tests {
         let counter = Arc::new(PerIp::default());
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let first = counter.try_take(a, 1).unwrap();
+        let client = Arc::clone(&first.client);
         let waiting = tokio::spawn({
             let counter = Arc::clone(&counter);
             async move { counter.take(a, 1).await }
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
+        assert_eq!(client.0.waiting.load(Ordering::SeqCst), 1);
         drop(first);
         let second = waiting.await.unwrap();
         assert_eq!(counter.count(a), 1);
-        assert_eq!(counter.waiting.load(Ordering::SeqCst), 0);
+        assert_eq!(client.0.waiting.load(Ordering::SeqCst), 0);
         drop(second);
     }
 
@@ -164,10 +351,10 @@ mod tests {
     async fn a_waiter_that_gives_up_is_no_longer_counted() {
         let counter = Arc::new(PerIp::default());
         let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let _first = counter.try_take(a, 1).unwrap();
+        let first = counter.try_take(a, 1).unwrap();
         let waited =
             tokio::time::timeout(std::time::Duration::from_secs(1), counter.take(a, 1)).await;
         assert!(waited.is_err(), "no place came free");
-        assert_eq!(counter.waiting.load(Ordering::SeqCst), 0);
+        assert_eq!(first.client.0.waiting.load(Ordering::SeqCst), 0);
     }
 }

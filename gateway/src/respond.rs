@@ -69,6 +69,10 @@ pub(crate) fn secure(headers: &mut HeaderMap, config: &SecurityHeaders, request_
 /// allocation for every answer.
 const REQUEST_ID_NAME: http::HeaderName = http::HeaderName::from_static(REQUEST_ID);
 
+/// Built once, as [`REQUEST_ID_NAME`]: a name given as `&str` is parsed
+/// again at every call.
+const X_POWERED_BY: http::HeaderName = http::HeaderName::from_static("x-powered-by");
+
 /// Sets the headers of a plain-HTTP answer: everything but HSTS.
 pub(crate) fn plain(headers: &mut HeaderMap, config: &SecurityHeaders) {
     common(headers);
@@ -86,11 +90,18 @@ pub(crate) const HEADERS_SET: usize = 8;
 fn common(headers: &mut HeaderMap) {
     // Room for ours at once, instead of growing the map step by step.
     headers.reserve(HEADERS_SET);
-    // One pass over the names there are, not a lookup for each.
-    let reveals = |name: &http::HeaderName| name == SERVER || name.as_str() == "x-powered-by";
-    if headers.keys().any(reveals) {
+    // One pass over the names there are, not a lookup for each; then only
+    // the ones found are removed.
+    let (mut server, mut powered_by) = (false, false);
+    for name in headers.keys() {
+        server |= name == SERVER;
+        powered_by |= name == X_POWERED_BY;
+    }
+    if server {
         headers.remove(SERVER);
-        headers.remove("x-powered-by");
+    }
+    if powered_by {
+        headers.remove(X_POWERED_BY);
     }
     // `insert` replaces every earlier value, so upstream copies go too.
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

@@ -95,6 +95,12 @@ impl<T> std::ops::Deref for Local<T> {
     }
 }
 
+/// Whether the calling thread is a serving thread ([`enter`], not yet
+/// [`leave`]).
+pub(crate) fn is_serving() -> bool {
+    HANDLES.with_borrow(Option::is_some)
+}
+
 /// The calling thread's index, reduced to one of `shards` (at least 1).
 pub(crate) fn current(shards: usize) -> usize {
     INDEX.with(Cell::get) % shards.max(1)

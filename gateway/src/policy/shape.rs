@@ -162,11 +162,12 @@ fn host(parts: &Parts) -> Result<Authority, Rejection> {
         (Some(host), _) | (None, Some(host)) => host,
         (None, None) => return Err(Rejection::HostInvalid),
     };
-    let authority: http::uri::Authority = host.parse().map_err(|_| Rejection::HostInvalid)?;
-    if authority.as_str().contains('@') || authority.host().is_empty() {
-        return Err(Rejection::HostInvalid);
-    }
-    Ok(Authority::of_checked(host, header))
+    let valid = |host: &str| {
+        host.parse::<http::uri::Authority>().is_ok_and(|authority| {
+            !authority.as_str().contains('@') && !authority.host().is_empty()
+        })
+    };
+    Authority::of_valid(host, header, valid).ok_or(Rejection::HostInvalid)
 }
 
 #[cfg(test)]
