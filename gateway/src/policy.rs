@@ -368,7 +368,10 @@ fn add_policy_headers(headers: &mut HeaderMap, policy_headers: HeaderMap) {
     for name in upstream_cors {
         headers.remove(name);
     }
-    let upstream_varies = varies_by_origin(headers);
+    let upstream_varies = varies_by_origin(headers.get_all(VARY));
+    // Whether the answer varies by `Origin` once ours are added: counted
+    // on the way instead of read back.
+    let mut varies = upstream_varies;
     let mut name = None;
     for (key, value) in policy_headers {
         // `HeaderMap`'s iterator names only the first of several values.
@@ -376,6 +379,7 @@ fn add_policy_headers(headers: &mut HeaderMap, policy_headers: HeaderMap) {
         let name = name.clone().expect("the first entry has a name");
         if name == VARY {
             if !upstream_varies {
+                varies |= varies_by_origin([&value]);
                 headers.append(VARY, value);
             }
         } else if name == SET_COOKIE {
@@ -388,16 +392,15 @@ fn add_policy_headers(headers: &mut HeaderMap, policy_headers: HeaderMap) {
     }
     // Every answer varies by `Origin`, whether or not the CORS stage ran
     // or had anything to add (`checks::cors`).
-    if !varies_by_origin(headers) {
+    if !varies {
         headers.append(VARY, HeaderValue::from_static("Origin"));
     }
 }
 
-/// Whether one of the `Vary` fields names `Origin`.
-fn varies_by_origin(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(VARY)
-        .iter()
+/// Whether one of these `Vary` fields names `Origin`.
+fn varies_by_origin<'a>(fields: impl IntoIterator<Item = &'a HeaderValue>) -> bool {
+    fields
+        .into_iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|v| v.trim().eq_ignore_ascii_case("origin"))

@@ -94,12 +94,11 @@ fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool) -> usize {
 
 /// Removes the headers `Connection` names as hop-by-hop.
 fn strip_connection_named(headers: &mut HeaderMap) {
-    if !headers.contains_key(CONNECTION) {
+    let mut fields = headers.get_all(CONNECTION).iter().peekable();
+    if fields.peek().is_none() {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
+    let named: Vec<HeaderName> = fields
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .map(str::trim)
