@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
 use tradehabit_gateway::checks::api_key::keygen;
@@ -812,10 +812,21 @@ async fn ten_thousand_forwarded_addresses_leave_tracked_keys_bounded() {
                 .header("x-forwarded-for", forwarded)
                 .body(Full::new(Bytes::new()))
                 .unwrap();
-            pending.push(sender.send_request(request));
+            // Each answer read to its end: a stream dropped with its body
+            // unread is reset by the client, and a client that resets
+            // more than 1,024 streams ends its own connection (h2's
+            // `max_local_error_reset_streams`), which a slow machine
+            // would reach here.
+            let response = sender.send_request(request);
+            pending.push(async move {
+                let response = response.await.unwrap();
+                let status = response.status();
+                response.into_body().collect().await.unwrap();
+                status
+            });
         }
-        for response in futures_util::future::join_all(pending).await {
-            *statuses.entry(response.unwrap().status()).or_insert(0) += 1;
+        for status in futures_util::future::join_all(pending).await {
+            *statuses.entry(status).or_insert(0) += 1;
         }
     }
     // One limiter: 500 tracked addresses plus the overflow bucket (a few
