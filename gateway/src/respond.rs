@@ -62,7 +62,15 @@ pub(crate) fn secure(headers: &mut HeaderMap, config: &SecurityHeaders, request_
         CONTENT_SECURITY_POLICY,
         config.content_security_policy.clone(),
     );
-    headers.insert(REQUEST_ID_NAME, request_id.clone());
+    headers.insert(REQUEST_ID_NAME, unindexed(request_id));
+}
+
+/// `value`, marked never to be indexed by HTTP/2's HPACK: a request id
+/// never recurs (`checks::rate_limit::unindexed` says why).
+fn unindexed(value: &HeaderValue) -> HeaderValue {
+    let mut value = value.clone();
+    value.set_sensitive(true);
+    value
 }
 
 /// Built once: inserting a name given as `&str` copies it into a new
@@ -146,6 +154,11 @@ mod tests {
         assert!(!headers.contains_key(SERVER));
         assert!(!headers.contains_key("x-powered-by"));
         assert_eq!(headers[REQUEST_ID], "id-1");
+        assert!(
+            headers[REQUEST_ID].is_sensitive(),
+            "a request id is never indexed by HPACK"
+        );
+        assert!(!headers[STRICT_TRANSPORT_SECURITY].is_sensitive());
         assert_eq!(
             headers[CONTENT_SECURITY_POLICY],
             "default-src 'none'; frame-ancestors 'none'"
