@@ -113,6 +113,17 @@ impl Rejection {
     }
 }
 
+/// `value`, marked so that HTTP/2 sends it as a literal never added to the
+/// connection's HPACK table (RFC 7541 §6.2.3): for a value that changes
+/// from one answer to the next (a request id, what is left of a quota),
+/// indexing costs an insertion and evicts the fields that do recur
+/// (`docs/benchmarks.md`, "HPACK and values that never recur"). HTTP/1.1
+/// writes it as any other.
+pub(crate) fn unindexed(mut value: http::HeaderValue) -> http::HeaderValue {
+    value.set_sensitive(true);
+    value
+}
+
 /// Truncates client-supplied text before it is echoed in a detail line, so
 /// a hostile parameter name cannot make the answer arbitrarily large.
 /// JSON escaping of control characters is the envelope's job.

@@ -20,40 +20,37 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
 
+use crate::shard::Local;
+
 /// What each client IP holds now.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct PerIp {
     /// The counts of the addresses something holds.
     clients: Mutex<HashMap<IpAddr, Weak<Client>>>,
-    /// Tells this counter's clients apart from another's in a thread's
-    /// [`REMEMBERED`] (a gateway has two; tests run several gateways).
-    id: u64,
 }
-
-/// Gives each [`PerIp`] its own identity.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The most counters a serving thread remembers a client for.
 const MAX_REMEMBERED: usize = 8;
 
 thread_local! {
     /// On a serving thread (`shard.rs`), the last client counted for, per
-    /// counter: each on a handle of the thread's own, so that a place
-    /// counts its reference on a line only this thread writes.
-    static REMEMBERED: RefCell<Vec<Arc<Handle>>> = const { RefCell::new(Vec::new()) };
+    /// counter: each on a handle of the thread's own (`shard.rs`), so that
+    /// a place counts its reference on a line only this thread writes.
+    static REMEMBERED: RefCell<Vec<Arc<Local<Client>>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// One address's count, shared by every request from it.
 #[derive(Debug)]
 struct Client {
     ip: IpAddr,
-    /// The [`PerIp`] it counts for (its `id`, and the map to leave).
-    counter: u64,
+    /// The [`PerIp`] it counts for, and whose map it leaves. Also tells a
+    /// thread's remembered clients of one counter from another's: the
+    /// `Weak` keeps the counter's address from being reused.
     registry: Weak<PerIp>,
     held: AtomicUsize,
     /// Woken whenever a place is given back while someone waits.
@@ -64,31 +61,19 @@ struct Client {
     waiting: AtomicUsize,
 }
 
-/// A reference on a [`Client`]: a serving thread's own (kept in
-/// [`REMEMBERED`]), or one made for a single place elsewhere.
-#[derive(Debug)]
-struct Handle(Arc<Client>);
-
 /// One counted place; dropping it frees the place.
 #[derive(Debug)]
 pub(crate) struct Held {
-    client: Arc<Handle>,
-}
-
-impl Default for PerIp {
-    fn default() -> Self {
-        PerIp {
-            clients: Mutex::default(),
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-        }
-    }
+    /// A serving thread's own handle (kept in [`REMEMBERED`]), or one
+    /// made for this place alone elsewhere.
+    client: Arc<Local<Client>>,
 }
 
 impl PerIp {
     /// Counts one more for `ip`, unless it already holds `cap`.
     pub(crate) fn try_take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<Held> {
         let client = self.client(ip);
-        client.0.try_take(cap).then(|| Held { client })
+        client.try_take(cap).then(|| Held { client })
     }
 
     /// Counts one more for `ip`, waiting until it holds fewer than `cap`
@@ -97,13 +82,13 @@ impl PerIp {
         let client = self.client(ip);
         // Counted before the first look: a place given back after the
         // look sees the count and wakes this one.
-        let _waiting = Waiting::count(&client.0.waiting);
+        let _waiting = Waiting::count(&client.waiting);
         loop {
             // Registered before looking, so a place freed in between wakes it.
-            let freed = client.0.freed.notified();
+            let freed = client.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if client.0.try_take(cap) {
+            if client.try_take(cap) {
                 return Held {
                     client: Arc::clone(&client),
                 };
@@ -114,11 +99,11 @@ impl PerIp {
 
     /// `ip`'s count: the one this thread counted for last, or the map's,
     /// or a new one.
-    fn client(self: &Arc<Self>, ip: IpAddr) -> Arc<Handle> {
+    fn client(self: &Arc<Self>, ip: IpAddr) -> Arc<Local<Client>> {
         let remembered = REMEMBERED.with_borrow(|remembered| {
             remembered
                 .iter()
-                .find(|handle| handle.0.counter == self.id && handle.0.ip == ip)
+                .find(|client| client.counts_for(self) && client.ip == ip)
                 .cloned()
         });
         if let Some(handle) = remembered {
@@ -131,7 +116,6 @@ impl PerIp {
                 None => {
                     let client = Arc::new(Client {
                         ip,
-                        counter: self.id,
                         registry: Arc::downgrade(self),
                         held: AtomicUsize::new(0),
                         freed: Notify::new(),
@@ -142,10 +126,10 @@ impl PerIp {
                 }
             }
         };
-        let handle = Arc::new(Handle(client));
+        let handle = Arc::new(Local::new(client));
         if crate::shard::is_serving() {
             let replaced = REMEMBERED.with_borrow_mut(|remembered| {
-                let mine = remembered.iter().position(|h| h.0.counter == self.id);
+                let mine = remembered.iter().position(|c| c.counts_for(self));
                 match mine {
                     Some(at) => Some(std::mem::replace(&mut remembered[at], Arc::clone(&handle))),
                     None if remembered.len() < MAX_REMEMBERED => {
@@ -184,6 +168,11 @@ impl PerIp {
 }
 
 impl Client {
+    /// Whether this counts for `counter`.
+    fn counts_for(&self, counter: &Arc<PerIp>) -> bool {
+        std::ptr::eq(self.registry.as_ptr(), Arc::as_ptr(counter))
+    }
+
     /// Counts one more unless `cap` are held.
     fn try_take(&self, cap: usize) -> bool {
         // Sequentially consistent with the waiters' count (see `Held`'s
@@ -199,7 +188,7 @@ impl Client {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let client = &self.client.0;
+        let client = &self.client;
         client.held.fetch_sub(1, Ordering::SeqCst);
         if client.waiting.load(Ordering::SeqCst) > 0 {
             client.freed.notify_waiters();
@@ -312,15 +301,14 @@ mod tests {
         let old = counter.client(a);
         // The map's entry is replaced while the old count is still alive
         // (as when the old one's last reference is on its way out).
-        let new = Arc::new(Handle(Arc::new(Client {
+        let new = Arc::new(Local::new(Arc::new(Client {
             ip: a,
-            counter: counter.id,
             registry: Arc::downgrade(&counter),
             held: AtomicUsize::new(0),
             freed: Notify::new(),
             waiting: AtomicUsize::new(0),
         })));
-        counter.lock().insert(a, Arc::downgrade(&new.0));
+        counter.lock().insert(a, Arc::downgrade(new.shared()));
         drop(old);
         assert!(counter.knows(a), "the new count stays");
         drop(new);
@@ -339,11 +327,11 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
-        assert_eq!(client.0.waiting.load(Ordering::SeqCst), 1);
+        assert_eq!(client.waiting.load(Ordering::SeqCst), 1);
         drop(first);
         let second = waiting.await.unwrap();
         assert_eq!(counter.count(a), 1);
-        assert_eq!(client.0.waiting.load(Ordering::SeqCst), 0);
+        assert_eq!(client.waiting.load(Ordering::SeqCst), 0);
         drop(second);
     }
 
@@ -355,6 +343,6 @@ mod tests {
         let waited =
             tokio::time::timeout(std::time::Duration::from_secs(1), counter.take(a, 1)).await;
         assert!(waited.is_err(), "no place came free");
-        assert_eq!(first.client.0.waiting.load(Ordering::SeqCst), 0);
+        assert_eq!(first.client.waiting.load(Ordering::SeqCst), 0);
     }
 }

@@ -22,6 +22,7 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Response};
 use tradehabit_shared::headers::REQUEST_ID;
 
+use crate::checks::unindexed;
 use crate::config::SecurityHeaders;
 
 /// Marks a response whose `Cache-Control` and `Content-Security-Policy`
@@ -62,15 +63,8 @@ pub(crate) fn secure(headers: &mut HeaderMap, config: &SecurityHeaders, request_
         CONTENT_SECURITY_POLICY,
         config.content_security_policy.clone(),
     );
-    headers.insert(REQUEST_ID_NAME, unindexed(request_id));
-}
-
-/// `value`, marked never to be indexed by HTTP/2's HPACK: a request id
-/// never recurs (`checks::rate_limit::unindexed` says why).
-fn unindexed(value: &HeaderValue) -> HeaderValue {
-    let mut value = value.clone();
-    value.set_sensitive(true);
-    value
+    // A request id never recurs: never indexed by HTTP/2's HPACK.
+    headers.insert(REQUEST_ID_NAME, unindexed(request_id.clone()));
 }
 
 /// Built once: inserting a name given as `&str` copies it into a new

@@ -81,6 +81,11 @@ pub(crate) fn local<T: Send + Sync + 'static>(shared: &Arc<T>) -> Arc<Local<T>> 
 pub(crate) struct Local<T>(Arc<T>);
 
 impl<T> Local<T> {
+    /// A new handle on `shared`, for a thread to keep as its own.
+    pub(crate) fn new(shared: Arc<T>) -> Self {
+        Local(shared)
+    }
+
     /// The shared value itself.
     pub(crate) fn shared(&self) -> &Arc<T> {
         &self.0

@@ -222,17 +222,11 @@ pub fn headers(usages: &[Usage]) -> Vec<(HeaderName, HeaderValue)> {
             RATELIMIT_POLICY,
             HeaderValue::from_str(&policy).expect("policy names are header-safe"),
         ),
-        (RATELIMIT, unindexed(&current)),
+        (
+            RATELIMIT,
+            super::unindexed(
+                HeaderValue::from_str(&current).expect("policy names are header-safe"),
+            ),
+        ),
     ]
-}
-
-/// A header value that changes from one answer to the next, marked so
-/// that HTTP/2 sends it as a literal never added to the connection's HPACK
-/// table (RFC 7541 §6.2.3): indexing a value that never recurs costs an
-/// insertion and evicts the fields that do recur (`docs/benchmarks.md`,
-/// "HPACK and values that never recur"). HTTP/1.1 writes it as any other.
-pub fn unindexed(text: &str) -> HeaderValue {
-    let mut value = HeaderValue::from_str(text).expect("policy names are header-safe");
-    value.set_sensitive(true);
-    value
 }
