@@ -62,6 +62,7 @@ mod per_ip;
 mod plain_http;
 mod policy;
 mod proxy;
+mod quiet;
 mod record;
 mod reject;
 mod request_body;
