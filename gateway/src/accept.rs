@@ -79,11 +79,9 @@ mod linger;
 mod on_wake;
 mod over_cap;
 mod send_watch;
-mod streams;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -273,12 +271,11 @@ async fn serve_connection(
             let io = TokioIo::new(stream);
             if is_h2 {
                 // Boxed: hyper moves each stream's future several times on
-                // its way to the executor (`accept/streams.rs`), and the
+                // its way to the executor (`accept/send_watch.rs`), and the
                 // policy's future is large; a box makes each move a pointer.
                 let service = service_fn(move |request| Box::pin(answer(request)));
-                // Its streams run in this task (`accept/streams.rs`).
-                let (builder, streams) = h2_builder(&limits, &records);
-                let connection = streams.serve(builder.serve_connection(io, service));
+                let streams = h2_streams(&limits, &records);
+                let connection = h2_builder(&limits, streams).serve_connection(io, service);
                 let never = std::future::pending();
                 let ended = drive(connection, in_flight, limits.idle_timeout, stop, never).await;
                 if let Some(error) = ended.err().and_then(|e| head::classify_h2(&e)) {
@@ -367,6 +364,13 @@ fn finish(
     response
 }
 
+/// The executor of an HTTP/2 connection's streams: each is reset when its
+/// client takes nothing of its answer for `limits.send_timeout`.
+pub(crate) fn h2_streams(limits: &Limits, state: &State) -> send_watch::StreamExecutor {
+    let stalls = state.metrics.client_stalls("h2");
+    send_watch::StreamExecutor::new(limits.clients.send_timeout, stalls)
+}
+
 /// [`drive`] for an HTTP/1.1 connection whose socket and answers
 /// `progress` follows: closed at once when its client takes nothing for
 /// `limits.send_timeout`.
@@ -378,7 +382,7 @@ async fn drive_h1<C>(
     progress: &Arc<send_watch::Progress>,
 ) -> Result<(), C::Error>
 where
-    C: Graceful,
+    C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
     // The handshake's writes are not the answer's.
@@ -459,16 +463,11 @@ fn h1_builder(limits: &Limits) -> http1::Builder {
     builder
 }
 
-/// HTTP/2's connection builder, and what runs its streams in the
-/// connection's task (`accept/streams.rs`): each is reset when its client
-/// takes nothing of its answer for `limits.send_timeout`.
 fn h2_builder(
     limits: &Limits,
-    state: &State,
-) -> (http2::Builder<streams::StreamExecutor>, streams::Streams) {
-    let stalls = state.metrics.client_stalls("h2");
-    let (executor, streams) = streams::Streams::new(limits.clients.send_timeout, stalls);
-    let mut builder = http2::Builder::new(executor);
+    streams: send_watch::StreamExecutor,
+) -> http2::Builder<send_watch::StreamExecutor> {
+    let mut builder = http2::Builder::new(streams);
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
@@ -480,24 +479,7 @@ fn h2_builder(
         // refuses every CONNECT with its 400 envelope and an audit line;
         // without this h2 would reset such a stream with no answer at all.
         .enable_connect_protocol();
-    (builder, streams)
-}
-
-/// A connection that can be asked to finish gracefully: hyper's (through
-/// hyper-util's sealed trait), and an HTTP/2 connection with its streams
-/// (`accept/streams.rs`).
-pub(crate) trait Graceful: std::future::Future<Output = Result<(), Self::Error>> {
-    type Error;
-
-    fn graceful_shutdown(self: Pin<&mut Self>);
-}
-
-impl<C: GracefulConnection> Graceful for C {
-    type Error = <C as GracefulConnection>::Error;
-
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        GracefulConnection::graceful_shutdown(self);
-    }
+    builder
 }
 
 /// Runs a connection until it ends, asking it to finish gracefully on
@@ -512,7 +494,7 @@ async fn drive<C>(
     stalled: impl std::future::Future<Output = ()>,
 ) -> Result<(), C::Error>
 where
-    C: Graceful,
+    C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
     tokio::pin!(connection);

@@ -62,7 +62,6 @@ mod per_ip;
 mod plain_http;
 mod policy;
 mod proxy;
-mod quiet;
 mod record;
 mod reject;
 mod request_body;

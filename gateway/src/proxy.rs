@@ -48,6 +48,7 @@ mod buffer;
 mod connector;
 mod headers;
 mod pool;
+mod quiet;
 mod sign;
 mod workers;
 
@@ -70,13 +71,13 @@ use crate::config;
 use crate::host::Authority;
 use crate::identity::Identity;
 use crate::per_ip::{Held, PerIp};
-use crate::quiet::Side;
 use crate::reject::Rejection;
 use crate::request_body::{BodyWatch, ForwardBody};
 
 pub(crate) use connector::{is_accepting, Connector};
 pub(crate) use headers::{strip_hop_by_hop, to_upstream as upstream_headers, Caller};
 use pool::{ConnectError, Lease, Pool};
+use quiet::Side;
 pub(crate) use sign::sign;
 use workers::Workers;
 

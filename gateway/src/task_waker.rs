@@ -1,5 +1,5 @@
 //! The waker of the task that polls a future of ours, for the wakes that
-//! reach that future's own wakers (`accept/on_wake.rs`, `quiet.rs`).
+//! reach that future's own wakers (`accept/on_wake.rs`, `proxy/quiet.rs`).
 //!
 //! A task polls with the same waker every time, so it is handed over only
 //! when another task polls, and a poll by the same task costs no atomic

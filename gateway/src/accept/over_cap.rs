@@ -65,7 +65,7 @@ pub(crate) async fn answer(
         };
         let is_h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
         let bounds = DrainBounds::of(&limits);
-        let (h2, streams) = h2_builder(&limits, &state);
+        let streams = super::h2_streams(&limits, &state);
         let activity = Arc::new(Activity::new());
         let in_flight = Arc::clone(&activity);
         let service = service_fn(move |request: Request<Incoming>| {
@@ -97,7 +97,8 @@ pub(crate) async fn answer(
             async move { Ok::<_, Infallible>(response) }
         });
         if is_h2 {
-            let connection = streams.serve(h2.serve_connection(TokioIo::new(stream), service));
+            let connection =
+                h2_builder(&limits, streams).serve_connection(TokioIo::new(stream), service);
             let never = std::future::pending();
             let _ = drive(connection, in_flight, IDLE, stop, never).await;
         } else {

@@ -2,18 +2,17 @@
 //! client for `limits.send_timeout` is abandoned (`docs/security-controls.md`,
 //! F-4 and F-5).
 //!
-//! On HTTP/2, hyper hands each stream (the request's service future, then
-//! the piping of its response body) to the connection's executor, which
-//! runs it inside the connection's task (`accept/streams.rs`) as a
-//! [`Watched`] stream: with its own [`Progress`], visible to the service
-//! through a task-local ([`current`]), and dropped when its body has not
-//! been polled for `send_timeout` (hyper polls it only when the client's
-//! window has room). The stream's timer is started only when a poll leaves
-//! a body in flight, so a stream answered at once, or waiting for its
-//! upstream, costs no timer (the HTTP/1.1 path has one per connection).
-//! Dropping an unfinished stream makes h2 send `RST_STREAM(CANCEL)`; the
-//! response body goes with it, so its upstream connection is closed and
-//! its slot freed.
+//! On HTTP/2, hyper runs each stream (the request's service future, then
+//! the piping of its response body) as a future it hands to the
+//! connection's executor. [`StreamExecutor`] is that executor: it gives each
+//! stream its own [`Progress`], visible to the service through a task-local
+//! ([`current`]), and drops the stream when its body has not been polled
+//! for `send_timeout` (hyper polls it only when the client's window has
+//! room). The stream's timer is started only when a poll leaves a body in
+//! flight, so a stream answered at once, or waiting for its upstream,
+//! costs no timer (the HTTP/1.1 path has one per connection). Dropping an
+//! unfinished stream makes h2 send `RST_STREAM(CANCEL)`; the response body
+//! goes with it, so its upstream connection is closed and its slot freed.
 //!
 //! On HTTP/1.1 the connection runs in the gateway's own task: one
 //! [`Progress`] per connection (requests on it come one at a time), fed
@@ -26,7 +25,6 @@
 
 use std::future::Future;
 use std::io;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -34,8 +32,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use tokio::task::futures::TaskLocalFuture;
-use tokio::time::{sleep, sleep_until, Instant, Sleep};
+use prometheus_client::metrics::counter::Counter;
+use tokio::time::{sleep, sleep_until, Instant};
 
 pub(crate) use crate::body::progress::Progress;
 
@@ -76,75 +74,79 @@ pub(crate) async fn stalled(progress: &Progress, timeout: Duration) {
     }
 }
 
-/// An HTTP/2 stream (the request's service future, then the piping of its
-/// response body), boxed by the executor that received it.
-pub(crate) type Stream = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// The executor of an HTTP/2 connection's streams: each stream is spawned
+/// with its own [`Progress`] and dropped when it stalls.
+#[derive(Clone)]
+pub(crate) struct StreamExecutor {
+    send_timeout: Duration,
+    /// `client_stalls_total{protocol="h2"}`.
+    stalls: Counter,
+}
 
-pin_project_lite::pin_project! {
-    /// An HTTP/2 stream run with its own [`Progress`] as [`current`], and
-    /// dropped once it has had a body in flight on it with no progress for
-    /// `timeout` (marked stalled first).
-    ///
-    /// The timer is armed lazily: only when a poll of the stream leaves a
-    /// body in flight. Most streams end within the poll that hands their
-    /// answer over, or wait only for the upstream, and never start one. A
-    /// body is armed only inside a poll of the stream (the service future
-    /// and the body piping are both part of it), so looking after each poll
-    /// is enough; a timer that fires looks again and moves to the current
-    /// deadline.
-    pub(crate) struct Watched {
-        #[pin]
-        stream: TaskLocalFuture<Arc<Progress>, Stream>,
-        progress: Arc<Progress>,
-        #[pin]
-        timer: Option<Sleep>,
-        timeout: Duration,
+impl StreamExecutor {
+    pub(crate) fn new(send_timeout: Duration, stalls: Counter) -> Self {
+        StreamExecutor {
+            send_timeout,
+            stalls,
+        }
+    }
+}
+
+impl<F> hyper::rt::Executor<F> for StreamExecutor
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, stream: F) {
+        let progress = Arc::new(Progress::default());
+        let (timeout, stalls) = (self.send_timeout, self.stalls.clone());
+        // Boxed once: from here on the stream's task moves a pointer.
+        let stream = Box::pin(stream);
+        let watched = async move {
+            let progress = current().expect("scoped below");
+            if until_done_or_stalled(stream, &progress, timeout).await == Ended::Stalled {
+                // `stream` was dropped: h2 resets it.
+                stalls.inc();
+                tracing::debug!(?timeout, "response stalled; resetting the stream");
+            }
+        };
+        // Each poll of the stream reads the clocks once (`clock.rs`).
+        tokio::spawn(crate::clock::turns(scoped(progress, watched)));
     }
 }
 
 /// How a watched stream ended.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Ended {
+enum Ended {
     Done,
-    /// Its body made no progress for the timeout: it was dropped, and h2
-    /// resets it.
     Stalled,
-    /// Its poll panicked: it was dropped there, as a task of its own would
-    /// have been, and h2 resets it. The connection and its other streams
-    /// go on.
-    Panicked,
 }
 
-impl Watched {
-    pub(crate) fn new(stream: Stream, timeout: Duration) -> Self {
-        let progress = Arc::new(Progress::default());
-        Watched {
-            stream: PROGRESS.scope(Arc::clone(&progress), stream),
-            progress,
-            timer: None,
-            timeout,
-        }
-    }
-}
-
-impl Future for Watched {
-    type Output = Ended;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended> {
-        let mut this = self.project();
-        let mut stream = this.stream;
-        match catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll(cx))) {
-            Ok(Poll::Ready(())) => return Poll::Ready(Ended::Done),
-            Ok(Poll::Pending) => {}
-            Err(_) => return Poll::Ready(Ended::Panicked),
+/// Runs `stream` until it ends, or drops it once it has had a body in
+/// flight on `progress` with no progress for `timeout` (marking it
+/// stalled first). The timer is armed lazily: only when a poll of the
+/// stream leaves a body in flight. Most streams end within the poll that
+/// hands their answer over, or wait only for the upstream, and never
+/// start one. A body is armed only inside a poll of `stream` (the service
+/// future and the body piping are both part of it), so looking after each
+/// poll is enough; a timer that fires looks again and moves to the
+/// current deadline.
+async fn until_done_or_stalled<F: Future<Output = ()>>(
+    mut stream: Pin<Box<F>>,
+    progress: &Progress,
+    timeout: Duration,
+) -> Ended {
+    let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
+    std::future::poll_fn(|cx| {
+        if stream.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ended::Done);
         }
         loop {
-            let Some(at) = this.progress.deadline(*this.timeout) else {
+            let Some(at) = progress.deadline(timeout) else {
                 // Nothing in flight: an old timer may fire; it looks again.
                 return Poll::Pending;
             };
-            match this.timer.as_mut().as_pin_mut() {
-                None => this.timer.set(Some(sleep_until(at))),
+            match timer.as_mut().as_pin_mut() {
+                None => timer.set(Some(sleep_until(at))),
                 Some(mut sleep) => {
                     if sleep.deadline() > at {
                         sleep.as_mut().reset(at);
@@ -153,7 +155,7 @@ impl Future for Watched {
                         return Poll::Pending;
                     }
                     if at <= Instant::now() {
-                        this.progress.set_stalled();
+                        progress.set_stalled();
                         return Poll::Ready(Ended::Stalled);
                     }
                     // Fired early (the body moved on meanwhile): wait for
@@ -162,7 +164,8 @@ impl Future for Watched {
                 }
             }
         }
-    }
+    })
+    .await
 }
 
 /// A socket that reports to a [`Progress`] whether it takes the bytes
@@ -253,29 +256,21 @@ mod tests {
         drop(body);
     }
 
-    /// `stream` watched, and its progress.
-    fn watched<F>(stream: F, timeout: Duration) -> (Watched, Arc<Progress>)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let watched = Watched::new(Box::pin(stream), timeout);
-        let progress = Arc::clone(&watched.progress);
-        (watched, progress)
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_stream_whose_body_is_not_taken_is_dropped_after_the_timeout() {
+        let progress = Arc::new(Progress::default());
         let timeout = Duration::from_secs(30);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let held = Arc::clone(&progress);
         // Hands its head over (arms), then waits for a client that never
         // takes the body.
         let stream = async move {
-            let _body = Marked::new(crate::body::empty(), current().expect("watched"));
+            let _body = Marked::new(crate::body::empty(), held);
             let _ = rx.await;
         };
-        let (stream, progress) = watched(stream, timeout);
         let started = Instant::now();
-        assert_eq!(stream.await, Ended::Stalled);
+        let ended = until_done_or_stalled(Box::pin(stream), &progress, timeout).await;
+        assert_eq!(ended, Ended::Stalled);
         assert!(progress.is_stalled());
         assert!(started.elapsed() >= timeout);
         assert!(started.elapsed() <= timeout * 2);
@@ -284,9 +279,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stream_waiting_with_no_body_in_flight_is_never_dropped() {
+        let progress = Arc::new(Progress::default());
         let timeout = Duration::from_secs(30);
+        let held = Arc::clone(&progress);
         let stream = async move {
-            let held = current().expect("watched");
             // Waits for its upstream (nothing in flight), then hands its
             // head over and is taken a frame at a time, never for
             // `timeout` without progress (what `Marked` reports).
@@ -298,20 +294,8 @@ mod tests {
             }
             held.disarm();
         };
-        let (stream, progress) = watched(stream, timeout);
-        assert_eq!(stream.await, Ended::Done);
+        let ended = until_done_or_stalled(Box::pin(stream), &progress, timeout).await;
+        assert_eq!(ended, Ended::Done);
         assert!(!progress.is_stalled());
-    }
-
-    #[tokio::test]
-    async fn a_stream_that_panics_ends_as_panicked() {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let stream = async move {
-            let _held = tx;
-            panic!("a handler's bug");
-        };
-        let (stream, _) = watched(stream, Duration::from_secs(30));
-        assert_eq!(stream.await, Ended::Panicked);
-        assert!(rx.await.is_err(), "what the stream held was dropped");
     }
 }

@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::connector::{Connector, Stream};
-use crate::quiet::{Quiet, Side};
+use super::quiet::{Quiet, Side};
 use crate::request_body::ForwardBody;
 use crate::shard::Line;
 

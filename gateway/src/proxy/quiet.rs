@@ -1,18 +1,12 @@
-//! The wakers a connection and what it serves within the same task are
+//! The wakers an upstream connection and the request waiting on it are
 //! polled with, so that what one of them does for the other within one
 //! poll does not wake the task again.
 //!
-//! Two places drive a connection together with its partner in one task:
-//!
-//! * an upstream lease (`proxy/pool.rs`): the connection, and the answer's
-//!   head, then its body. Within one such poll the two wake each other all
-//!   the time. The request handed to the connection wakes the connection;
-//!   the head it reads wakes the request; the body it reads wakes the
-//!   body's reader;
-//! * an HTTP/2 client connection (`accept/streams.rs`): hyper's connection,
-//!   and the streams it hands over. A stream's answer wakes the connection
-//!   to write it; a frame the connection reads wakes its stream.
-//!
+//! A lease's connection is driven by the task that uses it (`pool.rs`),
+//! polled together with what waits on it: the answer's head, then its
+//! body. Within one such poll the two wake each other all the time. The
+//! request handed to the connection wakes the connection; the head it
+//! reads wakes the request; the body it reads wakes the body's reader.
 //! Each of these wakes, given to the task's own waker, schedules the whole
 //! task for another turn, in which hyper, TLS and every layer of the
 //! request are polled again to find nothing to do: on a keep-alive GET,
@@ -20,11 +14,12 @@
 //! (`docs/benchmarks.md`, "Wakes within one poll").
 //!
 //! [`Quiet`] gives the connection and its partner a waker each. A wake
-//! that comes while they are being polled only marks the side woken, and
-//! the poll goes round again for that side before it returns. A wake at
-//! any other time (the socket became readable) is passed on to the waker
-//! of the task that polled last. An idle connection in the pool wakes
-//! nobody.
+//! that comes while the lease is being polled only marks the side woken,
+//! and the poll goes round again for that side before it returns
+//! ([`Lease::poll_with`](super::pool::Lease::poll_with)). A wake at any
+//! other time (the socket became readable) is passed on to the waker of
+//! the task that polled the lease last. An idle connection in the pool
+//! wakes nobody.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -32,14 +27,14 @@ use std::task::{Context, Wake, Waker};
 
 use crate::task_waker::{Registered, TaskWaker};
 
-/// A connection's and its partner's wakers and the task they report to.
+/// A lease's pair of wakers and the task they report to.
 ///
-/// Every request polls them several times, so this costs few atomic
+/// Every request polls a lease several times, so this costs few atomic
 /// read-modify-write instructions (each of which costs as much as dozens
 /// of plain ones, `docs/benchmarks.md`, "Atomic instructions"): the marks
 /// and the polling flag share one atomic byte, and the task's waker is
-/// registered again only when another task polls them.
-pub(crate) struct Quiet {
+/// registered again only when another task polls the lease.
+pub(super) struct Quiet {
     shared: Arc<Shared>,
     connection: Waker,
     partner: Waker,
@@ -51,16 +46,16 @@ pub(crate) struct Quiet {
 struct Shared {
     /// [`POLLING`] and the marks of the sides woken since.
     state: AtomicU8,
-    /// The waker of the task that polls them.
+    /// The waker of the task that polls the lease.
     task: TaskWaker,
 }
 
-/// They are being polled: wakes are only marked.
+/// The lease is being polled: wakes are only marked.
 const POLLING: u8 = 1;
 
 /// Which side a waker belongs to.
 #[derive(Clone, Copy)]
-pub(crate) enum Side {
+pub(super) enum Side {
     Connection,
     Partner,
 }
@@ -83,13 +78,13 @@ struct SideWaker {
 
 /// Which sides were woken during a poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Woken {
-    pub(crate) connection: bool,
-    pub(crate) partner: bool,
+pub(super) struct Woken {
+    pub(super) connection: bool,
+    pub(super) partner: bool,
 }
 
 impl Quiet {
-    pub(crate) fn new() -> Self {
+    pub(super) fn new() -> Self {
         let shared = Arc::new(Shared {
             state: AtomicU8::new(0),
             task: TaskWaker::default(),
@@ -111,36 +106,31 @@ impl Quiet {
     /// Starts a poll on behalf of the task polling with `cx`: wakes from
     /// now on are only marked, until [`Quiet::end`]. Marks made before are
     /// dropped: the poll about to be made sees what they were for.
-    pub(crate) fn begin(&mut self, cx: &Context<'_>) {
+    pub(super) fn begin(&mut self, cx: &Context<'_>) {
         self.registered.register(&self.shared.task, cx.waker());
         self.shared.state.store(POLLING, Ordering::Release);
     }
 
     /// Runs `f` (which may wake either side, e.g. a request handed to the
     /// connection) with its wakes only marked; the next poll sees them.
-    pub(crate) fn hush<R>(&self, f: impl FnOnce() -> R) -> R {
+    pub(super) fn hush<R>(&self, f: impl FnOnce() -> R) -> R {
         self.shared.state.store(POLLING, Ordering::Release);
         let result = f();
         self.shared.state.fetch_and(!POLLING, Ordering::AcqRel);
         result
     }
 
-    /// `side`'s waker, for what wakes it from outside a poll.
-    pub(crate) fn waker(&self, side: Side) -> &Waker {
-        match side {
+    /// The context to poll `side` with.
+    pub(super) fn context(&self, side: Side) -> Context<'_> {
+        Context::from_waker(match side {
             Side::Connection => &self.connection,
             Side::Partner => &self.partner,
-        }
-    }
-
-    /// The context to poll `side` with.
-    pub(crate) fn context(&self, side: Side) -> Context<'_> {
-        Context::from_waker(self.waker(side))
+        })
     }
 
     /// Ends a poll: which sides were woken during it (and so need polling
     /// again). A wake after this reaches the task.
-    pub(crate) fn end(&self) -> Woken {
+    pub(super) fn end(&self) -> Woken {
         // One read-modify-write of the byte the wakers mark: a wake is
         // either in what it returns or sees the flag cleared.
         let state = self.shared.state.swap(0, Ordering::AcqRel);
@@ -150,9 +140,8 @@ impl Quiet {
         }
     }
 
-    /// Nothing polls them any more (an idle lease): later wakes reach no
-    /// task.
-    pub(crate) fn forget_task(&mut self) {
+    /// The lease is idle: later wakes reach no task.
+    pub(super) fn forget_task(&mut self) {
         self.registered.forget(&self.shared.task);
     }
 }
