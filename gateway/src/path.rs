@@ -64,9 +64,8 @@ pub(crate) fn check(path: &str) -> Result<(), &'static str> {
             }
             _ => None,
         };
-        if bad_byte.is_none() {
-            bad_byte = fault;
-        }
+        // The first bad byte is the one named.
+        bad_byte = bad_byte.or(fault);
         i += 1;
     }
     if empty_segment {

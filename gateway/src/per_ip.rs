@@ -114,13 +114,7 @@ impl PerIp {
             match clients.get(&ip).and_then(Weak::upgrade) {
                 Some(client) => client,
                 None => {
-                    let client = Arc::new(Client {
-                        ip,
-                        registry: Arc::downgrade(self),
-                        held: AtomicUsize::new(0),
-                        freed: Notify::new(),
-                        waiting: AtomicUsize::new(0),
-                    });
+                    let client = Arc::new(Client::new(ip, self));
                     clients.insert(ip, Arc::downgrade(&client));
                     client
                 }
@@ -168,6 +162,17 @@ impl PerIp {
 }
 
 impl Client {
+    /// `ip`'s count for `counter`, with nothing held yet.
+    fn new(ip: IpAddr, counter: &Arc<PerIp>) -> Self {
+        Client {
+            ip,
+            registry: Arc::downgrade(counter),
+            held: AtomicUsize::new(0),
+            freed: Notify::new(),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
     /// Whether this counts for `counter`.
     fn counts_for(&self, counter: &Arc<PerIp>) -> bool {
         std::ptr::eq(self.registry.as_ptr(), Arc::as_ptr(counter))
@@ -301,13 +306,7 @@ mod tests {
         let old = counter.client(a);
         // The map's entry is replaced while the old count is still alive
         // (as when the old one's last reference is on its way out).
-        let new = Arc::new(Local::new(Arc::new(Client {
-            ip: a,
-            registry: Arc::downgrade(&counter),
-            held: AtomicUsize::new(0),
-            freed: Notify::new(),
-            waiting: AtomicUsize::new(0),
-        })));
+        let new = Arc::new(Local::new(Arc::new(Client::new(a, &counter))));
         counter.lock().insert(a, Arc::downgrade(new.shared()));
         drop(old);
         assert!(counter.knows(a), "the new count stays");
