@@ -75,6 +75,7 @@
 mod drain;
 mod framing;
 mod head;
+mod held;
 mod linger;
 mod on_wake;
 mod over_cap;
@@ -97,6 +98,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
@@ -110,7 +112,9 @@ use crate::state::State;
 use crate::{plain_http, policy, tls};
 pub(crate) use framing::follow as follow_framing;
 pub use framing::Followed;
+use held::HeldWrites;
 use linger::LingerSwitch;
+use send_watch::WriteWatch;
 
 /// After a failed `accept` (e.g. out of file descriptors), pause this long.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
@@ -207,8 +211,8 @@ async fn serve_connection(
         Listener::Https(acceptor) => {
             // HTTP/1.1 watches its socket for a client that takes no bytes.
             let progress = Arc::new(send_watch::Progress::default());
-            let stream = send_watch::WriteWatch::new(stream, Arc::clone(&progress));
-            let stream = match tls::handshake(&acceptor, stream, limits.tls_handshake_timeout)
+            let stream = WriteWatch::new(HeldWrites::new(stream), Arc::clone(&progress));
+            let mut stream = match tls::handshake(&acceptor, stream, limits.tls_handshake_timeout)
                 .instrument(tracing::debug_span!("tls"))
                 .await
             {
@@ -226,7 +230,7 @@ async fn serve_connection(
                 peer,
                 tls: crate::conn::TlsInfo::of(stream.get_ref().1),
             });
-            let is_h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
+            let is_h2 = negotiated_h2(&mut stream);
             let bounds = DrainBounds::of(&limits);
             // HTTP/1.1 only: asks the connection to linger when it closes.
             let linger = (!is_h2).then(|| Arc::new(LingerSwitch::default()));
@@ -314,6 +318,16 @@ async fn serve_connection(
             let _ = drive(connection, in_flight, limits.idle_timeout, stop, never).await;
         }
     }
+}
+
+/// Whether the client chose HTTP/2. From here on an HTTP/1.1 connection's
+/// answers are held to the end of the thread's turn (`accept/held.rs`).
+fn negotiated_h2(stream: &mut TlsStream<WriteWatch<HeldWrites>>) -> bool {
+    let is_h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
+    if !is_h2 {
+        stream.get_mut().0.get_mut().hold();
+    }
+    is_h2
 }
 
 /// How long and how much of a refused request's unread body is read and

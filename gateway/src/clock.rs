@@ -29,12 +29,36 @@ use tokio::time::Instant;
 /// The readings of the current poll; `None` outside one.
 #[derive(Clone, Copy, Default)]
 struct Readings {
+    /// Which poll of the thread this is (see [`poll_number`]).
+    number: u64,
+    /// Whether the future asked to be polled again after this poll.
+    again: bool,
     monotonic: Option<Instant>,
     wall: Option<OffsetDateTime>,
 }
 
 thread_local! {
     static POLL: Cell<Option<Readings>> = const { Cell::new(None) };
+    /// The number of the thread's last poll inside a [`Turns`].
+    static POLLS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A number that tells the current poll of a [`Turns`] future from every
+/// other poll on this thread; `None` outside one.
+pub(crate) fn poll_number() -> Option<u64> {
+    POLL.with(|poll| poll.get().map(|readings| readings.number))
+}
+
+/// Asks for another poll of the enclosing [`Turns`] future once this one
+/// ends (its task is woken: queued behind the thread's other ready tasks).
+/// The current poll's number, `None` (and nothing asked) outside one.
+pub(crate) fn poll_again() -> Option<u64> {
+    POLL.with(|poll| {
+        let mut readings = poll.get()?;
+        readings.again = true;
+        poll.set(Some(readings));
+        Some(readings.number)
+    })
 }
 
 /// The monotonic time: read once per poll inside [`Turns`].
@@ -94,7 +118,11 @@ impl<F: Future> Future for Turns<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let _scope = PollScope::begin();
-        self.project().future.poll(cx)
+        let polled = self.project().future.poll(cx);
+        if POLL.with(|poll| poll.get().is_some_and(|readings| readings.again)) {
+            cx.waker().wake_by_ref();
+        }
+        polled
     }
 }
 
@@ -107,8 +135,17 @@ struct PollScope {
 
 impl PollScope {
     fn begin() -> PollScope {
+        let number = POLLS.with(|polls| {
+            let number = polls.get().wrapping_add(1);
+            polls.set(number);
+            number
+        });
+        let readings = Readings {
+            number,
+            ..Readings::default()
+        };
         PollScope {
-            outer: POLL.with(|poll| poll.replace(Some(Readings::default()))),
+            outer: POLL.with(|poll| poll.replace(Some(readings))),
         }
     }
 }

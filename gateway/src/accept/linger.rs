@@ -9,22 +9,22 @@
 
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tradehabit_shared::linger::{Bounds, Linger as Lingering};
 
+use super::held::HeldWrites;
 use super::send_watch::WriteWatch;
 use super::DrainBounds;
 
 pub(crate) use tradehabit_shared::linger::LingerSwitch;
 
 /// An HTTPS connection that lingers on close when its switch is on.
-pub(crate) type Linger = Lingering<TlsStream<WriteWatch<TcpStream>>>;
+pub(crate) type Linger = Lingering<TlsStream<WriteWatch<HeldWrites>>>;
 
 /// Wraps `stream`: when `switch` is on at shutdown, discard from the TCP
 /// stream under TLS within `bounds`.
 pub(crate) fn lingering(
-    stream: TlsStream<WriteWatch<TcpStream>>,
+    stream: TlsStream<WriteWatch<HeldWrites>>,
     switch: Arc<LingerSwitch>,
     bounds: DrainBounds,
 ) -> Linger {

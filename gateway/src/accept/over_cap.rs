@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::drain::Drained;
+use super::held::HeldWrites;
 use super::linger::{lingering, LingerSwitch};
 use super::send_watch::WriteWatch;
 use super::{drive, h1_builder, h2_builder, Activity, DrainBounds, InFlight};
@@ -58,7 +59,7 @@ pub(crate) async fn answer(
     let served = async move {
         let handshake = limits.tls_handshake_timeout.min(DEADLINE);
         // Not watched: the whole connection is bounded by `DEADLINE`.
-        let stream = WriteWatch::new(stream, Arc::default());
+        let stream = WriteWatch::new(HeldWrites::new(stream), Arc::default());
         let Ok(stream) = tls::handshake(&acceptor, stream, handshake).await else {
             state.metrics.tls_handshake_failed();
             return;

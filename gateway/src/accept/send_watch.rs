@@ -180,6 +180,10 @@ impl<S> WriteWatch<S> {
         WriteWatch { inner, progress }
     }
 
+    pub(crate) fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
     /// Notes how a write went.
     fn report<T>(&self, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         match &polled {
@@ -224,7 +228,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteWatch<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        // Held writes (`held.rs`) reach the socket here.
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.report(polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
