@@ -85,13 +85,14 @@ impl<S: TryWrite> HeldWrites<S> {
     }
 
     /// Whether `len` more bytes are held rather than written; the first
-    /// byte held asks for the task's next poll.
+    /// byte held asks for the task's next poll. Nothing is added to what
+    /// an earlier poll held: that is due, and goes first.
     fn holds(&mut self, len: usize) -> bool {
         if !self.holding || self.unsent() + len > HOLD_LIMIT {
             return false;
         }
         match self.held_in {
-            Some(_) => clock::poll_number().is_some(),
+            Some(at) => clock::poll_number() == Some(at),
             None => {
                 self.held_in = clock::poll_again();
                 self.held_in.is_some()
@@ -229,13 +230,24 @@ mod tests {
         (ours, peer.unwrap().0)
     }
 
-    /// What the peer can read now, waiting at most a moment.
+    /// What the peer can read now, waiting at most a moment (to show that
+    /// nothing was sent).
     async fn readable_now(peer: &mut TcpStream) -> Vec<u8> {
         let mut got = vec![0; 64 * 1024];
         match tokio::time::timeout(Duration::from_millis(100), peer.read(&mut got)).await {
             Ok(n) => got[..n.unwrap()].to_vec(),
             Err(_) => Vec::new(),
         }
+    }
+
+    /// The next `n` bytes the peer receives (within five seconds).
+    async fn read_exactly(peer: &mut TcpStream, n: usize) -> Vec<u8> {
+        let mut got = vec![0; n];
+        tokio::time::timeout(Duration::from_secs(5), peer.read_exact(&mut got))
+            .await
+            .expect("the bytes arrive")
+            .unwrap();
+        got
     }
 
     /// One poll of `ours`: writes `data`, flushes, and reports whether the
@@ -277,7 +289,7 @@ mod tests {
         turns(poll_fn(|cx| Pin::new(&mut ours).poll_flush(cx)))
             .await
             .unwrap();
-        assert_eq!(readable_now(&mut peer).await, b"answer");
+        assert_eq!(read_exactly(&mut peer, 6).await, b"answer");
     }
 
     #[tokio::test]
@@ -287,13 +299,13 @@ mod tests {
         poll_fn(|cx| Pin::new(&mut ours).poll_write(cx, b"now"))
             .await
             .unwrap();
-        assert_eq!(readable_now(&mut peer).await, b"now");
+        assert_eq!(read_exactly(&mut peer, 3).await, b"now");
 
         let (mut unheld, mut peer) = pair().await;
         unheld.holding = false;
         let woken = write_and_flush_in_one_poll(&mut unheld, b"handshake").await;
         assert!(!woken);
-        assert_eq!(readable_now(&mut peer).await, b"handshake");
+        assert_eq!(read_exactly(&mut peer, 9).await, b"handshake");
     }
 
     #[tokio::test]
@@ -308,11 +320,24 @@ mod tests {
         }))
         .await;
         assert_eq!(ours.unsent(), 0);
-        let mut got = Vec::new();
-        while got.len() < 2 {
-            got.extend(readable_now(&mut peer).await);
-        }
-        assert_eq!(&got[..2], b"ab", "in the order written");
+        assert_eq!(
+            read_exactly(&mut peer, 2).await,
+            b"ab",
+            "in the order written"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_in_a_later_poll_sends_what_is_due_before_itself() {
+        let (mut ours, mut peer) = pair().await;
+        write_and_flush_in_one_poll(&mut ours, b"first ").await;
+        // The next poll writes without flushing: nothing may wait for a
+        // poll that no one asked for.
+        turns(poll_fn(|cx| Pin::new(&mut ours).poll_write(cx, b"second")))
+            .await
+            .unwrap();
+        assert_eq!(ours.unsent(), 0);
+        assert_eq!(read_exactly(&mut peer, 12).await, b"first second");
     }
 
     #[tokio::test]
@@ -345,6 +370,6 @@ mod tests {
         }))
         .await;
         assert!(polled.is_pending(), "nothing to read yet");
-        assert_eq!(readable_now(&mut peer).await, b"question");
+        assert_eq!(read_exactly(&mut peer, 8).await, b"question");
     }
 }
