@@ -40,9 +40,13 @@ use crate::clock;
 /// small body, in TLS records.
 pub(crate) const HOLD_LIMIT: usize = 16 * 1024;
 
+/// A buffer that grew beyond this for a large answer is let go once sent,
+/// so an idle connection keeps no more than an answer's worth of memory.
+const KEPT_CAPACITY: usize = 4 * 1024;
+
 /// A socket whose small writes are sent in the task's next poll.
-pub(crate) struct HeldWrites<S: TryWrite = TcpStream> {
-    inner: S,
+pub(crate) struct HeldWrites {
+    inner: TcpStream,
     held: Vec<u8>,
     /// How much of `held` the socket has taken.
     sent: usize,
@@ -51,21 +55,9 @@ pub(crate) struct HeldWrites<S: TryWrite = TcpStream> {
     holding: bool,
 }
 
-/// A socket written without a task: what is still held when a
-/// [`HeldWrites`] is dropped.
-pub(crate) trait TryWrite {
-    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
-}
-
-impl TryWrite for TcpStream {
-    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        TcpStream::try_write(self, buf)
-    }
-}
-
-impl<S: TryWrite> HeldWrites<S> {
+impl HeldWrites {
     /// `inner`, written straight through until [`HeldWrites::hold`].
-    pub(crate) fn new(inner: S) -> Self {
+    pub(crate) fn new(inner: TcpStream) -> Self {
         HeldWrites {
             inner,
             held: Vec::new(),
@@ -105,9 +97,7 @@ impl<S: TryWrite> HeldWrites<S> {
     fn is_due(&self) -> bool {
         self.held_in.is_none() || clock::poll_number() != self.held_in
     }
-}
 
-impl<S: TryWrite + AsyncWrite + Unpin> HeldWrites<S> {
     /// Sends everything held.
     fn poll_send_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.sent < self.held.len() {
@@ -117,14 +107,18 @@ impl<S: TryWrite + AsyncWrite + Unpin> HeldWrites<S> {
             }
             self.sent += n;
         }
-        self.held.clear();
+        if self.held.capacity() > KEPT_CAPACITY {
+            self.held = Vec::new();
+        } else {
+            self.held.clear();
+        }
         self.sent = 0;
         self.held_in = None;
         Poll::Ready(Ok(()))
     }
 }
 
-impl<S: TryWrite + AsyncRead + AsyncWrite + Unpin> AsyncRead for HeldWrites<S> {
+impl AsyncRead for HeldWrites {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -142,7 +136,7 @@ impl<S: TryWrite + AsyncRead + AsyncWrite + Unpin> AsyncRead for HeldWrites<S> {
     }
 }
 
-impl<S: TryWrite + AsyncWrite + Unpin> AsyncWrite for HeldWrites<S> {
+impl AsyncWrite for HeldWrites {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -193,7 +187,7 @@ impl<S: TryWrite + AsyncWrite + Unpin> AsyncWrite for HeldWrites<S> {
     }
 }
 
-impl<S: TryWrite> Drop for HeldWrites<S> {
+impl Drop for HeldWrites {
     fn drop(&mut self) {
         while self.sent < self.held.len() {
             match self.inner.try_write(&self.held[self.sent..]) {
@@ -338,6 +332,19 @@ mod tests {
             .unwrap();
         assert_eq!(ours.unsent(), 0);
         assert_eq!(read_exactly(&mut peer, 12).await, b"first second");
+    }
+
+    #[tokio::test]
+    async fn a_buffer_grown_for_a_large_answer_is_let_go_once_sent() {
+        let (mut ours, mut peer) = pair().await;
+        let answer = vec![b'x'; HOLD_LIMIT / 2];
+        write_and_flush_in_one_poll(&mut ours, &answer).await;
+        assert!(ours.held.capacity() > KEPT_CAPACITY);
+        turns(poll_fn(|cx| Pin::new(&mut ours).poll_flush(cx)))
+            .await
+            .unwrap();
+        assert_eq!(read_exactly(&mut peer, answer.len()).await, answer);
+        assert_eq!(ours.held.capacity(), 0);
     }
 
     #[tokio::test]
