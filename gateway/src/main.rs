@@ -14,7 +14,8 @@ use tradehabit_gateway::{config::Config, dev};
 /// mimalloc rather than the C library's allocator: the request path makes
 /// many small short-lived allocations (headers, buffers, futures), and
 /// glibc's malloc/free were 7 % of the gateway's CPU under load
-/// (`docs/benchmarks.md`).
+/// (`docs/benchmarks.md`). Its 2.x line (the `v2` feature in the workspace's
+/// `Cargo.toml`) costs less per request than 3.x.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
