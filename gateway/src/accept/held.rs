@@ -38,7 +38,7 @@ use crate::clock;
 
 /// The most bytes held for the end of the turn: an answer's head and a
 /// small body, in TLS records.
-pub(crate) const HOLD_LIMIT: usize = 16 * 1024;
+const HOLD_LIMIT: usize = 16 * 1024;
 
 /// A buffer that grew beyond this for a large answer is let go once sent,
 /// so an idle connection keeps no more than an answer's worth of memory.
@@ -138,16 +138,11 @@ impl AsyncRead for HeldWrites {
 
 impl AsyncWrite for HeldWrites {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.holds(buf.len()) {
-            self.held.extend_from_slice(buf);
-            return Poll::Ready(Ok(buf.len()));
-        }
-        ready!(self.poll_send_held(cx))?;
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
