@@ -212,19 +212,16 @@ async fn serve_connection(
             // HTTP/1.1 watches its socket for a client that takes no bytes.
             let progress = Arc::new(send_watch::Progress::default());
             let stream = WriteWatch::new(HeldWrites::new(stream), Arc::clone(&progress));
-            let mut stream = match tls::handshake(&acceptor, stream, limits.tls_handshake_timeout)
-                .instrument(tracing::debug_span!("tls"))
-                .await
-            {
-                Ok(stream) => stream,
-                Err(error) => {
-                    tracing::debug!(%error, "closing");
-                    state.metrics.tls_handshake_failed();
-                    let is_timeout = matches!(error, tls::HandshakeError::TimedOut(_));
-                    let event = crate::audit::ConnectionEvent::TlsHandshakeFailed { is_timeout };
-                    state.audit.connection(event, peer);
-                    return;
-                }
+            let failed = |error: tls::HandshakeError| {
+                tracing::debug!(%error, "closing");
+                state.metrics.tls_handshake_failed();
+                let is_timeout = matches!(error, tls::HandshakeError::TimedOut(_));
+                let event = crate::audit::ConnectionEvent::TlsHandshakeFailed { is_timeout };
+                state.audit.connection(event, peer);
+            };
+            let handshake = tls::handshake(&acceptor, stream, limits.tls_handshake_timeout, failed);
+            let Some(mut stream) = handshake.instrument(tracing::debug_span!("tls")).await else {
+                return;
             };
             let conn = Arc::new(ConnInfo {
                 peer,

@@ -297,18 +297,34 @@ pub(crate) enum HandshakeError {
 }
 
 /// Runs the server handshake, giving up after `timeout`.
+///
+/// A failure is handed to `record` while the client's connection is still
+/// open, and the connection is closed only after it returns: whoever sees
+/// the connection close (the client, a test, a monitoring probe) finds the
+/// failure already counted and audited.
 pub(crate) async fn handshake<S>(
     acceptor: &TlsAcceptor,
     stream: S,
     timeout: Duration,
-) -> Result<TlsStream<S>, HandshakeError>
+    record: impl FnOnce(HandshakeError),
+) -> Option<TlsStream<S>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    match tokio::time::timeout(timeout, by_turns(acceptor.accept(stream))).await {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(error)) => Err(HandshakeError::Failed(error)),
-        Err(_) => Err(HandshakeError::TimedOut(timeout)),
+    // Kept here, not inside the timeout, so that a timed-out handshake's
+    // socket outlives `record` too.
+    let mut accept = std::pin::pin!(by_turns(acceptor.accept(stream).into_fallible()));
+    match tokio::time::timeout(timeout, accept.as_mut()).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err((error, still_open))) => {
+            record(HandshakeError::Failed(error));
+            drop(still_open);
+            None
+        }
+        Err(_) => {
+            record(HandshakeError::TimedOut(timeout));
+            None
+        }
     }
 }
 

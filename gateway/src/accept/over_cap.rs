@@ -60,8 +60,8 @@ pub(crate) async fn answer(
         let handshake = limits.tls_handshake_timeout.min(DEADLINE);
         // Not watched: the whole connection is bounded by `DEADLINE`.
         let stream = WriteWatch::new(HeldWrites::new(stream), Arc::default());
-        let Ok(stream) = tls::handshake(&acceptor, stream, handshake).await else {
-            state.metrics.tls_handshake_failed();
+        let failed = |_| state.metrics.tls_handshake_failed();
+        let Some(stream) = tls::handshake(&acceptor, stream, handshake, failed).await else {
             return;
         };
         let is_h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
