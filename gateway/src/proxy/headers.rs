@@ -149,8 +149,14 @@ pub(crate) fn to_upstream(
         set_identity(headers, principal);
     }
     join_cookies(headers);
-    // Room for the six below at once, instead of growing the map twice.
-    headers.reserve(6);
+    // Room for the six below at once, and for the answer: the upstream
+    // connection keeps this map's allocation, emptied, and parses the
+    // response into it, where the policy's and the security headers are
+    // added (`respond.rs`). An HTTP/1.1 client's map is itself recycled by
+    // its connection and is already this large after the first request; an
+    // HTTP/2 stream's is new and small, and grows once here instead of here
+    // and again on the response.
+    headers.reserve(EXCHANGE_ROOM.saturating_sub(headers.len()).max(6));
     headers.insert(HOST, host.to_header_value());
     headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     headers.insert(X_FORWARDED_FOR, ip_value(identity.client_ip));
@@ -158,6 +164,11 @@ pub(crate) fn to_upstream(
     headers.insert(X_FORWARDED_HOST, host.to_header_value());
     headers.insert(REQUEST_ID_NAME, identity.request_id.clone());
 }
+
+/// Header fields the map forwarded upstream has room for: the request's
+/// and then the response's (up to a dozen upstream fields with the
+/// policy's and the gateway's own).
+const EXCHANGE_ROOM: usize = 24;
 
 // Header names built once: inserting a name given as `&str` copies it into
 // a new allocation for every request.
@@ -402,5 +413,12 @@ mod tests {
         to_upstream(&mut h, &identity(), &Caller::default(), &host("x"));
         assert_eq!(h.get_all("cookie").iter().count(), 1);
         assert_eq!(h["cookie"], "a=1; b=2");
+    }
+
+    #[test]
+    fn a_small_map_leaves_with_room_for_the_answer() {
+        let mut h = headers(&[("accept", "*/*")]);
+        to_upstream(&mut h, &identity(), &Caller::default(), &host("x"));
+        assert!(h.capacity() >= EXCHANGE_ROOM, "{}", h.capacity());
     }
 }
