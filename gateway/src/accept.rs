@@ -320,11 +320,16 @@ async fn serve_connection(
 /// Whether the client chose HTTP/2. From here on an HTTP/1.1 connection's
 /// answers are held to the end of the thread's turn (`accept/held.rs`).
 fn negotiated_h2(stream: &mut TlsStream<WriteWatch<HeldWrites>>) -> bool {
-    let is_h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
+    let is_h2 = chose_h2(stream);
     if !is_h2 {
         stream.get_mut().0.get_mut().hold();
     }
     is_h2
+}
+
+/// Whether the client chose HTTP/2 in the handshake (ALPN).
+fn chose_h2<S>(stream: &TlsStream<S>) -> bool {
+    stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2)
 }
 
 /// How long and how much of a refused request's unread body is read and

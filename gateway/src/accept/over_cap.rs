@@ -64,7 +64,7 @@ pub(crate) async fn answer(
         let Some(stream) = tls::handshake(&acceptor, stream, handshake, failed).await else {
             return;
         };
-        let is_h2 = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
+        let is_h2 = super::chose_h2(&stream);
         let bounds = DrainBounds::of(&limits);
         let streams = super::h2_streams(&limits, &state);
         let activity = Arc::new(Activity::new());
