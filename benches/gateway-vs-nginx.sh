@@ -27,7 +27,11 @@
 # Reported per scenario (medians over the rounds): requests/s, p50, p99 and
 # CPU µs per request of each front door (user + system time of all its
 # processes from /proc, divided by the requests it served), and the ratios
-# gateway ÷ reference and gw-full ÷ nginx-full.
+# gateway ÷ reference and gw-full ÷ nginx-full. Then the target, per
+# scenario: in each round the gateway's CPU per request against the lower of
+# nginx's and HAProxy's in that round, its requests/s and p99 against
+# nginx's, the medians, and whether they meet it (CPU ≤ 1, req/s ≥ 1,
+# p99 ≤ 1, at least 5 rounds).
 #
 #   benches/gateway-vs-nginx.sh                 # 5 rounds x 6 s per scenario and door (~13 min)
 #   benches/gateway-vs-nginx.sh --quick         # 2 rounds x 3 s (~3 min)

@@ -7,11 +7,13 @@ import collections, os, statistics, sys
 results, reference, work = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = collections.defaultdict(list)
 cpu_by_round = {}
+by_round = {}
 scenarios, doors = [], []
 for line in open(results):
     rnd, scenario, door, rps, p50, p99, cpu, system = line.split("\t")
     rows[scenario, door].append((float(rps), float(p50), float(p99), float(cpu), float(system)))
     cpu_by_round[rnd, scenario, door] = float(cpu)
+    by_round[rnd, scenario, door] = (float(rps), float(p99), float(cpu))
     if scenario not in scenarios:
         scenarios.append(scenario)
     if door not in doors:
@@ -57,6 +59,44 @@ if any(d == "floor" for d in doors):
         rounds = ", ".join(f"{r:.2f}" for r in paired[s])
         median = f"{statistics.median(paired[s]):.2f}" if paired[s] else "–"
         print(f"| {s} | {rounds} | {median} | {ratio(s, 'floor', reference, 3)} |")
+
+# The performance target (docs/benchmarks.md, "Five scenarios against nginx
+# and HAProxy"): in each round, the gateway's CPU per request against the lower of nginx's and
+# HAProxy's in that round, its requests/s and p99 against nginx's; the
+# medians over at least five rounds decide.
+targets = [d for d in ("nginx", "haproxy") if d in doors]
+if "gateway" in doors and targets:
+    print()
+    against = f"{targets[0]}'s" if len(targets) == 1 else "the round's lower of nginx's and HAProxy's"
+    print(f"| scenario | CPU ÷ {against}, per round | median | req/s ÷ nginx | p99 ÷ nginx | target |")
+    print("|---|---|---:|---:|---:|---|")
+    for s in scenarios:
+        cpu, rps, p99 = [], [], []
+        for rnd in sorted({r for (r, sc, _) in by_round if sc == s}, key=int):
+            ours = by_round.get((rnd, s, "gateway"))
+            refs = [by_round[rnd, s, d] for d in targets if (rnd, s, d) in by_round]
+            if ours is None or not refs:
+                continue
+            cpu.append(ours[2] / min(ref[2] for ref in refs))
+            if (rnd, s, "nginx") in by_round:
+                nginx = by_round[rnd, s, "nginx"]
+                rps.append(ours[0] / nginx[0])
+                p99.append(ours[1] / nginx[1])
+        if not cpu:
+            continue
+        medians = [statistics.median(v) if v else None for v in (cpu, rps, p99)]
+        missed = [name for name, value, ok in (
+            ("CPU", medians[0], lambda v: v <= 1.0),
+            ("req/s", medians[1], lambda v: v >= 1.0),
+            ("p99", medians[2], lambda v: v <= 1.0),
+        ) if value is not None and not ok(value)]
+        verdict = "met" if not missed else "missed: " + ", ".join(missed)
+        if len(cpu) < 5:
+            verdict += f" (only {len(cpu)} rounds; the target asks for 5)"
+        show = lambda v: "–" if v is None else f"{v:.2f}"
+        print(f"| {s} | {', '.join(f'{r:.2f}' for r in cpu)} | {show(medians[0])} | {show(medians[1])}"
+              f" | {show(medians[2])} | {verdict} |")
+
 print()
 print("| scenario | door | req/s | p50 ms | p99 ms | CPU µs/req | of which system (kernel) µs/req | resumed % |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
