@@ -46,6 +46,7 @@
 
 mod buffer;
 mod connector;
+mod h1;
 mod headers;
 mod pool;
 mod quiet;
@@ -61,7 +62,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, RETRY_AFTER};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http::{HeaderMap, Request, Response, Uri, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -131,6 +132,16 @@ impl Upstream {
             sign(key, &method, &uri, request.headers_mut());
         }
         let worker = self.workers.pick(caller.principal.map(|p| p.id.as_str()));
+        if request.body().is_end_stream() {
+            // No body: the gateway's own exchange (`proxy/h1.rs`).
+            let mut answer = h1::exchange(worker.pool, request)
+                .await
+                .map_err(|error| self.worker_lost(worker.index, classify_own(&error), config))?;
+            check_answer(answer.status(), answer.headers_mut(), config)?;
+            return answer
+                .with_body(config.response_buffer_bytes, worker.pool, slot)
+                .await;
+        }
         // `upstream.response_timeout` is the caller's to enforce, with the
         // request's own deadline on one timer (`policy/deadline.rs`): it
         // starts once the client's body has been sent, so a slow upload is
@@ -220,15 +231,15 @@ impl Upstream {
     }
 }
 
-/// Sends the request on an idle connection of `pool` or a new one and waits
-/// for the answer's head, driving the connection in this task.
+/// Sends a request with a body on an idle connection of `pool` or a new
+/// one and waits for the answer's head, driving the connection in this
+/// task (bodiless requests take the gateway's own exchange,
+/// `proxy/h1.rs`).
 ///
-/// Retries, once and on a new connection, a request that an idle
-/// connection could not carry because the upstream had closed it (the
-/// keep-alive race): always when the request was handed back unsent;
-/// for a bodiless request with an idempotent method also when the
-/// connection closed after it was written but before any answer, if
-/// the connection had been idle for [`STALE_RISK_IDLE`] or longer.
+/// A request that an idle connection handed back unsent, because the
+/// upstream had closed it (the keep-alive race), is sent once more on a
+/// new connection. One that was written is not: its body has been
+/// streamed and is gone.
 async fn exchange(
     pool: &Pool,
     mut request: Request<ForwardBody>,
@@ -249,21 +260,13 @@ async fn exchange(
                 .await
                 .map_err(ExchangeError::Connect)?,
         };
-        let mut replay = match lease.idle_for {
-            Some(idle) if idle >= STALE_RISK_IDLE && !fresh_only => Replay::of(&request),
-            _ => None,
-        };
         let sending = lease.send(request);
         let mut error = match pool::drive(&mut lease, sending).await {
             Ok(response) => return Ok((response, lease)),
             Err(error) => error,
         };
-        if !lease.reused {
-            return Err(ExchangeError::Http(error.into_error()));
-        }
-        request = match (error.take_message(), replay.take()) {
-            (Some(unsent), _) => unsent,
-            (None, Some(replay)) if closed_before_answer(error.error()) => replay.request(),
+        request = match error.take_message() {
+            Some(unsent) if lease.reused => unsent,
             _ => return Err(ExchangeError::Http(error.into_error())),
         };
         tracing::debug!(error = %error.error(), "stale upstream connection; retrying on a new one");
@@ -293,60 +296,6 @@ fn to_upstream(
     parts.version = Version::HTTP_11;
     headers::to_upstream(&mut parts.headers, identity, caller, host);
     Request::from_parts(parts, body)
-}
-
-/// How long a connection must have been idle before the upstream's
-/// keep-alive timer can plausibly have closed it as the request was being
-/// written (gunicorn's default is 2 s, nginx's 75 s). Below this a request
-/// is not copied for a second attempt: copying every request costs 2 % of
-/// the gateway's CPU under load.
-const STALE_RISK_IDLE: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// A copy of a bodiless request with an idempotent method (RFC 9110
-/// §9.2.2), to send again when a stale connection lost it.
-struct Replay {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-}
-
-impl Replay {
-    fn of(request: &Request<ForwardBody>) -> Option<Replay> {
-        let idempotent = matches!(
-            *request.method(),
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-        );
-        (idempotent && request.body().is_end_stream()).then(|| Replay {
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            headers: request.headers().clone(),
-        })
-    }
-
-    fn request(self) -> Request<ForwardBody> {
-        let mut request = Request::new(ForwardBody::Buffered(None));
-        *request.method_mut() = self.method;
-        *request.uri_mut() = self.uri;
-        *request.headers_mut() = self.headers;
-        request
-    }
-}
-
-/// Whether the connection ended before any of the answer arrived.
-fn closed_before_answer(error: &hyper::Error) -> bool {
-    if error.is_incomplete_message() || error.is_canceled() {
-        return true;
-    }
-    std::error::Error::source(error)
-        .and_then(|source| source.downcast_ref::<std::io::Error>())
-        .is_some_and(|io| {
-            matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::ConnectionAborted
-            )
-        })
 }
 
 /// How an exchange failed.
@@ -385,6 +334,18 @@ fn classify(error: &ExchangeError, watch: &BodyWatch) -> Rejection {
     }
 }
 
+/// Whose fault a failure of the gateway's own exchange was (no body, so
+/// never the client's).
+fn classify_own(error: &h1::Error) -> Rejection {
+    match error {
+        h1::Error::Connect(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            Rejection::UpstreamTimeout
+        }
+        h1::Error::Connect(_) => Rejection::UpstreamUnreachable(error_chain(error)),
+        _ => Rejection::UpstreamBroken(error_chain(error)),
+    }
+}
+
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -417,8 +378,19 @@ fn from_upstream(
         slot: Some(slot),
         sending,
     };
-    let is_compressed = parts
-        .headers
+    check_answer(parts.status, &mut parts.headers, config)?;
+    Ok(Response::from_parts(parts, body))
+}
+
+/// Refuses a compressed answer (502) and, with
+/// `upstream.replace_error_bodies`, a 5xx one (its status with the
+/// gateway's envelope); strips the hop-by-hop fields of any other.
+fn check_answer(
+    status: http::StatusCode,
+    headers: &mut HeaderMap,
+    config: &config::Upstream,
+) -> Result<(), Rejection> {
+    let is_compressed = headers
         .get_all(CONTENT_ENCODING)
         .iter()
         .any(|value| !value.as_bytes().eq_ignore_ascii_case(b"identity"));
@@ -427,14 +399,14 @@ fn from_upstream(
             "compressed response despite Accept-Encoding: identity".into(),
         ));
     }
-    if parts.status.is_server_error() && config.replace_error_bodies {
+    if status.is_server_error() && config.replace_error_bodies {
         return Err(Rejection::UpstreamFailed {
-            status: parts.status,
-            retry_after: parts.headers.get(RETRY_AFTER).cloned(),
+            status,
+            retry_after: headers.get(RETRY_AFTER).cloned(),
         });
     }
-    strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, body))
+    strip_hop_by_hop(headers);
+    Ok(())
 }
 
 /// The upstream's response body. Polling it also drives its connection;

@@ -47,6 +47,17 @@ pub(crate) enum Stream {
     Unix(UnixStream),
 }
 
+impl Stream {
+    /// Reads what is there without waiting (`io::ErrorKind::WouldBlock`
+    /// when nothing is).
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_read(buf),
+            Stream::Unix(s) => s.try_read(buf),
+        }
+    }
+}
+
 async fn connect(address: Arc<UpstreamAddress>, timeout: Duration) -> io::Result<TokioIo<Stream>> {
     let connecting = async {
         match &*address {

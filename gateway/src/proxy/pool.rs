@@ -36,6 +36,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::connector::{Connector, Stream};
+use super::h1::Conn;
 use super::quiet::{Quiet, Side};
 use crate::request_body::ForwardBody;
 use crate::shard::Line;
@@ -54,8 +55,6 @@ pub(crate) struct Lease {
     /// Whether it served an earlier request (a stale keep-alive
     /// connection is only possible then).
     pub(crate) reused: bool,
-    /// How long it waited in the pool before this request (`None`: new).
-    pub(crate) idle_for: Option<Duration>,
     /// The wakers the connection and what waits on it are polled with.
     quiet: Quiet,
 }
@@ -184,11 +183,16 @@ pub(crate) enum ConnectError {
 }
 
 /// The idle connections to the one upstream, and how to open new ones.
+///
+/// Two kinds wait here: hyper's connections ([`Lease`]), which carry
+/// requests with a body, and the gateway's own ([`Conn`], `proxy/h1.rs`),
+/// which carry bodiless ones. Each kind has its own lists (a connection is
+/// only ever driven by the code that opened it); `upstream.pool_max_idle`
+/// and `upstream.pool_idle_timeout` apply to both together.
 pub(crate) struct Pool {
     connector: Connector,
-    /// One idle list per serving thread, each on a cache line of its own
-    /// (its lock is taken for every request).
-    idle: Box<[Line<Mutex<VecDeque<Idle>>>]>,
+    leases: Lists<Lease>,
+    conns: Lists<Conn>,
     /// All lists together.
     max_idle: usize,
     /// Connections in all lists now.
@@ -197,9 +201,36 @@ pub(crate) struct Pool {
     reaper: Option<JoinHandle<()>>,
 }
 
-struct Idle {
-    lease: Lease,
+/// One idle list per serving thread, each on a cache line of its own (its
+/// lock is taken for every request).
+struct Lists<T>(Box<[Line<List<T>>]>);
+
+/// One serving thread's idle connections of one kind, oldest first.
+type List<T> = Mutex<VecDeque<Idle<T>>>;
+
+struct Idle<T> {
+    connection: T,
     since: Instant,
+}
+
+impl<T> Lists<T> {
+    fn new(shards: usize, per_shard: usize) -> Self {
+        Lists(
+            (0..shards)
+                .map(|_| Line(Mutex::new(VecDeque::with_capacity(per_shard.min(1024)))))
+                .collect(),
+        )
+    }
+
+    /// The calling serving thread's idle list.
+    fn mine(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle<T>>> {
+        lock(&self.0[crate::shard::current(self.0.len())])
+    }
+
+    #[cfg(test)]
+    fn count(&self) -> usize {
+        self.0.iter().map(|list| lock(list).len()).sum()
+    }
 }
 
 impl Pool {
@@ -217,9 +248,8 @@ impl Pool {
         let per_shard = max_idle.div_ceil(shards);
         Arc::new_cyclic(|pool: &Weak<Pool>| Pool {
             connector,
-            idle: (0..shards)
-                .map(|_| Line(Mutex::new(VecDeque::with_capacity(per_shard.min(1024)))))
-                .collect(),
+            leases: Lists::new(shards, per_shard),
+            conns: Lists::new(shards, per_shard),
             max_idle,
             idle_now: AtomicUsize::new(0),
             idle_timeout,
@@ -235,31 +265,55 @@ impl Pool {
             sender,
             connection: Some(Box::new(connection)),
             reused: false,
-            idle_for: None,
             quiet: Quiet::new(),
         })
+    }
+
+    /// A new connection for the gateway's own exchange, within the connect
+    /// timeout (`io::ErrorKind::TimedOut`).
+    pub(crate) async fn connect_own(&self) -> std::io::Result<Conn> {
+        Ok(Conn::new(self.connector.connect().await?.into_inner()))
     }
 
     /// The most recently used idle connection that is still open and
     /// ready for a request, if any.
     pub(crate) async fn checkout(&self) -> Option<Lease> {
         loop {
-            let Idle { mut lease, since } = {
-                let mut idle = self.lock();
-                self.evict_expired(&mut idle, crate::clock::now());
-                let idle = idle.pop_back()?;
-                self.idle_now.fetch_sub(1, Ordering::Relaxed);
-                idle
-            };
+            let Idle {
+                connection: mut lease,
+                ..
+            } = self.pop(&self.leases)?;
             // One poll: an upstream that closed the connection while it
             // was idle is seen here, before a request is written to it.
             poll_fn(|cx| lease.poll_with(cx, Side::Connection, |_| Poll::Ready(()))).await;
             if lease.is_reusable() && lease.sender.is_ready() {
                 lease.reused = true;
-                lease.idle_for = Some(crate::clock::elapsed(since));
                 return Some(lease);
             }
         }
+    }
+
+    /// The most recently used idle connection of the gateway's own that
+    /// the upstream has neither closed nor written to since, if any.
+    pub(crate) fn checkout_own(&self) -> Option<Conn> {
+        loop {
+            let Idle {
+                connection: conn, ..
+            } = self.pop(&self.conns)?;
+            if let Some(conn) = conn.reuse() {
+                return Some(conn);
+            }
+        }
+    }
+
+    /// The calling thread's most recent idle connection of one kind, after
+    /// closing the expired ones.
+    fn pop<T>(&self, lists: &Lists<T>) -> Option<Idle<T>> {
+        let mut idle = lists.mine();
+        self.evict_expired(&mut idle, crate::clock::now());
+        let idle = idle.pop_back()?;
+        self.idle_now.fetch_sub(1, Ordering::Relaxed);
+        Some(idle)
     }
 
     /// Returns a connection whose exchange is complete; it is closed
@@ -269,19 +323,29 @@ impl Pool {
             return;
         }
         lease.quiet.forget_task();
+        self.push(&self.leases, lease);
+    }
+
+    /// Returns a connection of the gateway's own whose answer was read to
+    /// its end and may carry another request; closed when the pool is full.
+    pub(crate) fn checkin_own(&self, conn: Conn) {
+        self.push(&self.conns, conn);
+    }
+
+    fn push<T>(&self, lists: &Lists<T>, connection: T) {
         if self.idle_now.fetch_add(1, Ordering::Relaxed) >= self.max_idle {
             self.idle_now.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        self.lock().push_back(Idle {
-            lease,
+        lists.mine().push_back(Idle {
+            connection,
             since: crate::clock::now(),
         });
     }
 
     /// Closes the connections of `idle` idle for `idle_timeout` or longer
     /// (the oldest are at the front); returns when the next one expires.
-    fn evict_expired(&self, idle: &mut VecDeque<Idle>, now: Instant) -> Option<Instant> {
+    fn evict_expired<T>(&self, idle: &mut VecDeque<Idle<T>>, now: Instant) -> Option<Instant> {
         while let Some(oldest) = idle.front() {
             let expires = oldest.since + self.idle_timeout;
             if expires > now {
@@ -296,16 +360,11 @@ impl Pool {
     /// How many connections are idle now.
     #[cfg(test)]
     fn idle_count(&self) -> usize {
-        self.idle.iter().map(|list| lock(list).len()).sum()
-    }
-
-    /// The calling serving thread's idle list.
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
-        lock(&self.idle[crate::shard::current(self.idle.len())])
+        self.leases.count() + self.conns.count()
     }
 }
 
-fn lock(list: &Mutex<VecDeque<Idle>>) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+fn lock<T>(list: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     list.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -330,7 +389,12 @@ async fn reap(pool: Weak<Pool>, timeout: Duration) {
         };
         let now = Instant::now();
         next = now + timeout;
-        for list in pool.idle.iter() {
+        for list in pool.leases.0.iter() {
+            if let Some(expires) = pool.evict_expired(&mut lock(list), now) {
+                next = next.min(expires);
+            }
+        }
+        for list in pool.conns.0.iter() {
             if let Some(expires) = pool.evict_expired(&mut lock(list), now) {
                 next = next.min(expires);
             }
