@@ -359,7 +359,7 @@ impl Pool {
 
     /// How many connections are idle now.
     #[cfg(test)]
-    fn idle_count(&self) -> usize {
+    pub(crate) fn idle_count(&self) -> usize {
         self.leases.count() + self.conns.count()
     }
 }

@@ -20,4 +20,5 @@ mod plain_http;
 mod request_buffering;
 mod timeouts;
 mod tls;
+mod upstream_framing;
 mod visibility;
