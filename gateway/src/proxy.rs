@@ -1,11 +1,12 @@
 //! Forward: send an admitted request to the upstream over a pooled
 //! keep-alive connection and stream the answer back.
 //!
-//! The connection is driven by the task serving the client's request
-//! (`pool.rs`): no task per upstream connection, no hand-off between tasks
-//! per request. A request lost to a stale keep-alive connection is sent
-//! again once, on a new connection, when that is safe (see
-//! [`Upstream::exchange`]).
+//! Requests without a body take the gateway's own HTTP/1.1 exchange
+//! (`proxy/h1.rs`); those with one, hyper's client (`pool.rs`). Either way
+//! the connection is driven by the task serving the client's request: no
+//! task per upstream connection, no hand-off between tasks per request. A
+//! request lost to a stale keep-alive connection is sent again once, on a
+//! new connection, when that is safe (`proxy/h1.rs`; [`exchange`]).
 //!
 //! In: a request that passed every check, its [`Identity`] and host, and the
 //! body wrapped by `request_body`. Out: the upstream's response with its

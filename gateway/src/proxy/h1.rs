@@ -302,11 +302,9 @@ pub(crate) async fn exchange(pool: &Pool, request: Request<ForwardBody>) -> Resu
         head::fields(&bytes, &head.framing, &mut headers)?;
         let mut response = Response::new(());
         *response.status_mut() = head.status;
-        *response.version_mut() = if head.http10 {
-            Version::HTTP_10
-        } else {
-            Version::HTTP_11
-        };
+        // The upstream hop's version is not the client's business (nor
+        // its connection's keep-alive).
+        *response.version_mut() = Version::HTTP_11;
         *response.headers_mut() = headers;
         return Ok(Answer {
             response,

@@ -1,5 +1,8 @@
 //! Upstream connections: opened on demand, driven by the task of the request
-//! that uses them, kept idle between requests.
+//! that uses them, kept idle between requests. What follows is hyper's
+//! side, for requests with a body; the gateway's own connections for
+//! bodiless requests (`proxy/h1.rs`) wait in the same pool, in lists of
+//! their own, under the same cap and timeout.
 //!
 //! A request takes a connection ([`Pool::checkout`], else a new one from
 //! [`Pool::connect`]), sends its head and body and reads the answer while

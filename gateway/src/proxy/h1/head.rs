@@ -51,7 +51,6 @@ pub(super) struct Head {
     /// Whether the connection may carry another request after this answer:
     /// HTTP/1.1, no `Connection: close`, a length not read to the close.
     pub(super) keep_alive: bool,
-    pub(super) http10: bool,
 }
 
 /// Parses the head at the start of `buf`: `None` while it is incomplete.
@@ -139,7 +138,6 @@ pub(super) fn parse(buf: &[u8], method: &Method) -> Result<Option<Head>, Invalid
         interim,
         framing,
         keep_alive,
-        http10,
     }))
 }
 
