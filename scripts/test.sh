@@ -5,8 +5,8 @@
 # `openssl` for TLS-version probes, headless `chromium` for the real-browser
 # tests (CORS, the web app with cookie sessions), `redis-server` for the shared
 # rate-limit store tests, `cargo-deny` for the dependency
-# policy, Python 3 with openapi-spec-validator, jsonschema and requests for
-# the OpenAPI and scripting tests); this script installs the missing ones
+# policy, Python 3 with openapi-spec-validator, jsonschema, requests and gunicorn for
+# the OpenAPI, scripting and legacy-backend tests); this script installs the missing ones
 # when it can (root or passwordless sudo with apt-get) and otherwise says
 # what to install. Those tests fail, not skip, when their tool is absent.
 set -euo pipefail
@@ -41,14 +41,16 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # The OpenAPI and scripting tests (tests/tests/openapi.rs, scripting.rs)
-# run Python 3 with openapi-spec-validator, jsonschema and requests.
+# run Python 3 with openapi-spec-validator, jsonschema and requests; the
+# gateway's legacy-backend test (gateway/tests/e2e/gunicorn.rs) runs gunicorn.
 command -v python3 >/dev/null 2>&1 || need_python=1
-if [ -z "${need_python:-}" ] && ! python3 -c 'import openapi_spec_validator, jsonschema, requests' >/dev/null 2>&1; then
-  echo "installing Python test modules: openapi-spec-validator jsonschema requests"
+if [ -z "${need_python:-}" ] && ! python3 -c 'import openapi_spec_validator, jsonschema, requests, gunicorn' >/dev/null 2>&1; then
+  modules="openapi-spec-validator jsonschema requests gunicorn"
+  echo "installing Python test modules: $modules"
   # A distribution's own Python refuses plain `pip install` (PEP 668).
-  python3 -m pip install --quiet openapi-spec-validator jsonschema requests ||
-    python3 -m pip install --quiet --break-system-packages openapi-spec-validator jsonschema requests ||
-    echo "could not install the Python test modules (pip install openapi-spec-validator jsonschema requests)" >&2
+  python3 -m pip install --quiet $modules ||
+    python3 -m pip install --quiet --break-system-packages $modules ||
+    echo "could not install the Python test modules (pip install $modules)" >&2
 fi
 [ -z "${need_python:-}" ] || echo "missing python3: install Python 3 (the OpenAPI and scripting tests fail without it)" >&2
 

@@ -14,6 +14,7 @@ mod explain;
 mod explain_cli;
 mod failures;
 mod forward;
+mod gunicorn;
 mod keys;
 mod lifecycle;
 mod plain_http;
