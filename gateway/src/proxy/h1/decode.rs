@@ -303,6 +303,93 @@ mod tests {
         );
     }
 
+    /// `body` chunked in pieces of `sizes` (cycled), each size line with
+    /// `extension`, and `trailers` before the end.
+    fn chunked(body: &[u8], sizes: &[usize], extension: bool, trailers: &[String]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut rest = body;
+        for size in sizes.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (chunk, after) = rest.split_at((*size).clamp(1, rest.len()));
+            out.extend_from_slice(format!("{:x}", chunk.len()).as_bytes());
+            if extension {
+                out.extend_from_slice(b";name=\"v\"");
+            }
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(b"\r\n");
+            rest = after;
+        }
+        out.extend_from_slice(b"0\r\n");
+        for trailer in trailers {
+            out.extend_from_slice(trailer.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    /// Feeds `input` in pieces cut at `cuts` (positions, any order).
+    fn decode_in_pieces(
+        framing: Framing,
+        input: &[u8],
+        cuts: &[usize],
+    ) -> Result<(Vec<u8>, Vec<u8>, bool), Invalid> {
+        let mut cuts: Vec<usize> = cuts.iter().map(|cut| cut % (input.len() + 1)).collect();
+        cuts.push(input.len());
+        cuts.sort_unstable();
+        let mut decoder = Decoder::new(framing);
+        let (mut buf, mut body, mut fed) = (BytesMut::new(), Vec::new(), 0);
+        loop {
+            match decoder.decode(&mut buf)? {
+                Step::Data(data) => body.extend_from_slice(&data),
+                Step::Done => {
+                    let mut left = buf.to_vec();
+                    left.extend_from_slice(&input[fed..]);
+                    return Ok((body, left, true));
+                }
+                Step::More => match cuts.iter().find(|cut| **cut > fed) {
+                    Some(&cut) => {
+                        buf.extend_from_slice(&input[fed..cut]);
+                        fed = cut;
+                    }
+                    None => return Ok((body, buf.to_vec(), false)),
+                },
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_chunked_body_split_anywhere_decodes_to_itself_and_stops_at_its_end(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..3000),
+            sizes in proptest::collection::vec(1_usize..700, 1..8),
+            extension in proptest::bool::ANY,
+            trailers in proptest::collection::vec("[a-z]{1,8}: [ -~]{0,20}", 0..3),
+            cuts in proptest::collection::vec(proptest::num::usize::ANY, 0..12),
+            next in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+        ) {
+            let mut input = chunked(&body, &sizes, extension, &trailers);
+            input.extend_from_slice(&next);
+            let decoded = decode_in_pieces(Framing::Chunked, &input, &cuts);
+            proptest::prop_assert_eq!(decoded, Ok((body, next, true)));
+        }
+
+        #[test]
+        fn any_length_body_split_anywhere_stops_at_its_length(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..3000),
+            cuts in proptest::collection::vec(proptest::num::usize::ANY, 0..12),
+            next in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+        ) {
+            let mut input = body.clone();
+            input.extend_from_slice(&next);
+            let decoded = decode_in_pieces(Framing::Length(body.len() as u64), &input, &cuts);
+            proptest::prop_assert_eq!(decoded, Ok((body, next, true)));
+        }
+    }
+
     #[test]
     fn a_body_to_the_close_takes_everything() {
         assert_eq!(
