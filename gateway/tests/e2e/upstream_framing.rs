@@ -64,6 +64,18 @@ fn raw_upstream(socket: &std::path::Path) -> (tokio::task::JoinHandle<()>, Arc<A
     (task, connections)
 }
 
+/// A gateway with one serving thread (so it has one idle list, and the
+/// connection counts are exact) in front of the raw upstream.
+async fn start() -> (TestGateway, tokio::task::JoinHandle<()>, Arc<AtomicUsize>) {
+    let gw = TestGateway::without_upstream(Policy {
+        server: "threads = 1".into(),
+        ..Policy::default()
+    })
+    .await;
+    let (upstream, connections) = raw_upstream(&TestGateway::socket_in(gw.dir.path()));
+    (gw, upstream, connections)
+}
+
 async fn serve(mut stream: UnixStream) {
     loop {
         let mut head = Vec::new();
@@ -85,12 +97,7 @@ async fn serve(mut stream: UnixStream) {
 
 #[tokio::test]
 async fn every_framing_reaches_clients_of_both_protocols_whole() {
-    let gw = TestGateway::without_upstream(Policy {
-        server: "threads = 1".into(),
-        ..Policy::default()
-    })
-    .await;
-    let (upstream, _) = raw_upstream(&TestGateway::socket_in(gw.dir.path()));
+    let (gw, upstream, _) = start().await;
     let client = gw.client();
     for proto in [Proto::H1, Proto::H2] {
         for target in ["/api/chunked", "/api/length", "/api/interim", "/api/close"] {
@@ -110,12 +117,7 @@ async fn every_framing_reaches_clients_of_both_protocols_whole() {
 
 #[tokio::test]
 async fn a_malformed_answer_is_a_502_and_the_gateway_goes_on_serving() {
-    let gw = TestGateway::without_upstream(Policy {
-        server: "threads = 1".into(),
-        ..Policy::default()
-    })
-    .await;
-    let (upstream, _) = raw_upstream(&TestGateway::socket_in(gw.dir.path()));
+    let (gw, upstream, _) = start().await;
     let client = gw.client();
     for target in ["/api/conflict", "/api/both"] {
         let reply = client.get(target).await;
@@ -132,12 +134,7 @@ async fn a_malformed_answer_is_a_502_and_the_gateway_goes_on_serving() {
 
 #[tokio::test]
 async fn an_answer_smuggled_behind_a_real_one_reaches_nobody() {
-    let gw = TestGateway::without_upstream(Policy {
-        server: "threads = 1".into(),
-        ..Policy::default()
-    })
-    .await;
-    let (upstream, connections) = raw_upstream(&TestGateway::socket_in(gw.dir.path()));
+    let (gw, upstream, connections) = start().await;
     let client = gw.client();
     let first = client.get("/api/smuggle").await;
     assert_eq!(first.body, "{\"a\":\"b\"}");

@@ -73,16 +73,7 @@ impl Decoder {
             match self.0 {
                 State::Done => return Ok(Step::Done),
                 State::Length(left) => {
-                    let Some(data) = take(buf, left) else {
-                        return Ok(Step::More);
-                    };
-                    let left = left - data.len() as u64;
-                    self.0 = if left == 0 {
-                        State::Done
-                    } else {
-                        State::Length(left)
-                    };
-                    return Ok(Step::Data(data));
+                    return Ok(self.counted(buf, left, State::Length, State::Done))
                 }
                 State::UntilClose => {
                     return Ok(match take(buf, u64::MAX) {
@@ -105,16 +96,7 @@ impl Decoder {
                     _ => return Err(Invalid::Chunk),
                 },
                 State::Data(left) => {
-                    let Some(data) = take(buf, left) else {
-                        return Ok(Step::More);
-                    };
-                    let left = left - data.len() as u64;
-                    self.0 = if left == 0 {
-                        State::DataEnd
-                    } else {
-                        State::Data(left)
-                    };
-                    return Ok(Step::Data(data));
+                    return Ok(self.counted(buf, left, State::Data, State::DataEnd))
                 }
                 State::DataEnd => {
                     if buf.len() < 2 {
@@ -146,6 +128,24 @@ impl Decoder {
                 }
             }
         }
+    }
+
+    /// Up to `left` bytes of a counted stretch (a body's length, a
+    /// chunk's data); the state after is `more` of what is left, or
+    /// `then` when nothing is.
+    fn counted(
+        &mut self,
+        buf: &mut BytesMut,
+        left: u64,
+        more: fn(u64) -> State,
+        then: State,
+    ) -> Step {
+        let Some(data) = take(buf, left) else {
+            return Step::More;
+        };
+        let left = left - data.len() as u64;
+        self.0 = if left == 0 { then } else { more(left) };
+        Step::Data(data)
     }
 
     /// Whether the body has been taken to its end.
