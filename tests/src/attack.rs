@@ -282,9 +282,12 @@ impl Stack {
 
     /// The audit lines written so far, when the policy writes them to
     /// `audit.log` in the temporary directory.
+    /// A line the gateway is still writing (no newline yet; a read can
+    /// come between the parts of a write) is left for the next call.
     pub fn audit_lines(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir().join("audit.log"))
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(self.dir().join("audit.log")).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
+        complete
             .lines()
             .map(|line| serde_json::from_str(line).expect("every audit line is JSON"))
             .collect()

@@ -29,7 +29,8 @@
 //!   `upstream.response_buffer_bytes` is read whole before its head goes
 //!   on, its connection back in the pool; any other streams with
 //!   back-pressure (the socket is read only when the client's side asks
-//!   for more), holding its connection and slot until its end.
+//!   for more, up to [`FRAME_MOST`] at a time), holding its connection and
+//!   slot until its end.
 //! * A request lost to a stale keep-alive connection (the upstream closed
 //!   it as the request went out) is sent once more, on a new connection,
 //!   when no byte of an answer came back and either none of the request
@@ -71,6 +72,18 @@ const MAX_INTERIM: usize = 16;
 
 /// How much room a read is given at least.
 const READ_ROOM: usize = 8 * 1024;
+
+/// The most a streamed body's frame carries (hyper's client reads up to
+/// about 400 KiB at a time).
+const FRAME_MOST: usize = 256 * 1024;
+
+/// What [`Conn::poll_fill`] found.
+enum Filled {
+    /// Bytes, now in the read buffer.
+    Some,
+    /// The end of the stream, nothing before it.
+    Closed,
+}
 
 /// What is wrong with an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -152,6 +165,39 @@ impl Conn {
         if self.read.capacity() - self.read.len() < READ_ROOM / 4 {
             self.read.reserve(READ_ROOM);
         }
+    }
+
+    /// Reads what the socket has, up to [`FRAME_MOST`] bytes buffered:
+    /// a streamed body goes on in frames as large as what has arrived,
+    /// as hyper's client passed them on. Small frames would fill the
+    /// client connection's write queue (hyper's holds a fixed number of
+    /// them) long before its bytes, so a client that stops reading would
+    /// keep an answer, its connection and its upstream slot unread that
+    /// the queue could have taken whole.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Filled>> {
+        let mut filled = false;
+        while self.read.len() < FRAME_MOST {
+            if self.read.capacity() - self.read.len() < READ_ROOM {
+                self.read.reserve(FRAME_MOST - self.read.len());
+            }
+            let reading = pin!(self.stream.read_buf(&mut self.read));
+            match reading.poll(cx) {
+                // What was read is passed on first; the close is seen again
+                // by the next read.
+                Poll::Ready(Ok(0)) if filled => break,
+                Poll::Ready(Ok(0)) => return Poll::Ready(Ok(Filled::Closed)),
+                Poll::Ready(Ok(_)) => filled = true,
+                Poll::Pending if filled => break,
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(error)) if filled => {
+                    // Seen again by the next read.
+                    tracing::debug!(%error, "upstream read failed after data");
+                    break;
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            }
+        }
+        Poll::Ready(Ok(Filled::Some))
     }
 
     /// Writes the head in `self.write` and reads up to the end of the
@@ -442,18 +488,15 @@ impl HttpBody for Streaming {
                 Ok(Step::More) => {}
                 Err(invalid) => return this.fail(invalid.into()),
             }
-            body.conn.reserve();
-            let conn = &mut body.conn;
-            let reading = pin!(conn.stream.read_buf(&mut conn.read));
-            match reading.poll(cx) {
+            match body.conn.poll_fill(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(0)) if body.decoder.ends_at_close() => {
+                Poll::Ready(Ok(Filled::Some)) => {}
+                Poll::Ready(Ok(Filled::Closed)) if body.decoder.ends_at_close() => {
                     body.keep_alive = false;
                     this.end();
                     return Poll::Ready(None);
                 }
-                Poll::Ready(Ok(0)) => return this.fail(Error::ClosedWithin),
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(Filled::Closed)) => return this.fail(Error::ClosedWithin),
                 Poll::Ready(Err(error)) => return this.fail(Error::Read(error)),
             }
         }
