@@ -9,22 +9,23 @@
 //! in one buffer with one `write`, the answer's head is parsed with
 //! `httparse` (hyper's parser) straight into the request's emptied header
 //! map, its values slices of the bytes read, and the body is cut from the
-//! same buffer (`decode.rs`). Requests with a body keep hyper's client
-//! (`pool.rs`): it writes and reads at once, which an upstream that answers
-//! before it has read the body needs.
+//! same buffer (`proxy/h1/decode.rs`). Requests with a body keep hyper's
+//! client (`proxy/pool.rs`): it writes and reads at once, which an upstream
+//! that answers before it has read the body needs.
 //!
-//! The rules, each with a test (`h1/tests.rs`, `e2e/upstream_framing.rs`):
+//! The rules, each with a test (`proxy/h1/tests.rs`,
+//! `gateway/tests/e2e/upstream_framing.rs`, `gateway/tests/e2e/gunicorn.rs`):
 //!
 //! * An answer's length: `Content-Length`, `chunked`, or read to the close;
 //!   none for `HEAD`, 1xx, 204 and 304. Conflicting or malformed framing,
 //!   a transfer coding other than `chunked`, obs-folded fields, a head
 //!   over [`MAX_HEAD`] or with over 100 fields, a 101: 502, the
-//!   connection closed (`head.rs`).
+//!   connection closed (`proxy/h1/head.rs`).
 //! * Interim answers (1xx but 101) are skipped, at most [`MAX_INTERIM`].
 //! * A connection carries another request only when the answer was
 //!   HTTP/1.1 without `Connection: close`, framed by length or chunks,
 //!   read to its end, and nothing came after it; an idle one is checked
-//!   for a close or stray bytes before it is used (`pool.rs`).
+//!   for a close or stray bytes before it is used (`proxy/pool.rs`).
 //! * An answer that declares a length within
 //!   `upstream.response_buffer_bytes` is read whole before its head goes
 //!   on, its connection back in the pool; any other streams with
