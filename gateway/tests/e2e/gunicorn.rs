@@ -1,5 +1,5 @@
 //! The gateway in front of a real gunicorn (the legacy backend's server) on
-//! a Unix socket, with both of its common worker classes: `sync` closes the
+//! a Unix socket and on a TCP port, with both of its common worker classes: `sync` closes the
 //! connection after every answer (`Connection: close`), `gthread` keeps it
 //! alive. Answers framed by length, chunked (a WSGI generator) and bodiless
 //! (204) reach clients of both protocols whole, bodiless requests through
@@ -46,11 +46,45 @@ def app(environ, start_response):
     return [reply]
 "#;
 
-/// gunicorn serving [`APP`] on `socket` with `worker_class`; killed on drop.
+/// Where gunicorn listens.
+enum Bind {
+    Unix(std::path::PathBuf),
+    Tcp(u16),
+}
+
+impl Bind {
+    /// gunicorn's `--bind` value.
+    fn gunicorn(&self) -> String {
+        match self {
+            Bind::Unix(path) => format!("unix:{}", path.display()),
+            Bind::Tcp(port) => format!("127.0.0.1:{port}"),
+        }
+    }
+
+    async fn accepts(&self) -> bool {
+        match self {
+            Bind::Unix(path) => tokio::net::UnixStream::connect(path).await.is_ok(),
+            Bind::Tcp(port) => tokio::net::TcpStream::connect(("127.0.0.1", *port))
+                .await
+                .is_ok(),
+        }
+    }
+}
+
+/// A TCP port free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// gunicorn serving [`APP`] on `bind` with `worker_class`; killed on drop.
 struct Gunicorn(Child);
 
 impl Gunicorn {
-    async fn start(dir: &Path, socket: &Path, worker_class: &str) -> Gunicorn {
+    async fn start(dir: &Path, bind: &Bind, worker_class: &str) -> Gunicorn {
         let installed = Command::new("python3")
             .args(["-m", "gunicorn", "--version"])
             .output()
@@ -64,7 +98,7 @@ impl Gunicorn {
             .args(["-m", "gunicorn", "--workers", "1", "--threads", "2"])
             .args(["--worker-class", worker_class])
             .arg("--bind")
-            .arg(format!("unix:{}", socket.display()))
+            .arg(bind.gunicorn())
             .arg("--chdir")
             .arg(dir)
             .arg("legacy_app:app")
@@ -74,12 +108,12 @@ impl Gunicorn {
             .expect("python3 runs");
         let gunicorn = Gunicorn(child);
         for _ in 0..200 {
-            if tokio::net::UnixStream::connect(socket).await.is_ok() {
+            if bind.accepts().await {
                 return gunicorn;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("gunicorn did not bind {}", socket.display());
+        panic!("gunicorn did not bind {}", bind.gunicorn());
     }
 }
 
@@ -92,18 +126,23 @@ impl Drop for Gunicorn {
 
 #[tokio::test]
 async fn every_answer_of_a_real_gunicorn_reaches_both_protocols_whole() {
-    for worker_class in ["sync", "gthread"] {
+    for (worker_class, tcp) in [("sync", false), ("gthread", false), ("gthread", true)] {
+        let port = free_port();
         let gw = TestGateway::without_upstream(Policy {
             server: "threads = 1".into(),
+            upstream_address: tcp.then(|| format!("http://127.0.0.1:{port}")),
             ..Policy::default()
         })
         .await;
-        let socket = TestGateway::socket_in(gw.dir.path());
-        let _gunicorn = Gunicorn::start(gw.dir.path(), &socket, worker_class).await;
+        let bind = match tcp {
+            true => Bind::Tcp(port),
+            false => Bind::Unix(TestGateway::socket_in(gw.dir.path())),
+        };
+        let _gunicorn = Gunicorn::start(gw.dir.path(), &bind, worker_class).await;
         let client = gw.client();
         for proto in [Proto::H1, Proto::H2] {
             for _ in 0..3 {
-                let context = format!("{worker_class} over {proto:?}");
+                let context = format!("{worker_class} on {} over {proto:?}", bind.gunicorn());
                 let reply = client.send(proto, request("GET", "/api/echo", "")).await;
                 assert_eq!(reply.status, 200, "{context}");
                 let json = reply.json();

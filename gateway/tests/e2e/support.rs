@@ -267,6 +267,8 @@ pub(crate) struct Policy {
     pub(crate) admin: String,
     /// `[audit]` keys (default: stdout).
     pub(crate) audit: String,
+    /// `upstream.address` (default: `unix:` and the directory's socket).
+    pub(crate) upstream_address: Option<String>,
 }
 
 /// What the test upstream serves on `/internal/metrics`, like the worker.
@@ -304,6 +306,7 @@ impl Default for Policy {
             routes: ROUTES.to_string(),
             admin: String::new(),
             audit: String::new(),
+            upstream_address: None,
         }
     }
 }
@@ -396,7 +399,7 @@ impl TestGateway {
              [tls]\ncert = \"{dir}/cert.pem\"\nkey = \"{dir}/key.pem\"\n\n\
              {plain}\n\
              [limits]\n{limits}\n\
-             [upstream]\naddress = \"unix:{socket}\"\n{upstream}\n\
+             [upstream]\naddress = \"{address}\"\n{upstream}\n\
              [admin]\nlisten = \"127.0.0.1:0\"\n{admin}\n\
              [audit]\n{audit}\n\
              {checks}\n\
@@ -404,7 +407,10 @@ impl TestGateway {
             server = policy.server,
             dir = dir.display(),
             limits = policy.limits,
-            socket = socket.display(),
+            address = policy
+                .upstream_address
+                .clone()
+                .unwrap_or_else(|| format!("unix:{}", socket.display())),
             upstream = policy.upstream,
             checks = policy.checks,
             routes = policy.routes,
