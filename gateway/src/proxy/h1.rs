@@ -62,7 +62,7 @@ use crate::body::{self, Body, BodyError};
 use crate::reject::Rejection;
 use crate::request_body::ForwardBody;
 use crate::shard::Local;
-use decode::{Decoder, Framing, Step};
+use decode::{Decoder, Step};
 
 /// The longest answer head taken (hyper's client takes about as much in
 /// its default buffer; the legacy backend's heads are under 1 KiB).
@@ -216,7 +216,7 @@ impl Conn {
         let mut answered = false;
         loop {
             if let Some(head) = head::parse(&self.read, method).map_err(Failure::invalid)? {
-                if !head.interim {
+                if !head.is_interim() {
                     return Ok(head);
                 }
                 interim += 1;
@@ -299,7 +299,7 @@ impl Failure {
 
 /// An answer whose head has been read; its body not yet.
 pub(crate) struct Answer {
-    pub(crate) response: Response<()>,
+    response: Response<()>,
     body: Reading,
 }
 
@@ -307,7 +307,6 @@ pub(crate) struct Answer {
 struct Reading {
     conn: Conn,
     decoder: Decoder,
-    framing: Framing,
     keep_alive: bool,
 }
 
@@ -358,7 +357,6 @@ pub(crate) async fn exchange(pool: &Pool, request: Request<ForwardBody>) -> Resu
             body: Reading {
                 conn,
                 decoder: Decoder::new(head.framing),
-                framing: head.framing,
                 keep_alive: head.keep_alive,
             },
         });
@@ -389,12 +387,10 @@ impl Answer {
     ) -> Result<Response<Body>, Rejection> {
         let Answer { response, body } = self;
         let limit = u64::try_from(buffer_limit).unwrap_or(u64::MAX);
-        let body = match body.framing {
-            Framing::Empty => {
-                body.finish(pool);
-                body::empty()
-            }
-            Framing::Length(length) if length <= limit => {
+        // A body of known length within the limit (none at all: 0) is
+        // read whole; any other streams.
+        let body = match body.decoder.remaining() {
+            Some(length) if length <= limit => {
                 let bytes = body.read_whole(length, pool).await.map_err(|error| {
                     Rejection::UpstreamBroken(format!("reading the answer's body: {error}"))
                 })?;

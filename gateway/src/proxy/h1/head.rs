@@ -60,12 +60,18 @@ pub(super) struct Head {
     /// Its length in bytes, up to and including the empty line.
     pub(super) len: usize,
     pub(super) status: StatusCode,
-    /// A 1xx answer other than 101: skipped, the real one follows.
-    pub(super) interim: bool,
     pub(super) framing: Framing,
     /// Whether the connection may carry another request after this answer:
     /// HTTP/1.1, no `Connection: close`, a length not read to the close.
     pub(super) keep_alive: bool,
+}
+
+impl Head {
+    /// A 1xx answer (never a 101, refused by [`parse`]): skipped, the real
+    /// one follows.
+    pub(super) fn is_interim(&self) -> bool {
+        self.status.is_informational()
+    }
 }
 
 /// Parses the head at the start of `buf`: `None` while it is incomplete.
@@ -125,8 +131,7 @@ pub(super) fn parse(buf: &[u8], method: &Method) -> Result<Option<Head>, Invalid
             keep_alive = false;
         }
     }
-    let interim = status.is_informational();
-    let framing = if interim
+    let framing = if status.is_informational()
         || *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -150,7 +155,6 @@ pub(super) fn parse(buf: &[u8], method: &Method) -> Result<Option<Head>, Invalid
     Ok(Some(Head {
         len,
         status,
-        interim,
         framing,
         keep_alive,
     }))
@@ -283,7 +287,7 @@ mod tests {
         let interim = head("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n")
             .unwrap()
             .unwrap();
-        assert!(interim.interim);
+        assert!(interim.is_interim());
         assert_eq!(interim.framing, Framing::Empty);
     }
 
